@@ -1,0 +1,72 @@
+/* JSON shapes and request helpers shared by the handlers. */
+#include <string.h>
+
+#include "handlers.h"
+#include "jsonspec.h"
+#include "names.h"
+
+json_t *json_time(usec_t t) {
+        char buf[32];
+
+        if (t == 0)
+                return json_null();
+        format_rfc3339(t, buf);
+        return json_string(buf);
+}
+
+json_t *version_to_json(const VersionRecord *v) {
+        json_error_t jerr;
+
+        return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:I, s:I, s:I, s:o, s:s, s:o, s:s?, s:o}", "image", v->image,
+                         "version", v->tag, "digest", v->digest, "kernel", v->kernel, "initrd",
+                         v->initrd[0] ? v->initrd : NULL, "cmdline", v->cmdline, "memory_mib", (json_int_t) v->memory_mib,
+                         "vcpus", (json_int_t) v->vcpus, "port", (json_int_t) v->port, "labels",
+                         json_loads(v->labels, 0, &jerr), "state", v->revoked ? "revoked" : "active", "revoked_at",
+                         json_time(v->revoked_at), "revoke_reason", v->revoke_reason, "created_at",
+                         json_time(v->created_at));
+}
+
+json_t *page_json(json_t *items, unsigned limit, const char *next) {
+        if (!items)
+                return NULL;
+        return json_pack("{s:o, s:s?}", "items", items, "next", json_array_size(items) >= limit ? next : NULL);
+}
+
+int request_json_body(Request *r, json_t **ret) {
+        int k = json_parse_body(r->body, r->body_size, ret, &r->error);
+        return k;
+}
+
+int request_name_param(Request *r, unsigned n, const char *what, const char **ret) {
+        const char *name = request_param(r, n);
+
+        if (!name_is_valid(name))
+                return reply_error(r, AVIARY_E_INVALID_NAME,
+                                   "invalid %s name '%.64s': use 1-63 lowercase letters, digits and '-', "
+                                   "starting and ending with a letter or digit",
+                                   what, name ? name : "");
+        *ret = name;
+        return 0;
+}
+
+int version_ref_parse(const char *s, char **ret_image, char **ret_ref) {
+        const char *sep = strchr(s, '@');
+
+        if (!sep)
+                sep = strchr(s, ':');
+        if (!sep || sep == s)
+                return -EINVAL;
+        *ret_image = strndup(s, (size_t) (sep - s));
+        *ret_ref = strdup(sep + 1);
+        if (!*ret_image || !*ret_ref) {
+                free(*ret_image);
+                free(*ret_ref);
+                return -ENOMEM;
+        }
+        if (!name_is_valid(*ret_image) || (*sep == '@' ? !digest_is_valid(*ret_ref) : !tag_is_valid(*ret_ref))) {
+                free(*ret_image);
+                free(*ret_ref);
+                return -EINVAL;
+        }
+        return 0;
+}

@@ -1,0 +1,52 @@
+/* Every route handler, one file per resource, plus the JSON shapes they share. */
+#pragma once
+
+#include <jansson.h>
+
+#include "request.h"
+#include "store.h"
+
+/* health.c */
+int health_get(Request *r);
+int version_info_get(Request *r);
+
+/* blobs.c */
+int blob_list(Request *r);
+int blob_get(Request *r);
+int blob_put_begin(Request *r);
+int blob_put_data(Request *r, const char *data, size_t size);
+int blob_put_finish(Request *r);
+int blob_delete(Request *r);
+
+/* images.c */
+int image_list(Request *r);
+int image_create(Request *r);
+int image_get(Request *r);
+int image_delete(Request *r);
+int version_list(Request *r);
+int version_create(Request *r);
+int version_get(Request *r);
+int version_delete(Request *r);
+int version_revoke(Request *r);
+
+/* services.c */
+int service_list(Request *r);
+int service_create(Request *r);
+int service_get(Request *r);
+int service_update(Request *r);
+int service_delete(Request *r);
+
+/* events.c */
+int event_list(Request *r);
+
+/* common.c */
+json_t *json_time(usec_t t);
+json_t *version_to_json(const VersionRecord *v);
+/* A page: {"items": ITEMS, "next": NEXT-or-null}. Takes ITEMS. */
+json_t *page_json(json_t *items, unsigned limit, const char *next);
+/* Parses the request's JSON body, filling R's error on failure. */
+int request_json_body(Request *r, json_t **ret);
+/* The image name in path parameter N, checked. */
+int request_name_param(Request *r, unsigned n, const char *what, const char **ret);
+/* Splits "IMAGE:TAG" or "IMAGE@sha256:HEX" into its parts (new strings). */
+int version_ref_parse(const char *s, char **ret_image, char **ret_ref);

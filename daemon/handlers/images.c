@@ -1,0 +1,401 @@
+/* /v1/images and their versions. A version is an immutable manifest addressed by the
+ * sha256 of its canonical JSON; the only change it admits is revocation. */
+#include <string.h>
+
+#include "digest.h"
+#include "handlers.h"
+#include "jsonspec.h"
+#include "manager.h"
+#include "template.h"
+
+#define MAX_LABELS 64
+
+static json_t *image_to_json(const ImageRecord *img) {
+        return json_pack("{s:s, s:I, s:o}", "name", img->name, "version_count", (json_int_t) img->version_count,
+                         "created_at", json_time(img->created_at));
+}
+
+static int image_not_found(Request *r, const char *name) {
+        return reply_error(r, AVIARY_E_IMAGE_NOT_FOUND, "image '%s' not found", name);
+}
+
+static int image_list_one(const ImageRecord *img, void *userdata) {
+        return json_array_append_new(userdata, image_to_json(img)) < 0 ? -ENOMEM : 0;
+}
+
+/* The cursor of a page of named things: the last item's name. */
+static const char *last_name(json_t *items, const char *key) {
+        size_t n = json_array_size(items);
+        return n ? json_string_value(json_object_get(json_array_get(items, n - 1), key)) : NULL;
+}
+
+int image_list(Request *r) {
+        json_t *items = json_array();
+        const char *after;
+        unsigned limit;
+        int k;
+
+        k = request_page(r, &limit, &after);
+        if (k == 0)
+                k = store_image_list(r->manager->store, after, limit, image_list_one, items);
+        if (k != 0) {
+                json_decref(items);
+                return k;
+        }
+        return reply_json(r, 200, page_json(items, limit, last_name(items, "name")));
+}
+
+int image_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        const char *name = NULL;
+        const FieldSpec specs[] = {
+                { "name", FIELD_STRING, .required = true, .max = 63, .ret = &name },
+                {},
+        };
+        ImageRecord img = {};
+        int k;
+
+        k = request_json_body(r, &body);
+        if (k == 0)
+                k = json_check_fields(body, specs, "", &r->error);
+        if (k != 0)
+                return k;
+        if (!name_is_valid(name))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "invalid image name '%s': use 1-63 lowercase letters, digits and '-'", name);
+        request_set_resource(r, "image/%s", name);
+        k = store_image_create(r->manager->store, name);
+        if (k == AVIARY_E_IMAGE_EXISTS)
+                return reply_error(r, k, "image '%s' already exists", name);
+        if (k != 0)
+                return k;
+        k = store_image_get(r->manager->store, name, &img);
+        if (k != 0)
+                return k < 0 ? k : -EIO;
+        snprintf(r->location, sizeof r->location, "/v1/images/%s", name);
+        k = reply_json(r, 201, image_to_json(&img));
+        image_record_done(&img);
+        return k;
+}
+
+static int version_list_one(const VersionRecord *v, void *userdata) {
+        return json_array_append_new(userdata, version_to_json(v)) < 0 ? -ENOMEM : 0;
+}
+
+int image_get(Request *r) {
+        ImageRecord img = {};
+        json_t *j, *versions;
+        const char *name;
+        int k;
+
+        k = request_name_param(r, 0, "image", &name);
+        if (k != 0)
+                return k;
+        k = store_image_get(r->manager->store, name, &img);
+        if (k > 0)
+                return image_not_found(r, name);
+        if (k < 0)
+                return k;
+        j = image_to_json(&img);
+        image_record_done(&img);
+        /* Show names the first 1000 versions; GET .../versions pages through all. */
+        versions = json_array();
+        if (!j || !versions || json_object_set_new(j, "versions", versions) < 0) {
+                json_decref(j);
+                return -ENOMEM;
+        }
+        k = store_version_list(r->manager->store, name, 0, 1000, version_list_one, versions);
+        if (k != 0) {
+                json_decref(j);
+                return k;
+        }
+        return reply_json(r, 200, j);
+}
+
+int image_delete(Request *r) {
+        const char *name;
+        int k;
+
+        k = request_name_param(r, 0, "image", &name);
+        if (k != 0)
+                return k;
+        request_set_resource(r, "image/%s", name);
+        k = store_image_delete(r->manager->store, name);
+        if (k == AVIARY_E_IMAGE_NOT_FOUND)
+                return image_not_found(r, name);
+        if (k == AVIARY_E_VERSION_IN_USE)
+                return reply_error(r, k, "image '%s' has a version that a service uses; change the service first",
+                                   name);
+        if (k != 0)
+                return k;
+        r->status = 204;
+        return 0;
+}
+
+int version_list(Request *r) {
+        json_t *items;
+        ImageRecord img = {};
+        const char *name, *after;
+        unsigned limit;
+        char next[32];
+        long long after_id = 0;
+        int k;
+
+        k = request_name_param(r, 0, "image", &name);
+        if (k == 0)
+                k = request_page(r, &limit, &after);
+        if (k != 0)
+                return k;
+        if (after && sscanf(after, "%lld", &after_id) != 1)
+                return reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a cursor from a previous page");
+        k = store_image_get(r->manager->store, name, &img);
+        if (k > 0)
+                return image_not_found(r, name);
+        if (k < 0)
+                return k;
+        image_record_done(&img);
+        items = json_array();
+        k = store_version_list(r->manager->store, name, after_id, limit, version_list_one, items);
+        if (k != 0) {
+                json_decref(items);
+                return k;
+        }
+        /* The cursor is the last version's row id, carried as an opaque string. */
+        next[0] = 0;
+        if (json_array_size(items)) {
+                VersionRecord v = {};
+                const char *last = json_string_value(
+                        json_object_get(json_array_get(items, json_array_size(items) - 1), "version"));
+                if (store_version_get(r->manager->store, name, last, &v) == 0)
+                        snprintf(next, sizeof next, "%lld", (long long) v.id);
+                version_record_done(&v);
+        }
+        return reply_json(r, 200, page_json(items, limit, next[0] ? next : NULL));
+}
+
+/* Checks the labels object: count, keys and values against the allow-lists. */
+static int labels_check(Request *r, json_t *labels) {
+        const char *key;
+        json_t *value;
+
+        if (json_object_size(labels) > MAX_LABELS)
+                return reply_error(r, AVIARY_E_INVALID_FIELD, "at most %d labels", MAX_LABELS);
+        json_object_foreach(labels, key, value) {
+                if (!label_key_is_valid(key))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "invalid label key '%.64s': 1-63 of letters, digits and ._/- "
+                                           "starting with a letter or digit",
+                                           key);
+                if (!label_value_is_valid(json_string_value(value)))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "invalid value for label '%s': at most 256 bytes of printable UTF-8", key);
+        }
+        return 0;
+}
+
+static int blob_check(Request *r, const char *field, const char *digest) {
+        BlobRecord b;
+        int k;
+
+        if (!digest_is_valid(digest))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "field '%s' must be a digest: sha256: and 64 lowercase hex digits", field);
+        k = store_blob_get(r->manager->store, digest, &b);
+        if (k > 0)
+                return reply_error(r, AVIARY_E_BLOB_MISSING, "%s blob %s has not been uploaded; PUT /v1/blobs/%s first",
+                                   field, digest, digest);
+        return k;
+}
+
+/* Builds the canonical manifest of V (whose fields are set) and its digest. */
+static int version_seal(const char *image, VersionRecord *v, json_t *labels) {
+        _cleanup_(json_decrefp) json_t *m = NULL;
+
+        m = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:O}", "cmdline", v->cmdline, "image", image, "kernel",
+                      v->kernel, "version", v->tag, "memory_mib", (json_int_t) v->memory_mib, "vcpus",
+                      (json_int_t) v->vcpus, "port", (json_int_t) v->port, "labels", labels);
+        if (!m)
+                return -ENOMEM;
+        if (v->initrd[0] && json_object_set_new(m, "initrd", json_string(v->initrd)) < 0)
+                return -ENOMEM;
+        v->manifest = json_dumps(m, JSON_SORT_KEYS | JSON_COMPACT);
+        v->labels = json_dumps(labels, JSON_SORT_KEYS | JSON_COMPACT);
+        if (!v->manifest || !v->labels)
+                return -ENOMEM;
+        return digest_buffer(v->manifest, strlen(v->manifest), v->digest);
+}
+
+int version_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(version_record_done) VersionRecord v = {};
+        _cleanup_(version_record_done) VersionRecord existing = {};
+        const char *name, *tag = NULL, *kernel = NULL, *initrd = NULL, *cmdline = "", *bad;
+        int64_t memory = 128, vcpus = 1, port = 80, image_id;
+        json_t *labels = NULL;
+        size_t bad_len;
+        const FieldSpec specs[] = {
+                { "version", FIELD_STRING, .required = true, .max = 128, .ret = &tag },
+                { "kernel", FIELD_STRING, .required = true, .max = 80, .ret = &kernel },
+                { "initrd", FIELD_STRING, .nullable = true, .max = 80, .ret = &initrd },
+                { "cmdline", FIELD_STRING, .max = 4096, .ret = &cmdline },
+                { "memory_mib", FIELD_INTEGER, .min = 16, .max = 65536, .ret = &memory },
+                { "vcpus", FIELD_INTEGER, .min = 1, .max = 64, .ret = &vcpus },
+                { "port", FIELD_INTEGER, .min = 1, .max = 65535, .ret = &port },
+                { "labels", FIELD_STRING_MAP, .ret = &labels },
+                {},
+        };
+        int k;
+
+        k = request_name_param(r, 0, "image", &name);
+        if (k == 0)
+                k = request_json_body(r, &body);
+        if (k == 0)
+                k = json_check_fields(body, specs, "", &r->error);
+        if (k != 0)
+                return k;
+        if (!tag_is_valid(tag))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "invalid version '%.128s': 1-128 of letters, digits and ._- starting with a "
+                                   "letter, digit or _",
+                                   tag);
+        if (template_validate(cmdline, &bad, &bad_len) < 0)
+                return reply_error(r, AVIARY_E_INVALID_TEMPLATE,
+                                   "cmdline: unknown placeholder or stray brace '%.*s'; the placeholders are {ip} "
+                                   "{prefix} {netmask} {gateway} {instance} {service} {version}, and {{ }} are "
+                                   "literal braces",
+                                   (int) (bad_len > 64 ? 64 : bad_len), bad);
+        for (const char *p = cmdline; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return reply_error(r, AVIARY_E_INVALID_FIELD, "cmdline must not contain control characters");
+        if (labels && (k = labels_check(r, labels)) != 0)
+                return k;
+        k = blob_check(r, "kernel", kernel);
+        if (k == 0 && initrd)
+                k = blob_check(r, "initrd", initrd);
+        if (k != 0)
+                return k;
+
+        v.tag = strdup(tag);
+        v.cmdline = strdup(cmdline);
+        if (!v.tag || !v.cmdline)
+                return -ENOMEM;
+        snprintf(v.kernel, sizeof v.kernel, "%s", kernel);
+        snprintf(v.initrd, sizeof v.initrd, "%s", initrd ? initrd : "");
+        v.memory_mib = memory, v.vcpus = vcpus, v.port = port;
+        if (labels) {
+                k = version_seal(name, &v, labels);
+        } else {
+                _cleanup_(json_decrefp) json_t *none = json_object();
+                k = none ? version_seal(name, &v, none) : -ENOMEM;
+        }
+        if (k < 0)
+                return k;
+
+        request_set_resource(r, "image/%s/version/%s", name, tag);
+        k = store_version_get(r->manager->store, name, tag, &existing);
+        if (k < 0)
+                return k;
+        if (k == 0) {
+                if (!streq(existing.digest, v.digest))
+                        return reply_error(r, AVIARY_E_VERSION_EXISTS,
+                                           "%s:%s already exists with other content (digest %s); versions are "
+                                           "immutable, push this under a new version",
+                                           name, tag, existing.digest);
+                /* The same version again: nothing to do, same answer. */
+                r->unchanged = true;
+                return reply_json(r, 200, version_to_json(&existing));
+        }
+        k = store_image_ensure(r->manager->store, name, &image_id);
+        if (k < 0)
+                return k;
+        k = store_version_insert(r->manager->store, image_id, &v);
+        if (k == AVIARY_E_VERSION_EXISTS)
+                return reply_error(r, k, "a version with digest %s already exists", v.digest);
+        if (k != 0)
+                return k;
+        v.image = strdup(name);
+        if (!v.image)
+                return -ENOMEM;
+        r->event_detail = json_pack("{s:s}", "digest", v.digest);
+        snprintf(r->location, sizeof r->location, "/v1/images/%s/versions/%s", name, tag);
+        return reply_json(r, 201, version_to_json(&v));
+}
+
+/* Looks up the version named by path parameters 0 (image) and 1 (tag or digest). */
+static int version_from_path(Request *r, VersionRecord *ret) {
+        const char *name, *ref = request_param(r, 1);
+        int k;
+
+        k = request_name_param(r, 0, "image", &name);
+        if (k != 0)
+                return k;
+        if (!tag_is_valid(ref) && !digest_is_valid(ref))
+                return reply_error(r, AVIARY_E_INVALID_NAME, "'%.128s' is neither a version tag nor a sha256: digest",
+                                   ref);
+        k = store_version_get(r->manager->store, name, ref, ret);
+        if (k == AVIARY_E_VERSION_NOT_FOUND)
+                return reply_error(r, k, "version %s%s%s not found", name, digest_is_valid(ref) ? "@" : ":", ref);
+        return k;
+}
+
+int version_get(Request *r) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        int k = version_from_path(r, &v);
+
+        if (k != 0)
+                return k;
+        snprintf(r->etag, sizeof r->etag, "\"%.32s\"", v.digest + 7);
+        return reply_json(r, 200, version_to_json(&v));
+}
+
+int version_delete(Request *r) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        int k = version_from_path(r, &v);
+
+        if (k != 0)
+                return k;
+        request_set_resource(r, "image/%s/version/%s", v.image, v.tag);
+        k = store_version_delete(r->manager->store, v.id);
+        if (k == AVIARY_E_VERSION_IN_USE)
+                return reply_error(r, k, "%s:%s is in use by a service; point the service elsewhere first", v.image,
+                                   v.tag);
+        if (k != 0)
+                return k;
+        r->event_detail = json_pack("{s:s}", "digest", v.digest);
+        r->status = 204;
+        return 0;
+}
+
+int version_revoke(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(version_record_done) VersionRecord v = {};
+        _cleanup_(version_record_done) VersionRecord after = {};
+        const char *reason = NULL;
+        const FieldSpec specs[] = {
+                { "reason", FIELD_STRING, .nullable = true, .max = 1024, .ret = &reason },
+                {},
+        };
+        int k = version_from_path(r, &v);
+
+        if (k != 0)
+                return k;
+        if (r->body_size > 0) {
+                k = request_json_body(r, &body);
+                if (k == 0)
+                        k = json_check_fields(body, specs, "", &r->error);
+                if (k != 0)
+                        return k;
+        }
+        request_set_resource(r, "image/%s/version/%s", v.image, v.tag);
+        k = store_version_revoke(r->manager->store, v.id, reason);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                r->unchanged = true;
+        else
+                r->event_detail = json_pack("{s:s, s:s?}", "digest", v.digest, "reason", reason);
+        k = store_version_get_by_id(r->manager->store, v.id, &after);
+        if (k != 0)
+                return k < 0 ? k : -EIO;
+        return reply_json(r, 200, version_to_json(&after));
+}

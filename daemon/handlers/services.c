@@ -1,0 +1,328 @@
+/* /v1/services: what users deploy to. Create and PATCH share one field table and one
+ * validation path; PATCH honours If-Match against the service's generation. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "jsonspec.h"
+#include "manager.h"
+
+static const char *const restart_policies[] = { "always", "on-failure", "never" };
+
+static json_t *service_to_json(Request *r, const ServiceRecord *s) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        char interval[32], timeout[32], ref[256] = "";
+
+        if (s->stable_version_id && store_version_get_by_id(r->manager->store, s->stable_version_id, &v) == 0)
+                snprintf(ref, sizeof ref, "%s:%s", v.image, v.tag);
+        duration_format_ms((uint64_t) s->hc_interval_ms, interval);
+        duration_format_ms((uint64_t) s->hc_timeout_ms, timeout);
+        return json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:I, s:s, s:{s:s, s:s, s:s, s:I, s:I}, s:I, s:o, s:o}", "name",
+                         s->name, "stable_version", ref[0] ? ref : NULL, "stable_digest", ref[0] ? v.digest : NULL,
+                         "listen", s->listen, "port", s->port ? json_integer(s->port) : json_null(), "replicas",
+                         (json_int_t) s->replicas, "restart_policy", s->restart_policy, "health_check", "path",
+                         s->hc_path, "interval", interval, "timeout", timeout, "rise", (json_int_t) s->hc_rise, "fall",
+                         (json_int_t) s->hc_fall, "generation", (json_int_t) s->generation, "created_at",
+                         json_time(s->created_at), "updated_at", json_time(s->updated_at));
+}
+
+static void service_etag(Request *r, const ServiceRecord *s) {
+        snprintf(r->etag, sizeof r->etag, "\"%lld\"", (long long) s->generation);
+}
+
+static int service_reply(Request *r, unsigned status, const ServiceRecord *s) {
+        service_etag(r, s);
+        return reply_json(r, status, service_to_json(r, s));
+}
+
+/* "127.0.0.1:8080" or "[::1]:8080" → normalised copy in *ret. */
+static int listen_parse(const char *s, char **ret) {
+        char host[INET6_ADDRSTRLEN + 2], *end;
+        unsigned char buf[sizeof(struct in6_addr)];
+        const char *colon;
+        unsigned long port;
+        size_t n;
+        bool v6 = s[0] == '[';
+
+        colon = v6 ? strstr(s, "]:") : strrchr(s, ':');
+        if (!colon)
+                return -EINVAL;
+        n = (size_t) (colon - s) - (v6 ? 1 : 0);
+        if (n == 0 || n >= sizeof host)
+                return -EINVAL;
+        memcpy(host, s + (v6 ? 1 : 0), n);
+        host[n] = 0;
+        if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) != 1)
+                return -EINVAL;
+        errno = 0;
+        port = strtoul(colon + (v6 ? 2 : 1), &end, 10);
+        if (errno || *end || port < 1 || port > 65535 || colon[v6 ? 2 : 1] == 0)
+                return -EINVAL;
+        inet_ntop(v6 ? AF_INET6 : AF_INET, buf, host, sizeof host);
+        return asprintf(ret, v6 ? "[%s]:%lu" : "%s:%lu", host, port) < 0 ? -ENOMEM : 0;
+}
+
+static int set_string_field(char **field, const char *value) {
+        char *copy = value ? strdup(value) : NULL;
+
+        if (value && !copy)
+                return -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+static int health_check_apply(Request *r, json_t *hc, ServiceRecord *s) {
+        const char *path = NULL, *interval = NULL, *timeout = NULL;
+        int64_t rise = s->hc_rise, fall = s->hc_fall;
+        uint64_t interval_ms = (uint64_t) s->hc_interval_ms, timeout_ms = (uint64_t) s->hc_timeout_ms;
+        const FieldSpec specs[] = {
+                { "path", FIELD_STRING, .max = 256, .ret = &path },
+                { "interval", FIELD_STRING, .max = 16, .ret = &interval },
+                { "timeout", FIELD_STRING, .max = 16, .ret = &timeout },
+                { "rise", FIELD_INTEGER, .min = 1, .max = 10, .ret = &rise },
+                { "fall", FIELD_INTEGER, .min = 1, .max = 10, .ret = &fall },
+                {},
+        };
+        int k = json_check_fields(hc, specs, "health_check.", &r->error);
+
+        if (k != 0)
+                return k;
+        if (path) {
+                if (path[0] != '/')
+                        return reply_error(r, AVIARY_E_INVALID_FIELD, "health_check.path must start with '/'");
+                for (const char *p = path; *p; p++)
+                        if (*p <= 0x20 || *p >= 0x7f)
+                                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                                   "health_check.path must be printable ASCII without spaces");
+        }
+        if (interval && (duration_parse_ms(interval, &interval_ms) < 0 || interval_ms < 100 || interval_ms > 3600000))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "health_check.interval must be a duration from 100ms to 1h, like \"2s\"");
+        if (timeout && (duration_parse_ms(timeout, &timeout_ms) < 0 || timeout_ms < 100 || timeout_ms > 3600000))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "health_check.timeout must be a duration from 100ms to 1h, like \"1s\"");
+        if (timeout_ms > interval_ms)
+                return reply_error(r, AVIARY_E_INVALID_FIELD, "health_check.timeout must not exceed its interval");
+        if (path && (k = set_string_field(&s->hc_path, path)) < 0)
+                return k;
+        s->hc_interval_ms = (int64_t) interval_ms;
+        s->hc_timeout_ms = (int64_t) timeout_ms;
+        s->hc_rise = rise;
+        s->hc_fall = fall;
+        return 0;
+}
+
+/* Resolves "IMAGE:TAG" / "IMAGE@sha256:..." to a deployable version's id. */
+static int stable_version_resolve(Request *r, const char *ref, int64_t *ret_id) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        _cleanup_free_ char *image = NULL, *tag = NULL;
+        int k = version_ref_parse(ref, &image, &tag);
+
+        if (k == -EINVAL)
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "stable_version must be IMAGE:VERSION or IMAGE@sha256:DIGEST, not '%.128s'", ref);
+        if (k < 0)
+                return k;
+        k = store_version_get(r->manager->store, image, tag, &v);
+        if (k == AVIARY_E_VERSION_NOT_FOUND)
+                return reply_error(r, AVIARY_E_VERSION_NOT_FOUND, "stable_version %s not found; push it first", ref);
+        if (k != 0)
+                return k;
+        if (v.revoked)
+                return reply_error(r, AVIARY_E_VERSION_REVOKED, "%s is revoked and cannot be deployed%s%s", ref,
+                                   v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
+        *ret_id = v.id;
+        return 0;
+}
+
+/* Applies the fields of BODY to S. CREATING admits (and requires) "name". */
+static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creating) {
+        const char *name = NULL, *listen = NULL, *policy = NULL, *stable = NULL;
+        bool has_listen = false, has_port = false, has_stable = false;
+        int64_t port = 0, replicas = s->replicas;
+        json_t *hc = NULL;
+        const FieldSpec specs[] = {
+                { "name", FIELD_STRING, .required = true, .max = 63, .ret = &name },
+                { "listen", FIELD_STRING, .nullable = true, .max = 64, .ret = &listen, .ret_present = &has_listen },
+                { "port", FIELD_INTEGER, .nullable = true, .min = 1, .max = 65535, .ret = &port,
+                  .ret_present = &has_port },
+                { "replicas", FIELD_INTEGER, .min = 0, .max = 64, .ret = &replicas },
+                { "restart_policy", FIELD_STRING, .max = 16, .ret = &policy },
+                { "stable_version", FIELD_STRING, .nullable = true, .max = 256, .ret = &stable,
+                  .ret_present = &has_stable },
+                { "health_check", FIELD_OBJECT, .ret = &hc },
+                {},
+        };
+        int k;
+
+        k = json_check_fields(body, creating ? specs : specs + 1, "", &r->error);
+        if (k != 0)
+                return k;
+        if (creating) {
+                if (!name_is_valid(name))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "invalid service name '%.63s': use 1-63 lowercase letters, digits and '-', "
+                                           "starting and ending with a letter or digit",
+                                           name);
+                if ((k = set_string_field(&s->name, name)) < 0)
+                        return k;
+        }
+        if (has_listen) {
+                _cleanup_free_ char *normal = NULL;
+                if (listen && listen_parse(listen, &normal) < 0)
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "listen must be IPV4:PORT or [IPV6]:PORT, not '%.64s'", listen);
+                free(s->listen);
+                s->listen = TAKE_PTR(normal);
+        }
+        if (has_port)
+                s->port = port;
+        s->replicas = replicas;
+        if (policy) {
+                bool known = false;
+                for (size_t i = 0; i < ELEMENTSOF(restart_policies); i++)
+                        known = known || streq(policy, restart_policies[i]);
+                if (!known)
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "restart_policy must be always, on-failure or never, not '%.16s'", policy);
+                if ((k = set_string_field(&s->restart_policy, policy)) < 0)
+                        return k;
+        }
+        if (hc && (k = health_check_apply(r, hc, s)) != 0)
+                return k;
+        if (has_stable) {
+                s->stable_version_id = 0;
+                if (stable && (k = stable_version_resolve(r, stable, &s->stable_version_id)) != 0)
+                        return k;
+        }
+        return 0;
+}
+
+static int service_conflict(Request *r, int k, const ServiceRecord *s) {
+        if (k == AVIARY_E_LISTEN_IN_USE)
+                return reply_error(r, k, "another service already listens on %s", s->listen);
+        if (k == AVIARY_E_SERVICE_EXISTS)
+                return reply_error(r, k, "service '%s' already exists", s->name);
+        return k;
+}
+
+static int service_list_one(const ServiceRecord *s, void *userdata) {
+        Request *r = ((void **) userdata)[0];
+        json_t *items = ((void **) userdata)[1];
+        return json_array_append_new(items, service_to_json(r, s)) < 0 ? -ENOMEM : 0;
+}
+
+int service_list(Request *r) {
+        json_t *items = json_array();
+        void *ctx[2] = { r, items };
+        const char *after;
+        unsigned limit;
+        size_t n;
+        int k;
+
+        k = request_page(r, &limit, &after);
+        if (k == 0)
+                k = store_service_list(r->manager->store, after, limit, service_list_one, ctx);
+        if (k != 0) {
+                json_decref(items);
+                return k;
+        }
+        n = json_array_size(items);
+        return reply_json(r, 200,
+                          page_json(items, limit,
+                                    n ? json_string_value(json_object_get(json_array_get(items, n - 1), "name")) : NULL));
+}
+
+int service_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {
+                .replicas = 1,
+                .hc_interval_ms = 2000,
+                .hc_timeout_ms = 1000,
+                .hc_rise = 1,
+                .hc_fall = 3,
+        };
+        int k;
+
+        s.restart_policy = strdup("always");
+        s.hc_path = strdup("/");
+        if (!s.restart_policy || !s.hc_path)
+                return -ENOMEM;
+        k = request_json_body(r, &body);
+        if (k == 0)
+                k = service_apply(r, body, &s, true);
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        k = store_service_insert(r->manager->store, &s);
+        if (k != 0)
+                return service_conflict(r, k, &s);
+        snprintf(r->location, sizeof r->location, "/v1/services/%s", s.name);
+        return service_reply(r, 201, &s);
+}
+
+/* Loads the service named in the path and checks If-Match against it. */
+static int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
+        const char *name, *if_match;
+        char etag[40];
+        int k;
+
+        k = request_name_param(r, 0, "service", &name);
+        if (k != 0)
+                return k;
+        k = store_service_get(r->manager->store, name, ret);
+        if (k == AVIARY_E_SERVICE_NOT_FOUND)
+                return reply_error(r, k, "service '%s' not found", name);
+        if (k != 0)
+                return k;
+        if_match = check_if_match ? request_header(r, "If-Match") : NULL;
+        if (if_match && !streq(if_match, "*")) {
+                snprintf(etag, sizeof etag, "\"%lld\"", (long long) ret->generation);
+                if (!streq(if_match, etag))
+                        return reply_error(r, AVIARY_E_PRECONDITION_FAILED,
+                                           "service '%s' has changed: it is at generation %s, If-Match said %.32s", name,
+                                           etag, if_match);
+        }
+        return 0;
+}
+
+int service_get(Request *r) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        int k = service_from_path(r, &s, false);
+
+        return k != 0 ? k : service_reply(r, 200, &s);
+}
+
+int service_update(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        int k = service_from_path(r, &s, true);
+
+        if (k == 0)
+                k = request_json_body(r, &body);
+        if (k == 0)
+                k = service_apply(r, body, &s, false);
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        k = store_service_update(r->manager->store, &s);
+        if (k != 0)
+                return service_conflict(r, k, &s);
+        r->event_detail = json_deep_copy(body);
+        return service_reply(r, 200, &s);
+}
+
+int service_delete(Request *r) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        int k = service_from_path(r, &s, true);
+
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        k = store_service_delete(r->manager->store, s.id);
+        if (k != 0)
+                return k;
+        r->status = 204;
+        return 0;
+}

@@ -1,0 +1,116 @@
+/* Dispatch: transactions, audit events and idempotency around the handlers. */
+#include <errno.h>
+#include <string.h>
+
+#include "digest.h"
+#include "dispatch.h"
+#include "log.h"
+#include "manager.h"
+#include "route.h"
+
+/* sha256 over method, path and body: "the same request" for an Idempotency-Key. */
+static int request_fingerprint(Request *r, char out[static DIGEST_STR_LEN + 1]) {
+        _cleanup_(digest_freep) Digest *d = NULL;
+        int k = digest_new(&d);
+
+        if (k < 0)
+                return k;
+        if ((k = digest_update(d, r->method_name, strlen(r->method_name) + 1)) < 0 ||
+            (k = digest_update(d, r->path, strlen(r->path) + 1)) < 0 ||
+            (k = digest_update(d, r->body ? r->body : "", r->body_size)) < 0)
+                return k;
+        return digest_final(d, out);
+}
+
+/* Answers from a remembered idempotent request, or refuses a different one with that key.
+ * Returns 1 when the answer was replayed, 0 to go on, or an error. */
+static int idempotency_replay(Request *r, const char *key, const char *fingerprint) {
+        _cleanup_(idempotency_record_done) IdempotencyRecord rec = {};
+        json_error_t jerr;
+        int k;
+
+        k = store_idempotency_get(r->manager->store, r->actor, key, &rec);
+        if (k <= 0)
+                return k;
+        if (!streq(rec.request_hash, fingerprint))
+                return reply_error(r, AVIARY_E_IDEMPOTENCY_KEY_REUSED,
+                                   "Idempotency-Key '%s' was already used for a different request (%s %s)", key,
+                                   rec.method, rec.path);
+        k = reply_json(r, (unsigned) rec.status, json_loads(rec.response, 0, &jerr));
+        if (k < 0)
+                return k;
+        r->replayed = true;
+        return 1;
+}
+
+static int event_append(Request *r) {
+        _cleanup_free_ char *detail = r->event_detail ? json_dumps(r->event_detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        EventRecord e = {
+                .actor = r->actor,
+                .action = r->route->action,
+                .resource = r->resource[0] ? r->resource : r->path,
+                .result = "ok",
+                .status = (int) (r->status ? r->status : 200),
+                .request_id = r->request_id,
+                .detail = detail,
+        };
+
+        return store_event_append(r->manager->store, &e);
+}
+
+int dispatch_request(Request *r) {
+        Store *store = r->manager->store;
+        const char *key = NULL;
+        char fingerprint[DIGEST_STR_LEN + 1];
+        int k;
+
+        if (!r->route->action)
+                return r->route->handler(r);
+
+        if (r->method == HTTP_POST) {
+                key = request_header(r, "Idempotency-Key");
+                if (key && !idempotency_key_is_valid(key))
+                        return reply_error(r, AVIARY_E_BAD_REQUEST,
+                                           "Idempotency-Key must be 1 to 255 printable ASCII characters");
+        }
+
+        k = store_begin(store);
+        if (k < 0)
+                return k;
+        if (key) {
+                k = request_fingerprint(r, fingerprint);
+                if (k == 0)
+                        k = idempotency_replay(r, key, fingerprint);
+                if (k != 0) {
+                        store_rollback(store);
+                        return k > 0 && r->replayed ? 0 : k;
+                }
+        }
+
+        k = r->route->handler(r);
+        /* A handler may answer "nothing changed" (same version pushed again): no event. */
+        if (k == 0 && !r->unchanged)
+                k = event_append(r);
+        if (k == 0 && key) {
+                _cleanup_free_ char *text = r->reply ? reply_dump(r->reply) : strdup("null");
+                IdempotencyRecord rec = {
+                        .method = (char *) r->method_name,
+                        .path = r->path,
+                        .request_hash = fingerprint,
+                        .status = (int) (r->status ? r->status : 200),
+                        .response = text,
+                };
+                k = text ? store_idempotency_put(store, r->actor, key, &rec) : -ENOMEM;
+        }
+        if (k != 0) {
+                store_rollback(store);
+                return k;
+        }
+        k = store_commit(store);
+        if (k == 0 && r->after_commit)
+                r->after_commit(r);
+        if (k == 0)
+                log_info("%s %s → %u [%s %s]", r->method_name, r->path, r->status ? r->status : 200, r->actor,
+                         r->request_id);
+        return k;
+}

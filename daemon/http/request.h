@@ -1,0 +1,74 @@
+/* One HTTP request as the handlers see it: route match, path parameters, caller identity,
+ * body, and the reply being built. Handlers never touch libmicrohttpd directly except
+ * through these accessors. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apierror.h"
+
+typedef struct Manager Manager;
+typedef struct Route Route;
+typedef struct BlobUpload BlobUpload;
+struct MHD_Connection;
+
+typedef enum HttpMethod {
+        HTTP_GET = 1 << 0,
+        HTTP_HEAD = 1 << 1,
+        HTTP_POST = 1 << 2,
+        HTTP_PUT = 1 << 3,
+        HTTP_PATCH = 1 << 4,
+        HTTP_DELETE = 1 << 5,
+} HttpMethod;
+
+#define ROUTE_MAX_PARAMS 4
+
+typedef struct Request {
+        Manager *manager;
+        struct MHD_Connection *connection;
+        HttpMethod method;
+        const char *method_name;
+        char *path;
+        const Route *route;
+        char *params[ROUTE_MAX_PARAMS];
+        unsigned n_params;
+        char request_id[40];
+        char actor[64];          /* "uid:1000" on the unix socket, "tcp:ADDR" otherwise */
+        bool started;            /* first call seen */
+        bool replied;            /* a response was queued */
+        bool replayed;           /* answered from a remembered Idempotency-Key */
+        bool unchanged;          /* the handler changed nothing: no audit event */
+
+        /* body */
+        char *body;
+        size_t body_size, body_allocated, body_max;
+        bool body_too_large;
+        BlobUpload *upload;      /* streamed blob PUTs */
+        void *handler_state;     /* a streaming handler's own */
+
+        /* reply, filled by the handler */
+        unsigned status;
+        json_t *reply;
+        int reply_fd;            /* when >= 0, the body is this file (blobs) */
+        uint64_t reply_fd_size;
+        char etag[40];
+        char location[512];
+        char resource[384];      /* the resource an audit event names */
+        json_t *event_detail;    /* optional detail for the audit event */
+        void (*after_commit)(struct Request *r); /* work that must wait for the commit (file removal) */
+        ApiError error;
+} Request;
+
+/* Path parameter N (0-based), already percent-decoded. */
+const char *request_param(Request *r, unsigned n);
+const char *request_header(Request *r, const char *name);
+const char *request_query(Request *r, const char *name);
+/* ?limit=&after= with checks; limit defaults to 100, at most 1000. */
+int request_page(Request *r, unsigned *ret_limit, const char **ret_after);
+
+/* Handler helpers: set the reply. They take ownership of J. */
+int reply_json(Request *r, unsigned status, json_t *j);
+int reply_error(Request *r, AviaryError code, const char *fmt, ...) _printf_(3, 4);
+void request_set_resource(Request *r, const char *fmt, ...) _printf_(2, 3);

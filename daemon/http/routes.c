@@ -1,0 +1,40 @@
+/* THE route table: every API route, its body kind and, for changes, the audit action.
+ * api/openapi.yaml must describe exactly these (tests/unit/test-openapi.py checks). */
+#include "handlers.h"
+#include "route.h"
+
+#define KiB 1024
+
+const Route routes[] = {
+        { HTTP_GET, "/v1/health", health_get },
+        { HTTP_GET, "/v1/version", version_info_get },
+
+        { HTTP_GET, "/v1/blobs", blob_list },
+        { HTTP_GET, "/v1/blobs/{digest}", blob_get },
+        { HTTP_PUT, "/v1/blobs/{digest}", blob_put_finish, BODY_STREAM, .max_body = 0, .action = "blob.upload",
+          .stream_begin = blob_put_begin, .stream_data = blob_put_data },
+        { HTTP_DELETE, "/v1/blobs/{digest}", blob_delete, .action = "blob.delete" },
+
+        { HTTP_GET, "/v1/images", image_list },
+        { HTTP_POST, "/v1/images", image_create, BODY_JSON, 4 * KiB, "image.create" },
+        { HTTP_GET, "/v1/images/{name}", image_get },
+        { HTTP_DELETE, "/v1/images/{name}", image_delete, .action = "image.delete" },
+
+        { HTTP_GET, "/v1/images/{name}/versions", version_list },
+        { HTTP_POST, "/v1/images/{name}/versions", version_create, BODY_JSON, 64 * KiB, "version.create" },
+        { HTTP_GET, "/v1/images/{name}/versions/{ref}", version_get, .wrong_method = AVIARY_E_VERSION_IMMUTABLE,
+          .wrong_method_message = "image versions are immutable: push a new version, or revoke this one" },
+        { HTTP_DELETE, "/v1/images/{name}/versions/{ref}", version_delete, .action = "version.delete" },
+        { HTTP_POST, "/v1/images/{name}/versions/{ref}/revoke", version_revoke, BODY_JSON, 4 * KiB,
+          "version.revoke" },
+
+        { HTTP_GET, "/v1/services", service_list },
+        { HTTP_POST, "/v1/services", service_create, BODY_JSON, 16 * KiB, "service.create" },
+        { HTTP_GET, "/v1/services/{name}", service_get },
+        { HTTP_PATCH, "/v1/services/{name}", service_update, BODY_JSON, 16 * KiB, "service.update" },
+        { HTTP_DELETE, "/v1/services/{name}", service_delete, .action = "service.delete" },
+
+        { HTTP_GET, "/v1/events", event_list },
+};
+
+const size_t routes_count = ELEMENTSOF(routes);

@@ -1,0 +1,532 @@
+/* libmicrohttpd on sd-event. Each listener is an MHD daemon in external-epoll mode: its
+ * epoll fd is an sd-event I/O source and its timeout an sd-event timer. The access handler
+ * routes on the first call (so a wrong route, size or type is refused before any body is
+ * read), collects or streams the body, then hands the request to dispatch. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include "dispatch.h"
+#include "log.h"
+#include "manager.h"
+#include "names.h"
+#include <openssl/crypto.h>
+#include "route.h"
+#include "server.h"
+
+#define MAX_LISTENERS 8
+
+typedef struct Listener {
+        HttpServer *server;
+        struct MHD_Daemon *mhd;
+        sd_event_source *io, *timer;
+        bool unix_socket;
+} Listener;
+
+struct HttpServer {
+        Manager *manager;
+        Listener listeners[MAX_LISTENERS];
+        unsigned n_listeners;
+};
+
+static void listener_schedule(Listener *l);
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Listener *l = userdata;
+
+        MHD_run(l->mhd);
+        listener_schedule(l);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Listener *l = userdata;
+
+        MHD_run(l->mhd);
+        listener_schedule(l);
+        return 0;
+}
+
+/* Arms the timer for MHD's next timeout (idle connections, resumed requests). */
+static void listener_schedule(Listener *l) {
+        MHD_UNSIGNED_LONG_LONG ms;
+        uint64_t now;
+
+        if (MHD_get_timeout(l->mhd, &ms) != MHD_YES) {
+                sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+                return;
+        }
+        sd_event_now(sd_event_source_get_event(l->timer), CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(l->timer, now + ms * 1000ULL);
+        sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+        char buf[512];
+        size_t n;
+
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        n = strlen(buf);
+        while (n > 0 && buf[n - 1] == '\n')
+                buf[--n] = 0;
+        log_warning("HTTP: %s", buf);
+}
+
+/* ---- the request object ---- */
+
+static void request_free(Request *r) {
+        if (!r)
+                return;
+        for (unsigned i = 0; i < r->n_params; i++)
+                free(r->params[i]);
+        free(r->path);
+        free(r->body);
+        blob_upload_free(r->upload);
+        json_decref(r->reply);
+        json_decref(r->event_detail);
+        if (r->reply_fd >= 0)
+                close(r->reply_fd);
+        free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+        request_free(*req_cls);
+        *req_cls = NULL;
+}
+
+const char *request_param(Request *r, unsigned n) {
+        return n < r->n_params ? r->params[n] : NULL;
+}
+
+const char *request_header(Request *r, const char *name) {
+        return MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, name);
+}
+
+const char *request_query(Request *r, const char *name) {
+        return MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int request_page(Request *r, unsigned *ret_limit, const char **ret_after) {
+        const char *limit = request_query(r, "limit"), *after = request_query(r, "after");
+        char *end;
+        unsigned long v = 100;
+
+        if (limit) {
+                errno = 0;
+                v = strtoul(limit, &end, 10);
+                if (errno || end == limit || *end || v < 1 || v > 1000)
+                        return reply_error(r, AVIARY_E_INVALID_QUERY, "limit must be an integer from 1 to 1000");
+        }
+        if (after && (!*after || strlen(after) > 256))
+                return reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a cursor from a previous page");
+        *ret_limit = (unsigned) v;
+        *ret_after = after;
+        return 0;
+}
+
+int reply_json(Request *r, unsigned status, json_t *j) {
+        json_decref(r->reply);
+        r->status = status;
+        r->reply = j;
+        return j ? 0 : -ENOMEM;
+}
+
+int reply_error(Request *r, AviaryError code, const char *fmt, ...) {
+        va_list ap;
+
+        r->error.code = code;
+        va_start(ap, fmt);
+        vsnprintf(r->error.message, sizeof r->error.message, fmt, ap);
+        va_end(ap);
+        return (int) code;
+}
+
+void request_set_resource(Request *r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(r->resource, sizeof r->resource, fmt, ap);
+        va_end(ap);
+}
+
+/* ---- sending ---- */
+
+static enum MHD_Result queue(Request *r, unsigned status, struct MHD_Response *resp, const char *content_type) {
+        enum MHD_Result ret;
+
+        if (!resp)
+                return MHD_NO;
+        if (content_type)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (r->etag[0])
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, r->etag);
+        if (r->location[0])
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+        if (r->replayed)
+                MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+        ret = MHD_queue_response(r->connection, status, resp);
+        MHD_destroy_response(resp);
+        r->replied = true;
+        return ret;
+}
+
+static enum MHD_Result send_text(Request *r, unsigned status, char *text) {
+        struct MHD_Response *resp;
+
+        if (!text)
+                return MHD_NO;
+        resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+                free(text);
+        return queue(r, status, resp, "application/json");
+}
+
+char *error_envelope(AviaryError code, const char *message, const char *request_id) {
+        json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", aviary_error_code(code), "message", message,
+                              "request_id", request_id);
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+        json_decref(j);
+        if (text) {
+                size_t n = strlen(text);
+                char *nl = realloc(text, n + 2);
+                if (nl) {
+                        nl[n] = '\n', nl[n + 1] = 0;
+                        text = nl;
+                }
+        }
+        return text;
+}
+
+static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow) {
+        struct MHD_Response *resp;
+        char *text = error_envelope(code, message, r->request_id), allow_header[64] = "";
+
+        if (!text)
+                return MHD_NO;
+        log_full_errno(aviary_error_status(code) >= 500 ? LOG_ERR : LOG_INFO, 0, "%s %s → %u %s: %s [%s %s]",
+                       r->method_name, r->path, aviary_error_status(code), aviary_error_code(code), message,
+                       r->actor, r->request_id);
+        resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        for (unsigned m = 1; allow && m <= HTTP_DELETE; m <<= 1)
+                if (allow & m) {
+                        if (allow_header[0])
+                                strcat(allow_header, ", ");
+                        strcat(allow_header, http_method_name((HttpMethod) m));
+                }
+        if (allow_header[0])
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow_header);
+        if (code == AVIARY_E_UNAUTHORIZED)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"aviary\"");
+        return queue(r, aviary_error_status(code), resp, "application/json");
+}
+
+/* Sends what a handler produced: r->error for a positive result, 500/503/507 for errno. */
+static enum MHD_Result send_result(Request *r, int result) {
+        if (result > 0)
+                return send_error(r, (AviaryError) result, r->error.message, 0);
+        if (result == -ENOSPC || result == -EDQUOT)
+                return send_error(r, AVIARY_E_STORAGE_FULL, "the state directory's file system is full; nothing was changed", 0);
+        if (result == -EBUSY)
+                return send_error(r, AVIARY_E_UNAVAILABLE, "the database is busy; try again", 0);
+        if (result < 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "internal error (%s); see the daemon log for request %s", strerror(-result),
+                         r->request_id);
+                return send_error(r, AVIARY_E_INTERNAL, msg, 0);
+        }
+        if (r->reply_fd >= 0) {
+                struct MHD_Response *resp = MHD_create_response_from_fd64(r->reply_fd_size, r->reply_fd);
+                if (resp)
+                        r->reply_fd = -1; /* MHD owns it now */
+                return queue(r, r->status ? r->status : 200, resp, "application/octet-stream");
+        }
+        if (!r->reply)
+                return queue(r, r->status ? r->status : 204,
+                             MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT), NULL);
+        return send_text(r, r->status ? r->status : 200, reply_dump(r->reply));
+}
+
+char *reply_dump(json_t *j) {
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER), *nl;
+        size_t n;
+
+        if (!text)
+                return NULL;
+        n = strlen(text);
+        nl = realloc(text, n + 2);
+        if (!nl)
+                return text;
+        nl[n] = '\n', nl[n + 1] = 0;
+        return nl;
+}
+
+/* ---- identity ---- */
+
+static void request_identify(Request *r, Listener *l) {
+        const union MHD_ConnectionInfo *info;
+
+        if (l->unix_socket) {
+                struct ucred cred;
+                socklen_t len = sizeof cred;
+
+                info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+                if (info && getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+                        snprintf(r->actor, sizeof r->actor, "uid:%u", (unsigned) cred.uid);
+                else
+                        snprintf(r->actor, sizeof r->actor, "uid:unknown");
+                return;
+        }
+        info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (info && info->client_addr) {
+                char addr[INET6_ADDRSTRLEN] = "?";
+                const struct sockaddr *sa = info->client_addr;
+                if (sa->sa_family == AF_INET)
+                        inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, addr, sizeof addr);
+                else if (sa->sa_family == AF_INET6)
+                        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof addr);
+                snprintf(r->actor, sizeof r->actor, "tcp:%s", addr);
+        } else
+                snprintf(r->actor, sizeof r->actor, "tcp:unknown");
+}
+
+static void request_id_init(Request *r) {
+        const char *given = request_header(r, "X-Request-Id");
+        unsigned char raw[12];
+
+        if (given && request_id_is_valid(given)) {
+                snprintf(r->request_id, sizeof r->request_id, "%s", given);
+                return;
+        }
+        if (getrandom(raw, sizeof raw, 0) != sizeof raw)
+                memset(raw, 0, sizeof raw);
+        for (size_t i = 0; i < sizeof raw; i++)
+                snprintf(r->request_id + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* TCP callers must present the bearer token when one is configured. */
+static bool request_authorized(Request *r, Listener *l) {
+        const char *auth, *token = r->manager->token;
+
+        if (l->unix_socket || !token)
+                return true;
+        auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+                return false;
+        auth += 7;
+        return strlen(auth) == strlen(token) && CRYPTO_memcmp(auth, token, strlen(token)) == 0;
+}
+
+/* ---- the first call: route and check headers ---- */
+
+static bool content_type_is(Request *r, const char *want) {
+        const char *ct = request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+        size_t n = strlen(want);
+
+        return ct && strncasecmp(ct, want, n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+}
+
+static enum MHD_Result request_begin(Request *r, Listener *l) {
+        const char *length = request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *chunked = request_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        bool has_body = (length && strcmp(length, "0") != 0) || chunked;
+        unsigned allow = 0;
+        int m;
+
+        request_identify(r, l);
+        request_id_init(r);
+        if (!request_authorized(r, l))
+                return send_error(r, AVIARY_E_UNAUTHORIZED, "a valid bearer token is required on this listener", 0);
+        if (!r->method)
+                return send_error(r, AVIARY_E_METHOD_NOT_ALLOWED, "unsupported HTTP method", 0);
+
+        m = router_match(r, r->method, r->path, &allow);
+        if (m < 0)
+                return send_result(r, m);
+        if (m == AVIARY_E_NOT_FOUND) {
+                char msg[600];
+                snprintf(msg, sizeof msg, "no such API route: %s", r->path);
+                return send_error(r, AVIARY_E_NOT_FOUND, msg, 0);
+        }
+        if (m == AVIARY_E_METHOD_NOT_ALLOWED) {
+                char msg[600];
+                if (r->route->wrong_method_message)
+                        snprintf(msg, sizeof msg, "%s", r->route->wrong_method_message);
+                else
+                        snprintf(msg, sizeof msg, "%s is not allowed on %s", r->method_name, r->path);
+                return send_error(r, r->route->wrong_method ? r->route->wrong_method : AVIARY_E_METHOD_NOT_ALLOWED,
+                                  msg, allow);
+        }
+
+        if (r->route->body == BODY_STREAM)
+                r->body_max = r->manager->settings.max_blob_size;
+        else
+                r->body_max = r->route->max_body ? r->route->max_body : r->manager->settings.max_json_body;
+        if (r->route->body == BODY_NONE && has_body)
+                return send_error(r, AVIARY_E_BAD_REQUEST, "this route takes no request body", 0);
+        if (length) {
+                char *end;
+                unsigned long long n;
+                errno = 0;
+                n = strtoull(length, &end, 10);
+                if (errno || *end)
+                        return send_error(r, AVIARY_E_BAD_REQUEST, "bad Content-Length", 0);
+                if (n > r->body_max) {
+                        char msg[160];
+                        snprintf(msg, sizeof msg, "request body of %llu bytes is over this route's limit of %zu bytes", n,
+                                 r->body_max);
+                        return send_error(r, AVIARY_E_PAYLOAD_TOO_LARGE, msg, 0);
+                }
+        }
+        if (r->route->body == BODY_JSON && has_body && !content_type_is(r, "application/json"))
+                return send_error(r, AVIARY_E_UNSUPPORTED_MEDIA_TYPE,
+                                  "request body must be JSON: send 'Content-Type: application/json'", 0);
+        if (r->route->body == BODY_STREAM) {
+                int ret;
+                if (has_body && !content_type_is(r, "application/octet-stream"))
+                        return send_error(r, AVIARY_E_UNSUPPORTED_MEDIA_TYPE,
+                                          "blob uploads must be 'Content-Type: application/octet-stream'", 0);
+                ret = r->route->stream_begin(r);
+                if (ret != 0 || r->status)
+                        return send_result(r, ret);
+        }
+        return MHD_YES;
+}
+
+static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
+        if (r->body_size + size > r->body_max) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "request body is over this route's limit of %zu bytes", r->body_max);
+                return send_error(r, AVIARY_E_PAYLOAD_TOO_LARGE, msg, 0);
+        }
+        if (r->route->body == BODY_STREAM) {
+                int ret = r->route->stream_data(r, data, size);
+                r->body_size += size;
+                return ret == 0 ? MHD_YES : send_result(r, ret);
+        }
+        if (r->body_size + size + 1 > r->body_allocated) {
+                size_t want = (r->body_size + size + 1) * 2;
+                char *p;
+                if (want > r->body_max + 1)
+                        want = r->body_max + 1;
+                p = realloc(r->body, want);
+                if (!p)
+                        return send_result(r, -ENOMEM);
+                r->body = p;
+                r->body_allocated = want;
+        }
+        memcpy(r->body + r->body_size, data, size);
+        r->body_size += size;
+        r->body[r->body_size] = 0;
+        return MHD_YES;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **req_cls) {
+        Listener *l = cls;
+        Request *r = *req_cls;
+
+        if (!r) {
+                r = calloc(1, sizeof *r);
+                if (!r)
+                        return MHD_NO;
+                *req_cls = r;
+                r->manager = l->server->manager;
+                r->connection = connection;
+                r->reply_fd = -1;
+                r->method_name = method;
+                r->method = http_method_from_name(method);
+                r->path = strdup(url);
+                if (!r->path)
+                        return MHD_NO;
+                r->started = true;
+                return request_begin(r, l);
+        }
+        if (r->replied) {
+                /* Answered early (413, 415...): drop whatever else the client sends. */
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                enum MHD_Result ret = request_data(r, upload_data, *upload_data_size);
+                *upload_data_size = 0;
+                return ret;
+        }
+        return send_result(r, dispatch_request(r));
+}
+
+/* ---- listeners ---- */
+
+int http_server_new(Manager *m, HttpServer **ret) {
+        HttpServer *s = calloc(1, sizeof *s);
+
+        if (!s)
+                return -ENOMEM;
+        s->manager = m;
+        *ret = s;
+        return 0;
+}
+
+HttpServer *http_server_free(HttpServer *s) {
+        if (!s)
+                return NULL;
+        for (unsigned i = 0; i < s->n_listeners; i++) {
+                sd_event_source_disable_unref(s->listeners[i].io);
+                sd_event_source_disable_unref(s->listeners[i].timer);
+                MHD_stop_daemon(s->listeners[i].mhd);
+        }
+        free(s);
+        return NULL;
+}
+
+int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
+        const Settings *cfg = &s->manager->settings;
+        const union MHD_DaemonInfo *info;
+        Listener *l;
+        int r;
+
+        if (s->n_listeners >= MAX_LISTENERS)
+                return -E2BIG;
+        l = &s->listeners[s->n_listeners];
+        *l = (Listener) { .server = s, .unix_socket = unix_socket };
+        l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                  on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                  MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                                  cfg->connection_timeout_sec, MHD_OPTION_END);
+        if (!l->mhd)
+                return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);
+        info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info) {
+                MHD_stop_daemon(l->mhd);
+                return log_error_errno(EINVAL, "HTTP server has no epoll descriptor");
+        }
+        r = sd_event_add_io(s->manager->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
+        if (r >= 0)
+                r = sd_event_add_time(s->manager->event, &l->timer, CLOCK_MONOTONIC, 0, 0, on_timer, l);
+        if (r < 0) {
+                sd_event_source_disable_unref(l->io);
+                MHD_stop_daemon(l->mhd);
+                return log_error_errno(r, "Cannot watch the HTTP server");
+        }
+        sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+        s->n_listeners++;
+        listener_schedule(l);
+        return 0;
+}
+
+unsigned http_server_listener_count(HttpServer *s) {
+        return s->n_listeners;
+}

@@ -1,0 +1,16 @@
+/* The API server: libmicrohttpd daemons (one per listening socket) driven by sd-event
+ * through their epoll descriptors, so handlers run on the manager's single loop thread. */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct Manager Manager;
+typedef struct HttpServer HttpServer;
+
+int http_server_new(Manager *m, HttpServer **ret);
+HttpServer *http_server_free(HttpServer *s);
+
+/* Serves on listening socket FD (taken over). UNIX_SOCKET: callers are identified by
+ * SO_PEERCRED; otherwise by address, and the bearer token applies. */
+int http_server_add_listener(HttpServer *s, int fd, bool unix_socket);
+unsigned http_server_listener_count(HttpServer *s);

@@ -1,0 +1,198 @@
+/* The manager: opens state, listeners and the loop; sends READY=1 once the API can answer. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "http/server.h"
+#include "log.h"
+#include "manager.h"
+#include "socket.h"
+
+#define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
+#define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
+
+int manager_new(Settings *settings, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->settings = *settings;
+        *settings = (Settings) {};
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        r = http_server_new(m, &m->http);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        http_server_free(m->http);
+        sd_event_source_disable_unref(m->housekeeping);
+        store_close(m->store);
+        blobfiles_free(m->blobs);
+        sd_event_unref(m->event);
+        if (m->token)
+                explicit_bzero(m->token, strlen(m->token));
+        free(m->token);
+        settings_done(&m->settings);
+        free(m);
+        return NULL;
+}
+
+/* A blob file whose row never committed (crash mid-upload) is removed. */
+static int sweep_one(const char *digest, void *userdata) {
+        Manager *m = userdata;
+        BlobRecord b;
+        int r = store_blob_get(m->store, digest, &b);
+
+        if (r == AVIARY_E_BLOB_NOT_FOUND) {
+                log_notice("Removing blob file %s that was never recorded.", digest);
+                return blobfiles_remove(m->blobs, digest);
+        }
+        return r < 0 ? r : 0;
+}
+
+static int token_load(Manager *m) {
+        char buf[512];
+        size_t n;
+        FILE *f;
+
+        if (!m->settings.token_file)
+                return 0;
+        f = fopen(m->settings.token_file, "re");
+        if (!f)
+                return log_error_errno(errno, "Cannot read token file %s", m->settings.token_file);
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        buf[strcspn(buf, "\r\n")] = 0;
+        if (strlen(buf) < 16) {
+                explicit_bzero(buf, sizeof buf);
+                return log_error_errno(EINVAL, "Token in %s is shorter than 16 characters", m->settings.token_file);
+        }
+        m->token = strdup(buf);
+        explicit_bzero(buf, sizeof buf);
+        return m->token ? 0 : -ENOMEM;
+}
+
+static int listeners_open(Manager *m) {
+        int n = sd_listen_fds(1), fd, r;
+        bool loopback = false;
+
+        if (n > 0) {
+                for (int i = 0; i < n; i++) {
+                        fd = SD_LISTEN_FDS_START + i;
+                        r = http_server_add_listener(m->http, fd, sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0);
+                        if (r < 0)
+                                return r;
+                }
+                log_info("Serving the API on %d socket(s) from systemd.", n);
+                return 0;
+        }
+        r = socket_listen_unix(m->settings.socket_path, m->settings.socket_mode, m->settings.socket_group, &fd);
+        if (r < 0)
+                return r;
+        r = http_server_add_listener(m->http, fd, true);
+        if (r < 0)
+                return r;
+        log_info("Serving the API on %s.", m->settings.socket_path);
+        if (m->settings.listen) {
+                r = socket_listen_tcp(m->settings.listen, &fd, &loopback);
+                if (r < 0)
+                        return r;
+                if (!loopback && !m->token) {
+                        close(fd);
+                        return log_error_errno(EPERM,
+                                               "Refusing to serve the API on non-loopback %s without a bearer token; "
+                                               "set token_file",
+                                               m->settings.listen);
+                }
+                r = http_server_add_listener(m->http, fd, false);
+                if (r < 0)
+                        return r;
+                log_info("Serving the API on tcp %s%s.", m->settings.listen, m->token ? " (bearer token required)" : "");
+        }
+        return 0;
+}
+
+static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r = store_idempotency_expire(m->store, now_realtime() - IDEMPOTENCY_KEEP_USEC);
+
+        if (r > 0)
+                log_debug("Forgot %d idempotency keys.", r);
+        sd_event_source_set_time_relative(s, HOUSEKEEPING_USEC);
+        return 0;
+}
+
+int manager_start(Manager *m) {
+        char path[4096];
+        int r;
+
+        m->started_at = now_realtime();
+        r = mkdir_parents(m->settings.state_dir, 0750);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create state directory %s", m->settings.state_dir);
+        snprintf(path, sizeof path, "%s/aviary.db", m->settings.state_dir);
+        r = store_open(path, &m->store);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the database %s", path);
+        r = blobfiles_open(m->settings.state_dir, &m->blobs);
+        if (r < 0)
+                return r;
+        r = blobfiles_foreach(m->blobs, sweep_one, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot sweep the blob directory");
+        r = token_load(m);
+        if (r < 0)
+                return r;
+        r = listeners_open(m);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(m->event, &m->housekeeping, CLOCK_MONOTONIC, 60 * USEC_PER_SEC, 0,
+                                       on_housekeeping, m);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(m->housekeeping, SD_EVENT_ON);
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s; stopping (guests keep running).", strsignal((int) si->ssi_signo));
+        (void) sd_notify(0, "STOPPING=1");
+        return sd_event_exit(m->event, 0);
+}
+
+int manager_run(Manager *m) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);
+        if (r >= 0)
+                r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the event loop");
+
+        (void) sd_notifyf(0, "READY=1\nSTATUS=Serving the API (schema %d)", store_schema_version(m->store));
+        log_info("aviaryd ready: state %s.", m->settings.state_dir);
+        return sd_event_loop(m->event);
+}

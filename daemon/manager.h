@@ -1,0 +1,32 @@
+/* The manager owns everything aviaryd runs: the event loop, the store, the blob files,
+ * the API listeners. main() builds one, runs it, frees it. */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "blobfiles.h"
+#include "settings.h"
+#include "store.h"
+
+typedef struct HttpServer HttpServer;
+
+typedef struct Manager {
+        sd_event *event;
+        Settings settings;
+        Store *store;
+        BlobFiles *blobs;
+        HttpServer *http;
+        char *token;             /* bearer token for TCP, from settings.token_file */
+        sd_event_source *housekeeping;
+        usec_t started_at;
+} Manager;
+
+/* Takes ownership of SETTINGS' contents. */
+int manager_new(Settings *settings, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Opens the store, the blob files and the listeners (socket activation or our own). */
+int manager_start(Manager *m);
+/* Runs the event loop until SIGTERM/SIGINT; READY=1 is sent once started. */
+int manager_run(Manager *m);

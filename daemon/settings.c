@@ -1,0 +1,308 @@
+/* Configuration: defaults, a KEY = VALUE file, and the command line. Root gets the system
+ * paths (/var/lib/aviary, /run/aviary); other users their XDG directories. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "settings.h"
+#include "config.h" /* AVIARY_VERSION, generated */
+#include "log.h"
+
+#define MiB (1024ULL * 1024ULL)
+
+void settings_init_defaults(Settings *c) {
+        *c = (Settings) {
+                .socket_mode = 0660,
+                .max_blob_size = 512 * MiB,
+                .max_json_body = 1 * MiB,
+                .connection_limit = 256,
+                .connection_timeout_sec = 60,
+        };
+}
+
+void settings_done(Settings *c) {
+        free(c->config_file);
+        free(c->state_dir);
+        free(c->socket_path);
+        free(c->listen);
+        free(c->libvirt_uri);
+        free(c->token_file);
+        free(c->socket_group);
+        *c = (Settings) {};
+}
+
+static int set_string(char **field, const char *value) {
+        char *copy = strdup(value);
+        if (!copy)
+                return -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+/* "512M", "1G", "65536" → bytes. */
+static int parse_size(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end == 'K' || *end == 'k')
+                v <<= 10, end++;
+        else if (*end == 'M' || *end == 'm')
+                v <<= 20, end++;
+        else if (*end == 'G' || *end == 'g')
+                v <<= 30, end++;
+        if (*end)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+/* One setting by name, from the file or the command line. */
+static int settings_set(Settings *c, const char *key, const char *value) {
+        unsigned u;
+        int r;
+
+        if (streq(key, "state_dir"))
+                return set_string(&c->state_dir, value);
+        if (streq(key, "socket"))
+                return set_string(&c->socket_path, value);
+        if (streq(key, "listen"))
+                return set_string(&c->listen, value);
+        if (streq(key, "libvirt_uri"))
+                return set_string(&c->libvirt_uri, value);
+        if (streq(key, "token_file"))
+                return set_string(&c->token_file, value);
+        if (streq(key, "socket_group"))
+                return set_string(&c->socket_group, value);
+        if (streq(key, "socket_mode")) {
+                char *end;
+                unsigned long mode = strtoul(value, &end, 8);
+                if (*value == 0 || *end || mode > 0777)
+                        return -EINVAL;
+                c->socket_mode = (mode_t) mode;
+                return 0;
+        }
+        if (streq(key, "max_blob_size"))
+                return parse_size(value, &c->max_blob_size);
+        if (streq(key, "max_json_body"))
+                return parse_size(value, &c->max_json_body);
+        if (streq(key, "connection_limit")) {
+                r = parse_uint(value, 1, 65536, &u);
+                if (r == 0)
+                        c->connection_limit = u;
+                return r;
+        }
+        if (streq(key, "connection_timeout")) {
+                r = parse_uint(value, 1, 86400, &u);
+                if (r == 0)
+                        c->connection_timeout_sec = u;
+                return r;
+        }
+        return -ENOENT;
+}
+
+static char *strip(char *s) {
+        char *end;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        end = s + strlen(s);
+        while (end > s && isspace((unsigned char) end[-1]))
+                *--end = 0;
+        return s;
+}
+
+int settings_load_file(Settings *c, const char *path) {
+        FILE *f = fopen(path, "re");
+        char *line = NULL;
+        size_t size = 0;
+        unsigned lineno = 0;
+        int r = 0;
+
+        if (!f)
+                return log_error_errno(errno, "Cannot open config file %s", path);
+        while (r == 0 && getline(&line, &size, f) >= 0) {
+                char *s = strip(line), *eq, *key, *value;
+
+                lineno++;
+                if (*s == 0 || *s == '#')
+                        continue;
+                eq = strchr(s, '=');
+                if (!eq) {
+                        log_error("%s:%u: expected KEY = VALUE", path, lineno);
+                        r = -EINVAL;
+                        break;
+                }
+                *eq = 0;
+                key = strip(s);
+                value = strip(eq + 1);
+                if (strlen(value) >= 2 && value[0] == '"' && value[strlen(value) - 1] == '"') {
+                        value[strlen(value) - 1] = 0;
+                        value++;
+                }
+                r = settings_set(c, key, value);
+                if (r == -ENOENT)
+                        log_error("%s:%u: unknown setting '%s'", path, lineno, key);
+                else if (r < 0)
+                        log_error("%s:%u: bad value for %s: '%s'", path, lineno, key, value);
+        }
+        free(line);
+        fclose(f);
+        return r;
+}
+
+static void usage(FILE *out) {
+        fprintf(out,
+                "Usage: aviaryd [OPTIONS]\n"
+                "\n"
+                "The aviary microVM orchestration daemon.\n"
+                "\n"
+                "  -c, --config FILE        read settings from FILE (KEY = VALUE lines)\n"
+                "  -s, --state-dir DIR      state directory (root: /var/lib/aviary;\n"
+                "                           others: $XDG_STATE_HOME/aviary)\n"
+                "      --socket PATH        API unix socket (root: /run/aviary/aviaryd.sock;\n"
+                "                           others: $XDG_RUNTIME_DIR/aviary/aviaryd.sock)\n"
+                "      --listen ADDR:PORT   also serve the API on TCP (bearer token required\n"
+                "                           off loopback; see token_file)\n"
+                "      --libvirt-uri URI    libvirt connection (default qemu:///embed?root=STATE/libvirt)\n"
+                "      --routes             print the API route table and exit\n"
+                "  -h, --help               show this help\n"
+                "  -V, --version            show the version\n"
+                "\n"
+                "Settings file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
+                "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n");
+}
+
+int settings_parse_argv(Settings *c, int argc, char **argv) {
+        enum { ARG_SOCKET = 0x100, ARG_LISTEN, ARG_LIBVIRT_URI, ARG_ROUTES };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "state-dir", required_argument, NULL, 's' },
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "listen", required_argument, NULL, ARG_LISTEN },
+                { "libvirt-uri", required_argument, NULL, ARG_LIBVIRT_URI },
+                { "routes", no_argument, NULL, ARG_ROUTES },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        /* Command-line values win over the file, so remember them and apply after it. */
+        const char *cli_keys[8], *cli_values[8];
+        unsigned n = 0;
+        int opt, r;
+
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "c:s:hV", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'c':
+                        r = set_string(&c->config_file, optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case 's':
+                        cli_keys[n] = "state_dir", cli_values[n++] = optarg;
+                        break;
+                case ARG_SOCKET:
+                        cli_keys[n] = "socket", cli_values[n++] = optarg;
+                        break;
+                case ARG_LISTEN:
+                        cli_keys[n] = "listen", cli_values[n++] = optarg;
+                        break;
+                case ARG_LIBVIRT_URI:
+                        cli_keys[n] = "libvirt_uri", cli_values[n++] = optarg;
+                        break;
+                case ARG_ROUTES:
+                        return 2;
+                case 'h':
+                        usage(stdout);
+                        return 1;
+                case 'V':
+                        printf("aviaryd %s\n", AVIARY_VERSION);
+                        return 1;
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+                if (n == ELEMENTSOF(cli_keys)) {
+                        fprintf(stderr, "aviaryd: too many options\n");
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "aviaryd: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return -EINVAL;
+        }
+        if (c->config_file) {
+                r = settings_load_file(c, c->config_file);
+                if (r < 0)
+                        return r;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                r = settings_set(c, cli_keys[i], cli_values[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int settings_finish(Settings *c) {
+        const char *xdg;
+        char buf[4096];
+        int r;
+
+        if (!c->state_dir) {
+                if (geteuid() == 0)
+                        snprintf(buf, sizeof buf, "/var/lib/aviary");
+                else if ((xdg = getenv("XDG_STATE_HOME")) && *xdg)
+                        snprintf(buf, sizeof buf, "%s/aviary", xdg);
+                else if ((xdg = getenv("HOME")) && *xdg)
+                        snprintf(buf, sizeof buf, "%s/.local/state/aviary", xdg);
+                else {
+                        log_error("No state directory: set --state-dir, XDG_STATE_HOME or HOME.");
+                        return -EINVAL;
+                }
+                r = set_string(&c->state_dir, buf);
+                if (r < 0)
+                        return r;
+        }
+        if (!c->socket_path) {
+                if (geteuid() == 0)
+                        snprintf(buf, sizeof buf, "/run/aviary/aviaryd.sock");
+                else if ((xdg = getenv("XDG_RUNTIME_DIR")) && *xdg)
+                        snprintf(buf, sizeof buf, "%s/aviary/aviaryd.sock", xdg);
+                else {
+                        log_error("No socket path: set --socket or XDG_RUNTIME_DIR.");
+                        return -EINVAL;
+                }
+                r = set_string(&c->socket_path, buf);
+                if (r < 0)
+                        return r;
+        }
+        if (!c->libvirt_uri) {
+                snprintf(buf, sizeof buf, "qemu:///embed?root=%s/libvirt", c->state_dir);
+                r = set_string(&c->libvirt_uri, buf);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

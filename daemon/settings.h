@@ -1,0 +1,32 @@
+/* aviaryd's settings: built-in defaults, then the config file, then the command line. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct Settings {
+        char *config_file;
+        char *state_dir;
+        char *socket_path;
+        char *listen;            /* "ADDR:PORT" for the optional TCP listener, or NULL */
+        char *libvirt_uri;
+        char *token_file;        /* bearer token required on TCP */
+        char *socket_group;      /* group owning the unix socket */
+        mode_t socket_mode;
+        uint64_t max_blob_size;
+        uint64_t max_json_body;
+        unsigned connection_limit;
+        unsigned connection_timeout_sec;
+} Settings;
+
+void settings_init_defaults(Settings *c);
+void settings_done(Settings *c);
+/* Reads KEY = VALUE lines ('#' comments). Unknown keys and bad values are errors that name
+ * the file and line. */
+int settings_load_file(Settings *c, const char *path);
+/* Parses argv. Returns 0 to run, 1 when it printed --help/--version (exit 0), or a negative
+ * errno after printing the problem (exit 2). */
+int settings_parse_argv(Settings *c, int argc, char **argv);
+/* Fills state_dir / socket_path / libvirt_uri that are still unset, from uid and env. */
+int settings_finish(Settings *c);

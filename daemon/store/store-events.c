@@ -1,0 +1,101 @@
+/* The audit log (append-only) and remembered idempotent answers. */
+#include <string.h>
+
+#include "store-internal.h"
+
+int store_event_append(Store *s, EventRecord *e) {
+        int r;
+
+        e->time = now_realtime();
+        r = store_exec(s,
+                       "INSERT INTO events (time, actor, action, resource, result, status, request_id, detail) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       "ittttitt", (int64_t) e->time, e->actor, e->action, e->resource, e->result, (int64_t) e->status,
+                       e->request_id, e->detail);
+        if (r != 0)
+                return r > 0 ? store_error(s, r, "event append") : r;
+        e->id = sqlite3_last_insert_rowid(s->db);
+        return 0;
+}
+
+int store_event_list(Store *s, int64_t after, unsigned limit, const char *resource,
+                     int (*fn)(const EventRecord *e, void *userdata), void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(s,
+                          "SELECT id, time, actor, action, resource, result, status, request_id, detail FROM events "
+                          "WHERE id > ?1 AND (?2 IS NULL OR resource = ?2 OR substr(resource, 1, length(?2) + 1) = ?2 || '/') "
+                          "ORDER BY id LIMIT ?3",
+                          &st, "iti", after, resource, (int64_t) limit);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                EventRecord e = {
+                        .id = sqlite3_column_int64(st, 0),
+                        .time = (usec_t) sqlite3_column_int64(st, 1),
+                        .actor = (const char *) sqlite3_column_text(st, 2),
+                        .action = (const char *) sqlite3_column_text(st, 3),
+                        .resource = (const char *) sqlite3_column_text(st, 4),
+                        .result = (const char *) sqlite3_column_text(st, 5),
+                        .status = sqlite3_column_int(st, 6),
+                        .request_id = (const char *) sqlite3_column_text(st, 7),
+                        .detail = (const char *) sqlite3_column_text(st, 8),
+                };
+                r = fn(&e, userdata);
+                if (r != 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "event list");
+}
+
+void idempotency_record_done(IdempotencyRecord *r) {
+        free(r->method);
+        free(r->path);
+        free(r->request_hash);
+        free(r->response);
+        *r = (IdempotencyRecord) {};
+}
+
+int store_idempotency_get(Store *s, const char *actor, const char *key, IdempotencyRecord *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(s,
+                          "SELECT method, path, request_hash, status, response FROM idempotency_keys "
+                          "WHERE actor = ? AND key = ?",
+                          &st, "tt", actor, key);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc, "idempotency get");
+        *ret = (IdempotencyRecord) {
+                .method = store_column_strdup(st, 0),
+                .path = store_column_strdup(st, 1),
+                .request_hash = store_column_strdup(st, 2),
+                .status = sqlite3_column_int(st, 3),
+                .response = store_column_strdup(st, 4),
+        };
+        if (!ret->method || !ret->path || !ret->request_hash || !ret->response) {
+                idempotency_record_done(ret);
+                return -ENOMEM;
+        }
+        return 1;
+}
+
+int store_idempotency_put(Store *s, const char *actor, const char *key, const IdempotencyRecord *rec) {
+        int r = store_exec(s,
+                           "INSERT INTO idempotency_keys (actor, key, method, path, request_hash, status, response, "
+                           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "tttttiti", actor, key, rec->method, rec->path, rec->request_hash, (int64_t) rec->status,
+                           rec->response, (int64_t) now_realtime());
+        return r > 0 ? store_error(s, r, "idempotency put") : r;
+}
+
+int store_idempotency_expire(Store *s, usec_t before) {
+        int r = store_exec(s, "DELETE FROM idempotency_keys WHERE created_at < ?", "i", (int64_t) before);
+        return r != 0 ? (r > 0 ? -EIO : r) : sqlite3_changes(s->db);
+}

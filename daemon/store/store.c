@@ -1,0 +1,289 @@
+/* Opening the database, migrations, transactions and the statement cache. */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "log.h"
+#include "migrations.h"
+#include "store-internal.h"
+
+int store_error(Store *s, int rc, const char *what) {
+        int err;
+
+        switch (rc & 0xff) {
+        case SQLITE_FULL:
+                err = ENOSPC;
+                break;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                err = EBUSY;
+                break;
+        case SQLITE_NOMEM:
+                err = ENOMEM;
+                break;
+        case SQLITE_READONLY:
+        case SQLITE_PERM:
+                err = EROFS;
+                break;
+        case SQLITE_CONSTRAINT:
+                err = EEXIST;
+                break;
+        default:
+                err = EIO;
+        }
+        log_error("SQLite: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), rc);
+        return -err;
+}
+
+static int bind_args(sqlite3_stmt *st, const char *fmt, va_list ap) {
+        int idx = 1, rc = SQLITE_OK;
+
+        for (const char *f = fmt; f && *f && rc == SQLITE_OK; f++, idx++) {
+                switch (*f) {
+                case 't': {
+                        const char *v = va_arg(ap, const char *);
+                        rc = v ? sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, idx);
+                        break;
+                }
+                case 'i':
+                        rc = sqlite3_bind_int64(st, idx, va_arg(ap, int64_t));
+                        break;
+                case 'I': {
+                        int64_t v = va_arg(ap, int64_t);
+                        rc = v ? sqlite3_bind_int64(st, idx, v) : sqlite3_bind_null(st, idx);
+                        break;
+                }
+                default:
+                        return SQLITE_MISUSE;
+                }
+        }
+        return rc;
+}
+
+static int prepare_va(Store *s, const char *sql, sqlite3_stmt **ret, const char *fmt, va_list ap) {
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        for (unsigned i = 0; i < s->n_cached; i++)
+                if (s->cache[i].sql == sql) {
+                        st = s->cache[i].stmt;
+                        break;
+                }
+        if (!st) {
+                rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+                if (rc != SQLITE_OK)
+                        return store_error(s, rc, "prepare");
+                if (s->n_cached < STORE_STMT_CACHE_MAX) {
+                        s->cache[s->n_cached].sql = sql;
+                        s->cache[s->n_cached++].stmt = st;
+                } else {
+                        /* Cannot happen with our fixed set of statements; refuse rather than leak. */
+                        sqlite3_finalize(st);
+                        log_error("SQLite statement cache is full");
+                        return -ENOBUFS;
+                }
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        rc = bind_args(st, fmt, ap);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc, "bind");
+        *ret = st;
+        return 0;
+}
+
+int store_prepare(Store *s, const char *sql, sqlite3_stmt **ret, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = prepare_va(s, sql, ret, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int store_exec(Store *s, const char *sql, const char *fmt, ...) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        va_list ap;
+        int r, rc;
+
+        va_start(ap, fmt);
+        r = prepare_va(s, sql, &st, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+                return 0;
+        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+                return sqlite3_extended_errcode(s->db);
+        return store_error(s, rc, "step");
+}
+
+char *store_column_strdup(sqlite3_stmt *st, int col) {
+        const unsigned char *t = sqlite3_column_text(st, col);
+        return t ? strdup((const char *) t) : NULL;
+}
+
+void store_column_copy(sqlite3_stmt *st, int col, char *buf, size_t size) {
+        const unsigned char *t = sqlite3_column_text(st, col);
+        snprintf(buf, size, "%s", t ? (const char *) t : "");
+}
+
+static int exec_plain(Store *s, const char *sql) {
+        char *msg = NULL;
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+        if (rc != SQLITE_OK) {
+                log_error("SQLite: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+                sqlite3_free(msg);
+                return store_error(NULL, rc, "exec");
+        }
+        return 0;
+}
+
+int store_begin(Store *s) {
+        int r = exec_plain(s, s->tx_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
+        if (r == 0)
+                s->tx_depth++;
+        return r;
+}
+
+int store_commit(Store *s) {
+        int r;
+
+        if (s->tx_depth == 0)
+                return -EINVAL;
+        r = exec_plain(s, s->tx_depth == 1 ? "COMMIT" : "RELEASE nested");
+        if (r < 0) {
+                store_rollback(s);
+                return r;
+        }
+        s->tx_depth--;
+        return 0;
+}
+
+int store_rollback(Store *s) {
+        if (s->tx_depth == 0)
+                return -EINVAL;
+        if (s->tx_depth == 1)
+                exec_plain(s, "ROLLBACK");
+        else
+                exec_plain(s, "ROLLBACK TO nested; RELEASE nested");
+        s->tx_depth--;
+        return 0;
+}
+
+static int pragma_int(Store *s, const char *sql, int *ret) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+
+        if (rc != SQLITE_OK)
+                return store_error(s, rc, sql);
+        rc = sqlite3_step(st);
+        *ret = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+        sqlite3_finalize(st);
+        return rc == SQLITE_ROW ? 0 : store_error(s, rc, sql);
+}
+
+int store_schema_version(Store *s) {
+        int v = 0, r = pragma_int(s, "PRAGMA user_version", &v);
+        return r < 0 ? r : v;
+}
+
+static int migrate(Store *s, unsigned target) {
+        int current = store_schema_version(s), app_id = 0, r;
+        char sql[96];
+
+        if (current < 0)
+                return current;
+        r = pragma_int(s, "PRAGMA application_id", &app_id);
+        if (r < 0)
+                return r;
+        if (current > 0 && app_id != AVIARY_APPLICATION_ID) {
+                log_error("Database is not an aviary database (application_id %#x).", (unsigned) app_id);
+                return -EMEDIUMTYPE;
+        }
+        if ((unsigned) current > migrations_count) {
+                log_error("Database schema version %d is newer than this aviaryd knows (%u); refusing to touch it.",
+                          current, migrations_count);
+                return -EPROTONOSUPPORT;
+        }
+        for (unsigned i = (unsigned) current; i < migrations_count && i < target; i++) {
+                const Migration *m = &migrations[i];
+
+                r = store_begin(s);
+                if (r < 0)
+                        return r;
+                r = exec_plain(s, m->sql);
+                if (r == 0) {
+                        snprintf(sql, sizeof sql, "PRAGMA user_version = %u; PRAGMA application_id = %d", m->number,
+                                 AVIARY_APPLICATION_ID);
+                        r = exec_plain(s, sql);
+                }
+                if (r < 0) {
+                        store_rollback(s);
+                        return log_error_errno(r, "Migration %s failed", m->name);
+                }
+                r = store_commit(s);
+                if (r < 0)
+                        return r;
+                log_info("Applied migration %s.", m->name);
+        }
+        return 0;
+}
+
+int store_open_at_version(const char *path, unsigned target, Store **ret) {
+        _cleanup_(store_closep) Store *s = NULL;
+        int rc, r;
+
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc, path);
+        sqlite3_extended_result_codes(s->db, 1);
+        sqlite3_busy_timeout(s->db, 5000);
+        r = exec_plain(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
+                          "PRAGMA trusted_schema = OFF");
+        if (r < 0)
+                return r;
+        r = migrate(s, target);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int store_open(const char *path, Store **ret) {
+        return store_open_at_version(path, ~0u, ret);
+}
+
+Store *store_close(Store *s) {
+        if (!s)
+                return NULL;
+        for (unsigned i = 0; i < s->n_cached; i++)
+                sqlite3_finalize(s->cache[i].stmt);
+        sqlite3_close(s->db);
+        free(s);
+        return NULL;
+}
+
+int store_check(Store *s) {
+        sqlite3_stmt *st;
+        int rc, bad = 0;
+
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_error(s, rc, "quick_check");
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                if (strcmp((const char *) sqlite3_column_text(st, 0), "ok") != 0)
+                        bad = 1;
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE && !bad ? 0 : -EIO;
+}
+
+const char *store_sqlite_version(void) {
+        return sqlite3_libversion();
+}

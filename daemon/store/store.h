@@ -1,0 +1,168 @@
+/* The SQLite store: the only code that includes sqlite3. Every statement binds its
+ * parameters. Writes run inside store_begin()/store_commit(), which nest (the outermost is
+ * BEGIN IMMEDIATE, inner ones are savepoints), so a request, its audit event and its
+ * idempotency record commit together or not at all.
+ *
+ * Return values: 0 ok (or a count where stated), negative errno for the unexpected, a
+ * positive AVIARY_E_* for a documented outcome (not found, conflict...). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "macro.h"
+#include "names.h"
+#include "timeutil.h"
+
+#define AVIARY_APPLICATION_ID 0x41565259 /* "AVRY" */
+
+typedef struct Store Store;
+
+/* Opens (creating if needed) the database at PATH and applies pending migrations, each in
+ * its own transaction. ":memory:" works for tests. */
+int store_open(const char *path, Store **ret);
+Store *store_close(Store *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_close);
+
+/* Applies migrations up to and including TARGET only (tests build old databases). */
+int store_open_at_version(const char *path, unsigned target, Store **ret);
+int store_schema_version(Store *s);
+/* Runs PRAGMA quick_check; 0 when the database is sound. */
+int store_check(Store *s);
+const char *store_sqlite_version(void);
+
+int store_begin(Store *s);
+int store_commit(Store *s);
+int store_rollback(Store *s);
+/* Use as: _cleanup_(store_rollbackp) Store *tx = s; ... store_commit(TAKE_PTR(tx)); */
+static inline void store_rollbackp(Store **s) {
+        if (*s)
+                store_rollback(*s);
+}
+
+/* ---- blobs ---- */
+
+typedef struct BlobRecord {
+        char digest[DIGEST_STR_LEN + 1];
+        int64_t size;
+        usec_t created_at;
+} BlobRecord;
+
+int store_blob_get(Store *s, const char *digest, BlobRecord *ret);            /* AVIARY_E_BLOB_NOT_FOUND */
+/* Records a blob; returns 1 when it was new, 0 when it was already recorded. */
+int store_blob_add(Store *s, const char *digest, int64_t size);
+int store_blob_delete(Store *s, const char *digest);                          /* _NOT_FOUND, _BLOB_IN_USE */
+/* Calls fn for each blob after AFTER (a digest, or NULL), at most LIMIT. */
+int store_blob_list(Store *s, const char *after, unsigned limit,
+                    int (*fn)(const BlobRecord *b, void *userdata), void *userdata);
+
+/* ---- images and versions ---- */
+
+typedef struct ImageRecord {
+        int64_t id;
+        char *name;
+        usec_t created_at;
+        int64_t version_count;
+} ImageRecord;
+
+void image_record_done(ImageRecord *r);
+
+typedef struct VersionRecord {
+        int64_t id;
+        char *image;
+        char *tag;
+        char digest[DIGEST_STR_LEN + 1];
+        char kernel[DIGEST_STR_LEN + 1];
+        char initrd[DIGEST_STR_LEN + 1]; /* "" when none */
+        char *cmdline;
+        int64_t memory_mib, vcpus, port;
+        char *labels;                    /* JSON object text */
+        char *manifest;                  /* canonical JSON the digest covers */
+        bool revoked;
+        usec_t revoked_at;
+        char *revoke_reason;
+        usec_t created_at;
+} VersionRecord;
+
+void version_record_done(VersionRecord *r);
+
+/* Creates the image; returns 1 if new, 0 if it existed. *ret_id gets its id either way. */
+int store_image_ensure(Store *s, const char *name, int64_t *ret_id);
+int store_image_create(Store *s, const char *name);                           /* AVIARY_E_IMAGE_EXISTS */
+int store_image_get(Store *s, const char *name, ImageRecord *ret);            /* AVIARY_E_IMAGE_NOT_FOUND */
+int store_image_list(Store *s, const char *after, unsigned limit,
+                     int (*fn)(const ImageRecord *r, void *userdata), void *userdata);
+/* Deletes an image and its versions; AVIARY_E_VERSION_IN_USE if a service uses one. */
+int store_image_delete(Store *s, const char *name);
+
+/* Inserts V (image must exist; id, revoked*, created_at are filled in). */
+int store_version_insert(Store *s, int64_t image_id, VersionRecord *v);
+/* REF is a tag or a "sha256:" digest. AVIARY_E_VERSION_NOT_FOUND. */
+int store_version_get(Store *s, const char *image, const char *ref, VersionRecord *ret);
+int store_version_get_by_id(Store *s, int64_t id, VersionRecord *ret);
+int store_version_list(Store *s, const char *image, int64_t after_id, unsigned limit,
+                       int (*fn)(const VersionRecord *r, void *userdata), void *userdata);
+/* Returns 1 when newly revoked, 0 when it already was. */
+int store_version_revoke(Store *s, int64_t id, const char *reason);
+int store_version_delete(Store *s, int64_t id);                               /* AVIARY_E_VERSION_IN_USE */
+/* Number of services naming version ID as stable (and, later, rollouts). */
+int store_version_users(Store *s, int64_t id, int64_t *ret_count);
+
+/* ---- services ---- */
+
+typedef struct ServiceRecord {
+        int64_t id;
+        char *name;
+        char *listen;                    /* NULL: no proxy listener */
+        int64_t port;                    /* 0: the version's port */
+        int64_t replicas;
+        char *restart_policy;
+        char *hc_path;
+        int64_t hc_interval_ms, hc_timeout_ms, hc_rise, hc_fall;
+        int64_t stable_version_id;       /* 0: none */
+        int64_t generation;
+        usec_t created_at, updated_at;
+} ServiceRecord;
+
+void service_record_done(ServiceRecord *r);
+
+/* Inserts R (id, generation and times are filled in). _SERVICE_EXISTS, _LISTEN_IN_USE. */
+int store_service_insert(Store *s, ServiceRecord *r);
+int store_service_get(Store *s, const char *name, ServiceRecord *ret);        /* _SERVICE_NOT_FOUND */
+/* Writes every field of R over the row with R->id, bumping generation; R is updated. */
+int store_service_update(Store *s, ServiceRecord *r);                         /* _LISTEN_IN_USE */
+int store_service_delete(Store *s, int64_t id);
+int store_service_list(Store *s, const char *after, unsigned limit,
+                       int (*fn)(const ServiceRecord *r, void *userdata), void *userdata);
+
+/* ---- events ---- */
+
+typedef struct EventRecord {
+        int64_t id;
+        usec_t time;
+        const char *actor, *action, *resource, *result, *request_id;
+        int status;
+        const char *detail;              /* JSON text or NULL */
+} EventRecord;
+
+/* Appends an event; E->id and E->time are filled in. */
+int store_event_append(Store *s, EventRecord *e);
+/* Events with id > AFTER, oldest first; RESOURCE filters when not NULL. */
+int store_event_list(Store *s, int64_t after, unsigned limit, const char *resource,
+                     int (*fn)(const EventRecord *e, void *userdata), void *userdata);
+
+/* ---- idempotency keys ---- */
+
+typedef struct IdempotencyRecord {
+        char *method, *path, *request_hash;
+        int status;
+        char *response;
+} IdempotencyRecord;
+
+void idempotency_record_done(IdempotencyRecord *r);
+int store_idempotency_get(Store *s, const char *actor, const char *key, IdempotencyRecord *ret); /* 1 found, 0 not */
+int store_idempotency_put(Store *s, const char *actor, const char *key, const IdempotencyRecord *r);
+/* Forgets keys older than BEFORE; returns how many. */
+int store_idempotency_expire(Store *s, usec_t before);

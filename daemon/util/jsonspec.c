@@ -1,0 +1,126 @@
+/* JSON body checking against FieldSpec tables. */
+#include <string.h>
+
+#include "jsonspec.h"
+#include "names.h"
+
+static const FieldSpec *spec_find(const FieldSpec *specs, const char *name) {
+        for (const FieldSpec *s = specs; s->name; s++)
+                if (streq(s->name, name))
+                        return s;
+        return NULL;
+}
+
+static const char *type_name(FieldType t) {
+        switch (t) {
+        case FIELD_STRING:
+                return "a string";
+        case FIELD_INTEGER:
+                return "an integer";
+        case FIELD_BOOLEAN:
+                return "a boolean";
+        case FIELD_OBJECT:
+                return "an object";
+        case FIELD_STRING_MAP:
+                return "an object of strings";
+        }
+        return "?";
+}
+
+static int check_one(const FieldSpec *s, json_t *v, const char *where, ApiError *e) {
+        switch (s->type) {
+        case FIELD_STRING: {
+                size_t max = s->max > 0 ? (size_t) s->max : 4096;
+                if (!json_is_string(v))
+                        break;
+                if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v))
+                        return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                             "field '%s%s' must be at most %zu bytes, without NUL", where,
+                                             s->name, max);
+                *(const char **) s->ret = json_string_value(v);
+                return 0;
+        }
+        case FIELD_INTEGER:
+                if (!json_is_integer(v))
+                        break;
+                if (json_integer_value(v) < s->min || json_integer_value(v) > s->max)
+                        return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                             "field '%s%s' must be between %lld and %lld", where, s->name,
+                                             (long long) s->min, (long long) s->max);
+                *(int64_t *) s->ret = json_integer_value(v);
+                return 0;
+        case FIELD_BOOLEAN:
+                if (!json_is_boolean(v))
+                        break;
+                *(bool *) s->ret = json_is_true(v);
+                return 0;
+        case FIELD_STRING_MAP: {
+                const char *k;
+                json_t *item;
+                if (!json_is_object(v))
+                        break;
+                json_object_foreach(v, k, item)
+                        if (!json_is_string(item))
+                                return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                                     "field '%s%s.%s' must be a string", where, s->name, k);
+                *(json_t **) s->ret = v;
+                return 0;
+        }
+        case FIELD_OBJECT:
+                if (!json_is_object(v))
+                        break;
+                *(json_t **) s->ret = v;
+                return 0;
+        }
+        return api_error_set(e, AVIARY_E_INVALID_FIELD, "field '%s%s' must be %s", where, s->name,
+                             type_name(s->type));
+}
+
+int json_check_fields(json_t *obj, const FieldSpec *specs, const char *where, ApiError *e) {
+        const char *key;
+        json_t *v;
+        int r;
+
+        if (!json_is_object(obj))
+                return api_error_set(e, AVIARY_E_INVALID_FIELD, "'%s' must be a JSON object",
+                                     *where ? where : "body");
+        json_object_foreach(obj, key, v)
+                if (!spec_find(specs, key))
+                        return api_error_set(e, AVIARY_E_UNKNOWN_FIELD, "unknown field '%s%s'", where, key);
+
+        for (const FieldSpec *s = specs; s->name; s++) {
+                v = json_object_get(obj, s->name);
+                if (s->ret_present)
+                        *s->ret_present = v != NULL;
+                if (!v || (json_is_null(v) && s->nullable)) {
+                        if (s->required)
+                                return api_error_set(e, AVIARY_E_MISSING_FIELD, "missing required field '%s%s'",
+                                                     where, s->name);
+                        continue;
+                }
+                r = check_one(s, v, where, e);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+int json_parse_body(const char *data, size_t size, json_t **ret, ApiError *e) {
+        json_error_t jerr;
+        json_t *j;
+
+        if (size == 0)
+                return api_error_set(e, AVIARY_E_MALFORMED_JSON, "request body is empty; a JSON object is required");
+        if (!utf8_is_valid(data, size))
+                return api_error_set(e, AVIARY_E_MALFORMED_JSON, "request body is not valid UTF-8");
+        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j)
+                return api_error_set(e, AVIARY_E_MALFORMED_JSON, "malformed JSON at line %d column %d: %s",
+                                     jerr.line, jerr.column, jerr.text);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return api_error_set(e, AVIARY_E_MALFORMED_JSON, "request body must be a JSON object");
+        }
+        *ret = j;
+        return 0;
+}

@@ -1,0 +1,34 @@
+/* Declarative checks for JSON request bodies: each field's name, type, whether it is
+ * required and its range. Unknown fields are refused, so a typo never passes silently. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apierror.h"
+
+typedef enum FieldType {
+        FIELD_STRING,      /* const char **; max = longest length (0: 4096) */
+        FIELD_INTEGER,     /* int64_t *;    min..max */
+        FIELD_BOOLEAN,     /* bool * */
+        FIELD_OBJECT,      /* json_t ** (borrowed reference) */
+        FIELD_STRING_MAP,  /* json_t ** (borrowed): object whose values are all strings */
+} FieldType;
+
+typedef struct FieldSpec {
+        const char *name;
+        FieldType type;
+        bool required;
+        bool nullable;      /* JSON null accepted and treated as absent */
+        int64_t min, max;
+        void *ret;          /* written only when the field is present and valid */
+        bool *ret_present;  /* optional: set true when the field was given (even as null) */
+} FieldSpec;
+
+/* Checks OBJ against SPECS (NULL-name terminated). WHERE prefixes field names in messages
+ * ("health_check."). Returns 0 or a positive AVIARY_E_* with E filled. */
+int json_check_fields(json_t *obj, const FieldSpec *specs, const char *where, ApiError *e);
+
+/* Parses a request body: must be a JSON object, UTF-8, no duplicate keys. */
+int json_parse_body(const char *data, size_t size, json_t **ret, ApiError *e);

@@ -1,0 +1,13 @@
+/* Creating the API's listening sockets: a unix socket with a mode and group, and TCP. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Binds and listens on PATH. Refuses when another process is already serving there; a
+ * stale socket file is replaced. GROUP (may be NULL) owns the socket. */
+int socket_listen_unix(const char *path, mode_t mode, const char *group, int *ret_fd);
+/* "ADDR:PORT" or "[ADDR]:PORT". *ret_loopback tells whether ADDR is a loopback address. */
+int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback);
+/* mkdir -p with MODE for each missing component. */
+int mkdir_parents(const char *path, mode_t mode);
