@@ -1,0 +1,56 @@
+/* Request body checking: types, ranges, unknown and missing fields, duplicates, UTF-8. */
+#include <string.h>
+
+#include "jsonspec.h"
+#include "tap.h"
+
+static int check(const char *text, ApiError *e) {
+        const char *name = NULL, *note = NULL;
+        int64_t count = 5;
+        bool flag = false;
+        json_t *labels = NULL, *body = NULL;
+        FieldSpec specs[] = {
+                { "name", FIELD_STRING, .required = true, .max = 8, .ret = &name },
+                { "count", FIELD_INTEGER, .min = 1, .max = 10, .ret = &count },
+                { "flag", FIELD_BOOLEAN, .ret = &flag },
+                { "labels", FIELD_STRING_MAP, .ret = &labels },
+                { "note", FIELD_STRING, .nullable = true, .ret = &note },
+                {},
+        };
+        int r;
+
+        *e = (ApiError) {};
+        r = json_parse_body(text, strlen(text), &body, e);
+        if (r == 0)
+                r = json_check_fields(body, specs, "", e);
+        json_decref(body);
+        return r;
+}
+
+int main(void) {
+        ApiError e;
+
+        is_int(check("{\"name\":\"a\"}", &e), 0, "minimal body");
+        is_int(check("{\"name\":\"a\",\"count\":10,\"flag\":true,\"labels\":{\"k\":\"v\"},\"note\":null}", &e), 0,
+               "every field");
+        is_int(check("", &e), AVIARY_E_MALFORMED_JSON, "empty body");
+        is_int(check("{\"name\":", &e), AVIARY_E_MALFORMED_JSON, "truncated JSON");
+        is_int(check("[1]", &e), AVIARY_E_MALFORMED_JSON, "array body");
+        is_int(check("{\"name\":\"a\",\"name\":\"b\"}", &e), AVIARY_E_MALFORMED_JSON, "duplicate keys");
+        is_int(check("{\"name\":\"\xc3\"}", &e), AVIARY_E_MALFORMED_JSON, "invalid UTF-8");
+        is_int(check("{}", &e), AVIARY_E_MISSING_FIELD, "missing required field");
+        ok(strstr(e.message, "'name'") != NULL, "the message names the field: %s", e.message);
+        is_int(check("{\"name\":\"a\",\"extra\":1}", &e), AVIARY_E_UNKNOWN_FIELD, "unknown field");
+        ok(strstr(e.message, "'extra'") != NULL, "the message names it: %s", e.message);
+        is_int(check("{\"name\":1}", &e), AVIARY_E_INVALID_FIELD, "number for a string");
+        is_int(check("{\"name\":\"123456789\"}", &e), AVIARY_E_INVALID_FIELD, "string over its limit");
+        is_int(check("{\"name\":\"a\",\"count\":0}", &e), AVIARY_E_INVALID_FIELD, "integer under range");
+        is_int(check("{\"name\":\"a\",\"count\":11}", &e), AVIARY_E_INVALID_FIELD, "integer over range");
+        is_int(check("{\"name\":\"a\",\"count\":1.5}", &e), AVIARY_E_INVALID_FIELD, "real for an integer");
+        is_int(check("{\"name\":\"a\",\"count\":\"3\"}", &e), AVIARY_E_INVALID_FIELD, "string for an integer");
+        is_int(check("{\"name\":\"a\",\"flag\":1}", &e), AVIARY_E_INVALID_FIELD, "number for a boolean");
+        is_int(check("{\"name\":\"a\",\"labels\":{\"k\":1}}", &e), AVIARY_E_INVALID_FIELD, "non-string label");
+        is_int(check("{\"name\":null}", &e), AVIARY_E_INVALID_FIELD, "null where not nullable");
+        is_int(check("{\"name\":\"a\\u0000b\"}", &e), AVIARY_E_MALFORMED_JSON, "NUL inside a string");
+        return tap_done();
+}

@@ -1,0 +1,200 @@
+/* The store: migrations equal schema/schema.sql, an old database upgrades with its data,
+ * foreign or newer databases are refused, versions are immutable even to raw SQL, and
+ * nested transactions roll back as one. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "tap.h"
+
+/* "type name sql" of every schema object, sorted, one per line; caller frees. */
+static char *schema_of(sqlite3 *db) {
+        sqlite3_stmt *st;
+        char *out = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&out, &size);
+
+        sqlite3_prepare_v2(db,
+                           "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY type, name",
+                           -1, &st, NULL);
+        while (sqlite3_step(st) == SQLITE_ROW)
+                fprintf(f, "%s %s %s\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+                        sqlite3_column_text(st, 2));
+        sqlite3_finalize(st);
+        fclose(f);
+        return out;
+}
+
+static int pragma(sqlite3 *db, const char *sql) {
+        sqlite3_stmt *st;
+        int v = -1;
+
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+        if (sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+static char *read_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        char *buf;
+        long n;
+
+        if (!f)
+                return NULL;
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        rewind(f);
+        buf = calloc(1, (size_t) n + 1);
+        if (fread(buf, 1, (size_t) n, f) != (size_t) n) {
+                free(buf);
+                buf = NULL;
+        }
+        fclose(f);
+        return buf;
+}
+
+static void test_schema_matches(const char *dir) {
+        char path[512], *want_sql, *got, *want;
+        sqlite3 *db;
+        Store *s = NULL;
+        const char *root = getenv("AVIARY_SOURCE_ROOT");
+
+        snprintf(path, sizeof path, "%s/fresh.db", dir);
+        is_int(store_open(path, &s), 0, "migrations apply to an empty database");
+        is_int(store_schema_version(s), 2, "schema version is the number of migrations");
+        store_close(s);
+
+        sqlite3_open(path, &db);
+        is_int(pragma(db, "PRAGMA application_id"), AVIARY_APPLICATION_ID, "application_id is set");
+        is_int(pragma(db, "PRAGMA journal_mode = WAL") >= 0, 1, "journal mode readable");
+        got = schema_of(db);
+        sqlite3_close(db);
+
+        snprintf(path, sizeof path, "%s/schema/schema.sql", root ? root : "..");
+        want_sql = read_file(path);
+        ok(want_sql != NULL, "schema/schema.sql is readable (%s)", path);
+        sqlite3_open(":memory:", &db);
+        ok(want_sql && sqlite3_exec(db, want_sql, NULL, NULL, NULL) == SQLITE_OK, "schema.sql executes");
+        want = schema_of(db);
+        sqlite3_close(db);
+        ok(got && want && strcmp(got, want) == 0, "applying the migrations gives exactly schema/schema.sql");
+        if (got && want && strcmp(got, want) != 0)
+                printf("# migrations:\n# %s\n# schema.sql:\n# %s\n", got, want);
+        free(got);
+        free(want);
+        free(want_sql);
+}
+
+static void test_upgrade(const char *dir) {
+        char path[512];
+        Store *s = NULL;
+        VersionRecord v = {}, got = {};
+        ServiceRecord sv = {};
+        int64_t image_id = 0;
+        EventRecord e = { .actor = "uid:0", .action = "test", .resource = "image/web", .result = "ok", .status = 201 };
+        sqlite3 *db;
+        const char *kernel = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+        snprintf(path, sizeof path, "%s/old.db", dir);
+        is_int(store_open_at_version(path, 1, &s), 0, "a schema-1 database is made");
+        is_int(store_schema_version(s), 1, "it is at version 1");
+        is_int(store_blob_add(s, kernel, 42), 1, "a blob is recorded");
+        is_int(store_image_ensure(s, "web", &image_id), 1, "an image is created");
+        v.tag = "1.0", v.cmdline = "console=ttyS0", v.labels = "{}", v.manifest = "{\"x\":1}";
+        v.memory_mib = 128, v.vcpus = 1, v.port = 80;
+        strcpy(v.kernel, kernel);
+        strcpy(v.digest, "sha256:2222222222222222222222222222222222222222222222222222222222222222");
+        is_int(store_version_insert(s, image_id, &v), 0, "a version is recorded");
+        sv.name = "web", sv.replicas = 2, sv.restart_policy = "always", sv.hc_path = "/", sv.hc_interval_ms = 2000,
+        sv.hc_timeout_ms = 1000, sv.hc_rise = 1, sv.hc_fall = 3, sv.stable_version_id = v.id;
+        is_int(store_service_insert(s, &sv), 0, "a service is recorded");
+        is_int(store_event_append(s, &e), 0, "an event is recorded");
+        store_close(s);
+
+        is_int(store_open(path, &s), 0, "the old database opens with the current code");
+        is_int(store_schema_version(s), 2, "and is upgraded to version 2");
+        is_int(store_version_get(s, "web", "1.0", &got), 0, "its version survived");
+        is_str(got.kernel, kernel, "with its kernel");
+        version_record_done(&got);
+        is_int(store_service_get(s, "web", &sv), 0, "its service survived");
+        is_int(sv.replicas, 2, "with its replicas");
+        service_record_done(&sv);
+        IdempotencyRecord rec = { .method = "POST", .path = "/v1/images", .request_hash = "h", .status = 201,
+                                  .response = "{}" };
+        is_int(store_idempotency_put(s, "uid:0", "k", &rec), 0, "the new table from migration 2 works");
+        store_close(s);
+
+        /* A database from a newer aviary is left alone. */
+        sqlite3_open(path, &db);
+        sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+        sqlite3_close(db);
+        ok(store_open(path, &s) < 0, "a newer schema version is refused");
+
+        snprintf(path, sizeof path, "%s/foreign.db", dir);
+        sqlite3_open(path, &db);
+        sqlite3_exec(db, "CREATE TABLE t (x); PRAGMA user_version = 1", NULL, NULL, NULL);
+        sqlite3_close(db);
+        ok(store_open(path, &s) < 0, "a database of another application is refused");
+}
+
+static void test_immutable_and_nesting(const char *dir) {
+        char path[512];
+        Store *s = NULL;
+        sqlite3 *db;
+        int64_t image_id;
+        VersionRecord v = { .tag = "1.0", .cmdline = "", .labels = "{}", .manifest = "{}", .memory_mib = 64,
+                            .vcpus = 1, .port = 80 };
+        const char *kernel = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+        BlobRecord b;
+
+        snprintf(path, sizeof path, "%s/imm.db", dir);
+        store_open(path, &s);
+        store_blob_add(s, kernel, 1);
+        store_image_ensure(s, "img", &image_id);
+        strcpy(v.kernel, kernel);
+        strcpy(v.digest, "sha256:4444444444444444444444444444444444444444444444444444444444444444");
+        is_int(store_version_insert(s, image_id, &v), 0, "version inserted");
+        is_int(store_version_insert(s, image_id, &v), AVIARY_E_VERSION_EXISTS, "the same tag twice is refused");
+        is_int(store_version_revoke(s, v.id, "cve"), 1, "revoked");
+        is_int(store_version_revoke(s, v.id, "again"), 0, "revoking again changes nothing");
+
+        sqlite3_open(path, &db);
+        ok(sqlite3_exec(db, "UPDATE versions SET cmdline = 'evil'", NULL, NULL, NULL) != SQLITE_OK,
+           "raw SQL cannot change a version");
+        ok(sqlite3_exec(db, "UPDATE versions SET state = 'active'", NULL, NULL, NULL) != SQLITE_OK,
+           "nor un-revoke it");
+        sqlite3_close(db);
+
+        is_int(store_begin(s), 0, "outer transaction");
+        is_int(store_begin(s), 0, "nested transaction");
+        const char *other = "sha256:5555555555555555555555555555555555555555555555555555555555555555";
+        store_blob_add(s, other, 7);
+        is_int(store_rollback(s), 0, "inner rollback");
+        is_int(store_blob_get(s, other, &b), AVIARY_E_BLOB_NOT_FOUND, "the inner write is gone");
+        store_blob_add(s, other, 7);
+        is_int(store_commit(s), 0, "outer commit");
+        is_int(store_blob_get(s, other, &b), 0, "the outer write stays");
+        is_int(b.size, 7, "with its size");
+        is_int(store_blob_delete(s, kernel), AVIARY_E_BLOB_IN_USE, "a blob a version uses cannot be deleted");
+        is_int(store_check(s), 0, "quick_check passes");
+        store_close(s);
+}
+
+int main(void) {
+        char dir[] = "/tmp/aviary-test-store-XXXXXX";
+        char cmd[128];
+
+        if (!mkdtemp(dir))
+                return 2;
+        test_schema_matches(dir);
+        test_upgrade(dir);
+        test_immutable_and_nesting(dir);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        (void) !system(cmd);
+        return tap_done();
+}
