@@ -44,7 +44,7 @@ typedef struct Request {
         /* body */
         char *body;
         size_t body_size, body_allocated, body_max;
-        bool body_too_large;
+        int deferred;            /* an outcome found mid-body, answered when it ends */
         BlobUpload *upload;      /* streamed blob PUTs */
         void *handler_state;     /* a streaming handler's own */
 

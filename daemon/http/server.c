@@ -404,30 +404,37 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         return MHD_YES;
 }
 
+/* MHD cannot queue a response while a body is arriving, so a problem found mid-body is kept
+ * in r->deferred and answered once the body ends; the rest of the body is discarded. A client
+ * that keeps sending far past the limit is cut off. */
 static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
-        if (r->body_size + size > r->body_max) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "request body is over this route's limit of %zu bytes", r->body_max);
-                return send_error(r, AVIARY_E_PAYLOAD_TOO_LARGE, msg, 0);
+        r->body_size += size;
+        if (r->deferred) {
+                return r->body_size > 2 * r->body_max + (1u << 20) ? MHD_NO : MHD_YES;
+        }
+        if (r->body_size > r->body_max) {
+                r->deferred = reply_error(r, AVIARY_E_PAYLOAD_TOO_LARGE,
+                                          "request body is over this route's limit of %zu bytes", r->body_max);
+                return MHD_YES;
         }
         if (r->route->body == BODY_STREAM) {
-                int ret = r->route->stream_data(r, data, size);
-                r->body_size += size;
-                return ret == 0 ? MHD_YES : send_result(r, ret);
+                r->deferred = r->route->stream_data(r, data, size);
+                return MHD_YES;
         }
-        if (r->body_size + size + 1 > r->body_allocated) {
-                size_t want = (r->body_size + size + 1) * 2;
+        if (r->body_size + 1 > r->body_allocated) {
+                size_t want = (r->body_size + 1) * 2;
                 char *p;
                 if (want > r->body_max + 1)
                         want = r->body_max + 1;
                 p = realloc(r->body, want);
-                if (!p)
-                        return send_result(r, -ENOMEM);
+                if (!p) {
+                        r->deferred = -ENOMEM;
+                        return MHD_YES;
+                }
                 r->body = p;
                 r->body_allocated = want;
         }
-        memcpy(r->body + r->body_size, data, size);
-        r->body_size += size;
+        memcpy(r->body + r->body_size - size, data, size);
         r->body[r->body_size] = 0;
         return MHD_YES;
 }
@@ -464,6 +471,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                 *upload_data_size = 0;
                 return ret;
         }
+        if (r->deferred)
+                return send_result(r, r->deferred);
         return send_result(r, dispatch_request(r));
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""Reads meson's testlog.json and prints "N passed, N failed" over TAP test points.
+A test program that failed without reporting a failing point (crash, timeout, bad plan)
+counts as one more failure."""
+import json
+import re
+import sys
+
+passed = failed = 0
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        t = json.loads(line)
+        out = t.get("stdout") or ""
+        ok = len(re.findall(r"^ok\b", out, re.M))
+        bad = len(re.findall(r"^not ok\b", out, re.M))
+        passed += ok
+        failed += bad
+        if t.get("result") not in ("OK", "EXPECTEDFAIL", "SKIP") and bad == 0:
+            failed += 1
+            print(f"# {t.get('name')}: {t.get('result')} without a failing test point", file=sys.stderr)
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

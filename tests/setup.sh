@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set-up shared by the demo and the test run: installs what aviary needs from Debian's
+# archive (on a bare Debian 12 machine too) and builds it into build/.
+# Usage: tests/setup.sh [extra meson options...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+        gcc meson ninja-build pkg-config
+        libmicrohttpd-dev libjansson-dev libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libssl-dev
+        python3 python3-yaml curl sqlite3 jq systemd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+        echo "==> installing: ${missing[*]}"
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo=sudo
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ -d build ]; then
+        meson setup --reconfigure build "$@" >/dev/null
+else
+        meson setup build "$@" >/dev/null
+fi
+ninja -C build
