@@ -1,5 +1,5 @@
 /* aviary API error codes: the one table mapping each documented outcome to its
- * wire code and HTTP status. Shared by the daemon (replies) and the CLI (exit codes). */
+ * wire code and HTTP status. Shared by the daemon (replies) and the CLI (messages). */
 #pragma once
 
 /* X(enum-suffix, "wire-code", http-status) */

@@ -86,14 +86,33 @@ static int token_load(Manager *m) {
         return m->token ? 0 : -ENOMEM;
 }
 
+/* The same rule for our own TCP listener and one systemd hands us: off loopback, only
+ * with a bearer token. */
+static int tcp_listener_allowed(Manager *m, bool loopback, const char *what) {
+        if (loopback || m->token)
+                return 0;
+        return log_error_errno(EPERM, "Refusing to serve the API on non-loopback %s without a bearer token; set token_file",
+                               what);
+}
+
 static int listeners_open(Manager *m) {
         int n = sd_listen_fds(1), fd, r;
         bool loopback = false;
 
         if (n > 0) {
                 for (int i = 0; i < n; i++) {
+                        bool unix_socket;
+
                         fd = SD_LISTEN_FDS_START + i;
-                        r = http_server_add_listener(m->http, fd, sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0);
+                        unix_socket = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0;
+                        if (!unix_socket) {
+                                r = socket_is_loopback(fd, &loopback);
+                                if (r >= 0)
+                                        r = tcp_listener_allowed(m, loopback, "socket from systemd");
+                                if (r < 0)
+                                        return r;
+                        }
+                        r = http_server_add_listener(m->http, fd, unix_socket);
                         if (r < 0)
                                 return r;
                 }
@@ -111,12 +130,10 @@ static int listeners_open(Manager *m) {
                 r = socket_listen_tcp(m->settings.listen, &fd, &loopback);
                 if (r < 0)
                         return r;
-                if (!loopback && !m->token) {
+                r = tcp_listener_allowed(m, loopback, m->settings.listen);
+                if (r < 0) {
                         close(fd);
-                        return log_error_errno(EPERM,
-                                               "Refusing to serve the API on non-loopback %s without a bearer token; "
-                                               "set token_file",
-                                               m->settings.listen);
+                        return r;
                 }
                 r = http_server_add_listener(m->http, fd, false);
                 if (r < 0)
@@ -167,6 +184,11 @@ int manager_start(Manager *m) {
         return sd_event_source_set_enabled(m->housekeeping, SD_EVENT_ON);
 }
 
+static int on_hangup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_notice("SIGHUP: nothing to reload; settings are read at start (restart aviaryd: guests keep running).");
+        return 0;
+}
+
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -182,11 +204,14 @@ int manager_run(Manager *m) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_hangup, m);
         if (r >= 0)
                 r = sd_event_set_watchdog(m->event, true);
         if (r < 0)

@@ -8,6 +8,8 @@ CREATE TABLE idempotency_keys (
         request_hash  TEXT NOT NULL,
         status        INTEGER NOT NULL,
         response      TEXT NOT NULL,
+        etag          TEXT,
+        location      TEXT,
         created_at    INTEGER NOT NULL,
         PRIMARY KEY (actor, key)
 ) STRICT;

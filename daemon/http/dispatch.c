@@ -36,9 +36,11 @@ static int idempotency_replay(Request *r, const char *key, const char *fingerpri
                 return reply_error(r, AVIARY_E_IDEMPOTENCY_KEY_REUSED,
                                    "Idempotency-Key '%s' was already used for a different request (%s %s)", key,
                                    rec.method, rec.path);
-        k = reply_json(r, (unsigned) rec.status, json_loads(rec.response, 0, &jerr));
+        k = reply_json(r, (unsigned) rec.status, json_loads(rec.response, JSON_DECODE_ANY, &jerr));
         if (k < 0)
                 return k;
+        snprintf(r->etag, sizeof r->etag, "%s", rec.etag ? rec.etag : "");
+        snprintf(r->location, sizeof r->location, "%s", rec.location ? rec.location : "");
         r->replayed = true;
         return 1;
 }
@@ -99,6 +101,8 @@ int dispatch_request(Request *r) {
                         .request_hash = fingerprint,
                         .status = (int) (r->status ? r->status : 200),
                         .response = text,
+                        .etag = r->etag[0] ? r->etag : NULL,
+                        .location = r->location[0] ? r->location : NULL,
                 };
                 k = text ? store_idempotency_put(store, r->actor, key, &rec) : -ENOMEM;
         }

@@ -1,5 +1,5 @@
 /* THE route table: every API route, its body kind and, for changes, the audit action.
- * api/openapi.yaml must describe exactly these (tests/unit/test-openapi.py checks). */
+ * api/openapi.yaml must describe exactly these (tests/api/test-openapi.py checks). */
 #include "handlers.h"
 #include "route.h"
 

@@ -348,9 +348,7 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         request_id_init(r);
         if (!request_authorized(r, l))
                 return send_error(r, AVIARY_E_UNAUTHORIZED, "a valid bearer token is required on this listener", 0);
-        if (!r->method)
-                return send_error(r, AVIARY_E_METHOD_NOT_ALLOWED, "unsupported HTTP method", 0);
-
+        /* An unknown method (OPTIONS...) still learns which methods the path takes. */
         m = router_match(r, r->method, r->path, &allow);
         if (m < 0)
                 return send_result(r, m);
@@ -369,10 +367,14 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
                                   msg, allow);
         }
 
+        /* Blobs have their own limit; JSON routes take the smaller of theirs and max_json_body. */
         if (r->route->body == BODY_STREAM)
                 r->body_max = r->manager->settings.max_blob_size;
-        else
-                r->body_max = r->route->max_body ? r->route->max_body : r->manager->settings.max_json_body;
+        else {
+                r->body_max = r->manager->settings.max_json_body;
+                if (r->route->max_body && r->route->max_body < r->body_max)
+                        r->body_max = r->route->max_body;
+        }
         if (r->route->body == BODY_NONE && has_body)
                 return send_error(r, AVIARY_E_BAD_REQUEST, "this route takes no request body", 0);
         if (length) {

@@ -54,6 +54,8 @@ void idempotency_record_done(IdempotencyRecord *r) {
         free(r->path);
         free(r->request_hash);
         free(r->response);
+        free(r->etag);
+        free(r->location);
         *r = (IdempotencyRecord) {};
 }
 
@@ -62,7 +64,7 @@ int store_idempotency_get(Store *s, const char *actor, const char *key, Idempote
         int r, rc;
 
         r = store_prepare(s,
-                          "SELECT method, path, request_hash, status, response FROM idempotency_keys "
+                          "SELECT method, path, request_hash, status, response, etag, location FROM idempotency_keys "
                           "WHERE actor = ? AND key = ?",
                           &st, "tt", actor, key);
         if (r < 0)
@@ -78,6 +80,8 @@ int store_idempotency_get(Store *s, const char *actor, const char *key, Idempote
                 .request_hash = store_column_strdup(st, 2),
                 .status = sqlite3_column_int(st, 3),
                 .response = store_column_strdup(st, 4),
+                .etag = store_column_strdup(st, 5),
+                .location = store_column_strdup(st, 6),
         };
         if (!ret->method || !ret->path || !ret->request_hash || !ret->response) {
                 idempotency_record_done(ret);
@@ -89,9 +93,9 @@ int store_idempotency_get(Store *s, const char *actor, const char *key, Idempote
 int store_idempotency_put(Store *s, const char *actor, const char *key, const IdempotencyRecord *rec) {
         int r = store_exec(s,
                            "INSERT INTO idempotency_keys (actor, key, method, path, request_hash, status, response, "
-                           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           "tttttiti", actor, key, rec->method, rec->path, rec->request_hash, (int64_t) rec->status,
-                           rec->response, (int64_t) now_realtime());
+                           "etag, location, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           "tttttittti", actor, key, rec->method, rec->path, rec->request_hash, (int64_t) rec->status,
+                           rec->response, rec->etag, rec->location, (int64_t) now_realtime());
         return r > 0 ? store_error(s, r, "idempotency put") : r;
 }
 

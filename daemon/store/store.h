@@ -159,6 +159,7 @@ typedef struct IdempotencyRecord {
         char *method, *path, *request_hash;
         int status;
         char *response;
+        char *etag, *location;           /* the answer's headers, NULL when it had none */
 } IdempotencyRecord;
 
 void idempotency_record_done(IdempotencyRecord *r);

@@ -133,3 +133,18 @@ int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback) {
 bad:
         return log_error_errno(EINVAL, "Bad listen address '%s': expected IPV4:PORT or [IPV6]:PORT", address);
 }
+
+int socket_is_loopback(int fd, bool *ret) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+
+        if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
+                return negative_errno();
+        if (ss.ss_family == AF_INET)
+                *ret = (ntohl(((struct sockaddr_in *) &ss)->sin_addr.s_addr) >> 24) == 127;
+        else if (ss.ss_family == AF_INET6)
+                *ret = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *) &ss)->sin6_addr);
+        else
+                *ret = ss.ss_family == AF_UNIX;
+        return 0;
+}

@@ -11,3 +11,5 @@ int socket_listen_unix(const char *path, mode_t mode, const char *group, int *re
 int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback);
 /* mkdir -p with MODE for each missing component. */
 int mkdir_parents(const char *path, mode_t mode);
+/* Whether listening socket FD is bound to a loopback address. */
+int socket_is_loopback(int fd, bool *ret);
