@@ -127,14 +127,9 @@ static int listeners_open(Manager *m) {
                 return r;
         log_info("Serving the API on %s.", m->settings.socket_path);
         if (m->settings.listen) {
-                r = socket_listen_tcp(m->settings.listen, &fd, &loopback);
+                r = socket_listen_tcp(m->settings.listen, m->token != NULL, &fd);
                 if (r < 0)
                         return r;
-                r = tcp_listener_allowed(m, loopback, m->settings.listen);
-                if (r < 0) {
-                        close(fd);
-                        return r;
-                }
                 r = http_server_add_listener(m->http, fd, false);
                 if (r < 0)
                         return r;

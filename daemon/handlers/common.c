@@ -49,6 +49,18 @@ int request_name_param(Request *r, unsigned n, const char *what, const char **re
         return 0;
 }
 
+int cursor_id_parse(const char *s, int64_t *ret) {
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 int version_ref_parse(const char *s, char **ret_image, char **ret_ref) {
         const char *sep = strchr(s, '@');
 
@@ -61,11 +73,13 @@ int version_ref_parse(const char *s, char **ret_image, char **ret_ref) {
         if (!*ret_image || !*ret_ref) {
                 free(*ret_image);
                 free(*ret_ref);
+                *ret_image = *ret_ref = NULL;
                 return -ENOMEM;
         }
         if (!name_is_valid(*ret_image) || (*sep == '@' ? !digest_is_valid(*ret_ref) : !tag_is_valid(*ret_ref))) {
                 free(*ret_image);
                 free(*ret_ref);
+                *ret_image = *ret_ref = NULL;
                 return -EINVAL;
         }
         return 0;

@@ -19,7 +19,7 @@ int event_list(Request *r) {
         json_t *items;
         const char *after, *resource = request_query(r, "resource");
         unsigned limit;
-        long long after_id = 0;
+        int64_t after_id = 0;
         char next[32] = "";
         size_t n;
         int k;
@@ -27,7 +27,7 @@ int event_list(Request *r) {
         k = request_page(r, &limit, &after);
         if (k != 0)
                 return k;
-        if (after && (sscanf(after, "%lld", &after_id) != 1 || after_id < 0))
+        if (after && cursor_id_parse(after, &after_id) < 0)
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "after must be an event id");
         if (resource && (!*resource || strlen(resource) > 300))
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "resource must be like image/web or service/web");

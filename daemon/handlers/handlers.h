@@ -48,5 +48,7 @@ json_t *page_json(json_t *items, unsigned limit, const char *next);
 int request_json_body(Request *r, json_t **ret);
 /* The image name in path parameter N, checked. */
 int request_name_param(Request *r, unsigned n, const char *what, const char **ret);
+/* A numeric page cursor ("after=" of versions and events): digits only. */
+int cursor_id_parse(const char *s, int64_t *ret);
 /* Splits "IMAGE:TAG" or "IMAGE@sha256:HEX" into its parts (new strings). */
 int version_ref_parse(const char *s, char **ret_image, char **ret_ref);

@@ -138,7 +138,7 @@ int version_list(Request *r) {
         const char *name, *after;
         unsigned limit;
         char next[32];
-        long long after_id = 0;
+        int64_t after_id = 0;
         int k;
 
         k = request_name_param(r, 0, "image", &name);
@@ -146,7 +146,7 @@ int version_list(Request *r) {
                 k = request_page(r, &limit, &after);
         if (k != 0)
                 return k;
-        if (after && sscanf(after, "%lld", &after_id) != 1)
+        if (after && cursor_id_parse(after, &after_id) < 0)
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a cursor from a previous page");
         k = store_image_get(r->manager->store, name, &img);
         if (k > 0)

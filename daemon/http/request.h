@@ -34,7 +34,7 @@ typedef struct Request {
         const Route *route;
         char *params[ROUTE_MAX_PARAMS];
         unsigned n_params;
-        char request_id[40];
+        char request_id[65];
         char actor[64];          /* "uid:1000" on the unix socket, "tcp:ADDR" otherwise */
         bool started;            /* first call seen */
         bool replied;            /* a response was queued */
@@ -44,7 +44,9 @@ typedef struct Request {
         /* body */
         char *body;
         size_t body_size, body_allocated, body_max;
-        int deferred;            /* an outcome found mid-body, answered when it ends */
+        int deferred;            /* an outcome found early or mid-body, answered when it ends */
+        unsigned deferred_allow; /* the Allow header of a deferred 405 */
+        bool drain;              /* read and drop the rest of the body, then answer */
         BlobUpload *upload;      /* streamed blob PUTs */
         void *handler_state;     /* a streaming handler's own */
 

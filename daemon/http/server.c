@@ -3,6 +3,7 @@
  * routes on the first call (so a wrong route, size or type is refused before any body is
  * read), collects or streams the body, then hands the request to dispatch. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -235,7 +236,7 @@ static enum MHD_Result send_error(Request *r, AviaryError code, const char *mess
 /* Sends what a handler produced: r->error for a positive result, 500/503/507 for errno. */
 static enum MHD_Result send_result(Request *r, int result) {
         if (result > 0)
-                return send_error(r, (AviaryError) result, r->error.message, 0);
+                return send_error(r, (AviaryError) result, r->error.message, r->deferred_allow);
         if (result == -ENOSPC || result == -EDQUOT)
                 return send_error(r, AVIARY_E_STORAGE_FULL, "the state directory's file system is full; nothing was changed", 0);
         if (result == -EBUSY)
@@ -337,6 +338,19 @@ static bool content_type_is(Request *r, const char *want) {
         return ct && strncasecmp(ct, want, n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* Refuses a request at its headers. With a body still coming, the answer waits until the
+ * body has been read and dropped: answering at once would make libmicrohttpd close the
+ * connection under a client that is still sending. Oversized and unauthenticated bodies
+ * are not worth reading: those answers go at once, and the connection closes. */
+static enum MHD_Result refuse(Request *r, bool has_body, AviaryError code, const char *message, unsigned allow) {
+        if (!has_body || code == AVIARY_E_PAYLOAD_TOO_LARGE || code == AVIARY_E_UNAUTHORIZED)
+                return send_error(r, code, message, allow);
+        r->deferred = reply_error(r, code, "%s", message);
+        r->deferred_allow = allow;
+        r->drain = true;
+        return MHD_YES;
+}
+
 static enum MHD_Result request_begin(Request *r, Listener *l) {
         const char *length = request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
         const char *chunked = request_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
@@ -347,7 +361,7 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         request_identify(r, l);
         request_id_init(r);
         if (!request_authorized(r, l))
-                return send_error(r, AVIARY_E_UNAUTHORIZED, "a valid bearer token is required on this listener", 0);
+                return refuse(r, has_body, AVIARY_E_UNAUTHORIZED, "a valid bearer token is required on this listener", 0);
         /* An unknown method (OPTIONS...) still learns which methods the path takes. */
         m = router_match(r, r->method, r->path, &allow);
         if (m < 0)
@@ -355,7 +369,7 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         if (m == AVIARY_E_NOT_FOUND) {
                 char msg[600];
                 snprintf(msg, sizeof msg, "no such API route: %s", r->path);
-                return send_error(r, AVIARY_E_NOT_FOUND, msg, 0);
+                return refuse(r, has_body, AVIARY_E_NOT_FOUND, msg, 0);
         }
         if (m == AVIARY_E_METHOD_NOT_ALLOWED) {
                 char msg[600];
@@ -363,8 +377,8 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
                         snprintf(msg, sizeof msg, "%s", r->route->wrong_method_message);
                 else
                         snprintf(msg, sizeof msg, "%s is not allowed on %s", r->method_name, r->path);
-                return send_error(r, r->route->wrong_method ? r->route->wrong_method : AVIARY_E_METHOD_NOT_ALLOWED,
-                                  msg, allow);
+                return refuse(r, has_body, r->route->wrong_method ? r->route->wrong_method : AVIARY_E_METHOD_NOT_ALLOWED,
+                              msg, allow);
         }
 
         /* Blobs have their own limit; JSON routes take the smaller of theirs and max_json_body. */
@@ -376,7 +390,7 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
                         r->body_max = r->route->max_body;
         }
         if (r->route->body == BODY_NONE && has_body)
-                return send_error(r, AVIARY_E_BAD_REQUEST, "this route takes no request body", 0);
+                return refuse(r, has_body, AVIARY_E_BAD_REQUEST, "this route takes no request body", 0);
         if (length) {
                 char *end;
                 unsigned long long n;
@@ -392,16 +406,21 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
                 }
         }
         if (r->route->body == BODY_JSON && has_body && !content_type_is(r, "application/json"))
-                return send_error(r, AVIARY_E_UNSUPPORTED_MEDIA_TYPE,
-                                  "request body must be JSON: send 'Content-Type: application/json'", 0);
+                return refuse(r, has_body, AVIARY_E_UNSUPPORTED_MEDIA_TYPE,
+                              "request body must be JSON: send 'Content-Type: application/json'", 0);
         if (r->route->body == BODY_STREAM) {
                 int ret;
                 if (has_body && !content_type_is(r, "application/octet-stream"))
-                        return send_error(r, AVIARY_E_UNSUPPORTED_MEDIA_TYPE,
-                                          "blob uploads must be 'Content-Type: application/octet-stream'", 0);
+                        return refuse(r, has_body, AVIARY_E_UNSUPPORTED_MEDIA_TYPE,
+                                      "blob uploads must be 'Content-Type: application/octet-stream'", 0);
                 ret = r->route->stream_begin(r);
-                if (ret != 0 || r->status)
-                        return send_result(r, ret);
+                if (ret != 0 || r->status) {
+                        if (!has_body || ret < 0)
+                                return send_result(r, ret);
+                        /* Answered already (the blob is here): drop the body, then answer. */
+                        r->deferred = ret;
+                        r->drain = true;
+                }
         }
         return MHD_YES;
 }
@@ -411,16 +430,17 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
  * that keeps sending far past the limit is cut off. */
 static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
         r->body_size += size;
-        if (r->deferred) {
+        if (r->drain)
                 return r->body_size > 2 * r->body_max + (1u << 20) ? MHD_NO : MHD_YES;
-        }
         if (r->body_size > r->body_max) {
                 r->deferred = reply_error(r, AVIARY_E_PAYLOAD_TOO_LARGE,
                                           "request body is over this route's limit of %zu bytes", r->body_max);
+                r->drain = true;
                 return MHD_YES;
         }
         if (r->route->body == BODY_STREAM) {
                 r->deferred = r->route->stream_data(r, data, size);
+                r->drain = r->deferred != 0;
                 return MHD_YES;
         }
         if (r->body_size + 1 > r->body_allocated) {
@@ -431,6 +451,7 @@ static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
                 p = realloc(r->body, want);
                 if (!p) {
                         r->deferred = -ENOMEM;
+                        r->drain = true;
                         return MHD_YES;
                 }
                 r->body = p;
@@ -473,9 +494,28 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                 *upload_data_size = 0;
                 return ret;
         }
-        if (r->deferred)
+        if (r->drain)
                 return send_result(r, r->deferred);
         return send_result(r, dispatch_request(r));
+}
+
+/* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" stays
+ * encoded: a NUL would cut "web%00x" to "web" and act on another resource. Left encoded, it
+ * fails the name checks. (An encoded slash decodes and splits the path: no route matches.) */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+        char *out = s;
+
+        for (char *p = s; *p; p++) {
+                unsigned v;
+                if (p[0] == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2]) &&
+                    sscanf(p + 1, "%2x", &v) == 1 && v != 0) {
+                        *out++ = (char) v;
+                        p += 2;
+                } else
+                        *out++ = *p;
+        }
+        *out = 0;
+        return (size_t) (out - s);
 }
 
 /* ---- listeners ---- */
@@ -516,7 +556,8 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                                  cfg->connection_timeout_sec, MHD_OPTION_END);
+                                  cfg->connection_timeout_sec, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                                  MHD_OPTION_END);
         if (!l->mhd)
                 return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);

@@ -113,7 +113,10 @@ int json_parse_body(const char *data, size_t size, json_t **ret, ApiError *e) {
                 return api_error_set(e, AVIARY_E_MALFORMED_JSON, "request body is empty; a JSON object is required");
         if (!utf8_is_valid(data, size))
                 return api_error_set(e, AVIARY_E_MALFORMED_JSON, "request body is not valid UTF-8");
-        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, &jerr);
+        j = json_loadb(data, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+        if (!j && json_error_code(&jerr) == json_error_numeric_overflow)
+                return api_error_set(e, AVIARY_E_INVALID_FIELD, "a number at line %d column %d is out of range",
+                                     jerr.line, jerr.column);
         if (!j)
                 return api_error_set(e, AVIARY_E_MALFORMED_JSON, "malformed JSON at line %d column %d: %s",
                                      jerr.line, jerr.column, jerr.text);

@@ -80,14 +80,14 @@ int socket_listen_unix(const char *path, mode_t mode, const char *group, int *re
         return 0;
 }
 
-int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback) {
+int socket_listen_tcp(const char *address, bool allow_non_loopback, int *ret_fd) {
         _cleanup_close_ int fd = -1;
         struct sockaddr_storage ss = {};
         socklen_t len;
         char host[64], *end;
         const char *colon;
         unsigned long port;
-        bool v6 = address[0] == '[';
+        bool v6 = address[0] == '[', loopback;
         size_t n;
         int one = 1;
 
@@ -109,7 +109,7 @@ int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback) {
                 sa->sin6_port = htons((uint16_t) port);
                 if (inet_pton(AF_INET6, host, &sa->sin6_addr) != 1)
                         goto bad;
-                *ret_loopback = IN6_IS_ADDR_LOOPBACK(&sa->sin6_addr);
+                loopback = IN6_IS_ADDR_LOOPBACK(&sa->sin6_addr);
                 len = sizeof *sa;
         } else {
                 struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
@@ -117,9 +117,13 @@ int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback) {
                 sa->sin_port = htons((uint16_t) port);
                 if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
                         goto bad;
-                *ret_loopback = (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
+                loopback = (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
                 len = sizeof *sa;
         }
+        if (!loopback && !allow_non_loopback)
+                return log_error_errno(EPERM,
+                                       "Refusing to serve the API on non-loopback %s without a bearer token; set token_file",
+                                       address);
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();

@@ -7,8 +7,9 @@
 /* Binds and listens on PATH. Refuses when another process is already serving there; a
  * stale socket file is replaced. GROUP (may be NULL) owns the socket. */
 int socket_listen_unix(const char *path, mode_t mode, const char *group, int *ret_fd);
-/* "ADDR:PORT" or "[ADDR]:PORT". *ret_loopback tells whether ADDR is a loopback address. */
-int socket_listen_tcp(const char *address, int *ret_fd, bool *ret_loopback);
+/* "ADDR:PORT" or "[ADDR]:PORT". A non-loopback ADDR is refused (-EPERM, before binding)
+ * unless ALLOW_NON_LOOPBACK. */
+int socket_listen_tcp(const char *address, bool allow_non_loopback, int *ret_fd);
 /* mkdir -p with MODE for each missing component. */
 int mkdir_parents(const char *path, mode_t mode);
 /* Whether listening socket FD is bound to a loopback address. */

@@ -51,6 +51,6 @@ int main(void) {
         is_int(check("{\"name\":\"a\",\"flag\":1}", &e), AVIARY_E_INVALID_FIELD, "number for a boolean");
         is_int(check("{\"name\":\"a\",\"labels\":{\"k\":1}}", &e), AVIARY_E_INVALID_FIELD, "non-string label");
         is_int(check("{\"name\":null}", &e), AVIARY_E_INVALID_FIELD, "null where not nullable");
-        is_int(check("{\"name\":\"a\\u0000b\"}", &e), AVIARY_E_MALFORMED_JSON, "NUL inside a string");
+        is_int(check("{\"name\":\"a\\u0000b\"}", &e), AVIARY_E_INVALID_FIELD, "NUL inside a string");
         return tap_done();
 }

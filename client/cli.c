@@ -1,0 +1,88 @@
+/* Helpers shared by the cmd-*.c files: argument checks that end in a usage error, and the
+ * "send a request, then print its answer" steps that most commands are made of. */
+#include <getopt.h>
+#include <stdarg.h>
+
+#include "cli.h"
+
+int cli_usage(const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        output_error_va(format, ap);
+        va_end(ap);
+        return CLI_USAGE;
+}
+
+int cli_parse_uint(const char *option, const char *text, unsigned *ret) {
+        char *end;
+
+        errno = 0;
+        unsigned long v = strtoul(text, &end, 10);
+        if (!*text || *text == '-' || *text == '+' || *end || errno != 0 || v > UINT32_MAX)
+                return cli_usage("%s expects a number, not \"%s\"", option, text);
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int cli_set_uint(json_t *object, const char *key, const char *option, const char *text) {
+        unsigned v;
+        int r = cli_parse_uint(option, text, &v);
+        if (r != 0)
+                return r;
+        return json_object_set_new(object, key, json_integer(v)) < 0 ? -ENOMEM : 0;
+}
+
+int cli_set_string(json_t *object, const char *key, const char *option, const char *text) {
+        json_t *s = json_string(text);
+        if (!s)
+                return cli_usage("%s expects UTF-8 text", option);
+        return json_object_set_new(object, key, s) < 0 ? -ENOMEM : 0;
+}
+
+int cli_arguments(int argc, char **argv, int min, int max) {
+        int n = argc - optind;
+        if (n < min)
+                return cli_usage("missing argument");
+        if (n > max)
+                return cli_usage("unexpected argument \"%s\"", argv[optind + max]);
+        return 0;
+}
+
+int cli_no_options(int argc, char **argv, int min, int max) {
+        static const struct option none[] = {{}};
+        if (getopt_long(argc, argv, "", none, NULL) >= 0)
+                return CLI_USAGE; /* getopt said which option */
+        return cli_arguments(argc, argv, min, max);
+}
+
+int cli_show(Cli *cli, const char *method, const char *path, json_t *body, const Field *fields,
+             size_t n_fields) {
+        json_auto_t *reply = NULL;
+
+        int r = http_call(cli->http, method, path, body, &reply);
+        if (r != 0)
+                return r;
+        return output_object(cli->format, fields, n_fields, reply);
+}
+
+int cli_list(Cli *cli, const char *path, const Field *fields, size_t n_fields) {
+        json_auto_t *list = NULL;
+
+        int r = http_get_all(cli->http, path, NULL, 0, &list);
+        if (r != 0)
+                return r;
+        return output_list(cli->format, fields, n_fields, list);
+}
+
+int cli_delete(Cli *cli, const char *path, const char *what) {
+        json_auto_t *reply = NULL;
+
+        int r = http_call(cli->http, "DELETE", path, NULL, &reply);
+        if (r != 0)
+                return r;
+        if (cli->format == OUTPUT_JSON)
+                return reply ? output_json(reply) : 0;
+        printf("deleted %s\n", what);
+        return 0;
+}

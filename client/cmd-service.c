@@ -1,0 +1,166 @@
+/* `aviary service ...`: create, list, show, update (guarded by If-Match, so a change made
+ * by someone else in between is refused rather than overwritten) and delete services. */
+#include <getopt.h>
+#include <inttypes.h>
+
+#include "cli.h"
+#include "errors.h"
+
+static const Field service_columns[] = {
+        {"NAME", "name", FIELD_TEXT},          {"VERSION", "stable_version", FIELD_TEXT},
+        {"REPLICAS", "replicas", FIELD_TEXT},  {"LISTEN", "listen", FIELD_TEXT},
+        {"PORT", "port", FIELD_TEXT},          {"RESTART", "restart_policy", FIELD_TEXT},
+        {"UPDATED", "updated_at", FIELD_TIME},
+};
+
+static const Field service_lines[] = {
+        {"Name", "name", FIELD_TEXT},
+        {"Stable version", "stable_version", FIELD_TEXT},
+        {"Stable digest", "stable_digest", FIELD_TEXT},
+        {"Replicas", "replicas", FIELD_TEXT},
+        {"Listen", "listen", FIELD_TEXT},
+        {"Port", "port", FIELD_TEXT},
+        {"Restart policy", "restart_policy", FIELD_TEXT},
+        {"Health check", "health_check", FIELD_MAP},
+        {"Generation", "generation", FIELD_TEXT},
+        {"Created", "created_at", FIELD_TIME},
+        {"Updated", "updated_at", FIELD_TIME},
+};
+
+/* The options create and update share, as the fields of a request body. */
+static int service_parse(int argc, char **argv, json_t *body) {
+        static const struct option options[] = {
+                {"image", required_argument, NULL, 'i'},          {"replicas", required_argument, NULL, 'r'},
+                {"listen", required_argument, NULL, 'l'},         {"port", required_argument, NULL, 'p'},
+                {"restart-policy", required_argument, NULL, 'R'}, {},
+        };
+        int c, r = 0;
+
+        while (r == 0 && (c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+                switch (c) {
+                case 'i':
+                        r = cli_set_string(body, "stable_version", "--image", optarg);
+                        break;
+                case 'r':
+                        r = cli_set_uint(body, "replicas", "--replicas", optarg);
+                        break;
+                case 'l':
+                        r = cli_set_string(body, "listen", "--listen", optarg);
+                        break;
+                case 'p':
+                        r = cli_set_uint(body, "port", "--port", optarg);
+                        break;
+                case 'R':
+                        r = cli_set_string(body, "restart_policy", "--restart-policy", optarg);
+                        break;
+                default:
+                        return CLI_USAGE;
+                }
+        }
+        return r != 0 ? r : cli_arguments(argc, argv, 1, 1);
+}
+
+static int service_path(const char *name, char **ret) {
+        return http_path(ret, "v1", "services", name, NULL);
+}
+
+int cmd_service_create(Cli *cli, int argc, char **argv) {
+        json_auto_t *body = json_object();
+        _cleanup_free_ char *path = NULL;
+
+        if (!body)
+                return -ENOMEM;
+        int r = service_parse(argc, argv, body);
+        if (r != 0)
+                return r;
+        r = cli_set_string(body, "name", "NAME", argv[optind]);
+        if (r != 0)
+                return r;
+        r = http_path(&path, "v1", "services", NULL);
+        if (r < 0)
+                return r;
+        return cli_show(cli, "POST", path, body, service_lines, ELEMENTSOF(service_lines));
+}
+
+int cmd_service_ls(Cli *cli, int argc, char **argv) {
+        _cleanup_free_ char *path = NULL;
+
+        int r = cli_no_options(argc, argv, 0, 0);
+        if (r != 0)
+                return r;
+        r = http_path(&path, "v1", "services", NULL);
+        return r < 0 ? r : cli_list(cli, path, service_columns, ELEMENTSOF(service_columns));
+}
+
+int cmd_service_show(Cli *cli, int argc, char **argv) {
+        _cleanup_free_ char *path = NULL;
+
+        int r = cli_no_options(argc, argv, 1, 1);
+        if (r != 0)
+                return r;
+        r = service_path(argv[optind], &path);
+        return r < 0 ? r : cli_show(cli, "GET", path, NULL, service_lines, ELEMENTSOF(service_lines));
+}
+
+/* The ETag to send back: the reply's, or one made from the service's generation. */
+static int service_etag(HttpReply *reply, char **ret) {
+        json_t *generation = json_object_get(reply->body, "generation");
+
+        if (reply->etag) {
+                *ret = TAKE_PTR(reply->etag);
+                return 0;
+        }
+        if (!json_is_integer(generation)) {
+                output_error("the server sent neither an ETag nor a generation for the service");
+                return -EBADMSG;
+        }
+        return asprintf(ret, "\"%" JSON_INTEGER_FORMAT "\"", json_integer_value(generation)) < 0 ? -ENOMEM
+                                                                                                 : 0;
+}
+
+int cmd_service_update(Cli *cli, int argc, char **argv) {
+        _cleanup_(http_reply_done) HttpReply current = {}, updated = {};
+        _cleanup_free_ char *path = NULL, *etag = NULL;
+        json_auto_t *body = json_object();
+
+        if (!body)
+                return -ENOMEM;
+        int r = service_parse(argc, argv, body);
+        if (r != 0)
+                return r;
+        if (json_object_size(body) == 0)
+                return cli_usage("nothing to update: give at least one option");
+        r = service_path(argv[optind], &path);
+        if (r < 0)
+                return r;
+
+        r = http_exchange(cli->http, &(HttpRequest){.method = "GET", .path = path}, &current);
+        if (r != 0)
+                return r;
+        r = service_etag(&current, &etag);
+        if (r < 0)
+                return r;
+        HttpRequest patch = {.method = "PATCH", .path = path, .body = body, .if_match = etag};
+        r = http_exchange(cli->http, &patch, &updated);
+        if (r == AVIARY_E_PRECONDITION_FAILED)
+                output_error("service %s was changed by someone else after it was read (ETag %s); "
+                             "nothing was updated: look at it again and retry",
+                             argv[optind], etag);
+        if (r != 0)
+                return r;
+        return output_object(cli->format, service_lines, ELEMENTSOF(service_lines), updated.body);
+}
+
+int cmd_service_rm(Cli *cli, int argc, char **argv) {
+        _cleanup_free_ char *path = NULL, *what = NULL;
+
+        int r = cli_no_options(argc, argv, 1, 1);
+        if (r != 0)
+                return r;
+        r = service_path(argv[optind], &path);
+        if (r < 0)
+                return r;
+        if (asprintf(&what, "service %s", argv[optind]) < 0)
+                return -ENOMEM;
+        return cli_delete(cli, path, what);
+}

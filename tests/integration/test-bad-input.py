@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Bad input, table-driven, over every route that takes a JSON body (POST/PATCH): malformed
+JSON, non-objects, wrong types, unknown and missing fields, out-of-range integers, invalid
+names, oversized bodies, wrong Content-Type, invalid UTF-8. Each must get its documented
+4xx status and code in the JSON error envelope, with request_id equal to X-Request-Id, and
+the database and blob directory must be exactly as before the whole matrix. Also: unknown
+routes (404), wrong methods (405 with Allow), bodies where none is taken, bad queries, bad
+Idempotency-Keys, and the caller's own X-Request-Id."""
+import json
+
+from aviarytest import (Daemon, check_error, chunked, create_service, diag, is_, main, ok, push_version,
+                        random_bytes, raw_request, snapshot_diff, upload)
+
+JSON = {"Content-Type": "application/json"}
+KiB = 1024
+
+# The routes with a JSON body: path, a valid body to derive cases from, the body limit
+# (docs/configuration.md: 4 KiB images and revocation, 16 KiB services, 64 KiB versions).
+# Every case below is a refusal: none may change anything.
+ROUTES = {
+    "image.create": ("POST", "/v1/images", {"name": "fresh"}, 4 * KiB),
+    "version.create": ("POST", "/v1/images/web/versions", None, 64 * KiB),  # base set once the kernel exists
+    "version.revoke": ("POST", "/v1/images/web/versions/1.0.0/revoke", {"reason": "why"}, 4 * KiB),
+    "service.create": ("POST", "/v1/services", {"name": "fresh"}, 16 * KiB),
+    "service.update": ("PATCH", "/v1/services/svc", {"replicas": 2}, 16 * KiB),
+}
+
+
+class Case:
+    def __init__(self, desc, method, path, body, status, codes, headers=None, allow=None):
+        self.desc, self.method, self.path, self.body = desc, method, path, body
+        self.status = status
+        self.codes = {codes} if isinstance(codes, str) else set(codes)
+        self.headers = dict(JSON if body is not None else {}, **(headers or {}))
+        self.allow = allow
+
+
+def enc(obj):
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+def generic_cases(route, method, path, base, limit):
+    """The cases every JSON route shares."""
+    out = []
+
+    def add(desc, body, status, codes, headers=None):
+        out.append(Case(f"{route}: {desc}", method, path, body, status, codes, headers))
+
+    for text in (b'{"name": ', b"{'name': 'x'}", b'{"a": 1} trailing', b'{"a": 1,}', b"{", b"nul",
+                 b'\xef\xbb\xbf{"reason": "bom"}', b'{"a": tru}'):
+        add(f"malformed JSON {text[:16]!r}", text, 400, "malformed-json")
+    for text in (b"[]", b'"string"', b"42", b"null", b"true", b'[{"name": "x"}]'):
+        add(f"non-object JSON {text!r}", text, 400, "malformed-json")
+    add("duplicate keys", b'{"reason": "a", "reason": "b", "name": "a", "name": "b"}', 400, "malformed-json")
+    for text in (b'{"name": "\xff"}', b'{"name": "\xc0\xaf"}', b'{"name": "\xed\xa0\x80"}', b'{"\xfe": 1}',
+                 b'{"name": "\xe2\x82"}'):
+        add(f"invalid UTF-8 {text!r}", text, 400, "malformed-json")
+    if route != "version.revoke":  # revocation takes an empty body
+        add("empty body", b"", 400, "malformed-json")
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/json-patch+json",
+                  "application/jsonx", None):
+        add(f"Content-Type {ctype}", enc(base), 415, "unsupported-media-type", {"Content-Type": ctype})
+    add("unknown field", enc(dict(base, bogus=1)), 422, "unknown-field")
+    add("unknown field only", enc({"zzz": None}), 422, "unknown-field")
+
+    # Over the limit: refused from Content-Length alone, and when chunked, once read.
+    big = enc(dict(base, pad=""))
+    big = big[:-2] + b"x" * (limit + 1 - len(big)) + big[-2:]
+    assert len(big) == limit + 1
+    add(f"body of {limit + 1} bytes (limit {limit})", big, 413, "payload-too-large")
+    add(f"chunked body of {limit + 1} bytes", chunked(big), 413, "payload-too-large",
+        {"Transfer-Encoding": "chunked", "Content-Length": None})
+    # Exactly at the limit is read and judged on its content (here: an unknown field).
+    at = enc(dict(base, pad=""))
+    at = at[:-2] + b"x" * (limit - len(at)) + at[-2:]
+    add(f"body of exactly {limit} bytes is read (unknown field)", at, 422, "unknown-field")
+    return out
+
+
+def field_cases(route, method, path, base, changes):
+    """BASE with each change applied (a value, or DELETE to drop the field)."""
+    out = []
+    for desc, change, status, codes in changes:
+        body = dict(base)
+        for k, v in change.items():
+            if v is DELETE:
+                body.pop(k, None)
+            else:
+                body[k] = v
+        out.append(Case(f"{route}: {desc}", method, path, enc(body), status, codes))
+    return out
+
+
+DELETE = object()
+INVALID = (422, "invalid-field")
+UNKNOWN = (422, "unknown-field")
+MISSING = (422, "missing-field")
+NULL_REQUIRED = (422, ("missing-field", "invalid-field"))
+
+BAD_NAMES = ["Web", "-web", "web-", "we_b", "web.1", "a" * 64, "", "wéb", " web", "web ", "we b", "we\u0000b",
+             "web\n"]
+BAD_TAGS = ["", ".1", "-1", "a/b", "a b", "a" * 129, "é", "1:0", "a\u0000"]
+BAD_LABEL_KEYS = ["", "-k", ".k", "/k", "k k", "k" * 64, "é", "k=v"]
+
+
+def version_changes(kernel):
+    ch = [
+        ("missing version", {"version": DELETE}, *MISSING),
+        ("missing kernel", {"kernel": DELETE}, *MISSING),
+        ("version null", {"version": None}, *NULL_REQUIRED),
+        ("version is a number", {"version": 1}, *INVALID),
+        ("kernel is a number", {"kernel": 5}, *INVALID),
+        ("kernel not a digest", {"kernel": "vmlinuz"}, *INVALID),
+        ("kernel upper-case digest", {"kernel": kernel.upper().replace("SHA256", "sha256")}, *INVALID),
+        ("kernel sha512", {"kernel": "sha512:" + "0" * 64}, *INVALID),
+        ("initrd is a number", {"initrd": 5}, *INVALID),
+        ("initrd not a digest", {"initrd": "sha256:xyz"}, *INVALID),
+        ("cmdline is a number", {"cmdline": 5}, *INVALID),
+        ("cmdline is a list", {"cmdline": ["a"]}, *INVALID),
+        ("cmdline with a newline", {"cmdline": "a\nb"}, *INVALID),
+        ("cmdline with a tab", {"cmdline": "a\tb"}, *INVALID),
+        ("cmdline with DEL", {"cmdline": "a\u007fb"}, *INVALID),
+        ("cmdline with NUL", {"cmdline": "a\u0000b"}, *INVALID),
+        ("cmdline of 4097 bytes", {"cmdline": "x" * 4097}, *INVALID),
+        ("memory_mib 15", {"memory_mib": 15}, *INVALID),
+        ("memory_mib 65537", {"memory_mib": 65537}, *INVALID),
+        ("memory_mib -1", {"memory_mib": -1}, *INVALID),
+        ("memory_mib a string", {"memory_mib": "128"}, *INVALID),
+        ("memory_mib a float", {"memory_mib": 128.0}, *INVALID),
+        ("memory_mib a float 128.5", {"memory_mib": 128.5}, *INVALID),
+        ("memory_mib a boolean", {"memory_mib": True}, *INVALID),
+        ("memory_mib null", {"memory_mib": None}, *INVALID),
+        ("memory_mib 2^63 (valid JSON, out of range)", {"memory_mib": 2 ** 63}, *INVALID),
+        ("memory_mib -2^63-1 (valid JSON, out of range)", {"memory_mib": -(2 ** 63) - 1}, *INVALID),
+        ("vcpus 0", {"vcpus": 0}, *INVALID),
+        ("vcpus 65", {"vcpus": 65}, *INVALID),
+        ("port 0", {"port": 0}, *INVALID),
+        ("port 65536", {"port": 65536}, *INVALID),
+        ("port a string", {"port": "80"}, *INVALID),
+        ("labels a list", {"labels": ["a"]}, *INVALID),
+        ("labels a string", {"labels": "a=b"}, *INVALID),
+        ("label value a number", {"labels": {"k": 1}}, *INVALID),
+        ("label value null", {"labels": {"k": None}}, *INVALID),
+        ("label value of 257 bytes", {"labels": {"k": "v" * 257}}, *INVALID),
+        ("label value of 129 two-byte characters", {"labels": {"k": "é" * 129}}, *INVALID),
+        ("label value with a newline", {"labels": {"k": "a\nb"}}, *INVALID),
+        ("65 labels", {"labels": {f"k{i}": "v" for i in range(65)}}, *INVALID),
+        ("state given", {"state": "revoked"}, *UNKNOWN),
+        ("digest given", {"digest": "sha256:" + "0" * 64}, *UNKNOWN),
+        ("image given", {"image": "web"}, *UNKNOWN),
+    ]
+    ch += [(f"version tag {t!r}", {"version": t}, *INVALID) for t in BAD_TAGS]
+    ch += [(f"label key {k!r}", {"labels": {k: "v"}}, *INVALID) for k in BAD_LABEL_KEYS]
+    # jansson cannot hold a NUL inside an object key: such a body is refused as malformed
+    # (docs/api.md), still with nothing changed.
+    ch += [("label key with NUL", {"labels": {"k\u0000": "v"}}, 400, ("malformed-json",))]
+    return ch
+
+
+def service_changes(creating):
+    ch = [
+        ("listen is a number", {"listen": 8080}, *INVALID),
+        ("replicas -1", {"replicas": -1}, *INVALID),
+        ("replicas 65", {"replicas": 65}, *INVALID),
+        ("replicas 1.5", {"replicas": 1.5}, *INVALID),
+        ("replicas a string", {"replicas": "2"}, *INVALID),
+        ("replicas null", {"replicas": None}, *INVALID),
+        ("port 0", {"port": 0}, *INVALID),
+        ("port 65536", {"port": 65536}, *INVALID),
+        ("port a string", {"port": "80"}, *INVALID),
+        ("restart_policy unknown", {"restart_policy": "sometimes"}, *INVALID),
+        ("restart_policy empty", {"restart_policy": ""}, *INVALID),
+        ("restart_policy upper-case", {"restart_policy": "Always"}, *INVALID),
+        ("restart_policy a number", {"restart_policy": 1}, *INVALID),
+        ("stable_version without tag", {"stable_version": "web"}, *INVALID),
+        ("stable_version empty tag", {"stable_version": "web:"}, *INVALID),
+        ("stable_version bad image name", {"stable_version": "Web:1.0.0"}, *INVALID),
+        ("stable_version bad digest", {"stable_version": "web@sha256:xyz"}, *INVALID),
+        ("stable_version a number", {"stable_version": 5}, *INVALID),
+        ("stable_version unknown tag", {"stable_version": "web:9.9.9"}, 404, "version-not-found"),
+        ("stable_version unknown image", {"stable_version": "nosuch:1"}, 404, "version-not-found"),
+        ("stable_version unknown digest", {"stable_version": "web@sha256:" + "0" * 64}, 404, "version-not-found"),
+        ("health_check a list", {"health_check": []}, *INVALID),
+        ("health_check a string", {"health_check": "/"}, *INVALID),
+        ("health_check.path without /", {"health_check": {"path": "health"}}, *INVALID),
+        ("health_check.path with a space", {"health_check": {"path": "/a b"}}, *INVALID),
+        ("health_check.path a number", {"health_check": {"path": 1}}, *INVALID),
+        ("health_check.interval without unit", {"health_check": {"interval": "2"}}, *INVALID),
+        ("health_check.interval fractional", {"health_check": {"interval": "1.5s"}}, *INVALID),
+        ("health_check.interval negative", {"health_check": {"interval": "-1s"}}, *INVALID),
+        ("health_check.interval 50ms", {"health_check": {"interval": "50ms"}}, *INVALID),
+        ("health_check.interval 2h", {"health_check": {"interval": "2h"}}, *INVALID),
+        ("health_check.interval a number", {"health_check": {"interval": 2}}, *INVALID),
+        ("health_check.interval unknown unit", {"health_check": {"interval": "2d"}}, *INVALID),
+        ("health_check.timeout over the interval", {"health_check": {"interval": "1s", "timeout": "2s"}}, *INVALID),
+        ("health_check.rise 0", {"health_check": {"rise": 0}}, *INVALID),
+        ("health_check.fall 11", {"health_check": {"fall": 11}}, *INVALID),
+        ("health_check unknown field", {"health_check": {"method": "GET"}}, *UNKNOWN),
+        ("generation given", {"generation": 7}, *UNKNOWN),
+        ("stable_digest given", {"stable_digest": "sha256:" + "0" * 64}, *UNKNOWN),
+    ]
+    for listen in ("127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "localhost:80", "[::1]80",
+                   "::1:80", "1.2.3.4.5:80", "127.0.0.1:80x", "[::1]:", "127.0.0.01:80", "[127.0.0.1]:80",
+                   "", ":80"):
+        ch.append((f"listen {listen!r}", {"listen": listen}, *INVALID))
+    if creating:
+        ch += [("missing name", {"name": DELETE}, *MISSING), ("name null", {"name": None}, *NULL_REQUIRED),
+               ("name a number", {"name": 1}, *INVALID)]
+        ch += [(f"service name {n!r}", {"name": n}, *INVALID) for n in BAD_NAMES]
+    else:
+        ch += [("name in PATCH", {"name": "other"}, *UNKNOWN)]
+    return ch
+
+
+def build_matrix(kernel):
+    ROUTES["version.create"] = ("POST", "/v1/images/web/versions", {"version": "9.9", "kernel": kernel}, 64 * KiB)
+    cases = []
+    for route, (method, path, base, limit) in ROUTES.items():
+        cases += generic_cases(route, method, path, base, limit)
+
+    m, p, base, _ = ROUTES["image.create"]
+    cases += field_cases("image.create", m, p, base,
+                         [("missing name", {"name": DELETE}, *MISSING), ("name null", {"name": None}, *NULL_REQUIRED),
+                          ("name a number", {"name": 5}, *INVALID), ("name a list", {"name": ["a"]}, *INVALID)]
+                         + [(f"image name {n!r}", {"name": n}, *INVALID) for n in BAD_NAMES])
+    cases.append(Case("image.create: an image that exists", m, p, enc({"name": "web"}), 409, "image-exists"))
+
+    m, p, base, _ = ROUTES["version.create"]
+    cases += field_cases("version.create", m, p, base, version_changes(kernel))
+    for name in ("Web", "-web", "we_b", "a" * 64, "web.1"):
+        cases.append(Case(f"version.create: image name {name!r} in the path", m, f"/v1/images/{name}/versions",
+                          enc(base), 400, "invalid-name"))
+
+    m, p, base, _ = ROUTES["version.revoke"]
+    cases += field_cases("version.revoke", m, p, base,
+                         [("reason a number", {"reason": 5}, *INVALID),
+                          ("reason an object", {"reason": {}}, *INVALID),
+                          ("reason of 1025 bytes", {"reason": "r" * 1025}, *INVALID)])
+    for ref, status, code in (("Web/versions/1.0.0", 400, "invalid-name"), ("web/versions/.1", 400, "invalid-name"),
+                              ("web/versions/sha256:xyz", 400, "invalid-name"),
+                              ("web/versions/9.9.9", 404, "version-not-found"),
+                              ("nosuch/versions/1.0.0", 404, "version-not-found")):
+        cases.append(Case(f"version.revoke: /v1/images/{ref}/revoke", m, f"/v1/images/{ref}/revoke", enc(base),
+                          status, code))
+
+    m, p, base, _ = ROUTES["service.create"]
+    cases += field_cases("service.create", m, p, base, service_changes(True))
+    cases.append(Case("service.create: a service that exists", m, p, enc({"name": "svc"}), 409, "service-exists"))
+    cases.append(Case("service.create: a listen address in use", m, p,
+                      enc({"name": "fresh", "listen": "127.0.0.1:18080"}), 409, "listen-in-use"))
+
+    m, p, base, _ = ROUTES["service.update"]
+    cases += field_cases("service.update", m, p, base, service_changes(False))
+    for name, status, code in (("Svc", 400, "invalid-name"), ("s_v", 400, "invalid-name"),
+                               ("nosuch", 404, "service-not-found")):
+        cases.append(Case(f"service.update: /v1/services/{name}", m, f"/v1/services/{name}", enc(base), status, code))
+    cases.append(Case("service.update: stale If-Match", m, p, enc(base), 412, "precondition-failed",
+                      {"If-Match": '"999"'}))
+    cases.append(Case("service.update: another's listen address", m, "/v1/services/other",
+                      enc({"listen": "127.0.0.1:18080"}), 409, "listen-in-use"))
+
+    # Routes that take no body refuse one, and change nothing.
+    for method, path in (("GET", "/v1/health"), ("DELETE", "/v1/services/svc"), ("DELETE", "/v1/images/web"),
+                         ("DELETE", "/v1/images/web/versions/1.0.0"), ("GET", "/v1/events")):
+        cases.append(Case(f"{method} {path} with a body", method, path, b'{"a": 1}', 400, "bad-request"))
+
+    # Idempotency-Key must be 1-255 printable ASCII: a valid request with a bad key is refused.
+    for key in ("a b", "k" * 256, "", "ключ", "tab\there"):
+        cases.append(Case(f"image.create with Idempotency-Key {key[:12]!r}", "POST", "/v1/images",
+                          enc({"name": "keyed"}), 400, "bad-request", {"Idempotency-Key": key}))
+    return cases
+
+
+def routing_cases():
+    cases = []
+    for path in ("/v1/nope", "/v2/health", "/", "/v1", "/v1/images/", "/v1/images/web/versions/1.0.0/revoke/x",
+                 "/v1/images/web/tags", "/v1//images", "/V1/health", "/v1/health/"):
+        cases.append(Case(f"GET {path}: 404 not-found", "GET", path, None, 404, "not-found"))
+    cases.append(Case("POST to an unknown route: 404 not-found", "POST", "/v1/nope", enc({}), 404, "not-found"))
+    for method, path, allow in (("DELETE", "/v1/events", "GET HEAD"), ("POST", "/v1/health", "GET HEAD"),
+                                ("PUT", "/v1/services", "GET HEAD POST"),
+                                ("PATCH", "/v1/images/web", "GET HEAD DELETE"),
+                                ("DELETE", "/v1/images/web/versions", "GET HEAD POST"),
+                                ("POST", "/v1/blobs/sha256:" + "0" * 64, "GET HEAD PUT DELETE"),
+                                ("GET", "/v1/images/web/versions/1.0.0/revoke", "POST"),
+                                ("PUT", "/v1/services/svc", "GET HEAD PATCH DELETE"),
+                                ("OPTIONS", "/v1/services", "GET HEAD POST"),
+                                ("DELETE", "/v1/blobs", "GET HEAD")):
+        cases.append(Case(f"{method} {path[:40]}: 405 method-not-allowed", method, path, None, 405,
+                          "method-not-allowed", allow=set(allow.split())))
+    for q in ("limit=0", "limit=1001", "limit=abc", "limit=-1", "limit=", "limit=1.5"):
+        for path in ("/v1/services", "/v1/images", "/v1/blobs", "/v1/events"):
+            cases.append(Case(f"GET {path}?{q}: 400 invalid-query", "GET", f"{path}?{q}", None, 400, "invalid-query"))
+    for q in ("after=abc", "after=-1", "after=5x", "after="):
+        cases.append(Case(f"GET /v1/events?{q}: 400 invalid-query", "GET", f"/v1/events?{q}", None, 400,
+                          "invalid-query"))
+    return cases
+
+
+def run(d, case, n):
+    """Runs CASE, half of them with the caller's own X-Request-Id."""
+    headers = dict(case.headers)
+    rid = None
+    if n % 2 == 0:
+        rid = f"bad-input-{n}"
+        headers["X-Request-Id"] = rid
+    try:
+        r = raw_request(d.socket_path, case.method, case.path, headers, case.body)
+    except OSError as e:
+        r = None
+        ok(False, f"{case.desc}: the daemon can be reached", repr(e))
+    if r is None or r.status == 0:
+        try:
+            d.proc.wait(timeout=2)  # no answer: is it dying?
+        except Exception:
+            pass
+    if not d.running() or r is None:
+        # A crash is a failure of its own; start again so the rest of the matrix still runs.
+        ok(False, f"{case.desc}: the daemon survived the request", f"exit status {d.proc.poll()}",
+           "log tail:\n" + "\n".join(d.log().splitlines()[-3:]))
+        d.kill()
+        d.start()
+        return
+    code = r.error_code()
+    want_code = code if code in case.codes else sorted(case.codes)[0]
+    check_error(r, case.status, want_code, case.desc, request_id=rid)
+    if case.allow is not None:
+        got = {m.strip() for m in (r.header("Allow") or "").split(",") if m.strip()}
+        is_(got, case.allow, f"{case.desc}: Allow lists {' '.join(sorted(case.allow))}")
+
+
+def body():
+    with Daemon() as d:
+        c = d.client
+        kernel = upload(c, random_bytes(4096)[0])
+        push_version(c, "web", "1.0.0", kernel=kernel, port=8080)
+        create_service(c, "svc", stable_version="web:1.0.0", listen="127.0.0.1:18081")
+        create_service(c, "other", listen="127.0.0.1:18082")
+        create_service(c, "holder", listen="127.0.0.1:18080")
+
+        snap, files = d.snapshot(), d.blob_files()
+        cases = build_matrix(kernel) + routing_cases()
+        diag(f"{len(cases)} cases")
+        for n, case in enumerate(cases):
+            run(d, case, n)
+
+        ok(d.snapshot() == snap, "the database is exactly as before the whole matrix",
+           lambda: snapshot_diff(snap, d.snapshot()))
+        is_(d.blob_files(), files, "the blob directory is exactly as before")
+        ok(d.running(), "the daemon is still running", lambda: d.log()[-3000:])
+
+        # A path parameter is the whole segment: a percent-encoded NUL must not cut a name
+        # short and make the request act on another resource ("bare%00x" is not "bare").
+        c.post("/v1/images", {"name": "bare"})
+        snap = d.snapshot()
+        for method, path in (("GET", "/v1/images/bare%00x"), ("DELETE", "/v1/images/bare%00x"),
+                             ("GET", "/v1/services/svc%00x"), ("DELETE", "/v1/services/svc%00x"),
+                             ("PATCH", "/v1/services/svc%00x"), ("GET", "/v1/images/web/versions/1.0.0%00x"),
+                             ("DELETE", "/v1/images/web%00x/versions/1.0.0"),
+                             ("POST", "/v1/images/web/versions/1.0.0%00x/revoke")):
+            body = b'{"replicas": 3}' if method in ("PATCH", "POST") else None
+            r = raw_request(d.socket_path, method, path, JSON if body else {}, body)
+            ok(r.status == 400 and r.error_code() == "invalid-name" or r.status == 404,
+               f"{method} {path}: refused as an invalid name (400) or unknown (404), not done on the name "
+               f"before the NUL", repr(r))
+        ok(d.snapshot() == snap, "requests with a NUL in a path parameter changed nothing",
+           lambda: snapshot_diff(snap, d.snapshot()))
+
+        # X-Request-Id: the caller's own when it is 1-64 printable ASCII characters.
+        for rid in ("x", "r" * 40, "r" * 64, "req-ABC_123.~!@"):
+            r = c.get("/v1/nope", headers={"X-Request-Id": rid})
+            check_error(r, 404, "not-found", f"a {len(rid)}-character X-Request-Id is echoed whole", request_id=rid)
+            is_(c.get("/v1/health", headers={"X-Request-Id": rid}).header("X-Request-Id"), rid,
+                f"a successful answer echoes the {len(rid)}-character X-Request-Id too")
+        for rid in ("r" * 65, "has space", "tab\tx"):
+            r = c.get("/v1/nope", headers={"X-Request-Id": rid})
+            got = r.header("X-Request-Id")
+            ok(got and got != rid and r.error_code() == "not-found" and r.json["error"]["request_id"] == got,
+               f"an X-Request-Id {rid[:12]!r}... that is not 1-64 printable ASCII is replaced by one of ours",
+               repr(r))
+        ids = {c.get("/v1/health").header("X-Request-Id") for _ in range(5)}
+        is_(len(ids), 5, "request ids of our own differ from request to request")
+
+
+main(body)

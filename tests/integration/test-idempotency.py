@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Idempotency-Key on POST: the same key with the same request answers the first status and
+body again (Idempotent-Replayed: true) with one effect, one row and one event; the same key
+with another request is 422 idempotency-key-reused and changes nothing; 20 concurrent POSTs
+with one key make exactly one service; keys survive a restart and belong to one caller."""
+import json
+import threading
+
+from aviarytest import (Client, Daemon, check_error, free_tcp_port, is_, isnt, main, ok,
+                        snapshot_diff, upload, random_bytes)
+
+
+def post(c, path, obj, key, **kw):
+    headers = dict(kw.pop("headers", {}))
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return c.request("POST", path, body=json.dumps(obj).encode(), headers=headers, content_type="application/json",
+                     **kw)
+
+
+def events_for(d, resource, action):
+    return [e for e in d.events() if e["resource"] == resource and e["action"] == action]
+
+
+def unchanged(d, snap, desc):
+    ok(d.snapshot() == snap, desc, lambda: snapshot_diff(snap, d.snapshot()))
+
+
+def test_replay(d):
+    c = d.client
+    kernel = upload(c, random_bytes(3000)[0])
+    body = {"version": "1.0.0", "kernel": kernel, "cmdline": "ip={ip}", "labels": {"a": "b"}}
+    first = post(c, "/v1/images/web/versions", body, "key-version-1")
+    is_(first.status, 201, "the first POST with a key answers 201", repr(first))
+    is_(first.header("Idempotent-Replayed"), None, "the first answer is not marked replayed")
+
+    again = post(c, "/v1/images/web/versions", body, "key-version-1")
+    is_(again.status, first.status, "the same key and body answers the same status")
+    ok(again.raw == first.raw, "the same key and body answers the same body, byte for byte",
+       f"first: {first.raw[:300]!r}", f"again: {again.raw[:300]!r}")
+    is_(again.header("Idempotent-Replayed"), "true", "the repeated answer carries Idempotent-Replayed: true")
+    is_(again.header("Location"), first.header("Location"), "the repeated answer keeps the Location")
+    isnt(again.header("X-Request-Id"), first.header("X-Request-Id"), "the repeated answer has its own request id")
+    is_(len(d.snapshot()["versions"]), 1, "there is one version row")
+    is_(len(events_for(d, "image/web/version/1.0.0", "version.create")), 1, "there is one version.create event")
+
+    snap = d.snapshot()
+    r = post(c, "/v1/images/web/versions", dict(body, cmdline="ip={ip} x"), "key-version-1")
+    check_error(r, 422, "idempotency-key-reused", "the same key with another body: 422 idempotency-key-reused")
+    r = post(c, "/v1/images/other/versions", body, "key-version-1")
+    check_error(r, 422, "idempotency-key-reused", "the same key on another path: 422 idempotency-key-reused")
+    r = post(c, "/v1/services", {"name": "svc"}, "key-version-1")
+    check_error(r, 422, "idempotency-key-reused", "the same key on another route: 422 idempotency-key-reused")
+    r = post(c, "/v1/images/web/versions", body, "key-version-1", headers={"X-Extra": "1"})
+    is_(r.status, 201, "other headers do not make another request (still replayed)", repr(r))
+    unchanged(d, snap, "the reused keys changed nothing")
+
+    # A service: the replay carries the first ETag, even after the service changed.
+    s1 = post(c, "/v1/services", {"name": "svc", "stable_version": "web:1.0.0"}, "key-service-1")
+    is_(s1.status, 201, "creating a service with a key answers 201", repr(s1))
+    r = c.patch("/v1/services/svc", {"replicas": 5})
+    is_(r.status, 200, "the service is then changed (generation 2)", repr(r))
+    s2 = post(c, "/v1/services", {"name": "svc", "stable_version": "web:1.0.0"}, "key-service-1")
+    ok(s2.status == 201 and s2.raw == s1.raw and s2.header("ETag") == s1.header("ETag") == '"1"'
+       and s2.header("Idempotent-Replayed") == "true",
+       "the replay is the first answer (201, generation 1, ETag \"1\")", repr(s2))
+    is_(len(events_for(d, "service/svc", "service.create")), 1, "there is one service.create event")
+    r = post(c, "/v1/services", {"name": "svc", "stable_version": "web:1.0.0"}, None)
+    check_error(r, 409, "service-exists", "the same POST without a key is done again: 409 service-exists")
+
+    # A refused request is not remembered: it changed nothing, the key included.
+    snap = d.snapshot()
+    r = post(c, "/v1/services", {"name": "Bad Name"}, "key-service-2")
+    check_error(r, 422, "invalid-field", "a refused POST with a key: 422")
+    unchanged(d, snap, "the refused POST stored nothing, not even its key")
+    r = post(c, "/v1/services", {"name": "good"}, "key-service-2")
+    ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
+       "the key of a refused POST can carry a corrected request", repr(r))
+
+    # Revocation is a POST too.
+    r1 = post(c, "/v1/images/web/versions/1.0.0/revoke", {"reason": "r"}, "key-revoke")
+    r2 = post(c, "/v1/images/web/versions/1.0.0/revoke", {"reason": "r"}, "key-revoke")
+    ok(r1.status == r2.status == 200 and r1.raw == r2.raw and r2.header("Idempotent-Replayed") == "true",
+       "a revoke with a key is replayed", repr(r1), repr(r2))
+    return body, first
+
+
+def test_concurrent(d):
+    n = 20
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=10)
+            results[i] = post(Client(socket_path=d.socket_path), "/v1/services", {"name": "conc", "replicas": 2},
+                              "key-concurrent")
+        except Exception as e:  # reported below
+            results[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    errors = [r for r in results if not hasattr(r, "status")]
+    ok(not errors, f"{n} concurrent POSTs with one key all got an answer", *map(repr, errors))
+    answers = [r for r in results if hasattr(r, "status")]
+    is_(sorted({r.status for r in answers}), [201], "every one of them answers 201",
+        *[repr(r) for r in answers if r.status != 201][:3])
+    is_(len({r.raw for r in answers}), 1, "every one answers the same body")
+    is_(sum(r.header("Idempotent-Replayed") != "true" for r in answers), 1,
+        "exactly one answer is the original, the others are replays")
+    rows = [row for row in d.snapshot()["services"] if row[1] == "conc"]
+    is_(len(rows), 1, "exactly one service row was made")
+    is_(len(events_for(d, "service/conc", "service.create")), 1, "exactly one service.create event was written")
+
+
+def test_restart_and_callers(d, body, first):
+    d.restart()
+    again = post(d.client, "/v1/images/web/versions", body, "key-version-1")
+    ok(again.status == first.status and again.raw == first.raw and again.header("Idempotent-Replayed") == "true",
+       "a key is still remembered after a restart", repr(again))
+
+    # Keys belong to one caller: over TCP the actor is tcp:127.0.0.1, not our uid.
+    tcp = Client(tcp_port=d.tcp_port)
+    r = post(tcp, "/v1/services", {"name": "from-tcp"}, "key-version-1")
+    ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
+       "another caller's use of the same key is its own request (201, not reused)", repr(r))
+    r2 = post(tcp, "/v1/services", {"name": "from-tcp"}, "key-version-1")
+    ok(r2.status == 201 and r2.raw == r.raw and r2.header("Idempotent-Replayed") == "true",
+       "and is replayed for that caller", repr(r2))
+
+
+def body():
+    port = free_tcp_port()
+    with Daemon(args=["--listen", f"127.0.0.1:{port}"]) as d:
+        d.tcp_port = port
+        b, first = test_replay(d)
+        test_concurrent(d)
+        test_restart_and_callers(d, b, first)
+
+
+main(body)
