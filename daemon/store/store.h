@@ -167,3 +167,40 @@ int store_idempotency_get(Store *s, const char *actor, const char *key, Idempote
 int store_idempotency_put(Store *s, const char *actor, const char *key, const IdempotencyRecord *r);
 /* Forgets keys older than BEFORE; returns how many. */
 int store_idempotency_expire(Store *s, usec_t before);
+
+/* ---- instances (one guest each) ---- */
+
+typedef struct InstanceRecord {
+        char id[64];
+        int64_t service_id;
+        int64_t version_id;
+        char state[16];                  /* pending booting ready draining stopped failed crash-loop */
+        char ip[16];                     /* "" until leased */
+        char mac[18];
+        char domain_uuid[37];            /* "" when no domain */
+        int64_t qemu_pid;
+        usec_t created_at, running_at, ready_at, stopped_at;
+        char *stop_reason;
+        int64_t restarts;
+        usec_t next_start_at;            /* backoff: not before */
+} InstanceRecord;
+
+void instance_record_done(InstanceRecord *r);
+
+int store_instance_insert(Store *s, InstanceRecord *r);
+int store_instance_get(Store *s, const char *id, InstanceRecord *ret);         /* AVIARY_E_NOT_FOUND */
+/* Writes every mutable field of R (state, ip, domain, pid, times, reason, restarts). */
+int store_instance_update(Store *s, const InstanceRecord *r);
+int store_instance_delete(Store *s, const char *id);
+/* Instances of SERVICE_ID (0: all), oldest first, after id AFTER (NULL: from the start). */
+int store_instance_list(Store *s, int64_t service_id, const char *after, unsigned limit,
+                        int (*fn)(const InstanceRecord *r, void *userdata), void *userdata);
+
+/* ---- address leases ---- */
+
+/* The address leased to INSTANCE into ip (16 bytes); 0 found, AVIARY_E_NOT_FOUND not. */
+int store_lease_get(Store *s, const char *instance, char *ip);
+/* 1 when IP is leased to someone. */
+int store_lease_taken(Store *s, const char *ip);
+int store_lease_insert(Store *s, const char *ip, const char *instance);
+int store_lease_delete(Store *s, const char *instance);
