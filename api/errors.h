@@ -18,6 +18,7 @@
         X(IMAGE_NOT_FOUND, "image-not-found", 404)              \
         X(VERSION_NOT_FOUND, "version-not-found", 404)          \
         X(SERVICE_NOT_FOUND, "service-not-found", 404)          \
+        X(INSTANCE_NOT_FOUND, "instance-not-found", 404)        \
         X(METHOD_NOT_ALLOWED, "method-not-allowed", 405)        \
         X(VERSION_IMMUTABLE, "version-immutable", 405)          \
         X(IMAGE_EXISTS, "image-exists", 409)                    \
@@ -28,6 +29,7 @@
         X(SERVICE_EXISTS, "service-exists", 409)                \
         X(LISTEN_IN_USE, "listen-in-use", 409)                  \
         X(IDEMPOTENCY_IN_FLIGHT, "idempotency-in-flight", 409)  \
+        X(INSTANCE_STOPPED, "instance-stopped", 409)            \
         X(PRECONDITION_FAILED, "precondition-failed", 412)      \
         X(PAYLOAD_TOO_LARGE, "payload-too-large", 413)          \
         X(UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", 415) \
@@ -41,6 +43,7 @@
         X(TOO_MANY_REQUESTS, "too-many-requests", 429)          \
         X(HEADERS_TOO_LARGE, "headers-too-large", 431)          \
         X(INTERNAL, "internal", 500)                            \
+        X(RUNTIME, "runtime-error", 502)                        \
         X(UNAVAILABLE, "unavailable", 503)                      \
         X(STORAGE_FULL, "storage-full", 507)
 

@@ -59,7 +59,13 @@ int cmd_service_create(Cli *cli, int argc, char **argv);
 int cmd_service_ls(Cli *cli, int argc, char **argv);
 int cmd_service_show(Cli *cli, int argc, char **argv);
 int cmd_service_update(Cli *cli, int argc, char **argv);
+int cmd_service_scale(Cli *cli, int argc, char **argv);
 int cmd_service_rm(Cli *cli, int argc, char **argv);
+
+int cmd_instance_ls(Cli *cli, int argc, char **argv);
+int cmd_instance_show(Cli *cli, int argc, char **argv);
+int cmd_instance_restart(Cli *cli, int argc, char **argv);
+int cmd_logs(Cli *cli, int argc, char **argv);
 
 int cmd_events(Cli *cli, int argc, char **argv);
 int cmd_version(Cli *cli, int argc, char **argv);

@@ -1,5 +1,5 @@
-/* `aviary service ...`: create, list, show, update (guarded by If-Match, so a change made
- * by someone else in between is refused rather than overwritten) and delete services. */
+/* `aviary service ...`: create, list, show, update and scale (both guarded by If-Match, so
+ * a change made by someone else in between is refused rather than overwritten) and delete. */
 #include <getopt.h>
 #include <inttypes.h>
 
@@ -118,22 +118,16 @@ static int service_etag(HttpReply *reply, char **ret) {
                                                                                                  : 0;
 }
 
-int cmd_service_update(Cli *cli, int argc, char **argv) {
+/* PATCHes service NAME with BODY, guarded by the If-Match of the service as read just
+ * before, so a change someone else made in between is refused, not overwritten; prints the
+ * updated service. */
+static int service_patch(Cli *cli, const char *name, json_t *body) {
         _cleanup_(http_reply_done) HttpReply current = {}, updated = {};
         _cleanup_free_ char *path = NULL, *etag = NULL;
-        json_auto_t *body = json_object();
 
-        if (!body)
-                return -ENOMEM;
-        int r = service_parse(argc, argv, body);
-        if (r != 0)
-                return r;
-        if (json_object_size(body) == 0)
-                return cli_usage("nothing to update: give at least one option");
-        r = service_path(argv[optind], &path);
+        int r = service_path(name, &path);
         if (r < 0)
                 return r;
-
         r = http_exchange(cli->http, &(HttpRequest){.method = "GET", .path = path}, &current);
         if (r != 0)
                 return r;
@@ -145,10 +139,37 @@ int cmd_service_update(Cli *cli, int argc, char **argv) {
         if (r == AVIARY_E_PRECONDITION_FAILED)
                 output_error("service %s was changed by someone else after it was read (ETag %s); "
                              "nothing was updated: look at it again and retry",
-                             argv[optind], etag);
+                             name, etag);
         if (r != 0)
                 return r;
         return output_object(cli->format, service_lines, ELEMENTSOF(service_lines), updated.body);
+}
+
+int cmd_service_update(Cli *cli, int argc, char **argv) {
+        json_auto_t *body = json_object();
+
+        if (!body)
+                return -ENOMEM;
+        int r = service_parse(argc, argv, body);
+        if (r != 0)
+                return r;
+        if (json_object_size(body) == 0)
+                return cli_usage("nothing to update: give at least one option");
+        return service_patch(cli, argv[optind], body);
+}
+
+int cmd_service_scale(Cli *cli, int argc, char **argv) {
+        json_auto_t *body = json_object();
+
+        if (!body)
+                return -ENOMEM;
+        int r = cli_no_options(argc, argv, 2, 2);
+        if (r != 0)
+                return r;
+        r = cli_set_uint(body, "replicas", "N", argv[optind + 1]);
+        if (r != 0)
+                return r;
+        return service_patch(cli, argv[optind], body);
 }
 
 int cmd_service_rm(Cli *cli, int argc, char **argv) {

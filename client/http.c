@@ -77,6 +77,7 @@ HttpClient *http_client_free(HttpClient *c) {
 void http_reply_done(HttpReply *r) {
         json_decref(r->body);
         free(r->etag);
+        free(r->text);
         *r = (HttpReply){};
 }
 
@@ -169,7 +170,9 @@ static int build_headers(const HttpClient *c, const HttpRequest *req, bool json_
         _cleanup_(curl_slist_free_allp) struct curl_slist *list = NULL;
         _cleanup_free_ char *if_match = NULL;
         char key[64];
-        const char *lines[6] = {"Accept: application/json"};
+        /* Errors are JSON even where success is text. */
+        const char *lines[6] = {req->text ? "Accept: text/plain, application/json"
+                                          : "Accept: application/json"};
         size_t n = 1;
 
         if (c->auth_header)
@@ -322,7 +325,12 @@ int http_request(HttpClient *c, const HttpRequest *req, HttpReply *ret) {
         if (code != CURLE_OK)
                 return report_transport_error(c, code, errbuf[0] ? errbuf : curl_easy_strerror(code));
 
-        if (body.size > 0) {
+        if (req->text && reply.status >= 200 && reply.status < 300) {
+                reply.text = body.data ? TAKE_PTR(body.data) : strdup("");
+                reply.text_size = body.size;
+                if (!reply.text)
+                        return -ENOMEM;
+        } else if (body.size > 0) {
                 json_error_t error;
                 reply.body = json_loadb(body.data, body.size, 0, &error);
                 /* An error page that is not JSON is still an answer; a 2xx must be JSON. */

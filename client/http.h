@@ -1,9 +1,10 @@
 /* The CLI's HTTP client (libcurl): talks to aviaryd over its unix socket or a TCP URL,
- * sends JSON and parses JSON replies, streams blob uploads from a file, and reports
- * transport and API errors once, in the `aviary: ...` form. */
+ * sends JSON and parses JSON replies (or keeps text ones as they are), streams blob
+ * uploads from a file, and reports transport and API errors once, in the `aviary: ...` form. */
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -25,19 +26,22 @@ typedef struct HttpRequest {
         FILE *upload;         /* PUT: body streamed from here (from its start) */
         uint64_t upload_size; /* its length, sent as Content-Length */
         const char *progress; /* non-NULL: show upload progress under this label on a TTY */
+        bool text;            /* a 2xx reply is text (the console), kept in HttpReply.text */
 } HttpRequest;
 
 typedef struct HttpReply {
         long status;
         json_t *body; /* owned; NULL when the reply had no body */
         char *etag;   /* owned; NULL when the reply had none */
+        char *text;   /* owned; with HttpRequest.text, a 2xx reply's bytes (NUL added), else NULL */
+        size_t text_size;
 } HttpReply;
 
 void http_reply_done(HttpReply *r);
 
 /* Sends one request (POSTs get a fresh Idempotency-Key; transient transport failures are
  * retried). Returns 0 when any HTTP reply arrived, whatever its status; a negative errno,
- * already reported, when none did or the reply was not JSON. */
+ * already reported, when none did or a 2xx reply was not JSON (unless req->text). */
 int http_request(HttpClient *c, const HttpRequest *req, HttpReply *ret);
 
 /* The documented error of a reply: AVIARY_E_OK for 2xx, else the code in its body (or

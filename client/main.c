@@ -31,7 +31,15 @@ static const Command commands[] = {
          "NAME [--image IMAGE:VERSION] [--replicas N] [--listen ADDR:PORT] [--port PORT] "
          "[--restart-policy always|on-failure|never]",
          "change a service (refused if someone else changed it meanwhile)", cmd_service_update},
+        {"service scale", "NAME N", "set the number of replicas of a service (like update)",
+         cmd_service_scale},
         {"service rm", "NAME", "delete a service", cmd_service_rm},
+        {"instance ls", "[--service NAME]", "list instances, or those of service NAME", cmd_instance_ls},
+        {"instance show", "ID", "show an instance, with its boot timings and why it last stopped",
+         cmd_instance_show},
+        {"instance restart", "ID", "stop an instance's guest and boot it again", cmd_instance_restart},
+        {"logs", "INSTANCE [--tail N]", "print the last N lines (default 100) of an instance's console",
+         cmd_logs},
         {"events", "[--after ID] [--limit N] [--resource TYPE/NAME] [--follow]",
          "show the audit log; --follow keeps printing new events", cmd_events},
         {"version", "", "show the versions of aviary and aviaryd", cmd_version},
@@ -42,6 +50,8 @@ static void command_usage(const Command *c, FILE *out) {
 }
 
 static void help(FILE *out) {
+        int width = 0;
+
         fprintf(out, "usage: " GLOBAL_USAGE "\n\n"
                      "Options:\n"
                      "  --socket PATH   the daemon's unix socket (env AVIARY_SOCKET; default\n"
@@ -56,7 +66,10 @@ static void help(FILE *out) {
                      "  --version       the version of this program\n\n"
                      "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
+                if ((int) strlen(commands[i].name) > width)
+                        width = (int) strlen(commands[i].name);
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                fprintf(out, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
         fprintf(out, "\nRun 'aviary COMMAND --help' for a command's arguments.\n");
 }
 

@@ -1,6 +1,7 @@
 /* Formatting of server replies for people (tables, listings) and scripts (JSON), and the
  * CLI's error line. Every string from the server passes through text_sanitize() before it
- * reaches a terminal, so a crafted name or reason cannot send escape sequences. */
+ * reaches a terminal, so a crafted name or reason cannot send escape sequences. (The one
+ * exception, on purpose, is `aviary logs`: it prints a guest's console as it is.) */
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -126,9 +127,37 @@ static char *time_text(const char *t) {
         return asprintf(&s, "%.*s%s", (int) (dot - t), t, rest) < 0 ? NULL : s;
 }
 
+/* "3.7s" from 3650 milliseconds (rounded half up, in integers so it is exact). */
+static char *milliseconds_text(json_int_t ms) {
+        json_int_t tenths = (ms + 50) / 100;
+        char *s;
+
+        if (asprintf(&s, "%" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT "s", tenths / 10, tenths % 10) < 0)
+                return NULL;
+        return s;
+}
+
+/* The member at KEY, following dots into nested objects; NULL when a step is missing.
+ * (Not json_object_getn(): it needs jansson 2.14.) */
+static json_t *field_value(json_t *object, const char *key) {
+        char step[64];
+
+        for (;;) {
+                size_t n = strcspn(key, ".");
+                if (!key[n])
+                        return json_object_get(object, key);
+                if (n >= sizeof(step))
+                        return NULL;
+                memcpy(step, key, n);
+                step[n] = '\0';
+                object = json_object_get(object, step);
+                key += n + 1;
+        }
+}
+
 /* The cell text of a field of an object, sanitized; owned by the caller. */
 static char *field_text(const Field *f, json_t *object) {
-        json_t *v = json_object_get(object, f->key);
+        json_t *v = field_value(object, f->key);
         char *s;
 
         if (!v || json_is_null(v))
@@ -139,6 +168,8 @@ static char *field_text(const Field *f, json_t *object) {
                 s = map_text(v);
         else if (f->kind == FIELD_TIME && json_is_string(v))
                 s = time_text(json_string_value(v));
+        else if (f->kind == FIELD_MILLISECONDS && json_is_integer(v) && json_integer_value(v) >= 0)
+                s = milliseconds_text(json_integer_value(v));
         else if (f->kind == FIELD_DIGEST && json_is_string(v))
                 s = strndup(json_string_value(v), strlen("sha256:") + 12);
         else

@@ -14,14 +14,16 @@ typedef enum OutputFormat {
 } OutputFormat;
 
 typedef enum FieldKind {
-        FIELD_TEXT,   /* strings, numbers, booleans as they are; null or missing as "-" */
-        FIELD_DIGEST, /* "sha256:<hex>" shortened to 12 hex digits */
-        FIELD_TIME,   /* RFC 3339 without the fraction of a second */
-        FIELD_MAP,    /* an object as "k=v, k=v" */
-        FIELD_COUNT,  /* an array as its length (a number as it is) */
+        FIELD_TEXT,         /* strings, numbers, booleans as they are; null or missing as "-" */
+        FIELD_DIGEST,       /* "sha256:<hex>" shortened to 12 hex digits */
+        FIELD_TIME,         /* RFC 3339 without the fraction of a second */
+        FIELD_MAP,          /* an object as "k=v, k=v" */
+        FIELD_COUNT,        /* an array as its length (a number as it is) */
+        FIELD_MILLISECONDS, /* a number of milliseconds as seconds, to a tenth: "3.7s" */
 } FieldKind;
 
-/* One column of a table, or one line of a listing: TITLE shows the member KEY of an object. */
+/* One column of a table, or one line of a listing: TITLE shows the member KEY of an object.
+ * KEY may reach into nested objects with dots: "timings.boot_ms". */
 typedef struct Field {
         const char *title;
         const char *key;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include "control/controller.h"
 #include "http/server.h"
 #include "log.h"
 #include "manager.h"
@@ -38,6 +39,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         http_server_free(m->http);
+        controller_free(m->controller);
         sd_event_source_disable_unref(m->housekeeping);
         store_close(m->store);
         blobfiles_free(m->blobs);
@@ -169,6 +171,14 @@ int manager_start(Manager *m) {
         r = token_load(m);
         if (r < 0)
                 return r;
+        if (m->settings.runtime) {
+                r = controller_new(m, &m->controller);
+                if (r == 0)
+                        r = controller_start(m->controller);
+                if (r < 0)
+                        return r;
+        } else
+                log_notice("runtime = off: serving the registry and API only; no guests are started.");
         r = listeners_open(m);
         if (r < 0)
                 return r;

@@ -9,6 +9,7 @@
 #include "store.h"
 
 typedef struct HttpServer HttpServer;
+typedef struct Controller Controller;
 
 typedef struct Manager {
         sd_event *event;
@@ -16,6 +17,7 @@ typedef struct Manager {
         Store *store;
         BlobFiles *blobs;
         HttpServer *http;
+        Controller *controller;  /* NULL with runtime = off */
         char *token;             /* bearer token for TCP, from settings.token_file */
         sd_event_source *housekeeping;
         usec_t started_at;

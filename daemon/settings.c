@@ -16,6 +16,8 @@
 void settings_init_defaults(Settings *c) {
         *c = (Settings) {
                 .socket_mode = 0660,
+                .runtime = true,
+                .bridge_create = true,
                 .max_blob_size = 512 * MiB,
                 .max_json_body = 1 * MiB,
                 .connection_limit = 256,
@@ -29,6 +31,8 @@ void settings_done(Settings *c) {
         free(c->socket_path);
         free(c->listen);
         free(c->libvirt_uri);
+        free(c->bridge);
+        free(c->subnet);
         free(c->token_file);
         free(c->socket_group);
         *c = (Settings) {};
@@ -64,6 +68,16 @@ static int parse_size(const char *s, uint64_t *ret) {
         return 0;
 }
 
+static int parse_bool(const char *s, bool *ret) {
+        if (streq(s, "yes") || streq(s, "true") || streq(s, "on") || streq(s, "1"))
+                *ret = true;
+        else if (streq(s, "no") || streq(s, "false") || streq(s, "off") || streq(s, "0"))
+                *ret = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
         char *end;
         unsigned long v;
@@ -89,6 +103,14 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->listen, value);
         if (streq(key, "libvirt_uri"))
                 return set_string(&c->libvirt_uri, value);
+        if (streq(key, "runtime"))
+                return parse_bool(value, &c->runtime);
+        if (streq(key, "bridge"))
+                return set_string(&c->bridge, value);
+        if (streq(key, "bridge_create"))
+                return parse_bool(value, &c->bridge_create);
+        if (streq(key, "subnet"))
+                return set_string(&c->subnet, value);
         if (streq(key, "token_file"))
                 return set_string(&c->token_file, value);
         if (streq(key, "socket_group"))
@@ -188,8 +210,9 @@ static void usage(FILE *out) {
                 "  -h, --help               show this help\n"
                 "  -V, --version            show the version\n"
                 "\n"
-                "Settings file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
-                "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n");
+                "Config file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
+                "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
+                "runtime bridge bridge_create subnet\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {
@@ -298,6 +321,10 @@ int settings_finish(Settings *c) {
                 if (r < 0)
                         return r;
         }
+        if (!c->bridge && (r = set_string(&c->bridge, "aviary0")) < 0)
+                return r;
+        if (!c->subnet && (r = set_string(&c->subnet, "10.88.0.0/24")) < 0)
+                return r;
         if (!c->libvirt_uri) {
                 snprintf(buf, sizeof buf, "qemu:///embed?root=%s/libvirt", c->state_dir);
                 r = set_string(&c->libvirt_uri, buf);

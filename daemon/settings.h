@@ -11,6 +11,10 @@ typedef struct Settings {
         char *socket_path;
         char *listen;            /* "ADDR:PORT" for the optional TCP listener, or NULL */
         char *libvirt_uri;
+        bool runtime;            /* manage guests; off: registry and API only */
+        char *bridge;            /* guest bridge, default aviary0 */
+        bool bridge_create;      /* create the bridge when missing */
+        char *subnet;            /* guest IPv4 subnet, default 10.88.0.0/24 */
         char *token_file;        /* bearer token required on TCP */
         char *socket_group;      /* group owning the unix socket */
         mode_t socket_mode;

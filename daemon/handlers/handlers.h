@@ -36,6 +36,12 @@ int service_get(Request *r);
 int service_update(Request *r);
 int service_delete(Request *r);
 
+/* instances.c */
+int instance_list(Request *r);
+int instance_get(Request *r);
+int instance_restart(Request *r);
+int instance_console(Request *r);
+
 /* events.c */
 int event_list(Request *r);
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "control/controller.h"
 #include "digest.h"
 #include "dispatch.h"
 #include "log.h"
@@ -113,6 +114,8 @@ int dispatch_request(Request *r) {
         k = store_commit(store);
         if (k == 0 && r->after_commit)
                 r->after_commit(r);
+        if (k == 0)
+                controller_kick(r->manager->controller); /* desired state may have changed */
         if (k == 0)
                 log_info("%s %s → %u [%s %s]", r->method_name, r->path, r->status ? r->status : 200, r->actor,
                          r->request_id);

@@ -54,6 +54,7 @@ typedef struct Request {
         unsigned status;
         json_t *reply;
         int reply_fd;            /* when >= 0, the body is this file (blobs) */
+        char *reply_text;        /* when set, a text/plain body */
         uint64_t reply_fd_size;
         char etag[40];
         char location[512];
@@ -72,5 +73,7 @@ int request_page(Request *r, unsigned *ret_limit, const char **ret_after);
 
 /* Handler helpers: set the reply. They take ownership of J. */
 int reply_json(Request *r, unsigned status, json_t *j);
+/* Takes ownership of TEXT (a malloc'd string). */
+int reply_text(Request *r, unsigned status, char *text);
 int reply_error(Request *r, AviaryError code, const char *fmt, ...) _printf_(3, 4);
 void request_set_resource(Request *r, const char *fmt, ...) _printf_(2, 3);

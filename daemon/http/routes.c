@@ -34,6 +34,11 @@ const Route routes[] = {
         { HTTP_PATCH, "/v1/services/{name}", service_update, BODY_JSON, 16 * KiB, "service.update" },
         { HTTP_DELETE, "/v1/services/{name}", service_delete, .action = "service.delete" },
 
+        { HTTP_GET, "/v1/instances", instance_list },
+        { HTTP_GET, "/v1/instances/{id}", instance_get },
+        { HTTP_POST, "/v1/instances/{id}/restart", instance_restart, BODY_NONE, .action = "instance.restart" },
+        { HTTP_GET, "/v1/instances/{id}/console", instance_console },
+
         { HTTP_GET, "/v1/events", event_list },
 };
 

@@ -89,6 +89,7 @@ static void request_free(Request *r) {
         free(r->body);
         blob_upload_free(r->upload);
         json_decref(r->reply);
+        free(r->reply_text);
         json_decref(r->event_detail);
         if (r->reply_fd >= 0)
                 close(r->reply_fd);
@@ -135,6 +136,13 @@ int reply_json(Request *r, unsigned status, json_t *j) {
         r->status = status;
         r->reply = j;
         return j ? 0 : -ENOMEM;
+}
+
+int reply_text(Request *r, unsigned status, char *text) {
+        free(r->reply_text);
+        r->status = status;
+        r->reply_text = text;
+        return text ? 0 : -ENOMEM;
 }
 
 int reply_error(Request *r, AviaryError code, const char *fmt, ...) {
@@ -252,6 +260,13 @@ static enum MHD_Result send_result(Request *r, int result) {
                 if (resp)
                         r->reply_fd = -1; /* MHD owns it now */
                 return queue(r, r->status ? r->status : 200, resp, "application/octet-stream");
+        }
+        if (r->reply_text) {
+                char *text = TAKE_PTR(r->reply_text);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+                if (!resp)
+                        free(text);
+                return queue(r, r->status ? r->status : 200, resp, "text/plain; charset=utf-8");
         }
         if (!r->reply)
                 return queue(r, r->status ? r->status : 204,

@@ -33,7 +33,7 @@ int net_bridge_remove(const char *name);
 /* Leases the lowest free address of SUBNET (not network, gateway or broadcast) to
  * INSTANCE; an instance that already has one inside SUBNET gets the same (a lease outside
  * it, left from an earlier configuration, is replaced). -EADDRNOTAVAIL when full,
- * AVIARY_E_NOT_FOUND when INSTANCE is not in the store. Joins the caller's transaction. */
+ * AVIARY_E_INSTANCE_NOT_FOUND when INSTANCE is not in the store. Joins the caller's transaction. */
 int net_lease_acquire(Store *s, const Subnet *subnet, const char *instance, char ret_ip[static 16]);
 /* Frees INSTANCE's address; 0 also when it had none. */
 int net_lease_release(Store *s, const char *instance);

@@ -13,6 +13,7 @@
 
 struct BlobFiles {
         int dir_fd; /* <state>/blobs/sha256 */
+        char *dir;  /* its absolute path */
 };
 
 struct BlobUpload {
@@ -63,12 +64,18 @@ int blobfiles_open(const char *state_dir, BlobFiles **ret) {
                 return -ENOMEM;
         }
         b->dir_fd = fd;
+        b->dir = realpath(state_dir, NULL);
+        if (!b->dir) {
+                blobfiles_free(b);
+                return -ENOMEM;
+        }
         *ret = b;
         return 0;
 }
 
 BlobFiles *blobfiles_free(BlobFiles *b) {
         if (b) {
+                free(b->dir);
                 close(b->dir_fd);
                 free(b);
         }
@@ -92,6 +99,11 @@ int blobfiles_open_read(BlobFiles *b, const char *digest, int *ret_fd, uint64_t 
         *ret_fd = fd;
         *ret_size = (uint64_t) st.st_size;
         return 0;
+}
+
+int blobfiles_path(BlobFiles *b, const char *digest, char *out, size_t size) {
+        int n = snprintf(out, size, "%s/blobs/sha256/%s", b->dir, hex_of(digest));
+        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
 }
 
 int blobfiles_exists(BlobFiles *b, const char *digest) {

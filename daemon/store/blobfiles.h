@@ -18,6 +18,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(BlobFiles *, blobfiles_free);
 /* Opens the blob's file for reading; -ENOENT when absent. */
 int blobfiles_open_read(BlobFiles *b, const char *digest, int *ret_fd, uint64_t *ret_size);
 int blobfiles_exists(BlobFiles *b, const char *digest);
+/* The absolute path of a blob's file into out (PATH_MAX bytes), for libvirt's <kernel>. */
+int blobfiles_path(BlobFiles *b, const char *digest, char *out, size_t size);
 int blobfiles_remove(BlobFiles *b, const char *digest);
 /* Calls fn for every blob file present (by digest). */
 int blobfiles_foreach(BlobFiles *b, int (*fn)(const char *digest, void *userdata), void *userdata);

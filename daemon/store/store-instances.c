@@ -51,7 +51,7 @@ int store_instance_get(Store *s, const char *id, InstanceRecord *ret) {
                 return k;
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE)
-                return AVIARY_E_NOT_FOUND;
+                return AVIARY_E_INSTANCE_NOT_FOUND;
         if (rc != SQLITE_ROW)
                 return store_error(s, rc, "instance get");
         instance_from_row(st, ret);
@@ -67,7 +67,7 @@ int store_instance_update(Store *s, const InstanceRecord *r) {
                            r->stop_reason, r->restarts, (int64_t) r->next_start_at, r->id);
         if (k != 0)
                 return k > 0 ? store_error(s, k, "instance update") : k;
-        return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_NOT_FOUND;
+        return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;
 }
 
 int store_instance_delete(Store *s, const char *id) {
@@ -75,7 +75,7 @@ int store_instance_delete(Store *s, const char *id) {
 
         if (k != 0)
                 return k > 0 ? store_error(s, k, "instance delete") : k;
-        return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_NOT_FOUND;
+        return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;
 }
 
 int store_instance_list(Store *s, int64_t service_id, const char *after, unsigned limit,

@@ -68,19 +68,28 @@ int store_service_insert(Store *s, ServiceRecord *r) {
         return 0;
 }
 
-int store_service_get(Store *s, const char *name, ServiceRecord *ret) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+static int service_get_one(Store *s, sqlite3_stmt *st, ServiceRecord *ret) {
+        int rc = sqlite3_step(st);
 
-        r = store_prepare(s, "SELECT " SERVICE_COLUMNS " FROM services WHERE name = ?", &st, "t", name);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
         if (rc == SQLITE_DONE)
                 return AVIARY_E_SERVICE_NOT_FOUND;
         if (rc != SQLITE_ROW)
                 return store_error(s, rc, "service get");
         return service_from_row(st, ret);
+}
+
+int store_service_get(Store *s, const char *name, ServiceRecord *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r = store_prepare(s, "SELECT " SERVICE_COLUMNS " FROM services WHERE name = ?", &st, "t", name);
+
+        return r < 0 ? r : service_get_one(s, st, ret);
+}
+
+int store_service_get_by_id(Store *s, int64_t id, ServiceRecord *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r = store_prepare(s, "SELECT " SERVICE_COLUMNS " FROM services WHERE id = ?", &st, "i", id);
+
+        return r < 0 ? r : service_get_one(s, st, ret);
 }
 
 int store_service_update(Store *s, ServiceRecord *r) {

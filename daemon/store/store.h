@@ -131,6 +131,7 @@ void service_record_done(ServiceRecord *r);
 /* Inserts R (id, generation and times are filled in). _SERVICE_EXISTS, _LISTEN_IN_USE. */
 int store_service_insert(Store *s, ServiceRecord *r);
 int store_service_get(Store *s, const char *name, ServiceRecord *ret);        /* _SERVICE_NOT_FOUND */
+int store_service_get_by_id(Store *s, int64_t id, ServiceRecord *ret);       /* _SERVICE_NOT_FOUND */
 /* Writes every field of R over the row with R->id, bumping generation; R is updated. */
 int store_service_update(Store *s, ServiceRecord *r);                         /* _LISTEN_IN_USE */
 int store_service_delete(Store *s, int64_t id);
@@ -188,7 +189,7 @@ typedef struct InstanceRecord {
 void instance_record_done(InstanceRecord *r);
 
 int store_instance_insert(Store *s, InstanceRecord *r);
-int store_instance_get(Store *s, const char *id, InstanceRecord *ret);         /* AVIARY_E_NOT_FOUND */
+int store_instance_get(Store *s, const char *id, InstanceRecord *ret);         /* _INSTANCE_NOT_FOUND */
 /* Writes every mutable field of R (state, ip, domain, pid, times, reason, restarts). */
 int store_instance_update(Store *s, const InstanceRecord *r);
 int store_instance_delete(Store *s, const char *id);

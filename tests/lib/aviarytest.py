@@ -409,11 +409,18 @@ class Daemon:
     and removes the directory at the end ($AVIARY_TEST_KEEP=1 keeps it).
 
     CONFIG: text of a config file (or a dict of key -> value) passed with --config.
+    RUNTIME: manage guests (default off: the registry and API only).
     ARGS: more command-line arguments. ENV: extra environment. WRAPPER: a command that
     execs aviaryd (e.g. ["unshare", "--net"]), so the process is still aviaryd's."""
 
-    def __init__(self, config=None, args=(), env=None, ready_timeout=10, wrapper=()):
+    def __init__(self, config=None, args=(), env=None, ready_timeout=10, wrapper=(), runtime=False):
         self.binary = aviaryd_path()
+        # API tests run without guests (runtime = off): no libvirt, no bridge in the host's
+        # network namespace. Guest tests pass runtime=True and a netns wrapper.
+        if isinstance(config, dict):
+            config = "".join(f"{k} = {v}\n" for k, v in config.items())
+        if not runtime:
+            config = "runtime = off\n" + (config or "")
         self.tmp = tempfile.mkdtemp(prefix="aviary-it-", dir=os.environ.get("AVIARY_TEST_TMPDIR"))
         self.state_dir = os.path.join(self.tmp, "state")
         self.socket_path = os.path.join(self.tmp, "sock")

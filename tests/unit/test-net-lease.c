@@ -153,7 +153,7 @@ static void test_transactions_and_errors(Store *s) {
         is_int(store_rollback(s), 0, "the outer transaction rolls back");
         is_int(store_lease_get(s, "tx", got), AVIARY_E_NOT_FOUND, "and the lease went with it");
 
-        is_int(net_lease_acquire(s, &net, "no-such-instance", ip), AVIARY_E_NOT_FOUND,
+        is_int(net_lease_acquire(s, &net, "no-such-instance", ip), AVIARY_E_INSTANCE_NOT_FOUND,
                "an unknown instance gets no address");
 
         is_int(net_lease_acquire(s, &net, "tx", ip), 0, "a lease");

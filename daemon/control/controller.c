@@ -1,0 +1,610 @@
+/* The controller. One pass: remove orphan domains, notice guests that are gone, let each
+ * service's plan start or stop instances, boot pending instances whose backoff has passed.
+ * A pass runs when kicked (API change, libvirt event) and every PASS_USEC as a safety net;
+ * booting instances are probed every TICK_USEC until their port accepts TCP. */
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "controller.h"
+#include "log.h"
+#include "manager.h"
+#include "net.h"
+#include "plan.h"
+#include "probe.h"
+#include "template.h"
+#include "virt.h"
+
+#define TICK_USEC (250 * USEC_PER_MSEC)
+#define PASS_TICKS 8                          /* a full pass every 2 s */
+#define PROBE_TIMEOUT_USEC (500 * USEC_PER_MSEC)
+#define BOOT_DEADLINE_USEC (180 * USEC_PER_SEC)
+#define QUICK_EXIT_USEC (60 * USEC_PER_SEC)   /* dying sooner than this counts toward crash-loop */
+#define CRASH_LOOP_LIMIT 3
+#define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
+#define MAX_INSTANCES 4096
+#define MAX_PROBES 256
+
+struct Controller {
+        Manager *m;
+        Virt *virt;
+        Subnet subnet;
+        bool kvm;
+        char console_dir[4096];
+        sd_event_source *kick, *tick;
+        unsigned ticks;
+        char probing[MAX_PROBES][64];         /* instances with a probe in flight */
+};
+
+typedef struct InstanceList {
+        InstanceRecord *items;
+        size_t n, allocated;
+} InstanceList;
+
+static void instance_list_done(InstanceList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                instance_record_done(&l->items[i]);
+        free(l->items);
+        *l = (InstanceList) {};
+}
+
+static int instance_list_add(const InstanceRecord *r, void *userdata) {
+        InstanceList *l = userdata;
+
+        if (l->n == l->allocated) {
+                size_t want = l->allocated ? l->allocated * 2 : 16;
+                InstanceRecord *p = realloc(l->items, want * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                l->items = p;
+                l->allocated = want;
+        }
+        l->items[l->n] = *r;
+        l->items[l->n].stop_reason = r->stop_reason ? strdup(r->stop_reason) : NULL;
+        l->n++;
+        return 0;
+}
+
+static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) {
+        *ret = (InstanceList) {};
+        return store_instance_list(c->m->store, service_id, NULL, MAX_INSTANCES, instance_list_add, ret);
+}
+
+/* ---- recording ---- */
+
+/* Writes R and an audit event about it (none when ACTION is NULL) in one transaction. */
+static int instance_commit(Controller *c, const InstanceRecord *r, const char *action, json_t *detail) {
+        Store *s = c->m->store;
+        _cleanup_free_ char *text = NULL;
+        char resource[96];
+        EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = r->state };
+        int k;
+
+        snprintf(resource, sizeof resource, "instance/%s", r->id);
+        if (detail) {
+                text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+                json_decref(detail);
+        }
+        e.detail = text;
+        k = store_begin(s);
+        if (k < 0)
+                return k;
+        k = store_instance_update(s, r);
+        if (k == 0 && action)
+                k = store_event_append(s, &e);
+        if (k != 0) {
+                store_rollback(s);
+                return k < 0 ? k : -EIO;
+        }
+        return store_commit(s);
+}
+
+static void set_reason(InstanceRecord *r, const char *reason) {
+        free(r->stop_reason);
+        r->stop_reason = reason ? strdup(reason) : NULL;
+}
+
+static void instance_release(Controller *c, InstanceRecord *r) {
+        int k = net_lease_release(c->m->store, r->id);
+        if (k < 0)
+                log_warning_errno(k, "Cannot release the address of %s", r->id);
+        r->ip[0] = 0;
+        r->domain_uuid[0] = 0;
+        r->qemu_pid = 0;
+}
+
+/* ---- lifecycle ---- */
+
+/* The guest of R is gone without us asking. Decides, by restart policy and history,
+ * whether it boots again (after a backoff), stays down, or is crash-looping. */
+static void instance_exited(Controller *c, InstanceRecord *r, const char *reason, bool clean) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        usec_t now = now_realtime();
+        const char *action = "instance.exit";
+
+        r->domain_uuid[0] = 0;
+        r->qemu_pid = 0;
+        r->stopped_at = now;
+        set_reason(r, reason);
+        if (streq(r->state, "draining") || store_service_get_by_id(c->m->store, r->service_id, &sv) != 0) {
+                snprintf(r->state, sizeof r->state, "stopped");
+                instance_release(c, r);
+        } else if (streq(sv.restart_policy, "never") || (streq(sv.restart_policy, "on-failure") && clean)) {
+                snprintf(r->state, sizeof r->state, clean ? "stopped" : "failed");
+                instance_release(c, r);
+        } else {
+                bool quick = r->running_at == 0 || now - r->running_at < QUICK_EXIT_USEC;
+                r->restarts = quick ? r->restarts + 1 : 1;
+                if (r->restarts >= CRASH_LOOP_LIMIT) {
+                        char why[512];
+                        snprintf(why, sizeof why, "crash-loop: exited %lld times in a row, each within %llus of booting; last: %s",
+                                 (long long) r->restarts, (unsigned long long) (QUICK_EXIT_USEC / USEC_PER_SEC), reason);
+                        set_reason(r, why);
+                        snprintf(r->state, sizeof r->state, "crash-loop");
+                        action = "instance.crash-loop";
+                        instance_release(c, r);
+                } else {
+                        usec_t backoff = USEC_PER_SEC << (r->restarts - 1);
+                        snprintf(r->state, sizeof r->state, "pending");
+                        r->next_start_at = now + (backoff > BACKOFF_MAX_USEC ? BACKOFF_MAX_USEC : backoff);
+                }
+        }
+        log_notice("Instance %s: guest gone (%s); now %s.", r->id, reason, r->state);
+        instance_commit(c, r, action, json_pack("{s:s, s:I}", "reason", reason, "restarts", (json_int_t) r->restarts));
+}
+
+/* Stops R's guest on purpose: draining, then stopped with its address released. */
+static void instance_stop(Controller *c, InstanceRecord *r, const char *reason) {
+        int k;
+
+        snprintf(r->state, sizeof r->state, "draining");
+        set_reason(r, reason);
+        instance_commit(c, r, "instance.drain", json_pack("{s:s}", "reason", reason));
+        if (r->domain_uuid[0]) {
+                k = virt_domain_destroy(c->virt, r->domain_uuid);
+                if (k < 0 && k != -ENOENT)
+                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
+        }
+        snprintf(r->state, sizeof r->state, "stopped");
+        r->stopped_at = now_realtime();
+        instance_release(c, r);
+        instance_commit(c, r, "instance.stop", json_pack("{s:s}", "reason", reason));
+}
+
+static void random_hex(char *out, size_t bytes) {
+        unsigned char raw[16];
+
+        if (bytes > sizeof raw || getrandom(raw, bytes, 0) != (ssize_t) bytes)
+                memset(raw, 0x5a, sizeof raw);
+        for (size_t i = 0; i < bytes; i++)
+                sprintf(out + 2 * i, "%02x", raw[i]);
+}
+
+static int instance_create(Controller *c, const ServiceRecord *sv) {
+        InstanceRecord r = { .service_id = sv->id, .version_id = sv->stable_version_id };
+        char hex[16];
+        EventRecord e = { .actor = "aviaryd", .action = "instance.create", .result = "pending" };
+        char resource[96];
+        int k;
+
+        random_hex(hex, 4);
+        snprintf(r.id, sizeof r.id, "%s-%s", sv->name, hex);
+        random_hex(hex, 3);
+        snprintf(r.mac, sizeof r.mac, "52:54:00:%c%c:%c%c:%c%c", hex[0], hex[1], hex[2], hex[3], hex[4], hex[5]);
+        snprintf(r.state, sizeof r.state, "pending");
+        snprintf(resource, sizeof resource, "instance/%s", r.id);
+        e.resource = resource;
+        k = store_begin(c->m->store);
+        if (k < 0)
+                return k;
+        k = store_instance_insert(c->m->store, &r);
+        if (k == 0)
+                k = store_event_append(c->m->store, &e);
+        if (k != 0) {
+                store_rollback(c->m->store);
+                return k < 0 ? k : -EIO;
+        }
+        return store_commit(c->m->store);
+}
+
+/* Boots R's guest: address lease, command line, domain. A failure is an exit. */
+static void instance_boot(Controller *c, InstanceRecord *r) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        _cleanup_free_ char *cmdline = NULL;
+        char kernel[4096], initrd[4096], console[4096 + 80], prefix[8], netmask[16], gateway[16], version[320];
+        VirtDomainInfo info = {};
+        VirtDomainSpec spec;
+        int k;
+
+        if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
+            store_version_get_by_id(c->m->store, r->version_id, &v) != 0)
+                return;
+        k = net_lease_acquire(c->m->store, &c->subnet, r->id, r->ip);
+        if (k > 0) /* the instance went away meanwhile */
+                return;
+        if (k < 0) {
+                instance_exited(c, r, k == -EADDRNOTAVAIL ? "no free address in the guest subnet" : "cannot lease an address",
+                                false);
+                return;
+        }
+        snprintf(prefix, sizeof prefix, "%u", c->subnet.prefix);
+        subnet_netmask(&c->subnet, netmask);
+        ip_format(c->subnet.gateway, gateway);
+        snprintf(version, sizeof version, "%s", v.tag);
+        TemplateVars vars = { .ip = r->ip, .prefix = prefix, .netmask = netmask, .gateway = gateway,
+                              .instance = r->id, .service = sv.name, .version = version };
+        if (template_expand(v.cmdline, &vars, &cmdline) < 0 ||
+            blobfiles_path(c->m->blobs, v.kernel, kernel, sizeof kernel) < 0 ||
+            (v.initrd[0] && blobfiles_path(c->m->blobs, v.initrd, initrd, sizeof initrd) < 0)) {
+                instance_exited(c, r, "cannot prepare the boot (command line or blob paths)", false);
+                return;
+        }
+        snprintf(console, sizeof console, "%s/%s.log", c->console_dir, r->id);
+        snprintf(version, sizeof version, "%s:%s", v.image, v.tag);
+        spec = (VirtDomainSpec) {
+                .name = NULL,
+                .instance = r->id,
+                .service = sv.name,
+                .version = version,
+                .kernel = kernel,
+                .initrd = v.initrd[0] ? initrd : NULL,
+                .cmdline = cmdline,
+                .memory_mib = (unsigned) v.memory_mib,
+                .vcpus = (unsigned) v.vcpus,
+                .bridge = c->m->settings.bridge,
+                .mac = r->mac,
+                .console_path = console,
+                .kvm = c->kvm,
+        };
+        char name[96];
+        snprintf(name, sizeof name, "aviary-%s", r->id);
+        spec.name = name;
+
+        k = virt_domain_start(c->virt, &spec, &info);
+        if (k < 0) {
+                char why[600];
+                snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
+                instance_exited(c, r, why, false);
+                return;
+        }
+        snprintf(r->state, sizeof r->state, "booting");
+        snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", info.uuid);
+        r->qemu_pid = info.qemu_pid;
+        r->running_at = now_realtime();
+        r->ready_at = 0;
+        r->stopped_at = 0;
+        r->next_start_at = 0;
+        log_info("Instance %s: booting %s at %s (QEMU pid %d).", r->id, version, r->ip, (int) info.qemu_pid);
+        instance_commit(c, r, "instance.boot",
+                        json_pack("{s:s, s:s, s:s, s:i}", "version", version, "ip", r->ip, "domain", info.uuid, "qemu_pid",
+                                  (int) info.qemu_pid));
+}
+
+/* ---- readiness ---- */
+
+static bool probing_take(Controller *c, const char *id, bool add) {
+        for (unsigned i = 0; i < MAX_PROBES; i++)
+                if (streq(c->probing[i], id)) {
+                        if (!add)
+                                c->probing[i][0] = 0;
+                        return true;
+                }
+        if (add)
+                for (unsigned i = 0; i < MAX_PROBES; i++)
+                        if (!c->probing[i][0]) {
+                                snprintf(c->probing[i], sizeof c->probing[i], "%s", id);
+                                return false;
+                        }
+        return add; /* full: behave as if one were in flight */
+}
+
+static void on_probe(const char *id, bool ok, void *userdata) {
+        Controller *c = userdata;
+        _cleanup_(instance_record_done) InstanceRecord r = {};
+
+        probing_take(c, id, false);
+        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting"))
+                return;
+        if (ok) {
+                snprintf(r.state, sizeof r.state, "ready");
+                r.ready_at = now_realtime();
+                log_info("Instance %s: ready after %.1fs.", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC);
+                instance_commit(c, &r, "instance.ready",
+                                json_pack("{s:I}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC)));
+                controller_kick(c); /* old instances may go now */
+        } else if (now_realtime() - r.running_at > BOOT_DEADLINE_USEC) {
+                if (r.domain_uuid[0])
+                        virt_domain_destroy(c->virt, r.domain_uuid);
+                instance_exited(c, &r, "not ready within 180 s", false);
+        }
+}
+
+static int instance_port(Controller *c, const InstanceRecord *r) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+
+        if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
+            store_version_get_by_id(c->m->store, r->version_id, &v) != 0)
+                return -ENOENT;
+        return (int) (sv.port ? sv.port : v.port);
+}
+
+static void probe_booting(Controller *c, const InstanceList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                const InstanceRecord *r = &l->items[i];
+                int port;
+
+                if (!streq(r->state, "booting") || !r->ip[0] || probing_take(c, r->id, true))
+                        continue;
+                port = instance_port(c, r);
+                if (port <= 0 || probe_tcp(c->m->event, r->id, r->ip, (unsigned) port, PROBE_TIMEOUT_USEC, on_probe, c) < 0)
+                        probing_take(c, r->id, false);
+        }
+}
+
+/* ---- the pass ---- */
+
+typedef struct DomainList {
+        VirtDomainInfo *items;
+        size_t n, allocated;
+} DomainList;
+
+static int domain_list_add(const VirtDomainInfo *d, void *userdata) {
+        DomainList *l = userdata;
+
+        if (l->n == l->allocated) {
+                size_t want = l->allocated ? l->allocated * 2 : 16;
+                VirtDomainInfo *p = realloc(l->items, want * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                l->items = p;
+                l->allocated = want;
+        }
+        l->items[l->n++] = *d;
+        return 0;
+}
+
+static const VirtDomainInfo *domain_of(const DomainList *l, const char *instance) {
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i].instance, instance))
+                        return &l->items[i];
+        return NULL;
+}
+
+static InstanceRecord *instance_of(const InstanceList *l, const char *id) {
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i].id, id))
+                        return &l->items[i];
+        return NULL;
+}
+
+static bool has_guest(const InstanceRecord *r) {
+        return streq(r->state, "booting") || streq(r->state, "ready") || streq(r->state, "draining");
+}
+
+/* Domains and instances that disagree: orphans go, lost guests are exits. */
+static int pass_actual(Controller *c) {
+        DomainList domains = {};
+        InstanceList all = {};
+        int k;
+
+        k = virt_domain_list(c->virt, domain_list_add, &domains);
+        if (k == 0)
+                k = instances_load(c, 0, &all);
+        if (k < 0)
+                goto out;
+        for (size_t i = 0; i < domains.n; i++) {
+                const VirtDomainInfo *d = &domains.items[i];
+                InstanceRecord *r = instance_of(&all, d->instance);
+                EventRecord e = { .actor = "aviaryd", .action = "instance.orphan-removed", .result = "stopped" };
+                char resource[96];
+
+                if (r && has_guest(r)) {
+                        if (d->qemu_pid && r->qemu_pid != d->qemu_pid) {
+                                r->qemu_pid = d->qemu_pid;
+                                snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", d->uuid);
+                                store_instance_update(c->m->store, r);
+                        }
+                        continue;
+                }
+                log_notice("Removing domain %s: no instance of ours wants it.", d->name);
+                virt_domain_destroy(c->virt, d->uuid);
+                snprintf(resource, sizeof resource, "instance/%s", d->instance);
+                e.resource = resource;
+                store_event_append(c->m->store, &e);
+        }
+        for (size_t i = 0; i < all.n; i++) {
+                InstanceRecord *r = &all.items[i];
+                if (has_guest(r) && !domain_of(&domains, r->id))
+                        instance_exited(c, r, "the guest is not running", false);
+        }
+out:
+        free(domains.items);
+        instance_list_done(&all);
+        return k;
+}
+
+static int pass_service(const ServiceRecord *sv, void *userdata) {
+        Controller *c = userdata;
+        InstanceList l = {};
+        Plan p;
+        int k = instances_load(c, sv->id, &l);
+
+        if (k < 0)
+                return k;
+        plan_service(sv->replicas, sv->stable_version_id, l.items, l.n, &p);
+        for (unsigned i = 0; i < p.start; i++)
+                instance_create(c, sv);
+        for (unsigned i = 0; i < p.n_stop; i++) {
+                InstanceRecord *r = instance_of(&l, p.stop[i]);
+                if (r)
+                        instance_stop(c, r, p.stop_reason[i]);
+        }
+        instance_list_done(&l);
+        return 0;
+}
+
+static int pass_boot(Controller *c) {
+        InstanceList l = {};
+        usec_t now = now_realtime();
+        int k = instances_load(c, 0, &l);
+
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < l.n; i++)
+                if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
+                        instance_boot(c, &l.items[i]);
+        probe_booting(c, &l);
+        instance_list_done(&l);
+        return 0;
+}
+
+static int controller_pass(Controller *c) {
+        int k = pass_actual(c);
+
+        if (k == 0)
+                k = store_service_list(c->m->store, NULL, 1000, pass_service, c);
+        if (k == 0)
+                k = pass_boot(c);
+        if (k < 0)
+                log_warning_errno(k, "Reconcile pass failed; retrying");
+        return k;
+}
+
+static int on_kick(sd_event_source *s, void *userdata) {
+        Controller *c = userdata;
+
+        sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        controller_pass(c);
+        return 0;
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Controller *c = userdata;
+        InstanceList l = {};
+
+        if (++c->ticks % PASS_TICKS == 0)
+                controller_pass(c);
+        else if (instances_load(c, 0, &l) == 0) {
+                usec_t now = now_realtime();
+                for (size_t i = 0; i < l.n; i++)
+                        if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now) {
+                                controller_kick(c);
+                                break;
+                        }
+                probe_booting(c, &l);
+                instance_list_done(&l);
+        }
+        sd_event_source_set_time_relative(s, TICK_USEC);
+        return 0;
+}
+
+void controller_kick(Controller *c) {
+        if (c && c->kick)
+                sd_event_source_set_enabled(c->kick, SD_EVENT_ONESHOT);
+}
+
+/* libvirt says a domain of ours stopped: an exit unless we stopped it. */
+static void on_virt_event(Virt *v, const char *instance, VirtEventKind kind, const char *reason, void *userdata) {
+        Controller *c = userdata;
+        _cleanup_(instance_record_done) InstanceRecord r = {};
+        char why[128];
+
+        if (kind != VIRT_EVENT_STOPPED || store_instance_get(c->m->store, instance, &r) != 0)
+                return;
+        if (!streq(r.state, "booting") && !streq(r.state, "ready"))
+                return;
+        snprintf(why, sizeof why, "guest %s", reason);
+        instance_exited(c, &r, why, streq(reason, "shutdown"));
+        controller_kick(c);
+}
+
+int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
+        _cleanup_(instance_record_done) InstanceRecord r = {};
+        int k = store_instance_get(c->m->store, id, &r);
+
+        if (k > 0)
+                return api_error_set(e, AVIARY_E_INSTANCE_NOT_FOUND, "instance '%s' not found", id);
+        if (k < 0)
+                return k;
+        if (streq(r.state, "stopped") || streq(r.state, "draining"))
+                return api_error_set(e, AVIARY_E_INSTANCE_STOPPED,
+                                     "instance '%s' is %s; its service starts new instances as needed", id, r.state);
+        if (r.domain_uuid[0]) {
+                k = virt_domain_destroy(c->virt, r.domain_uuid);
+                if (k < 0 && k != -ENOENT)
+                        return api_error_set(e, AVIARY_E_RUNTIME, "cannot stop the guest of %s: %s", id, virt_last_error());
+        }
+        r.domain_uuid[0] = 0;
+        r.qemu_pid = 0;
+        r.restarts = 0;
+        r.next_start_at = 0;
+        r.stopped_at = now_realtime();
+        snprintf(r.state, sizeof r.state, "pending");
+        set_reason(&r, "restart requested");
+        k = instance_commit(c, &r, NULL, NULL); /* the API writes this change's event */
+        if (k < 0)
+                return k;
+        controller_kick(c);
+        return 0;
+}
+
+/* ---- setup ---- */
+
+int controller_new(Manager *m, Controller **ret) {
+        Controller *c = calloc(1, sizeof *c);
+
+        if (!c)
+                return -ENOMEM;
+        c->m = m;
+        *ret = c;
+        return 0;
+}
+
+Controller *controller_free(Controller *c) {
+        if (!c)
+                return NULL;
+        sd_event_source_disable_unref(c->kick);
+        sd_event_source_disable_unref(c->tick);
+        virt_close(c->virt);
+        free(c);
+        return NULL;
+}
+
+int controller_start(Controller *c) {
+        const Settings *set = &c->m->settings;
+        int k;
+
+        k = subnet_parse(set->subnet, &c->subnet);
+        if (k < 0)
+                return log_error_errno(k, "Bad guest subnet '%s'", set->subnet);
+        snprintf(c->console_dir, sizeof c->console_dir, "%s/console", set->state_dir);
+        if (mkdir(c->console_dir, 0750) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Cannot create %s", c->console_dir);
+        k = net_bridge_ensure(set->bridge, &c->subnet, set->bridge_create);
+        if (k < 0)
+                return k;
+        k = virt_event_loop_attach(c->m->event);
+        if (k < 0)
+                return log_error_errno(k, "Cannot attach libvirt to the event loop");
+        k = virt_open(set->libvirt_uri, on_virt_event, c, &c->virt);
+        if (k < 0)
+                return log_error_errno(k, "Cannot connect to libvirt at %s: %s", set->libvirt_uri, virt_last_error());
+        c->kvm = virt_kvm_available();
+        log_info("Guests: libvirt %s, %s, bridge %s, subnet %s.", set->libvirt_uri,
+                 c->kvm ? "KVM" : "no /dev/kvm: QEMU TCG (software emulation)", set->bridge, set->subnet);
+
+        k = sd_event_add_defer(c->m->event, &c->kick, on_kick, c);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->kick, SD_EVENT_OFF);
+        if (k >= 0)
+                k = sd_event_add_time_relative(c->m->event, &c->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, c);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->tick, SD_EVENT_ON);
+        if (k < 0)
+                return k;
+        /* The first pass adopts running guests and replaces lost ones before READY=1. */
+        return controller_pass(c);
+}

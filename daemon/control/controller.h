@@ -1,0 +1,20 @@
+/* The controller: makes the guests that run match the services in SQLite. Handlers only
+ * record desired state and kick it; libvirt lifecycle events and a periodic pass (the
+ * safety net) tell it what actually happened. */
+#pragma once
+
+#include "apierror.h"
+
+typedef struct Manager Manager;
+typedef struct Controller Controller;
+
+int controller_new(Manager *m, Controller **ret);
+Controller *controller_free(Controller *c);
+
+/* Connects to libvirt, prepares the bridge, adopts running guests and runs the first pass.
+ * READY=1 follows only after this. */
+int controller_start(Controller *c);
+/* Asks for a pass soon (after the API changed desired state). */
+void controller_kick(Controller *c);
+/* Stops instance ID's guest and boots it again (same address). */
+int controller_instance_restart(Controller *c, const char *id, ApiError *e);

@@ -1,0 +1,82 @@
+/* The guest runtime: the only interface to libvirt (only virt/ includes libvirt headers).
+ * Guests are transient domains carrying our <metadata>, so a restarted aviaryd can find
+ * and adopt them. All calls run on the manager's sd-event loop thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+typedef struct Virt Virt;
+
+typedef struct VirtDomainSpec {
+        const char *name;     /* libvirt domain name: "aviary-<instance>" */
+        const char *instance; /* our metadata */
+        const char *service;
+        const char *version; /* "image:tag" */
+        const char *kernel;  /* path of the kernel blob */
+        const char *initrd;  /* path of the initrd blob, or NULL */
+        const char *cmdline; /* expanded */
+        unsigned memory_mib;
+        unsigned vcpus;
+        const char *bridge;       /* bridge for the virtio-net NIC, or NULL for no NIC */
+        const char *mac;          /* "52:54:00:xx:xx:xx", or NULL: libvirt picks one */
+        const char *console_path; /* serial console log file */
+        bool kvm;                 /* type='kvm', else type='qemu' (TCG) */
+} VirtDomainSpec;
+/* Every string must be UTF-8 without control characters (XML 1.0 cannot carry them). */
+
+typedef struct VirtDomainInfo {
+        char uuid[37];
+        char name[128];
+        char instance[64]; /* from our metadata */
+        char service[64];
+        char version[256];
+        pid_t qemu_pid; /* 0 when unknown */
+        bool running;
+} VirtDomainInfo;
+
+typedef enum VirtEventKind {
+        VIRT_EVENT_STARTED,
+        VIRT_EVENT_STOPPED, /* shut down, destroyed or crashed: the domain is gone */
+} VirtEventKind;
+
+/* Called on the loop for each lifecycle event of one of our domains. REASON is a short
+ * text: STARTED "booted"; STOPPED "destroyed" (virt_domain_destroy or another client),
+ * "crashed" (guest panic reported through pvpanic), "shutdown" (the guest powered off or
+ * rebooted: on_reboot is destroy, and a panic=-1 guest without a pvpanic driver reboots),
+ * "failed" (QEMU or libvirt failed), or "saved", "migrated", "from-snapshot", "stopped". */
+typedef void (*VirtEventHandler)(Virt *v, const char *instance, VirtEventKind kind, const char *reason,
+                                 void *userdata);
+
+/* Routes libvirt's event loop through E. Call once, before virt_open(); -EBUSY after.
+ * libvirt may call the hooks from its own threads: they wake E through an eventfd, and
+ * every libvirt callback (so every VirtEventHandler call) runs on E's thread. */
+int virt_event_loop_attach(sd_event *e);
+
+/* Connects to URI and subscribes to lifecycle events. For qemu:///embed?root=DIR it first
+ * writes DIR/etc/qemu.conf (QEMU as root, console files without virtlogd). Blocks until
+ * the driver has re-attached to running guests (at most 10 s), so virt_domain_list()
+ * sees all of them and acting on one at once is safe. */
+int virt_open(const char *uri, VirtEventHandler handler, void *userdata, Virt **ret);
+Virt *virt_close(Virt *v);
+
+/* Whether /dev/kvm is usable by this process. */
+bool virt_kvm_available(void);
+
+/* Renders the domain XML with an escaping XML writer; *ret is malloc'd. -EINVAL on a
+ * missing field, zero memory/vcpus, or a string XML cannot carry. */
+int virt_domain_xml(const VirtDomainSpec *spec, char **ret);
+
+/* Creates and starts a transient domain; fills *ret (uuid, qemu pid: 0 when the URI has
+ * no pid file we know). -EINVAL/-ENAMETOOLONG for a bad spec; -EIO when libvirt refuses
+ * (see virt_last_error()). */
+int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret);
+/* Forcibly stops a domain by uuid. -ENOENT when it is already gone, -EIO otherwise. */
+int virt_domain_destroy(Virt *v, const char *uuid);
+/* Calls fn for every running domain that carries our metadata; others are skipped. A
+ * non-zero return from fn ends the walk and is returned. */
+int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata), void *userdata);
+/* libvirt's message for the last failure a virt_* call returned on this thread (kept
+ * apart from libvirt's own last error, which later calls reset). */
+const char *virt_last_error(void);

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Real guests: aviaryd runs inside a network namespace this test creates (it makes its bridge
+aviary0 there), boots the test image through libvirt's embedded QEMU driver, and every HTTP
+request to a guest is sent from inside that namespace.
+
+Checked: a 2-replica service serves HTTP from two guests; SIGKILL of aviaryd and a restart
+keep both guests with the same QEMU pids; a guest whose QEMU is killed from outside is replaced
+within 10 s and the exit is an event; scale up and down; an image that crashes after one
+request ends in crash-loop with the reason shown; deleting the service leaves no domain, no
+QEMU and no lease."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from aviarytest import Daemon, db_query, diag, is_, main, ok, skip
+
+NETNS = f"aviary-it-{os.getpid()}"
+IMAGE_DIR = os.environ.get("AVIARY_GUEST_IMAGE_DIR", "/var/tmp/aviary-guest-image")
+
+
+def sh(*cmd, check=True, timeout=120):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def in_netns(*cmd, timeout=10):
+    return subprocess.run(["ip", "netns", "exec", NETNS, *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def guest_get(ip, path="/", timeout=3):
+    """GET from inside the namespace; (status, body) or (None, error)."""
+    r = in_netns("curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", str(timeout),
+                 f"http://{ip}:8080{path}", timeout=timeout + 5)
+    if r.returncode != 0:
+        return None, r.stderr.strip() or f"curl exit {r.returncode}"
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code), body
+
+
+def wait_for(what, predicate, timeout, interval=0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    diag(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+    return None
+
+
+def instances(d, service):
+    r = d.request("GET", f"/v1/instances?service={service}&limit=1000")
+    return r.json["items"] if r.status == 200 else []
+
+
+def live(d, service, state="ready"):
+    return [i for i in instances(d, service) if i["state"] == state]
+
+
+def qemu_pids():
+    r = sh("pgrep", "-f", "qemu-system-x86_64.*guest=aviary-", check=False)
+    return sorted(int(p) for p in r.stdout.split())
+
+
+def push(d, tag, cmdline_extra=""):
+    with open(os.path.join(IMAGE_DIR, "cmdline.template"), encoding="utf-8") as f:
+        template = f.read().strip()
+    digests = {}
+    for name in ("vmlinuz", "initrd.img"):
+        r = d.client.put_blob_file(os.path.join(IMAGE_DIR, name))
+        assert r.status in (200, 201), repr(r)
+        digests[name] = r.json["digest"]
+    r = d.request("POST", "/v1/images/app/versions",
+                  json_body={"version": tag, "kernel": digests["vmlinuz"], "initrd": digests["initrd.img"],
+                             "cmdline": (template + " " + cmdline_extra).strip(), "memory_mib": 128, "port": 8080})
+    assert r.status in (200, 201), repr(r)
+
+
+def body(d):
+    push(d, "1.0")
+    push(d, "crashy", "app.crash_after=1")
+
+    t0 = time.monotonic()
+    r = d.request("POST", "/v1/services", json_body={"name": "web", "stable_version": "app:1.0", "replicas": 2})
+    is_(r.status, 201, "a 2-replica service is created")
+    ready = wait_for("2 ready instances", lambda: len(live(d, "web")) == 2 and live(d, "web"), 120)
+    ok(ready, f"both instances become ready ({time.monotonic() - t0:.1f} s after the API call)",
+       json.dumps(instances(d, "web"), indent=1), d.log()[-3000:])
+    if not ready:
+        return
+    ips = sorted(i["ip"] for i in ready)
+    is_(len(set(ips)), 2, "the two guests have different addresses")
+    for i in ready:
+        status, text = guest_get(i["ip"])
+        is_((status, text.strip()), (200, "1.0"), f"guest {i['id']} at {i['ip']} answers HTTP with its version")
+        ok(i["qemu_pid"] and os.path.exists(f"/proc/{i['qemu_pid']}"), f"{i['id']} has a live QEMU pid")
+        ok(i["timings"]["boot_ms"] is not None, f"{i['id']} reports its boot time ({i['timings']['boot_ms']} ms)")
+    leases = db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0]
+    is_(leases, 2, "two address leases are held")
+
+    # SIGKILL the daemon: guests keep running and are adopted, same pids, same addresses.
+    before = {i["id"]: (i["qemu_pid"], i["ip"]) for i in ready}
+    d.kill(signal.SIGKILL)
+    time.sleep(1)
+    ok(all(os.path.exists(f"/proc/{pid}") for pid, _ in before.values()), "guests outlive a SIGKILLed aviaryd")
+    d.start()
+    after = {i["id"]: (i["qemu_pid"], i["ip"]) for i in instances(d, "web") if i["state"] == "ready"}
+    is_(after, before, "after the restart the same instances are ready with the same QEMU pids and addresses")
+    for _, ip in before.values():
+        status, _ = guest_get(ip)
+        is_(status, 200, f"guest {ip} still serves after the daemon restart")
+
+    # Kill one guest's QEMU from outside: replaced within 10 s, and recorded.
+    victim = ready[0]
+    os.kill(victim["qemu_pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    back = wait_for("the killed guest to be booted again",
+                    lambda: [i for i in instances(d, "web")
+                             if i["id"] == victim["id"] and i["qemu_pid"] and i["qemu_pid"] != victim["qemu_pid"]
+                             and i["state"] in ("booting", "ready")], 10)
+    ok(back, f"a guest killed from outside is booting again within 10 s ({time.monotonic() - t0:.1f} s)",
+       json.dumps(instances(d, "web"), indent=1))
+    events = [e for e in d.events() if e["resource"] == f"instance/{victim['id']}" and e["action"] == "instance.exit"]
+    ok(events, "its exit is an event", json.dumps(events))
+    ok(wait_for("the replaced guest ready", lambda: len(live(d, "web")) == 2, 60), "and it becomes ready again")
+
+    # Scale up to 3, then down to 1.
+    r = d.request("PATCH", "/v1/services/web", json_body={"replicas": 3})
+    is_(r.status, 200, "scale to 3")
+    ok(wait_for("3 ready", lambda: len(live(d, "web")) == 3, 90), "three instances become ready")
+    r = d.request("PATCH", "/v1/services/web", json_body={"replicas": 1})
+    ok(wait_for("1 live", lambda: len([i for i in instances(d, "web")
+                                       if i["state"] in ("pending", "booting", "ready")]) == 1, 30),
+       "scaled to 1: one instance is left")
+    ok(wait_for("2 QEMUs gone", lambda: len(qemu_pids()) == 1, 30), "and only one QEMU runs", repr(qemu_pids()))
+    is_(db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0], 1, "only one lease is held")
+
+    # A version that crashes after one request ends in crash-loop.
+    r = d.request("POST", "/v1/services", json_body={"name": "crashy", "stable_version": "app:crashy", "replicas": 1})
+    is_(r.status, 201, "a service on the crashing image")
+
+    def crash_once():
+        for i in instances(d, "crashy"):
+            if i["state"] == "crash-loop":
+                return i
+            if i["state"] == "ready":
+                guest_get(i["ip"])  # the first request makes it exit
+        return None
+
+    looped = wait_for("crash-loop", crash_once, 150, interval=0.5)
+    ok(looped, "an image that crashes after one request ends in crash-loop",
+       json.dumps(instances(d, "crashy"), indent=1))
+    if looped:
+        ok("crash-loop" in (looped["stop_reason"] or ""), f"with the reason shown: {looped['stop_reason']}")
+        time.sleep(3)
+        is_(instances(d, "crashy")[0]["state"], "crash-loop", "and it is not restarted any more")
+
+    # Deleting the services leaves no domain, no QEMU, no lease; versions stay.
+    for name in ("web", "crashy"):
+        is_(d.request("DELETE", f"/v1/services/{name}").status, 204, f"service {name} is deleted")
+    ok(wait_for("no QEMU", lambda: not qemu_pids(), 30), "no QEMU process is left", repr(qemu_pids()))
+    is_(db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0], 0, "no lease is left")
+    is_(db_query(d.state_dir, "SELECT count(*) FROM instances")[0][0], 0, "no instance row is left")
+    is_(d.request("GET", "/v1/images/app/versions/1.0").status, 200, "the versions are intact")
+    dom = sh("virsh", "-c", f"qemu:///embed?root={d.state_dir}/libvirt", "list", "--all", "--name", check=False)
+    is_(dom.stdout.strip(), "", "libvirt lists no domain")
+
+
+def run():
+    if os.geteuid() != 0:
+        skip("guests", "needs root (network namespaces, libvirt)")
+        return
+    r = sh(os.path.join(os.environ.get("AVIARY_SOURCE_ROOT", "."), "tests/guest/build-image"), IMAGE_DIR,
+           check=False, timeout=600)
+    if not ok(r.returncode == 0, "the test guest image is built", r.stdout[-2000:], r.stderr[-2000:]):
+        return
+    sh("ip", "netns", "add", NETNS)
+    try:
+        sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
+        with Daemon(runtime=True, wrapper=["ip", "netns", "exec", NETNS], ready_timeout=60,
+                    config={"subnet": "10.88.0.0/24"}) as d:
+            try:
+                body(d)
+            finally:
+                for i in instances(d, "web") + instances(d, "crashy"):
+                    if i.get("qemu_pid"):
+                        try:
+                            os.kill(i["qemu_pid"], signal.SIGKILL)
+                        except OSError:
+                            pass
+    finally:
+        for pid in qemu_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        sh("ip", "netns", "delete", NETNS, check=False)
+
+
+main(run)

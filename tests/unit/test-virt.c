@@ -1,0 +1,283 @@
+/* virt/ against libvirt's test driver, and libvirt's event contract on our sd-event loop:
+ * timers (periodic, every iteration, disabled), handles (events, pause), deferred free
+ * callbacks, and a wake-up from another thread. Tests may use libvirt's public event API;
+ * daemon code outside virt/ may not. */
+#include <libvirt/libvirt.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "macro.h"
+#include "tap.h"
+#include "timeutil.h"
+#include "virt/virt.h"
+
+static sd_event *loop;
+
+/* Runs the loop until *flag turns true or MS pass; returns *flag. */
+static bool run_until(const bool *flag, unsigned ms) {
+        usec_t end = now_monotonic() + ms * USEC_PER_MSEC;
+
+        while (!*flag && now_monotonic() < end)
+                (void) sd_event_run(loop, 10 * USEC_PER_MSEC);
+        return *flag;
+}
+
+static void run_for(unsigned ms) {
+        bool never = false;
+
+        (void) run_until(&never, ms);
+}
+
+/* ---- the event contract ---- */
+
+typedef struct Probe {
+        int fired;
+        int stop_after; /* disable (timer) or remove after this many calls */
+        int last_events;
+        bool in_callback;
+        bool freed, freed_inside_callback;
+        bool done;
+} Probe;
+
+static void probe_free(void *opaque) {
+        Probe *p = opaque;
+
+        p->freed = true;
+        p->freed_inside_callback = p->in_callback;
+}
+
+static void on_timeout(int timer, void *opaque) {
+        Probe *p = opaque;
+
+        p->in_callback = true;
+        if (++p->fired == p->stop_after) {
+                virEventUpdateTimeout(timer, -1);
+                p->done = true;
+        }
+        p->in_callback = false;
+}
+
+static void on_timeout_remove(int timer, void *opaque) {
+        Probe *p = opaque;
+
+        p->in_callback = true;
+        p->fired++;
+        virEventRemoveTimeout(timer);
+        p->in_callback = false;
+}
+
+static void on_handle(int watch, int fd, int events, void *opaque) {
+        Probe *p = opaque;
+        char c;
+
+        p->fired++;
+        p->last_events = events;
+        if (events & VIR_EVENT_HANDLE_READABLE)
+                (void) !read(fd, &c, 1);
+}
+
+static void *arm_from_thread(void *arg) {
+        struct timespec ts = {0, 50 * 1000000L};
+
+        nanosleep(&ts, NULL);
+        virEventUpdateTimeout(*(int *) arg, 0);
+        return NULL;
+}
+
+static void test_timers(void) {
+        Probe periodic = {.stop_after = -1}, every = {.stop_after = 3}, off = {}, once = {},
+              remote = {.stop_after = 1};
+        int t_periodic, t_every, t_off, t_once, t_remote;
+        pthread_t thread;
+        usec_t start;
+
+        t_periodic = virEventAddTimeout(20, on_timeout, &periodic, NULL);
+        t_every = virEventAddTimeout(0, on_timeout, &every, NULL);
+        t_off = virEventAddTimeout(-1, on_timeout, &off, NULL);
+        t_once = virEventAddTimeout(0, on_timeout_remove, &once, probe_free);
+        ok(t_periodic > 0 && t_every > 0 && t_off > 0 && t_once > 0, "timers added");
+
+        run_for(210);
+        ok(periodic.fired >= 7 && periodic.fired <= 11, "20 ms timer fired %d times in 210 ms",
+           periodic.fired);
+        is_int(every.fired, 3, "0 ms timer fired every iteration until disabled in its callback");
+        is_int(off.fired, 0, "-1 timer never fired");
+        is_int(once.fired, 1, "timer removed in its callback fired once");
+        ok(once.freed && !once.freed_inside_callback, "its free callback ran later, outside the callback");
+
+        virEventUpdateTimeout(t_off, 30);
+        run_for(100);
+        ok(off.fired >= 2, "re-enabled timer fires (%d)", off.fired);
+        is_int(virEventRemoveTimeout(t_off), 0, "remove timer");
+        is_int(virEventRemoveTimeout(t_off), -1, "second remove refused");
+        is_int(virEventRemoveTimeout(t_periodic), 0, "remove periodic timer");
+        is_int(virEventRemoveTimeout(t_every), 0, "remove disabled timer");
+
+        /* libvirt arms its event-flush timer from its own threads; the loop must wake up. */
+        t_remote = virEventAddTimeout(-1, on_timeout, &remote, NULL);
+        pthread_create(&thread, NULL, arm_from_thread, &t_remote);
+        start = now_monotonic();
+        while (!remote.done && now_monotonic() - start < 2 * USEC_PER_SEC)
+                (void) sd_event_run(loop, 5 * USEC_PER_SEC); /* blocks: only a wake-up ends it */
+        pthread_join(thread, NULL);
+        ok(remote.done && now_monotonic() - start < USEC_PER_SEC,
+           "timer armed from another thread woke the loop");
+        virEventRemoveTimeout(t_remote);
+        run_for(20);
+}
+
+static void test_handles(void) {
+        Probe p = {};
+        int fds[2], watch;
+
+        if (pipe(fds) < 0)
+                return (void) ok(0, "pipe");
+        watch = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_READABLE, on_handle, &p, probe_free);
+        ok(watch > 0, "handle added");
+        run_for(30);
+        is_int(p.fired, 0, "quiet pipe: no callback");
+
+        (void) !write(fds[1], "x", 1);
+        run_for(30);
+        is_int(p.fired, 1, "readable pipe: one callback (the byte was read)");
+        is_int(p.last_events, VIR_EVENT_HANDLE_READABLE, "events say READABLE");
+
+        virEventUpdateHandle(watch, 0);
+        (void) !write(fds[1], "x", 1);
+        run_for(30);
+        is_int(p.fired, 1, "paused handle: no callback");
+        close(fds[1]);
+        run_for(30);
+        is_int(p.fired, 1, "paused handle: not even for hang-up");
+
+        virEventUpdateHandle(watch, VIR_EVENT_HANDLE_READABLE);
+        run_for(30);
+        ok(p.fired >= 2, "resumed handle sees the waiting byte");
+        ok(p.last_events & VIR_EVENT_HANDLE_HANGUP, "and the hang-up");
+
+        is_int(virEventRemoveHandle(watch), 0, "remove handle");
+        ok(!p.freed, "free callback not run inside remove");
+        run_for(30);
+        ok(p.freed, "free callback ran on the loop");
+        close(fds[0]);
+}
+
+/* ---- the test driver ---- */
+
+typedef struct Seen {
+        int started, stopped;
+        char instance[64], reason[32];
+} Seen;
+
+static void on_virt_event(Virt *v, const char *instance, VirtEventKind kind, const char *reason,
+                          void *userdata) {
+        Seen *s = userdata;
+
+        if (kind == VIRT_EVENT_STARTED)
+                s->started++;
+        else
+                s->stopped++;
+        snprintf(s->instance, sizeof s->instance, "%s", instance);
+        snprintf(s->reason, sizeof s->reason, "%s", reason);
+}
+
+typedef struct Listed {
+        int count;
+        VirtDomainInfo last;
+} Listed;
+
+static int collect(const VirtDomainInfo *d, void *userdata) {
+        Listed *l = userdata;
+
+        l->count++;
+        l->last = *d;
+        return 0;
+}
+
+static int refuse(const VirtDomainInfo *d, void *userdata) {
+        return -ECANCELED;
+}
+
+static void test_driver(void) {
+        VirtDomainSpec spec = {
+                .name = "aviary-i-1",
+                .instance = "i-1",
+                .service = "web",
+                .version = "web:1.0",
+                .kernel = "/nonexistent/vmlinuz",
+                .initrd = "/nonexistent/initrd",
+                .cmdline = "console=ttyS0",
+                .memory_mib = 64,
+                .vcpus = 1,
+                .console_path = "/nonexistent/console.log",
+        };
+        Seen seen = {};
+        Listed listed = {};
+        VirtDomainInfo info = {};
+        Virt *v = NULL;
+        usec_t t0 = now_monotonic();
+        bool started, stopped;
+
+        is_int(virt_open("test:///default", on_virt_event, &seen, &v), 0, "open test:///default");
+        if (!v)
+                return;
+        ok(now_monotonic() - t0 < USEC_PER_SEC, "open does not wait on a driver with nothing to reconnect");
+
+        /* The test driver does not look at kernel paths. */
+        is_int(virt_domain_start(v, &spec, &info), 0, "start domain from our XML");
+        is_int(strlen(info.uuid), 36, "uuid filled");
+        is_str(info.name, spec.name, "name filled");
+        is_int(info.qemu_pid, 0, "no pid file for test://");
+
+        is_int(virt_domain_list(v, collect, &listed), 0, "list");
+        is_int(listed.count, 1, "only our domain listed (the driver's own 'test' domain is not ours)");
+        is_str(listed.last.uuid, info.uuid, "listed uuid");
+        is_str(listed.last.instance, "i-1", "metadata instance");
+        is_str(listed.last.service, "web", "metadata service");
+        is_str(listed.last.version, "web:1.0", "metadata version");
+        ok(listed.last.running, "running");
+        is_int(virt_domain_list(v, refuse, NULL), -ECANCELED, "callback error ends the listing");
+
+        started = false;
+        for (int i = 0; i < 100 && !seen.started; i++)
+                run_for(10);
+        started = seen.started == 1;
+        ok(started, "STARTED event arrived through sd-event");
+        is_str(seen.instance, "i-1", "event names the instance");
+        is_str(seen.reason, "booted", "start reason");
+
+        is_int(virt_domain_start(v, &spec, &info), -EIO, "same name twice refused");
+        ok(strlen(virt_last_error()) > 0 && !strstr(virt_last_error(), "no libvirt error"), "last error: %s",
+           virt_last_error());
+
+        is_int(virt_domain_destroy(v, info.uuid), 0, "destroy");
+        is_int(virt_domain_destroy(v, info.uuid), -ENOENT, "destroy again: -ENOENT");
+        is_int(virt_domain_destroy(v, "00000000-0000-0000-0000-000000000000"), -ENOENT,
+               "unknown uuid: -ENOENT");
+        for (int i = 0; i < 100 && !seen.stopped; i++)
+                run_for(10);
+        stopped = seen.stopped == 1;
+        ok(stopped, "STOPPED event arrived");
+        is_str(seen.reason, "destroyed", "stop reason");
+
+        listed = (Listed){};
+        is_int(virt_domain_list(v, collect, &listed), 0, "list again");
+        is_int(listed.count, 0, "list empty");
+        v = virt_close(v);
+        ok(v == NULL, "close");
+}
+
+int main(void) {
+        if (sd_event_default(&loop) < 0 || virt_event_loop_attach(loop) < 0) {
+                printf("Bail out! event loop\n");
+                return 1;
+        }
+        is_int(virt_event_loop_attach(loop), -EBUSY, "attach twice refused");
+        test_timers();
+        test_handles();
+        test_driver();
+        ok(!virt_kvm_available() || access("/dev/kvm", R_OK | W_OK) == 0,
+           "kvm availability matches /dev/kvm");
+        sd_event_unref(loop);
+        return tap_done();
+}
