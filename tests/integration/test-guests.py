@@ -59,8 +59,9 @@ def live(d, service, state="ready"):
     return [i for i in instances(d, service) if i["state"] == state]
 
 
-def qemu_pids():
-    r = sh("pgrep", "-f", "qemu-system-x86_64.*guest=aviary-", check=False)
+def qemu_pids(state_dir):
+    """QEMUs of this test's daemon: their -kernel lies under its state dir."""
+    r = sh("pgrep", "-f", f"qemu-system-x86_64.*{state_dir}/", check=False)
     return sorted(int(p) for p in r.stdout.split())
 
 
@@ -134,7 +135,7 @@ def body(d):
     ok(wait_for("1 live", lambda: len([i for i in instances(d, "web")
                                        if i["state"] in ("pending", "booting", "ready")]) == 1, 30),
        "scaled to 1: one instance is left")
-    ok(wait_for("2 QEMUs gone", lambda: len(qemu_pids()) == 1, 30), "and only one QEMU runs", repr(qemu_pids()))
+    ok(wait_for("2 QEMUs gone", lambda: len(qemu_pids(d.state_dir)) == 1, 30), "and only one QEMU runs", repr(qemu_pids(d.state_dir)))
     is_(db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0], 1, "only one lease is held")
 
     # A version that crashes after one request ends in crash-loop.
@@ -160,7 +161,7 @@ def body(d):
     # Deleting the services leaves no domain, no QEMU, no lease; versions stay.
     for name in ("web", "crashy"):
         is_(d.request("DELETE", f"/v1/services/{name}").status, 204, f"service {name} is deleted")
-    ok(wait_for("no QEMU", lambda: not qemu_pids(), 30), "no QEMU process is left", repr(qemu_pids()))
+    ok(wait_for("no QEMU", lambda: not qemu_pids(d.state_dir), 30), "no QEMU process is left", repr(qemu_pids(d.state_dir)))
     is_(db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0], 0, "no lease is left")
     is_(db_query(d.state_dir, "SELECT count(*) FROM instances")[0][0], 0, "no instance row is left")
     is_(d.request("GET", "/v1/images/app/versions/1.0").status, 200, "the versions are intact")
@@ -177,10 +178,12 @@ def run():
     if not ok(r.returncode == 0, "the test guest image is built", r.stdout[-2000:], r.stderr[-2000:]):
         return
     sh("ip", "netns", "add", NETNS)
+    d = None
     try:
         sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
         with Daemon(runtime=True, wrapper=["ip", "netns", "exec", NETNS], ready_timeout=60,
-                    config={"subnet": "10.88.0.0/24"}) as d:
+                    config={"subnet": "10.88.0.0/24"}) as daemon:
+            d = daemon
             try:
                 body(d)
             finally:
@@ -191,7 +194,7 @@ def run():
                         except OSError:
                             pass
     finally:
-        for pid in qemu_pids():
+        for pid in (qemu_pids(d.state_dir) if d else []):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
