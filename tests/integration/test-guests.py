@@ -81,6 +81,7 @@ def push(d, tag, cmdline_extra=""):
 
 def body(d):
     push(d, "1.0")
+    push(d, "1.1")
     push(d, "crashy", "app.crash_after=1")
 
     t0 = time.monotonic()
@@ -113,6 +114,11 @@ def body(d):
         status, _ = guest_get(ip)
         is_(status, 200, f"guest {ip} still serves after the daemon restart")
 
+    # SIGTERM is no different: guests keep running.
+    d.restart(signal.SIGTERM)
+    after = {i["id"]: (i["qemu_pid"], i["ip"]) for i in instances(d, "web") if i["state"] == "ready"}
+    is_(after, before, "after a SIGTERM restart too: same instances, same QEMU pids")
+
     # Kill one guest's QEMU from outside: replaced within 10 s, and recorded.
     victim = ready[0]
     os.kill(victim["qemu_pid"], signal.SIGKILL)
@@ -137,6 +143,27 @@ def body(d):
        "scaled to 1: one instance is left")
     ok(wait_for("2 QEMUs gone", lambda: len(qemu_pids(d.state_dir)) == 1, 30), "and only one QEMU runs", repr(qemu_pids(d.state_dir)))
     is_(db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0], 1, "only one lease is held")
+
+    # A new stable version converges new-first: the old guest goes only once a new one is ready.
+    old_ids = {i["id"] for i in instances(d, "web") if i["state"] == "ready"}
+    r = d.request("PATCH", "/v1/services/web", json_body={"stable_version": "app:1.1"})
+    is_(r.status, 200, "the stable version changes to app:1.1")
+    seen_gap = []
+
+    def converged():
+        now = instances(d, "web")
+        ready = [i for i in now if i["state"] == "ready"]
+        if not ready:
+            seen_gap.append(True)
+        new = [i for i in ready if i["version"] == "app:1.1"]
+        return new if len(new) == 1 and not [i for i in now if i["id"] in old_ids and i["state"] != "stopped"] else None
+
+    new = wait_for("the new version to replace the old", converged, 90, interval=0.2)
+    ok(new, "one app:1.1 guest is ready and the old one is stopped", json.dumps(instances(d, "web"), indent=1))
+    ok(not seen_gap, "at no time was the service without a ready guest")
+    if new:
+        status, text = guest_get(new[0]["ip"])
+        is_((status, text.strip()), (200, "1.1"), "the new guest answers with the new version")
 
     # A version that crashes after one request ends in crash-loop.
     r = d.request("POST", "/v1/services", json_body={"name": "crashy", "stable_version": "app:crashy", "replicas": 1})
