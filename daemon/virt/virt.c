@@ -2,6 +2,7 @@
  * has re-attached to running guests), start/destroy/list our transient domains, and turn
  * libvirt lifecycle events into VirtEvents for domains that carry our metadata. */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <libxml/uri.h>
@@ -68,8 +69,10 @@ static void on_libvirt_error(void *userdata, virErrorPtr e) {
 
 bool virt_kvm_available(void) {
         _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        struct stat st;
 
-        return fd >= 0;
+        /* A character device, not a stray regular file someone created by mistake. */
+        return fd >= 0 && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
 }
 
 static Known *known_find(Virt *v, const char *uuid) {
