@@ -35,16 +35,7 @@ int blob_list(Request *r) {
         k = request_page(r, &limit, &after);
         if (k == 0)
                 k = store_blob_list(r->manager->store, after, limit, blob_list_one, items);
-        if (k != 0) {
-                json_decref(items);
-                return k;
-        }
-        return reply_json(r, 200,
-                          page_json(items, limit,
-                                    json_array_size(items) ? json_string_value(json_object_get(
-                                                                     json_array_get(items, json_array_size(items) - 1),
-                                                                     "digest"))
-                                                           : NULL));
+        return reply_page(r, k, items, limit, "digest");
 }
 
 int blob_get(Request *r) {

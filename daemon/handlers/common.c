@@ -32,6 +32,22 @@ json_t *page_json(json_t *items, unsigned limit, const char *next) {
         return json_pack("{s:o, s:s?}", "items", items, "next", json_array_size(items) >= limit ? next : NULL);
 }
 
+int reply_page(Request *r, int k, json_t *items, unsigned limit, const char *cursor_key) {
+        json_t *last;
+        char next[64] = "";
+
+        if (k != 0) {
+                json_decref(items);
+                return k;
+        }
+        last = json_object_get(json_array_get(items, json_array_size(items) - 1), cursor_key);
+        if (json_is_string(last))
+                snprintf(next, sizeof next, "%s", json_string_value(last));
+        else if (json_is_integer(last))
+                snprintf(next, sizeof next, "%lld", (long long) json_integer_value(last));
+        return reply_json(r, 200, page_json(items, limit, next[0] ? next : NULL));
+}
+
 int request_json_body(Request *r, json_t **ret) {
         int k = json_parse_body(r->body, r->body_size, ret, &r->error);
         return k;

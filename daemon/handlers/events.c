@@ -20,8 +20,6 @@ int event_list(Request *r) {
         const char *after, *resource = request_query(r, "resource");
         unsigned limit;
         int64_t after_id = 0;
-        char next[32] = "";
-        size_t n;
         int k;
 
         k = request_page(r, &limit, &after);
@@ -33,13 +31,5 @@ int event_list(Request *r) {
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "resource must be like image/web or service/web");
         items = json_array();
         k = store_event_list(r->manager->store, after_id, limit, resource, event_list_one, items);
-        if (k != 0) {
-                json_decref(items);
-                return k;
-        }
-        n = json_array_size(items);
-        if (n)
-                snprintf(next, sizeof next, "%lld",
-                         (long long) json_integer_value(json_object_get(json_array_get(items, n - 1), "id")));
-        return reply_json(r, 200, page_json(items, limit, next[0] ? next : NULL));
+        return reply_page(r, k, items, limit, "id");
 }

@@ -50,6 +50,9 @@ json_t *json_time(usec_t t);
 json_t *version_to_json(const VersionRecord *v);
 /* A page: {"items": ITEMS, "next": NEXT-or-null}. Takes ITEMS. */
 json_t *page_json(json_t *items, unsigned limit, const char *next);
+/* Ends a list handler: with K != 0 drops ITEMS and returns K; else replies with the page
+ * whose cursor is the last item's CURSOR_KEY (a string or an integer). Takes ITEMS. */
+int reply_page(Request *r, int k, json_t *items, unsigned limit, const char *cursor_key);
 /* Parses the request's JSON body, filling R's error on failure. */
 int request_json_body(Request *r, json_t **ret);
 /* The image name in path parameter N, checked. */

@@ -23,12 +23,6 @@ static int image_list_one(const ImageRecord *img, void *userdata) {
         return json_array_append_new(userdata, image_to_json(img)) < 0 ? -ENOMEM : 0;
 }
 
-/* The cursor of a page of named things: the last item's name. */
-static const char *last_name(json_t *items, const char *key) {
-        size_t n = json_array_size(items);
-        return n ? json_string_value(json_object_get(json_array_get(items, n - 1), key)) : NULL;
-}
-
 int image_list(Request *r) {
         json_t *items = json_array();
         const char *after;
@@ -38,11 +32,7 @@ int image_list(Request *r) {
         k = request_page(r, &limit, &after);
         if (k == 0)
                 k = store_image_list(r->manager->store, after, limit, image_list_one, items);
-        if (k != 0) {
-                json_decref(items);
-                return k;
-        }
-        return reply_json(r, 200, page_json(items, limit, last_name(items, "name")));
+        return reply_page(r, k, items, limit, "name");
 }
 
 int image_create(Request *r) {

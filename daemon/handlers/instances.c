@@ -45,7 +45,6 @@ int instance_list(Request *r) {
         json_t *items = json_array();
         void *ctx[2] = { r, items };
         unsigned limit;
-        size_t n;
         int k;
 
         k = request_page(r, &limit, &after);
@@ -57,14 +56,7 @@ int instance_list(Request *r) {
         }
         if (k == 0)
                 k = store_instance_list(r->manager->store, service ? sv.id : 0, after, limit, instance_list_one, ctx);
-        if (k != 0) {
-                json_decref(items);
-                return k;
-        }
-        n = json_array_size(items);
-        return reply_json(r, 200,
-                          page_json(items, limit,
-                                    n ? json_string_value(json_object_get(json_array_get(items, n - 1), "id")) : NULL));
+        return reply_page(r, k, items, limit, "id");
 }
 
 /* Instance ids are "<service>-<hex>": a name with one more dash-separated part. */

@@ -218,20 +218,12 @@ int service_list(Request *r) {
         void *ctx[2] = { r, items };
         const char *after;
         unsigned limit;
-        size_t n;
         int k;
 
         k = request_page(r, &limit, &after);
         if (k == 0)
                 k = store_service_list(r->manager->store, after, limit, service_list_one, ctx);
-        if (k != 0) {
-                json_decref(items);
-                return k;
-        }
-        n = json_array_size(items);
-        return reply_json(r, 200,
-                          page_json(items, limit,
-                                    n ? json_string_value(json_object_get(json_array_get(items, n - 1), "name")) : NULL));
+        return reply_page(r, k, items, limit, "name");
 }
 
 int service_create(Request *r) {

@@ -38,7 +38,6 @@ struct Virt {
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
 DEFINE_TRIVIAL_CLEANUP_FUNC(Virt *, virt_close)
 DEFINE_TRIVIAL_CLEANUP_FUNC(xmlURIPtr, xmlFreeURI)
-DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose)
 
 /* Copied at the failure: libvirt resets its own last error in every later call, even in
  * virDomainFree() during cleanup. */

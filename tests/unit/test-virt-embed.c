@@ -17,11 +17,6 @@
 #include "timeutil.h"
 #include "virt/virt.h"
 
-static inline void fclosep(FILE **f) {
-        if (*f)
-                fclose(*f);
-}
-
 static char root[] = "/var/tmp/aviary-test-virt-embed.XXXXXX";
 static char uri[128], kernel[128], initrd[128], console_path[128];
 static sd_event *loop;

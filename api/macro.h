@@ -1,9 +1,12 @@
-/* Small language helpers used everywhere: scope-bound cleanup and ownership hand-off,
- * in the manner of systemd's macro.h. */
+/* Small language helpers shared by aviaryd and the CLI: scope-bound cleanup and ownership
+ * hand-off, in the manner of systemd's macro.h. */
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -40,6 +43,12 @@ static inline void closep(int *fd) {
         }
 }
 #define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
 
 /* Define a NULL-accepting cleanup function funcp(T **) calling func(T *). */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)     \
