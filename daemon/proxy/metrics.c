@@ -1,0 +1,125 @@
+/* Per-version proxy metrics; see metrics.h. The histogram is log-linear (HdrHistogram's layout
+ * with 16 sub-buckets per octave): integer arithmetic only, and a fixed relative error. */
+#include <errno.h>
+#include <string.h>
+
+#include "metrics.h"
+
+#define SUB_COUNT (1u << METRICS_LATENCY_SUB_BITS)
+#define OVERFLOW_BUCKET (METRICS_LATENCY_BUCKETS - 1)
+
+const char *metrics_status_class_to_string(MetricsStatusClass c) {
+        static const char *const names[_METRICS_STATUS_CLASS_MAX] = {
+                [METRICS_1XX] = "1xx", [METRICS_2XX] = "2xx", [METRICS_3XX] = "3xx",
+                [METRICS_4XX] = "4xx", [METRICS_5XX] = "5xx", [METRICS_CONNECT_ERROR] = "connect-error",
+        };
+        return (unsigned) c < _METRICS_STATUS_CLASS_MAX ? names[c] : NULL;
+}
+
+unsigned metrics_latency_bucket(uint64_t v) {
+        if (v < SUB_COUNT)
+                return (unsigned) v;
+        if (v >= (UINT64_C(1) << METRICS_LATENCY_MAX_BITS))
+                return OVERFLOW_BUCKET;
+
+        unsigned e = 63 - (unsigned) __builtin_clzll(v); /* SUB_BITS <= e < MAX_BITS */
+        unsigned shift = e - METRICS_LATENCY_SUB_BITS;
+        unsigned sub = (unsigned) (v >> shift) & (SUB_COUNT - 1);
+        return ((shift + 1) << METRICS_LATENCY_SUB_BITS) + sub;
+}
+
+void metrics_latency_bucket_bounds(unsigned bucket, uint64_t *ret_low, uint64_t *ret_high) {
+        if (bucket < SUB_COUNT) {
+                *ret_low = bucket;
+                *ret_high = bucket + 1;
+                return;
+        }
+        if (bucket >= OVERFLOW_BUCKET) {
+                *ret_low = UINT64_C(1) << METRICS_LATENCY_MAX_BITS;
+                *ret_high = UINT64_MAX;
+                return;
+        }
+        unsigned shift = (bucket >> METRICS_LATENCY_SUB_BITS) - 1;
+        uint64_t sub = bucket & (SUB_COUNT - 1);
+        *ret_low = (SUB_COUNT + sub) << shift;
+        *ret_high = (SUB_COUNT + sub + 1) << shift;
+}
+
+void metrics_record_response(ProxyMetrics *m, SplitGroup g, int http_status, uint64_t latency_us) {
+        if ((unsigned) g >= _SPLIT_GROUP_MAX)
+                return;
+        if (http_status < 100 || http_status > 599) {
+                metrics_record_connect_error(m, g);
+                return;
+        }
+        m->group[g].status[METRICS_1XX + (http_status / 100 - 1)]++;
+        m->group[g].latency[metrics_latency_bucket(latency_us)]++;
+}
+
+void metrics_record_connect_error(ProxyMetrics *m, SplitGroup g) {
+        if ((unsigned) g >= _SPLIT_GROUP_MAX)
+                return;
+        m->group[g].status[METRICS_CONNECT_ERROR]++;
+}
+
+void metrics_snapshot(const ProxyMetrics *m, ProxyMetrics *ret) {
+        memcpy(ret, m, sizeof *ret);
+}
+
+void metrics_diff(const ProxyMetrics *now, const ProxyMetrics *then, ProxyMetrics *ret) {
+        for (unsigned g = 0; g < _SPLIT_GROUP_MAX; g++) {
+                for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                        ret->group[g].status[c] = now->group[g].status[c] - then->group[g].status[c];
+                for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+                        ret->group[g].latency[b] = now->group[g].latency[b] - then->group[g].latency[b];
+        }
+}
+
+uint64_t metrics_total(const GroupMetrics *g) {
+        uint64_t total = 0;
+
+        for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                total += g->status[c];
+        return total;
+}
+
+int metrics_success_rate(const GroupMetrics *g, double *ret_rate) {
+        uint64_t total = metrics_total(g);
+
+        if (total == 0)
+                return -ENODATA;
+        uint64_t failed = g->status[METRICS_5XX] + g->status[METRICS_CONNECT_ERROR];
+        *ret_rate = (double) (total - failed) / (double) total;
+        return 0;
+}
+
+int metrics_latency_quantile(const GroupMetrics *g, double q, uint64_t *ret_us) {
+        uint64_t count = 0, seen = 0;
+
+        if (!(q > 0.0 && q <= 1.0))
+                return -EINVAL;
+        for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+                count += g->latency[b];
+        if (count == 0)
+                return -ENODATA;
+
+        /* The smallest value with at least Q of all values at or below it (nearest rank). */
+        double want = q * (double) count;
+        uint64_t rank = (uint64_t) want;
+        if ((double) rank < want)
+                rank++;
+        if (rank == 0)
+                rank = 1;
+
+        for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
+                seen += g->latency[b];
+                if (seen < rank)
+                        continue;
+                uint64_t low, high;
+                metrics_latency_bucket_bounds(b, &low, &high);
+                /* Below 16 us buckets are exact; the overflow bucket has no upper end. */
+                *ret_us = (b < SUB_COUNT || b == OVERFLOW_BUCKET) ? low : low + (high - low) / 2;
+                return 0;
+        }
+        return -ENODATA; /* not reached: seen ends at count >= rank */
+}

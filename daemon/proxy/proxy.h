@@ -1,0 +1,50 @@
+/* HTTP/1.1 reverse proxy engine on the daemon's sd-event loop: one listener, a pick callback
+ * that names the backend for each request, requests and responses streamed through fixed
+ * buffers, and keep-alive upstream connections pooled per backend address. */
+#pragma once
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+typedef struct Proxy Proxy;
+
+/* Chooses the backend for one request: returns 0 and fills *ret_backend and *ret_group (an
+ * opaque tag handed back to ProxyDoneFn), or <0 when nothing can serve, which answers the
+ * client 503. Called again (once) when an idempotent request could not connect. */
+typedef int (*ProxyPickFn)(void *userdata, struct sockaddr_in *ret_backend, int *ret_group);
+
+/* Reports one outcome for metrics, on the loop thread. Once per request with the status sent
+ * to the client (backend's status, or 502/504 made here; group -1 for the 503 when pick
+ * failed), and once per failed connect attempt with status 0 for the group that was picked:
+ * a GET whose first backend refused and whose retry succeeded reports (g1, 0) then (g2, 200);
+ * a POST that could not connect reports only (g1, 0) and the client gets 502. Not called for
+ * a request the client abandoned, nor for one too malformed to parse (400/431/501). LATENCY
+ * counts from the end of the request head to the end of the response (or the failure). */
+typedef void (*ProxyDoneFn)(void *userdata, int group, int status, uint64_t latency_usec);
+
+typedef struct ProxyStats {
+        uint64_t clients_accepted;
+        uint64_t requests;          /* requests answered, by a backend or locally */
+        uint64_t upstream_connects; /* fresh connections started to backends */
+        uint64_t upstream_reuses;   /* requests sent on a pooled connection */
+        uint64_t upstream_retries;  /* retries after a connect or stale-pool failure */
+} ProxyStats;
+
+/* ADDRESS is "IPV4:PORT" (port 0 picks a free one: see proxy_get_port()). PICK is required,
+ * DONE may be NULL. The proxy keeps a reference on E; *ret is the caller's to proxy_free(). */
+int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn done, void *userdata,
+              Proxy **ret);
+/* Closes the listener, every client and every upstream connection. Accepts NULL. */
+Proxy *proxy_free(Proxy *p);
+/* Overrides the defaults (connect 2 s, response head 30 s) for connections started later;
+ * 0 keeps a value. */
+void proxy_set_timeouts(Proxy *p, uint64_t connect_usec, uint64_t response_head_usec);
+/* The port the listener is bound to, in host order. */
+unsigned proxy_get_port(const Proxy *p);
+const ProxyStats *proxy_get_stats(const Proxy *p);
+
+static inline void proxy_freep(Proxy **p) {
+        if (*p)
+                proxy_free(*p);
+}
