@@ -14,6 +14,7 @@
 #include "plan.h"
 #include "probe.h"
 #include "template.h"
+#include "traffic.h"
 #include "virt.h"
 
 #define TICK_USEC (250 * USEC_PER_MSEC)
@@ -29,6 +30,7 @@
 struct Controller {
         Manager *m;
         Virt *virt;
+        Traffic *traffic;
         Subnet subnet;
         bool kvm;
         char console_dir[4096];
@@ -161,6 +163,7 @@ static void instance_stop(Controller *c, InstanceRecord *r, const char *reason) 
         snprintf(r->state, sizeof r->state, "draining");
         set_reason(r, reason);
         instance_commit(c, r, "instance.drain", json_pack("{s:s}", "reason", reason));
+        traffic_sync(c->traffic); /* no new requests for it */
         if (r->domain_uuid[0]) {
                 k = virt_domain_destroy(c->virt, r->domain_uuid);
                 if (k < 0 && k != -ENOENT)
@@ -313,6 +316,7 @@ static void on_probe(const char *id, bool ok, void *userdata) {
                 log_info("Instance %s: ready after %.1fs.", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC);
                 instance_commit(c, &r, "instance.ready",
                                 json_pack("{s:I}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC)));
+                traffic_sync(c->traffic);
                 controller_kick(c); /* old instances may go now */
         } else if (now_realtime() - r.running_at > BOOT_DEADLINE_USEC) {
                 if (r.domain_uuid[0])
@@ -468,6 +472,7 @@ static int controller_pass(Controller *c) {
                 k = store_service_list(c->m->store, NULL, 1000, pass_service, c);
         if (k == 0)
                 k = pass_boot(c);
+        traffic_sync(c->traffic);
         if (k < 0)
                 log_warning_errno(k, "Reconcile pass failed; retrying");
         return k;
@@ -521,6 +526,10 @@ static void on_virt_event(Virt *v, const char *instance, VirtEventKind kind, con
         controller_kick(c);
 }
 
+json_t *controller_traffic_json(Controller *c, const char *service) {
+        return traffic_service_json(c ? c->traffic : NULL, service);
+}
+
 int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         _cleanup_(instance_record_done) InstanceRecord r = {};
         int k = store_instance_get(c->m->store, id, &r);
@@ -568,6 +577,7 @@ Controller *controller_free(Controller *c) {
                 return NULL;
         sd_event_source_disable_unref(c->kick);
         sd_event_source_disable_unref(c->tick);
+        traffic_free(c->traffic);
         virt_close(c->virt);
         free(c);
         return NULL;
@@ -596,6 +606,9 @@ int controller_start(Controller *c) {
         log_info("Guests: libvirt %s, %s, bridge %s, subnet %s.", set->libvirt_uri,
                  c->kvm ? "KVM" : "no /dev/kvm: QEMU TCG (software emulation)", set->bridge, set->subnet);
 
+        k = traffic_new(c->m, &c->traffic);
+        if (k < 0)
+                return k;
         k = sd_event_add_defer(c->m->event, &c->kick, on_kick, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->kick, SD_EVENT_OFF);

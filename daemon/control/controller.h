@@ -3,6 +3,8 @@
  * safety net) tell it what actually happened. */
 #pragma once
 
+#include <jansson.h>
+
 #include "apierror.h"
 
 typedef struct Manager Manager;
@@ -16,5 +18,7 @@ Controller *controller_free(Controller *c);
 int controller_start(Controller *c);
 /* Asks for a pass soon (after the API changed desired state). */
 void controller_kick(Controller *c);
+/* The traffic view of SERVICE: listener, weights, backends and per-version metrics. */
+json_t *controller_traffic_json(Controller *c, const char *service);
 /* Stops instance ID's guest and boots it again (same address). */
 int controller_instance_restart(Controller *c, const char *id, ApiError *e);

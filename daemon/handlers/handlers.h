@@ -35,6 +35,7 @@ int service_create(Request *r);
 int service_get(Request *r);
 int service_update(Request *r);
 int service_delete(Request *r);
+int service_traffic(Request *r);
 
 /* instances.c */
 int instance_list(Request *r);

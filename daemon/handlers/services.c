@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include "controller.h"
 #include "handlers.h"
 #include "jsonspec.h"
 #include "manager.h"
@@ -303,6 +304,13 @@ int service_update(Request *r) {
                 return service_conflict(r, k, &s);
         r->event_detail = json_deep_copy(body);
         return service_reply(r, 200, &s);
+}
+
+int service_traffic(Request *r) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        int k = service_from_path(r, &s, false);
+
+        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->manager->controller, s.name));
 }
 
 int service_delete(Request *r) {

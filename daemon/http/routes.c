@@ -33,6 +33,7 @@ const Route routes[] = {
         { HTTP_GET, "/v1/services/{name}", service_get },
         { HTTP_PATCH, "/v1/services/{name}", service_update, BODY_JSON, 16 * KiB, "service.update" },
         { HTTP_DELETE, "/v1/services/{name}", service_delete, .action = "service.delete" },
+        { HTTP_GET, "/v1/services/{name}/traffic", service_traffic },
 
         { HTTP_GET, "/v1/instances", instance_list },
         { HTTP_GET, "/v1/instances/{id}", instance_get },

@@ -85,7 +85,8 @@ def body(d):
     push(d, "crashy", "app.crash_after=1")
 
     t0 = time.monotonic()
-    r = d.request("POST", "/v1/services", json_body={"name": "web", "stable_version": "app:1.0", "replicas": 2})
+    r = d.request("POST", "/v1/services", json_body={"name": "web", "stable_version": "app:1.0", "replicas": 2,
+                                                     "listen": "127.0.0.1:18080"})
     is_(r.status, 201, "a 2-replica service is created")
     ready = wait_for("2 ready instances", lambda: len(live(d, "web")) == 2 and live(d, "web"), 120)
     ok(ready, f"both instances become ready ({time.monotonic() - t0:.1f} s after the API call)",
@@ -99,6 +100,23 @@ def body(d):
         is_((status, text.strip()), (200, "1.0"), f"guest {i['id']} at {i['ip']} answers HTTP with its version")
         ok(i["qemu_pid"] and os.path.exists(f"/proc/{i['qemu_pid']}"), f"{i['id']} has a live QEMU pid")
         ok(i["timings"]["boot_ms"] is not None, f"{i['id']} reports its boot time ({i['timings']['boot_ms']} ms)")
+    # The service's proxy (listening inside the namespace) spreads requests over both guests.
+    def proxied(n):
+        answers = []
+        for _ in range(n):
+            r = in_netns("curl", "-s", "--max-time", "5", "-w", " %{http_code}", "http://127.0.0.1:18080/")
+            answers.append(" ".join(r.stdout.split()))
+        return answers
+
+    traffic = d.request("GET", "/v1/services/web/traffic").json
+    is_(len(traffic["versions"]["stable"]["backends"]), 2, "the proxy routes to both ready guests",
+        json.dumps(traffic))
+    answers = proxied(20)
+    is_(answers, ["1.0 200"] * 20, "20 requests through the service's proxy all answered by 1.0")
+    traffic = d.request("GET", "/v1/services/web/traffic").json
+    is_(traffic["versions"]["stable"]["requests"], 20, "the proxy counted them for the stable version",
+        json.dumps(traffic))
+    ok(traffic["versions"]["stable"]["success_rate"] == 1.0, "all of them successful")
     leases = db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0]
     is_(leases, 2, "two address leases are held")
 

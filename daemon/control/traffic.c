@@ -1,0 +1,243 @@
+/* Traffic: one proxy per service with a listen address, routing to the service's ready
+ * guests. The controller calls traffic_sync() after every change it makes; the proxy's pick
+ * callback reads the table built here. Until rollouts arrive every request goes to the stable
+ * group (canary weight 0), through the same split the rollouts will steer. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "log.h"
+#include "manager.h"
+#include "proxy/metrics.h"
+#include "proxy/proxy.h"
+#include "proxy/select.h"
+#include "traffic.h"
+
+#define MAX_SERVICES 256
+
+typedef struct ServiceTraffic {
+        Traffic *traffic;
+        char name[64];
+        char listen[80];
+        bool listen_failed;                      /* logged once per listen address */
+        Proxy *proxy;
+        VersionSplit split;
+        BackendSet set[_SPLIT_GROUP_MAX];
+        struct sockaddr_in addr[_SPLIT_GROUP_MAX][BACKEND_SET_MAX];
+        char ids[_SPLIT_GROUP_MAX][BACKEND_SET_MAX][64];
+        size_t n[_SPLIT_GROUP_MAX];
+        ProxyMetrics metrics;
+        bool seen;
+} ServiceTraffic;
+
+struct Traffic {
+        Manager *m;
+        ServiceTraffic *services[MAX_SERVICES];
+};
+
+static int on_pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_group) {
+        ServiceTraffic *st = userdata;
+        SplitGroup g = split_pick(&st->split);
+        int i = backend_pick(&st->set[g]);
+
+        if (i < 0 && g == SPLIT_CANARY) /* no canary guest: serve from stable */
+                i = backend_pick(&st->set[g = SPLIT_STABLE]);
+        if (i < 0)
+                return -EHOSTUNREACH;
+        *ret_backend = st->addr[g][i];
+        *ret_group = (int) g;
+        return 0;
+}
+
+static void on_done(void *userdata, int group, int status, uint64_t latency_usec) {
+        ServiceTraffic *st = userdata;
+
+        if (group < 0 || group >= _SPLIT_GROUP_MAX)
+                return;
+        if (status == 0)
+                metrics_record_connect_error(&st->metrics, (SplitGroup) group);
+        else
+                metrics_record_response(&st->metrics, (SplitGroup) group, status, latency_usec);
+}
+
+static ServiceTraffic *service_find(Traffic *t, const char *name, bool create) {
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (t->services[i] && streq(t->services[i]->name, name))
+                        return t->services[i];
+        if (!create)
+                return NULL;
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (!t->services[i]) {
+                        ServiceTraffic *st = calloc(1, sizeof *st);
+                        if (!st)
+                                return NULL;
+                        st->traffic = t;
+                        snprintf(st->name, sizeof st->name, "%s", name);
+                        split_init(&st->split, 0);
+                        t->services[i] = st;
+                        return st;
+                }
+        return NULL;
+}
+
+static void service_free(ServiceTraffic *st) {
+        if (st) {
+                proxy_free(st->proxy);
+                free(st);
+        }
+}
+
+/* Opens, moves or closes the proxy's listener to match LISTEN. */
+static void service_listen(ServiceTraffic *st, const char *listen) {
+        const char *want = listen ? listen : "";
+        int k;
+
+        if (streq(st->listen, want) && (st->proxy || st->listen_failed || !*want))
+                return;
+        st->proxy = proxy_free(st->proxy);
+        st->listen_failed = false;
+        snprintf(st->listen, sizeof st->listen, "%s", want);
+        if (!*want)
+                return;
+        k = proxy_new(st->traffic->m->event, want, on_pick, on_done, st, &st->proxy);
+        if (k < 0) {
+                st->listen_failed = true;
+                log_warning_errno(k, "Service %s: cannot serve traffic on %s", st->name, want);
+        } else
+                log_info("Service %s: proxy listening on %s.", st->name, want);
+}
+
+typedef struct Collect {
+        ServiceTraffic *st;
+        int64_t stable_version_id;
+        int port;
+        char ids[_SPLIT_GROUP_MAX][BACKEND_SET_MAX][64];
+        struct sockaddr_in addr[_SPLIT_GROUP_MAX][BACKEND_SET_MAX];
+        size_t n[_SPLIT_GROUP_MAX];
+} Collect;
+
+static int collect_ready(const InstanceRecord *r, void *userdata) {
+        Collect *c = userdata;
+        SplitGroup g = r->version_id == c->stable_version_id ? SPLIT_STABLE : SPLIT_CANARY;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) c->port) };
+
+        /* Until rollouts exist, only the stable version serves; old versions are draining. */
+        if (!streq(r->state, "ready") || g != SPLIT_STABLE || c->n[g] >= BACKEND_SET_MAX ||
+            inet_pton(AF_INET, r->ip, &sa.sin_addr) != 1)
+                return 0;
+        snprintf(c->ids[g][c->n[g]], sizeof c->ids[g][0], "%s", r->id);
+        c->addr[g][c->n[g]++] = sa;
+        return 0;
+}
+
+/* Replaces a group's backends when its membership changed (keeping the rotation otherwise). */
+static void group_update(ServiceTraffic *st, SplitGroup g, const Collect *c) {
+        bool same = st->n[g] == c->n[g];
+
+        for (size_t i = 0; same && i < c->n[g]; i++)
+                same = streq(st->ids[g][i], c->ids[g][i]);
+        if (same)
+                return;
+        memcpy(st->ids[g], c->ids[g], sizeof st->ids[g]);
+        memcpy(st->addr[g], c->addr[g], sizeof st->addr[g]);
+        st->n[g] = c->n[g];
+        backend_set_init(&st->set[g], c->n[g]);
+        for (size_t i = 0; i < c->n[g]; i++)
+                backend_set_ready(&st->set[g], i, true);
+}
+
+static int sync_service(const ServiceRecord *sv, void *userdata) {
+        Traffic *t = userdata;
+        ServiceTraffic *st = service_find(t, sv->name, true);
+        _cleanup_(version_record_done) VersionRecord v = {};
+        Collect *c;
+
+        if (!st)
+                return 0;
+        st->seen = true;
+        service_listen(st, sv->listen);
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->st = st;
+        c->stable_version_id = sv->stable_version_id;
+        if (sv->stable_version_id && store_version_get_by_id(t->m->store, sv->stable_version_id, &v) == 0) {
+                c->port = (int) (sv->port ? sv->port : v.port);
+                store_instance_list(t->m->store, sv->id, NULL, 4096, collect_ready, c);
+        }
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
+                group_update(st, (SplitGroup) g, c);
+        free(c);
+        return 0;
+}
+
+void traffic_sync(Traffic *t) {
+        if (!t)
+                return;
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (t->services[i])
+                        t->services[i]->seen = false;
+        store_service_list(t->m->store, NULL, MAX_SERVICES, sync_service, t);
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (t->services[i] && !t->services[i]->seen) {
+                        service_free(t->services[i]);
+                        t->services[i] = NULL;
+                }
+}
+
+static json_t *group_json(const ServiceTraffic *st, SplitGroup g) {
+        const GroupMetrics *gm = &st->metrics.group[g];
+        json_t *classes = json_object(), *backends = json_array();
+        uint64_t p50 = 0, p99 = 0;
+        double rate = 0;
+        bool have = metrics_total(gm) > 0;
+
+        for (int c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                json_object_set_new(classes, metrics_status_class_to_string((MetricsStatusClass) c),
+                                    json_integer((json_int_t) gm->status[c]));
+        for (size_t i = 0; i < st->n[g]; i++) {
+                char ip[INET_ADDRSTRLEN];
+                inet_ntop(AF_INET, &st->addr[g][i].sin_addr, ip, sizeof ip);
+                json_array_append_new(backends, json_pack("{s:s, s:s, s:i}", "instance", st->ids[g][i], "ip", ip,
+                                                          "port", ntohs(st->addr[g][i].sin_port)));
+        }
+        if (have) {
+                metrics_success_rate(gm, &rate);
+                metrics_latency_quantile(gm, 0.5, &p50);
+                metrics_latency_quantile(gm, 0.99, &p99);
+        }
+        return json_pack("{s:o, s:I, s:o, s:o, s:o, s:o}", "backends", backends, "requests",
+                         (json_int_t) metrics_total(gm), "by_status", classes, "success_rate",
+                         have ? json_real(rate) : json_null(), "p50_ms", have ? json_real((double) p50 / 1000) : json_null(),
+                         "p99_ms", have ? json_real((double) p99 / 1000) : json_null());
+}
+
+json_t *traffic_service_json(Traffic *t, const char *service) {
+        ServiceTraffic *st = t ? service_find(t, service, false) : NULL;
+
+        if (!st)
+                return json_pack("{s:s, s:n, s:b, s:{s:i, s:i}, s:{}}", "service", service, "listen", "listening",
+                                 false, "weights", "stable", (int) SPLIT_BASIS_POINTS, "canary", 0, "versions");
+        return json_pack("{s:s, s:s?, s:b, s:{s:i, s:i}, s:{s:o, s:o}}", "service", st->name, "listen",
+                         st->listen[0] ? st->listen : NULL, "listening", st->proxy != NULL, "weights", "stable",
+                         (int) (SPLIT_BASIS_POINTS - st->split.canary_bp), "canary", (int) st->split.canary_bp,
+                         "versions", "stable", group_json(st, SPLIT_STABLE), "canary", group_json(st, SPLIT_CANARY));
+}
+
+int traffic_new(Manager *m, Traffic **ret) {
+        Traffic *t = calloc(1, sizeof *t);
+
+        if (!t)
+                return -ENOMEM;
+        t->m = m;
+        *ret = t;
+        return 0;
+}
+
+Traffic *traffic_free(Traffic *t) {
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                service_free(t->services[i]);
+        free(t);
+        return NULL;
+}
