@@ -24,7 +24,6 @@
 #define QUICK_EXIT_USEC (60 * USEC_PER_SEC)   /* dying sooner than this counts toward crash-loop */
 #define CRASH_LOOP_LIMIT 3
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
-#define MAX_INSTANCES 4096
 #define MAX_PROBES 256
 
 struct Controller {
@@ -36,7 +35,10 @@ struct Controller {
         char console_dir[4096];
         sd_event_source *kick, *tick;
         unsigned ticks;
-        char probing[MAX_PROBES][64];         /* instances with a probe in flight */
+        struct {
+                char id[64];                  /* an instance with a probe in flight ("" free) */
+                usec_t running_at;            /* of the boot being probed */
+        } probing[MAX_PROBES];
 };
 
 typedef struct InstanceList {
@@ -68,9 +70,11 @@ static int instance_list_add(const InstanceRecord *r, void *userdata) {
         return 0;
 }
 
+/* The instances of SERVICE_ID (0: all) that hold or want a guest: stopped and failed rows are
+ * history the controller never acts on, however many there are. */
 static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) {
         *ret = (InstanceList) {};
-        return store_instance_list(c->m->store, service_id, NULL, MAX_INSTANCES, instance_list_add, ret);
+        return store_instance_list_active(c->m->store, service_id, instance_list_add, ret);
 }
 
 /* ---- recording ---- */
@@ -192,7 +196,8 @@ static int instance_create(Controller *c, const ServiceRecord *sv) {
         int k;
 
         random_hex(hex, 4);
-        snprintf(r.id, sizeof r.id, "%s-%s", sv->name, hex);
+        /* At most 54 characters of the name, so the random part always fits. */
+        snprintf(r.id, sizeof r.id, "%.54s-%.8s", sv->name, hex);
         random_hex(hex, 3);
         snprintf(r.mac, sizeof r.mac, "52:54:00:%c%c:%c%c:%c%c", hex[0], hex[1], hex[2], hex[3], hex[4], hex[5]);
         snprintf(r.state, sizeof r.state, "pending");
@@ -222,8 +227,10 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         int k;
 
         if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
-            store_version_get_by_id(c->m->store, r->version_id, &v) != 0)
+            store_version_get_by_id(c->m->store, r->version_id, &v) != 0) {
+                instance_exited(c, r, "its service or version cannot be read", false);
                 return;
+        }
         k = net_lease_acquire(c->m->store, &c->subnet, r->id, r->ip);
         if (k > 0) /* the instance went away meanwhile */
                 return;
@@ -287,17 +294,22 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
 
 /* ---- readiness ---- */
 
-static bool probing_take(Controller *c, const char *id, bool add) {
+/* ADD: registers a probe of ID's boot RUNNING_AT; true if one is already in flight (or the
+ * table is full). Else: removes ID's entry, returning in *running_at the boot it probed. */
+static bool probing_take(Controller *c, const char *id, bool add, usec_t *running_at) {
         for (unsigned i = 0; i < MAX_PROBES; i++)
-                if (streq(c->probing[i], id)) {
-                        if (!add)
-                                c->probing[i][0] = 0;
+                if (streq(c->probing[i].id, id)) {
+                        if (!add) {
+                                c->probing[i].id[0] = 0;
+                                *running_at = c->probing[i].running_at;
+                        }
                         return true;
                 }
         if (add)
                 for (unsigned i = 0; i < MAX_PROBES; i++)
-                        if (!c->probing[i][0]) {
-                                snprintf(c->probing[i], sizeof c->probing[i], "%s", id);
+                        if (!c->probing[i].id[0]) {
+                                snprintf(c->probing[i].id, sizeof c->probing[i].id, "%s", id);
+                                c->probing[i].running_at = *running_at;
                                 return false;
                         }
         return add; /* full: behave as if one were in flight */
@@ -306,9 +318,11 @@ static bool probing_take(Controller *c, const char *id, bool add) {
 static void on_probe(const char *id, bool ok, void *userdata) {
         Controller *c = userdata;
         _cleanup_(instance_record_done) InstanceRecord r = {};
+        usec_t probed = 0;
 
-        probing_take(c, id, false);
-        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting"))
+        probing_take(c, id, false, &probed);
+        /* A probe of an earlier boot (the guest was restarted meanwhile) proves nothing. */
+        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed)
                 return;
         if (ok) {
                 snprintf(r.state, sizeof r.state, "ready");
@@ -338,13 +352,14 @@ static int instance_port(Controller *c, const InstanceRecord *r) {
 static void probe_booting(Controller *c, const InstanceList *l) {
         for (size_t i = 0; i < l->n; i++) {
                 const InstanceRecord *r = &l->items[i];
+                usec_t running_at = r->running_at;
                 int port;
 
-                if (!streq(r->state, "booting") || !r->ip[0] || probing_take(c, r->id, true))
+                if (!streq(r->state, "booting") || !r->ip[0] || probing_take(c, r->id, true, &running_at))
                         continue;
                 port = instance_port(c, r);
                 if (port <= 0 || probe_tcp(c->m->event, r->id, r->ip, (unsigned) port, PROBE_TIMEOUT_USEC, on_probe, c) < 0)
-                        probing_take(c, r->id, false);
+                        probing_take(c, r->id, false, &running_at);
         }
 }
 
@@ -421,7 +436,10 @@ static int pass_actual(Controller *c) {
         }
         for (size_t i = 0; i < all.n; i++) {
                 InstanceRecord *r = &all.items[i];
-                if (has_guest(r) && !domain_of(&domains, r->id))
+                /* Not listed: confirm by uuid first (a domain whose metadata could not be read
+                 * just now is skipped by the list, but it still runs). */
+                if (has_guest(r) && !domain_of(&domains, r->id) &&
+                    (!r->domain_uuid[0] || virt_domain_running(c->virt, r->domain_uuid) == 0))
                         instance_exited(c, r, "the guest is not running", false);
         }
 out:
@@ -512,14 +530,17 @@ void controller_kick(Controller *c) {
 }
 
 /* libvirt says a domain of ours stopped: an exit unless we stopped it. */
-static void on_virt_event(Virt *v, const char *instance, VirtEventKind kind, const char *reason, void *userdata) {
+static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtEventKind kind, const char *reason,
+                          void *userdata) {
         Controller *c = userdata;
         _cleanup_(instance_record_done) InstanceRecord r = {};
         char why[128];
 
         if (kind != VIRT_EVENT_STOPPED || store_instance_get(c->m->store, instance, &r) != 0)
                 return;
-        if (!streq(r.state, "booting") && !streq(r.state, "ready"))
+        /* Only the instance's current domain counts: the stop of a guest we replaced (restart)
+         * may arrive after the new one booted. */
+        if ((!streq(r.state, "booting") && !streq(r.state, "ready")) || !streq(r.domain_uuid, uuid))
                 return;
         snprintf(why, sizeof why, "guest %s", reason);
         instance_exited(c, &r, why, streq(reason, "shutdown"));

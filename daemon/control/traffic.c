@@ -157,12 +157,12 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
         service_listen(st, sv->listen);
         c = calloc(1, sizeof *c);
         if (!c)
-                return -ENOMEM;
+                return 0; /* keep its current table; the next sync tries again */
         c->st = st;
         c->stable_version_id = sv->stable_version_id;
         if (sv->stable_version_id && store_version_get_by_id(t->m->store, sv->stable_version_id, &v) == 0) {
                 c->port = (int) (sv->port ? sv->port : v.port);
-                store_instance_list(t->m->store, sv->id, NULL, 4096, collect_ready, c);
+                store_instance_list_active(t->m->store, sv->id, collect_ready, c);
         }
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
                 group_update(st, (SplitGroup) g, c);
@@ -176,7 +176,9 @@ void traffic_sync(Traffic *t) {
         for (size_t i = 0; i < MAX_SERVICES; i++)
                 if (t->services[i])
                         t->services[i]->seen = false;
-        store_service_list(t->m->store, NULL, MAX_SERVICES, sync_service, t);
+        /* A failed read must not look like "every service is gone": keep what runs. */
+        if (store_service_list(t->m->store, NULL, MAX_SERVICES, sync_service, t) < 0)
+                return;
         for (size_t i = 0; i < MAX_SERVICES; i++)
                 if (t->services[i] && !t->services[i]->seen) {
                         service_free(t->services[i]);

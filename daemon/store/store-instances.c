@@ -100,6 +100,28 @@ int store_instance_list(Store *s, int64_t service_id, const char *after, unsigne
         return rc == SQLITE_DONE ? 0 : store_error(s, rc, "instance list");
 }
 
+int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
+                               void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k, rc;
+
+        k = store_prepare(s,
+                          "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) "
+                          "AND state NOT IN ('stopped', 'failed') ORDER BY id",
+                          &st, "i", service_id);
+        if (k < 0)
+                return k;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                InstanceRecord r = {};
+                instance_from_row(st, &r);
+                k = fn(&r, userdata);
+                instance_record_done(&r);
+                if (k != 0)
+                        return k;
+        }
+        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "instance list");
+}
+
 int store_lease_get(Store *s, const char *instance, char *ip) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int k, rc;

@@ -197,6 +197,10 @@ int store_instance_delete(Store *s, const char *id);
 int store_instance_list(Store *s, int64_t service_id, const char *after, unsigned limit,
                         int (*fn)(const InstanceRecord *r, void *userdata), void *userdata);
 
+/* Every instance of SERVICE_ID (0: all) not stopped or failed, oldest id first. */
+int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
+                               void *userdata);
+
 /* ---- address leases ---- */
 
 /* The address leased to INSTANCE into ip (16 bytes); 0 found, AVIARY_E_NOT_FOUND not. */

@@ -195,7 +195,7 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
         log_debug("Domain %s (instance %s): %s, %s", uuid, instance,
                   kind == VIRT_EVENT_STARTED ? "started" : "stopped", reason);
         if (v->handler)
-                v->handler(v, instance, kind, reason, v->userdata);
+                v->handler(v, instance, uuid, kind, reason, v->userdata);
         return 0;
 }
 
@@ -409,6 +409,17 @@ int virt_domain_destroy(Virt *v, const char *uuid) {
                 return gone ? -ENOENT : r;
         }
         return 0;
+}
+
+int virt_domain_running(Virt *v, const char *uuid) {
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        int active;
+
+        dom = virDomainLookupByUUIDString(v->conn, uuid);
+        if (!dom)
+                return virGetLastErrorCode() == VIR_ERR_NO_DOMAIN ? 0 : virt_error();
+        active = virDomainIsActive(dom);
+        return active < 0 ? virt_error() : active;
 }
 
 int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata), void *userdata) {

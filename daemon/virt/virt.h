@@ -46,8 +46,8 @@ typedef enum VirtEventKind {
  * "crashed" (guest panic reported through pvpanic), "shutdown" (the guest powered off or
  * rebooted: on_reboot is destroy, and a panic=-1 guest without a pvpanic driver reboots),
  * "failed" (QEMU or libvirt failed), or "saved", "migrated", "from-snapshot", "stopped". */
-typedef void (*VirtEventHandler)(Virt *v, const char *instance, VirtEventKind kind, const char *reason,
-                                 void *userdata);
+typedef void (*VirtEventHandler)(Virt *v, const char *instance, const char *uuid, VirtEventKind kind,
+                                 const char *reason, void *userdata);
 
 /* Routes libvirt's event loop through E. Call once, before virt_open(); -EBUSY after.
  * libvirt may call the hooks from its own threads: they wake E through an eventfd, and
@@ -74,6 +74,8 @@ int virt_domain_xml(const VirtDomainSpec *spec, char **ret);
 int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret);
 /* Forcibly stops a domain by uuid. -ENOENT when it is already gone, -EIO otherwise. */
 int virt_domain_destroy(Virt *v, const char *uuid);
+/* 1 when domain UUID exists and runs, 0 when it does not, negative errno when unknown. */
+int virt_domain_running(Virt *v, const char *uuid);
 /* Calls fn for every running domain that carries our metadata; others are skipped. A
  * non-zero return from fn ends the walk and is returned. */
 int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata), void *userdata);

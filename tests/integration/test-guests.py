@@ -151,6 +151,21 @@ def body(d):
     ok(events, "its exit is an event", json.dumps(events))
     ok(wait_for("the replaced guest ready", lambda: len(live(d, "web")) == 2, 60), "and it becomes ready again")
 
+    # An operator's restart: a new QEMU, the same address, no spurious exit from the old one.
+    target = live(d, "web")[0]
+    last_event = max(e["id"] for e in d.events())
+    r = d.request("POST", f"/v1/instances/{target['id']}/restart")
+    is_(r.status, 202, "POST /v1/instances/ID/restart is accepted")
+    again = wait_for("the restarted guest ready", lambda: [i for i in live(d, "web") if i["id"] == target["id"]
+                                                          and i["qemu_pid"] != target["qemu_pid"]], 60)
+    ok(again, "the restarted instance is ready again with a new QEMU pid")
+    if again:
+        is_((again[0]["ip"], again[0]["restarts"]), (target["ip"], 0), "with the same address and no restart counted")
+    time.sleep(1)
+    spurious = [e for e in d.events() if e["id"] > last_event and e["resource"] == f"instance/{target['id']}"
+                and e["action"] in ("instance.exit", "instance.crash-loop")]
+    is_(spurious, [], "the old guest's stop is not taken for an exit of the new one")
+
     # Scale up to 3, then down to 1.
     r = d.request("PATCH", "/v1/services/web", json_body={"replicas": 3})
     is_(r.status, 200, "scale to 3")

@@ -26,7 +26,8 @@ typedef struct Seen {
         char instance[64], reason[32];
 } Seen;
 
-static void on_event(Virt *v, const char *instance, VirtEventKind kind, const char *reason, void *userdata) {
+static void on_event(Virt *v, const char *instance, const char *uuid, VirtEventKind kind, const char *reason,
+                     void *userdata) {
         Seen *s = userdata;
 
         if (kind != VIRT_EVENT_STOPPED)

@@ -169,7 +169,7 @@ typedef struct Seen {
         char instance[64], reason[32];
 } Seen;
 
-static void on_virt_event(Virt *v, const char *instance, VirtEventKind kind, const char *reason,
+static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtEventKind kind, const char *reason,
                           void *userdata) {
         Seen *s = userdata;
 
