@@ -23,13 +23,16 @@ aviary() { build/client/aviary --socket "$sock" "$@"; }
 api() { curl -sS --unix-socket "$sock" "$@"; }
 
 cleanup() {
+        set +e # every step runs, whatever the one before returned
         # Guests outlive aviaryd by design; the demo removes its own.
-        [ -S "$sock" ] && for s in $(build/client/aviary --socket "$sock" -o json service ls 2>/dev/null | jq -r '.items[].name'); do
-                build/client/aviary --socket "$sock" service rm "$s" >/dev/null 2>&1
-        done
-        sleep 1
+        if [ -S "$sock" ]; then
+                for s in $(build/client/aviary --socket "$sock" -o json service ls 2>/dev/null | jq -r '.items[].name'); do
+                        build/client/aviary --socket "$sock" service rm "$s" >/dev/null 2>&1
+                done
+                sleep 1
+        fi
         [ -n "${daemon_pid:-}" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-        pkill -f "qemu-system-x86_64.*root=$work" 2>/dev/null
+        pkill -f "qemu-system-x86_64.*$work" 2>/dev/null
         ip netns delete "$netns" 2>/dev/null
         rm -rf "$work"
 }
