@@ -10,7 +10,7 @@ packages=(
         libmicrohttpd-dev libjansson-dev libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libssl-dev
         libnl-3-dev libnl-route-3-dev libvirt-dev libxml2-dev libhttp-parser-dev
         qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system
-        iproute2 cpio gzip
+        iproute2 procps cpio gzip
         python3 python3-yaml curl sqlite3 jq bc systemd
 )
 
