@@ -15,6 +15,7 @@
 
 #define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
 #define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
+#define INSTANCE_HISTORY_USEC (24ULL * 3600 * USEC_PER_SEC) /* stopped instances stay visible a day */
 
 int manager_new(Settings *settings, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -146,6 +147,9 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (r > 0)
                 log_debug("Forgot %d idempotency keys.", r);
+        r = store_instance_prune(m->store, now_realtime() - INSTANCE_HISTORY_USEC);
+        if (r > 0)
+                log_info("Pruned %d stopped instances older than a day.", r);
         sd_event_source_set_time_relative(s, HOUSEKEEPING_USEC);
         return 0;
 }

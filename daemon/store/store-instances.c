@@ -122,6 +122,14 @@ int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const Ins
         return rc == SQLITE_DONE ? 0 : store_error(s, rc, "instance list");
 }
 
+int store_instance_prune(Store *s, usec_t before) {
+        int k = store_exec(s,
+                           "DELETE FROM instances WHERE state IN ('stopped', 'failed') AND stopped_at IS NOT NULL "
+                           "AND stopped_at < ?",
+                           "i", (int64_t) before);
+        return k != 0 ? (k > 0 ? store_error(s, k, "instance prune") : k) : sqlite3_changes(s->db);
+}
+
 int store_lease_get(Store *s, const char *instance, char *ip) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int k, rc;

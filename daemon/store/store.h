@@ -201,6 +201,9 @@ int store_instance_list(Store *s, int64_t service_id, const char *after, unsigne
 int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
                                void *userdata);
 
+/* Deletes stopped and failed instances that stopped before BEFORE; returns how many. */
+int store_instance_prune(Store *s, usec_t before);
+
 /* ---- address leases ---- */
 
 /* The address leased to INSTANCE into ip (16 bytes); 0 found, AVIARY_E_NOT_FOUND not. */

@@ -185,6 +185,47 @@ static void test_immutable_and_nesting(const char *dir) {
         store_close(s);
 }
 
+/* Stopped instances older than the cut are pruned; recent and live ones stay. */
+static void test_instance_prune(const char *dir) {
+        char path[512];
+        Store *s = NULL;
+        int64_t image_id;
+        VersionRecord v = { .tag = "1.0", .cmdline = "", .labels = "{}", .manifest = "{}", .memory_mib = 64,
+                            .vcpus = 1, .port = 80 };
+        ServiceRecord sv = { .name = "web", .replicas = 1, .restart_policy = "always", .hc_path = "/",
+                             .hc_interval_ms = 2000, .hc_timeout_ms = 1000, .hc_rise = 1, .hc_fall = 3 };
+        const char *states[] = { "stopped", "stopped", "ready", "failed" };
+        const usec_t hour = 3600 * USEC_PER_SEC, now = now_realtime();
+        const usec_t stopped[] = { now - 48 * hour, now - hour / 2, 0, now - 30 * hour };
+        InstanceRecord r;
+
+        snprintf(path, sizeof path, "%s/prune.db", dir);
+        store_open(path, &s);
+        store_blob_add(s, "sha256:6666666666666666666666666666666666666666666666666666666666666666", 1);
+        store_image_ensure(s, "web", &image_id);
+        strcpy(v.kernel, "sha256:6666666666666666666666666666666666666666666666666666666666666666");
+        strcpy(v.digest, "sha256:7777777777777777777777777777777777777777777777777777777777777777");
+        store_version_insert(s, image_id, &v);
+        sv.stable_version_id = v.id;
+        store_service_insert(s, &sv);
+        for (int i = 0; i < 4; i++) {
+                r = (InstanceRecord) { .service_id = sv.id, .version_id = v.id, .stopped_at = stopped[i] };
+                snprintf(r.id, sizeof r.id, "web-%d", i);
+                snprintf(r.mac, sizeof r.mac, "52:54:00:00:00:0%d", i);
+                snprintf(r.state, sizeof r.state, "%s", states[i]);
+                is_int(store_instance_insert(s, &r), 0, "instance %d inserted", i);
+                is_int(store_instance_update(s, &r), 0, "instance %d is %s", i, states[i]);
+        }
+        is_int(store_instance_prune(s, now - 24 * hour), 2, "two instances stopped over a day ago are pruned");
+        is_int(store_instance_get(s, "web-0", &r), AVIARY_E_INSTANCE_NOT_FOUND, "the old stopped one is gone");
+        is_int(store_instance_get(s, "web-3", &r), AVIARY_E_INSTANCE_NOT_FOUND, "the old failed one is gone");
+        is_int(store_instance_get(s, "web-1", &r), 0, "the recently stopped one stays");
+        instance_record_done(&r);
+        is_int(store_instance_get(s, "web-2", &r), 0, "the ready one stays");
+        instance_record_done(&r);
+        store_close(s);
+}
+
 int main(void) {
         char dir[] = "/tmp/aviary-test-store-XXXXXX";
         char cmd[128];
@@ -194,6 +235,7 @@ int main(void) {
         test_schema_matches(dir);
         test_upgrade(dir);
         test_immutable_and_nesting(dir);
+        test_instance_prune(dir);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         (void) !system(cmd);
         return tap_done();
