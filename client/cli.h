@@ -58,6 +58,7 @@ int cmd_image_revoke(Cli *cli, int argc, char **argv);
 int cmd_service_create(Cli *cli, int argc, char **argv);
 int cmd_service_ls(Cli *cli, int argc, char **argv);
 int cmd_service_show(Cli *cli, int argc, char **argv);
+int cmd_service_traffic(Cli *cli, int argc, char **argv);
 int cmd_service_update(Cli *cli, int argc, char **argv);
 int cmd_service_scale(Cli *cli, int argc, char **argv);
 int cmd_service_rm(Cli *cli, int argc, char **argv);

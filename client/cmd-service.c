@@ -27,6 +27,23 @@ static const Field service_lines[] = {
         {"Updated", "updated_at", FIELD_TIME},
 };
 
+static const Field traffic_lines[] = {
+        {"Service", "service", FIELD_TEXT},
+        {"Listen", "listen", FIELD_TEXT},
+        {"Listening", "listening", FIELD_TEXT},
+        {"Weights (bp)", "weights", FIELD_MAP},
+        {"Stable requests", "versions.stable.requests", FIELD_TEXT},
+        {"Stable by status", "versions.stable.by_status", FIELD_MAP},
+        {"Stable success", "versions.stable.success_rate", FIELD_TEXT},
+        {"Stable p50 ms", "versions.stable.p50_ms", FIELD_TEXT},
+        {"Stable p99 ms", "versions.stable.p99_ms", FIELD_TEXT},
+        {"Canary requests", "versions.canary.requests", FIELD_TEXT},
+        {"Canary by status", "versions.canary.by_status", FIELD_MAP},
+        {"Canary success", "versions.canary.success_rate", FIELD_TEXT},
+        {"Canary p50 ms", "versions.canary.p50_ms", FIELD_TEXT},
+        {"Canary p99 ms", "versions.canary.p99_ms", FIELD_TEXT},
+};
+
 /* The options create and update share, as the fields of a request body. */
 static int service_parse(int argc, char **argv, json_t *body) {
         static const struct option options[] = {
@@ -100,6 +117,16 @@ int cmd_service_show(Cli *cli, int argc, char **argv) {
                 return r;
         r = service_path(argv[optind], &path);
         return r < 0 ? r : cli_show(cli, "GET", path, NULL, service_lines, ELEMENTSOF(service_lines));
+}
+
+int cmd_service_traffic(Cli *cli, int argc, char **argv) {
+        _cleanup_free_ char *path = NULL;
+
+        int r = cli_no_options(argc, argv, 1, 1);
+        if (r != 0)
+                return r;
+        r = http_path(&path, "v1", "services", argv[optind], "traffic", NULL);
+        return r < 0 ? r : cli_show(cli, "GET", path, NULL, traffic_lines, ELEMENTSOF(traffic_lines));
 }
 
 /* The ETag to send back: the reply's, or one made from the service's generation. */

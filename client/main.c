@@ -34,6 +34,8 @@ static const Command commands[] = {
         {"service scale", "NAME N", "set the number of replicas of a service (like update)",
          cmd_service_scale},
         {"service rm", "NAME", "delete a service", cmd_service_rm},
+        {"service traffic", "NAME", "show a service's proxy: weights, backends, requests and latency per version",
+         cmd_service_traffic},
         {"instance ls", "[--service NAME]", "list instances, or those of service NAME", cmd_instance_ls},
         {"instance show", "ID", "show an instance, with its boot timings and why it last stopped",
          cmd_instance_show},

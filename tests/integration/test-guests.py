@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 
-from aviarytest import Daemon, db_query, diag, is_, main, ok, skip
+from aviarytest import Daemon, aviary_path, db_query, diag, is_, like, main, ok, skip
 
 NETNS = f"aviary-it-{os.getpid()}"
 IMAGE_DIR = os.environ.get("AVIARY_GUEST_IMAGE_DIR", "/var/tmp/aviary-guest-image")
@@ -117,6 +117,9 @@ def body(d):
     is_(traffic["versions"]["stable"]["requests"], 20, "the proxy counted them for the stable version",
         json.dumps(traffic))
     ok(traffic["versions"]["stable"]["success_rate"] == 1.0, "all of them successful")
+    cli = subprocess.run([aviary_path(), "--socket", d.socket_path, "service", "traffic", "web"],
+                         capture_output=True, text=True, timeout=10)
+    like(cli.stdout, r"Stable requests:\s+20\b", "aviary service traffic shows them", cli.stderr)
     leases = db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0]
     is_(leases, 2, "two address leases are held")
 
