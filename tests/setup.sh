@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-        gcc meson ninja-build pkg-config
+        gcc libc6-dev meson ninja-build pkg-config
         libmicrohttpd-dev libjansson-dev libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libssl-dev
         libnl-3-dev libnl-route-3-dev libvirt-dev libxml2-dev libhttp-parser-dev
         qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system

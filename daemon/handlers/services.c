@@ -7,6 +7,7 @@
 #include "handlers.h"
 #include "jsonspec.h"
 #include "manager.h"
+#include "socket.h"
 
 static const char *const restart_policies[] = { "always", "on-failure", "never" };
 
@@ -38,29 +39,12 @@ static int service_reply(Request *r, unsigned status, const ServiceRecord *s) {
 
 /* "127.0.0.1:8080" or "[::1]:8080" → normalised copy in *ret. */
 static int listen_parse(const char *s, char **ret) {
-        char host[INET6_ADDRSTRLEN + 2], *end;
-        unsigned char buf[sizeof(struct in6_addr)];
-        const char *colon;
-        unsigned long port;
-        size_t n;
-        bool v6 = s[0] == '[';
+        struct sockaddr_storage ss;
+        socklen_t len;
 
-        colon = v6 ? strstr(s, "]:") : strrchr(s, ':');
-        if (!colon)
+        if (socket_address_parse(s, &ss, &len) < 0 || socket_address_port(&ss) == 0)
                 return -EINVAL;
-        n = (size_t) (colon - s) - (v6 ? 1 : 0);
-        if (n == 0 || n >= sizeof host)
-                return -EINVAL;
-        memcpy(host, s + (v6 ? 1 : 0), n);
-        host[n] = 0;
-        if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) != 1)
-                return -EINVAL;
-        errno = 0;
-        port = strtoul(colon + (v6 ? 2 : 1), &end, 10);
-        if (errno || *end || port < 1 || port > 65535 || colon[v6 ? 2 : 1] == 0)
-                return -EINVAL;
-        inet_ntop(v6 ? AF_INET6 : AF_INET, buf, host, sizeof host);
-        return asprintf(ret, v6 ? "[%s]:%lu" : "%s:%lu", host, port) < 0 ? -ENOMEM : 0;
+        return socket_address_format(&ss, ret);
 }
 
 static int set_string_field(char **field, const char *value) {

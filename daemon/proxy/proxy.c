@@ -17,6 +17,7 @@
 #include "log.h"
 #include "macro.h"
 #include "proxy.h"
+#include "socket.h"
 
 #define PROXY_MAX_CLIENTS 4096
 #define PROXY_WINDOW (16 * 1024)  /* body bytes in flight per direction */
@@ -1133,23 +1134,16 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
+/* IPv4 only for now: guests live on an IPv4 bridge. Port 0 picks one (tests). */
 static int parse_listen(const char *address, struct sockaddr_in *ret) {
-        const char *colon = strrchr(address, ':');
-        char ip[INET_ADDRSTRLEN];
-        char *end;
-        unsigned long port;
+        struct sockaddr_storage ss;
+        socklen_t len;
 
-        if (!colon || (size_t) (colon - address) >= sizeof ip)
+        if (socket_address_parse(address, &ss, &len) < 0)
                 return -EINVAL;
-        memcpy(ip, address, (size_t) (colon - address));
-        ip[colon - address] = 0;
-        errno = 0;
-        port = strtoul(colon + 1, &end, 10);
-        if (errno || *end || end == colon + 1 || port > 65535)
-                return -EINVAL;
-        *ret = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
-        if (inet_pton(AF_INET, ip, &ret->sin_addr) != 1)
-                return -EINVAL;
+        if (ss.ss_family != AF_INET)
+                return -EAFNOSUPPORT;
+        memcpy(ret, &ss, sizeof *ret);
         return 0;
 }
 

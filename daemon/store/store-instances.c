@@ -78,17 +78,11 @@ int store_instance_delete(Store *s, const char *id) {
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;
 }
 
-int store_instance_list(Store *s, int64_t service_id, const char *after, unsigned limit,
-                        int (*fn)(const InstanceRecord *r, void *userdata), void *userdata) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+/* Calls FN for each row of ST, an instance query. */
+static int instance_rows(Store *s, sqlite3_stmt *st, int (*fn)(const InstanceRecord *r, void *userdata),
+                         void *userdata) {
         int k, rc;
 
-        k = store_prepare(s,
-                          "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) AND id > ?2 "
-                          "ORDER BY id LIMIT ?3",
-                          &st, "iti", service_id, after ? after : "", (int64_t) limit);
-        if (k < 0)
-                return k;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 InstanceRecord r = {};
                 instance_from_row(st, &r);
@@ -100,26 +94,26 @@ int store_instance_list(Store *s, int64_t service_id, const char *after, unsigne
         return rc == SQLITE_DONE ? 0 : store_error(s, rc, "instance list");
 }
 
+int store_instance_list(Store *s, int64_t service_id, const char *after, unsigned limit,
+                        int (*fn)(const InstanceRecord *r, void *userdata), void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s,
+                              "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) "
+                              "AND id > ?2 ORDER BY id LIMIT ?3",
+                              &st, "iti", service_id, after ? after : "", (int64_t) limit);
+
+        return k < 0 ? k : instance_rows(s, st, fn, userdata);
+}
+
 int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
                                void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int k, rc;
+        int k = store_prepare(s,
+                              "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) "
+                              "AND state NOT IN ('stopped', 'failed') ORDER BY id",
+                              &st, "i", service_id);
 
-        k = store_prepare(s,
-                          "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) "
-                          "AND state NOT IN ('stopped', 'failed') ORDER BY id",
-                          &st, "i", service_id);
-        if (k < 0)
-                return k;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                InstanceRecord r = {};
-                instance_from_row(st, &r);
-                k = fn(&r, userdata);
-                instance_record_done(&r);
-                if (k != 0)
-                        return k;
-        }
-        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "instance list");
+        return k < 0 ? k : instance_rows(s, st, fn, userdata);
 }
 
 int store_instance_prune(Store *s, usec_t before) {

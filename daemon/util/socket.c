@@ -80,47 +80,77 @@ int socket_listen_unix(const char *path, mode_t mode, const char *group, int *re
         return 0;
 }
 
-int socket_listen_tcp(const char *address, bool allow_non_loopback, int *ret_fd) {
-        _cleanup_close_ int fd = -1;
-        struct sockaddr_storage ss = {};
-        socklen_t len;
-        char host[64], *end;
+int socket_address_parse(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        char host[INET6_ADDRSTRLEN], *end;
         const char *colon;
         unsigned long port;
-        bool v6 = address[0] == '[', loopback;
+        bool v6 = s[0] == '[';
         size_t n;
-        int one = 1;
 
-        colon = v6 ? strstr(address, "]:") : strrchr(address, ':');
+        colon = v6 ? strstr(s, "]:") : strrchr(s, ':');
         if (!colon)
-                goto bad;
-        n = (size_t) (colon - address) - (v6 ? 1 : 0);
+                return -EINVAL;
+        n = (size_t) (colon - s) - (v6 ? 1 : 0);
         if (n == 0 || n >= sizeof host)
-                goto bad;
-        memcpy(host, address + (v6 ? 1 : 0), n);
+                return -EINVAL;
+        memcpy(host, s + (v6 ? 1 : 0), n);
         host[n] = 0;
+        colon += v6 ? 2 : 1;
         errno = 0;
-        port = strtoul(colon + (v6 ? 2 : 1), &end, 10);
-        if (errno || *end || port < 1 || port > 65535)
-                goto bad;
+        port = strtoul(colon, &end, 10);
+        if (errno || *end || end == colon || *colon == '-' || *colon == '+' || port > 65535)
+                return -EINVAL;
+        *ret = (struct sockaddr_storage) {};
         if (v6) {
-                struct sockaddr_in6 *sa = (struct sockaddr_in6 *) &ss;
+                struct sockaddr_in6 *sa = (struct sockaddr_in6 *) ret;
                 sa->sin6_family = AF_INET6;
                 sa->sin6_port = htons((uint16_t) port);
                 if (inet_pton(AF_INET6, host, &sa->sin6_addr) != 1)
-                        goto bad;
-                loopback = IN6_IS_ADDR_LOOPBACK(&sa->sin6_addr);
-                len = sizeof *sa;
+                        return -EINVAL;
+                *ret_len = sizeof *sa;
         } else {
-                struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
+                struct sockaddr_in *sa = (struct sockaddr_in *) ret;
                 sa->sin_family = AF_INET;
                 sa->sin_port = htons((uint16_t) port);
                 if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-                        goto bad;
-                loopback = (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
-                len = sizeof *sa;
+                        return -EINVAL;
+                *ret_len = sizeof *sa;
         }
-        if (!loopback && !allow_non_loopback)
+        return 0;
+}
+
+unsigned socket_address_port(const struct sockaddr_storage *ss) {
+        return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *) ss)->sin6_port
+                                               : ((const struct sockaddr_in *) ss)->sin_port);
+}
+
+int socket_address_format(const struct sockaddr_storage *ss, char **ret) {
+        char host[INET6_ADDRSTRLEN];
+        bool v6 = ss->ss_family == AF_INET6;
+
+        inet_ntop(ss->ss_family, v6 ? (const void *) &((const struct sockaddr_in6 *) ss)->sin6_addr
+                                    : (const void *) &((const struct sockaddr_in *) ss)->sin_addr,
+                  host, sizeof host);
+        return asprintf(ret, v6 ? "[%s]:%u" : "%s:%u", host, socket_address_port(ss)) < 0 ? -ENOMEM : 0;
+}
+
+bool socket_address_is_loopback(const struct sockaddr_storage *ss) {
+        if (ss->ss_family == AF_INET)
+                return (ntohl(((const struct sockaddr_in *) ss)->sin_addr.s_addr) >> 24) == 127;
+        if (ss->ss_family == AF_INET6)
+                return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *) ss)->sin6_addr);
+        return ss->ss_family == AF_UNIX;
+}
+
+int socket_listen_tcp(const char *address, bool allow_non_loopback, int *ret_fd) {
+        _cleanup_close_ int fd = -1;
+        struct sockaddr_storage ss;
+        socklen_t len;
+        int one = 1;
+
+        if (socket_address_parse(address, &ss, &len) < 0 || socket_address_port(&ss) == 0)
+                return log_error_errno(EINVAL, "Bad listen address '%s': expected IPV4:PORT or [IPV6]:PORT", address);
+        if (!socket_address_is_loopback(&ss) && !allow_non_loopback)
                 return log_error_errno(EPERM,
                                        "Refusing to serve the API on non-loopback %s without a bearer token; set token_file",
                                        address);
@@ -134,8 +164,6 @@ int socket_listen_tcp(const char *address, bool allow_non_loopback, int *ret_fd)
                 return negative_errno();
         *ret_fd = TAKE_FD(fd);
         return 0;
-bad:
-        return log_error_errno(EINVAL, "Bad listen address '%s': expected IPV4:PORT or [IPV6]:PORT", address);
 }
 
 int socket_is_loopback(int fd, bool *ret) {
@@ -144,11 +172,6 @@ int socket_is_loopback(int fd, bool *ret) {
 
         if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
                 return negative_errno();
-        if (ss.ss_family == AF_INET)
-                *ret = (ntohl(((struct sockaddr_in *) &ss)->sin_addr.s_addr) >> 24) == 127;
-        else if (ss.ss_family == AF_INET6)
-                *ret = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *) &ss)->sin6_addr);
-        else
-                *ret = ss.ss_family == AF_UNIX;
+        *ret = socket_address_is_loopback(&ss);
         return 0;
 }
