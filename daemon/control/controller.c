@@ -79,8 +79,9 @@ static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) 
 
 /* ---- recording ---- */
 
-/* Writes R and an audit event about it (none when ACTION is NULL) in one transaction. */
-static int instance_commit(Controller *c, const InstanceRecord *r, const char *action, json_t *detail) {
+/* Writes R (inserted when new, else updated) and an audit event about it (none when ACTION is
+ * NULL) in one transaction. Takes DETAIL. */
+static int instance_write(Controller *c, InstanceRecord *r, bool new, const char *action, json_t *detail) {
         Store *s = c->m->store;
         _cleanup_free_ char *text = NULL;
         char resource[96];
@@ -96,7 +97,7 @@ static int instance_commit(Controller *c, const InstanceRecord *r, const char *a
         k = store_begin(s);
         if (k < 0)
                 return k;
-        k = store_instance_update(s, r);
+        k = new ? store_instance_insert(s, r) : store_instance_update(s, r);
         if (k == 0 && action)
                 k = store_event_append(s, &e);
         if (k != 0) {
@@ -104,6 +105,10 @@ static int instance_commit(Controller *c, const InstanceRecord *r, const char *a
                 return k < 0 ? k : -EIO;
         }
         return store_commit(s);
+}
+
+static int instance_commit(Controller *c, InstanceRecord *r, const char *action, json_t *detail) {
+        return instance_write(c, r, false, action, detail);
 }
 
 static void set_reason(InstanceRecord *r, const char *reason) {
@@ -191,9 +196,6 @@ static void random_hex(char *out, size_t bytes) {
 static int instance_create(Controller *c, const ServiceRecord *sv) {
         InstanceRecord r = { .service_id = sv->id, .version_id = sv->stable_version_id };
         char hex[16];
-        EventRecord e = { .actor = "aviaryd", .action = "instance.create", .result = "pending" };
-        char resource[96];
-        int k;
 
         random_hex(hex, 4);
         /* At most 54 characters of the name, so the random part always fits. */
@@ -201,19 +203,7 @@ static int instance_create(Controller *c, const ServiceRecord *sv) {
         random_hex(hex, 3);
         snprintf(r.mac, sizeof r.mac, "52:54:00:%c%c:%c%c:%c%c", hex[0], hex[1], hex[2], hex[3], hex[4], hex[5]);
         snprintf(r.state, sizeof r.state, "pending");
-        snprintf(resource, sizeof resource, "instance/%s", r.id);
-        e.resource = resource;
-        k = store_begin(c->m->store);
-        if (k < 0)
-                return k;
-        k = store_instance_insert(c->m->store, &r);
-        if (k == 0)
-                k = store_event_append(c->m->store, &e);
-        if (k != 0) {
-                store_rollback(c->m->store);
-                return k < 0 ? k : -EIO;
-        }
-        return store_commit(c->m->store);
+        return instance_write(c, &r, true, "instance.create", NULL);
 }
 
 /* Boots R's guest: address lease, command line, domain. A failure is an exit. */
