@@ -175,6 +175,11 @@ int manager_start(Manager *m) {
         r = token_load(m);
         if (r < 0)
                 return r;
+        /* Listeners first: a bad listen setting fails before any bridge or guest is touched.
+         * No request is served before manager_run() starts the loop. */
+        r = listeners_open(m);
+        if (r < 0)
+                return r;
         if (m->settings.runtime) {
                 r = controller_new(m, &m->controller);
                 if (r == 0)
@@ -183,9 +188,6 @@ int manager_start(Manager *m) {
                         return r;
         } else
                 log_notice("runtime = off: serving the registry and API only; no guests are started.");
-        r = listeners_open(m);
-        if (r < 0)
-                return r;
         r = sd_event_add_time_relative(m->event, &m->housekeeping, CLOCK_MONOTONIC, 60 * USEC_PER_SEC, 0,
                                        on_housekeeping, m);
         if (r < 0)

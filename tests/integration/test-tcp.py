@@ -102,11 +102,11 @@ def start_fails(tmp, desc, args, config=None, wrapper=(), want=r"token"):
     state = tempfile.mkdtemp(dir=tmp)
     cmd = list(wrapper) + [aviaryd_path(), "--state-dir", os.path.join(state, "s"), "--socket",
                            os.path.join(state, "sock")] + list(args)
-    if config:
-        path = os.path.join(state, "conf")
-        with open(path, "w") as f:
-            f.write(config)
-        cmd += ["--config", path]
+    # runtime = off: these daemons must never create a guest bridge in the host's namespace.
+    path = os.path.join(state, "conf")
+    with open(path, "w") as f:
+        f.write("runtime = off\n" + (config or ""))
+    cmd += ["--config", path]
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
         rc, err = p.returncode, p.stderr
