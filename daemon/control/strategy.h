@@ -1,0 +1,79 @@
+/* A rollout's strategy: the steps that move traffic to the canary, the background analysis
+ * that watches it, and the delays around them. Parsed from the API's JSON (or a preset name),
+ * stored back as fully expanded JSON, so a stored rollout never depends on today's defaults. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apierror.h"
+
+typedef enum StepKind {
+        STEP_SET_WEIGHT,
+        STEP_PAUSE,
+        STEP_ANALYSIS,
+} StepKind;
+
+/* Thresholds for one measurement window. A window in which the canary served fewer than
+ * min_sample_size requests is inconclusive: never a pass. */
+typedef struct AnalysisSpec {
+        bool enabled;
+        uint64_t interval_ms;               /* window length; default 5000 */
+        uint64_t min_sample_size;           /* canary requests per window; default 20 */
+        unsigned failure_limit;             /* failed windows tolerated; one more aborts; default 1 */
+        unsigned consecutive_success_limit; /* an analysis step passes after this many passes in a row; default 3 */
+        double success_rate_min;            /* canary success rate >= this; default 0.99; < 0 off */
+        double success_rate_max_drop;       /* canary >= stable - this; default 0.0; < 0 off */
+        double p99_max_ms;                  /* canary p99 <= this; default 0 = off */
+        double p99_max_ratio;               /* canary p99 <= this x stable p99; default 1.5; 0 = off */
+        double p99_floor_ms;                /* ...but a canary p99 at or under this always passes the ratio; default 50 */
+} AnalysisSpec;
+
+typedef struct Step {
+        StepKind kind;
+        unsigned weight_bp;    /* STEP_SET_WEIGHT: canary share in basis points (0..10000) */
+        uint64_t pause_ms;     /* STEP_PAUSE: 0 waits for promote */
+        AnalysisSpec analysis; /* STEP_ANALYSIS: the background spec with the step's fields over it */
+} Step;
+
+#define STRATEGY_MAX_STEPS 64
+
+typedef struct Strategy {
+        char preset[48];                    /* the preset's name, "" when steps were given */
+        Step steps[STRATEGY_MAX_STEPS];
+        size_t n_steps;
+        int64_t canary_replicas;            /* 0: follow the weight, ceil(replicas x weight), at least 1 */
+        AnalysisSpec analysis;              /* background analysis through every step */
+        uint64_t progress_deadline_ms;      /* longest wait for canary guests or an analysis step; default 10m */
+        uint64_t abort_scale_down_delay_ms; /* canary guests kept for inspection after an abort; default 10m */
+        uint64_t scale_down_delay_ms;       /* old stable guests kept after success; default 30s */
+        char sticky_header[64];             /* stickiness by this request header ("" none) */
+        char sticky_cookie[64];             /* ...or by this cookie ("" none); at most one of the two */
+        bool tester_header;                 /* honour "X-Aviary-Version: canary|stable"; default false */
+} Strategy;
+
+#define STRATEGY_DEFAULT_PRESET "Canary10Percent5Minutes"
+
+/* The defaults of every field, no steps. */
+void strategy_init(Strategy *ret);
+void analysis_spec_init(AnalysisSpec *ret);
+
+/* Parses the "strategy" object of POST /v1/services/{name}/rollouts (NULL: the default
+ * preset). Shape: {"preset": NAME, "canary": {"steps": [...], "canaryReplicas": N,
+ * "analysis": {...}, "progressDeadline": "10m", "abortScaleDownDelay": "10m",
+ * "scaleDownDelay": "30s", "stickiness": {"header": H} | {"cookie": C}, "testerHeader": B}};
+ * "preset" and "canary.steps" exclude each other; neither means the default preset. Unknown
+ * fields, wrong types and out-of-range values are refused with AVIARY_E_INVALID_FIELD /
+ * _UNKNOWN_FIELD and a message naming the field ("strategy.canary.steps[2].setWeight").
+ * Returns 0 or a positive AVIARY_E_* with E filled. */
+int strategy_parse(json_t *strategy, Strategy *ret, ApiError *e);
+/* Expands preset NAME into RET (defaults for everything else); -ENOENT for an unknown name. */
+int strategy_preset(const char *name, Strategy *ret);
+/* The names strategy_preset() knows, NULL-terminated. */
+extern const char *const strategy_preset_names[];
+/* Everything, expanded: {"preset"?, "canary": {...every field...}}; strategy_parse() of it
+ * gives the same Strategy back. New reference. */
+json_t *strategy_to_json(const Strategy *s);
+/* {"setWeight": 10} / {"pause": {"duration": "30s"}} / {"pause": {}} / {"analysis": {...}}. New reference. */
+json_t *step_to_json(const Step *s);
