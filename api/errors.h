@@ -19,6 +19,7 @@
         X(VERSION_NOT_FOUND, "version-not-found", 404)          \
         X(SERVICE_NOT_FOUND, "service-not-found", 404)          \
         X(INSTANCE_NOT_FOUND, "instance-not-found", 404)        \
+        X(ROLLOUT_NOT_FOUND, "rollout-not-found", 404)          \
         X(METHOD_NOT_ALLOWED, "method-not-allowed", 405)        \
         X(VERSION_IMMUTABLE, "version-immutable", 405)          \
         X(IMAGE_EXISTS, "image-exists", 409)                    \
@@ -30,6 +31,9 @@
         X(LISTEN_IN_USE, "listen-in-use", 409)                  \
         X(IDEMPOTENCY_IN_FLIGHT, "idempotency-in-flight", 409)  \
         X(INSTANCE_STOPPED, "instance-stopped", 409)            \
+        X(ROLLOUT_STATE, "rollout-state", 409)                  \
+        X(ROLLOUT_IN_PROGRESS, "rollout-in-progress", 409)      \
+        X(ROLLOUT_DEGRADED, "rollout-degraded", 409)            \
         X(PRECONDITION_FAILED, "precondition-failed", 412)      \
         X(PAYLOAD_TOO_LARGE, "payload-too-large", 413)          \
         X(UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", 415) \
@@ -45,6 +49,7 @@
         X(INTERNAL, "internal", 500)                            \
         X(RUNTIME, "runtime-error", 502)                        \
         X(UNAVAILABLE, "unavailable", 503)                      \
+        X(WAIT_TIMEOUT, "wait-timeout", 504)                    \
         X(STORAGE_FULL, "storage-full", 507)
 
 typedef enum AviaryError {

@@ -19,7 +19,7 @@ typedef struct Harness {
         struct sockaddr_in backend[2];
 } Harness;
 
-static int pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_group) {
+static int pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
         Harness *h = userdata;
         int i = backend_pick(&h->set);
         if (i < 0)

@@ -13,6 +13,7 @@
 #include "net.h"
 #include "plan.h"
 #include "probe.h"
+#include "rollout.h"
 #include "template.h"
 #include "traffic.h"
 #include "virt.h"
@@ -25,6 +26,8 @@
 #define CRASH_LOOP_LIMIT 3
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 #define MAX_PROBES 256
+#define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC) /* in-flight requests of a stopping guest may take this long */
+#define MAX_WINDOWS 256
 
 struct Controller {
         Manager *m;
@@ -39,6 +42,12 @@ struct Controller {
                 char id[64];                  /* an instance with a probe in flight ("" free) */
                 usec_t running_at;            /* of the boot being probed */
         } probing[MAX_PROBES];
+        struct {
+                int64_t rollout;              /* an active rollout's analysis window (0 free) */
+                usec_t started;               /* monotonic */
+                int64_t weight, step;         /* a new weight or step starts a new window */
+                bool seen;                    /* still active in this pass */
+        } window[MAX_WINDOWS];
 };
 
 typedef struct InstanceList {
@@ -165,14 +174,20 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
         instance_commit(c, r, action, json_pack("{s:s, s:I}", "reason", reason, "restarts", (json_int_t) r->restarts));
 }
 
-/* Stops R's guest on purpose: draining, then stopped with its address released. */
+/* Takes R out of service: draining (no new requests from the proxy), then its guest stops once
+ * its in-flight requests are done or the drain timeout passed (pass_drain). */
 static void instance_stop(Controller *c, InstanceRecord *r, const char *reason) {
-        int k;
-
         snprintf(r->state, sizeof r->state, "draining");
         set_reason(r, reason);
+        r->drain_until = now_realtime() + DRAIN_TIMEOUT_USEC;
         instance_commit(c, r, "instance.drain", json_pack("{s:s}", "reason", reason));
         traffic_sync(c->traffic); /* no new requests for it */
+}
+
+/* Stops the guest of a draining R for good, its address released. */
+static void instance_drained(Controller *c, InstanceRecord *r, const char *how) {
+        int k;
+
         if (r->domain_uuid[0]) {
                 k = virt_domain_destroy(c->virt, r->domain_uuid);
                 if (k < 0 && k != -ENOENT)
@@ -181,7 +196,20 @@ static void instance_stop(Controller *c, InstanceRecord *r, const char *reason) 
         snprintf(r->state, sizeof r->state, "stopped");
         r->stopped_at = now_realtime();
         instance_release(c, r);
-        instance_commit(c, r, "instance.stop", json_pack("{s:s}", "reason", reason));
+        instance_commit(c, r, "instance.stop", json_pack("{s:s, s:s}", "reason", r->stop_reason ? r->stop_reason : "", "drain", how));
+}
+
+static void pass_drain(Controller *c, InstanceList *l) {
+        usec_t now = now_realtime();
+
+        for (size_t i = 0; i < l->n; i++) {
+                InstanceRecord *r = &l->items[i];
+                if (!streq(r->state, "draining"))
+                        continue;
+                if (r->ip[0] && traffic_inflight(c->traffic, r->ip) > 0 && now < r->drain_until)
+                        continue;
+                instance_drained(c, r, now >= r->drain_until && r->drain_until ? "timeout" : "done");
+        }
 }
 
 static void random_hex(char *out, size_t bytes) {
@@ -193,8 +221,8 @@ static void random_hex(char *out, size_t bytes) {
                 sprintf(out + 2 * i, "%02x", raw[i]);
 }
 
-static int instance_create(Controller *c, const ServiceRecord *sv) {
-        InstanceRecord r = { .service_id = sv->id, .version_id = sv->stable_version_id };
+static int instance_create(Controller *c, const ServiceRecord *sv, int64_t version_id) {
+        InstanceRecord r = { .service_id = sv->id, .version_id = version_id };
         char hex[16];
 
         random_hex(hex, 4);
@@ -438,17 +466,45 @@ out:
         return k;
 }
 
+/* What SV wants from the plan, rollouts included. */
+static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        json_auto_t *sj = NULL;
+        Strategy st;
+        usec_t now = now_realtime(), delay;
+
+        *ret = (PlanInput) { .replicas = sv->replicas, .stable_version_id = sv->stable_version_id };
+        if (store_rollout_get_latest(c->m->store, sv->id, &ro) != 0)
+                return;
+        sj = json_loads(ro.strategy, 0, NULL);
+        if (strategy_parse(sj, &st, NULL) != 0)
+                return;
+        if (rollout_is_active(&ro)) {
+                ret->canary_version_id = ro.to_version_id;
+                ret->canary_replicas = rollout_canary_wanted(&ro, &st, sv->replicas);
+                return;
+        }
+        /* Finished: the losing side's guests stay a while (inspection, or a quick way back). */
+        delay = (streq(ro.phase, "Degraded") ? st.abort_scale_down_delay_ms : st.scale_down_delay_ms) * USEC_PER_MSEC;
+        if (ro.finished_at && now < ro.finished_at + delay)
+                ret->keep_version_id = streq(ro.phase, "Degraded") ? ro.to_version_id : ro.from_version_id;
+}
+
 static int pass_service(const ServiceRecord *sv, void *userdata) {
         Controller *c = userdata;
         InstanceList l = {};
+        PlanInput in;
         Plan p;
         int k = instances_load(c, sv->id, &l);
 
         if (k < 0)
                 return k;
-        plan_service(sv->replicas, sv->stable_version_id, l.items, l.n, &p);
+        plan_input(c, sv, &in);
+        plan_service(&in, l.items, l.n, &p);
         for (unsigned i = 0; i < p.start; i++)
-                instance_create(c, sv);
+                instance_create(c, sv, in.stable_version_id);
+        for (unsigned i = 0; i < p.start_canary; i++)
+                instance_create(c, sv, in.canary_version_id);
         for (unsigned i = 0; i < p.n_stop; i++) {
                 InstanceRecord *r = instance_of(&l, p.stop[i]);
                 if (r)
@@ -456,6 +512,173 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
         }
         instance_list_done(&l);
         return 0;
+}
+
+/* ---- rollouts ---- */
+
+/* The analysis window slot of rollout ID (a free one when new; NULL when the table is full). */
+static int window_slot(Controller *c, int64_t id) {
+        int free_slot = -1;
+
+        for (int i = 0; i < MAX_WINDOWS; i++) {
+                if (c->window[i].rollout == id)
+                        return i;
+                if (!c->window[i].rollout && free_slot < 0)
+                        free_slot = i;
+        }
+        return free_slot;
+}
+
+/* Closes the window of RO when its interval passed; true with *RET filled when one closed. A
+ * service whose proxy does not run cannot be measured: that window fails. */
+static bool window_close(Controller *c, const ServiceRecord *sv, const RolloutRecord *ro, const Strategy *st,
+                         AnalysisResult *ret) {
+        const AnalysisSpec *spec = rollout_current_spec(ro, st);
+        usec_t now = now_monotonic();
+        ProxyMetrics diff;
+        int i = window_slot(c, ro->id);
+
+        if (i < 0)
+                return false;
+        c->window[i].seen = true;
+        if (c->window[i].rollout != ro->id || c->window[i].weight != ro->canary_weight ||
+            c->window[i].step != ro->step_index) {
+                /* A new window starts with the weight: what came before says nothing about it. */
+                c->window[i].rollout = ro->id;
+                c->window[i].started = now;
+                c->window[i].weight = ro->canary_weight;
+                c->window[i].step = ro->step_index;
+                traffic_window_take(c->traffic, sv->name, NULL);
+                return false;
+        }
+        if (!spec->enabled || ro->canary_weight == 0 || now - c->window[i].started < spec->interval_ms * USEC_PER_MSEC)
+                return false;
+        c->window[i].started = now;
+        if (traffic_window_take(c->traffic, sv->name, &diff) < 0) {
+                *ret = (AnalysisResult) { .verdict = ANALYSIS_FAIL, .n_metrics = 1 };
+                ret->metric[0] = (AnalysisMetric) { .name = "successRate", .verdict = ANALYSIS_FAIL };
+                snprintf(ret->metric[0].detail, sizeof ret->metric[0].detail,
+                         "unreadable: the service's proxy is not running (listen %s)", sv->listen ? sv->listen : "unset");
+                return true;
+        }
+        analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
+        return true;
+}
+
+typedef struct CanaryState {
+        int64_t version_id;
+        unsigned ready;
+        char broken[300];
+} CanaryState;
+
+static int canary_state_one(const InstanceRecord *r, void *userdata) {
+        CanaryState *cs = userdata;
+
+        if (r->version_id != cs->version_id)
+                return 0;
+        if (streq(r->state, "ready"))
+                cs->ready++;
+        else if (streq(r->state, "crash-loop") && !cs->broken[0])
+                snprintf(cs->broken, sizeof cs->broken, "instance %s is crash-looping (%s)", r->id,
+                         r->stop_reason ? r->stop_reason : "no reason recorded");
+        return 0;
+}
+
+/* Writes RO and the events of T (and the promotion) in one transaction. */
+static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, RolloutTransition *t) {
+        Store *s = c->m->store;
+        char resource[96];
+        int k;
+
+        snprintf(resource, sizeof resource, "service/%s", sv->name);
+        k = store_begin(s);
+        if (k < 0)
+                return k;
+        k = store_rollout_update(s, ro);
+        if (k == 0 && t->promote) {
+                sv->stable_version_id = ro->to_version_id;
+                k = store_service_update(s, sv);
+        }
+        for (size_t i = 0; k == 0 && i < t->n_events; i++) {
+                _cleanup_free_ char *text = NULL;
+                if (t->event[i].detail) {
+                        json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
+                        text = json_dumps(t->event[i].detail, JSON_COMPACT | JSON_SORT_KEYS);
+                }
+                EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
+                                  .result = ro->phase, .detail = text };
+                k = store_event_append(s, &e);
+        }
+        if (k != 0) {
+                store_rollback(s);
+                return k < 0 ? k : -EIO;
+        }
+        return store_commit(s);
+}
+
+static int pass_rollout(const RolloutRecord *cro, void *userdata) {
+        Controller *c = userdata;
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        RolloutRecord ro = *cro;
+        RolloutTransition t = {};
+        json_auto_t *sj = json_loads(cro->strategy, 0, NULL);
+        CanaryState cs = { .version_id = cro->to_version_id };
+        AnalysisResult window;
+        RolloutObservation o = { .now = now_realtime() };
+        int64_t weight = cro->canary_weight;
+        Strategy st;
+        int k;
+
+        if (strategy_parse(sj, &st, NULL) != 0 || store_service_get_by_id(c->m->store, cro->service_id, &sv) != 0)
+                return 0;
+        k = store_instance_list_active(c->m->store, sv.id, canary_state_one, &cs);
+        if (k < 0)
+                return 0;
+        o.replicas = sv.replicas;
+        o.canary_ready = cs.ready;
+        o.canary_broken = cs.broken[0] ? cs.broken : NULL;
+        if (window_close(c, &sv, cro, &st, &window))
+                o.window = &window;
+
+        /* Work on copies of the strings: the store's row dies with the callback. */
+        ro.from_label = cro->from_label ? strdup(cro->from_label) : NULL;
+        ro.to_label = strdup(cro->to_label);
+        ro.strategy = strdup(cro->strategy);
+        ro.analysis = strdup(cro->analysis);
+        ro.message = strdup(cro->message);
+        ro.abort_reason = cro->abort_reason ? strdup(cro->abort_reason) : NULL;
+        rollout_evaluate(&ro, &st, &o, &t);
+        if (t.changed) {
+                k = rollout_commit(c, &sv, &ro, &t);
+                if (k < 0)
+                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress", (long long) ro.id, sv.name);
+                for (size_t i = 0; k == 0 && i < t.n_events; i++)
+                        log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
+                                 ro.phase, ro.message ? ro.message : "");
+                if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
+                        traffic_sync(c->traffic);
+                        controller_kick(c);
+                }
+        }
+        rollout_transition_done(&t);
+        rollout_record_done(&ro);
+        return 0;
+}
+
+static void pass_rollouts(Controller *c) {
+        int k;
+
+        for (int i = 0; i < MAX_WINDOWS; i++)
+                c->window[i].seen = false;
+        k = store_rollout_list_active(c->m->store, pass_rollout, c);
+        if (k < 0) {
+                log_warning_errno(k, "Cannot read the rollouts in progress");
+                return;
+        }
+        /* Forget the windows of rollouts that ended. */
+        for (int i = 0; i < MAX_WINDOWS; i++)
+                if (!c->window[i].seen)
+                        c->window[i].rollout = 0;
 }
 
 static int pass_boot(Controller *c) {
@@ -469,6 +692,7 @@ static int pass_boot(Controller *c) {
                 if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
                         instance_boot(c, &l.items[i]);
         probe_booting(c, &l);
+        pass_drain(c, &l);
         instance_list_done(&l);
         return 0;
 }
@@ -498,6 +722,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Controller *c = userdata;
         InstanceList l = {};
 
+        pass_rollouts(c);
         if (++c->ticks % PASS_TICKS == 0)
                 controller_pass(c);
         else if (instances_load(c, 0, &l) == 0) {
@@ -508,6 +733,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                                 break;
                         }
                 probe_booting(c, &l);
+                pass_drain(c, &l);
                 instance_list_done(&l);
         }
         sd_event_source_set_time_relative(s, TICK_USEC);

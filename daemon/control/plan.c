@@ -3,9 +3,26 @@
 
 #include "plan.h"
 
+typedef enum Group {
+        GROUP_STABLE,
+        GROUP_CANARY,
+        GROUP_KEPT,
+        GROUP_OLD,
+} Group;
+
 bool instance_is_live(const InstanceRecord *r) {
         return streq(r->state, "pending") || streq(r->state, "booting") || streq(r->state, "ready") ||
                streq(r->state, "crash-loop");
+}
+
+static Group group_of(const PlanInput *in, const InstanceRecord *r) {
+        if (r->version_id == in->stable_version_id)
+                return GROUP_STABLE;
+        if (in->canary_version_id && r->version_id == in->canary_version_id)
+                return GROUP_CANARY;
+        if (in->keep_version_id && r->version_id == in->keep_version_id)
+                return GROUP_KEPT;
+        return GROUP_OLD;
 }
 
 /* Lower goes first when trimming: broken before starting before serving. */
@@ -26,44 +43,55 @@ static void plan_stop(Plan *p, const char *id, const char *reason) {
         }
 }
 
-/* Stops all but KEEP of the live instances selected by MATCH (version == or != VERSION_ID),
- * lowest rank first, newest first within a rank. */
-static void trim(Plan *p, const InstanceRecord *in, size_t n, int64_t version_id, bool current, unsigned keep,
-                 const char *reason) {
-        unsigned live = 0;
+static unsigned count(const PlanInput *pin, const InstanceRecord *in, size_t n, Group g, bool ready_only) {
+        unsigned c = 0;
 
         for (size_t i = 0; i < n; i++)
-                if (instance_is_live(&in[i]) && (in[i].version_id == version_id) == current)
-                        live++;
+                if (instance_is_live(&in[i]) && group_of(pin, &in[i]) == g && (!ready_only || streq(in[i].state, "ready")))
+                        c++;
+        return c;
+}
+
+/* Stops all but KEEP of the live instances of group G, lowest rank first, newest first within
+ * a rank. */
+static void trim(Plan *p, const PlanInput *pin, const InstanceRecord *in, size_t n, Group g, unsigned keep,
+                 const char *reason) {
+        unsigned live = count(pin, in, n, g, false);
+
         for (int rank = 0; rank <= 3 && live > keep; rank++)
                 for (size_t i = n; i-- > 0 && live > keep;)
-                        if (instance_is_live(&in[i]) && (in[i].version_id == version_id) == current &&
-                            stop_rank(&in[i]) == rank) {
+                        if (instance_is_live(&in[i]) && group_of(pin, &in[i]) == g && stop_rank(&in[i]) == rank) {
                                 plan_stop(p, in[i].id, reason);
                                 live--;
                         }
 }
 
-void plan_service(int64_t replicas, int64_t version_id, const InstanceRecord *in, size_t n, Plan *ret) {
-        unsigned current = 0, current_ready = 0, keep_old;
+/* Starts or trims group G to WANT live instances; returns how many to start. */
+static unsigned converge(Plan *p, const PlanInput *pin, const InstanceRecord *in, size_t n, Group g, unsigned want) {
+        unsigned live = count(pin, in, n, g, false);
+
+        if (live < want)
+                return want - live;
+        trim(p, pin, in, n, g, want, "scaled down");
+        return 0;
+}
+
+void plan_service(const PlanInput *pin, const InstanceRecord *in, size_t n, Plan *ret) {
+        unsigned replicas, ready, keep_old;
 
         *ret = (Plan) {};
-        if (version_id == 0 || replicas <= 0) {
+        if (pin->stable_version_id == 0 || pin->replicas <= 0) {
                 for (size_t i = 0; i < n; i++)
                         if (instance_is_live(&in[i]))
-                                plan_stop(ret, in[i].id, version_id == 0 ? "service has no version" : "scaled to 0");
+                                plan_stop(ret, in[i].id, pin->stable_version_id == 0 ? "service has no version" : "scaled to 0");
                 return;
         }
-        for (size_t i = 0; i < n; i++)
-                if (instance_is_live(&in[i]) && in[i].version_id == version_id) {
-                        current++;
-                        current_ready += streq(in[i].state, "ready");
-                }
-        if (current < replicas)
-                ret->start = (unsigned) replicas - current;
-        else
-                trim(ret, in, n, version_id, true, (unsigned) replicas, "scaled down");
+        replicas = (unsigned) pin->replicas;
+        ret->start = converge(ret, pin, in, n, GROUP_STABLE, replicas);
+        if (pin->canary_version_id && pin->canary_version_id != pin->stable_version_id)
+                ret->start_canary = converge(ret, pin, in, n, GROUP_CANARY, pin->canary_replicas);
 
-        keep_old = current_ready >= replicas ? 0 : (unsigned) replicas - current_ready;
-        trim(ret, in, n, version_id, false, keep_old, "replaced by a new version");
+        ready = count(pin, in, n, GROUP_STABLE, true);
+        keep_old = ready >= replicas ? 0 : replicas - ready;
+        trim(ret, pin, in, n, GROUP_OLD, keep_old, "replaced by a new version");
 }

@@ -1,5 +1,5 @@
-/* Readiness probes: a non-blocking TCP connect to a guest's address and port on the loop.
- * Part of the controller; the HTTP health checks of the proxy replace it for traffic. */
+/* Readiness and health probes on the loop: a non-blocking TCP connect to a guest's address and
+ * port, or an HTTP GET whose status says whether the guest is healthy. Part of the controller. */
 #pragma once
 
 #include <stdbool.h>
@@ -13,3 +13,10 @@ typedef void (*ProbeDone)(const char *instance, bool ok, void *userdata);
 /* Starts a probe of IP:PORT with TIMEOUT_USEC; -errno if it cannot even start. */
 int probe_tcp(sd_event *e, const char *instance, const char *ip, unsigned port, uint64_t timeout_usec,
               ProbeDone done, void *userdata);
+/* Starts an HTTP probe: connects to IP:PORT, sends "GET PATH HTTP/1.1" with Host IP:PORT,
+ * User-Agent aviaryd-health and Connection: close, and reports ok iff a final status in
+ * 200..399 was read before TIMEOUT_USEC (which covers connect and answer). PATH must start
+ * with '/' and hold only printable ASCII without spaces (-EINVAL otherwise); the caller keeps
+ * its strings. -errno if it cannot even start: DONE is then never called. */
+int probe_http(sd_event *e, const char *instance, const char *ip, unsigned port, const char *path,
+               uint64_t timeout_usec, ProbeDone done, void *userdata);

@@ -4,9 +4,11 @@
  * group (canary weight 0), through the same split the rollouts will steer. */
 #include <arpa/inet.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "manager.h"
+#include "rollout.h"
 #include "proxy/metrics.h"
 #include "proxy/proxy.h"
 #include "proxy/select.h"
@@ -25,7 +27,15 @@ typedef struct ServiceTraffic {
         struct sockaddr_in addr[_SPLIT_GROUP_MAX][BACKEND_SET_MAX];
         char ids[_SPLIT_GROUP_MAX][BACKEND_SET_MAX][64];
         size_t n[_SPLIT_GROUP_MAX];
+        unsigned failures[_SPLIT_GROUP_MAX][BACKEND_SET_MAX];   /* in a row, for passive ejection */
+        usec_t ejected_until[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* monotonic; 0 when not ejected */
+        uint64_t ejections;
         ProxyMetrics metrics;
+        ProxyMetrics window_start;               /* analysis: the counters when the window opened */
+        int64_t rollout_id;                      /* the rollout in progress (0 none) */
+        uint64_t salt;                           /* its stickiness salt */
+        char sticky_header[64], sticky_cookie[64];
+        bool tester_header;
         bool seen;
 } ServiceTraffic;
 
@@ -34,13 +44,57 @@ struct Traffic {
         ServiceTraffic *services[MAX_SERVICES];
 };
 
-static int on_pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_group) {
-        ServiceTraffic *st = userdata;
-        SplitGroup g = split_pick(&st->split);
-        int i = backend_pick(&st->set[g]);
+/* Passive ejection: a guest that fails this many requests in a row (5xx or no valid answer)
+ * gets no requests for EJECT_USEC. The stable group always keeps one guest; a canary group may
+ * lose all of them, and its share then falls back to stable. */
+#define EJECT_AFTER_FAILURES 5
+#define EJECT_USEC (10 * USEC_PER_SEC)
 
-        if (i < 0 && g == SPLIT_CANARY) /* no canary guest: serve from stable */
-                i = backend_pick(&st->set[g = SPLIT_STABLE]);
+static void eject_expire(ServiceTraffic *st, SplitGroup g, usec_t now) {
+        for (size_t i = 0; i < st->n[g]; i++)
+                if (st->ejected_until[g][i] && now >= st->ejected_until[g][i]) {
+                        st->ejected_until[g][i] = 0;
+                        st->failures[g][i] = 0;
+                        backend_set_ejected(&st->set[g], i, false);
+                        log_info("Service %s: guest %s is taken back after its ejection.", st->name, st->ids[g][i]);
+                }
+}
+
+/* The group a request goes to: the tester header when allowed, else the sticky bucket of the
+ * client's key when the rollout has stickiness and the request carries the key, else the
+ * weighted round-robin. */
+static SplitGroup pick_group(ServiceTraffic *st, const ProxyRequest *req) {
+        const char *v;
+        size_t len;
+
+        if (st->rollout_id && st->tester_header && (v = proxy_request_header(req, "X-Aviary-Version", &len))) {
+                if (len == 6 && strncasecmp(v, "canary", 6) == 0)
+                        return SPLIT_CANARY;
+                if (len == 6 && strncasecmp(v, "stable", 6) == 0)
+                        return SPLIT_STABLE;
+        }
+        if (st->rollout_id && (st->sticky_header[0] || st->sticky_cookie[0])) {
+                v = st->sticky_header[0] ? proxy_request_header(req, st->sticky_header, &len)
+                                         : proxy_request_cookie(req, st->sticky_cookie, &len);
+                if (v && len > 0)
+                        return sticky_pick(sticky_bucket(v, len, st->salt), st->split.canary_bp);
+        }
+        return split_pick(&st->split);
+}
+
+static int on_pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
+        ServiceTraffic *st = userdata;
+        SplitGroup g = pick_group(st, req);
+        usec_t now = now_monotonic();
+        int i;
+
+        eject_expire(st, g, now);
+        i = backend_pick(&st->set[g]);
+        if (i < 0 && g == SPLIT_CANARY) { /* no canary guest (yet, or ejected): serve from stable */
+                g = SPLIT_STABLE;
+                eject_expire(st, g, now);
+                i = backend_pick(&st->set[g]);
+        }
         if (i < 0)
                 return -EHOSTUNREACH;
         *ret_backend = st->addr[g][i];
@@ -48,15 +102,40 @@ static int on_pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_gro
         return 0;
 }
 
-static void on_done(void *userdata, int group, int status, uint64_t latency_usec) {
+static unsigned usable(const ServiceTraffic *st, SplitGroup g) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < st->n[g]; i++)
+                n += backend_usable(&st->set[g], i);
+        return n;
+}
+
+static void on_done(void *userdata, int group, const struct sockaddr_in *backend, int status, uint64_t latency_usec) {
         ServiceTraffic *st = userdata;
+        SplitGroup g = (SplitGroup) group;
+        bool failed = status == 0 || status >= 500;
 
         if (group < 0 || group >= _SPLIT_GROUP_MAX)
                 return;
         if (status == 0)
-                metrics_record_connect_error(&st->metrics, (SplitGroup) group);
+                metrics_record_connect_error(&st->metrics, g);
         else
-                metrics_record_response(&st->metrics, (SplitGroup) group, status, latency_usec);
+                metrics_record_response(&st->metrics, g, status, latency_usec);
+        for (size_t i = 0; backend && i < st->n[g]; i++) {
+                if (st->addr[g][i].sin_addr.s_addr != backend->sin_addr.s_addr ||
+                    st->addr[g][i].sin_port != backend->sin_port)
+                        continue;
+                st->failures[g][i] = failed ? st->failures[g][i] + 1 : 0;
+                if (st->failures[g][i] >= EJECT_AFTER_FAILURES && !st->ejected_until[g][i] &&
+                    (g == SPLIT_CANARY || usable(st, g) > 1)) {
+                        st->ejected_until[g][i] = now_monotonic() + EJECT_USEC;
+                        backend_set_ejected(&st->set[g], i, true);
+                        st->ejections++;
+                        log_notice("Service %s: ejecting %s guest %s for 10s after %u failed requests in a row.", st->name,
+                                   split_group_to_string(g), st->ids[g][i], st->failures[g][i]);
+                }
+                break;
+        }
 }
 
 static ServiceTraffic *service_find(Traffic *t, const char *name, bool create) {
@@ -109,6 +188,7 @@ static void service_listen(ServiceTraffic *st, const char *listen) {
 typedef struct Collect {
         ServiceTraffic *st;
         int64_t stable_version_id;
+        int64_t canary_version_id;               /* 0: no rollout in progress */
         int port;
         char ids[_SPLIT_GROUP_MAX][BACKEND_SET_MAX][64];
         struct sockaddr_in addr[_SPLIT_GROUP_MAX][BACKEND_SET_MAX];
@@ -117,12 +197,18 @@ typedef struct Collect {
 
 static int collect_ready(const InstanceRecord *r, void *userdata) {
         Collect *c = userdata;
-        SplitGroup g = r->version_id == c->stable_version_id ? SPLIT_STABLE : SPLIT_CANARY;
+        SplitGroup g;
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) c->port) };
 
-        /* Until rollouts exist, only the stable version serves; old versions are draining. */
-        if (!streq(r->state, "ready") || g != SPLIT_STABLE || c->n[g] >= BACKEND_SET_MAX ||
-            inet_pton(AF_INET, r->ip, &sa.sin_addr) != 1)
+        /* Only the stable version and a rollout's canary serve; other versions are on their way
+         * out (or kept after an abort for inspection, without traffic). */
+        if (r->version_id == c->stable_version_id)
+                g = SPLIT_STABLE;
+        else if (c->canary_version_id && r->version_id == c->canary_version_id)
+                g = SPLIT_CANARY;
+        else
+                return 0;
+        if (!streq(r->state, "ready") || c->n[g] >= BACKEND_SET_MAX || inet_pton(AF_INET, r->ip, &sa.sin_addr) != 1)
                 return 0;
         snprintf(c->ids[g][c->n[g]], sizeof c->ids[g][0], "%s", r->id);
         c->addr[g][c->n[g]++] = sa;
@@ -140,9 +226,35 @@ static void group_update(ServiceTraffic *st, SplitGroup g, const Collect *c) {
         memcpy(st->ids[g], c->ids[g], sizeof st->ids[g]);
         memcpy(st->addr[g], c->addr[g], sizeof st->addr[g]);
         st->n[g] = c->n[g];
+        memset(st->failures[g], 0, sizeof st->failures[g]);
+        memset(st->ejected_until[g], 0, sizeof st->ejected_until[g]);
         backend_set_init(&st->set[g], c->n[g]);
         for (size_t i = 0; i < c->n[g]; i++)
                 backend_set_ready(&st->set[g], i, true);
+}
+
+/* The weight, canary version and stickiness of SV's rollout in progress (none: all stable). */
+static void rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord *sv, Collect *c) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        json_auto_t *sj = NULL;
+        Strategy strategy;
+        int k = store_rollout_get_active(store, sv->id, &ro);
+
+        if (k == AVIARY_E_ROLLOUT_NOT_FOUND) {
+                st->rollout_id = 0;
+                split_set_weight(&st->split, 0);
+                return;
+        }
+        sj = k == 0 ? json_loads(ro.strategy, 0, NULL) : NULL;
+        if (!sj || strategy_parse(sj, &strategy, NULL) != 0)
+                return; /* unreadable now: keep what the proxy does */
+        st->rollout_id = ro.id;
+        st->salt = (uint64_t) ro.salt;
+        snprintf(st->sticky_header, sizeof st->sticky_header, "%s", strategy.sticky_header);
+        snprintf(st->sticky_cookie, sizeof st->sticky_cookie, "%s", strategy.sticky_cookie);
+        st->tester_header = strategy.tester_header;
+        c->canary_version_id = ro.to_version_id;
+        split_set_weight(&st->split, (unsigned) ro.canary_weight);
 }
 
 static int sync_service(const ServiceRecord *sv, void *userdata) {
@@ -160,6 +272,7 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
                 return 0; /* keep its current table; the next sync tries again */
         c->st = st;
         c->stable_version_id = sv->stable_version_id;
+        rollout_apply(st, t->m->store, sv, c);
         if (sv->stable_version_id && store_version_get_by_id(t->m->store, sv->stable_version_id, &v) == 0) {
                 c->port = (int) (sv->port ? sv->port : v.port);
                 store_instance_list_active(t->m->store, sv->id, collect_ready, c);
@@ -223,6 +336,29 @@ json_t *traffic_service_json(Traffic *t, const char *service) {
                          st->listen[0] ? st->listen : NULL, "listening", st->proxy != NULL, "weights", "stable",
                          (int) (SPLIT_BASIS_POINTS - st->split.canary_bp), "canary", (int) st->split.canary_bp,
                          "versions", "stable", group_json(st, SPLIT_STABLE), "canary", group_json(st, SPLIT_CANARY));
+}
+
+int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret) {
+        ServiceTraffic *st = t ? service_find(t, service, false) : NULL;
+
+        if (!st || !st->proxy)
+                return -ENOENT;
+        if (ret)
+                metrics_diff(&st->metrics, &st->window_start, ret);
+        metrics_snapshot(&st->metrics, &st->window_start);
+        return 0;
+}
+
+unsigned traffic_inflight(Traffic *t, const char *ip) {
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        unsigned n = 0;
+
+        if (!t || inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+                return 0;
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (t->services[i] && t->services[i]->proxy)
+                        n += proxy_backend_inflight(t->services[i]->proxy, &sa);
+        return n;
 }
 
 int traffic_new(Manager *m, Traffic **ret) {

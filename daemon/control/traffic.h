@@ -3,6 +3,8 @@
 
 #include <jansson.h>
 
+#include "proxy/metrics.h"
+
 typedef struct Manager Manager;
 typedef struct Traffic Traffic;
 
@@ -11,5 +13,10 @@ Traffic *traffic_free(Traffic *t);
 /* Matches listeners and backends to SQLite: every service with a listen address gets a proxy to
  * its ready guests. Cheap; called after every change the controller makes. */
 void traffic_sync(Traffic *t);
+/* Analysis windows: *RET (may be NULL) gets the service's counters since the last call, and a
+ * new window starts. -ENOENT when the service has no running proxy (nothing can be measured). */
+int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret);
+/* Requests in flight to guest IP, over every service's proxy (draining waits for 0). */
+unsigned traffic_inflight(Traffic *t, const char *ip);
 /* {"service","listen","listening","weights","versions":{"stable":{...},"canary":{...}}}, new ref. */
 json_t *traffic_service_json(Traffic *t, const char *service);

@@ -36,6 +36,21 @@ int service_get(Request *r);
 int service_update(Request *r);
 int service_delete(Request *r);
 int service_traffic(Request *r);
+/* Loads the service named in path parameter 0, checking If-Match when asked. */
+int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match);
+/* Resolves REF ("IMAGE:TAG" / "IMAGE@sha256:...") to a version that may be deployed (not
+ * revoked); FIELD names it in messages. */
+int deployable_version_resolve(Request *r, const char *field, const char *ref, VersionRecord *ret);
+
+/* rollouts.c */
+int rollout_create(Request *r);
+int rollout_list(Request *r);
+int rollout_get(Request *r);
+int rollout_promote(Request *r);
+int rollout_pause(Request *r);
+int rollout_resume(Request *r);
+int rollout_abort_request(Request *r);
+int rollout_retry(Request *r);
 
 /* instances.c */
 int instance_list(Request *r);

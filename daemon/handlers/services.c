@@ -13,19 +13,28 @@ static const char *const restart_policies[] = { "always", "on-failure", "never" 
 
 static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         _cleanup_(version_record_done) VersionRecord v = {};
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
         char interval[32], timeout[32], ref[256] = "";
+        json_t *j, *rollout = json_null();
 
         if (s->stable_version_id && store_version_get_by_id(r->manager->store, s->stable_version_id, &v) == 0)
                 snprintf(ref, sizeof ref, "%s:%s", v.image, v.tag);
         duration_format_ms((uint64_t) s->hc_interval_ms, interval);
         duration_format_ms((uint64_t) s->hc_timeout_ms, timeout);
-        return json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:I, s:s, s:{s:s, s:s, s:s, s:I, s:I}, s:I, s:o, s:o}", "name",
+        if (store_rollout_get_active(r->manager->store, s->id, &ro) == 0)
+                rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", ro.phase, "to",
+                                    ro.to_label, "weights", "stable", (json_int_t) (10000 - ro.canary_weight), "canary",
+                                    (json_int_t) ro.canary_weight);
+        j = json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:I, s:s, s:{s:s, s:s, s:s, s:I, s:I}, s:I, s:o, s:o}", "name",
                          s->name, "stable_version", ref[0] ? ref : NULL, "stable_digest", ref[0] ? v.digest : NULL,
                          "listen", s->listen, "port", s->port ? json_integer(s->port) : json_null(), "replicas",
                          (json_int_t) s->replicas, "restart_policy", s->restart_policy, "health_check", "path",
                          s->hc_path, "interval", interval, "timeout", timeout, "rise", (json_int_t) s->hc_rise, "fall",
                          (json_int_t) s->hc_fall, "generation", (json_int_t) s->generation, "created_at",
                          json_time(s->created_at), "updated_at", json_time(s->updated_at));
+        if (j)
+                json_object_set_new(j, "rollout", rollout ? rollout : json_null());
+        return j;
 }
 
 static void service_etag(Request *r, const ServiceRecord *s) {
@@ -98,27 +107,36 @@ static int health_check_apply(Request *r, json_t *hc, ServiceRecord *s) {
         return 0;
 }
 
-/* Resolves "IMAGE:TAG" / "IMAGE@sha256:..." to a deployable version's id. */
-static int stable_version_resolve(Request *r, const char *ref, int64_t *ret_id) {
-        _cleanup_(version_record_done) VersionRecord v = {};
+int deployable_version_resolve(Request *r, const char *field, const char *ref, VersionRecord *ret) {
         _cleanup_free_ char *image = NULL, *tag = NULL;
         int k = version_ref_parse(ref, &image, &tag);
 
         if (k == -EINVAL)
                 return reply_error(r, AVIARY_E_INVALID_FIELD,
-                                   "stable_version must be IMAGE:VERSION or IMAGE@sha256:DIGEST, not '%.128s'", ref);
+                                   "%s must be IMAGE:VERSION or IMAGE@sha256:DIGEST, not '%.128s'", field, ref);
         if (k < 0)
                 return k;
-        k = store_version_get(r->manager->store, image, tag, &v);
+        k = store_version_get(r->manager->store, image, tag, ret);
         if (k == AVIARY_E_VERSION_NOT_FOUND)
-                return reply_error(r, AVIARY_E_VERSION_NOT_FOUND, "stable_version %s not found; push it first", ref);
+                return reply_error(r, AVIARY_E_VERSION_NOT_FOUND, "%s %s not found; push it first", field, ref);
         if (k != 0)
                 return k;
-        if (v.revoked)
-                return reply_error(r, AVIARY_E_VERSION_REVOKED, "%s is revoked and cannot be deployed%s%s", ref,
-                                   v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
-        *ret_id = v.id;
+        if (ret->revoked) {
+                k = reply_error(r, AVIARY_E_VERSION_REVOKED, "%s is revoked and cannot be deployed%s%s", ref,
+                                ret->revoke_reason ? ": " : "", ret->revoke_reason ? ret->revoke_reason : "");
+                version_record_done(ret);
+                return k;
+        }
         return 0;
+}
+
+static int stable_version_resolve(Request *r, const char *ref, int64_t *ret_id) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        int k = deployable_version_resolve(r, "stable_version", ref, &v);
+
+        if (k == 0)
+                *ret_id = v.id;
+        return k;
 }
 
 /* Applies the fields of BODY to S. CREATING admits (and requires) "name". */
@@ -239,8 +257,7 @@ int service_create(Request *r) {
         return service_reply(r, 201, &s);
 }
 
-/* Loads the service named in the path and checks If-Match against it. */
-static int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
+int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
         const char *name, *if_match;
         char etag[40];
         int k;
@@ -274,7 +291,9 @@ int service_get(Request *r) {
 int service_update(Request *r) {
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_(service_record_done) ServiceRecord s = {};
-        int k = service_from_path(r, &s, true);
+        int k;
+
+        k = service_from_path(r, &s, true);
 
         if (k == 0)
                 k = request_json_body(r, &body);

@@ -62,6 +62,11 @@ typedef struct Request {
         json_t *event_detail;    /* optional detail for the audit event */
         void (*after_commit)(struct Request *r); /* work that must wait for the commit (file removal) */
         ApiError error;
+
+        /* long polls (?wait=): the handler asked to be called again later */
+        uint64_t retry_usec;     /* set by request_retry_later(); 0 once the request runs again */
+        uint64_t wait_deadline;  /* the handler's own: monotonic usec, 0 before the first call */
+        void *waiter;            /* the server's bookkeeping while suspended */
 } Request;
 
 /* Path parameter N (0-based), already percent-decoded. */
@@ -70,6 +75,11 @@ const char *request_header(Request *r, const char *name);
 const char *request_query(Request *r, const char *name);
 /* ?limit=&after= with checks; limit defaults to 100, at most 1000. */
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after);
+
+/* A handler with nothing to answer yet (a long poll): return 0 without a reply after this, and
+ * the same handler runs again in USEC with the same Request (the connection is suspended
+ * meanwhile). Read-only routes only. */
+void request_retry_later(Request *r, uint64_t usec);
 
 /* Handler helpers: set the reply. They take ownership of J. */
 int reply_json(Request *r, unsigned status, json_t *j);

@@ -35,6 +35,15 @@ const Route routes[] = {
         { HTTP_DELETE, "/v1/services/{name}", service_delete, .action = "service.delete" },
         { HTTP_GET, "/v1/services/{name}/traffic", service_traffic },
 
+        { HTTP_GET, "/v1/services/{name}/rollouts", rollout_list },
+        { HTTP_POST, "/v1/services/{name}/rollouts", rollout_create, BODY_JSON, 64 * KiB, "rollout.create" },
+        { HTTP_GET, "/v1/services/{name}/rollouts/{id}", rollout_get },
+        { HTTP_POST, "/v1/services/{name}/rollouts/{id}/promote", rollout_promote, BODY_NONE, .action = "rollout.promote" },
+        { HTTP_POST, "/v1/services/{name}/rollouts/{id}/pause", rollout_pause, BODY_NONE, .action = "rollout.pause" },
+        { HTTP_POST, "/v1/services/{name}/rollouts/{id}/resume", rollout_resume, BODY_NONE, .action = "rollout.resume" },
+        { HTTP_POST, "/v1/services/{name}/rollouts/{id}/abort", rollout_abort_request, BODY_NONE, .action = "rollout.abort" },
+        { HTTP_POST, "/v1/services/{name}/rollouts/{id}/retry", rollout_retry, BODY_NONE, .action = "rollout.retry" },
+
         { HTTP_GET, "/v1/instances", instance_list },
         { HTTP_GET, "/v1/instances/{id}", instance_get },
         { HTTP_POST, "/v1/instances/{id}/restart", instance_restart, BODY_NONE, .action = "instance.restart" },

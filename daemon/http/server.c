@@ -21,6 +21,7 @@
 #include "server.h"
 
 #define MAX_LISTENERS 8
+#define MAX_WAITERS 256
 
 typedef struct Listener {
         HttpServer *server;
@@ -29,10 +30,18 @@ typedef struct Listener {
         bool unix_socket;
 } Listener;
 
+/* A suspended long poll: its connection, and the timer that resumes it. */
+typedef struct Waiter {
+        Request *request;
+        Listener *listener;
+        sd_event_source *wake;
+} Waiter;
+
 struct HttpServer {
         Manager *manager;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
+        Waiter waiters[MAX_WAITERS];
 };
 
 static void listener_schedule(Listener *l);
@@ -80,9 +89,19 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
 
 /* ---- the request object ---- */
 
+static void waiter_release(Waiter *w) {
+        if (!w)
+                return;
+        w->wake = sd_event_source_disable_unref(w->wake);
+        if (w->request)
+                w->request->waiter = NULL;
+        w->request = NULL;
+}
+
 static void request_free(Request *r) {
         if (!r)
                 return;
+        waiter_release(r->waiter);
         for (unsigned i = 0; i < r->n_params; i++)
                 free(r->params[i]);
         free(r->path);
@@ -99,6 +118,46 @@ static void request_free(Request *r) {
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
         request_free(*req_cls);
         *req_cls = NULL;
+}
+
+void request_retry_later(Request *r, uint64_t usec) {
+        r->retry_usec = usec ? usec : 1;
+}
+
+static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
+        Waiter *w = userdata;
+        Request *r = w->request;
+        Listener *l = w->listener;
+
+        waiter_release(w);
+        if (r) {
+                MHD_resume_connection(r->connection);
+                listener_schedule(l); /* MHD has a resumed connection to run now */
+        }
+        return 0;
+}
+
+static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow);
+
+/* Parks R until its retry time: the connection is suspended, a timer resumes it. */
+static enum MHD_Result request_suspend(Request *r, Listener *l) {
+        HttpServer *srv = l->server;
+        uint64_t usec = r->retry_usec;
+        Waiter *w = NULL;
+
+        r->retry_usec = 0;
+        for (unsigned i = 0; i < MAX_WAITERS && !w; i++)
+                if (!srv->waiters[i].request)
+                        w = &srv->waiters[i];
+        if (!w)
+                return send_error(r, AVIARY_E_TOO_MANY_REQUESTS, "too many waiting requests; poll instead", 0);
+        if (sd_event_add_time_relative(srv->manager->event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_wake, w) < 0)
+                return send_error(r, AVIARY_E_INTERNAL, "cannot wait: no timer", 0);
+        w->request = r;
+        w->listener = l;
+        r->waiter = w;
+        MHD_suspend_connection(r->connection);
+        return MHD_YES;
 }
 
 const char *request_param(Request *r, unsigned n) {
@@ -511,7 +570,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         }
         if (r->drain)
                 return send_result(r, r->deferred);
-        return send_result(r, dispatch_request(r));
+        {
+                int k = dispatch_request(r);
+                if (k == 0 && r->retry_usec && !r->reply)
+                        return request_suspend(r, l);
+                return send_result(r, k);
+        }
 }
 
 /* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" stays
@@ -548,6 +612,13 @@ int http_server_new(Manager *m, HttpServer **ret) {
 HttpServer *http_server_free(HttpServer *s) {
         if (!s)
                 return NULL;
+        /* Suspended connections must be resumed before their daemon stops. */
+        for (unsigned i = 0; i < MAX_WAITERS; i++)
+                if (s->waiters[i].request) {
+                        struct MHD_Connection *c = s->waiters[i].request->connection;
+                        waiter_release(&s->waiters[i]);
+                        MHD_resume_connection(c);
+                }
         for (unsigned i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].io);
                 sd_event_source_disable_unref(s->listeners[i].timer);

@@ -106,6 +106,8 @@ struct Client {
         bool retried_connect, retried_pool;
         size_t attempt_written;
         int group;
+        bool has_backend; /* BACKEND is the current attempt's; false until a pick succeeded */
+        struct sockaddr_in backend;
         uint64_t start_usec;
         /* Its response. */
         bool resp_started, resp_head_queued, resp_complete, resp_chunked_out, resp_interim;
@@ -126,6 +128,13 @@ struct Proxy {
         Pool *pools;
         ProxyStats stats;
         uint64_t connect_timeout_usec, response_head_timeout_usec;
+};
+
+/* What a pick callback reads: the request head in the client's Head. It is still the
+ * request's at every pick, retries included: the response parser only reuses it once a backend
+ * sent bytes, and an attempt that got any is never followed by another pick. */
+struct ProxyRequest {
+        const Head *head;
 };
 
 static const http_parser_settings request_settings, response_settings;
@@ -229,6 +238,75 @@ static bool name_is(const Head *h, unsigned i, const char *name) {
                strncasecmp(h->store + h->fields[i].name, name, h->fields[i].name_len) == 0;
 }
 
+static bool is_space(char ch) {
+        return ch == ' ' || ch == '\t';
+}
+
+/* Narrows [*s, *s + *len) to leave out leading and trailing blanks. */
+static void trim(const char **s, size_t *len) {
+        while (*len > 0 && is_space(**s))
+                (*s)++, (*len)--;
+        while (*len > 0 && is_space((*s)[*len - 1]))
+                (*len)--;
+}
+
+/* The value of field I, trimmed; points into the head's store. */
+static const char *field_value(const Head *h, unsigned i, size_t *ret_len) {
+        const char *v = h->store + h->fields[i].value;
+        size_t len = h->fields[i].value_len;
+
+        trim(&v, &len);
+        *ret_len = len;
+        return v;
+}
+
+const char *proxy_request_header(const ProxyRequest *req, const char *name, size_t *ret_len) {
+        const Head *h = req->head;
+
+        for (unsigned i = 0; i < h->n; i++)
+                if (name_is(h, i, name))
+                        return field_value(h, i, ret_len);
+        return NULL;
+}
+
+const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len) {
+        const Head *h = req->head;
+        size_t name_len = strlen(name);
+
+        for (unsigned i = 0; i < h->n; i++) {
+                const char *v, *end;
+                size_t len;
+
+                if (!name_is(h, i, "Cookie"))
+                        continue;
+                v = field_value(h, i, &len);
+                end = v + len;
+                while (v < end) {
+                        const char *key = v, *pair_end, *eq, *value;
+                        size_t key_len, value_len;
+
+                        while (v < end && *v != ';')
+                                v++;
+                        pair_end = v;
+                        if (v < end)
+                                v++; /* past the ';' */
+                        eq = memchr(key, '=', (size_t) (pair_end - key));
+                        if (!eq)
+                                continue;
+                        key_len = (size_t) (eq - key);
+                        trim(&key, &key_len);
+                        if (key_len != name_len || memcmp(key, name, name_len) != 0)
+                                continue;
+                        value = eq + 1;
+                        value_len = (size_t) (pair_end - value);
+                        trim(&value, &value_len);
+                        *ret_len = value_len;
+                        return value;
+                }
+        }
+        return NULL;
+}
+
 /* Whether field I is hop-by-hop: a fixed list plus every name the Connection headers list. */
 static bool is_hop_by_hop(const Head *h, unsigned i) {
         static const char *const fixed[] = {"Connection", "Keep-Alive", "Proxy-Connection",  "TE",
@@ -270,10 +348,13 @@ static void random_hex(char *buf, size_t bytes) {
 
 /* ---- upstream connections and the pool ---- */
 
+static bool same_address(const struct sockaddr_in *a, const struct sockaddr_in *b) {
+        return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
+}
+
 static Pool *pool_get(Proxy *p, const struct sockaddr_in *addr) {
         for (Pool *pool = p->pools; pool; pool = pool->next)
-                if (pool->addr.sin_addr.s_addr == addr->sin_addr.s_addr &&
-                    pool->addr.sin_port == addr->sin_port)
+                if (same_address(&pool->addr, addr))
                         return pool;
         Pool *pool = calloc(1, sizeof *pool);
         if (!pool)
@@ -408,7 +489,8 @@ static void report(Client *c, int group, int status) {
         Proxy *p = c->proxy;
 
         if (p->done)
-                p->done(p->userdata, group, status, now_usec(p) - c->start_usec);
+                p->done(p->userdata, group, c->has_backend ? &c->backend : NULL, status,
+                        now_usec(p) - c->start_usec);
 }
 
 static void client_detach_upstream(Client *c) {
@@ -487,6 +569,7 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
         Proxy *p = c->proxy;
 
         for (;;) {
+                ProxyRequest req = {.head = &c->head};
                 struct sockaddr_in addr;
                 Upstream *u = NULL;
                 Pool *pool;
@@ -494,13 +577,16 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
 
                 if (fixed)
                         addr = *fixed, group = c->group;
-                else if (p->pick(p->userdata, &addr, &group) < 0) {
+                else if (p->pick(p->userdata, &req, &addr, &group) < 0) {
                         c->group = -1;
+                        c->has_backend = false;
                         client_reply_error(c, 503, "unavailable",
                                            "No backend is available for this service.");
                         return;
                 }
                 c->group = group;
+                c->backend = addr;
+                c->has_backend = true;
                 pool = pool_get(p, &addr);
                 if (!pool) {
                         client_reply_error(c, 503, "unavailable", "Out of memory.");
@@ -610,6 +696,7 @@ static void client_begin_forward(Client *c) {
         c->head_ready = false;
         c->busy = true;
         c->group = -2; /* nothing to report unless a backend gets chosen (or none can be) */
+        c->has_backend = false;
         c->start_usec = now_usec(c->proxy);
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
         random_hex(c->request_id, 16);
@@ -940,6 +1027,16 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
         return 0;
 }
 
+/* Fields after the request head are the trailers of a chunked body: they are not forwarded,
+ * and must not land in the Head, which a retry's pick reads and the response reuses. */
+static int req_header_field(http_parser *p, const char *at, size_t n) {
+        return ((Client *) p->data)->busy ? 0 : on_header_field(p, at, n);
+}
+
+static int req_header_value(http_parser *p, const char *at, size_t n) {
+        return ((Client *) p->data)->busy ? 0 : on_header_value(p, at, n);
+}
+
 static int req_headers_complete(http_parser *p) {
         Client *c = p->data;
         c->head_ready = true;
@@ -979,8 +1076,8 @@ static int req_message_complete(http_parser *p) {
 static const http_parser_settings request_settings = {
         .on_message_begin = req_message_begin,
         .on_url = req_url,
-        .on_header_field = on_header_field,
-        .on_header_value = on_header_value,
+        .on_header_field = req_header_field,
+        .on_header_value = req_header_value,
         .on_headers_complete = req_headers_complete,
         .on_body = req_body,
         .on_message_complete = req_message_complete,
@@ -1224,4 +1321,16 @@ unsigned proxy_get_port(const Proxy *p) {
 
 const ProxyStats *proxy_get_stats(const Proxy *p) {
         return &p->stats;
+}
+
+/* A client holds an upstream from its attempt's start until the response is relayed or the
+ * attempt failed, which is exactly the span that counts. */
+unsigned proxy_backend_inflight(const Proxy *p, const struct sockaddr_in *backend) {
+        unsigned n = 0;
+
+        for (const Client *c = p->clients; c; c = c->next)
+                if (c->up && c->up->pool->addr.sin_addr.s_addr == backend->sin_addr.s_addr &&
+                    (!backend->sin_port || c->up->pool->addr.sin_port == backend->sin_port))
+                        n++;
+        return n;
 }

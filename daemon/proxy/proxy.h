@@ -4,24 +4,42 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
 typedef struct Proxy Proxy;
 
+/* One client request as the pick callback sees it: its head as the proxy captured it, read in
+ * place. Only valid during the ProxyPickFn call it is passed to; keep no pointer into it. */
+typedef struct ProxyRequest ProxyRequest;
+
+/* The value of the first header field named NAME (case-insensitive), without surrounding
+ * whitespace, and its length in *RET_LEN (required): NOT NUL-terminated, it points into the
+ * proxy's copy of the request head and is valid only during the pick call. NULL when absent. */
+const char *proxy_request_header(const ProxyRequest *req, const char *name, size_t *ret_len);
+/* The value of the first cookie named exactly NAME (case-sensitive) in the request's Cookie
+ * header fields ("a=1; b=2", several fields searched in order), as sent (quotes kept), with the
+ * same lifetime and termination as proxy_request_header(). NULL when absent. */
+const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len);
+
 /* Chooses the backend for one request: returns 0 and fills *ret_backend and *ret_group (an
  * opaque tag handed back to ProxyDoneFn), or <0 when nothing can serve, which answers the
- * client 503. Called again (once) when an idempotent request could not connect. */
-typedef int (*ProxyPickFn)(void *userdata, struct sockaddr_in *ret_backend, int *ret_group);
+ * client 503. REQ is the request (see above). Called again (once) when an idempotent request
+ * could not connect, with the same request, still readable. */
+typedef int (*ProxyPickFn)(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend,
+                           int *ret_group);
 
 /* Reports one outcome for metrics, on the loop thread. Once per request with the status sent
- * to the client (backend's status, or 502/504 made here; group -1 for the 503 when pick
- * failed), and once per failed connect attempt with status 0 for the group that was picked:
- * a GET whose first backend refused and whose retry succeeded reports (g1, 0) then (g2, 200);
- * a POST that could not connect reports only (g1, 0) and the client gets 502. Not called for
- * a request the client abandoned, nor for one too malformed to parse (400/431/501). LATENCY
- * counts from the end of the request head to the end of the response (or the failure). */
-typedef void (*ProxyDoneFn)(void *userdata, int group, int status, uint64_t latency_usec);
+ * to the client (backend's status, or 502/504 made here; group -1 and BACKEND NULL for the 503
+ * when pick failed), and once per failed connect attempt with status 0 for the group and
+ * backend that were picked: a GET whose first backend refused and whose retry succeeded reports
+ * (g1, b1, 0) then (g2, b2, 200); a POST that could not connect reports only (g1, b1, 0) and
+ * the client gets 502. Not called for a request the client abandoned, nor for one too malformed
+ * to parse (400/431/501). BACKEND, when not NULL, is valid during the call only. LATENCY counts
+ * from the end of the request head to the end of the response (or the failure). */
+typedef void (*ProxyDoneFn)(void *userdata, int group, const struct sockaddr_in *backend, int status,
+                            uint64_t latency_usec);
 
 typedef struct ProxyStats {
         uint64_t clients_accepted;
@@ -43,6 +61,11 @@ void proxy_set_timeouts(Proxy *p, uint64_t connect_usec, uint64_t response_head_
 /* The port the listener is bound to, in host order. */
 unsigned proxy_get_port(const Proxy *p);
 const ProxyStats *proxy_get_stats(const Proxy *p);
+/* Requests sent or being sent to BACKEND (connecting included) whose response is not yet fully
+ * relayed to the client and that have not failed: 0 means a draining guest can be stopped
+ * without cutting a request short. Port 0 in BACKEND matches every port of its address.
+ * Counts by walking the live clients. */
+unsigned proxy_backend_inflight(const Proxy *p, const struct sockaddr_in *backend);
 
 static inline void proxy_freep(Proxy **p) {
         if (*p)

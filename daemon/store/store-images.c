@@ -221,7 +221,11 @@ int store_version_users(Store *s, int64_t id, int64_t *ret_count) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, rc;
 
-        r = store_prepare(s, "SELECT count(*) FROM services WHERE stable_version_id = ?", &st, "i", id);
+        r = store_prepare(s,
+                          "SELECT (SELECT count(*) FROM services WHERE stable_version_id = ?1) + "
+                          "(SELECT count(*) FROM rollouts WHERE phase IN ('Progressing', 'Paused') AND "
+                          "(to_version_id = ?1 OR from_version_id = ?1))",
+                          &st, "i", id);
         if (r < 0)
                 return r;
         rc = sqlite3_step(st);

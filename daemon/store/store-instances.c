@@ -10,7 +10,7 @@ void instance_record_done(InstanceRecord *r) {
 
 #define INSTANCE_COLUMNS                                                                                     \
         "id, service_id, version_id, state, ip, mac, domain_uuid, qemu_pid, created_at, running_at, ready_at, " \
-        "stopped_at, stop_reason, restarts, next_start_at"
+        "stopped_at, stop_reason, restarts, next_start_at, drain_until"
 
 static void instance_from_row(sqlite3_stmt *st, InstanceRecord *r) {
         store_column_copy(st, 0, r->id, sizeof r->id);
@@ -28,6 +28,7 @@ static void instance_from_row(sqlite3_stmt *st, InstanceRecord *r) {
         r->stop_reason = store_column_strdup(st, 12);
         r->restarts = sqlite3_column_int64(st, 13);
         r->next_start_at = (usec_t) sqlite3_column_int64(st, 14);
+        r->drain_until = (usec_t) sqlite3_column_int64(st, 15);
 }
 
 int store_instance_insert(Store *s, InstanceRecord *r) {
@@ -61,10 +62,11 @@ int store_instance_get(Store *s, const char *id, InstanceRecord *ret) {
 int store_instance_update(Store *s, const InstanceRecord *r) {
         int k = store_exec(s,
                            "UPDATE instances SET state = ?, ip = ?, domain_uuid = ?, qemu_pid = ?, running_at = ?, "
-                           "ready_at = ?, stopped_at = ?, stop_reason = ?, restarts = ?, next_start_at = ? WHERE id = ?",
-                           "tttIIIItiIt", r->state, r->ip[0] ? r->ip : NULL, r->domain_uuid[0] ? r->domain_uuid : NULL,
+                           "ready_at = ?, stopped_at = ?, stop_reason = ?, restarts = ?, next_start_at = ?, drain_until = ? "
+                           "WHERE id = ?",
+                           "tttIIIItiIIt", r->state, r->ip[0] ? r->ip : NULL, r->domain_uuid[0] ? r->domain_uuid : NULL,
                            r->qemu_pid, (int64_t) r->running_at, (int64_t) r->ready_at, (int64_t) r->stopped_at,
-                           r->stop_reason, r->restarts, (int64_t) r->next_start_at, r->id);
+                           r->stop_reason, r->restarts, (int64_t) r->next_start_at, (int64_t) r->drain_until, r->id);
         if (k != 0)
                 return k > 0 ? store_error(s, k, "instance update") : k;
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;

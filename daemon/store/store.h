@@ -184,6 +184,7 @@ typedef struct InstanceRecord {
         char *stop_reason;
         int64_t restarts;
         usec_t next_start_at;            /* backoff: not before */
+        usec_t drain_until;              /* draining: the guest stops by then at the latest */
 } InstanceRecord;
 
 void instance_record_done(InstanceRecord *r);
@@ -203,6 +204,46 @@ int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const Ins
 
 /* Deletes stopped and failed instances that stopped before BEFORE; returns how many. */
 int store_instance_prune(Store *s, usec_t before);
+
+/* ---- rollouts ---- */
+
+typedef struct RolloutRecord {
+        int64_t id;
+        int64_t service_id;
+        int64_t from_version_id;         /* 0: none (first deploy) or deleted since */
+        int64_t to_version_id;           /* 0: deleted since (only once finished) */
+        char *from_label, *to_label;     /* "image:tag" at creation; from_label NULL when none */
+        char *strategy;                  /* expanded strategy JSON */
+        char phase[16];                  /* Progressing Paused Healthy Degraded */
+        int64_t step_index;
+        usec_t step_started_at;
+        int64_t canary_weight;           /* basis points */
+        bool paused;                     /* by the pause action */
+        usec_t pause_until;              /* a timed pause step ends then; 0 none */
+        int64_t salt;
+        char *analysis;                  /* JSON: counters and the last window */
+        char *message;
+        char *abort_reason;              /* NULL unless aborted */
+        usec_t created_at, updated_at, finished_at;
+} RolloutRecord;
+
+void rollout_record_done(RolloutRecord *r);
+bool rollout_is_active(const RolloutRecord *r); /* Progressing or Paused */
+
+/* Inserts R (id and times are filled in). */
+int store_rollout_insert(Store *s, RolloutRecord *r);
+int store_rollout_get(Store *s, int64_t service_id, int64_t id, RolloutRecord *ret);  /* _ROLLOUT_NOT_FOUND */
+/* The service's rollout in progress; AVIARY_E_ROLLOUT_NOT_FOUND when none. */
+int store_rollout_get_active(Store *s, int64_t service_id, RolloutRecord *ret);
+/* The service's newest rollout; AVIARY_E_ROLLOUT_NOT_FOUND when none. */
+int store_rollout_get_latest(Store *s, int64_t service_id, RolloutRecord *ret);
+/* Writes every mutable field of R; updated_at is set. */
+int store_rollout_update(Store *s, RolloutRecord *r);
+/* The service's rollouts with id > AFTER, oldest first. */
+int store_rollout_list(Store *s, int64_t service_id, int64_t after, unsigned limit,
+                       int (*fn)(const RolloutRecord *r, void *userdata), void *userdata);
+/* Every rollout in progress, of every service. */
+int store_rollout_list_active(Store *s, int (*fn)(const RolloutRecord *r, void *userdata), void *userdata);
 
 /* ---- address leases ---- */
 

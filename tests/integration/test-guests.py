@@ -14,69 +14,12 @@ import signal
 import subprocess
 import time
 
-from aviarytest import Daemon, aviary_path, db_query, diag, is_, like, main, ok, skip
+from aviarytest import aviary_path, db_query, diag, is_, like, main, ok
+from guesttest import GuestTest, instances, live, push, qemu_pids, sh, wait_for
 
-NETNS = f"aviary-it-{os.getpid()}"
-IMAGE_DIR = os.environ.get("AVIARY_GUEST_IMAGE_DIR", "/var/tmp/aviary-guest-image")
-
-
-def sh(*cmd, check=True, timeout=120):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
-
-
-def in_netns(*cmd, timeout=10):
-    return subprocess.run(["ip", "netns", "exec", NETNS, *cmd], capture_output=True, text=True, timeout=timeout)
-
-
-def guest_get(ip, path="/", timeout=3):
-    """GET from inside the namespace; (status, body) or (None, error)."""
-    r = in_netns("curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", str(timeout),
-                 f"http://{ip}:8080{path}", timeout=timeout + 5)
-    if r.returncode != 0:
-        return None, r.stderr.strip() or f"curl exit {r.returncode}"
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code), body
-
-
-def wait_for(what, predicate, timeout, interval=0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    diag(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-    return None
-
-
-def instances(d, service):
-    r = d.request("GET", f"/v1/instances?service={service}&limit=1000")
-    return r.json["items"] if r.status == 200 else []
-
-
-def live(d, service, state="ready"):
-    return [i for i in instances(d, service) if i["state"] == state]
-
-
-def qemu_pids(state_dir):
-    """QEMUs of this test's daemon: their -kernel lies under its state dir."""
-    r = sh("pgrep", "-f", f"qemu-system-x86_64.*{state_dir}/", check=False)
-    return sorted(int(p) for p in r.stdout.split())
-
-
-def push(d, tag, cmdline_extra=""):
-    with open(os.path.join(IMAGE_DIR, "cmdline.template"), encoding="utf-8") as f:
-        template = f.read().strip()
-    digests = {}
-    for name in ("vmlinuz", "initrd.img"):
-        r = d.client.put_blob_file(os.path.join(IMAGE_DIR, name))
-        assert r.status in (200, 201), repr(r)
-        digests[name] = r.json["digest"]
-    r = d.request("POST", "/v1/images/app/versions",
-                  json_body={"version": tag, "kernel": digests["vmlinuz"], "initrd": digests["initrd.img"],
-                             "cmdline": (template + " " + cmdline_extra).strip(), "memory_mib": 128, "port": 8080})
-    assert r.status in (200, 201), repr(r)
+gt = GuestTest("it")
+in_netns = gt.in_netns
+guest_get = gt.guest_get
 
 
 def body(d):
@@ -233,36 +176,18 @@ def body(d):
 
 
 def run():
-    if os.geteuid() != 0:
-        skip("guests", "needs root (network namespaces, libvirt)")
-        return
-    r = sh(os.path.join(os.environ.get("AVIARY_SOURCE_ROOT", "."), "tests/guest/build-image"), IMAGE_DIR,
-           check=False, timeout=600)
-    if not ok(r.returncode == 0, "the test guest image is built", r.stdout[-2000:], r.stderr[-2000:]):
-        return
-    sh("ip", "netns", "add", NETNS)
-    d = None
-    try:
-        sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
-        with Daemon(runtime=True, wrapper=["ip", "netns", "exec", NETNS], ready_timeout=60,
-                    config={"subnet": "10.88.0.0/24"}) as daemon:
-            d = daemon
-            try:
-                body(d)
-            finally:
-                for i in instances(d, "web") + instances(d, "crashy"):
-                    if i.get("qemu_pid"):
-                        try:
-                            os.kill(i["qemu_pid"], signal.SIGKILL)
-                        except OSError:
-                            pass
-    finally:
-        for pid in (qemu_pids(d.state_dir) if d else []):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        sh("ip", "netns", "delete", NETNS, check=False)
+    def body_and_cleanup(d):
+        try:
+            body(d)
+        finally:
+            for i in instances(d, "web") + instances(d, "crashy"):
+                if i.get("qemu_pid"):
+                    try:
+                        os.kill(i["qemu_pid"], signal.SIGKILL)
+                    except OSError:
+                        pass
+
+    gt.run(body_and_cleanup)
 
 
 main(run)

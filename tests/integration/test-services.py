@@ -7,7 +7,7 @@ from aviarytest import (Daemon, RFC3339_MS, check_error, create_service, is_, li
                         snapshot_diff)
 
 FIELDS = ["created_at", "generation", "health_check", "listen", "name", "port", "replicas", "restart_policy",
-          "stable_digest", "stable_version", "updated_at"]
+          "rollout", "stable_digest", "stable_version", "updated_at"]
 
 
 def unchanged(d, snap, desc):

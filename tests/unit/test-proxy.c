@@ -4,6 +4,7 @@
 #include <http_parser.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -16,8 +17,8 @@
 #include "proxy.h"
 #include "tap.h"
 
-enum { GROUP_A = 0, GROUP_B = 1, GROUP_DEAD = 7 };
-enum { PICK_ROUND_ROBIN, PICK_NONE, PICK_DEAD_FIRST, PICK_A, PICK_A_IMPATIENT };
+enum { GROUP_A = 0, GROUP_B = 1, GROUP_DEAD = 7, GROUP_STUCK = 8 };
+enum { PICK_ROUND_ROBIN, PICK_NONE, PICK_DEAD_FIRST, PICK_A, PICK_A_IMPATIENT, PICK_STUCK_FIRST };
 
 typedef struct Backend {
         char name;
@@ -27,13 +28,16 @@ typedef struct Backend {
 } Backend;
 
 static Backend backend_a = {.name = 'A'}, backend_b = {.name = 'B'};
-static unsigned dead_port, proxy_port;
+/* DEAD refuses connections; STUCK listens with a full accept queue, so a connect to it hangs
+ * until the proxy's connect timeout. */
+static unsigned dead_port, stuck_port, proxy_port;
 static Proxy *proxy;
 static atomic_int pick_mode, pick_counter;
 static int exit_fd;
 
 typedef struct DoneRecord {
         int group, status;
+        unsigned port; /* of the backend reported, 0 for none */
 } DoneRecord;
 static DoneRecord done_records[512];
 static unsigned n_done;
@@ -149,6 +153,8 @@ static void *backend_conn(void *arg) {
                 }
                 if (drop_next)
                         goto out;
+                if (strcmp(r.url, "/hold") == 0)
+                        usleep(400 * 1000); /* answers, but late: the request stays in flight */
                 if (strcmp(r.url, "/slow") == 0)
                         usleep(1500 *
                                1000); /* close without answering, as an idle timeout on our side would */
@@ -257,11 +263,50 @@ static void set_addr(struct sockaddr_in *sa, unsigned port) {
                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 }
 
-static int pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_group) {
+/* What each pick saw of the request through the accessors, one line per pick. */
+static char picks_seen[16][256];
+static atomic_uint n_picks_seen;
+
+static void seen_append(char *line, size_t size, const char *label, const char *value, size_t len) {
+        size_t used = strlen(line);
+
+        if (value)
+                snprintf(line + used, size - used, "%s%s=%.*s", used ? " " : "", label, (int) len, value);
+        else
+                snprintf(line + used, size - used, "%s%s=NULL", used ? " " : "", label);
+}
+
+static void record_request(const ProxyRequest *req) {
+        unsigned i = atomic_fetch_add(&n_picks_seen, 1);
+        char *line;
+        size_t len = 0;
+        const char *v;
+
+        if (i >= ELEMENTSOF(picks_seen))
+                return;
+        line = picks_seen[i];
+        line[0] = 0;
+        v = proxy_request_header(req, "X-Canary", &len);
+        seen_append(line, sizeof picks_seen[i], "canary", v, len);
+        v = proxy_request_header(req, "X-Missing", &len);
+        seen_append(line, sizeof picks_seen[i], "missing", v, len);
+        v = proxy_request_cookie(req, "aviary_canary", &len);
+        seen_append(line, sizeof picks_seen[i], "cookie", v, len);
+        v = proxy_request_cookie(req, "Aviary_Canary", &len);
+        seen_append(line, sizeof picks_seen[i], "Cookie", v, len);
+        v = proxy_request_cookie(req, "theme", &len);
+        seen_append(line, sizeof picks_seen[i], "theme", v, len);
+        v = proxy_request_cookie(req, "nope", &len);
+        seen_append(line, sizeof picks_seen[i], "nope", v, len);
+}
+
+static int pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
         int n = atomic_fetch_add(&pick_counter, 1), mode = atomic_load(&pick_mode);
 
-        /* Here because pick runs on the loop thread: only this mode waits briefly for heads. */
-        proxy_set_timeouts(proxy, 0, mode == PICK_A_IMPATIENT ? 300 * 1000 : 30 * 1000 * 1000);
+        record_request(req);
+        /* Here because pick runs on the loop thread: only these modes wait briefly. */
+        proxy_set_timeouts(proxy, mode == PICK_STUCK_FIRST ? 200 * 1000 : 2 * 1000 * 1000,
+                           mode == PICK_A_IMPATIENT ? 300 * 1000 : 30 * 1000 * 1000);
         switch (mode) {
         case PICK_NONE:
                 return -1;
@@ -271,9 +316,11 @@ static int pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_group)
                 *ret_group = GROUP_A;
                 return 0;
         case PICK_DEAD_FIRST:
+        case PICK_STUCK_FIRST:
                 if (n % 2 == 0) {
-                        set_addr(ret_backend, dead_port);
-                        *ret_group = GROUP_DEAD;
+                        bool dead = mode == PICK_DEAD_FIRST;
+                        set_addr(ret_backend, dead ? dead_port : stuck_port);
+                        *ret_group = dead ? GROUP_DEAD : GROUP_STUCK;
                         return 0;
                 }
                 set_addr(ret_backend, backend_a.port);
@@ -286,14 +333,44 @@ static int pick(void *userdata, struct sockaddr_in *ret_backend, int *ret_group)
         }
 }
 
-static void done(void *userdata, int group, int status, uint64_t latency_usec) {
+static void done(void *userdata, int group, const struct sockaddr_in *backend, int status,
+                 uint64_t latency_usec) {
         if (n_done < ELEMENTSOF(done_records))
-                done_records[n_done++] = (DoneRecord){group, status};
+                done_records[n_done++] = (DoneRecord){group, status, backend ? ntohs(backend->sin_port) : 0};
+}
+
+/* proxy_backend_inflight() belongs to the loop thread: the client thread asks through an
+ * eventfd and waits for the answer. */
+static int inflight_fd;
+static sem_t inflight_answered;
+static unsigned inflight_answer[2];
+
+static int on_inflight_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct sockaddr_in a, b;
+        uint64_t v;
+
+        (void) !read(fd, &v, sizeof v);
+        set_addr(&a, backend_a.port);
+        set_addr(&b, backend_b.port);
+        inflight_answer[0] = proxy_backend_inflight(proxy, &a);
+        inflight_answer[1] = proxy_backend_inflight(proxy, &b);
+        sem_post(&inflight_answered);
+        return 0;
+}
+
+static void query_inflight(unsigned *ret_a, unsigned *ret_b) {
+        uint64_t one = 1;
+
+        (void) !write(inflight_fd, &one, sizeof one);
+        sem_wait(&inflight_answered);
+        *ret_a = inflight_answer[0];
+        *ret_b = inflight_answer[1];
 }
 
 static void set_pick(int mode) {
         atomic_store(&pick_mode, mode);
         atomic_store(&pick_counter, 0);
+        atomic_store(&n_picks_seen, 0);
 }
 
 /* ---- client (its own thread, blocking sockets) ---- */
@@ -644,6 +721,67 @@ static void *client_main(void *arg) {
            "proxy serves on after a client left mid-request");
         close(fd);
 
+        /* The pick callback reads the request: headers by any case, the first of a name, cookies
+         * by exact name among several Cookie fields, NULL for what is absent. On the retry after
+         * a refused connect it reads the same. */
+        {
+                const char *want = "canary=yes missing=NULL cookie=c1 Cookie=upper theme=dark nope=NULL";
+
+                set_pick(PICK_DEAD_FIRST);
+                fd = client_connect();
+                is_int(request(fd,
+                               "GET /inspect HTTP/1.1\r\nHost: svc\r\nx-CANARY:   yes  \r\n"
+                               "Cookie: theme=dark; aviary_canary_x=prefix\r\nX-Canary: second\r\n"
+                               "Cookie: aviary_canary=c1;Aviary_Canary=upper ; other=1\r\n\r\n",
+                               &r),
+                       0, "inspected GET answered");
+                ok(r.status == 200 && body_has(&r, "backend=A\n"), "inspected GET retried onto A");
+                is_int(atomic_load(&n_picks_seen), 2, "pick called for the request and its retry");
+                is_str(picks_seen[0], want, "pick sees headers and cookies");
+                is_str(picks_seen[1], want, "the retry's pick after a refused connect sees them too");
+                close(fd);
+        }
+
+        /* Same after a connect that hangs until its timeout, while the proxy went on reading
+         * the chunked body: its trailer field is not taken for a header. */
+        {
+                const char *put = "PUT /stuck HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n"
+                                  "X-Canary: head\r\nCookie: theme=light\r\n\r\n"
+                                  "5\r\nhello\r\n0\r\nX-Missing: trailer\r\n\r\n";
+                const char *want = "canary=head missing=NULL cookie=NULL Cookie=NULL theme=light nope=NULL";
+
+                set_pick(PICK_STUCK_FIRST);
+                fd = client_connect();
+                is_int(request(fd, put, &r), 0, "chunked PUT to a stuck backend answered");
+                ok(r.status == 200 && body_has(&r, "backend=A\n") && body_has(&r, "bodylen=5\n"),
+                   "chunked PUT retried onto A after the connect timeout, body whole");
+                is_int(atomic_load(&n_picks_seen), 2, "pick called for the PUT and its retry");
+                is_str(picks_seen[0], want, "first pick of the PUT");
+                is_str(picks_seen[1], want, "retry's pick after the connect timeout: same, no trailer");
+                close(fd);
+        }
+
+        /* In flight: a request a backend holds counts for that backend until it is answered;
+         * idle pooled connections do not. */
+        {
+                const char *hold = "GET /hold HTTP/1.1\r\nHost: svc\r\n\r\n";
+                unsigned a, b;
+
+                set_pick(PICK_A);
+                fd = client_connect();
+                query_inflight(&a, &b);
+                ok(a == 0 && b == 0, "nothing in flight before (A %u, B %u)", a, b);
+                ok(send_all(fd, hold, strlen(hold)), "request to a slow backend sent");
+                usleep(150 * 1000);
+                query_inflight(&a, &b);
+                is_int(a, 1, "one request in flight to A while it holds it");
+                is_int(b, 0, "none to B");
+                ok(read_response(fd, &r, false) == 0 && r.status == 200, "held request answered");
+                query_inflight(&a, &b);
+                is_int(a, 0, "none in flight to A once answered");
+                close(fd);
+        }
+
         uint64_t one = 1;
         (void) !write(exit_fd, &one, sizeof one);
         return NULL;
@@ -657,14 +795,24 @@ int main(void) {
         sd_event *e = NULL;
         pthread_t client;
         unsigned ok_status = 0, connect_errors = 0, unavailable = 0, bad_gateway = 0, timeouts = 0,
-                 other = 0;
-        int dead_fd;
+                 other = 0, wrong_backend = 0;
+        int dead_fd, stuck_fd, stuck_filler;
 
         alarm(120);
         backend_start(&backend_a);
         backend_start(&backend_b);
         dead_fd = bind_loopback(false, &dead_port);
         ok(backend_a.fd >= 0 && backend_b.fd >= 0 && dead_fd >= 0, "backends listen on loopback");
+        /* Backlog 0 holds one connection never accepted; the kernel drops SYNs after it. */
+        stuck_fd = bind_loopback(false, &stuck_port);
+        {
+                struct sockaddr_in sa;
+                set_addr(&sa, stuck_port);
+                stuck_filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                ok(stuck_fd >= 0 && listen(stuck_fd, 0) == 0 &&
+                           connect(stuck_filler, (struct sockaddr *) &sa, sizeof sa) == 0,
+                   "stuck backend's accept queue filled");
+        }
 
         ok(sd_event_new(&e) >= 0, "event loop");
         is_int(proxy_new(e, "127.0.0.1:0", pick, done, NULL, &proxy), 0, "proxy_new");
@@ -676,15 +824,28 @@ int main(void) {
 
         exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         sd_event_add_io(e, NULL, exit_fd, EPOLLIN, on_exit_fd, NULL);
+        inflight_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        sem_init(&inflight_answered, 0, 0);
+        sd_event_add_io(e, NULL, inflight_fd, EPOLLIN, on_inflight_fd, NULL);
         pthread_create(&client, NULL, client_main, NULL);
         sd_event_loop(e);
         pthread_join(client, NULL);
 
         for (unsigned i = 0; i < n_done; i++) {
                 DoneRecord d = done_records[i];
+                unsigned want_port = d.group == GROUP_A       ? backend_a.port
+                                     : d.group == GROUP_B     ? backend_b.port
+                                     : d.group == GROUP_DEAD  ? dead_port
+                                     : d.group == GROUP_STUCK ? stuck_port
+                                                              : 0;
+                if (d.port != want_port) {
+                        wrong_backend++;
+                        printf("# done record with group %d status %d reports port %u, want %u\n", d.group,
+                               d.status, d.port, want_port);
+                }
                 if (d.status == 200 && (d.group == GROUP_A || d.group == GROUP_B))
                         ok_status++;
-                else if (d.status == 0 && d.group == GROUP_DEAD)
+                else if (d.status == 0 && (d.group == GROUP_DEAD || d.group == GROUP_STUCK))
                         connect_errors++;
                 else if (d.status == 503 && d.group == -1)
                         unavailable++;
@@ -698,10 +859,12 @@ int main(void) {
                 }
         }
         /* 2 GETs, 1 MiB POST, chunked POST, chunked response, 100 GETs, HEAD + GET, big, 8 around
-         * drops, close, 4 HTTP/1.0, retried GET, one after a client left. */
-        is_int(ok_status, 2 + 1 + 1 + 1 + 100 + 2 + 1 + 7 + 1 + 4 + 1 + 1,
+         * drops, close, 4 HTTP/1.0, retried GET, one after a client left, inspected GET, PUT after
+         * a stuck connect, held GET. */
+        is_int(ok_status, 2 + 1 + 1 + 1 + 100 + 2 + 1 + 7 + 1 + 4 + 1 + 1 + 3,
                "done reported each served request with its group");
-        is_int(connect_errors, 3, "done reported both connect failures (status 0, dead group)");
+        is_int(connect_errors, 5, "done reported the connect failures (status 0, dead or stuck group)");
+        is_int(wrong_backend, 0, "done reported each outcome with the backend picked (NULL for the 503)");
         is_int(unavailable, 1, "done reported the 503");
         is_int(bad_gateway, 1, "done reported the 502 of the POST on a dropped connection");
         is_int(timeouts, 1, "done reported the 504");
@@ -714,5 +877,7 @@ int main(void) {
         proxy_free(proxy);
         sd_event_unref(e);
         close(dead_fd);
+        close(stuck_filler);
+        close(stuck_fd);
         return tap_done();
 }

@@ -1,0 +1,467 @@
+/* The rollout state machine. Everything here is a pure function of the row, the strategy and
+ * an observation, so tests/unit/test-rollout.c can walk a rollout through its life without
+ * guests or a clock. */
+#include <math.h>
+#include <string.h>
+
+#include "rollout.h"
+
+static void set_text(char **p, const char *text) {
+        free(*p);
+        *p = text ? strdup(text) : NULL;
+}
+
+static void set_message(RolloutRecord *r, RolloutTransition *t, const char *fmt, ...) _printf_(3, 4);
+static void set_message(RolloutRecord *r, RolloutTransition *t, const char *fmt, ...) {
+        char buf[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        if (!r->message || !streq(r->message, buf)) {
+                set_text(&r->message, buf);
+                if (t)
+                        t->changed = true;
+        }
+}
+
+static void set_phase(RolloutRecord *r, RolloutTransition *t, const char *phase);
+
+/* ---- analysis counters ---- */
+
+void rollout_analysis_done(RolloutAnalysis *a) {
+        json_decref(a->last);
+        *a = (RolloutAnalysis) {};
+}
+
+void rollout_analysis_load(const RolloutRecord *r, RolloutAnalysis *ret) {
+        json_auto_t *j = r->analysis ? json_loads(r->analysis, 0, NULL) : NULL;
+
+        *ret = (RolloutAnalysis) {};
+        if (!json_is_object(j))
+                return;
+        ret->windows = (unsigned) json_integer_value(json_object_get(j, "windows"));
+        ret->failures = (unsigned) json_integer_value(json_object_get(j, "failures"));
+        ret->inconclusive = (unsigned) json_integer_value(json_object_get(j, "inconclusive"));
+        ret->consecutive_successes = (unsigned) json_integer_value(json_object_get(j, "consecutiveSuccesses"));
+        ret->step_passes = (unsigned) json_integer_value(json_object_get(j, "stepPasses"));
+        ret->passed_since_weight = json_is_true(json_object_get(j, "passedSinceWeight"));
+        ret->promote_full = json_is_true(json_object_get(j, "promoteFull"));
+        ret->last = json_incref(json_object_get(j, "last"));
+        if (json_is_null(ret->last))
+                ret->last = (json_decref(ret->last), NULL);
+}
+
+int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a) {
+        json_auto_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:O?}", "windows", (int) a->windows, "failures",
+                                   (int) a->failures, "inconclusive", (int) a->inconclusive, "consecutiveSuccesses",
+                                   (int) a->consecutive_successes, "stepPasses", (int) a->step_passes,
+                                   "passedSinceWeight", a->passed_since_weight, "promoteFull", a->promote_full, "last",
+                                   a->last);
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+        if (!text)
+                return -ENOMEM;
+        free(r->analysis);
+        r->analysis = text;
+        return 0;
+}
+
+/* ---- sizes and specs ---- */
+
+unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int64_t replicas, unsigned weight_bp) {
+        int64_t n;
+
+        if (!rollout_is_active(r))
+                return 0;
+        if (s->canary_replicas > 0)
+                return (unsigned) s->canary_replicas;
+        n = (replicas * (int64_t) weight_bp + 9999) / 10000;
+        return n < 1 ? 1 : (unsigned) n;
+}
+
+unsigned rollout_canary_wanted(const RolloutRecord *r, const Strategy *s, int64_t replicas) {
+        unsigned want = rollout_canary_replicas(r, s, replicas, (unsigned) r->canary_weight);
+        size_t i = (size_t) r->step_index;
+
+        if (rollout_is_active(r) && i < s->n_steps && s->steps[i].kind == STEP_SET_WEIGHT) {
+                unsigned next = rollout_canary_replicas(r, s, replicas, s->steps[i].weight_bp);
+                if (next > want)
+                        want = next;
+        }
+        return want;
+}
+
+const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy *s) {
+        size_t i = (size_t) r->step_index;
+
+        if (i < s->n_steps && s->steps[i].kind == STEP_ANALYSIS)
+                return &s->steps[i].analysis;
+        return &s->analysis;
+}
+
+/* ---- transitions ---- */
+
+void rollout_transition_done(RolloutTransition *t) {
+        for (size_t i = 0; i < t->n_events; i++)
+                json_decref(t->event[i].detail);
+        *t = (RolloutTransition) {};
+}
+
+/* Takes DETAIL. A full list keeps the last slot for the final word (an abort or promotion). */
+static void transition(RolloutTransition *t, const char *action, json_t *detail) {
+        size_t i = t->n_events;
+
+        if (i == ROLLOUT_MAX_EVENTS)
+                json_decref(t->event[--i].detail);
+        else
+                t->n_events++;
+        t->event[i].action = action;
+        t->event[i].detail = detail;
+        t->changed = true;
+}
+
+void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
+        set_phase(r, NULL, "Degraded");
+        r->canary_weight = 0;
+        r->paused = false;
+        r->pause_until = 0;
+        r->finished_at = now;
+        set_text(&r->abort_reason, reason);
+        set_text(&r->message, reason);
+}
+
+static void advance(RolloutRecord *r, usec_t now) {
+        r->step_index++;
+        r->step_started_at = now;
+        r->pause_until = 0;
+}
+
+static bool past_deadline(const RolloutRecord *r, const Strategy *s, usec_t now) {
+        return now > r->step_started_at && now - r->step_started_at > s->progress_deadline_ms * USEC_PER_MSEC;
+}
+
+static const AnalysisMetric *first_failed(const AnalysisResult *w) {
+        for (size_t i = 0; i < w->n_metrics; i++)
+                if (w->metric[i].verdict == ANALYSIS_FAIL)
+                        return &w->metric[i];
+        return NULL;
+}
+
+static json_t *weights_json(const RolloutRecord *r) {
+        return json_pack("{s:I, s:I}", "stable", (json_int_t) (10000 - r->canary_weight), "canary",
+                         (json_int_t) r->canary_weight);
+}
+
+/* "10%", "12.5%" */
+static const char *percent(unsigned bp, char buf[static 16]) {
+        if (bp % 100 == 0)
+                snprintf(buf, 16, "%u%%", bp / 100);
+        else
+                snprintf(buf, 16, "%u.%02u%%", bp / 100, bp % 100);
+        return buf;
+}
+
+static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const char *cause, json_t *extra,
+                       const char *fmt, ...) _printf_(6, 7);
+static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const char *cause, json_t *extra,
+                       const char *fmt, ...) {
+        char why[512];
+        va_list ap;
+        json_t *detail;
+
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        rollout_abort(r, why, now);
+        detail = json_pack("{s:s, s:s, s:I}", "reason", why, "cause", cause, "step", (json_int_t) r->step_index);
+        if (detail && extra)
+                json_object_set(detail, "window", extra);
+        transition(t, "rollout.abort", detail);
+}
+
+/* Counts a closed window; true when it ended the rollout (too many failures). */
+static bool count_window(RolloutRecord *r, const Strategy *s, RolloutAnalysis *a, const AnalysisResult *w,
+                         RolloutTransition *t, usec_t now) {
+        const AnalysisSpec *spec = rollout_current_spec(r, s);
+        bool in_step = (size_t) r->step_index < s->n_steps && s->steps[r->step_index].kind == STEP_ANALYSIS;
+        const char *prev = a->last ? json_string_value(json_object_get(a->last, "verdict")) : NULL;
+        bool was_inconclusive = prev && streq(prev, "Inconclusive");
+        const AnalysisMetric *m;
+
+        json_decref(a->last);
+        a->last = analysis_result_to_json(w);
+        a->windows++;
+        t->changed = true;
+        switch (w->verdict) {
+        case ANALYSIS_PASS:
+                a->consecutive_successes++;
+                a->passed_since_weight = true;
+                if (in_step)
+                        a->step_passes++;
+                break;
+        case ANALYSIS_FAIL:
+                a->failures++;
+                a->consecutive_successes = 0;
+                a->step_passes = 0;
+                m = first_failed(w);
+                if (a->failures > spec->failure_limit) {
+                        abort_with(r, t, now, "analysis", a->last, "analysis failed (%u failed windows, limit %u): %s %s",
+                                   a->failures, spec->failure_limit, m ? m->name : "?", m ? m->detail : "");
+                        return true;
+                }
+                transition(t, "rollout.analysis", json_pack("{s:s, s:i, s:O}", "verdict", "Fail", "failures",
+                                                            (int) a->failures, "window", a->last));
+                break;
+        case ANALYSIS_INCONCLUSIVE:
+                a->inconclusive++;
+                a->consecutive_successes = 0;
+                a->step_passes = 0;
+                if (!was_inconclusive)
+                        transition(t, "rollout.analysis",
+                                   json_pack("{s:s, s:O}", "verdict", "Inconclusive", "window", a->last));
+                break;
+        case ANALYSIS_SKIPPED:
+                break;
+        }
+        return false;
+}
+
+static void set_phase(RolloutRecord *r, RolloutTransition *t, const char *phase) {
+        if (!streq(r->phase, phase)) {
+                snprintf(r->phase, sizeof r->phase, "%s", phase);
+                if (t)
+                        t->changed = true;
+        }
+}
+
+void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservation *o, RolloutTransition *t) {
+        RolloutAnalysis a;
+        char pct[16], deadline[32], until[32];
+        _cleanup_free_ char *before = NULL;
+        usec_t now = o->now;
+
+        *t = (RolloutTransition) {};
+        if (!rollout_is_active(r))
+                return;
+        rollout_analysis_load(r, &a);
+        before = r->analysis ? strdup(r->analysis) : NULL;
+        duration_format_ms(s->progress_deadline_ms, deadline);
+
+        if (o->canary_broken) {
+                abort_with(r, t, now, "canary-unhealthy", NULL, "canary guests unhealthy: %s", o->canary_broken);
+                goto out;
+        }
+        if (o->window && count_window(r, s, &a, o->window, t, now))
+                goto out;
+        if (r->paused) {
+                set_phase(r, t, "Paused");
+                set_message(r, t, "paused by an operator with the canary at %s; resume to continue",
+                            percent((unsigned) r->canary_weight, pct));
+                goto out;
+        }
+        for (size_t guard = 0; guard <= STRATEGY_MAX_STEPS; guard++) {
+                size_t i = (size_t) r->step_index, n = s->n_steps;
+                const Step *step = i < n ? &s->steps[i] : NULL;
+                unsigned want;
+
+                if (!step) {
+                        if (s->analysis.enabled && !a.passed_since_weight && !a.promote_full) {
+                                set_phase(r, t, "Progressing");
+                                set_message(r, t,
+                                            "all steps done with the canary at %s; waiting for a passing analysis window "
+                                            "(at least %llu canary requests in %llu ms)",
+                                            percent((unsigned) r->canary_weight, pct),
+                                            (unsigned long long) s->analysis.min_sample_size,
+                                            (unsigned long long) s->analysis.interval_ms);
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, "deadline", NULL,
+                                                   "progress deadline: no passing analysis window within %s after the last step",
+                                                   deadline);
+                                goto out;
+                        }
+                        set_phase(r, t, "Healthy");
+                        r->finished_at = now;
+                        r->canary_weight = 10000;
+                        r->pause_until = 0;
+                        set_message(r, t, "promoted: %s is the stable version", r->to_label);
+                        t->promote = true;
+                        transition(t, "rollout.healthy",
+                                   json_pack("{s:s, s:s?}", "version", r->to_label, "from", r->from_label));
+                        goto out;
+                }
+                switch (step->kind) {
+                case STEP_SET_WEIGHT:
+                        want = rollout_canary_replicas(r, s, o->replicas, step->weight_bp);
+                        if (step->weight_bp > 0 && o->canary_ready < want) {
+                                set_phase(r, t, "Progressing");
+                                set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before %s",
+                                            i + 1, n, o->canary_ready, want, percent(step->weight_bp, pct));
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, "deadline",
+                                                   NULL, "progress deadline: canary guests not ready within %s (%u of %u)",
+                                                   deadline, o->canary_ready, want);
+                                goto out;
+                        }
+                        if (r->canary_weight != (int64_t) step->weight_bp) {
+                                a.passed_since_weight = false;
+                                a.consecutive_successes = 0;
+                        }
+                        r->canary_weight = step->weight_bp;
+                        set_phase(r, t, "Progressing");
+                        advance(r, now);
+                        set_message(r, t, "step %zu/%zu: canary at %s", i + 1, n, percent(step->weight_bp, pct));
+                        transition(t, "rollout.step",
+                                   json_pack("{s:I, s:s, s:o}", "step", (json_int_t) i, "set", pct, "weights", weights_json(r)));
+                        continue;
+                case STEP_PAUSE:
+                        if (step->pause_ms == 0) {
+                                if (!streq(r->phase, "Paused") || r->pause_until)
+                                        transition(t, "rollout.pause",
+                                                   json_pack("{s:I, s:s}", "step", (json_int_t) i, "reason", "pause step: until promoted"));
+                                set_phase(r, t, "Paused");
+                                set_message(r, t, "step %zu/%zu: paused with the canary at %s until promoted", i + 1, n,
+                                            percent((unsigned) r->canary_weight, pct));
+                                goto out;
+                        }
+                        if (!r->pause_until) {
+                                r->pause_until = r->step_started_at + step->pause_ms * USEC_PER_MSEC;
+                                t->changed = true;
+                        }
+                        if (now >= r->pause_until) {
+                                advance(r, now);
+                                t->changed = true;
+                                continue;
+                        }
+                        set_phase(r, t, "Paused");
+                        format_rfc3339(r->pause_until, until);
+                        set_message(r, t, "step %zu/%zu: canary at %s; pause until %s", i + 1, n,
+                                    percent((unsigned) r->canary_weight, pct), until);
+                        goto out;
+                case STEP_ANALYSIS:
+                        set_phase(r, t, "Progressing");
+                        if (a.step_passes >= step->analysis.consecutive_success_limit) {
+                                a.step_passes = 0;
+                                advance(r, now);
+                                transition(t, "rollout.step",
+                                           json_pack("{s:I, s:s, s:o}", "step", (json_int_t) i, "analysis", "passed",
+                                                     "weights", weights_json(r)));
+                                continue;
+                        }
+                        set_message(r, t, "step %zu/%zu: analysis with the canary at %s: %u of %u passing windows in a row",
+                                    i + 1, n, percent((unsigned) r->canary_weight, pct), a.step_passes,
+                                    step->analysis.consecutive_success_limit);
+                        if (past_deadline(r, s, now))
+                                abort_with(r, t, now, "deadline", NULL, "progress deadline: the analysis step did not pass within %s",
+                                           deadline);
+                        goto out;
+                }
+        }
+out:
+        rollout_analysis_store(r, &a);
+        if (!before || !r->analysis || !streq(before, r->analysis))
+                t->changed = true;
+        rollout_analysis_done(&a);
+}
+
+int rollout_action(RolloutRecord *r, const Strategy *s, const char *action, bool full, const char *actor, usec_t now,
+                   ApiError *e) {
+        RolloutAnalysis a;
+        char why[256];
+
+        if (streq(action, "retry")) {
+                if (!streq(r->phase, "Degraded"))
+                        return api_error_set(e, AVIARY_E_ROLLOUT_STATE,
+                                             "rollout %lld is %s: only a Degraded rollout can be retried", (long long) r->id,
+                                             r->phase);
+                set_phase(r, NULL, "Progressing");
+                r->step_index = 0;
+                r->step_started_at = now;
+                r->canary_weight = 0;
+                r->paused = false;
+                r->pause_until = 0;
+                r->finished_at = 0;
+                set_text(&r->abort_reason, NULL);
+                set_text(&r->analysis, "{}");
+                snprintf(why, sizeof why, "retried by %s", actor);
+                set_text(&r->message, why);
+                return 0;
+        }
+        if (!rollout_is_active(r))
+                return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "rollout %lld is %s: it has finished", (long long) r->id,
+                                     r->phase);
+        if (streq(action, "abort")) {
+                snprintf(why, sizeof why, "aborted by %s", actor);
+                rollout_abort(r, why, now);
+                return 0;
+        }
+        if (streq(action, "pause")) {
+                if (r->paused)
+                        return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "rollout %lld is already paused", (long long) r->id);
+                r->paused = true;
+                set_phase(r, NULL, "Paused");
+                snprintf(why, sizeof why, "paused by %s", actor);
+                set_text(&r->message, why);
+                return 0;
+        }
+        if (streq(action, "resume")) {
+                if (!r->paused)
+                        return api_error_set(e, AVIARY_E_ROLLOUT_STATE,
+                                             "rollout %lld was not paused by the pause action (a pause step ends with promote)",
+                                             (long long) r->id);
+                r->paused = false;
+                set_phase(r, NULL, "Progressing");
+                snprintf(why, sizeof why, "resumed by %s", actor);
+                set_text(&r->message, why);
+                return 0;
+        }
+        if (streq(action, "promote")) {
+                r->paused = false;
+                set_phase(r, NULL, "Progressing");
+                if (full || (size_t) r->step_index >= s->n_steps) {
+                        rollout_analysis_load(r, &a);
+                        a.promote_full = true;
+                        rollout_analysis_store(r, &a);
+                        rollout_analysis_done(&a);
+                        r->step_index = (int64_t) s->n_steps;
+                        r->step_started_at = now;
+                        r->pause_until = 0;
+                } else
+                        advance(r, now);
+                snprintf(why, sizeof why, "promoted%s by %s", full ? " fully" : "", actor);
+                set_text(&r->message, why);
+                return 0;
+        }
+        return api_error_set(e, AVIARY_E_NOT_FOUND, "unknown rollout action '%s'", action);
+}
+
+json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_ready, int canary_wanted) {
+        json_auto_t *strategy = json_loads(r->strategy, 0, NULL);
+        json_t *steps = json_object_get(json_object_get(strategy, "canary"), "steps");
+        json_t *analysis = r->analysis ? json_loads(r->analysis, 0, NULL) : NULL;
+        json_t *bg = json_object_get(json_object_get(strategy, "canary"), "analysis");
+        char created[32], updated[32], finished[32], until[32];
+
+        if (!json_is_object(analysis)) {
+                json_decref(analysis);
+                analysis = json_object();
+        }
+        json_object_set_new(analysis, "enabled", json_boolean(json_is_true(json_object_get(bg, "enabled"))));
+        if (!json_object_get(analysis, "last"))
+                json_object_set_new(analysis, "last", json_null());
+        format_rfc3339(r->created_at, created);
+        format_rfc3339(r->updated_at, updated);
+        format_rfc3339(r->finished_at, finished);
+        format_rfc3339(r->pause_until, until);
+        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:s?, "
+                         "s:O?, s:s, s:s, s:s?}",
+                         "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label, "phase",
+                         r->phase, "message", r->message ? r->message : "", "currentStepIndex", (json_int_t) r->step_index,
+                         "currentStep", json_array_get(steps, (size_t) r->step_index), "steps", steps, "paused", r->paused,
+                         "pausedUntil", r->pause_until ? until : NULL, "weights", weights_json(r), "canary", "ready",
+                         canary_ready >= 0 ? json_integer(canary_ready) : json_null(), "replicas",
+                         canary_wanted >= 0 ? json_integer(canary_wanted) : json_null(), "analysis", analysis,
+                         "abortReason", r->abort_reason, "strategy", strategy, "createdAt", created, "updatedAt", updated,
+                         "finishedAt", r->finished_at ? finished : NULL);
+}

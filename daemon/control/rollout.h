@@ -1,0 +1,75 @@
+/* The rollout state machine, without I/O: what a rollout does next given what the controller
+ * observed (canary guests, an analysis window, the time), and what the API's actions do to it.
+ * The controller (controller.c) gathers the observations and commits each transition with its
+ * event; the handlers (handlers/rollouts.c) commit the actions. */
+#pragma once
+
+#include <jansson.h>
+
+#include "analysis.h"
+#include "store.h"
+#include "strategy.h"
+
+/* Counters of the analysis, kept as JSON in RolloutRecord.analysis. */
+typedef struct RolloutAnalysis {
+        unsigned windows, failures, inconclusive, consecutive_successes;
+        unsigned step_passes;      /* passes in a row during the current analysis step */
+        bool passed_since_weight;  /* a conclusive pass since the weight last changed */
+        bool promote_full;         /* promote?full=true: finish now, skip the analysis requirement */
+        json_t *last;              /* the last window (analysis_result_to_json), owned; may be NULL */
+} RolloutAnalysis;
+
+void rollout_analysis_done(RolloutAnalysis *a);
+/* From R->analysis text (bad or empty text gives zeros). */
+void rollout_analysis_load(const RolloutRecord *r, RolloutAnalysis *ret);
+/* Into R->analysis. */
+int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a);
+
+typedef struct RolloutObservation {
+        usec_t now;
+        int64_t replicas;          /* the service's */
+        unsigned canary_ready;     /* ready guests of the canary version */
+        const char *canary_broken; /* non-NULL: why the canary guests are unhealthy (abort) */
+        const AnalysisResult *window; /* an analysis window that just closed, or NULL */
+} RolloutObservation;
+
+/* What one evaluation did: the events to write, in order ("rollout.step", ...; none when
+ * nothing worth an event happened, though the row may still change: message, counters).
+ * PROMOTE asks the caller to make the canary version stable in the same transaction. */
+#define ROLLOUT_MAX_EVENTS 8
+
+typedef struct RolloutTransition {
+        struct {
+                const char *action;
+                json_t *detail;    /* owned; NULL for none */
+        } event[ROLLOUT_MAX_EVENTS];
+        size_t n_events;
+        bool changed;              /* the row must be written */
+        bool promote;
+} RolloutTransition;
+
+void rollout_transition_done(RolloutTransition *t);
+
+/* Canary guests wanted at WEIGHT_BP: the strategy's canaryReplicas, else
+ * ceil(replicas x weight), at least 1 (0 when the rollout is not active). */
+unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int64_t replicas, unsigned weight_bp);
+/* The canary count the plan should hold now: enough for the current weight and for the
+ * setWeight step being prepared. */
+unsigned rollout_canary_wanted(const RolloutRecord *r, const Strategy *s, int64_t replicas);
+/* The analysis spec that applies now: the analysis step's, else the background one. */
+const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy *s);
+
+/* Moves an active rollout forward by what OBS shows. */
+void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservation *obs, RolloutTransition *ret);
+
+/* Aborts R (active): weight 0, Degraded, REASON recorded. */
+void rollout_abort(RolloutRecord *r, const char *reason, usec_t now);
+
+/* The API's actions. Return 0, or AVIARY_E_ROLLOUT_STATE with E filled when the action does not
+ * fit the phase. "retry" only checks the phase; the caller checks the service still fits. */
+int rollout_action(RolloutRecord *r, const Strategy *s, const char *action, bool full, const char *actor, usec_t now,
+                   ApiError *e);
+
+/* The rollout as the API shows it. Takes nothing; new reference. CANARY_READY/-WANTED may be -1
+ * when unknown. */
+json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_ready, int canary_wanted);

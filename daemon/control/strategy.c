@@ -1,0 +1,608 @@
+/* Rollout strategies: the API's "strategy" object (or a preset name) into a Strategy, and the
+ * fully expanded JSON back. Every refusal names the field by its full path, e.g.
+ * "strategy.canary.steps[2].setWeight", so a client can point at the mistake. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jsonspec.h"
+#include "macro.h"
+#include "strategy.h"
+#include "timeutil.h"
+
+#define MINUTE_MS 60000ULL
+
+/* The presets: weights FIRST, FIRST + INCREMENT, ... below 100%, each followed by a pause,
+ * then 100%. One table feeds both strategy_preset() and strategy_preset_names[]. */
+#define STRATEGY_PRESETS(X)                                                 \
+        X("Canary10Percent5Minutes", 1000, 9000, 5 * MINUTE_MS)             \
+        X("Canary10Percent15Minutes", 1000, 9000, 15 * MINUTE_MS)           \
+        X("Linear10PercentEvery1Minute", 1000, 1000, 1 * MINUTE_MS)         \
+        X("Linear10PercentEvery3Minutes", 1000, 1000, 3 * MINUTE_MS)        \
+        X("AllAtOnce", 10000, 0, 0)
+
+typedef struct Preset {
+        const char *name;
+        unsigned first_bp, increment_bp;
+        uint64_t pause_ms;
+} Preset;
+
+static const Preset presets[] = {
+#define PRESET_ENTRY(name, first, increment, pause) { name, first, increment, pause },
+        STRATEGY_PRESETS(PRESET_ENTRY)
+#undef PRESET_ENTRY
+};
+
+const char *const strategy_preset_names[] = {
+#define PRESET_NAME(name, first, increment, pause) name,
+        STRATEGY_PRESETS(PRESET_NAME)
+#undef PRESET_NAME
+        NULL,
+};
+
+/* Paths like "strategy.canary.steps[63].analysis.successRate.maxDropFromStable". */
+#define FIELD_PATH_MAX 128
+
+void analysis_spec_init(AnalysisSpec *ret) {
+        *ret = (AnalysisSpec) {
+                .enabled = true,
+                .interval_ms = 5000,
+                .min_sample_size = 20,
+                .failure_limit = 1,
+                .consecutive_success_limit = 3,
+                .success_rate_min = 0.99,
+                .success_rate_max_drop = 0.0,
+                .p99_max_ms = 0,
+                .p99_max_ratio = 1.5,
+                .p99_floor_ms = 50,
+        };
+}
+
+void strategy_init(Strategy *ret) {
+        memset(ret, 0, sizeof *ret);
+        analysis_spec_init(&ret->analysis);
+        ret->progress_deadline_ms = 10 * MINUTE_MS;
+        ret->abort_scale_down_delay_ms = 10 * MINUTE_MS;
+        ret->scale_down_delay_ms = 30 * 1000;
+}
+
+static void steps_from_preset(const Preset *p, Strategy *s) {
+        s->n_steps = 0;
+        for (unsigned w = p->first_bp; w < 10000; w += p->increment_bp) {
+                s->steps[s->n_steps++] = (Step) { .kind = STEP_SET_WEIGHT, .weight_bp = w };
+                s->steps[s->n_steps++] = (Step) { .kind = STEP_PAUSE, .pause_ms = p->pause_ms };
+        }
+        s->steps[s->n_steps++] = (Step) { .kind = STEP_SET_WEIGHT, .weight_bp = 10000 };
+}
+
+static const Preset *preset_find(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(presets); i++)
+                if (streq(presets[i].name, name))
+                        return &presets[i];
+        return NULL;
+}
+
+int strategy_preset(const char *name, Strategy *ret) {
+        const Preset *p = preset_find(name);
+
+        if (!p)
+                return -ENOENT;
+        strategy_init(ret);
+        snprintf(ret->preset, sizeof ret->preset, "%s", p->name);
+        steps_from_preset(p, ret);
+        return 0;
+}
+
+/* --- parsing --- */
+
+/* Fills E with CODE and "PATH <what follows>", the form of every hand-checked refusal. */
+_printf_(4, 5) static int field_error(ApiError *e, AviaryError code, const char *path, const char *fmt, ...) {
+        char tail[384];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(tail, sizeof tail, fmt, ap);
+        va_end(ap);
+        return api_error_set(e, code, "%s %s", path, tail);
+}
+
+/* Refuses a key of OBJ not in ALLOWED (NULL-terminated), as json_check_fields() does, for the
+ * objects it cannot describe (numbers with fractions, one-of keys). */
+static int check_keys(json_t *obj, const char *const *allowed, const char *path, ApiError *e) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(obj, key, v) {
+                const char *const *a = allowed;
+                while (*a && !streq(*a, key))
+                        a++;
+                if (!*a)
+                        return api_error_set(e, AVIARY_E_UNKNOWN_FIELD, "unknown field '%s.%s'", path, key);
+        }
+        return 0;
+}
+
+/* A real-valued field: MIN..MAX, or 0 (off) when ZERO_IS_OFF, or null (stored as -1: off)
+ * when NULLABLE. EXPECT is the message's tail. */
+typedef struct RealSpec {
+        const char *name;
+        double min, max;
+        bool zero_is_off, nullable;
+        const char *expect;
+        double *ret;
+} RealSpec;
+
+static int check_reals(json_t *obj, const RealSpec *specs, size_t n, const char *path, ApiError *e) {
+        const char *names[8] = {};
+        char field[FIELD_PATH_MAX];
+        int r;
+
+        for (size_t i = 0; i < n && i + 1 < ELEMENTSOF(names); i++)
+                names[i] = specs[i].name;
+        r = check_keys(obj, names, path, e);
+        if (r != 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                const RealSpec *s = &specs[i];
+                json_t *v = json_object_get(obj, s->name);
+                if (!v)
+                        continue;
+                if (s->nullable && json_is_null(v)) {
+                        *s->ret = -1;
+                        continue;
+                }
+                double x = json_is_number(v) ? json_number_value(v) : NAN;
+                if (isfinite(x) && ((x >= s->min && x <= s->max) || (s->zero_is_off && x == 0))) {
+                        *s->ret = x;
+                        continue;
+                }
+                snprintf(field, sizeof field, "%s.%s", path, s->name);
+                return field_error(e, AVIARY_E_INVALID_FIELD, field, "%s", s->expect);
+        }
+        return 0;
+}
+
+/* VALUE (NULL: absent, RET untouched) as a duration of at least MIN_MS into *RET. */
+static int duration_field(const char *value, const char *path, const char *name, uint64_t min_ms,
+                          const char *hint, uint64_t *ret, ApiError *e) {
+        char field[FIELD_PATH_MAX], min[32];
+        uint64_t ms;
+
+        if (!value)
+                return 0;
+        if (duration_parse_ms(value, &ms) < 0 || ms < min_ms) {
+                snprintf(field, sizeof field, "%s.%s", path, name);
+                duration_format_ms(min_ms, min);
+                return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                   "must be a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"%s%s%s",
+                                   min_ms > 0 ? ", at least " : "", min_ms > 0 ? min : "", hint ? hint : "");
+        }
+        *ret = ms;
+        return 0;
+}
+
+/* The fields of OBJ (an object) over *SPEC. An analysis step (IN_STEP) is always enabled. */
+static int analysis_parse(json_t *obj, const char *path, bool in_step, AnalysisSpec *spec, ApiError *e) {
+        AnalysisSpec a = *spec;
+        const char *interval = NULL;
+        bool enabled = a.enabled;
+        int64_t min_samples = (int64_t) a.min_sample_size, failure_limit = a.failure_limit,
+                consecutive = a.consecutive_success_limit;
+        json_t *success_rate = NULL, *latency = NULL;
+        char where[FIELD_PATH_MAX], sub[FIELD_PATH_MAX];
+        const FieldSpec specs[] = {
+                { "enabled", FIELD_BOOLEAN, .ret = &enabled },
+                { "interval", FIELD_STRING, .ret = &interval },
+                { "minSampleSize", FIELD_INTEGER, .min = 1, .max = 1000000, .ret = &min_samples },
+                { "failureLimit", FIELD_INTEGER, .min = 0, .max = 1000, .ret = &failure_limit },
+                { "consecutiveSuccessLimit", FIELD_INTEGER, .min = 1, .max = 1000, .ret = &consecutive },
+                { "successRate", FIELD_OBJECT, .ret = &success_rate },
+                { "latencyP99", FIELD_OBJECT, .ret = &latency },
+                {},
+        };
+        const RealSpec success_specs[] = {
+                { "min", 0, 1, .nullable = true, .expect = "must be a number from 0 to 1, or null (off)",
+                  .ret = &a.success_rate_min },
+                { "maxDropFromStable", 0, 1, .nullable = true,
+                  .expect = "must be a number from 0 to 1, or null (off)", .ret = &a.success_rate_max_drop },
+        };
+        const RealSpec latency_specs[] = {
+                { "maxMs", 0, HUGE_VAL, .expect = "must be a number of at least 0 (0: off)", .ret = &a.p99_max_ms },
+                { "maxRatioToStable", 1, HUGE_VAL, .zero_is_off = true,
+                  .expect = "must be 0 (off) or a number of at least 1", .ret = &a.p99_max_ratio },
+                { "floorMs", 0, HUGE_VAL, .expect = "must be a number of at least 0", .ret = &a.p99_floor_ms },
+        };
+        int r;
+
+        snprintf(where, sizeof where, "%s.", path);
+        r = json_check_fields(obj, specs, where, e);
+        if (r != 0)
+                return r;
+        if (in_step) {
+                /* Silently running a step the client asked to switch off would be worse. */
+                if (!enabled) {
+                        snprintf(sub, sizeof sub, "%s.enabled", path);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, sub, "cannot be false in an analysis step");
+                }
+                enabled = true;
+        }
+        a.enabled = enabled;
+        a.min_sample_size = (uint64_t) min_samples;
+        a.failure_limit = (unsigned) failure_limit;
+        a.consecutive_success_limit = (unsigned) consecutive;
+        r = duration_field(interval, path, "interval", 100, NULL, &a.interval_ms, e);
+        if (r != 0)
+                return r;
+        if (success_rate) {
+                snprintf(sub, sizeof sub, "%s.successRate", path);
+                r = check_reals(success_rate, success_specs, ELEMENTSOF(success_specs), sub, e);
+                if (r != 0)
+                        return r;
+        }
+        if (latency) {
+                snprintf(sub, sizeof sub, "%s.latencyP99", path);
+                r = check_reals(latency, latency_specs, ELEMENTSOF(latency_specs), sub, e);
+                if (r != 0)
+                        return r;
+        }
+        *spec = a;
+        return 0;
+}
+
+/* 0..100 with at most two decimals, in basis points. */
+static int weight_parse(json_t *v, const char *path, unsigned *ret, ApiError *e) {
+        double p = json_is_number(v) ? json_number_value(v) : NAN;
+
+        if (!(p >= 0 && p <= 100))
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be a number from 0 to 100");
+        /* p * 100 is off an integer by a few ulps at most when p has two decimals. */
+        double bp = floor(p * 100 + 0.5);
+        if (fabs(p * 100 - bp) > 1e-9)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must have at most 2 decimals (a weight is kept in basis points)");
+        *ret = (unsigned) bp;
+        return 0;
+}
+
+static int step_parse(json_t *j, const char *path, const AnalysisSpec *background, Step *ret, ApiError *e) {
+        static const char *const kinds[] = { "setWeight", "pause", "analysis", NULL };
+        char field[FIELD_PATH_MAX];
+        Step s = {};
+        json_t *v;
+        int r;
+
+        if (!json_is_object(j))
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must be an object with one key: setWeight, pause or analysis");
+        r = check_keys(j, kinds, path, e);
+        if (r != 0)
+                return r;
+        if (json_object_size(j) != 1)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must be an object with one key: setWeight, pause or analysis");
+
+        if ((v = json_object_get(j, "setWeight"))) {
+                snprintf(field, sizeof field, "%s.setWeight", path);
+                s.kind = STEP_SET_WEIGHT;
+                r = weight_parse(v, field, &s.weight_bp, e);
+        } else if ((v = json_object_get(j, "pause"))) {
+                const char *duration = NULL;
+                const FieldSpec specs[] = {
+                        { "duration", FIELD_STRING, .ret = &duration },
+                        {},
+                };
+                snprintf(field, sizeof field, "%s.pause", path);
+                if (!json_is_object(v))
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must be an object: {\"duration\": \"30s\"}, or {} to wait for promote");
+                s.kind = STEP_PAUSE;
+                char where[FIELD_PATH_MAX];
+                snprintf(where, sizeof where, "%s.", field);
+                r = json_check_fields(v, specs, where, e);
+                if (r == 0)
+                        r = duration_field(duration, field, "duration", 1, " ({} waits for promote)", &s.pause_ms,
+                                           e);
+        } else {
+                v = json_object_get(j, "analysis");
+                snprintf(field, sizeof field, "%s.analysis", path);
+                if (!json_is_object(v))
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be an object");
+                s.kind = STEP_ANALYSIS;
+                s.analysis = *background;
+                r = analysis_parse(v, field, true, &s.analysis, e);
+        }
+        if (r != 0)
+                return r;
+        *ret = s;
+        return 0;
+}
+
+/* STEPS into S->steps, each analysis step over S->analysis (so that is parsed first). */
+static int steps_parse(json_t *steps, Strategy *s, ApiError *e) {
+        static const char path[] = "strategy.canary.steps";
+        char field[FIELD_PATH_MAX];
+        size_t n = json_is_array(steps) ? json_array_size(steps) : 0;
+        int r;
+
+        if (n < 1 || n > STRATEGY_MAX_STEPS)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of 1 to %d steps",
+                                   STRATEGY_MAX_STEPS);
+        for (size_t i = 0; i < n; i++) {
+                snprintf(field, sizeof field, "%s[%zu]", path, i);
+                r = step_parse(json_array_get(steps, i), field, &s->analysis, &s->steps[i], e);
+                if (r != 0)
+                        return r;
+        }
+        s->n_steps = n;
+        return 0;
+}
+
+static bool analysis_spec_equal(const AnalysisSpec *a, const AnalysisSpec *b) {
+        return a->enabled == b->enabled && a->interval_ms == b->interval_ms &&
+               a->min_sample_size == b->min_sample_size && a->failure_limit == b->failure_limit &&
+               a->consecutive_success_limit == b->consecutive_success_limit &&
+               a->success_rate_min == b->success_rate_min && a->success_rate_max_drop == b->success_rate_max_drop &&
+               a->p99_max_ms == b->p99_max_ms && a->p99_max_ratio == b->p99_max_ratio &&
+               a->p99_floor_ms == b->p99_floor_ms;
+}
+
+static bool steps_equal(const Step *a, size_t n_a, const Step *b, size_t n_b) {
+        if (n_a != n_b)
+                return false;
+        for (size_t i = 0; i < n_a; i++) {
+                if (a[i].kind != b[i].kind)
+                        return false;
+                switch (a[i].kind) {
+                case STEP_SET_WEIGHT:
+                        if (a[i].weight_bp != b[i].weight_bp)
+                                return false;
+                        break;
+                case STEP_PAUSE:
+                        if (a[i].pause_ms != b[i].pause_ms)
+                                return false;
+                        break;
+                case STEP_ANALYSIS:
+                        if (!analysis_spec_equal(&a[i].analysis, &b[i].analysis))
+                                return false;
+                        break;
+                }
+        }
+        return true;
+}
+
+/* HTTP token characters (RFC 9110 tchar), which is also what a cookie name may use (RFC 6265). */
+static bool token_is_valid(const char *s, size_t max) {
+        size_t n = strlen(s);
+
+        if (n < 1 || n > max)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      strchr("!#$%&'*+-.^_`|~", *s)))
+                        return false;
+        return true;
+}
+
+static int stickiness_parse(json_t *obj, Strategy *s, ApiError *e) {
+        static const char path[] = "strategy.canary.stickiness";
+        const char *header = NULL, *cookie = NULL;
+        const FieldSpec specs[] = {
+                { "header", FIELD_STRING, .ret = &header },
+                { "cookie", FIELD_STRING, .ret = &cookie },
+                {},
+        };
+        int r;
+
+        r = json_check_fields(obj, specs, "strategy.canary.stickiness.", e);
+        if (r != 0)
+                return r;
+        if (!header == !cookie)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must have exactly one of header, cookie");
+        if (header && !token_is_valid(header, sizeof s->sticky_header - 1))
+                return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.canary.stickiness.header",
+                                   "must be 1 to %zu HTTP token characters", sizeof s->sticky_header - 1);
+        if (cookie && !token_is_valid(cookie, sizeof s->sticky_cookie - 1))
+                return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.canary.stickiness.cookie",
+                                   "must be 1 to %zu cookie-name (HTTP token) characters",
+                                   sizeof s->sticky_cookie - 1);
+        snprintf(s->sticky_header, sizeof s->sticky_header, "%s", header ? header : "");
+        snprintf(s->sticky_cookie, sizeof s->sticky_cookie, "%s", cookie ? cookie : "");
+        return 0;
+}
+
+/* The "canary" object over S (defaults, or a preset's when HAS_PRESET). */
+static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *e) {
+        static const char path[] = "strategy.canary";
+        const char *deadline = NULL, *abort_delay = NULL, *scale_down_delay = NULL;
+        json_t *steps = json_object_get(canary, "steps"), *analysis = NULL, *stickiness = NULL;
+        int64_t replicas = s->canary_replicas;
+        bool tester = s->tester_header;
+        const FieldSpec specs[] = {
+                { "canaryReplicas", FIELD_INTEGER, .min = 0, .max = 64, .ret = &replicas },
+                { "analysis", FIELD_OBJECT, .ret = &analysis },
+                { "progressDeadline", FIELD_STRING, .ret = &deadline },
+                { "abortScaleDownDelay", FIELD_STRING, .ret = &abort_delay },
+                { "scaleDownDelay", FIELD_STRING, .ret = &scale_down_delay },
+                { "stickiness", FIELD_OBJECT, .nullable = true, .ret = &stickiness },
+                { "testerHeader", FIELD_BOOLEAN, .ret = &tester },
+                {},
+        };
+        int r;
+
+        /* json_check_fields() knows no arrays: it checks everything but "steps" (a shallow copy). */
+        json_auto_t *fields = json_copy(canary);
+        if (!fields || (steps && json_object_del(fields, "steps") < 0))
+                return -ENOMEM;
+        r = json_check_fields(fields, specs, "strategy.canary.", e);
+        if (r != 0)
+                return r;
+        s->canary_replicas = replicas;
+        s->tester_header = tester;
+
+        if (analysis) {
+                r = analysis_parse(analysis, "strategy.canary.analysis", false, &s->analysis, e);
+                if (r != 0)
+                        return r;
+        }
+        r = duration_field(deadline, path, "progressDeadline", 1000, NULL, &s->progress_deadline_ms, e);
+        if (r == 0)
+                r = duration_field(abort_delay, path, "abortScaleDownDelay", 0, NULL, &s->abort_scale_down_delay_ms,
+                                   e);
+        if (r == 0)
+                r = duration_field(scale_down_delay, path, "scaleDownDelay", 0, NULL, &s->scale_down_delay_ms, e);
+        if (r == 0 && stickiness)
+                r = stickiness_parse(stickiness, s, e);
+        if (r != 0 || !steps)
+                return r;
+
+        if (!has_preset)
+                return steps_parse(steps, s, e);
+
+        /* A preset's own steps may be repeated beside it: that is what strategy_to_json() writes,
+         * fully expanded, and it must parse back. Any other steps contradict the preset. */
+        Strategy given = *s;
+        ApiError ignored;
+        if (steps_parse(steps, &given, &ignored) != 0 || !steps_equal(given.steps, given.n_steps, s->steps, s->n_steps))
+                return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                     "strategy.preset and strategy.canary.steps exclude each other; give one");
+        return 0;
+}
+
+int strategy_parse(json_t *strategy, Strategy *ret, ApiError *e) {
+        const char *preset = NULL;
+        json_t *canary = NULL;
+        const FieldSpec specs[] = {
+                { "preset", FIELD_STRING, .ret = &preset },
+                { "canary", FIELD_OBJECT, .ret = &canary },
+                {},
+        };
+        Strategy s;
+        int r;
+
+        if (!strategy || json_is_null(strategy))
+                return strategy_preset(STRATEGY_DEFAULT_PRESET, ret);
+        if (!json_is_object(strategy))
+                return api_error_set(e, AVIARY_E_INVALID_FIELD, "strategy must be an object");
+        r = json_check_fields(strategy, specs, "strategy.", e);
+        if (r != 0)
+                return r;
+
+        if (strategy_preset(preset ? preset : STRATEGY_DEFAULT_PRESET, &s) < 0) {
+                char known[256] = "";
+                for (const char *const *n = strategy_preset_names; *n; n++)
+                        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                                 n == strategy_preset_names ? "" : ", ", *n);
+                return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.preset", "must be one of %s", known);
+        }
+        if (canary) {
+                r = canary_parse(canary, preset != NULL, &s, e);
+                if (r != 0)
+                        return r;
+                /* Steps of its own: no preset. (Beside a preset they were the preset's.) */
+                if (!preset && json_object_get(canary, "steps"))
+                        s.preset[0] = '\0';
+        }
+        *ret = s;
+        return 0;
+}
+
+/* --- JSON --- */
+
+/* Adds VALUE (a new reference, or NULL after a failed allocation) to OBJ; false on failure. */
+static bool put(json_t *obj, const char *key, json_t *value) {
+        return json_object_set_new(obj, key, value) == 0;
+}
+
+/* Whole numbers as JSON integers (10, not 10.0), as the reference writes them. */
+static json_t *number_to_json(double v) {
+        if (v == floor(v) && fabs(v) < 9007199254740992.0)
+                return json_integer((json_int_t) v);
+        return json_real(v);
+}
+
+static json_t *duration_to_json(uint64_t ms) {
+        char s[32];
+
+        duration_format_ms(ms, s);
+        return json_string(s);
+}
+
+/* < 0 means off: null. */
+static json_t *optional_number_to_json(double v) {
+        return v < 0 ? json_null() : number_to_json(v);
+}
+
+static json_t *analysis_spec_to_json(const AnalysisSpec *a) {
+        json_auto_t *j = json_object(), *success = json_object(), *latency = json_object();
+
+        if (!j || !success || !latency)
+                return NULL;
+        if (!put(success, "min", optional_number_to_json(a->success_rate_min)) ||
+            !put(success, "maxDropFromStable", optional_number_to_json(a->success_rate_max_drop)) ||
+            !put(latency, "maxMs", number_to_json(a->p99_max_ms)) ||
+            !put(latency, "maxRatioToStable", number_to_json(a->p99_max_ratio)) ||
+            !put(latency, "floorMs", number_to_json(a->p99_floor_ms)) ||
+            !put(j, "enabled", json_boolean(a->enabled)) || !put(j, "interval", duration_to_json(a->interval_ms)) ||
+            !put(j, "minSampleSize", json_integer((json_int_t) a->min_sample_size)) ||
+            !put(j, "failureLimit", json_integer(a->failure_limit)) ||
+            !put(j, "consecutiveSuccessLimit", json_integer(a->consecutive_success_limit)) ||
+            !put(j, "successRate", TAKE_PTR(success)) || !put(j, "latencyP99", TAKE_PTR(latency)))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
+json_t *step_to_json(const Step *s) {
+        json_auto_t *j = json_object(), *pause = NULL;
+
+        if (!j)
+                return NULL;
+        switch (s->kind) {
+        case STEP_SET_WEIGHT:
+                if (!put(j, "setWeight", number_to_json(s->weight_bp / 100.0)))
+                        return NULL;
+                break;
+        case STEP_PAUSE:
+                pause = json_object();
+                if (!pause || (s->pause_ms > 0 && !put(pause, "duration", duration_to_json(s->pause_ms))) ||
+                    !put(j, "pause", TAKE_PTR(pause)))
+                        return NULL;
+                break;
+        case STEP_ANALYSIS:
+                if (!put(j, "analysis", analysis_spec_to_json(&s->analysis)))
+                        return NULL;
+                break;
+        }
+        return TAKE_PTR(j);
+}
+
+static json_t *stickiness_to_json(const Strategy *s) {
+        if (s->sticky_header[0])
+                return json_pack("{s:s}", "header", s->sticky_header);
+        if (s->sticky_cookie[0])
+                return json_pack("{s:s}", "cookie", s->sticky_cookie);
+        return json_null();
+}
+
+json_t *strategy_to_json(const Strategy *s) {
+        json_auto_t *j = json_object(), *canary = json_object(), *steps = json_array();
+
+        if (!j || !canary || !steps)
+                return NULL;
+        for (size_t i = 0; i < s->n_steps; i++)
+                if (json_array_append_new(steps, step_to_json(&s->steps[i])) < 0)
+                        return NULL;
+        if (!put(canary, "steps", TAKE_PTR(steps)) ||
+            !put(canary, "canaryReplicas", json_integer((json_int_t) s->canary_replicas)) ||
+            !put(canary, "analysis", analysis_spec_to_json(&s->analysis)) ||
+            !put(canary, "progressDeadline", duration_to_json(s->progress_deadline_ms)) ||
+            !put(canary, "abortScaleDownDelay", duration_to_json(s->abort_scale_down_delay_ms)) ||
+            !put(canary, "scaleDownDelay", duration_to_json(s->scale_down_delay_ms)) ||
+            !put(canary, "stickiness", stickiness_to_json(s)) ||
+            !put(canary, "testerHeader", json_boolean(s->tester_header)))
+                return NULL;
+        if ((s->preset[0] && !put(j, "preset", json_string(s->preset))) || !put(j, "canary", TAKE_PTR(canary)))
+                return NULL;
+        return TAKE_PTR(j);
+}

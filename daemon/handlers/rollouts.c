@@ -1,0 +1,319 @@
+/* /v1/services/{name}/rollouts: start a rollout, watch it, act on it. The transitions over
+ * time are the controller's (control/rollout.c); here each request changes the row in the
+ * request's transaction, and the controller picks the change up after the commit. */
+#include <string.h>
+#include <sys/random.h>
+
+#include "handlers.h"
+#include "jsonspec.h"
+#include "manager.h"
+#include "rollout.h"
+
+/* Ready and wanted canary guests of RO, for the status. */
+typedef struct CanaryCount {
+        int64_t version_id;
+        int ready;
+} CanaryCount;
+
+static int canary_count_one(const InstanceRecord *i, void *userdata) {
+        CanaryCount *c = userdata;
+
+        if (i->version_id == c->version_id && streq(i->state, "ready"))
+                c->ready++;
+        return 0;
+}
+
+static json_t *rollout_json(Request *r, const ServiceRecord *s, const RolloutRecord *ro) {
+        CanaryCount c = { .version_id = ro->to_version_id };
+        Strategy st;
+        json_auto_t *sj = json_loads(ro->strategy, 0, NULL);
+        int wanted = -1;
+
+        if (rollout_is_active(ro)) {
+                if (store_instance_list_active(r->manager->store, s->id, canary_count_one, &c) < 0)
+                        c.ready = -1;
+                if (strategy_parse(sj, &st, NULL) == 0)
+                        wanted = (int) rollout_canary_wanted(ro, &st, s->replicas);
+        } else
+                c.ready = -1;
+        return rollout_to_json(ro, s->name, c.ready, wanted);
+}
+
+/* Path parameter 1: a rollout id, or "current" (the one in progress, else the newest). */
+static int rollout_from_path(Request *r, const ServiceRecord *s, RolloutRecord *ret) {
+        const char *id = request_param(r, 1);
+        int64_t n;
+        int k;
+
+        if (streq(id, "current")) {
+                k = store_rollout_get_active(r->manager->store, s->id, ret);
+                if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
+                        k = store_rollout_get_latest(r->manager->store, s->id, ret);
+                if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
+                        return reply_error(r, k, "service '%s' has had no rollout", s->name);
+                return k;
+        }
+        if (cursor_id_parse(id, &n) < 0)
+                return reply_error(r, AVIARY_E_ROLLOUT_NOT_FOUND, "no rollout '%.32s': use a number or 'current'", id);
+        k = store_rollout_get(r->manager->store, s->id, n, ret);
+        if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
+                return reply_error(r, k, "service '%s' has no rollout %lld", s->name, (long long) n);
+        return k;
+}
+
+static int label_of(Store *st, int64_t version_id, char **ret) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        int k = store_version_get_by_id(st, version_id, &v);
+
+        if (k != 0)
+                return k < 0 ? k : -ENOENT;
+        return asprintf(ret, "%s:%s", v.image, v.tag) < 0 ? -ENOMEM : 0;
+}
+
+static int append_event(Request *r, const char *action, const char *result, json_t *detail) {
+        _cleanup_free_ char *text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        EventRecord e = { .actor = r->actor, .action = action, .resource = r->resource, .result = result,
+                          .request_id = r->request_id, .detail = text };
+
+        json_decref(detail);
+        return store_event_append(r->manager->store, &e);
+}
+
+int rollout_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL, *strategy_json = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        _cleanup_(rollout_record_done) RolloutRecord ro = {}, old = {};
+        _cleanup_free_ char *to_label = NULL, *from_label = NULL, *strategy_text = NULL;
+        const char *version = NULL;
+        json_t *strategy = NULL;
+        Strategy st;
+        uint64_t salt = 0;
+        const FieldSpec specs[] = {
+                { "version", FIELD_STRING, .required = true, .max = 256, .ret = &version },
+                { "strategy", FIELD_OBJECT, .nullable = true, .ret = &strategy },
+                {},
+        };
+        bool analysed;
+        int k;
+
+        k = service_from_path(r, &s, false);
+        if (k == 0)
+                k = request_json_body(r, &body);
+        if (k == 0)
+                k = json_check_fields(body, specs, "", &r->error);
+        if (k == 0)
+                k = deployable_version_resolve(r, "version", version, &v);
+        if (k == 0)
+                k = strategy_parse(strategy, &st, &r->error);
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        if (v.id == s.stable_version_id)
+                return reply_error(r, AVIARY_E_ROLLOUT_STATE, "%s is already the stable version of '%s'", version, s.name);
+        analysed = st.analysis.enabled;
+        for (size_t i = 0; i < st.n_steps; i++)
+                analysed = analysed || st.steps[i].kind == STEP_ANALYSIS;
+        if (analysed && !s.listen && s.stable_version_id)
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "service '%s' has no listen address, so aviaryd's proxy does not see its traffic and "
+                                   "cannot analyse a canary: give the service a listen address, or turn analysis off "
+                                   "with \"strategy\": {\"canary\": {\"analysis\": {\"enabled\": false}}}",
+                                   s.name);
+
+        if (asprintf(&to_label, "%s:%s", v.image, v.tag) < 0)
+                return -ENOMEM;
+        if (s.stable_version_id && (k = label_of(r->manager->store, s.stable_version_id, &from_label)) < 0)
+                return k;
+        strategy_json = strategy_to_json(&st);
+        strategy_text = strategy_json ? json_dumps(strategy_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (!strategy_text)
+                return -ENOMEM;
+
+        /* A rollout in progress gives way to the new one. */
+        k = store_rollout_get_active(r->manager->store, s.id, &old);
+        if (k == 0) {
+                char why[512];
+                snprintf(why, sizeof why, "superseded by a new rollout to %s", to_label);
+                rollout_abort(&old, why, now_realtime());
+                k = store_rollout_update(r->manager->store, &old);
+                if (k == 0)
+                        k = append_event(r, "rollout.abort", "Degraded",
+                                         json_pack("{s:I, s:s, s:s}", "rollout", (json_int_t) old.id, "reason", why, "cause",
+                                                   "superseded"));
+                if (k != 0)
+                        return k;
+        } else if (k != AVIARY_E_ROLLOUT_NOT_FOUND)
+                return k;
+
+        if (getrandom(&salt, sizeof salt, 0) != sizeof salt)
+                salt = now_realtime();
+        ro = (RolloutRecord) {
+                .service_id = s.id,
+                .from_version_id = s.stable_version_id,
+                .to_version_id = v.id,
+                .from_label = TAKE_PTR(from_label),
+                .to_label = TAKE_PTR(to_label),
+                .strategy = TAKE_PTR(strategy_text),
+                .salt = (int64_t) (salt >> 1),
+        };
+        if (!s.stable_version_id) {
+                /* The first deploy has nothing to compare with: all at once. */
+                snprintf(ro.phase, sizeof ro.phase, "Healthy");
+                ro.canary_weight = 10000;
+                ro.step_index = (int64_t) st.n_steps;
+                ro.finished_at = now_realtime();
+                ro.message = strdup("first deploy of the service: all at once");
+                s.stable_version_id = v.id;
+                k = store_service_update(r->manager->store, &s);
+                if (k != 0)
+                        return k;
+        } else {
+                snprintf(ro.phase, sizeof ro.phase, "Progressing");
+                ro.message = strdup("starting");
+        }
+        k = store_rollout_insert(r->manager->store, &ro);
+        if (k != 0)
+                return k;
+        r->event_detail = json_pack("{s:I, s:s, s:s?, s:s?, s:I}", "rollout", (json_int_t) ro.id, "to", ro.to_label, "from",
+                                    ro.from_label, "preset", st.preset[0] ? st.preset : NULL, "steps",
+                                    (json_int_t) st.n_steps);
+        snprintf(r->location, sizeof r->location, "/v1/services/%s/rollouts/%lld", s.name, (long long) ro.id);
+        return reply_json(r, 201, rollout_json(r, &s, &ro));
+}
+
+typedef struct ListContext {
+        Request *r;
+        const ServiceRecord *s;
+        json_t *items;
+} ListContext;
+
+static int rollout_list_one(const RolloutRecord *ro, void *userdata) {
+        ListContext *c = userdata;
+        return json_array_append_new(c->items, rollout_json(c->r, c->s, ro)) < 0 ? -ENOMEM : 0;
+}
+
+int rollout_list(Request *r) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        json_t *items = json_array();
+        ListContext c = { r, &s, items };
+        const char *after;
+        unsigned limit;
+        int64_t after_id = 0;
+        int k = service_from_path(r, &s, false);
+
+        if (k == 0)
+                k = request_page(r, &limit, &after);
+        if (k == 0 && after && cursor_id_parse(after, &after_id) < 0)
+                k = reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a rollout id");
+        if (k == 0)
+                k = store_rollout_list(r->manager->store, s.id, after_id, limit, rollout_list_one, &c);
+        return reply_page(r, k, items, limit, "id");
+}
+
+#define WAIT_POLL_USEC (250 * USEC_PER_MSEC)
+#define WAIT_DEFAULT_MS (10 * 60 * 1000)
+#define WAIT_MAX_MS (60 * 60 * 1000)
+
+/* ?wait=done|Healthy&timeout=D: answers when the rollout finished, polling the store while the
+ * connection is suspended (request_retry_later). */
+int rollout_get(Request *r) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        const char *wait = request_query(r, "wait"), *timeout = request_query(r, "timeout");
+        uint64_t timeout_ms = WAIT_DEFAULT_MS;
+        int k;
+
+        if (wait && !streq(wait, "done") && !streq(wait, "Healthy"))
+                return reply_error(r, AVIARY_E_INVALID_QUERY, "wait must be 'done' or 'Healthy'");
+        if (timeout && (!wait || duration_parse_ms(timeout, &timeout_ms) < 0 || timeout_ms > WAIT_MAX_MS))
+                return reply_error(r, AVIARY_E_INVALID_QUERY,
+                                   wait ? "timeout must be a duration up to 1h, like \"10m\"" : "timeout needs wait");
+        k = service_from_path(r, &s, false);
+        if (k == 0)
+                k = rollout_from_path(r, &s, &ro);
+        if (k != 0)
+                return k;
+        if (wait && rollout_is_active(&ro)) {
+                if (!r->wait_deadline)
+                        r->wait_deadline = now_monotonic() + timeout_ms * USEC_PER_MSEC;
+                if (now_monotonic() < r->wait_deadline) {
+                        request_retry_later(r, WAIT_POLL_USEC);
+                        return 0;
+                }
+                return reply_error(r, AVIARY_E_WAIT_TIMEOUT,
+                                   "rollout %lld of '%s' is still %s after the wait timeout: %s", (long long) ro.id, s.name,
+                                   ro.phase, ro.message ? ro.message : "");
+        }
+        if (wait && streq(wait, "Healthy") && streq(ro.phase, "Degraded"))
+                return reply_error(r, AVIARY_E_ROLLOUT_DEGRADED, "rollout %lld of '%s' is Degraded: %s", (long long) ro.id,
+                                   s.name, ro.abort_reason ? ro.abort_reason : (ro.message ? ro.message : ""));
+        return reply_json(r, 200, rollout_json(r, &s, &ro));
+}
+
+/* Loads the rollout of the path, applies ACTION and writes it back. */
+static int rollout_act(Request *r, const char *action) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(rollout_record_done) RolloutRecord ro = {}, active = {};
+        json_auto_t *sj = NULL;
+        const char *full = request_query(r, "full");
+        Strategy st;
+        int k = service_from_path(r, &s, false);
+
+        if (k == 0)
+                k = rollout_from_path(r, &s, &ro);
+        if (k != 0)
+                return k;
+        if (full && !streq(full, "true") && !streq(full, "false"))
+                return reply_error(r, AVIARY_E_INVALID_QUERY, "full must be true or false");
+        if (full && !streq(action, "promote"))
+                return reply_error(r, AVIARY_E_INVALID_QUERY, "full applies to promote only");
+        request_set_resource(r, "service/%s", s.name);
+        sj = json_loads(ro.strategy, 0, NULL);
+        k = strategy_parse(sj, &st, NULL);
+        if (k != 0)
+                return reply_error(r, AVIARY_E_INTERNAL, "rollout %lld has a strategy this aviaryd cannot read",
+                                   (long long) ro.id);
+        if (streq(action, "retry") && streq(ro.phase, "Degraded")) {
+                k = store_rollout_get_active(r->manager->store, s.id, &active);
+                if (k == 0)
+                        return reply_error(r, AVIARY_E_ROLLOUT_STATE, "rollout %lld is in progress: abort it first",
+                                           (long long) active.id);
+                if (k != AVIARY_E_ROLLOUT_NOT_FOUND)
+                        return k;
+                if (!ro.to_version_id || s.stable_version_id != ro.from_version_id)
+                        return reply_error(r, AVIARY_E_ROLLOUT_STATE,
+                                           "the service has moved on since rollout %lld (its stable version changed, or "
+                                           "a version was deleted): start a new rollout",
+                                           (long long) ro.id);
+        }
+        k = rollout_action(&ro, &st, action, full && streq(full, "true"), r->actor, now_realtime(), &r->error);
+        if (k != 0)
+                return k;
+        k = store_rollout_update(r->manager->store, &ro);
+        if (k != 0)
+                return k;
+        r->event_detail = json_pack("{s:I, s:s, s:I, s:I}", "rollout", (json_int_t) ro.id, "phase", ro.phase, "step",
+                                    (json_int_t) ro.step_index, "canaryWeight", (json_int_t) ro.canary_weight);
+        return reply_json(r, 200, rollout_json(r, &s, &ro));
+}
+
+int rollout_promote(Request *r) {
+        return rollout_act(r, "promote");
+}
+
+int rollout_pause(Request *r) {
+        return rollout_act(r, "pause");
+}
+
+int rollout_resume(Request *r) {
+        return rollout_act(r, "resume");
+}
+
+int rollout_abort_request(Request *r) {
+        return rollout_act(r, "abort");
+}
+
+int rollout_retry(Request *r) {
+        return rollout_act(r, "retry");
+}

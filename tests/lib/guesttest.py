@@ -1,0 +1,131 @@
+"""Helpers for the tests that boot real guests: a network namespace of the test's own (aviaryd
+makes its bridge there and every request to a guest or a service proxy is sent from inside it),
+the test image, and waits.
+
+Usage:
+    from guesttest import GuestTest
+    gt = GuestTest("rollouts")
+    main(lambda: gt.run(body, config={...}))     # body(d) gets the running Daemon
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from aviarytest import Daemon, diag, ok, skip
+
+IMAGE_DIR = os.environ.get("AVIARY_GUEST_IMAGE_DIR", "/var/tmp/aviary-guest-image")
+LOADGEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.py")
+
+
+def sh(*cmd, check=True, timeout=120):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(what, predicate, timeout, interval=0.25):
+    """PREDICATE's first true value within TIMEOUT seconds, else None (with a diagnostic)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    diag(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+    return None
+
+
+def instances(d, service):
+    r = d.request("GET", f"/v1/instances?service={service}&limit=1000")
+    return r.json["items"] if r.status == 200 else []
+
+
+def live(d, service, state="ready"):
+    return [i for i in instances(d, service) if i["state"] == state]
+
+
+def qemu_pids(state_dir):
+    """QEMUs of this test's daemon: their -kernel lies under its state dir."""
+    r = sh("pgrep", "-f", f"qemu-system-x86_64.*{state_dir}/", check=False)
+    return sorted(int(p) for p in r.stdout.split())
+
+
+def push(d, tag, cmdline_extra="", image="app"):
+    """Pushes the test image as IMAGE:TAG, with extra command-line keys (app.error_rate=...)."""
+    with open(os.path.join(IMAGE_DIR, "cmdline.template"), encoding="utf-8") as f:
+        template = f.read().strip()
+    digests = {}
+    for name in ("vmlinuz", "initrd.img"):
+        r = d.client.put_blob_file(os.path.join(IMAGE_DIR, name))
+        assert r.status in (200, 201), repr(r)
+        digests[name] = r.json["digest"]
+    r = d.request("POST", f"/v1/images/{image}/versions",
+                  json_body={"version": tag, "kernel": digests["vmlinuz"], "initrd": digests["initrd.img"],
+                             "cmdline": (template + " " + cmdline_extra).strip(), "memory_mib": 128, "port": 8080})
+    assert r.status in (200, 201), repr(r)
+
+
+class GuestTest:
+    def __init__(self, name):
+        self.netns = f"aviary-{name}-{os.getpid()}"
+
+    def in_netns(self, *cmd, timeout=10):
+        return subprocess.run(["ip", "netns", "exec", self.netns, *cmd], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def guest_get(self, ip, path="/", timeout=3):
+        """GET from inside the namespace; (status, body) or (None, error)."""
+        r = self.in_netns("curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", str(timeout),
+                          f"http://{ip}:8080{path}", timeout=timeout + 5)
+        if r.returncode != 0:
+            return None, r.stderr.strip() or f"curl exit {r.returncode}"
+        text, _, code = r.stdout.rpartition("\n")
+        return int(code), text
+
+    def load(self, url, count, concurrency=8, header=None, users=0, per_user=1, timeout=300):
+        """Runs tests/lib/loadgen.py inside the namespace; its JSON summary:
+        {"requests", "by_status": {...}, "by_version": {...}, "errors", "users": {user: [versions]}}."""
+        cmd = [sys.executable, LOADGEN, "--url", url, "--count", str(count), "--concurrency", str(concurrency)]
+        if header:
+            cmd += ["--user-header", header, "--users", str(users), "--per-user", str(per_user)]
+        r = self.in_netns(*cmd, timeout=timeout)
+        if r.returncode != 0:
+            diag(f"loadgen failed: {r.stderr[-2000:]}")
+            return None
+        return json.loads(r.stdout)
+
+    def load_background(self, url, seconds, rate=50):
+        """A steady trickle of requests for SECONDS (stops by itself); returns the Popen."""
+        cmd = ["ip", "netns", "exec", self.netns, sys.executable, LOADGEN, "--url", url, "--seconds", str(seconds),
+               "--rate", str(rate), "--concurrency", "4"]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run(self, body, config=None, services=()):
+        """Builds the image, makes the namespace, runs aviaryd in it and BODY(d); cleans up
+        every QEMU and the namespace whatever happens."""
+        if os.geteuid() != 0:
+            skip("guests", "needs root (network namespaces, libvirt)")
+            return
+        r = sh(os.path.join(os.environ.get("AVIARY_SOURCE_ROOT", "."), "tests/guest/build-image"), IMAGE_DIR,
+               check=False, timeout=600)
+        if not ok(r.returncode == 0, "the test guest image is built", r.stdout[-2000:], r.stderr[-2000:]):
+            return
+        sh("ip", "netns", "add", self.netns)
+        d = None
+        try:
+            sh("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
+            with Daemon(runtime=True, wrapper=["ip", "netns", "exec", self.netns], ready_timeout=60,
+                        config={"subnet": "10.88.0.0/24", **(config or {})}) as daemon:
+                d = daemon
+                self.daemon = d
+                body(d)
+        finally:
+            state_dir = d.state_dir if d else None
+            for pid in (qemu_pids(state_dir) if state_dir else []):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            sh("ip", "netns", "delete", self.netns, check=False)

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A small, bounded HTTP load generator for the guest tests, run inside the test's network
+namespace: COUNT requests (or a steady RATE for SECONDS) with keep-alive connections, counting
+answers by status and by the guest version (the X-Guest-Version header). With --user-header,
+requests are spread over USERS simulated users (PER-USER requests each) whose id goes in that
+header, and the versions each user saw are reported. Prints one JSON summary."""
+import argparse
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+from collections import Counter
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--count", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=0)
+    p.add_argument("--rate", type=float, default=50)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--user-header")
+    p.add_argument("--users", type=int, default=0)
+    p.add_argument("--per-user", type=int, default=1)
+    a = p.parse_args()
+    u = urllib.parse.urlsplit(a.url)
+    path = u.path or "/"
+    lock = threading.Lock()
+    by_status, by_version, users = Counter(), Counter(), {}
+    errors = [0]
+    jobs = []
+    if a.user_header:
+        for n in range(a.users):
+            jobs += [f"user-{n}"] * a.per_user
+    else:
+        jobs = [None] * a.count
+    next_job = [0]
+    deadline = time.monotonic() + a.seconds if a.seconds else None
+    interval = a.concurrency / a.rate if a.seconds else 0
+
+    def take():
+        with lock:
+            if deadline is not None:
+                return (True, None) if time.monotonic() < deadline else (False, None)
+            if next_job[0] >= len(jobs):
+                return False, None
+            job = jobs[next_job[0]]
+            next_job[0] += 1
+            return True, job
+
+    def worker():
+        conn = None
+        while True:
+            more, user = take()
+            if not more:
+                break
+            if conn is None:
+                conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
+            headers = {a.user_header: user} if user else {}
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                version = resp.getheader("X-Guest-Version") or "-"
+                with lock:
+                    by_status[resp.status] += 1
+                    by_version[version] += 1
+                    if user:
+                        users.setdefault(user, []).append(version)
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    errors[0] += 1
+                if conn:
+                    conn.close()
+                conn = None
+            if interval:
+                time.sleep(interval)
+
+    threads = [threading.Thread(target=worker) for _ in range(a.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"requests": sum(by_status.values()), "by_status": {str(k): v for k, v in by_status.items()},
+                      "by_version": dict(by_version), "errors": errors[0], "users": users}))
+
+
+if __name__ == "__main__":
+    main()
