@@ -40,6 +40,23 @@ int cli_set_string(json_t *object, const char *key, const char *option, const ch
         return json_object_set_new(object, key, s) < 0 ? -ENOMEM : 0;
 }
 
+int cli_image_ref_parse(const char *arg, bool need_ref, char **ret_name, char **ret_ref) {
+        size_t n = strcspn(arg, ":@");
+        const char *ref = arg[n] ? arg + n + 1 : NULL;
+
+        if (n == 0 || (ref && !*ref))
+                return cli_usage("\"%s\" is not NAME, NAME:VERSION or NAME@sha256:DIGEST", arg);
+        if (need_ref && !ref)
+                return cli_usage("\"%s\" names no version: expected NAME:VERSION", arg);
+        _cleanup_free_ char *name = strndup(arg, n);
+        _cleanup_free_ char *version = ref ? strdup(ref) : NULL;
+        if (!name || (ref && !version))
+                return -ENOMEM;
+        *ret_name = TAKE_PTR(name);
+        *ret_ref = TAKE_PTR(version);
+        return 0;
+}
+
 int cli_arguments(int argc, char **argv, int min, int max) {
         int n = argc - optind;
         if (n < min)

@@ -33,6 +33,10 @@ int cli_parse_uint(const char *option, const char *text, unsigned *ret);
 int cli_set_uint(json_t *object, const char *key, const char *option, const char *text);
 int cli_set_string(json_t *object, const char *key, const char *option, const char *text);
 
+/* Splits "NAME", "NAME:TAG" or "NAME@sha256:HEX" (both owned by the caller); *ret_ref is
+ * NULL for a bare NAME. With need_ref, a bare NAME is a usage error. */
+int cli_image_ref_parse(const char *arg, bool need_ref, char **ret_name, char **ret_ref);
+
 /* Checks that between min and max positional arguments follow the options. */
 int cli_arguments(int argc, char **argv, int min, int max);
 
@@ -67,6 +71,15 @@ int cmd_instance_ls(Cli *cli, int argc, char **argv);
 int cmd_instance_show(Cli *cli, int argc, char **argv);
 int cmd_instance_restart(Cli *cli, int argc, char **argv);
 int cmd_logs(Cli *cli, int argc, char **argv);
+
+int cmd_deploy(Cli *cli, int argc, char **argv);
+int cmd_rollout_status(Cli *cli, int argc, char **argv);
+int cmd_rollout_ls(Cli *cli, int argc, char **argv);
+int cmd_rollout_promote(Cli *cli, int argc, char **argv);
+int cmd_rollout_pause(Cli *cli, int argc, char **argv);
+int cmd_rollout_resume(Cli *cli, int argc, char **argv);
+int cmd_rollout_abort(Cli *cli, int argc, char **argv);
+int cmd_rollout_retry(Cli *cli, int argc, char **argv);
 
 int cmd_events(Cli *cli, int argc, char **argv);
 int cmd_version(Cli *cli, int argc, char **argv);

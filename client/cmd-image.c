@@ -41,25 +41,6 @@ static const Field pushed_columns[] = {
         {"STATE", "state", FIELD_TEXT},
 };
 
-/* Splits "NAME", "NAME:TAG" or "NAME@sha256:HEX"; *ret_ref is NULL for a bare NAME.
- * With need_ref, a bare NAME is a usage error. */
-static int image_ref_parse(const char *arg, bool need_ref, char **ret_name, char **ret_ref) {
-        size_t n = strcspn(arg, ":@");
-        const char *ref = arg[n] ? arg + n + 1 : NULL;
-
-        if (n == 0 || (ref && !*ref))
-                return cli_usage("\"%s\" is not NAME, NAME:VERSION or NAME@sha256:DIGEST", arg);
-        if (need_ref && !ref)
-                return cli_usage("\"%s\" names no version: expected NAME:VERSION", arg);
-        _cleanup_free_ char *name = strndup(arg, n);
-        _cleanup_free_ char *version = ref ? strdup(ref) : NULL;
-        if (!name || (ref && !version))
-                return -ENOMEM;
-        *ret_name = TAKE_PTR(name);
-        *ret_ref = TAKE_PTR(version);
-        return 0;
-}
-
 /* Memory in MiB: "256", "256M", "256MiB", "1G", "1GiB". */
 static int parse_memory(const char *text, unsigned *ret) {
         static const struct {
@@ -152,7 +133,7 @@ int cmd_image_push(Cli *cli, int argc, char **argv) {
         int r = push_parse(argc, argv, manifest, &kernel, &initrd);
         if (r != 0)
                 return r;
-        r = image_ref_parse(argv[optind], true, &name, &tag);
+        r = cli_image_ref_parse(argv[optind], true, &name, &tag);
         if (r != 0)
                 return r;
         if (json_object_set_new(manifest, "version", json_string(tag)) < 0)
@@ -215,7 +196,7 @@ static int image_argument_path(int argc, char **argv, char **ret_path, bool *ret
         int r = cli_no_options(argc, argv, 1, 1);
         if (r != 0)
                 return r;
-        r = image_ref_parse(argv[optind], false, &name, &ref);
+        r = cli_image_ref_parse(argv[optind], false, &name, &ref);
         if (r != 0)
                 return r;
         *ret_is_version = ref != NULL;
@@ -271,7 +252,7 @@ int cmd_image_revoke(Cli *cli, int argc, char **argv) {
         int r = cli_arguments(argc, argv, 1, 1);
         if (r != 0)
                 return r;
-        r = image_ref_parse(argv[optind], true, &name, &ref);
+        r = cli_image_ref_parse(argv[optind], true, &name, &ref);
         if (r != 0)
                 return r;
         r = http_path(&path, "v1", "images", name, "versions", ref, "revoke", NULL);

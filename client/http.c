@@ -304,7 +304,7 @@ int http_request(HttpClient *c, const HttpRequest *req, HttpReply *ret) {
         CURLcode code;
         int r;
 
-        if (req->body && !(json_text = json_dumps(req->body, JSON_COMPACT)))
+        if (req->body && !(json_text = json_dumps(req->body, JSON_COMPACT | HTTP_JSON_REAL_PRECISION)))
                 return -ENOMEM;
         if (asprintf(&url, "%s%s", c->base_url, req->path) < 0)
                 return -ENOMEM;

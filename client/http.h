@@ -12,6 +12,10 @@
 
 typedef struct HttpClient HttpClient;
 
+/* How request bodies write reals: 15 significant digits, not jansson's 17, so a 0.1 typed by
+ * a user goes out as "0.1", not "0.10000000000000001". */
+#define HTTP_JSON_REAL_PRECISION JSON_REAL_PRECISION(15)
+
 /* Where to connect: exactly one of socket_path and url is non-NULL. token may be NULL.
  * The strings are copied. */
 int http_client_new(const char *socket_path, const char *url, const char *token, HttpClient **ret);

@@ -47,6 +47,10 @@ static size_t text_width(const char *s) {
         return n;
 }
 
+char *output_sanitize(char *s) {
+        return text_sanitize(s);
+}
+
 void output_error_va(const char *format, va_list ap) {
         _cleanup_free_ char *message = NULL;
 

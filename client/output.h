@@ -32,6 +32,10 @@ typedef struct Field {
 
 int output_format_parse(const char *text, OutputFormat *ret);
 
+/* Replaces C0 and C1 control characters (and DEL) in S with '?', in place; returns S. For
+ * server text printed other than through the functions here. */
+char *output_sanitize(char *s);
+
 /* Prints "aviary: <message>" on stderr, control characters made harmless. */
 void output_error(const char *format, ...) _printf_(1, 2);
 void output_error_va(const char *format, va_list ap) _printf_(1, 0);

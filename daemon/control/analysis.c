@@ -29,7 +29,7 @@ typedef struct Side {
 static void side_measure(const GroupMetrics *g, Side *ret) {
         uint64_t p99_us = 0;
 
-        *ret = (Side) { .requests = metrics_total(g) };
+        *ret = (Side){.requests = metrics_total(g)};
         for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
                 ret->responses += g->latency[b];
         ret->has_rate = metrics_success_rate(g, &ret->rate) == 0;
@@ -55,7 +55,7 @@ static AnalysisMetric *metric_add(AnalysisResult *r, const char *name, bool read
                                   uint64_t samples) {
         AnalysisMetric *m = &r->metric[r->n_metrics++];
 
-        *m = (AnalysisMetric) {
+        *m = (AnalysisMetric){
                 .name = name,
                 .readable = readable,
                 .value = readable ? value : 0,
@@ -86,12 +86,14 @@ static bool metric_gate(AnalysisMetric *m, const AnalysisSpec *spec, bool off, c
         if (stable && (stable->requests < spec->min_sample_size || stable->requests == 0)) {
                 m->threshold = NAN;
                 metric_judge(m, ANALYSIS_SKIPPED, "stable served %llu requests (< %llu)",
-                             (unsigned long long) stable->requests, (unsigned long long) spec->min_sample_size);
+                             (unsigned long long) stable->requests,
+                             (unsigned long long) spec->min_sample_size);
                 return false;
         }
         if (canary->requests < spec->min_sample_size) {
                 metric_judge(m, ANALYSIS_INCONCLUSIVE, "canary served %llu requests (< %llu)",
-                             (unsigned long long) canary->requests, (unsigned long long) spec->min_sample_size);
+                             (unsigned long long) canary->requests,
+                             (unsigned long long) spec->min_sample_size);
                 return false;
         }
         if (!m->readable) {
@@ -117,7 +119,8 @@ static void success_rate(const AnalysisSpec *spec, const Side *canary, AnalysisR
 
 static void success_rate_vs_stable(const AnalysisSpec *spec, const Side *canary, const Side *stable,
                                    AnalysisResult *r) {
-        AnalysisMetric *m = metric_add(r, "successRateVsStable", canary->has_rate, canary->rate, canary->requests);
+        AnalysisMetric *m =
+                metric_add(r, "successRateVsStable", canary->has_rate, canary->rate, canary->requests);
         double drop = spec->success_rate_max_drop;
 
         if (stable->has_rate)
@@ -125,9 +128,9 @@ static void success_rate_vs_stable(const AnalysisSpec *spec, const Side *canary,
         if (!metric_gate(m, spec, drop < 0, canary, stable))
                 return;
         int d = digits_apart(m->value, m->threshold, 3);
-        metric_judge(m, m->value >= m->threshold ? ANALYSIS_PASS : ANALYSIS_FAIL, "%.*f %s %.*f (stable %.*f - %.*f)",
-                     d, m->value, m->value >= m->threshold ? ">=" : "<", d, m->threshold, d, stable->rate, d,
-                     drop);
+        metric_judge(m, m->value >= m->threshold ? ANALYSIS_PASS : ANALYSIS_FAIL,
+                     "%.*f %s %.*f (stable %.*f - %.*f)", d, m->value, m->value >= m->threshold ? ">=" : "<",
+                     d, m->threshold, d, stable->rate, d, drop);
 }
 
 static void latency_p99(const AnalysisSpec *spec, const Side *canary, AnalysisResult *r) {
@@ -145,7 +148,8 @@ static void latency_p99(const AnalysisSpec *spec, const Side *canary, AnalysisRe
 
 static void latency_p99_vs_stable(const AnalysisSpec *spec, const Side *canary, const Side *stable,
                                   AnalysisResult *r) {
-        AnalysisMetric *m = metric_add(r, "latencyP99VsStable", canary->has_p99, canary->p99_ms, canary->responses);
+        AnalysisMetric *m =
+                metric_add(r, "latencyP99VsStable", canary->has_p99, canary->p99_ms, canary->responses);
         double ratio = spec->p99_max_ratio, relative = ratio * stable->p99_ms;
         bool by_floor = spec->p99_floor_ms > relative;
 
@@ -165,7 +169,8 @@ static void latency_p99_vs_stable(const AnalysisSpec *spec, const Side *canary, 
         else if (m->value <= m->threshold)
                 metric_judge(m, ANALYSIS_PASS, "p99 %.*f ms <= %.*f ms floor", d, m->value, d, m->threshold);
         else if (by_floor)
-                metric_judge(m, ANALYSIS_FAIL, "p99 %.*f ms > %.*f ms floor", d, m->value, d, m->threshold);
+                metric_judge(m, ANALYSIS_FAIL, "p99 %.*f ms > %g x stable %.*f ms and > %.*f ms floor", d,
+                             m->value, ratio, d, stable->p99_ms, d, m->threshold);
         else
                 metric_judge(m, ANALYSIS_FAIL, "p99 %.*f ms > %g x stable %.*f ms", d, m->value, ratio, d,
                              stable->p99_ms);
@@ -177,7 +182,7 @@ void analysis_measure(const AnalysisSpec *spec, const GroupMetrics *canary, cons
 
         side_measure(canary, &c);
         side_measure(stable, &s);
-        *ret = (AnalysisResult) {
+        *ret = (AnalysisResult){
                 .verdict = ANALYSIS_SKIPPED,
                 .canary_samples = c.requests,
                 .stable_samples = s.requests,
@@ -223,7 +228,8 @@ json_t *analysis_result_to_json(const AnalysisResult *r) {
                     !put(o, "value", real_or_null(m->readable, m->value)) ||
                     !put(o, "threshold", real_or_null(true, m->threshold)) ||
                     !put(o, "samples", json_integer((json_int_t) m->samples)) ||
-                    !put(o, "detail", json_string(m->detail)) || json_array_append_new(metrics, TAKE_PTR(o)) < 0)
+                    !put(o, "detail", json_string(m->detail)) ||
+                    json_array_append_new(metrics, TAKE_PTR(o)) < 0)
                         return NULL;
         }
         if (!put(j, "verdict", json_string(analysis_verdict_to_string(r->verdict))) ||

@@ -1,7 +1,8 @@
 /* The controller. One pass: remove orphan domains, notice guests that are gone, let each
  * service's plan start or stop instances, boot pending instances whose backoff has passed.
  * A pass runs when kicked (API change, libvirt event) and every PASS_USEC as a safety net;
- * booting instances are probed every TICK_USEC until their port accepts TCP. */
+ * booting instances are probed every TICK_USEC until their health check answers, and active
+ * rollouts are evaluated on the same tick (control/rollout.c). */
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
@@ -357,26 +358,31 @@ static void on_probe(const char *id, bool ok, void *userdata) {
         }
 }
 
-static int instance_port(Controller *c, const InstanceRecord *r) {
+/* Where R's readiness is probed: its port and the service's health-check path. */
+static int instance_probe_target(Controller *c, const InstanceRecord *r, char path[static 257]) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         _cleanup_(version_record_done) VersionRecord v = {};
 
         if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
             store_version_get_by_id(c->m->store, r->version_id, &v) != 0)
                 return -ENOENT;
+        snprintf(path, 257, "%s", sv.hc_path);
         return (int) (sv.port ? sv.port : v.port);
 }
 
+/* Readiness is the service's HTTP health check answering 2xx/3xx (probe_http). */
 static void probe_booting(Controller *c, const InstanceList *l) {
         for (size_t i = 0; i < l->n; i++) {
                 const InstanceRecord *r = &l->items[i];
                 usec_t running_at = r->running_at;
+                char path[257];
                 int port;
 
                 if (!streq(r->state, "booting") || !r->ip[0] || probing_take(c, r->id, true, &running_at))
                         continue;
-                port = instance_port(c, r);
-                if (port <= 0 || probe_tcp(c->m->event, r->id, r->ip, (unsigned) port, PROBE_TIMEOUT_USEC, on_probe, c) < 0)
+                port = instance_probe_target(c, r, path);
+                if (port <= 0 ||
+                    probe_http(c->m->event, r->id, r->ip, (unsigned) port, path, PROBE_TIMEOUT_USEC, on_probe, c) < 0)
                         probing_take(c, r->id, false, &running_at);
         }
 }
@@ -603,7 +609,7 @@ static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, R
                 _cleanup_free_ char *text = NULL;
                 if (t->event[i].detail) {
                         json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
-                        text = json_dumps(t->event[i].detail, JSON_COMPACT | JSON_SORT_KEYS);
+                        text = json_dumps(t->event[i].detail, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
                 }
                 EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
                                   .result = ro->phase, .detail = text };
@@ -636,6 +642,8 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 return 0;
         o.replicas = sv.replicas;
         o.canary_ready = cs.ready;
+        if (!cs.broken[0] && ro.canary_weight > 0)
+                traffic_canary_unhealthy(c->traffic, sv.name, cs.broken, sizeof cs.broken);
         o.canary_broken = cs.broken[0] ? cs.broken : NULL;
         if (window_close(c, &sv, cro, &st, &window))
                 o.window = &window;
@@ -723,6 +731,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         InstanceList l = {};
 
         pass_rollouts(c);
+        traffic_health_tick(c->traffic);
         if (++c->ticks % PASS_TICKS == 0)
                 controller_pass(c);
         else if (instances_load(c, 0, &l) == 0) {

@@ -59,7 +59,7 @@ int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a) {
                                    (int) a->consecutive_successes, "stepPasses", (int) a->step_passes,
                                    "passedSinceWeight", a->passed_since_weight, "promoteFull", a->promote_full, "last",
                                    a->last);
-        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
 
         if (!text)
                 return -ENOMEM;

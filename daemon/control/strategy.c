@@ -16,11 +16,11 @@
 
 /* The presets: weights FIRST, FIRST + INCREMENT, ... below 100%, each followed by a pause,
  * then 100%. One table feeds both strategy_preset() and strategy_preset_names[]. */
-#define STRATEGY_PRESETS(X)                                                 \
-        X("Canary10Percent5Minutes", 1000, 9000, 5 * MINUTE_MS)             \
-        X("Canary10Percent15Minutes", 1000, 9000, 15 * MINUTE_MS)           \
-        X("Linear10PercentEvery1Minute", 1000, 1000, 1 * MINUTE_MS)         \
-        X("Linear10PercentEvery3Minutes", 1000, 1000, 3 * MINUTE_MS)        \
+#define STRATEGY_PRESETS(X)                                                                                 \
+        X("Canary10Percent5Minutes", 1000, 9000, 5 * MINUTE_MS)                                             \
+        X("Canary10Percent15Minutes", 1000, 9000, 15 * MINUTE_MS)                                           \
+        X("Linear10PercentEvery1Minute", 1000, 1000, 1 * MINUTE_MS)                                         \
+        X("Linear10PercentEvery3Minutes", 1000, 1000, 3 * MINUTE_MS)                                        \
         X("AllAtOnce", 10000, 0, 0)
 
 typedef struct Preset {
@@ -30,7 +30,7 @@ typedef struct Preset {
 } Preset;
 
 static const Preset presets[] = {
-#define PRESET_ENTRY(name, first, increment, pause) { name, first, increment, pause },
+#define PRESET_ENTRY(name, first, increment, pause) {name, first, increment, pause},
         STRATEGY_PRESETS(PRESET_ENTRY)
 #undef PRESET_ENTRY
 };
@@ -39,14 +39,14 @@ const char *const strategy_preset_names[] = {
 #define PRESET_NAME(name, first, increment, pause) name,
         STRATEGY_PRESETS(PRESET_NAME)
 #undef PRESET_NAME
-        NULL,
+                NULL,
 };
 
 /* Paths like "strategy.canary.steps[63].analysis.successRate.maxDropFromStable". */
 #define FIELD_PATH_MAX 128
 
 void analysis_spec_init(AnalysisSpec *ret) {
-        *ret = (AnalysisSpec) {
+        *ret = (AnalysisSpec){
                 .enabled = true,
                 .interval_ms = 5000,
                 .min_sample_size = 20,
@@ -71,10 +71,10 @@ void strategy_init(Strategy *ret) {
 static void steps_from_preset(const Preset *p, Strategy *s) {
         s->n_steps = 0;
         for (unsigned w = p->first_bp; w < 10000; w += p->increment_bp) {
-                s->steps[s->n_steps++] = (Step) { .kind = STEP_SET_WEIGHT, .weight_bp = w };
-                s->steps[s->n_steps++] = (Step) { .kind = STEP_PAUSE, .pause_ms = p->pause_ms };
+                s->steps[s->n_steps++] = (Step){.kind = STEP_SET_WEIGHT, .weight_bp = w};
+                s->steps[s->n_steps++] = (Step){.kind = STEP_PAUSE, .pause_ms = p->pause_ms};
         }
-        s->steps[s->n_steps++] = (Step) { .kind = STEP_SET_WEIGHT, .weight_bp = 10000 };
+        s->steps[s->n_steps++] = (Step){.kind = STEP_SET_WEIGHT, .weight_bp = 10000};
 }
 
 static const Preset *preset_find(const char *name) {
@@ -97,8 +97,19 @@ int strategy_preset(const char *name, Strategy *ret) {
 
 /* --- parsing --- */
 
+/* Writes a field's path into OUT; paths are a few fixed names deep, FIELD_PATH_MAX holds them. */
+_printf_(2, 3) static const char *field_path(char out[static FIELD_PATH_MAX], const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(out, FIELD_PATH_MAX, fmt, ap);
+        va_end(ap);
+        return out;
+}
+
 /* Fills E with CODE and "PATH <what follows>", the form of every hand-checked refusal. */
-_printf_(4, 5) static int field_error(ApiError *e, AviaryError code, const char *path, const char *fmt, ...) {
+_printf_(4, 5) static int field_error(ApiError *e, AviaryError code, const char *path, const char *fmt,
+                                      ...) {
         char tail[384];
         va_list ap;
 
@@ -158,7 +169,7 @@ static int check_reals(json_t *obj, const RealSpec *specs, size_t n, const char 
                         *s->ret = x;
                         continue;
                 }
-                snprintf(field, sizeof field, "%s.%s", path, s->name);
+                field_path(field, "%s.%s", path, s->name);
                 return field_error(e, AVIARY_E_INVALID_FIELD, field, "%s", s->expect);
         }
         return 0;
@@ -173,7 +184,7 @@ static int duration_field(const char *value, const char *path, const char *name,
         if (!value)
                 return 0;
         if (duration_parse_ms(value, &ms) < 0 || ms < min_ms) {
-                snprintf(field, sizeof field, "%s.%s", path, name);
+                field_path(field, "%s.%s", path, name);
                 duration_format_ms(min_ms, min);
                 return field_error(e, AVIARY_E_INVALID_FIELD, field,
                                    "must be a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"%s%s%s",
@@ -193,38 +204,40 @@ static int analysis_parse(json_t *obj, const char *path, bool in_step, AnalysisS
         json_t *success_rate = NULL, *latency = NULL;
         char where[FIELD_PATH_MAX], sub[FIELD_PATH_MAX];
         const FieldSpec specs[] = {
-                { "enabled", FIELD_BOOLEAN, .ret = &enabled },
-                { "interval", FIELD_STRING, .ret = &interval },
-                { "minSampleSize", FIELD_INTEGER, .min = 1, .max = 1000000, .ret = &min_samples },
-                { "failureLimit", FIELD_INTEGER, .min = 0, .max = 1000, .ret = &failure_limit },
-                { "consecutiveSuccessLimit", FIELD_INTEGER, .min = 1, .max = 1000, .ret = &consecutive },
-                { "successRate", FIELD_OBJECT, .ret = &success_rate },
-                { "latencyP99", FIELD_OBJECT, .ret = &latency },
+                {"enabled", FIELD_BOOLEAN, .ret = &enabled},
+                {"interval", FIELD_STRING, .ret = &interval},
+                {"minSampleSize", FIELD_INTEGER, .min = 1, .max = 1000000, .ret = &min_samples},
+                {"failureLimit", FIELD_INTEGER, .min = 0, .max = 1000, .ret = &failure_limit},
+                {"consecutiveSuccessLimit", FIELD_INTEGER, .min = 1, .max = 1000, .ret = &consecutive},
+                {"successRate", FIELD_OBJECT, .ret = &success_rate},
+                {"latencyP99", FIELD_OBJECT, .ret = &latency},
                 {},
         };
         const RealSpec success_specs[] = {
-                { "min", 0, 1, .nullable = true, .expect = "must be a number from 0 to 1, or null (off)",
-                  .ret = &a.success_rate_min },
-                { "maxDropFromStable", 0, 1, .nullable = true,
-                  .expect = "must be a number from 0 to 1, or null (off)", .ret = &a.success_rate_max_drop },
+                {"min", 0, 1, .nullable = true, .expect = "must be a number from 0 to 1, or null (off)",
+                 .ret = &a.success_rate_min},
+                {"maxDropFromStable", 0, 1, .nullable = true,
+                 .expect = "must be a number from 0 to 1, or null (off)", .ret = &a.success_rate_max_drop},
         };
         const RealSpec latency_specs[] = {
-                { "maxMs", 0, HUGE_VAL, .expect = "must be a number of at least 0 (0: off)", .ret = &a.p99_max_ms },
-                { "maxRatioToStable", 1, HUGE_VAL, .zero_is_off = true,
-                  .expect = "must be 0 (off) or a number of at least 1", .ret = &a.p99_max_ratio },
-                { "floorMs", 0, HUGE_VAL, .expect = "must be a number of at least 0", .ret = &a.p99_floor_ms },
+                {"maxMs", 0, HUGE_VAL, .expect = "must be a number of at least 0 (0: off)",
+                 .ret = &a.p99_max_ms},
+                {"maxRatioToStable", 1, HUGE_VAL, .zero_is_off = true,
+                 .expect = "must be 0 (off) or a number of at least 1", .ret = &a.p99_max_ratio},
+                {"floorMs", 0, HUGE_VAL, .expect = "must be a number of at least 0", .ret = &a.p99_floor_ms},
         };
         int r;
 
-        snprintf(where, sizeof where, "%s.", path);
+        field_path(where, "%s.", path);
         r = json_check_fields(obj, specs, where, e);
         if (r != 0)
                 return r;
         if (in_step) {
                 /* Silently running a step the client asked to switch off would be worse. */
-                if (!enabled) {
-                        snprintf(sub, sizeof sub, "%s.enabled", path);
-                        return field_error(e, AVIARY_E_INVALID_FIELD, sub, "cannot be false in an analysis step");
+                if (json_is_false(json_object_get(obj, "enabled"))) {
+                        field_path(sub, "%s.enabled", path);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, sub,
+                                           "cannot be false in an analysis step");
                 }
                 enabled = true;
         }
@@ -236,13 +249,13 @@ static int analysis_parse(json_t *obj, const char *path, bool in_step, AnalysisS
         if (r != 0)
                 return r;
         if (success_rate) {
-                snprintf(sub, sizeof sub, "%s.successRate", path);
+                field_path(sub, "%s.successRate", path);
                 r = check_reals(success_rate, success_specs, ELEMENTSOF(success_specs), sub, e);
                 if (r != 0)
                         return r;
         }
         if (latency) {
-                snprintf(sub, sizeof sub, "%s.latencyP99", path);
+                field_path(sub, "%s.latencyP99", path);
                 r = check_reals(latency, latency_specs, ELEMENTSOF(latency_specs), sub, e);
                 if (r != 0)
                         return r;
@@ -267,7 +280,7 @@ static int weight_parse(json_t *v, const char *path, unsigned *ret, ApiError *e)
 }
 
 static int step_parse(json_t *j, const char *path, const AnalysisSpec *background, Step *ret, ApiError *e) {
-        static const char *const kinds[] = { "setWeight", "pause", "analysis", NULL };
+        static const char *const kinds[] = {"setWeight", "pause", "analysis", NULL};
         char field[FIELD_PATH_MAX];
         Step s = {};
         json_t *v;
@@ -284,29 +297,30 @@ static int step_parse(json_t *j, const char *path, const AnalysisSpec *backgroun
                                    "must be an object with one key: setWeight, pause or analysis");
 
         if ((v = json_object_get(j, "setWeight"))) {
-                snprintf(field, sizeof field, "%s.setWeight", path);
+                field_path(field, "%s.setWeight", path);
                 s.kind = STEP_SET_WEIGHT;
                 r = weight_parse(v, field, &s.weight_bp, e);
         } else if ((v = json_object_get(j, "pause"))) {
                 const char *duration = NULL;
                 const FieldSpec specs[] = {
-                        { "duration", FIELD_STRING, .ret = &duration },
+                        {"duration", FIELD_STRING, .ret = &duration},
                         {},
                 };
-                snprintf(field, sizeof field, "%s.pause", path);
+                field_path(field, "%s.pause", path);
                 if (!json_is_object(v))
-                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
-                                           "must be an object: {\"duration\": \"30s\"}, or {} to wait for promote");
+                        return field_error(
+                                e, AVIARY_E_INVALID_FIELD, field,
+                                "must be an object: {\"duration\": \"30s\"}, or {} to wait for promote");
                 s.kind = STEP_PAUSE;
                 char where[FIELD_PATH_MAX];
-                snprintf(where, sizeof where, "%s.", field);
+                field_path(where, "%s.", field);
                 r = json_check_fields(v, specs, where, e);
                 if (r == 0)
-                        r = duration_field(duration, field, "duration", 1, " ({} waits for promote)", &s.pause_ms,
-                                           e);
+                        r = duration_field(duration, field, "duration", 1, " ({} waits for promote)",
+                                           &s.pause_ms, e);
         } else {
                 v = json_object_get(j, "analysis");
-                snprintf(field, sizeof field, "%s.analysis", path);
+                field_path(field, "%s.analysis", path);
                 if (!json_is_object(v))
                         return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be an object");
                 s.kind = STEP_ANALYSIS;
@@ -330,7 +344,7 @@ static int steps_parse(json_t *steps, Strategy *s, ApiError *e) {
                 return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of 1 to %d steps",
                                    STRATEGY_MAX_STEPS);
         for (size_t i = 0; i < n; i++) {
-                snprintf(field, sizeof field, "%s[%zu]", path, i);
+                field_path(field, "%s[%zu]", path, i);
                 r = step_parse(json_array_get(steps, i), field, &s->analysis, &s->steps[i], e);
                 if (r != 0)
                         return r;
@@ -343,9 +357,9 @@ static bool analysis_spec_equal(const AnalysisSpec *a, const AnalysisSpec *b) {
         return a->enabled == b->enabled && a->interval_ms == b->interval_ms &&
                a->min_sample_size == b->min_sample_size && a->failure_limit == b->failure_limit &&
                a->consecutive_success_limit == b->consecutive_success_limit &&
-               a->success_rate_min == b->success_rate_min && a->success_rate_max_drop == b->success_rate_max_drop &&
-               a->p99_max_ms == b->p99_max_ms && a->p99_max_ratio == b->p99_max_ratio &&
-               a->p99_floor_ms == b->p99_floor_ms;
+               a->success_rate_min == b->success_rate_min &&
+               a->success_rate_max_drop == b->success_rate_max_drop && a->p99_max_ms == b->p99_max_ms &&
+               a->p99_max_ratio == b->p99_max_ratio && a->p99_floor_ms == b->p99_floor_ms;
 }
 
 static bool steps_equal(const Step *a, size_t n_a, const Step *b, size_t n_b) {
@@ -389,8 +403,8 @@ static int stickiness_parse(json_t *obj, Strategy *s, ApiError *e) {
         static const char path[] = "strategy.canary.stickiness";
         const char *header = NULL, *cookie = NULL;
         const FieldSpec specs[] = {
-                { "header", FIELD_STRING, .ret = &header },
-                { "cookie", FIELD_STRING, .ret = &cookie },
+                {"header", FIELD_STRING, .ret = &header},
+                {"cookie", FIELD_STRING, .ret = &cookie},
                 {},
         };
         int r;
@@ -399,7 +413,8 @@ static int stickiness_parse(json_t *obj, Strategy *s, ApiError *e) {
         if (r != 0)
                 return r;
         if (!header == !cookie)
-                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must have exactly one of header, cookie");
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must have exactly one of header, cookie");
         if (header && !token_is_valid(header, sizeof s->sticky_header - 1))
                 return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.canary.stickiness.header",
                                    "must be 1 to %zu HTTP token characters", sizeof s->sticky_header - 1);
@@ -420,13 +435,13 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
         int64_t replicas = s->canary_replicas;
         bool tester = s->tester_header;
         const FieldSpec specs[] = {
-                { "canaryReplicas", FIELD_INTEGER, .min = 0, .max = 64, .ret = &replicas },
-                { "analysis", FIELD_OBJECT, .ret = &analysis },
-                { "progressDeadline", FIELD_STRING, .ret = &deadline },
-                { "abortScaleDownDelay", FIELD_STRING, .ret = &abort_delay },
-                { "scaleDownDelay", FIELD_STRING, .ret = &scale_down_delay },
-                { "stickiness", FIELD_OBJECT, .nullable = true, .ret = &stickiness },
-                { "testerHeader", FIELD_BOOLEAN, .ret = &tester },
+                {"canaryReplicas", FIELD_INTEGER, .min = 0, .max = 64, .ret = &replicas},
+                {"analysis", FIELD_OBJECT, .ret = &analysis},
+                {"progressDeadline", FIELD_STRING, .ret = &deadline},
+                {"abortScaleDownDelay", FIELD_STRING, .ret = &abort_delay},
+                {"scaleDownDelay", FIELD_STRING, .ret = &scale_down_delay},
+                {"stickiness", FIELD_OBJECT, .nullable = true, .ret = &stickiness},
+                {"testerHeader", FIELD_BOOLEAN, .ret = &tester},
                 {},
         };
         int r;
@@ -448,10 +463,11 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
         }
         r = duration_field(deadline, path, "progressDeadline", 1000, NULL, &s->progress_deadline_ms, e);
         if (r == 0)
-                r = duration_field(abort_delay, path, "abortScaleDownDelay", 0, NULL, &s->abort_scale_down_delay_ms,
-                                   e);
+                r = duration_field(abort_delay, path, "abortScaleDownDelay", 0, NULL,
+                                   &s->abort_scale_down_delay_ms, e);
         if (r == 0)
-                r = duration_field(scale_down_delay, path, "scaleDownDelay", 0, NULL, &s->scale_down_delay_ms, e);
+                r = duration_field(scale_down_delay, path, "scaleDownDelay", 0, NULL,
+                                   &s->scale_down_delay_ms, e);
         if (r == 0 && stickiness)
                 r = stickiness_parse(stickiness, s, e);
         if (r != 0 || !steps)
@@ -464,9 +480,11 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
          * fully expanded, and it must parse back. Any other steps contradict the preset. */
         Strategy given = *s;
         ApiError ignored;
-        if (steps_parse(steps, &given, &ignored) != 0 || !steps_equal(given.steps, given.n_steps, s->steps, s->n_steps))
-                return api_error_set(e, AVIARY_E_INVALID_FIELD,
-                                     "strategy.preset and strategy.canary.steps exclude each other; give one");
+        if (steps_parse(steps, &given, &ignored) != 0 ||
+            !steps_equal(given.steps, given.n_steps, s->steps, s->n_steps))
+                return api_error_set(
+                        e, AVIARY_E_INVALID_FIELD,
+                        "strategy.preset and strategy.canary.steps exclude each other; give one");
         return 0;
 }
 
@@ -474,8 +492,8 @@ int strategy_parse(json_t *strategy, Strategy *ret, ApiError *e) {
         const char *preset = NULL;
         json_t *canary = NULL;
         const FieldSpec specs[] = {
-                { "preset", FIELD_STRING, .ret = &preset },
-                { "canary", FIELD_OBJECT, .ret = &canary },
+                {"preset", FIELD_STRING, .ret = &preset},
+                {"canary", FIELD_OBJECT, .ret = &canary},
                 {},
         };
         Strategy s;
@@ -544,7 +562,8 @@ static json_t *analysis_spec_to_json(const AnalysisSpec *a) {
             !put(latency, "maxMs", number_to_json(a->p99_max_ms)) ||
             !put(latency, "maxRatioToStable", number_to_json(a->p99_max_ratio)) ||
             !put(latency, "floorMs", number_to_json(a->p99_floor_ms)) ||
-            !put(j, "enabled", json_boolean(a->enabled)) || !put(j, "interval", duration_to_json(a->interval_ms)) ||
+            !put(j, "enabled", json_boolean(a->enabled)) ||
+            !put(j, "interval", duration_to_json(a->interval_ms)) ||
             !put(j, "minSampleSize", json_integer((json_int_t) a->min_sample_size)) ||
             !put(j, "failureLimit", json_integer(a->failure_limit)) ||
             !put(j, "consecutiveSuccessLimit", json_integer(a->consecutive_success_limit)) ||
@@ -602,7 +621,8 @@ json_t *strategy_to_json(const Strategy *s) {
             !put(canary, "stickiness", stickiness_to_json(s)) ||
             !put(canary, "testerHeader", json_boolean(s->tester_header)))
                 return NULL;
-        if ((s->preset[0] && !put(j, "preset", json_string(s->preset))) || !put(j, "canary", TAKE_PTR(canary)))
+        if ((s->preset[0] && !put(j, "preset", json_string(s->preset))) ||
+            !put(j, "canary", TAKE_PTR(canary)))
                 return NULL;
         return TAKE_PTR(j);
 }

@@ -12,6 +12,7 @@
 #include "proxy/metrics.h"
 #include "proxy/proxy.h"
 #include "proxy/select.h"
+#include "probe.h"
 #include "traffic.h"
 
 #define MAX_SERVICES 256
@@ -30,6 +31,17 @@ typedef struct ServiceTraffic {
         unsigned failures[_SPLIT_GROUP_MAX][BACKEND_SET_MAX];   /* in a row, for passive ejection */
         usec_t ejected_until[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* monotonic; 0 when not ejected */
         uint64_t ejections;
+        /* Active health checks of every guest in the table, by instance id. */
+        struct {
+                char id[64];                     /* "" free */
+                struct sockaddr_in addr;
+                bool healthy, probing, seen;
+                unsigned fails, passes;
+                usec_t next;                     /* monotonic */
+        } health[2 * BACKEND_SET_MAX];
+        char hc_path[257];
+        usec_t hc_interval, hc_timeout;
+        unsigned hc_rise, hc_fall;
         ProxyMetrics metrics;
         ProxyMetrics window_start;               /* analysis: the counters when the window opened */
         int64_t rollout_id;                      /* the rollout in progress (0 none) */
@@ -215,6 +227,118 @@ static int collect_ready(const InstanceRecord *r, void *userdata) {
         return 0;
 }
 
+/* ---- active health checks ---- */
+
+static int health_find(ServiceTraffic *st, const char *id) {
+        for (size_t i = 0; i < ELEMENTSOF(st->health); i++)
+                if (st->health[i].id[0] && streq(st->health[i].id, id))
+                        return (int) i;
+        return -1;
+}
+
+/* Whether guest ID passes its checks; one not checked yet counts as healthy (it has just
+ * passed its readiness probe). */
+static bool health_of(ServiceTraffic *st, const char *id) {
+        int i = health_find(st, id);
+        return i < 0 || st->health[i].healthy;
+}
+
+/* Keeps an entry for every guest in the table (new ones healthy), drops the others. */
+static void health_track(ServiceTraffic *st, const Collect *c) {
+        for (size_t i = 0; i < ELEMENTSOF(st->health); i++)
+                st->health[i].seen = false;
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
+                for (size_t j = 0; j < c->n[g]; j++) {
+                        int i = health_find(st, c->ids[g][j]);
+                        for (size_t k = 0; i < 0 && k < ELEMENTSOF(st->health); k++)
+                                if (!st->health[k].id[0]) {
+                                        i = (int) k;
+                                        snprintf(st->health[i].id, sizeof st->health[i].id, "%s", c->ids[g][j]);
+                                        st->health[i].healthy = true;
+                                        st->health[i].fails = st->health[i].passes = 0;
+                                        st->health[i].probing = false;
+                                        st->health[i].next = now_monotonic() + st->hc_interval;
+                                }
+                        if (i >= 0) {
+                                st->health[i].addr = c->addr[g][j];
+                                st->health[i].seen = true;
+                        }
+                }
+        for (size_t i = 0; i < ELEMENTSOF(st->health); i++)
+                if (!st->health[i].seen && !st->health[i].probing)
+                        st->health[i].id[0] = 0;
+}
+
+/* Applies a health change of guest ID to the group tables. */
+static void health_apply(ServiceTraffic *st, const char *id, bool healthy) {
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
+                for (size_t i = 0; i < st->n[g]; i++)
+                        if (streq(st->ids[g][i], id))
+                                backend_set_ready(&st->set[g], i, healthy);
+}
+
+static void on_health(const char *id, bool ok, void *userdata) {
+        Traffic *t = userdata;
+
+        for (size_t s = 0; s < MAX_SERVICES; s++) {
+                ServiceTraffic *st = t->services[s];
+                int i = st ? health_find(st, id) : -1;
+                if (i < 0)
+                        continue;
+                st->health[i].probing = false;
+                if (!st->health[i].seen) { /* left the table meanwhile */
+                        st->health[i].id[0] = 0;
+                        return;
+                }
+                st->health[i].fails = ok ? 0 : st->health[i].fails + 1;
+                st->health[i].passes = ok ? st->health[i].passes + 1 : 0;
+                if (st->health[i].healthy && st->health[i].fails >= st->hc_fall) {
+                        st->health[i].healthy = false;
+                        health_apply(st, id, false);
+                        log_notice("Service %s: guest %s fails its health check (%s, %u in a row): no traffic until it "
+                                   "passes %u.", st->name, id, st->hc_path, st->health[i].fails, st->hc_rise);
+                } else if (!st->health[i].healthy && st->health[i].passes >= st->hc_rise) {
+                        st->health[i].healthy = true;
+                        health_apply(st, id, true);
+                        log_info("Service %s: guest %s passes its health check again.", st->name, id);
+                }
+                return;
+        }
+}
+
+void traffic_health_tick(Traffic *t) {
+        usec_t now = now_monotonic();
+        char ip[INET_ADDRSTRLEN];
+
+        for (size_t s = 0; t && s < MAX_SERVICES; s++) {
+                ServiceTraffic *st = t->services[s];
+                for (size_t i = 0; st && i < ELEMENTSOF(st->health); i++) {
+                        if (!st->health[i].id[0] || !st->health[i].seen || st->health[i].probing || now < st->health[i].next)
+                                continue;
+                        st->health[i].next = now + st->hc_interval;
+                        inet_ntop(AF_INET, &st->health[i].addr.sin_addr, ip, sizeof ip);
+                        if (probe_http(t->m->event, st->health[i].id, ip, ntohs(st->health[i].addr.sin_port), st->hc_path,
+                                       st->hc_timeout, on_health, t) >= 0)
+                                st->health[i].probing = true;
+                }
+        }
+}
+
+int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size) {
+        ServiceTraffic *st = t ? service_find(t, service, false) : NULL;
+        size_t usable_n = 0;
+
+        if (!st || st->n[SPLIT_CANARY] == 0)
+                return 0;
+        for (size_t i = 0; i < st->n[SPLIT_CANARY]; i++)
+                usable_n += backend_usable(&st->set[SPLIT_CANARY], i);
+        if (usable_n > 0)
+                return 0;
+        snprintf(why, size, "all %zu canary guests fail their health checks or were ejected after failed requests",
+                 st->n[SPLIT_CANARY]);
+        return 1;
+}
+
 /* Replaces a group's backends when its membership changed (keeping the rotation otherwise). */
 static void group_update(ServiceTraffic *st, SplitGroup g, const Collect *c) {
         bool same = st->n[g] == c->n[g];
@@ -230,7 +354,7 @@ static void group_update(ServiceTraffic *st, SplitGroup g, const Collect *c) {
         memset(st->ejected_until[g], 0, sizeof st->ejected_until[g]);
         backend_set_init(&st->set[g], c->n[g]);
         for (size_t i = 0; i < c->n[g]; i++)
-                backend_set_ready(&st->set[g], i, true);
+                backend_set_ready(&st->set[g], i, health_of(st, c->ids[g][i]));
 }
 
 /* The weight, canary version and stickiness of SV's rollout in progress (none: all stable). */
@@ -277,6 +401,12 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
                 c->port = (int) (sv->port ? sv->port : v.port);
                 store_instance_list_active(t->m->store, sv->id, collect_ready, c);
         }
+        snprintf(st->hc_path, sizeof st->hc_path, "%s", sv->hc_path);
+        st->hc_interval = (usec_t) sv->hc_interval_ms * USEC_PER_MSEC;
+        st->hc_timeout = (usec_t) sv->hc_timeout_ms * USEC_PER_MSEC;
+        st->hc_rise = (unsigned) sv->hc_rise;
+        st->hc_fall = (unsigned) sv->hc_fall;
+        health_track(st, c);
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
                 group_update(st, (SplitGroup) g, c);
         free(c);

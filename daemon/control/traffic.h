@@ -16,6 +16,13 @@ void traffic_sync(Traffic *t);
 /* Analysis windows: *RET (may be NULL) gets the service's counters since the last call, and a
  * new window starts. -ENOENT when the service has no running proxy (nothing can be measured). */
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret);
+/* Active health checks: probes each guest in the tables whose interval passed (the service's
+ * health_check: GET path, timeout, rise, fall); a guest failing FALL in a row gets no traffic
+ * until it passes RISE. Called by the controller's tick. */
+void traffic_health_tick(Traffic *t);
+/* 1 with WHY filled when SERVICE has canary guests and none of them may get requests (all fail
+ * their health checks or were ejected); 0 otherwise. */
+int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size);
 /* Requests in flight to guest IP, over every service's proxy (draining waits for 0). */
 unsigned traffic_inflight(Traffic *t, const char *ip);
 /* {"service","listen","listening","weights","versions":{"stable":{...},"canary":{...}}}, new ref. */

@@ -291,16 +291,28 @@ int service_get(Request *r) {
 int service_update(Request *r) {
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_(service_record_done) ServiceRecord s = {};
+        int64_t stable_before;
         int k;
 
         k = service_from_path(r, &s, true);
-
+        stable_before = s.stable_version_id;
         if (k == 0)
                 k = request_json_body(r, &body);
         if (k == 0)
                 k = service_apply(r, body, &s, false);
         if (k != 0)
                 return k;
+        if (s.stable_version_id != stable_before) {
+                _cleanup_(rollout_record_done) RolloutRecord ro = {};
+                k = store_rollout_get_active(r->manager->store, s.id, &ro);
+                if (k == 0)
+                        return reply_error(r, AVIARY_E_ROLLOUT_IN_PROGRESS,
+                                           "service '%s' has rollout %lld in progress (to %s): abort it or let it finish "
+                                           "before changing stable_version",
+                                           s.name, (long long) ro.id, ro.to_label);
+                if (k != AVIARY_E_ROLLOUT_NOT_FOUND)
+                        return k;
+        }
         request_set_resource(r, "service/%s", s.name);
         k = store_service_update(r->manager->store, &s);
         if (k != 0)

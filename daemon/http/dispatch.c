@@ -47,7 +47,7 @@ static int idempotency_replay(Request *r, const char *key, const char *fingerpri
 }
 
 static int event_append(Request *r) {
-        _cleanup_free_ char *detail = r->event_detail ? json_dumps(r->event_detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        _cleanup_free_ char *detail = r->event_detail ? json_dumps(r->event_detail, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
         EventRecord e = {
                 .actor = r->actor,
                 .action = r->route->action,

@@ -132,7 +132,8 @@ static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
         waiter_release(w);
         if (r) {
                 MHD_resume_connection(r->connection);
-                listener_schedule(l); /* MHD has a resumed connection to run now */
+                MHD_run(l->mhd); /* runs the resumed request's handler again */
+                listener_schedule(l);
         }
         return 0;
 }
@@ -279,7 +280,7 @@ static enum MHD_Result send_error(Request *r, AviaryError code, const char *mess
 
         if (!text)
                 return MHD_NO;
-        log_full_errno(aviary_error_status(code) >= 500 ? LOG_ERR : LOG_INFO, 0, "%s %s → %u %s: %s [%s %s]",
+        log_full_errno(aviary_error_status(code) >= 500 && code != AVIARY_E_WAIT_TIMEOUT ? LOG_ERR : LOG_INFO, 0, "%s %s → %u %s: %s [%s %s]",
                        r->method_name, r->path, aviary_error_status(code), aviary_error_code(code), message,
                        r->actor, r->request_id);
         resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
@@ -334,7 +335,7 @@ static enum MHD_Result send_result(Request *r, int result) {
 }
 
 char *reply_dump(json_t *j) {
-        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER), *nl;
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)), *nl;
         size_t n;
 
         if (!text)

@@ -62,7 +62,7 @@ int store_rollout_insert(Store *s, RolloutRecord *r) {
                        "strategy, phase, step_index, step_started_at, canary_weight, paused, pause_until, salt, "
                        "analysis, message, abort_reason, created_at, updated_at, finished_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "iIItttiiiiiIitttiiI", r->service_id, r->from_version_id, r->to_version_id, r->from_label,
+                       "iIIttttiiiiIitttiiI", r->service_id, r->from_version_id, r->to_version_id, r->from_label,
                        r->to_label, r->strategy, r->phase, r->step_index, (int64_t) r->step_started_at,
                        r->canary_weight, (int64_t) r->paused, (int64_t) r->pause_until, r->salt,
                        r->analysis ? r->analysis : "{}", r->message ? r->message : "", r->abort_reason,

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The aviary CLI against a real daemon: image push (uploading only what the daemon lacks),
 image ls/show (tables and -o json), a refused push (exit 1, the server's message and code
-on stderr), service create/ls, events, usage errors (exit 2). Skipped when the CLI is not
-built."""
+on stderr), service create/ls, events, usage errors (exit 2); `aviary deploy --dry-run`
+(the request bodies that --steps and the other options make) and the usage errors of deploy
+and rollout, which need no daemon. Skipped when the CLI is not built."""
 import json
 import os
+import re
 import subprocess
 import tempfile
 
@@ -124,6 +126,104 @@ def test_cli(d, tmp):
        f"exit status {p.returncode}", p.stderr)
 
 
+def run_offline(tmp, *args):
+    """The CLI aimed at a socket nobody listens on: a command that tried to reach a daemon
+    would exit 1 ("cannot connect"), not 0 or 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVIARY_")}
+    p = subprocess.run([aviary_path(), "--socket", os.path.join(tmp, "nobody-here")] + list(args),
+                       capture_output=True, text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_deploy_dry_run(tmp):
+    def weight(p):
+        return {"setWeight": p}
+
+    def pause(d=None):
+        return {"pause": {"duration": d} if d else {}}
+
+    cases = [
+        ([], {"version": "web:v2"}),
+        (["--steps", "10%,30s,50%,pause,100%"],
+         {"version": "web:v2", "strategy": {"canary": {"steps": [
+             weight(10), pause("30s"), weight(50), pause(), weight(100)]}}}),
+        (["--steps", "12.5%,500ms,5m,1h,analysis,0%,99.99%,100%"],
+         {"version": "web:v2", "strategy": {"canary": {"steps": [
+             weight(12.5), pause("500ms"), pause("5m"), pause("1h"), {"analysis": {}}, weight(0), weight(99.99),
+             weight(100)]}}}),
+        (["--steps=100%"], {"version": "web:v2", "strategy": {"canary": {"steps": [weight(100)]}}}),
+        (["--preset", "Linear10PercentEvery1Minute", "--canary-replicas", "2", "--no-analysis",
+          "--sticky-header", "X-User"],
+         {"version": "web:v2", "strategy": {"preset": "Linear10PercentEvery1Minute", "canary": {
+             "canaryReplicas": 2, "analysis": {"enabled": False}, "stickiness": {"header": "X-User"}}}}),
+        (["--steps", "25%,analysis", "--sticky-cookie", "session", "--wait", "--timeout", "10m"],
+         {"version": "web:v2", "strategy": {"canary": {
+             "steps": [weight(25), {"analysis": {}}], "stickiness": {"cookie": "session"}}}}),
+        (["--no-analysis"], {"version": "web:v2", "strategy": {"canary": {"analysis": {"enabled": False}}}}),
+    ]
+    for options, want in cases:
+        rc, out, err = run_offline(tmp, "deploy", "web", "web:v2", *options, "--dry-run")
+        desc = f"deploy --dry-run {' '.join(options)}".strip()
+        is_((rc, parse_json(out)), (0, want), f"{desc}: exit 0 and the expected request body", f"stderr: {err}")
+        # Pretty, keys sorted, and numbers as typed (12.5 is no 12.50000001, 10 no 10.0).
+        is_(out, json.dumps(want, indent=2, sort_keys=True) + "\n", f"{desc}: printed indented, keys sorted")
+    rc, out, err = run_offline(tmp, "deploy", "web", "web:v2", "--steps", "0.1%,0.03%,12.34%", "--dry-run")
+    is_(re.findall(r'"setWeight": ([^\s]*)', out), ["0.1", "0.03", "12.34"],
+        "decimals go out as typed (0.1, not jansson's 0.10000000000000001)", err)
+    rc, out, err = run_offline(tmp, "-o", "json", "deploy", "web", "web@sha256:" + "a" * 64, "--dry-run")
+    is_((rc, parse_json(out)), (0, {"version": "web@sha256:" + "a" * 64}), "deploy --dry-run takes IMAGE@sha256:DIGEST",
+        err)
+
+
+def test_rollout_usage(tmp):
+    bad_steps = [
+        ("10", '"10"'), ("150%", '"150%"'), ("abc", '"abc"'), ("10%,,20%", "item 2 is empty"), ("-5%", '"-5%"'),
+        ("10%,30s,abc", '"abc"'), ("12.345%", '"12.345%"'), ("100.01%", '"100.01%"'), ("0s", '"0s"'),
+        ("10 %", '"10 %"'), ("5x", '"5x"'), ("PAUSE", '"PAUSE"'), ("", "item 1 is empty"),
+        ("10%,", "item 2 is empty"), (".5%", '".5%"'), ("1.%", '"1.%"'),
+    ]
+    for steps, named in bad_steps:
+        rc, out, err = run_offline(tmp, "deploy", "web", "web:v2", "--steps", steps, "--dry-run")
+        ok(rc == 2 and out == "" and named in err and "--steps" in err,
+           f"deploy --steps {steps!r}: usage error (exit 2) naming {named}", f"exit status {rc}", f"stdout: {out}",
+           f"stderr: {err}")
+
+    usage_errors = [
+        (["deploy", "web", "web:v2", "--preset", "AllAtOnce", "--steps", "10%,100%"], "exclude each other"),
+        (["deploy", "web", "web:v2", "--steps", "100%", "--preset", "AllAtOnce"], "exclude each other"),
+        (["deploy", "web", "web:v2", "--sticky-cookie", "a", "--sticky-header", "b"], "exclude each other"),
+        (["deploy", "web", "web:v2", "--timeout", "5m"], "--timeout goes with --wait"),
+        (["deploy", "web", "web:v2", "--wait", "--timeout", "soon"], '"soon"'),
+        (["deploy", "web", "web:v2", "--wait", "--timeout", "0s"], '"0s"'),
+        (["deploy", "web", "web:v2", "--canary-replicas", "-1"], '"-1"'),
+        (["deploy", "web", "web"], "names no version"),
+        (["deploy", "web"], "missing argument"),
+        (["deploy", "web", "web:v2", "extra"], '"extra"'),
+        (["deploy", "web", "web:v2", "--no-such-option"], "no-such-option"),
+        (["rollout", "status"], "missing argument"),
+        (["rollout", "status", "web", "abc"], '"abc"'),
+        (["rollout", "status", "web", "--timeout", "1m"], "--timeout goes with --wait"),
+        (["rollout", "ls", "web", "1"], '"1"'),
+        (["rollout", "promote", "web", "1", "2"], '"2"'),
+        (["rollout", "pause", "web", "--full"], "full"),
+        (["rollout", "abort", "web", "-3"], "invalid option"),
+        (["rollout", "retry", "web", "x1"], '"x1"'),
+        (["rollout", "resume"], "missing argument"),
+        (["rollout", "nonsense", "web"], "usage: aviary rollout status"),
+    ]
+    for args, said in usage_errors:
+        rc, out, err = run_offline(tmp, *args)
+        ok(rc == 2 and said in err, f"aviary {' '.join(args)}: usage error (exit 2) saying {said}",
+           f"exit status {rc}", f"stdout: {out}", f"stderr: {err}")
+
+    rc, out, err = run_offline(tmp, "--help")
+    ok(rc == 0 and all(re.search(rf"(?m)^  {c}\s", out) for c in (
+        "deploy", "rollout status", "rollout ls", "rollout promote", "rollout pause", "rollout resume",
+        "rollout abort", "rollout retry")), "--help lists deploy and every rollout command", out)
+    rc, out, err = run_offline(tmp, "deploy", "--help")
+    like(out, r"--steps LIST", "deploy --help shows its usage", err)
+
+
 def body():
     path = aviary_path()
     try:
@@ -134,6 +234,9 @@ def body():
     if not usable:
         skip("the aviary CLI", f"{path} is not built or does not run")
         return
+    with tempfile.TemporaryDirectory(prefix="aviary-it-cli-") as tmp:
+        test_deploy_dry_run(tmp)
+        test_rollout_usage(tmp)
     with Daemon() as d, tempfile.TemporaryDirectory(prefix="aviary-it-cli-") as tmp:
         test_cli(d, tmp)
 
