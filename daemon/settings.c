@@ -17,6 +17,7 @@ void settings_init_defaults(Settings *c) {
         *c = (Settings) {
                 .socket_mode = 0660,
                 .runtime = true,
+                .accel = "auto",
                 .bridge_create = true,
                 .max_blob_size = 512 * MiB,
                 .max_json_body = 1 * MiB,
@@ -105,6 +106,12 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->libvirt_uri, value);
         if (streq(key, "runtime"))
                 return parse_bool(value, &c->runtime);
+        if (streq(key, "accel")) {
+                if (!streq(value, "auto") && !streq(value, "kvm") && !streq(value, "tcg"))
+                        return -EINVAL;
+                snprintf(c->accel, sizeof c->accel, "%s", value);
+                return 0;
+        }
         if (streq(key, "bridge"))
                 return set_string(&c->bridge, value);
         if (streq(key, "bridge_create"))
@@ -212,7 +219,7 @@ static void usage(FILE *out) {
                 "\n"
                 "Config file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
-                "runtime bridge bridge_create subnet\n");
+                "runtime accel bridge bridge_create subnet\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

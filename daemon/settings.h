@@ -12,6 +12,7 @@ typedef struct Settings {
         char *listen;            /* "ADDR:PORT" for the optional TCP listener, or NULL */
         char *libvirt_uri;
         bool runtime;            /* manage guests; off: registry and API only */
+        char accel[8];           /* "auto" (KVM if it works, else TCG), "kvm" or "tcg" */
         char *bridge;            /* guest bridge, default aviary0 */
         bool bridge_create;      /* create the bridge when missing */
         char *subnet;            /* guest IPv4 subnet, default 10.88.0.0/24 */

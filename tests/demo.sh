@@ -2,7 +2,9 @@
 # The main job: install, build, start aviaryd on a scratch state directory inside a network
 # namespace made for the demo (its guest bridge lives there), walk through pushing, listing,
 # refusing and revoking image versions with the CLI and with plain curl, then run a service of
-# two real QEMU guests and talk to them. Exits 0 only when every step behaved as it should.
+# two real QEMU guests and talk to them, roll out a good canary step by step while sending
+# traffic through the service's proxy (printing the observed split), and a bad canary that
+# aviaryd rolls back by itself. Exits 0 only when every step behaved as it should.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,9 +108,65 @@ if aviary service update web --image web:1.0; then
 fi
 aviary service ls
 
+step "Canary rollouts: the service gets a proxy on 127.0.0.1:18080 (inside the namespace)"
+aviary service update web --listen 127.0.0.1:18080
+aviary image push web:1.2 --kernel "$image/vmlinuz" --initrd "$image/initrd.img" --cmdline "$template" --port 8080
+aviary image push web:1.3 --kernel "$image/vmlinuz" --initrd "$image/initrd.img" --port 8080 \
+        --cmdline "$template app.error_rate=0.5" --label note=bad-build
+
+# COUNT requests through the proxy from inside the namespace; prints the observed split.
+load() {
+        ip netns exec "$netns" python3 tests/lib/loadgen.py --url http://127.0.0.1:18080/ --count "$1" --concurrency 8
+}
+wait_phase() { # PHASE WEIGHT: until the rollout is in PHASE at canary WEIGHT (basis points)
+        for _ in $(seq 360); do
+                aviary -o json rollout status web | jq -e --arg p "$1" --argjson w "$2" \
+                        '.phase == $p and .weights.canary == $w' >/dev/null && return 0
+                sleep 0.5
+        done
+        aviary rollout status web
+        fail "the rollout did not reach $1 at $(($2 / 100))%"
+}
+
+step "aviary deploy web web:1.2 --steps \"10%,pause,50%,pause,90%,pause,100%\": a good canary, step by step"
+aviary deploy web web:1.2 --steps "10%,pause,50%,pause,90%,pause,100%"
+for weight in 1000 5000 9000; do
+        wait_phase Paused "$weight"
+        out=$(load 1000)
+        canary=$(jq '.by_version["1.2"] // 0' <<<"$out")
+        printf 'canary weight %3d%%: 1000 requests → %s (observed canary share %d%%)\n' "$((weight / 100))" \
+                "$(jq -c .by_version <<<"$out")" "$((canary / 10))"
+        [ "$(jq '.by_status["200"]' <<<"$out")" = 1000 ] || fail "not every request was answered 200: $out"
+        delta=$((canary - weight / 10))
+        [ "${delta#-}" -le 30 ] || fail "observed split $canary/1000 is off the weight $weight"
+        aviary rollout promote web
+done
+echo "100%: aviaryd promotes once an analysis window passes; traffic keeps flowing meanwhile"
+ip netns exec "$netns" python3 tests/lib/loadgen.py --url http://127.0.0.1:18080/ --seconds 60 --rate 50 \
+        >/dev/null 2>&1 &
+load_pid=$!
+aviary rollout status web --wait --timeout 90s || fail "the good canary was not promoted"
+kill "$load_pid" 2>/dev/null; wait "$load_pid" 2>/dev/null || true
+aviary service show web | grep -E 'stable|rollout' || true
+[ "$(aviary -o json service show web | jq -r .stable_version)" = web:1.2 ] || fail "web:1.2 is not stable"
+
+step "aviary deploy web web:1.3 --wait: a bad canary (half its answers are 500) is rolled back by itself"
+ip netns exec "$netns" python3 tests/lib/loadgen.py --url http://127.0.0.1:18080/ --seconds 120 --rate 50 \
+        >/dev/null 2>&1 &
+load_pid=$!
+if aviary deploy web web:1.3 --steps "20%,5m,100%" --wait --timeout 5m; then
+        fail "the bad canary was not rolled back"
+fi
+kill "$load_pid" 2>/dev/null; wait "$load_pid" 2>/dev/null || true
+aviary rollout status web
+[ "$(aviary -o json rollout status web | jq -r .phase)" = Degraded ] || fail "the rollout is not Degraded"
+out=$(load 500)
+echo "after the rollback, 500 requests → $(jq -c .by_version <<<"$out"), statuses $(jq -c .by_status <<<"$out")"
+[ "$(jq -c .by_version <<<"$out")" = '{"1.2":500}' ] || fail "the bad canary still gets traffic: $out"
+
 step "The audit log"
 aviary events
 
 count=$(aviary -o json image ls web | jq '.items | length')
-[ "$count" = 3 ] || fail "expected 3 versions of web, found $count"
-printf '\n\033[32mdemo ok: 3 versions pushed, two guests served HTTP, the changed push and the revoked deploy refused\033[0m\n'
+[ "$count" = 5 ] || fail "expected 5 versions of web, found $count"
+printf '\n\033[32mdemo ok: versions pushed, two guests served HTTP, the changed push and the revoked deploy refused, a good canary promoted step by step, a bad one rolled back by itself\033[0m\n'

@@ -292,6 +292,15 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         spec.name = name;
 
         k = virt_domain_start(c->virt, &spec, &info);
+        if (k < 0 && c->kvm && streq(c->m->settings.accel, "auto") && strcasestr(virt_last_error(), "kvm")) {
+                /* /dev/kvm opens, yet QEMU cannot use it (nested virtualisation that lacks a
+                 * feature, say): every guest would fail the same way, so use TCG from now on. */
+                log_warning("KVM is present but QEMU cannot use it (%s); using QEMU TCG (software emulation) "
+                            "from now on. Set accel = kvm or tcg to decide for yourself.",
+                            virt_last_error());
+                c->kvm = spec.kvm = false;
+                k = virt_domain_start(c->virt, &spec, &info);
+        }
         if (k < 0) {
                 char why[600];
                 snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
@@ -848,7 +857,7 @@ int controller_start(Controller *c) {
         k = virt_open(set->libvirt_uri, on_virt_event, c, &c->virt);
         if (k < 0)
                 return log_error_errno(k, "Cannot connect to libvirt at %s: %s", set->libvirt_uri, virt_last_error());
-        c->kvm = virt_kvm_available();
+        c->kvm = streq(set->accel, "kvm") || (streq(set->accel, "auto") && virt_kvm_available());
         log_info("Guests: libvirt %s, %s, bridge %s, subnet %s.", set->libvirt_uri,
                  c->kvm ? "KVM" : "no /dev/kvm: QEMU TCG (software emulation)", set->bridge, set->subnet);
 

@@ -57,8 +57,9 @@ struct Traffic {
 };
 
 /* Passive ejection: a guest that fails this many requests in a row (5xx or no valid answer)
- * gets no requests for EJECT_USEC. The stable group always keeps one guest; a canary group may
- * lose all of them, and its share then falls back to stable. */
+ * gets no requests for EJECT_USEC. A group always keeps one usable guest: ejecting the last
+ * would hide a bad canary's errors from analysis (its share would fall back to stable) and
+ * leave a stable group with nothing to serve. */
 #define EJECT_AFTER_FAILURES 5
 #define EJECT_USEC (10 * USEC_PER_SEC)
 
@@ -138,8 +139,7 @@ static void on_done(void *userdata, int group, const struct sockaddr_in *backend
                     st->addr[g][i].sin_port != backend->sin_port)
                         continue;
                 st->failures[g][i] = failed ? st->failures[g][i] + 1 : 0;
-                if (st->failures[g][i] >= EJECT_AFTER_FAILURES && !st->ejected_until[g][i] &&
-                    (g == SPLIT_CANARY || usable(st, g) > 1)) {
+                if (st->failures[g][i] >= EJECT_AFTER_FAILURES && !st->ejected_until[g][i] && usable(st, g) > 1) {
                         st->ejected_until[g][i] = now_monotonic() + EJECT_USEC;
                         backend_set_ejected(&st->set[g], i, true);
                         st->ejections++;
@@ -334,8 +334,7 @@ int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t 
                 usable_n += backend_usable(&st->set[SPLIT_CANARY], i);
         if (usable_n > 0)
                 return 0;
-        snprintf(why, size, "all %zu canary guests fail their health checks or were ejected after failed requests",
-                 st->n[SPLIT_CANARY]);
+        snprintf(why, size, "all %zu canary guests fail their health check (%s)", st->n[SPLIT_CANARY], st->hc_path);
         return 1;
 }
 

@@ -20,8 +20,8 @@ int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret);
  * health_check: GET path, timeout, rise, fall); a guest failing FALL in a row gets no traffic
  * until it passes RISE. Called by the controller's tick. */
 void traffic_health_tick(Traffic *t);
-/* 1 with WHY filled when SERVICE has canary guests and none of them may get requests (all fail
- * their health checks or were ejected); 0 otherwise. */
+/* 1 with WHY filled when SERVICE has canary guests and all of them fail their active health
+ * checks (passive ejection never takes a group's last guest); 0 otherwise. */
 int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size);
 /* Requests in flight to guest IP, over every service's proxy (draining waits for 0). */
 unsigned traffic_inflight(Traffic *t, const char *ip);

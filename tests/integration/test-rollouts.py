@@ -18,7 +18,7 @@ from guesttest import GuestTest, instances, live, push, wait_for
 
 gt = GuestTest("ro")
 URL = "http://127.0.0.1:18080/"
-FAST = {"interval": "1s", "minSampleSize": 20, "failureLimit": 1}
+FAST = {"interval": "1s", "minSampleSize": 10, "failureLimit": 1}
 
 
 def rollout(d, rid="current"):
@@ -106,7 +106,7 @@ def bad_canary(d):
        "after the abort every request is served by the stable version", repr(res))
     kept = [i for i in live(d, "web") if i["version"].endswith(":bad")]
     ok(kept, "the canary guests are kept for inspection", repr(instances(d, "web")))
-    is_(d.request("GET", "/v1/services/web/rollouts/current?wait=Healthy&timeout=1s").error_code, "rollout-degraded",
+    is_(d.request("GET", "/v1/services/web/rollouts/current?wait=Healthy&timeout=1s").error_code(), "rollout-degraded",
         "the API's wait=Healthy reports rollout-degraded")
 
 
@@ -170,7 +170,7 @@ def body(d):
     r = d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.0"})
     ok(r.status == 201 and r.json["phase"] == "Healthy", "the first deploy is all at once: Healthy at once", repr(r))
     ok(wait_for("2 ready", lambda: len(live(d, "web")) == 2, 120), "two 1.0 guests become ready")
-    is_(d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.0"}).error_code, "rollout-state",
+    is_(d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.0"}).error_code(), "rollout-state",
         "deploying the stable version again is refused")
     if split_and_promote(d):
         bad_canary(d)
