@@ -121,7 +121,9 @@ def body(d):
                                        if i["state"] in ("pending", "booting", "ready")]) == 1, 30),
        "scaled to 1: one instance is left")
     ok(wait_for("2 QEMUs gone", lambda: len(qemu_pids(d.state_dir)) == 1, 30), "and only one QEMU runs", repr(qemu_pids(d.state_dir)))
-    is_(db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0], 1, "only one lease is held")
+    # The lease goes in the same step as the guest, just after QEMU exits.
+    ok(wait_for("1 lease", lambda: db_query(d.state_dir, "SELECT count(*) FROM leases")[0][0] == 1, 10),
+       "only one lease is held", repr(db_query(d.state_dir, "SELECT * FROM leases")))
 
     # A new stable version converges new-first: the old guest goes only once a new one is ready.
     old_ids = {i["id"] for i in instances(d, "web") if i["state"] == "ready"}
