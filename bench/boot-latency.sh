@@ -124,13 +124,22 @@ raw_cmdline=${raw_cmdline//\{version\}/$VERSION}
 raw_cmdline=${raw_cmdline//\{instance\}/raw}
 raw_cmdline=${raw_cmdline//\{service\}/raw}
 
-# The baseline uses the accelerator aviaryd picks: KVM when /dev/kvm opens read-write, else
-# TCG. (-c first: "<>" would create a missing /dev/kvm as an empty file.)
+# One accelerator for both sides, and aviaryd is told which: KVM when /dev/kvm opens read-write
+# and QEMU can really use it (a nested-virtualisation /dev/kvm may open and still make QEMU
+# abort at CPU set-up), else TCG. (-c first: "<>" would create a missing /dev/kvm as a file.)
+accel=(-accel tcg) accel_name=TCG
 if [[ -c /dev/kvm ]] && (exec 9<>/dev/kvm) 2>/dev/null; then
-        accel=(-accel kvm -cpu host) accel_name=KVM
-else
-        accel=(-accel tcg) accel_name=TCG
+        qemu-system-x86_64 -accel kvm -cpu host -M q35 -nodefaults -display none -S </dev/null >/dev/null 2>&1 &
+        probe=$!
+        sleep 2
+        if kill -0 "$probe" 2>/dev/null; then
+                accel=(-accel kvm -cpu host) accel_name=KVM
+        else
+                echo "note: /dev/kvm opens but QEMU cannot use it; both sides use TCG" >&2
+        fi
+        kill "$probe" 2>/dev/null; wait "$probe" 2>/dev/null || true
 fi
+accel_setting=$([[ $accel_name == KVM ]] && echo kvm || echo tcg)
 
 # ---- namespaces --------------------------------------------------------------------------
 ip netns add "$NS_A"
@@ -145,7 +154,7 @@ ip -n "$NS_R" link set "$RAW_TAP" master "$RAW_BRIDGE" up
 fast_arp "$NS_R" "$RAW_BRIDGE"
 
 # ---- aviaryd, in its namespace (it creates its bridge aviary0 there) ----------------------
-printf 'subnet = 10.88.0.0/24\n' >"$work/aviaryd.conf"
+printf 'subnet = 10.88.0.0/24\naccel = %s\n' "$accel_setting" >"$work/aviaryd.conf"
 # "ip netns exec" execs aviaryd, so $! is aviaryd's pid.
 ip netns exec "$NS_A" build/daemon/aviaryd --state-dir "$work/state" --socket "$sock" \
         --config "$work/aviaryd.conf" </dev/null >"$work/aviaryd.log" 2>&1 &

@@ -43,8 +43,12 @@ def log(*a):
 def bench(d):
     push(d, "good")
     push(d, "bad", "app.error_rate=1.0")
+    # The health check asks /health, which the test app answers even when it fails all else:
+    # the bad canary becomes ready and gets its share, as a build that breaks only its real
+    # work would.
     r = d.request("POST", "/v1/services", json_body={"name": "web", "replicas": 2, "listen": "127.0.0.1:18080",
-                                                     "stable_version": "app:good"})
+                                                     "stable_version": "app:good",
+                                                     "health_check": {"path": "/health"}})
     assert r.status == 201, repr(r)
     assert wait_for("2 ready", lambda: len(live(d, "web")) == 2, 180), "the stable guests did not start"
     results = []

@@ -286,21 +286,15 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
                 .mac = r->mac,
                 .console_path = console,
                 .kvm = c->kvm,
+                .kvm_required = streq(c->m->settings.accel, "kvm"),
         };
         char name[96];
         snprintf(name, sizeof name, "aviary-%s", r->id);
         spec.name = name;
 
         k = virt_domain_start(c->virt, &spec, &info);
-        if (k < 0 && c->kvm && streq(c->m->settings.accel, "auto") && strcasestr(virt_last_error(), "kvm")) {
-                /* /dev/kvm opens, yet QEMU cannot use it (nested virtualisation that lacks a
-                 * feature, say): every guest would fail the same way, so use TCG from now on. */
-                log_warning("KVM is present but QEMU cannot use it (%s); using QEMU TCG (software emulation) "
-                            "from now on. Set accel = kvm or tcg to decide for yourself.",
-                            virt_last_error());
-                c->kvm = spec.kvm = false;
-                k = virt_domain_start(c->virt, &spec, &info);
-        }
+        if (!spec.kvm_required)
+                c->kvm = c->kvm && virt_kvm_available(); /* virt may have fallen back to TCG for good */
         if (k < 0) {
                 char why[600];
                 snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
@@ -544,6 +538,16 @@ static int window_slot(Controller *c, int64_t id) {
         return free_slot;
 }
 
+/* A new window starts with each weight and step: what came before says nothing about them. */
+static void window_restart(Controller *c, int i, const ServiceRecord *sv, const RolloutRecord *ro) {
+        c->window[i].rollout = ro->id;
+        c->window[i].started = now_monotonic();
+        c->window[i].weight = ro->canary_weight;
+        c->window[i].step = ro->step_index;
+        c->window[i].seen = true;
+        traffic_window_take(c->traffic, sv->name, NULL);
+}
+
 /* Closes the window of RO when its interval passed; true with *RET filled when one closed. A
  * service whose proxy does not run cannot be measured: that window fails. */
 static bool window_close(Controller *c, const ServiceRecord *sv, const RolloutRecord *ro, const Strategy *st,
@@ -558,12 +562,7 @@ static bool window_close(Controller *c, const ServiceRecord *sv, const RolloutRe
         c->window[i].seen = true;
         if (c->window[i].rollout != ro->id || c->window[i].weight != ro->canary_weight ||
             c->window[i].step != ro->step_index) {
-                /* A new window starts with the weight: what came before says nothing about it. */
-                c->window[i].rollout = ro->id;
-                c->window[i].started = now;
-                c->window[i].weight = ro->canary_weight;
-                c->window[i].step = ro->step_index;
-                traffic_window_take(c->traffic, sv->name, NULL);
+                window_restart(c, i, sv, ro);
                 return false;
         }
         if (!spec->enabled || ro->canary_weight == 0 || now - c->window[i].started < spec->interval_ms * USEC_PER_MSEC)
@@ -673,7 +672,10 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                         log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
                                  ro.phase, ro.message ? ro.message : "");
                 if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
+                        int w = window_slot(c, ro.id);
                         traffic_sync(c->traffic);
+                        if (w >= 0 && rollout_is_active(&ro))
+                                window_restart(c, w, &sv, &ro); /* the new weight's window starts now */
                         controller_kick(c);
                 }
         }

@@ -441,8 +441,10 @@ static json_t *group_json(const ServiceTraffic *st, SplitGroup g) {
         for (size_t i = 0; i < st->n[g]; i++) {
                 char ip[INET_ADDRSTRLEN];
                 inet_ntop(AF_INET, &st->addr[g][i].sin_addr, ip, sizeof ip);
-                json_array_append_new(backends, json_pack("{s:s, s:s, s:i}", "instance", st->ids[g][i], "ip", ip,
-                                                          "port", ntohs(st->addr[g][i].sin_port)));
+                json_array_append_new(backends, json_pack("{s:s, s:s, s:i, s:b, s:b}", "instance", st->ids[g][i], "ip",
+                                                          ip, "port", ntohs(st->addr[g][i].sin_port), "healthy",
+                                                          st->set[g].slot[i].ready, "ejected",
+                                                          st->set[g].slot[i].ejected));
         }
         if (have) {
                 metrics_success_rate(gm, &rate);

@@ -66,10 +66,17 @@ static void on_libvirt_error(void *userdata, virErrorPtr e) {
         log_debug("libvirt: %s", e->message);
 }
 
+/* Set when QEMU failed to use /dev/kvm although it opens (nested virtualisation that lacks a
+ * feature QEMU needs, say): every later guest would fail the same way. */
+static bool kvm_broken;
+
 bool virt_kvm_available(void) {
-        _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        _cleanup_close_ int fd = -1;
         struct stat st;
 
+        if (kvm_broken)
+                return false;
+        fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
         /* A character device, not a stray regular file someone created by mistake. */
         return fd >= 0 && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
 }
@@ -381,6 +388,23 @@ int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret) 
 
         /* Transient: the domain exists only while it runs, so nothing is left to clean up. */
         dom = virDomainCreateXML(v->conn, xml, 0);
+        if (!dom && spec->kvm && !spec->kvm_required) {
+                const char *why = virGetLastErrorMessage();
+                if (why && strcasestr(why, "kvm")) {
+                        VirtDomainSpec tcg = *spec;
+                        log_warning("KVM is present but QEMU cannot use it (%s); using QEMU TCG (software emulation) "
+                                    "from now on. Set accel = kvm or tcg to decide for yourself.",
+                                    why);
+                        kvm_broken = true;
+                        tcg.kvm = false;
+                        free(xml);
+                        xml = NULL;
+                        r = virt_domain_xml(&tcg, &xml);
+                        if (r < 0)
+                                return r;
+                        dom = virDomainCreateXML(v->conn, xml, 0);
+                }
+        }
         if (!dom)
                 return virt_error();
         if (virDomainGetUUIDString(dom, d.uuid) < 0) {

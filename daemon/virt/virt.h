@@ -23,6 +23,7 @@ typedef struct VirtDomainSpec {
         const char *mac;          /* "52:54:00:xx:xx:xx", or NULL: libvirt picks one */
         const char *console_path; /* serial console log file */
         bool kvm;                 /* type='kvm', else type='qemu' (TCG) */
+        bool kvm_required;        /* with kvm: fail rather than fall back to TCG */
 } VirtDomainSpec;
 /* Every string must be UTF-8 without control characters (XML 1.0 cannot carry them). */
 
@@ -61,7 +62,8 @@ int virt_event_loop_attach(sd_event *e);
 int virt_open(const char *uri, VirtEventHandler handler, void *userdata, Virt **ret);
 Virt *virt_close(Virt *v);
 
-/* Whether /dev/kvm is usable by this process. */
+/* Whether /dev/kvm is usable by this process: it opens, and no guest start has shown that QEMU
+ * cannot use it. */
 bool virt_kvm_available(void);
 
 /* Renders the domain XML with an escaping XML writer; *ret is malloc'd. -EINVAL on a
