@@ -20,6 +20,7 @@
         X(SERVICE_NOT_FOUND, "service-not-found", 404)          \
         X(INSTANCE_NOT_FOUND, "instance-not-found", 404)        \
         X(ROLLOUT_NOT_FOUND, "rollout-not-found", 404)          \
+        X(TOKEN_NOT_FOUND, "token-not-found", 404)              \
         X(METHOD_NOT_ALLOWED, "method-not-allowed", 405)        \
         X(VERSION_IMMUTABLE, "version-immutable", 405)          \
         X(IMAGE_EXISTS, "image-exists", 409)                    \
@@ -34,6 +35,7 @@
         X(ROLLOUT_STATE, "rollout-state", 409)                  \
         X(ROLLOUT_IN_PROGRESS, "rollout-in-progress", 409)      \
         X(ROLLOUT_DEGRADED, "rollout-degraded", 409)            \
+        X(TOKEN_EXISTS, "token-exists", 409)                    \
         X(PRECONDITION_FAILED, "precondition-failed", 412)      \
         X(PAYLOAD_TOO_LARGE, "payload-too-large", 413)          \
         X(UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", 415) \

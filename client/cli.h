@@ -67,6 +67,10 @@ int cmd_service_update(Cli *cli, int argc, char **argv);
 int cmd_service_scale(Cli *cli, int argc, char **argv);
 int cmd_service_rm(Cli *cli, int argc, char **argv);
 
+int cmd_token_create(Cli *cli, int argc, char **argv);
+int cmd_token_ls(Cli *cli, int argc, char **argv);
+int cmd_token_revoke(Cli *cli, int argc, char **argv);
+
 int cmd_instance_ls(Cli *cli, int argc, char **argv);
 int cmd_instance_show(Cli *cli, int argc, char **argv);
 int cmd_instance_restart(Cli *cli, int argc, char **argv);

@@ -62,6 +62,10 @@ static const Command commands[] = {
          cmd_logs},
         {"events", "[--after ID] [--limit N] [--resource TYPE/NAME] [--follow]",
          "show the audit log; --follow keeps printing new events", cmd_events},
+        {"token create", "--scope read|deploy|admin [--name NAME]",
+         "create an API token for the TCP listener; prints its secret alone (shown once)", cmd_token_create},
+        {"token ls", "", "list API tokens (names, scopes, prefixes; never secrets)", cmd_token_ls},
+        {"token revoke", "NAME", "revoke an API token at once", cmd_token_revoke},
         {"version", "", "show the versions of aviary and aviaryd", cmd_version},
 };
 

@@ -48,6 +48,10 @@ Manager *manager_free(Manager *m) {
         if (m->token)
                 explicit_bzero(m->token, strlen(m->token));
         free(m->token);
+        free(m->tls_cert);
+        if (m->tls_key)
+                explicit_bzero(m->tls_key, strlen(m->tls_key));
+        free(m->tls_key);
         settings_done(&m->settings);
         free(m);
         return NULL;
@@ -64,6 +68,38 @@ static int sweep_one(const char *digest, void *userdata) {
                 return blobfiles_remove(m->blobs, digest);
         }
         return r < 0 ? r : 0;
+}
+
+/* A PEM file into *RET (at most 256 KiB). */
+static int pem_load(const char *path, char **ret) {
+        _cleanup_free_ char *text = NULL;
+        size_t n;
+        FILE *f = fopen(path, "re");
+
+        if (!f)
+                return log_error_errno(errno, "Cannot read %s", path);
+        text = calloc(1, 256 * 1024 + 1);
+        n = text ? fread(text, 1, 256 * 1024, f) : 0;
+        fclose(f);
+        if (!text)
+                return -ENOMEM;
+        if (n == 0 || n == 256 * 1024 || !strstr(text, "-----BEGIN "))
+                return log_error_errno(EINVAL, "%s is not a PEM file (or is over 256 KiB)", path);
+        *ret = TAKE_PTR(text);
+        return 0;
+}
+
+static int tls_load(Manager *m) {
+        int r;
+
+        if (!m->settings.tls_cert != !m->settings.tls_key)
+                return log_error_errno(EINVAL, "tls_cert and tls_key go together: set both, or neither");
+        if (!m->settings.tls_cert)
+                return 0;
+        r = pem_load(m->settings.tls_cert, &m->tls_cert);
+        if (r == 0)
+                r = pem_load(m->settings.tls_key, &m->tls_key);
+        return r;
 }
 
 static int token_load(Manager *m) {
@@ -136,7 +172,8 @@ static int listeners_open(Manager *m) {
                 r = http_server_add_listener(m->http, fd, false);
                 if (r < 0)
                         return r;
-                log_info("Serving the API on tcp %s%s.", m->settings.listen, m->token ? " (bearer token required)" : "");
+                log_info("Serving the API on %s %s (bearer tokens required).", m->tls_cert ? "https" : "tcp",
+                         m->settings.listen);
         }
         return 0;
 }
@@ -173,6 +210,8 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot sweep the blob directory");
         r = token_load(m);
+        if (r == 0)
+                r = tls_load(m);
         if (r < 0)
                 return r;
         /* Listeners first: a bad listen setting fails before any bridge or guest is touched.

@@ -19,6 +19,7 @@ typedef struct Manager {
         HttpServer *http;
         Controller *controller;  /* NULL with runtime = off */
         char *token;             /* bearer token for TCP, from settings.token_file */
+        char *tls_cert, *tls_key;/* PEM text of settings.tls_cert/tls_key, or NULL: plain HTTP */
         sd_event_source *housekeeping;
         usec_t started_at;
 } Manager;

@@ -35,6 +35,8 @@ void settings_done(Settings *c) {
         free(c->bridge);
         free(c->subnet);
         free(c->token_file);
+        free(c->tls_cert);
+        free(c->tls_key);
         free(c->socket_group);
         *c = (Settings) {};
 }
@@ -120,6 +122,35 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->subnet, value);
         if (streq(key, "token_file"))
                 return set_string(&c->token_file, value);
+        if (streq(key, "tls_cert"))
+                return set_string(&c->tls_cert, value);
+        if (streq(key, "tls_key"))
+                return set_string(&c->tls_key, value);
+        if (streq(key, "allow_uids") || streq(key, "allow_gids")) {
+                bool uids = streq(key, "allow_uids");
+                size_t n = 0;
+                _cleanup_free_ char *copy = strdup(value);
+                char *save = NULL;
+                if (!copy)
+                        return -ENOMEM;
+                for (char *w = strtok_r(copy, " ,", &save); w; w = strtok_r(NULL, " ,", &save)) {
+                        char *end;
+                        unsigned long id;
+                        errno = 0;
+                        id = strtoul(w, &end, 10);
+                        if (errno || *end || id > 0x7fffffff || n >= ELEMENTSOF(c->allow_uids))
+                                return -EINVAL;
+                        if (uids)
+                                c->allow_uids[n++] = (uid_t) id;
+                        else
+                                c->allow_gids[n++] = (gid_t) id;
+                }
+                if (uids)
+                        c->n_allow_uids = n;
+                else
+                        c->n_allow_gids = n;
+                return 0;
+        }
         if (streq(key, "socket_group"))
                 return set_string(&c->socket_group, value);
         if (streq(key, "socket_mode")) {
@@ -219,7 +250,7 @@ static void usage(FILE *out) {
                 "\n"
                 "Config file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
-                "runtime accel bridge bridge_create subnet\n");
+                "runtime accel bridge bridge_create subnet tls_cert tls_key allow_uids allow_gids\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

@@ -52,6 +52,11 @@ int rollout_resume(Request *r);
 int rollout_abort_request(Request *r);
 int rollout_retry(Request *r);
 
+/* tokens.c */
+int token_create(Request *r);
+int token_list(Request *r);
+int token_delete(Request *r);
+
 /* instances.c */
 int instance_list(Request *r);
 int instance_get(Request *r);

@@ -95,7 +95,14 @@ int dispatch_request(Request *r) {
         if (k == 0 && !r->unchanged)
                 k = event_append(r);
         if (k == 0 && key) {
-                _cleanup_free_ char *text = r->reply ? reply_dump(r->reply) : strdup("null");
+                _cleanup_free_ char *text = NULL;
+                if (r->reply && r->reply_secret_field) {
+                        /* The replay says where the secret was, never the secret. */
+                        json_auto_t *copy = json_deep_copy(r->reply);
+                        json_object_set_new(copy, r->reply_secret_field, json_string("(shown once, when it was created)"));
+                        text = reply_dump(copy);
+                } else
+                        text = r->reply ? reply_dump(r->reply) : strdup("null");
                 IdempotencyRecord rec = {
                         .method = (char *) r->method_name,
                         .path = r->path,

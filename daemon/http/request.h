@@ -35,7 +35,8 @@ typedef struct Request {
         char *params[ROUTE_MAX_PARAMS];
         unsigned n_params;
         char request_id[65];
-        char actor[64];          /* "uid:1000" on the unix socket, "tcp:ADDR" otherwise */
+        char actor[112];         /* "uid:1000 gid:1000" on the unix socket, "token:NAME@ADDR" on TCP */
+        int scope;               /* the Scope granted to the caller (route.h) */
         bool started;            /* first call seen */
         bool replied;            /* a response was queued */
         bool replayed;           /* answered from a remembered Idempotency-Key */
@@ -60,6 +61,7 @@ typedef struct Request {
         char location[512];
         char resource[384];      /* the resource an audit event names */
         json_t *event_detail;    /* optional detail for the audit event */
+        const char *reply_secret_field; /* a reply field never stored for Idempotency-Key replays */
         void (*after_commit)(struct Request *r); /* work that must wait for the commit (file removal) */
         ApiError error;
 

@@ -16,6 +16,19 @@ typedef enum BodyKind {
 typedef int (*RouteHandler)(Request *r);
 typedef int (*RouteStreamData)(Request *r, const char *data, size_t size);
 
+/* What a caller may do, in increasing power: read anything; deploy (push images, start and
+ * steer rollouts); administer (services, instances, tokens). Unix-socket peers that pass the
+ * allow-list are admins; TCP callers get their token's scope. */
+typedef enum Scope {
+        SCOPE_NONE,
+        SCOPE_READ,
+        SCOPE_DEPLOY,
+        SCOPE_ADMIN,
+} Scope;
+
+const char *scope_to_string(Scope s);
+Scope scope_from_string(const char *s); /* SCOPE_NONE when unknown */
+
 struct Route {
         HttpMethod method;
         const char *pattern;       /* "/v1/images/{name}"; {x} matches one non-empty segment */
@@ -27,7 +40,12 @@ struct Route {
         RouteStreamData stream_data;
         AviaryError wrong_method;  /* 405 code for other methods (default method-not-allowed) */
         const char *wrong_method_message;
+        Scope scope;               /* SCOPE_NONE: derived (see route_scope) */
 };
+
+/* The scope a route needs: its own, else read for routes that change nothing, deploy for
+ * blobs, images, versions and rollouts, admin for everything else. */
+Scope route_scope(const Route *r);
 
 extern const Route routes[];
 extern const size_t routes_count;

@@ -19,6 +19,37 @@ const char *http_method_name(HttpMethod m) {
         return "?";
 }
 
+static const char *const scope_names[] = {
+        [SCOPE_NONE] = "none",
+        [SCOPE_READ] = "read",
+        [SCOPE_DEPLOY] = "deploy",
+        [SCOPE_ADMIN] = "admin",
+};
+
+const char *scope_to_string(Scope s) {
+        return (size_t) s < ELEMENTSOF(scope_names) ? scope_names[s] : "?";
+}
+
+Scope scope_from_string(const char *s) {
+        for (size_t i = SCOPE_READ; s && i < ELEMENTSOF(scope_names); i++)
+                if (streq(s, scope_names[i]))
+                        return (Scope) i;
+        return SCOPE_NONE;
+}
+
+Scope route_scope(const Route *r) {
+        static const char *const deploy_prefixes[] = { "blob.", "image.", "version.", "rollout." };
+
+        if (r->scope != SCOPE_NONE)
+                return r->scope;
+        if (!r->action)
+                return SCOPE_READ;
+        for (size_t i = 0; i < ELEMENTSOF(deploy_prefixes); i++)
+                if (strncmp(r->action, deploy_prefixes[i], strlen(deploy_prefixes[i])) == 0)
+                        return SCOPE_DEPLOY;
+        return SCOPE_ADMIN;
+}
+
 HttpMethod http_method_from_name(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(method_names); i++)
                 if (streq(method_names[i].name, name))

@@ -50,6 +50,10 @@ const Route routes[] = {
         { HTTP_GET, "/v1/instances/{id}/console", instance_console },
 
         { HTTP_GET, "/v1/events", event_list },
+
+        { HTTP_GET, "/v1/tokens", token_list, .scope = SCOPE_ADMIN },
+        { HTTP_POST, "/v1/tokens", token_create, BODY_JSON, 4 * KiB, "token.create" },
+        { HTTP_DELETE, "/v1/tokens/{name}", token_delete, .action = "token.revoke" },
 };
 
 const size_t routes_count = ELEMENTSOF(routes);

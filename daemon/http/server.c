@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include "digest.h"
 #include "dispatch.h"
 #include "log.h"
 #include "manager.h"
@@ -350,31 +351,89 @@ char *reply_dump(json_t *j) {
 
 /* ---- identity ---- */
 
-static void request_identify(Request *r, Listener *l) {
-        const union MHD_ConnectionInfo *info;
+/* The caller's address, for actors and logs: "127.0.0.1", or "?" when unknown. */
+static void peer_address(Request *r, char *out, size_t size) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = info ? info->client_addr : NULL;
 
-        if (l->unix_socket) {
-                struct ucred cred;
-                socklen_t len = sizeof cred;
+        snprintf(out, size, "?");
+        if (sa && sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, out, (socklen_t) size);
+        else if (sa && sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, out, (socklen_t) size);
+}
 
-                info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-                if (info && getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-                        snprintf(r->actor, sizeof r->actor, "uid:%u", (unsigned) cred.uid);
-                else
-                        snprintf(r->actor, sizeof r->actor, "uid:unknown");
-                return;
+static bool id_listed(unsigned id, const unsigned *list, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (list[i] == id)
+                        return true;
+        return false;
+}
+
+/* Unix socket: the peer's uid/gid (SO_PEERCRED) against the allow-list; root always passes, and
+ * with no list configured the socket's mode and group are the only gate. */
+static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
+        const Settings *set = &r->manager->settings;
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        unsigned uids[ELEMENTSOF(set->allow_uids)], gids[ELEMENTSOF(set->allow_gids)];
+
+        if (!info || getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                snprintf(r->actor, sizeof r->actor, "uid:unknown");
+                snprintf(why, size, "cannot tell who is calling on the unix socket (SO_PEERCRED)");
+                return AVIARY_E_FORBIDDEN;
         }
-        info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (info && info->client_addr) {
-                char addr[INET6_ADDRSTRLEN] = "?";
-                const struct sockaddr *sa = info->client_addr;
-                if (sa->sa_family == AF_INET)
-                        inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, addr, sizeof addr);
-                else if (sa->sa_family == AF_INET6)
-                        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof addr);
-                snprintf(r->actor, sizeof r->actor, "tcp:%s", addr);
-        } else
-                snprintf(r->actor, sizeof r->actor, "tcp:unknown");
+        snprintf(r->actor, sizeof r->actor, "uid:%u gid:%u", (unsigned) cred.uid, (unsigned) cred.gid);
+        for (size_t i = 0; i < set->n_allow_uids; i++)
+                uids[i] = (unsigned) set->allow_uids[i];
+        for (size_t i = 0; i < set->n_allow_gids; i++)
+                gids[i] = (unsigned) set->allow_gids[i];
+        if (cred.uid != 0 && (set->n_allow_uids || set->n_allow_gids) &&
+            !id_listed((unsigned) cred.uid, uids, set->n_allow_uids) &&
+            !id_listed((unsigned) cred.gid, gids, set->n_allow_gids)) {
+                snprintf(why, size, "uid %u (gid %u) is not allowed on this socket (allow_uids, allow_gids)",
+                         (unsigned) cred.uid, (unsigned) cred.gid);
+                return AVIARY_E_FORBIDDEN;
+        }
+        r->scope = SCOPE_ADMIN;
+        return AVIARY_E_OK;
+}
+
+/* TCP: "Authorization: Bearer SECRET", either the bootstrap token (token_file, admin) or an API
+ * token, found by the SHA-256 of the secret (only hashes are stored) and compared in constant
+ * time. The secret itself is never logged or stored. */
+static AviaryError authenticate_token(Request *r, char *why, size_t size) {
+        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), *boot = r->manager->token;
+        char addr[INET6_ADDRSTRLEN], digest[DIGEST_STR_LEN + 1];
+        TokenRecord t = {};
+        size_t n;
+
+        peer_address(r, addr, sizeof addr);
+        snprintf(r->actor, sizeof r->actor, "tcp:%s", addr);
+        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+                snprintf(why, size, "a bearer token is required on this listener (Authorization: Bearer TOKEN)");
+                return AVIARY_E_UNAUTHORIZED;
+        }
+        auth += 7;
+        n = strlen(auth);
+        if (boot && n == strlen(boot) && CRYPTO_memcmp(auth, boot, n) == 0) {
+                snprintf(r->actor, sizeof r->actor, "token:bootstrap@%s", addr);
+                r->scope = SCOPE_ADMIN;
+                return AVIARY_E_OK;
+        }
+        if (n == 0 || n > 256 || digest_buffer(auth, n, digest) < 0 ||
+            store_token_get_by_hash(r->manager->store, digest + 7, &t) != 0 ||
+            CRYPTO_memcmp(t.hash, digest + 7, 64) != 0) {
+                snprintf(why, size, "the bearer token is not valid (unknown or revoked)");
+                return AVIARY_E_UNAUTHORIZED;
+        }
+        snprintf(r->actor, sizeof r->actor, "token:%.40s@%.46s", t.name, addr);
+        r->scope = scope_from_string(t.scope);
+        /* Last use, to the minute: not a database write per request. */
+        if (now_realtime() - t.last_used_at > 60 * USEC_PER_SEC)
+                (void) store_token_touch(r->manager->store, t.id, now_realtime());
+        return AVIARY_E_OK;
 }
 
 static void request_id_init(Request *r) {
@@ -392,17 +451,6 @@ static void request_id_init(Request *r) {
 }
 
 /* TCP callers must present the bearer token when one is configured. */
-static bool request_authorized(Request *r, Listener *l) {
-        const char *auth, *token = r->manager->token;
-
-        if (l->unix_socket || !token)
-                return true;
-        auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-                return false;
-        auth += 7;
-        return strlen(auth) == strlen(token) && CRYPTO_memcmp(auth, token, strlen(token)) == 0;
-}
 
 /* ---- the first call: route and check headers ---- */
 
@@ -433,10 +481,13 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         unsigned allow = 0;
         int m;
 
-        request_identify(r, l);
+        char why[200];
+        AviaryError auth;
+
+        auth = l->unix_socket ? authenticate_peer(r, why, sizeof why) : authenticate_token(r, why, sizeof why);
         request_id_init(r);
-        if (!request_authorized(r, l))
-                return refuse(r, has_body, AVIARY_E_UNAUTHORIZED, "a valid bearer token is required on this listener", 0);
+        if (auth != AVIARY_E_OK)
+                return refuse(r, has_body, auth, why, 0);
         /* An unknown method (OPTIONS...) still learns which methods the path takes. */
         m = router_match(r, r->method, r->path, &allow);
         if (m < 0)
@@ -454,6 +505,13 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
                         snprintf(msg, sizeof msg, "%s is not allowed on %s", r->method_name, r->path);
                 return refuse(r, has_body, r->route->wrong_method ? r->route->wrong_method : AVIARY_E_METHOD_NOT_ALLOWED,
                               msg, allow);
+        }
+
+        if ((int) route_scope(r->route) > r->scope) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "%s has scope %s; %s %s needs %s", r->actor, scope_to_string((Scope) r->scope),
+                         r->method_name, r->route->pattern, scope_to_string(route_scope(r->route)));
+                return refuse(r, has_body, AVIARY_E_FORBIDDEN, msg, 0);
         }
 
         /* Blobs have their own limit; JSON routes take the smaller of theirs and max_json_body. */
@@ -639,12 +697,20 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                 return -E2BIG;
         l = &s->listeners[s->n_listeners];
         *l = (Listener) { .server = s, .unix_socket = unix_socket };
-        l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS). */
+        bool tls = !unix_socket && s->manager->tls_cert;
+        struct MHD_OptionItem tls_options[] = {
+                { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? s->manager->tls_key : NULL },
+                { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? s->manager->tls_cert : NULL },
+                { MHD_OPTION_END, 0, NULL },
+        };
+        l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
+                                  0, NULL, NULL,
                                   on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                                   cfg->connection_timeout_sec, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-                                  MHD_OPTION_END);
+                                  MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 2, MHD_OPTION_END);
         if (!l->mhd)
                 return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);

@@ -245,6 +245,27 @@ int store_rollout_list(Store *s, int64_t service_id, int64_t after, unsigned lim
 /* Every rollout in progress, of every service. */
 int store_rollout_list_active(Store *s, int (*fn)(const RolloutRecord *r, void *userdata), void *userdata);
 
+/* ---- API tokens ---- */
+
+typedef struct TokenRecord {
+        int64_t id;
+        char name[64];
+        char scope[8];                   /* read deploy admin */
+        char hash[65];                   /* hex SHA-256 of the secret */
+        char prefix[16];
+        char created_by[112];
+        usec_t created_at, last_used_at;
+} TokenRecord;
+
+/* Inserts R (id and created_at filled in); AVIARY_E_TOKEN_EXISTS when the name is taken. */
+int store_token_insert(Store *s, TokenRecord *r);
+/* The token whose secret hashes to HASH; AVIARY_E_UNAUTHORIZED when none. */
+int store_token_get_by_hash(Store *s, const char *hash, TokenRecord *ret);
+int store_token_touch(Store *s, int64_t id, usec_t when);
+int store_token_delete(Store *s, const char *name);                             /* _TOKEN_NOT_FOUND */
+int store_token_list(Store *s, const char *after, unsigned limit, int (*fn)(const TokenRecord *r, void *userdata),
+                     void *userdata);
+
 /* ---- address leases ---- */
 
 /* The address leased to INSTANCE into ip (16 bytes); 0 found, AVIARY_E_NOT_FOUND not. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The audit log: every change through the API writes exactly one event naming the actor
-(uid:<our uid>), the action, the resource, result ok, the status and the request id;
+(uid:<our uid> gid:<our gid>), the action, the resource, result ok, the status and the request id;
 requests that are refused, and successes that changed nothing, write none; paging with
 after= and filtering by resource."""
 import datetime
@@ -8,7 +8,7 @@ import os
 
 from aviarytest import (Daemon, RFC3339_MS, is_, like, main, ok, random_bytes, sha256_digest, snapshot_diff)
 
-ACTOR = f"uid:{os.getuid()}"
+ACTOR = f"uid:{os.getuid()} gid:{os.getgid()}"
 EVENT_FIELDS = ["action", "actor", "detail", "id", "request_id", "resource", "result", "status", "time"]
 
 

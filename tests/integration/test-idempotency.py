@@ -122,8 +122,9 @@ def test_restart_and_callers(d, body, first):
     ok(again.status == first.status and again.raw == first.raw and again.header("Idempotent-Replayed") == "true",
        "a key is still remembered after a restart", repr(again))
 
-    # Keys belong to one caller: over TCP the actor is tcp:127.0.0.1, not our uid.
-    tcp = Client(tcp_port=d.tcp_port)
+    # Keys belong to one caller: over TCP the actor is the token's (token:NAME@127.0.0.1), not our uid.
+    secret = d.client.post("/v1/tokens", {"name": "other", "scope": "admin"}).json["token"]
+    tcp = Client(tcp_port=d.tcp_port, token=secret)
     r = post(tcp, "/v1/services", {"name": "from-tcp"}, "key-version-1")
     ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
        "another caller's use of the same key is its own request (201, not reused)", repr(r))

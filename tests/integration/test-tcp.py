@@ -79,8 +79,8 @@ def test_token(tmp):
         r = authed.post("/v1/images", {"name": "via-tcp"})
         is_(r.status, 201, "a change over TCP with the token answers 201", repr(r))
         e = d.events()[-1]
-        is_((e["actor"], e["action"], e["resource"]), ("tcp:127.0.0.1", "image.create", "image/via-tcp"),
-            "its event names the TCP peer as the actor")
+        is_((e["actor"], e["action"], e["resource"]), ("token:bootstrap@127.0.0.1", "image.create", "image/via-tcp"),
+            "its event names the bootstrap token and the TCP peer as the actor")
         r = d.client.get("/v1/health")
         is_(r.status, 200, "the unix socket needs no token")
         r = authed.put_blob(*random_bytes(64 * 1024))
@@ -90,11 +90,13 @@ def test_token(tmp):
 def test_open_loopback():
     port = free_tcp_port()
     with Daemon(args=["--listen", f"127.0.0.1:{port}"]) as d:
-        r = Client(tcp_port=port).get("/v1/health")
-        is_(r.status, 200, "without token_file a loopback TCP listener serves without a token")
-        r = Client(tcp_port=port).post("/v1/images", {"name": "open"})
-        is_(r.status, 201, "and takes changes", repr(r))
-        is_(d.events()[-1]["actor"], "tcp:127.0.0.1", "whose actor is the TCP peer")
+        check_error(Client(tcp_port=port).get("/v1/health"), 401, "unauthorized",
+                    "without token_file a loopback TCP listener still wants a bearer token")
+        r = d.client.post("/v1/tokens", {"name": "ci", "scope": "deploy"})
+        is_(r.status, 201, "an API token is made over the unix socket", repr(r))
+        r = Client(tcp_port=port, token=r.json["token"]).post("/v1/images", {"name": "open"})
+        is_(r.status, 201, "and takes changes over TCP", repr(r))
+        is_(d.events()[-1]["actor"], "token:ci@127.0.0.1", "whose actor is the token's name at the TCP peer")
 
 
 def start_fails(tmp, desc, args, config=None, wrapper=(), want=r"token"):

@@ -1,0 +1,107 @@
+/* /v1/tokens: API tokens for the TCP listener. A token is NAME + SCOPE + a random secret shown
+ * once in the creation's answer; the store keeps only its SHA-256. */
+#include <string.h>
+#include <sys/random.h>
+
+#include "digest.h"
+#include "handlers.h"
+#include "jsonspec.h"
+#include "manager.h"
+#include "route.h"
+
+#define TOKEN_SECRET_BYTES 32
+#define TOKEN_PREFIX "avy_"
+
+static json_t *token_json(const TokenRecord *t) {
+        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "name", t->name, "scope", t->scope, "prefix", t->prefix,
+                         "created_by", t->created_by, "created_at", json_time(t->created_at), "last_used_at",
+                         t->last_used_at ? json_time(t->last_used_at) : json_null());
+}
+
+int token_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        const char *name = NULL, *scope = NULL;
+        const FieldSpec specs[] = {
+                { "name", FIELD_STRING, .max = 63, .ret = &name },
+                { "scope", FIELD_STRING, .required = true, .max = 16, .ret = &scope },
+                {},
+        };
+        unsigned char raw[TOKEN_SECRET_BYTES];
+        char secret[sizeof TOKEN_PREFIX + 2 * TOKEN_SECRET_BYTES], digest[DIGEST_STR_LEN + 1];
+        TokenRecord t = {};
+        json_t *reply;
+        int k;
+
+        k = request_json_body(r, &body);
+        if (k == 0)
+                k = json_check_fields(body, specs, "", &r->error);
+        if (k != 0)
+                return k;
+        if (scope_from_string(scope) == SCOPE_NONE)
+                return reply_error(r, AVIARY_E_INVALID_FIELD, "scope must be read, deploy or admin, not '%.16s'", scope);
+        if (getrandom(raw, sizeof raw, 0) != sizeof raw)
+                return -EIO;
+        memcpy(secret, TOKEN_PREFIX, strlen(TOKEN_PREFIX));
+        for (size_t i = 0; i < sizeof raw; i++)
+                snprintf(secret + strlen(TOKEN_PREFIX) + 2 * i, 3, "%02x", raw[i]);
+        explicit_bzero(raw, sizeof raw);
+        if (name && !name_is_valid(name))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "invalid token name '%.63s': use 1-63 lowercase letters, digits and '-'", name);
+        if (name)
+                snprintf(t.name, sizeof t.name, "%s", name);
+        else /* a name from the secret's prefix: unique enough, and says nothing about the rest */
+                snprintf(t.name, sizeof t.name, "token-%.8s", secret + strlen(TOKEN_PREFIX));
+        snprintf(t.scope, sizeof t.scope, "%s", scope);
+        snprintf(t.prefix, sizeof t.prefix, "%.12s", secret);
+        snprintf(t.created_by, sizeof t.created_by, "%s", r->actor);
+        k = digest_buffer(secret, strlen(secret), digest);
+        if (k < 0)
+                return k;
+        snprintf(t.hash, sizeof t.hash, "%s", digest + 7);
+        request_set_resource(r, "token/%s", t.name);
+        k = store_token_insert(r->manager->store, &t);
+        if (k == AVIARY_E_TOKEN_EXISTS)
+                return reply_error(r, k, "a token named '%s' exists; revoke it first or choose another name", t.name);
+        if (k != 0)
+                return k;
+        r->event_detail = json_pack("{s:s, s:s, s:s}", "name", t.name, "scope", t.scope, "prefix", t.prefix);
+        /* A replayed answer (Idempotency-Key) must not carry the secret: it is stored. */
+        r->reply_secret_field = "token";
+        reply = token_json(&t);
+        json_object_set_new(reply, "token", json_string(secret));
+        explicit_bzero(secret, sizeof secret);
+        snprintf(r->location, sizeof r->location, "/v1/tokens/%s", t.name);
+        return reply_json(r, 201, reply);
+}
+
+static int token_list_one(const TokenRecord *t, void *userdata) {
+        return json_array_append_new(userdata, token_json(t)) < 0 ? -ENOMEM : 0;
+}
+
+int token_list(Request *r) {
+        json_t *items = json_array();
+        const char *after;
+        unsigned limit;
+        int k = request_page(r, &limit, &after);
+
+        if (k == 0)
+                k = store_token_list(r->manager->store, after, limit, token_list_one, items);
+        return reply_page(r, k, items, limit, "name");
+}
+
+int token_delete(Request *r) {
+        const char *name = request_param(r, 0);
+        int k;
+
+        if (!name_is_valid(name))
+                return reply_error(r, AVIARY_E_INVALID_NAME, "invalid token name");
+        request_set_resource(r, "token/%s", name);
+        k = store_token_delete(r->manager->store, name);
+        if (k == AVIARY_E_TOKEN_NOT_FOUND)
+                return reply_error(r, k, "no token named '%s'", name);
+        if (k != 0)
+                return k;
+        r->status = 204;
+        return 0;
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Access: API tokens with scopes on the TCP listener (127.0.0.1 only), the unix socket's peer
+allow-list, and HTTPS. Checked: `aviary token create` prints the secret alone; only its SHA-256
+is stored; each scope may do exactly its routes (read < deploy < admin) and a refused request
+changes nothing; a revoked token is refused at once; no secret appears in the daemon's log,
+the audit log, the database (idempotency replays included) or the token list; a unix-socket
+peer that is not on the allow-list is refused, one that is gets in and its uid/gid is in the
+event; with tls_cert/tls_key the TCP listener speaks HTTPS and nothing else."""
+import hashlib
+import os
+import re
+import sqlite3
+import subprocess
+import tempfile
+
+from aviarytest import Client, Daemon, aviary_path, check_error, free_tcp_port, is_, main, ok, push_version, snapshot_diff
+
+SECRET = re.compile(r"^avy_[0-9a-f]{64}$")
+
+
+def cli(d, *args):
+    return subprocess.run([aviary_path(), "--socket", d.socket_path, *args], capture_output=True, text=True, timeout=30)
+
+
+def db_text(d):
+    """Every row of every table, as text (the secret must be in none of them)."""
+    conn = sqlite3.connect(os.path.join(d.state_dir, "aviary.db"))
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def test_scopes(d, port):
+    r = cli(d, "token", "create", "--scope", "deploy", "--name", "ci")
+    ok(r.returncode == 0 and SECRET.match(r.stdout.strip()) and r.stdout.count("\n") == 1,
+       "aviary token create prints the secret alone on stdout", repr(r.stdout), r.stderr)
+    secrets = {"deploy": r.stdout.strip()}
+    for scope in ("read", "admin"):
+        r = d.client.post("/v1/tokens", {"name": f"t-{scope}", "scope": scope})
+        is_(r.status, 201, f"a {scope} token is created", repr(r))
+        secrets[scope] = r.json["token"]
+    row = sqlite3.connect(os.path.join(d.state_dir, "aviary.db")).execute(
+        "SELECT hash, prefix FROM tokens WHERE name = 'ci'").fetchone()
+    is_(row[0], hashlib.sha256(secrets["deploy"].encode()).hexdigest(), "only the secret's SHA-256 is stored")
+    is_(row[1], secrets["deploy"][:12], "and a 12-character prefix to recognise it")
+
+    c = {scope: Client(tcp_port=port, token=secret) for scope, secret in secrets.items()}
+    push_version(d.client, "web", "1")
+    d.client.post("/v1/services", {"name": "svc", "stable_version": "web:1"})
+    for client in c.values():  # records last use (to the minute) before the snapshot
+        client.get("/v1/health")
+    snap = d.snapshot()
+    refused = [
+        ("read", "POST", "/v1/images", {"name": "nope"}),
+        ("read", "DELETE", "/v1/services/svc", None),
+        ("read", "GET", "/v1/tokens", None),
+        ("deploy", "POST", "/v1/services", {"name": "nope"}),
+        ("deploy", "PATCH", "/v1/services/svc", {"replicas": 3}),
+        ("deploy", "POST", "/v1/tokens", {"scope": "admin"}),
+        ("deploy", "DELETE", "/v1/tokens/t-admin", None),
+    ]
+    for scope, method, path, body in refused:
+        r = c[scope].request(method, path, json_body=body)
+        check_error(r, 403, "forbidden", f"a {scope} token cannot {method} {path}")
+    ok(d.snapshot() == snap, "the refused requests changed nothing", lambda: snapshot_diff(snap, d.snapshot()))
+    allowed = [
+        ("read", "GET", "/v1/images", None, 200),
+        ("read", "GET", "/v1/services/svc/rollouts", None, 200),
+        ("deploy", "POST", "/v1/images", {"name": "pushed"}, 201),
+        ("deploy", "POST", "/v1/services/svc/rollouts", {"version": "web:1"}, 409),  # allowed, but already stable
+        ("admin", "POST", "/v1/services", {"name": "made"}, 201),
+        ("admin", "GET", "/v1/tokens", None, 200),
+    ]
+    for scope, method, path, body, want in allowed:
+        r = c[scope].request(method, path, json_body=body)
+        is_(r.status, want, f"a {scope} token may {method} {path}", repr(r))
+    ev = [e for e in d.events() if e["resource"] == "image/pushed"]
+    is_(ev and ev[0]["actor"], "token:ci@127.0.0.1", "the event names the token and the peer")
+
+    listing = d.client.get("/v1/tokens").json["items"]
+    is_(sorted(t["name"] for t in listing), ["ci", "t-admin", "t-read"], "the list shows the tokens")
+    ok(all("token" not in t for t in listing), "and never a secret")
+
+    # An Idempotency-Key replay of a creation does not carry the secret (it is stored).
+    r1 = d.client.post("/v1/tokens", {"name": "replayed", "scope": "read"}, headers={"Idempotency-Key": "tok-1"})
+    r2 = d.client.post("/v1/tokens", {"name": "replayed", "scope": "read"}, headers={"Idempotency-Key": "tok-1"})
+    ok(r1.status == 201 and SECRET.match(r1.json["token"]), "a token created with an Idempotency-Key")
+    ok(r2.header("Idempotent-Replayed") == "true" and not SECRET.match(r2.json.get("token", "")),
+       "its replay says where the secret was, not the secret", repr(r2.json.get("token")))
+    secrets["replayed"] = r1.json["token"]
+
+    r = cli(d, "token", "revoke", "ci")
+    is_(r.returncode, 0, "aviary token revoke ci", r.stderr)
+    check_error(c["deploy"].get("/v1/images"), 401, "unauthorized", "the revoked token is refused at once")
+    check_error(Client(tcp_port=port, token="avy_" + "0" * 64).get("/v1/images"), 401, "unauthorized",
+                "an unknown token is refused")
+
+    text = "\n".join([d.log(), db_text(d), repr(d.events())])
+    leaked = [s for s in secrets.values() if s in text]
+    is_(leaked, [], "no secret appears in the daemon's log, the database or the audit log")
+
+
+def test_allow_list():
+    nobody = 65534
+    for allowed in (False, True):
+        conf = {"socket_mode": "0666", "allow_uids": f"4242 {nobody}" if allowed else "4242"}
+        with Daemon(config=conf) as d:
+            os.chmod(d.tmp, 0o755)
+            r = subprocess.run(["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", "curl", "-s",
+                                "-o", "-", "-w", "\n%{http_code}", "--unix-socket", d.socket_path, "-X", "POST",
+                                "-H", "Content-Type: application/json", "-d", '{"name":"from-nobody"}',
+                                "http://aviary/v1/images"], capture_output=True, text=True, timeout=30)
+            code = r.stdout.rsplit("\n", 1)[-1]
+            if allowed:
+                is_(code, "201", "a peer on allow_uids may call", r.stdout)
+                ev = [e for e in d.events() if e["resource"] == "image/from-nobody"]
+                is_(ev and ev[0]["actor"], f"uid:{nobody} gid:{nobody}", "its uid and gid are in the event")
+            else:
+                is_(code, "403", "a peer not on allow_uids is refused with 403", r.stdout)
+                ok('"forbidden"' in r.stdout and f"uid {nobody}" in r.stdout, "and told why", r.stdout)
+                is_(d.client.get("/v1/images/from-nobody").status, 404, "nothing was made")
+                is_(d.client.get("/v1/health").status, 200, "root is always allowed")
+
+
+def test_tls():
+    port = free_tcp_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           capture_output=True, text=True, timeout=60)
+        if not ok(r.returncode == 0, "a self-signed certificate is made", r.stderr):
+            return
+        with Daemon(config={"tls_cert": cert, "tls_key": key}, args=["--listen", f"127.0.0.1:{port}"]) as d:
+            secret = d.client.post("/v1/tokens", {"name": "tls", "scope": "read"}).json["token"]
+            r = subprocess.run(["curl", "-s", "--cacert", cert, "-H", f"Authorization: Bearer {secret}",
+                                f"https://127.0.0.1:{port}/v1/health"], capture_output=True, text=True, timeout=30)
+            ok(r.returncode == 0 and '"ok"' in r.stdout, "HTTPS with the CA certificate and a token answers",
+               r.stdout, r.stderr)
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                                f"http://127.0.0.1:{port}/v1/health"], capture_output=True, text=True, timeout=30)
+            ok(r.stdout != "200", "plain HTTP on the HTTPS port gets no answer", repr(r.stdout))
+            r = subprocess.run(["curl", "-s", "--max-time", "5", f"https://127.0.0.1:{port}/v1/health"],
+                               capture_output=True, text=True, timeout=30)
+            ok(r.returncode != 0, "an unknown certificate is refused by curl (the server presents ours)")
+        # cert without key
+        with tempfile.TemporaryDirectory() as t2:
+            conf = os.path.join(t2, "c.conf")
+            with open(conf, "w") as f:
+                f.write(f"runtime = off\ntls_cert = {cert}\n")
+            r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
+                                f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
+            ok(r.returncode != 0 and "tls_key" in r.stderr, "tls_cert without tls_key is refused at start", r.stderr)
+
+
+def body():
+    port = free_tcp_port()
+    with Daemon(args=["--listen", f"127.0.0.1:{port}"]) as d:
+        test_scopes(d, port)
+    test_allow_list()
+    test_tls()
+
+
+main(body)
