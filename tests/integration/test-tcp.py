@@ -152,7 +152,7 @@ def test_refusals(tmp):
     try:
         with Daemon(config={"token_file": token_file}, args=["--listen", f"0.0.0.0:{port}"], wrapper=netns) as d:
             ok(d.running(), "--listen 0.0.0.0:PORT with a token starts (in its own network namespace)")
-            like(d.log(), r"bearer token required", "and says the bearer token is required")
+            like(d.log(), r"bearer tokens? required", "and says the bearer token is required")
     except DaemonError as e:
         ok(False, "--listen 0.0.0.0:PORT with a token starts (in its own network namespace)", str(e))
 
