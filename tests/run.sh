@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, runs every test suite, and ends with one line
 # "N passed, N failed" counting TAP test points across all suites.
+# With AVIARY_SANITIZE=1 (CI sets it) every suite runs a second time on a build with
+# AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/); a report fails the test that
+# caused it, and both runs count in the last line.
 # Usage: tests/run.sh [meson test options, e.g. --suite unit]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +11,28 @@ cd "$(dirname "$0")/.."
 tests/setup.sh ${AVIARY_MESON_OPTIONS:-} || { echo "0 passed, 1 failed"; exit 1; }
 meson test -C build --print-errorlogs --num-processes 2 "$@"
 status=$?
-python3 tests/lib/tap-summary.py build/meson-logs/testlog.json
+logs=(build/meson-logs/testlog.json)
+
+if [ -n "${AVIARY_SANITIZE:-}" ]; then
+        echo "==> the same suites under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+        if [ -d build-asan ]; then
+                meson setup --reconfigure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+                        ${AVIARY_MESON_OPTIONS:-} >/dev/null
+        else
+                meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false ${AVIARY_MESON_OPTIONS:-} >/dev/null
+        fi
+        if ninja -C build-asan >/dev/null; then
+                ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0 \
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 AVIARY_SANITIZE=1 \
+                        meson test -C build-asan --print-errorlogs --num-processes 2 "$@"
+                [ $? -eq 0 ] || status=1
+                logs+=(build-asan/meson-logs/testlog.json)
+        else
+                echo "# the sanitizer build failed" >&2
+                status=1
+        fi
+fi
+
+python3 tests/lib/tap-summary.py "${logs[@]}"
 summary=$?
 [ $status -eq 0 ] && [ $summary -eq 0 ]

@@ -528,8 +528,21 @@ class Daemon:
     def __exit__(self, *exc):
         if self.running():
             self.stop()
+        self.check_sanitizers()
         self.cleanup()
         return False
+
+    def check_sanitizers(self):
+        """Under ASan/UBSan (tests/run.sh with AVIARY_SANITIZE=1) a report in the daemon's
+        log is a failure of the test that ran it."""
+        try:
+            text = self.log()
+        except OSError:
+            return
+        reports = re.findall(r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|runtime error:).*$", text, re.M)
+        if reports or os.environ.get("AVIARY_SANITIZE"):
+            TAP.ok(not reports, "the daemon ran without sanitizer reports", *(reports[:5] + [text[-4000:]]
+                                                                               if reports else []))
 
     def cleanup(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Reads meson's testlog.json and prints "N passed, N failed" over TAP test points.
+"""Reads meson's testlog.json files (one per build: plain, sanitized) and prints
+"N passed, N failed" over their TAP test points.
 A test program that failed without reporting a failing point (crash, timeout, bad plan)
 counts as one more failure."""
 import json
@@ -7,8 +8,12 @@ import re
 import sys
 
 passed = failed = 0
-with open(sys.argv[1], encoding="utf-8") as f:
-    for line in f:
+lines = []
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        lines += f.readlines()
+if True:
+    for line in lines:
         t = json.loads(line)
         out = t.get("stdout") or ""
         ok = len(re.findall(r"^ok\b", out, re.M))
