@@ -134,8 +134,62 @@ static int tcp_listener_allowed(Manager *m, bool loopback, const char *what) {
                                what);
 }
 
+/* The fd store's name for a proxy listener: "proxy_127.0.0.1_8080" (names may not hold ':'). */
+static void proxy_fd_name(const char *address, char out[static 96]) {
+        snprintf(out, 96, "proxy_%.80s", address);
+        for (char *p = out; *p; p++)
+                if (*p == ':')
+                        *p = '_';
+}
+
+int manager_take_proxy_fd(Manager *m, const char *address) {
+        char name[96];
+
+        proxy_fd_name(address, name);
+        for (size_t i = 0; i < m->n_kept_proxy; i++)
+                if (m->kept_proxy[i].fd >= 0 && streq(m->kept_proxy[i].name, name)) {
+                        int fd = m->kept_proxy[i].fd;
+                        m->kept_proxy[i].fd = -1;
+                        return fd;
+                }
+        return -1;
+}
+
+void manager_keep_proxy_fd(Manager *m, const char *address, int fd) {
+        char state[160], name[96];
+
+        /* Only under systemd (NOTIFY_SOCKET), and only with FileDescriptorStoreMax= in the unit;
+         * otherwise this is a no-op and restarts close the service listeners. */
+        proxy_fd_name(address, name);
+        if (fd >= 0) {
+                snprintf(state, sizeof state, "FDSTORE=1\nFDNAME=%s", name);
+                (void) sd_pid_notify_with_fds(0, 0, state, &fd, 1);
+        } else {
+                snprintf(state, sizeof state, "FDSTOREREMOVE=1\nFDNAME=%s", name);
+                (void) sd_notify(0, state);
+        }
+}
+
+/* Kept service listeners no service claimed in the first pass (the service is gone, or moved). */
+static void kept_proxy_drop_unclaimed(Manager *m) {
+        for (size_t i = 0; i < m->n_kept_proxy; i++)
+                if (m->kept_proxy[i].fd >= 0) {
+                        log_info("Closing the kept listener %s: no service listens there now.", m->kept_proxy[i].name);
+                        (void) sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", m->kept_proxy[i].name);
+                        close(m->kept_proxy[i].fd);
+                        m->kept_proxy[i].fd = -1;
+                }
+}
+
+static void strv_freep(char ***p) {
+        for (char **s = *p; s && *s; s++)
+                free(*s);
+        free(*p);
+}
+
 static int listeners_open(Manager *m) {
-        int n = sd_listen_fds(1), fd, r;
+        _cleanup_(strv_freep) char **names = NULL;
+        int n = sd_listen_fds_with_names(1, &names), fd, r, api = 0;
         bool loopback = false;
 
         if (n > 0) {
@@ -143,6 +197,18 @@ static int listeners_open(Manager *m) {
                         bool unix_socket;
 
                         fd = SD_LISTEN_FDS_START + i;
+                        /* A service proxy's listener kept in systemd's fd store across a restart. */
+                        if (names && names[i] && strncmp(names[i], "proxy_", 6) == 0) {
+                                if (m->n_kept_proxy < ELEMENTSOF(m->kept_proxy)) {
+                                        m->kept_proxy[m->n_kept_proxy].fd = fd;
+                                        snprintf(m->kept_proxy[m->n_kept_proxy].name, sizeof m->kept_proxy[0].name,
+                                                 "%s", names[i]);
+                                        m->n_kept_proxy++;
+                                } else
+                                        close(fd);
+                                continue;
+                        }
+                        api++;
                         unix_socket = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0;
                         if (!unix_socket) {
                                 r = socket_is_loopback(fd, &loopback);
@@ -155,8 +221,12 @@ static int listeners_open(Manager *m) {
                         if (r < 0)
                                 return r;
                 }
-                log_info("Serving the API on %d socket(s) from systemd.", n);
-                return 0;
+                if (m->n_kept_proxy)
+                        log_info("Kept %zu service listener(s) across the restart.", m->n_kept_proxy);
+                if (api > 0) {
+                        log_info("Serving the API on %d socket(s) from systemd.", api);
+                        return 0;
+                }
         }
         r = socket_listen_unix(m->settings.socket_path, m->settings.socket_mode, m->settings.socket_group, &fd);
         if (r < 0)
@@ -227,6 +297,7 @@ int manager_start(Manager *m) {
                         return r;
         } else
                 log_notice("runtime = off: serving the registry and API only; no guests are started.");
+        kept_proxy_drop_unclaimed(m);
         r = sd_event_add_time_relative(m->event, &m->housekeeping, CLOCK_MONOTONIC, 60 * USEC_PER_SEC, 0,
                                        on_housekeeping, m);
         if (r < 0)

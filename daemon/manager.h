@@ -20,6 +20,13 @@ typedef struct Manager {
         Controller *controller;  /* NULL with runtime = off */
         char *token;             /* bearer token for TCP, from settings.token_file */
         char *tls_cert, *tls_key;/* PEM text of settings.tls_cert/tls_key, or NULL: plain HTTP */
+        /* Service proxy listeners kept across a restart in systemd's fd store
+         * ("proxy_127.0.0.1_8080"). */
+        struct {
+                int fd;          /* -1 once taken */
+                char name[96];
+        } kept_proxy[64];
+        size_t n_kept_proxy;
         sd_event_source *housekeeping;
         usec_t started_at;
 } Manager;
@@ -32,4 +39,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 /* Opens the store, the blob files and the listeners (socket activation or our own). */
 int manager_start(Manager *m);
 /* Runs the event loop until SIGTERM/SIGINT; READY=1 is sent once started. */
+/* The listening socket systemd kept for a service proxy on ADDRESS (normalised "IP:PORT"), or
+ * -1; the caller owns it from then on. */
+int manager_take_proxy_fd(Manager *m, const char *address);
+/* Hands a service proxy's listening socket to systemd's fd store (no-op without systemd), or
+ * (FD -1) removes the one for ADDRESS. */
+void manager_keep_proxy_fd(Manager *m, const char *address, int fd);
+
 int manager_run(Manager *m);

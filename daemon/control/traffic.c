@@ -170,8 +170,12 @@ static ServiceTraffic *service_find(Traffic *t, const char *name, bool create) {
         return NULL;
 }
 
-static void service_free(ServiceTraffic *st) {
+/* FORGET: the service is gone, so systemd need not keep its listener either (at shutdown the
+ * listeners stay in the fd store for the next aviaryd). */
+static void service_free(ServiceTraffic *st, bool forget) {
         if (st) {
+                if (st->proxy && forget)
+                        manager_keep_proxy_fd(st->traffic->m, st->listen, -1);
                 proxy_free(st->proxy);
                 free(st);
         }
@@ -184,17 +188,30 @@ static void service_listen(ServiceTraffic *st, const char *listen) {
 
         if (streq(st->listen, want) && (st->proxy || st->listen_failed || !*want))
                 return;
+        if (st->proxy)
+                manager_keep_proxy_fd(st->traffic->m, st->listen, -1);
         st->proxy = proxy_free(st->proxy);
         st->listen_failed = false;
         snprintf(st->listen, sizeof st->listen, "%s", want);
         if (!*want)
                 return;
-        k = proxy_new(st->traffic->m->event, want, on_pick, on_done, st, &st->proxy);
+        /* A listener systemd kept for us across a restart: clients queued in its backlog meanwhile. */
+        int fd = manager_take_proxy_fd(st->traffic->m, want);
+        if (fd >= 0) {
+                k = proxy_new_from_fd(st->traffic->m->event, fd, on_pick, on_done, st, &st->proxy);
+                if (k == 0)
+                        log_info("Service %s: proxy listening on %s (kept across the restart).", st->name, want);
+        } else {
+                k = proxy_new(st->traffic->m->event, want, on_pick, on_done, st, &st->proxy);
+                if (k == 0) {
+                        manager_keep_proxy_fd(st->traffic->m, want, proxy_get_fd(st->proxy));
+                        log_info("Service %s: proxy listening on %s.", st->name, want);
+                }
+        }
         if (k < 0) {
                 st->listen_failed = true;
                 log_warning_errno(k, "Service %s: cannot serve traffic on %s", st->name, want);
-        } else
-                log_info("Service %s: proxy listening on %s.", st->name, want);
+        }
 }
 
 typedef struct Collect {
@@ -423,7 +440,7 @@ void traffic_sync(Traffic *t) {
                 return;
         for (size_t i = 0; i < MAX_SERVICES; i++)
                 if (t->services[i] && !t->services[i]->seen) {
-                        service_free(t->services[i]);
+                        service_free(t->services[i], true);
                         t->services[i] = NULL;
                 }
 }
@@ -506,7 +523,7 @@ Traffic *traffic_free(Traffic *t) {
         if (!t)
                 return NULL;
         for (size_t i = 0; i < MAX_SERVICES; i++)
-                service_free(t->services[i]);
+                service_free(t->services[i], false);
         free(t);
         return NULL;
 }

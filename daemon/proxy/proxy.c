@@ -3,6 +3,7 @@
  * per-direction buffers, pausing the reading side while the writing side is full. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <jansson.h>
 #include <netinet/tcp.h>
@@ -1244,18 +1245,14 @@ static int parse_listen(const char *address, struct sockaddr_in *ret) {
         return 0;
 }
 
-int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn done, void *userdata,
-              Proxy **ret) {
+int proxy_new_from_fd(sd_event *e, int fd, ProxyPickFn pick, ProxyDoneFn done, void *userdata, Proxy **ret) {
         struct sockaddr_in sa;
         socklen_t len = sizeof sa;
         Proxy *p;
-        int r, one = 1;
+        int r, flags;
 
-        if (!e || !address || !pick || !ret)
+        if (!e || fd < 0 || !pick || !ret)
                 return -EINVAL;
-        r = parse_listen(address, &sa);
-        if (r < 0)
-                return r;
         p = calloc(1, sizeof *p);
         if (!p)
                 return -ENOMEM;
@@ -1265,15 +1262,15 @@ int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn do
         p->pick = pick;
         p->done = done;
         p->userdata = userdata;
-        p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (p->fd < 0) {
+        p->fd = fd;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &len) < 0) {
                 r = -errno;
                 goto fail;
         }
-        (void) setsockopt(p->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(p->fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(p->fd, 512) < 0 ||
-            getsockname(p->fd, (struct sockaddr *) &sa, &len) < 0) {
-                r = -errno;
+        if (sa.sin_family != AF_INET) {
+                r = -EAFNOSUPPORT;
                 goto fail;
         }
         p->port = ntohs(sa.sin_port);
@@ -1285,6 +1282,32 @@ int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn do
 fail:
         proxy_free(p);
         return r;
+}
+
+int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn done, void *userdata,
+              Proxy **ret) {
+        struct sockaddr_in sa;
+        int r, fd, one = 1;
+
+        if (!e || !address || !pick || !ret)
+                return -EINVAL;
+        r = parse_listen(address, &sa);
+        if (r < 0)
+                return r;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(fd, 512) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        return proxy_new_from_fd(e, fd, pick, done, userdata, ret);
+}
+
+int proxy_get_fd(const Proxy *p) {
+        return p->fd;
 }
 
 Proxy *proxy_free(Proxy *p) {

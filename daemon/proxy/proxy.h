@@ -53,6 +53,11 @@ typedef struct ProxyStats {
  * DONE may be NULL. The proxy keeps a reference on E; *ret is the caller's to proxy_free(). */
 int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn done, void *userdata,
               Proxy **ret);
+/* The same on a listening IPv4 TCP socket FD (one kept across a restart in systemd's file
+ * descriptor store, say). Takes FD, also on failure (it is closed then). */
+int proxy_new_from_fd(sd_event *e, int fd, ProxyPickFn pick, ProxyDoneFn done, void *userdata, Proxy **ret);
+/* The listening socket (to hand to systemd's file descriptor store); the proxy keeps owning it. */
+int proxy_get_fd(const Proxy *p);
 /* Closes the listener, every client and every upstream connection. Accepts NULL. */
 Proxy *proxy_free(Proxy *p);
 /* Overrides the defaults (connect 2 s, response head 30 s) for connections started later;
