@@ -593,7 +593,7 @@ static int canary_state_one(const InstanceRecord *r, void *userdata) {
         if (streq(r->state, "ready"))
                 cs->ready++;
         else if (streq(r->state, "crash-loop") && !cs->broken[0])
-                snprintf(cs->broken, sizeof cs->broken, "instance %s is crash-looping (%s)", r->id,
+                snprintf(cs->broken, sizeof cs->broken, "canary guest %s is crash-looping (%s)", r->id,
                          r->stop_reason ? r->stop_reason : "no reason recorded");
         return 0;
 }
@@ -652,6 +652,12 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         o.canary_ready = cs.ready;
         if (!cs.broken[0] && ro.canary_weight > 0)
                 traffic_canary_unhealthy(c->traffic, sv.name, cs.broken, sizeof cs.broken);
+        if (!cs.broken[0]) {
+                _cleanup_(version_record_done) VersionRecord v = {};
+                if (store_version_get_by_id(c->m->store, cro->to_version_id, &v) == 0 && v.revoked)
+                        snprintf(cs.broken, sizeof cs.broken, "the canary version %s was revoked%s%.200s", cro->to_label,
+                                 v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
+        }
         o.canary_broken = cs.broken[0] ? cs.broken : NULL;
         if (window_close(c, &sv, cro, &st, &window))
                 o.window = &window;

@@ -250,7 +250,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
         duration_format_ms(s->progress_deadline_ms, deadline);
 
         if (o->canary_broken) {
-                abort_with(r, t, now, "canary-unhealthy", NULL, "canary guests unhealthy: %s", o->canary_broken);
+                abort_with(r, t, now, "canary-unhealthy", NULL, "%s", o->canary_broken);
                 goto out;
         }
         if (o->window && count_window(r, s, &a, o->window, t, now))

@@ -29,7 +29,7 @@ typedef struct RolloutObservation {
         usec_t now;
         int64_t replicas;          /* the service's */
         unsigned canary_ready;     /* ready guests of the canary version */
-        const char *canary_broken; /* non-NULL: why the canary guests are unhealthy (abort) */
+        const char *canary_broken; /* non-NULL: why the canary cannot go on (abort), in words */
         const AnalysisResult *window; /* an analysis window that just closed, or NULL */
 } RolloutObservation;
 

@@ -351,7 +351,8 @@ int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t 
                 usable_n += backend_usable(&st->set[SPLIT_CANARY], i);
         if (usable_n > 0)
                 return 0;
-        snprintf(why, size, "all %zu canary guests fail their health check (%s)", st->n[SPLIT_CANARY], st->hc_path);
+        snprintf(why, size, "canary guests unhealthy: all %zu fail their health check (%s)", st->n[SPLIT_CANARY],
+                 st->hc_path);
         return 1;
 }
 

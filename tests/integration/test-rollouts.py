@@ -160,7 +160,12 @@ def stickiness(d):
         promote(d)
     ok(seen[0] and seen[0] <= seen[1], "every user on the canary at 20% is still on it at 60%",
        f"{len(seen[0] - seen[1])} moved back")
-    d.request("POST", "/v1/services/web/rollouts/current/abort")
+    # Revoking the canary's version mid-rollout aborts it.
+    is_(d.request("POST", "/v1/images/app/versions/1.3/revoke", json_body={"reason": "test"}).status, 200,
+        "the canary's version is revoked mid-rollout")
+    got = wait_rollout(d, "Degraded", lambda r: r["phase"] == "Degraded", 10)
+    ok(got and "revoked" in (got.get("abortReason") or ""), "and the rollout aborts, saying why",
+       repr(got and got.get("abortReason")))
 
 
 def body(d):
