@@ -63,8 +63,13 @@ int main(void) {
                 strcat(text, "\":1}");
                 is_int(check(text, &e), AVIARY_E_UNKNOWN_FIELD, "long non-ASCII unknown field");
                 ok(utf8_is_valid(e.message, strlen(e.message)), "its truncated message is still UTF-8");
-                ok(strlen(e.message) >= sizeof e.message - 4, "and cut no shorter than needed (%zu bytes)",
+                ok(strlen(e.message) == sizeof e.message - 1, "and as long as it can be (%zu bytes)",
                    strlen(e.message));
+                /* Found the same way: jansson's message quotes the token up to an invalid escape, here
+                 * half of a two-byte character. */
+                is_int(check("{\"a\\\xc3\xa9\":1}", &e), AVIARY_E_MALFORMED_JSON,
+                       "invalid escape before a 2-byte character");
+                ok(utf8_is_valid(e.message, strlen(e.message)), "its message is UTF-8: %s", e.message);
         }
         return tap_done();
 }
