@@ -1106,7 +1106,9 @@ static int resp_headers_complete(http_parser *p) {
         bool no_body = c->is_head || p->status_code == 204 || p->status_code == 304;
         int r;
 
-        if (h->overflow || p->status_code == 101)
+        /* http_parser takes any 1 to 3 digits ("HTTP/1.1 2 OK"): relayed as is, that is no
+         * status line, and a status 0 would read as a failed connect in the metrics. */
+        if (h->overflow || p->status_code == 101 || p->status_code < 100 || p->status_code > 599)
                 return -1;
         if (p->status_code / 100 == 1) {
                 /* 100 Continue and friends: pass on to HTTP/1.1 clients, then the real one. */

@@ -26,15 +26,16 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(xmlChar *, xmlFree)
                         return -ENOMEM;                                                                     \
         } while (0)
 
-/* XML 1.0 cannot carry control characters at all, and libvirt refuses invalid UTF-8:
- * refuse them here rather than hand libvirt a document it rejects obscurely. */
+/* XML 1.0 cannot carry control characters at all, nor U+FFFE and U+FFFF (valid UTF-8 but no
+ * XML Char), and libvirt refuses invalid UTF-8: refuse them here rather than hand libvirt a
+ * document it rejects obscurely. */
 static bool text_is_valid(const char *s) {
         if (!s)
                 return false;
         for (const char *p = s; *p; p++)
                 if ((unsigned char) *p < 0x20)
                         return false;
-        return utf8_is_valid(s, strlen(s));
+        return utf8_is_valid(s, strlen(s)) && !strstr(s, "\xef\xbf\xbe") && !strstr(s, "\xef\xbf\xbf");
 }
 
 static int spec_check(const VirtDomainSpec *s) {

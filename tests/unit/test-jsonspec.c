@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "jsonspec.h"
+#include "names.h"
 #include "tap.h"
 
 static int check(const char *text, ApiError *e) {
@@ -52,5 +53,23 @@ int main(void) {
         is_int(check("{\"name\":\"a\",\"labels\":{\"k\":1}}", &e), AVIARY_E_INVALID_FIELD, "non-string label");
         is_int(check("{\"name\":null}", &e), AVIARY_E_INVALID_FIELD, "null where not nullable");
         is_int(check("{\"name\":\"a\\u0000b\"}", &e), AVIARY_E_INVALID_FIELD, "NUL inside a string");
+        {
+                /* Found by tests/fuzz (fuzz-router-json): a message cut at its size limit inside a
+                 * multi-byte character was invalid UTF-8, so the JSON error reply could not be
+                 * built and the client got no answer at all. */
+                char text[1024] = "{\"name\":\"a\",\"x";
+                for (int i = 0; i < 300; i++)
+                        strcat(text, "\xc3\xa9");
+                strcat(text, "\":1}");
+                is_int(check(text, &e), AVIARY_E_UNKNOWN_FIELD, "long non-ASCII unknown field");
+                ok(utf8_is_valid(e.message, strlen(e.message)), "its truncated message is still UTF-8");
+                ok(strlen(e.message) == sizeof e.message - 1, "and as long as it can be (%zu bytes)",
+                   strlen(e.message));
+                /* Found the same way: jansson's message quotes the token up to an invalid escape, here
+                 * half of a two-byte character. */
+                is_int(check("{\"a\\\xc3\xa9\":1}", &e), AVIARY_E_MALFORMED_JSON,
+                       "invalid escape before a 2-byte character");
+                ok(utf8_is_valid(e.message, strlen(e.message)), "its message is UTF-8: %s", e.message);
+        }
         return tap_done();
 }

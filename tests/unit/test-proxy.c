@@ -163,7 +163,13 @@ static void *backend_conn(void *arg) {
                                   "s\nte=%s\nbodylen=%zu\n",
                                   bc->b->name, bc->id, r.url, r.xff, r.request_id, r.connection, r.secret,
                                   r.te, r.body_len);
-                if (p.method == HTTP_HEAD) {
+                if (strncmp(r.url, "/status/", 8) == 0) {
+                        /* Answers with the status text the URL gives, verbatim. */
+                        int hl = snprintf(head, sizeof head, "HTTP/1.1 %s Odd\r\nContent-Length: 0\r\n\r\n",
+                                          r.url + 8);
+                        if (!send_all(bc->fd, head, (size_t) hl))
+                                goto out;
+                } else if (p.method == HTTP_HEAD) {
                         int hl = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n",
                                           bl);
                         if (!send_all(bc->fd, head, (size_t) hl))
@@ -782,6 +788,24 @@ static void *client_main(void *arg) {
                 close(fd);
         }
 
+        /* Found by tests/fuzz (fuzz-proxy-http): http_parser accepts "HTTP/1.1 2 OK", which was
+         * relayed as that same non-status line (and reported as status 2). A status outside
+         * 100..599 is an invalid response: 502. */
+        {
+                static const char *const odd[] = {"2", "600"};
+
+                set_pick(PICK_A);
+                for (size_t i = 0; i < ELEMENTSOF(odd); i++) {
+                        char get[128];
+
+                        snprintf(get, sizeof get, "GET /status/%s HTTP/1.1\r\nHost: svc\r\n\r\n", odd[i]);
+                        fd = client_connect();
+                        is_int(request(fd, get, &r), 0, "backend status %s: a complete response", odd[i]);
+                        is_int(r.status, 502, "backend status %s answered 502", odd[i]);
+                        close(fd);
+                }
+        }
+
         uint64_t one = 1;
         (void) !write(exit_fd, &one, sizeof one);
         return NULL;
@@ -866,7 +890,7 @@ int main(void) {
         is_int(connect_errors, 5, "done reported the connect failures (status 0, dead or stuck group)");
         is_int(wrong_backend, 0, "done reported each outcome with the backend picked (NULL for the 503)");
         is_int(unavailable, 1, "done reported the 503");
-        is_int(bad_gateway, 1, "done reported the 502 of the POST on a dropped connection");
+        is_int(bad_gateway, 1 + 2, "done reported the 502s: the POST on a dropped connection, two invalid statuses");
         is_int(timeouts, 1, "done reported the 504");
         is_int(other, 0, "no other done reports");
         ok(proxy_get_stats(proxy)->upstream_retries >= 3 + 1, "stats count the retries (%llu)",

@@ -143,6 +143,16 @@ static void test_refused(void) {
         is_int(virt_domain_xml(&s, &xml), -EINVAL, "newline in cmdline refused");
         s = hostile, s.service = "\xff\xfe";
         is_int(virt_domain_xml(&s, &xml), -EINVAL, "invalid UTF-8 refused");
+        /* Found by tests/fuzz (fuzz-domain-xml): valid UTF-8, but no XML 1.0 character, so the
+         * document did not parse (libxml2: "Char 0xFFFF out of allowed range"). */
+        s = hostile, s.cmdline = "a \xef\xbf\xbf b";
+        is_int(virt_domain_xml(&s, &xml), -EINVAL, "U+FFFF in cmdline refused");
+        s = hostile, s.bridge = "br\xef\xbf\xbe";
+        is_int(virt_domain_xml(&s, &xml), -EINVAL, "U+FFFE in an attribute refused");
+        s = hostile, s.cmdline = "a \xef\xbf\xbd \xee\x80\x80 \xf4\x8f\xbf\xbf";
+        ok(virt_domain_xml(&s, &xml) == 0 && xml, "U+FFFD, U+E000 and U+10FFFF still taken");
+        free(xml);
+        xml = NULL;
         s = hostile, s.memory_mib = 0;
         is_int(virt_domain_xml(&s, &xml), -EINVAL, "zero memory refused");
         s = hostile, s.vcpus = 0;
