@@ -3,7 +3,8 @@
 # "N passed, N failed" counting TAP test points across all suites.
 # With AVIARY_SANITIZE=1 (CI sets it) every suite runs a second time on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/); a report fails the test that
-# caused it, and both runs count in the last line.
+# caused it, and both runs count in the last line; so does the replay of the fuzz seed corpus
+# under libFuzzer with the same sanitizers (tests/fuzz/replay-asan.sh).
 # Usage: tests/run.sh [meson test options, e.g. --suite unit]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,13 @@ if [ -n "${AVIARY_SANITIZE:-}" ]; then
                 echo "# the sanitizer build failed" >&2
                 status=1
         fi
+fi
+
+if [ -n "${AVIARY_SANITIZE:-}" ]; then
+        echo "==> the fuzz seed corpus under libFuzzer + ASan + UBSan (tests/fuzz/replay-asan.sh)"
+        tests/fuzz/replay-asan.sh | tee build/fuzz-replay.tap
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+        logs+=(build/fuzz-replay.tap)
 fi
 
 python3 tests/lib/tap-summary.py "${logs[@]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up shared by the demo and the test run: installs what aviary needs from Debian's
-# archive (on a bare Debian 12 machine too) and builds it into build/.
+# archive (on a bare Debian 12 machine too) and builds it into build/. (clang and its
+# runtime are for the fuzz harnesses and their sanitizer replay: tests/fuzz/.)
 # Usage: tests/setup.sh [extra meson options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,8 @@ packages=(
         libnl-3-dev libnl-route-3-dev libvirt-dev libxml2-dev libhttp-parser-dev
         qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system
         iproute2 procps cpio gzip
-        python3 python3-yaml curl sqlite3 jq bc systemd
+        python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux
+        clang libclang-rt-14-dev
 )
 
 missing=()

@@ -197,8 +197,8 @@ int rollout_list(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         json_t *items = json_array();
         ListContext c = { r, &s, items };
-        const char *after;
-        unsigned limit;
+        const char *after = NULL;
+        unsigned limit = 0;
         int64_t after_id = 0;
         int k = service_from_path(r, &s, false);
 

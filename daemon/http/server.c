@@ -277,7 +277,13 @@ char *error_envelope(AviaryError code, const char *message, const char *request_
 
 static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow) {
         struct MHD_Response *resp;
-        char *text = error_envelope(code, message, r->request_id), allow_header[64] = "";
+        char safe[1024], allow_header[64] = "", *text;
+
+        /* A message may quote the request (a decoded path such as "/v1/%ff"): JSON needs UTF-8. */
+        snprintf(safe, sizeof safe, "%s", message);
+        api_message_make_utf8(safe);
+        message = safe;
+        text = error_envelope(code, message, r->request_id);
 
         if (!text)
                 return MHD_NO;
