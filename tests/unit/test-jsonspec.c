@@ -1,4 +1,6 @@
 /* Request body checking: types, ranges, unknown and missing fields, duplicates, UTF-8. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonspec.h"
@@ -27,6 +29,40 @@ static int check(const char *text, ApiError *e) {
         return r;
 }
 
+/* A body N levels deep: N-1 objects around an array, with brackets inside strings that
+ * must not count. */
+static char *nested(unsigned n) {
+        size_t size = 32 + 16 * (size_t) n;
+        char *s = malloc(size), *p = s;
+
+        for (unsigned i = 1; i < n; i++)
+                p += sprintf(p, "{\"[{\\\"\":");
+        p += sprintf(p, "[\"}]\"]");
+        for (unsigned i = 1; i < n; i++)
+                *p++ = '}';
+        *p = 0;
+        return s;
+}
+
+static void test_depth(void) {
+        ApiError e = {};
+        char *s;
+
+        s = nested(JSON_MAX_DEPTH);
+        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), 0, "a body %u levels deep passes", JSON_MAX_DEPTH);
+        free(s);
+        s = nested(JSON_MAX_DEPTH + 1);
+        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), AVIARY_E_MALFORMED_JSON, "one level more is refused");
+        ok(strstr(e.message, "deeper than 32") != NULL, "and says why: %s", e.message);
+        free(s);
+        s = (char *) "{\"a\":\"[[[[[[\"}";
+        is_int(json_check_depth(s, strlen(s), 2, &e), 0, "brackets inside strings do not count");
+        s = (char *) "{\"a\\\"\":[[1]]}";
+        is_int(json_check_depth(s, strlen(s), 2, &e), AVIARY_E_MALFORMED_JSON,
+               "an escaped quote does not end a string");
+        is_int(json_check_depth("[]]]]]]{}{}{}", 13, 1, &e), 0, "extra closing brackets never go below zero");
+}
+
 int main(void) {
         ApiError e;
 
@@ -52,5 +88,6 @@ int main(void) {
         is_int(check("{\"name\":\"a\",\"labels\":{\"k\":1}}", &e), AVIARY_E_INVALID_FIELD, "non-string label");
         is_int(check("{\"name\":null}", &e), AVIARY_E_INVALID_FIELD, "null where not nullable");
         is_int(check("{\"name\":\"a\\u0000b\"}", &e), AVIARY_E_INVALID_FIELD, "NUL inside a string");
+        test_depth();
         return tap_done();
 }
