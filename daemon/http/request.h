@@ -61,6 +61,7 @@ typedef struct Request {
         char resource[384];      /* the resource an audit event names */
         json_t *event_detail;    /* optional detail for the audit event */
         void (*after_commit)(struct Request *r); /* work that must wait for the commit (file removal) */
+        void (*after_rollback)(struct Request *r); /* undoes file work when the transaction fails */
         ApiError error;
 
         /* long polls (?wait=): the handler asked to be called again later */
