@@ -87,8 +87,8 @@ int blob_put_data(Request *r, const char *data, size_t size) {
 static void blob_remove_uncommitted(Request *r) {
         int k = blobfiles_remove(r->manager->blobs, request_param(r, 0));
         if (k < 0)
-                log_warning_errno(k, "Cannot remove the file of blob %s, whose row was not written (removed at start)",
-                                  request_param(r, 0));
+                log_warning_errno(k, "Cannot remove the file of blob %s, whose row was not written "
+                                  "(it goes at the next start)", request_param(r, 0));
 }
 
 int blob_put_finish(Request *r) {

@@ -104,8 +104,8 @@ int request_check_if_match(Request *r, const char *etag, const char *what) {
                 return 0;
         }
         if (!if_match_names(if_match, etag))
-                return reply_error(r, AVIARY_E_PRECONDITION_FAILED, "%s has changed: its ETag is %s, If-Match said %.64s",
-                                   what, etag, if_match);
+                return reply_error(r, AVIARY_E_PRECONDITION_FAILED,
+                                   "%s has changed: its ETag is %s, If-Match said %.64s", what, etag, if_match);
         return 0;
 }
 

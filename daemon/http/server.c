@@ -178,7 +178,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 k = calloc(1, sizeof *k);
                 if (!k) {
                         /* Untracked, it would escape the deadline: refuse it instead. */
-                        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+                        const union MHD_ConnectionInfo *info =
+                                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
                         log_error("Out of memory for a new API connection; closing it.");
                         if (info)
                                 shutdown(info->connect_fd, SHUT_RDWR);
@@ -717,8 +718,9 @@ static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) 
         char msg[160];
 
         if (size > r->manager->settings.max_header_size)
-                snprintf(msg, sizeof msg, "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes",
-                         size, r->manager->settings.max_header_size);
+                snprintf(msg, sizeof msg,
+                         "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes", size,
+                         r->manager->settings.max_header_size);
         else if (fields > MAX_HEADER_FIELDS)
                 snprintf(msg, sizeof msg, "the request has %d header fields, over the limit of %d", fields,
                          MAX_HEADER_FIELDS);
@@ -865,7 +867,8 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                                   cfg->connection_timeout_sec,
                                   /* Unix-socket peers all share one (empty) address: no per-peer limit. */
-                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, unix_socket ? 0u : cfg->connection_limit_per_peer,
+                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                  unix_socket ? 0u : cfg->connection_limit_per_peer,
                                   MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg),
                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
         if (!l->mhd)

@@ -49,10 +49,12 @@ static void test_depth(void) {
         char *s;
 
         s = nested(JSON_MAX_DEPTH);
-        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), 0, "a body %u levels deep passes", JSON_MAX_DEPTH);
+        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), 0, "a body %u levels deep passes",
+               JSON_MAX_DEPTH);
         free(s);
         s = nested(JSON_MAX_DEPTH + 1);
-        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), AVIARY_E_MALFORMED_JSON, "one level more is refused");
+        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), AVIARY_E_MALFORMED_JSON,
+               "one level more is refused");
         ok(strstr(e.message, "deeper than 32") != NULL, "and says why: %s", e.message);
         free(s);
         s = (char *) "{\"a\":\"[[[[[[\"}";
