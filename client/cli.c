@@ -4,6 +4,7 @@
 #include <stdarg.h>
 
 #include "cli.h"
+#include "errors.h"
 
 int cli_usage(const char *format, ...) {
         va_list ap;
@@ -93,13 +94,23 @@ int cli_list(Cli *cli, const char *path, const Field *fields, size_t n_fields) {
 }
 
 int cli_delete(Cli *cli, const char *path, const char *what) {
-        json_auto_t *reply = NULL;
+        _cleanup_(http_reply_done) HttpReply current = {}, deleted = {};
 
-        int r = http_call(cli->http, "DELETE", path, NULL, &reply);
+        /* Deletes what was just read: its ETag goes back as If-Match, so a change made in
+         * between is refused (412), and a daemon with require_if_match accepts it. */
+        int r = http_exchange(cli->http, &(HttpRequest){.method = "GET", .path = path}, &current);
+        if (r != 0)
+                return r;
+        r = http_exchange(cli->http, &(HttpRequest){.method = "DELETE", .path = path, .if_match = current.etag},
+                          &deleted);
+        if (r == AVIARY_E_PRECONDITION_FAILED)
+                output_error("%s was changed by someone else after it was read; nothing was deleted: look at it "
+                             "again and retry",
+                             what);
         if (r != 0)
                 return r;
         if (cli->format == OUTPUT_JSON)
-                return reply ? output_json(reply) : 0;
+                return deleted.body ? output_json(deleted.body) : 0;
         printf("deleted %s\n", what);
         return 0;
 }

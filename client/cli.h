@@ -50,7 +50,8 @@ int cli_show(Cli *cli, const char *method, const char *path, json_t *body, const
 /* GETs every page of a list and prints it, as a table or as JSON. */
 int cli_list(Cli *cli, const char *path, const Field *fields, size_t n_fields);
 
-/* DELETEs and says so ("deleted <what>"), or prints the server's JSON if it sent any. */
+/* GETs PATH for its ETag, DELETEs it with that as If-Match (a change in between is refused,
+ * 412), and says so ("deleted <what>"), or prints the server's JSON if it sent any. */
 int cli_delete(Cli *cli, const char *path, const char *what);
 
 int cmd_image_push(Cli *cli, int argc, char **argv);

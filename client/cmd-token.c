@@ -69,7 +69,7 @@ int cmd_token_ls(Cli *cli, int argc, char **argv) {
 }
 
 int cmd_token_revoke(Cli *cli, int argc, char **argv) {
-        _cleanup_free_ char *path = NULL, *what = NULL;
+        _cleanup_free_ char *path = NULL;
         int r = cli_no_options(argc, argv, 1, 1);
 
         if (r != 0)
@@ -77,7 +77,11 @@ int cmd_token_revoke(Cli *cli, int argc, char **argv) {
         r = http_path(&path, "v1", "tokens", argv[optind], NULL);
         if (r < 0)
                 return r;
-        if (asprintf(&what, "token %s (revoked)", argv[optind]) < 0)
-                return -ENOMEM;
-        return cli_delete(cli, path, what);
+        /* Tokens have no ETag (nothing about them changes): a plain DELETE. */
+        r = http_call(cli->http, "DELETE", path, NULL, NULL);
+        if (r != 0)
+                return r;
+        if (cli->format != OUTPUT_JSON)
+                printf("revoked token %s\n", argv[optind]);
+        return 0;
 }

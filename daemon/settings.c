@@ -23,6 +23,10 @@ void settings_init_defaults(Settings *c) {
                 .max_json_body = 1 * MiB,
                 .connection_limit = 256,
                 .connection_timeout_sec = 60,
+                .max_header_size = 16 * 1024,
+                .request_timeout_sec = 30,
+                .upload_min_rate = 64 * 1024,
+                .connection_limit_per_peer = 16,
         };
 }
 
@@ -177,6 +181,31 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                         c->connection_timeout_sec = u;
                 return r;
         }
+        if (streq(key, "max_header_size")) {
+                uint64_t v;
+                r = parse_size(value, &v);
+                if (r == 0 && (v < 1024 || v > 1024 * 1024))
+                        r = -EINVAL;
+                if (r == 0)
+                        c->max_header_size = v;
+                return r;
+        }
+        if (streq(key, "request_timeout")) {
+                r = parse_uint(value, 1, 86400, &u);
+                if (r == 0)
+                        c->request_timeout_sec = u;
+                return r;
+        }
+        if (streq(key, "upload_min_rate"))
+                return parse_size(value, &c->upload_min_rate);
+        if (streq(key, "connection_limit_per_peer")) {
+                r = parse_uint(value, 0, 65536, &u);
+                if (r == 0)
+                        c->connection_limit_per_peer = u;
+                return r;
+        }
+        if (streq(key, "require_if_match"))
+                return parse_bool(value, &c->require_if_match);
         return -ENOENT;
 }
 
@@ -250,7 +279,9 @@ static void usage(FILE *out) {
                 "\n"
                 "Config file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
-                "runtime accel bridge bridge_create subnet tls_cert tls_key allow_uids allow_gids\n");
+                "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
+                "require_if_match runtime accel bridge bridge_create subnet tls_cert tls_key allow_uids\n"
+                "allow_gids\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

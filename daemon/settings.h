@@ -28,6 +28,11 @@ typedef struct Settings {
         uint64_t max_json_body;
         unsigned connection_limit;
         unsigned connection_timeout_sec;
+        uint64_t max_header_size;        /* request line and header fields; 431 above */
+        unsigned request_timeout_sec;    /* to receive a whole request (headers and body) */
+        uint64_t upload_min_rate;        /* bytes/s of body that each earn a second more; 0: none */
+        unsigned connection_limit_per_peer; /* per TCP client address; 0: no limit */
+        bool require_if_match;           /* PATCH/DELETE without If-Match: 428 */
 } Settings;
 
 void settings_init_defaults(Settings *c);

@@ -81,6 +81,16 @@ int blob_put_data(Request *r, const char *data, size_t size) {
         return blob_upload_write(r->upload, data, size);
 }
 
+/* The file is in place before its row is written; when the row's transaction fails (the
+ * disk is full), a file without a row must not stay visible. Only this request linked it,
+ * and nothing else ran in between. */
+static void blob_remove_uncommitted(Request *r) {
+        int k = blobfiles_remove(r->manager->blobs, request_param(r, 0));
+        if (k < 0)
+                log_warning_errno(k, "Cannot remove the file of blob %s, whose row was not written "
+                                  "(it goes at the next start)", request_param(r, 0));
+}
+
 int blob_put_finish(Request *r) {
         BlobRecord b;
         const char *digest = request_param(r, 0);
@@ -91,6 +101,8 @@ int blob_put_finish(Request *r) {
         k = blob_upload_commit(r->upload, &r->error);
         if (k != 0)
                 return k;
+        if (blob_upload_created_name(r->upload))
+                r->after_rollback = blob_remove_uncommitted;
         k = store_blob_add(r->manager->store, digest, (int64_t) blob_upload_size(r->upload));
         if (k < 0)
                 return k;

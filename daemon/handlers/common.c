@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "manager.h"
 #include "jsonspec.h"
 #include "names.h"
 
@@ -62,6 +63,49 @@ int request_name_param(Request *r, unsigned n, const char *what, const char **re
                                    "starting and ending with a letter or digit",
                                    what, name ? name : "");
         *ret = name;
+        return 0;
+}
+
+/* Whether the If-Match list VALUE names ETAG: "*", or one of its comma-separated tags,
+ * compared strongly (a weak W/"..." tag never matches, RFC 9110 13.1.1). */
+static bool if_match_names(const char *value, const char *etag) {
+        size_t n = strlen(etag);
+
+        for (const char *p = value; *p;) {
+                const char *end;
+
+                while (*p == ' ' || *p == '\t' || *p == ',')
+                        p++;
+                if (!*p)
+                        break;
+                end = p;
+                while (*end && *end != ',')
+                        end++;
+                while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+                        end--;
+                if ((end - p == 1 && *p == '*') || ((size_t) (end - p) == n && strncmp(p, etag, n) == 0))
+                        return true;
+                p = end;
+                while (*p && *p != ',')
+                        p++;
+        }
+        return false;
+}
+
+int request_check_if_match(Request *r, const char *etag, const char *what) {
+        const char *if_match = request_header(r, "If-Match");
+
+        if (!if_match) {
+                if (r->manager->settings.require_if_match)
+                        return reply_error(r, AVIARY_E_PRECONDITION_REQUIRED,
+                                           "this daemon requires If-Match on changes: send %s's ETag (%s) as read, "
+                                           "or If-Match: *",
+                                           what, etag);
+                return 0;
+        }
+        if (!if_match_names(if_match, etag))
+                return reply_error(r, AVIARY_E_PRECONDITION_FAILED,
+                                   "%s has changed: its ETag is %s, If-Match said %.64s", what, etag, if_match);
         return 0;
 }
 

@@ -80,5 +80,10 @@ int request_json_body(Request *r, json_t **ret);
 int request_name_param(Request *r, unsigned n, const char *what, const char **ret);
 /* A numeric page cursor ("after=" of versions and events): digits only. */
 int cursor_id_parse(const char *s, int64_t *ret);
+/* Checks If-Match before a change of the resource whose current strong ETag is ETAG (WHAT
+ * names it in messages): 0 to go on; 412 precondition-failed when the header is there and
+ * none of its tags is ETAG (or "*"); 428 precondition-required when it is missing and
+ * require_if_match is on. */
+int request_check_if_match(Request *r, const char *etag, const char *what);
 /* Splits "IMAGE:TAG" or "IMAGE@sha256:HEX" into its parts (new strings). */
 int version_ref_parse(const char *s, char **ret_image, char **ret_ref);

@@ -72,6 +72,35 @@ static int version_list_one(const VersionRecord *v, void *userdata) {
         return json_array_append_new(userdata, version_to_json(v)) < 0 ? -ENOMEM : 0;
 }
 
+static int image_etag_add(const VersionRecord *v, void *userdata) {
+        char line[128];
+        int n = snprintf(line, sizeof line, "%lld %s %d\n", (long long) v->id, v->digest, v->revoked);
+
+        return digest_update(userdata, line, (size_t) n);
+}
+
+/* An image's ETag: the first 32 hex digits of the sha256 over its id and its versions' ids,
+ * digests and states, so that it changes whenever a version is pushed, revoked or deleted
+ * (ids alone could repeat after a delete). */
+static int image_etag(Request *r, const ImageRecord *img, char out[static 40]) {
+        _cleanup_(digest_freep) Digest *d = NULL;
+        char id[32], sum[DIGEST_STR_LEN + 1];
+        int k = digest_new(&d);
+
+        if (k < 0)
+                return k;
+        snprintf(id, sizeof id, "image %lld\n", (long long) img->id);
+        k = digest_update(d, id, strlen(id));
+        if (k == 0)
+                k = store_version_list(r->manager->store, img->name, 0, INT32_MAX, image_etag_add, d);
+        if (k == 0)
+                k = digest_final(d, sum);
+        if (k != 0)
+                return k;
+        snprintf(out, 40, "\"%.32s\"", sum + 7);
+        return 0;
+}
+
 int image_get(Request *r) {
         ImageRecord img = {};
         json_t *j, *versions;
@@ -86,8 +115,11 @@ int image_get(Request *r) {
                 return image_not_found(r, name);
         if (k < 0)
                 return k;
-        j = image_to_json(&img);
+        k = image_etag(r, &img, r->etag);
+        j = k == 0 ? image_to_json(&img) : NULL;
         image_record_done(&img);
+        if (k != 0)
+                return k;
         /* Show names the first 1000 versions; GET .../versions pages through all. */
         versions = json_array();
         if (!j || !versions || json_object_set_new(j, "versions", versions) < 0) {
@@ -103,10 +135,23 @@ int image_get(Request *r) {
 }
 
 int image_delete(Request *r) {
+        _cleanup_(image_record_done) ImageRecord img = {};
         const char *name;
+        char etag[40], what[80];
         int k;
 
         k = request_name_param(r, 0, "image", &name);
+        if (k != 0)
+                return k;
+        k = store_image_get(r->manager->store, name, &img);
+        if (k == AVIARY_E_IMAGE_NOT_FOUND)
+                return image_not_found(r, name);
+        if (k == 0)
+                k = image_etag(r, &img, etag);
+        if (k != 0)
+                return k;
+        snprintf(what, sizeof what, "image '%s'", name);
+        k = request_check_if_match(r, etag, what);
         if (k != 0)
                 return k;
         request_set_resource(r, "image/%s", name);
@@ -328,20 +373,31 @@ static int version_from_path(Request *r, VersionRecord *ret) {
         return k;
 }
 
+/* A version's ETag: the first 32 hex digits of its digest (its content never changes). */
+static void version_etag(const VersionRecord *v, char out[static 40]) {
+        snprintf(out, 40, "\"%.32s\"", v->digest + 7);
+}
+
 int version_get(Request *r) {
         _cleanup_(version_record_done) VersionRecord v = {};
         int k = version_from_path(r, &v);
 
         if (k != 0)
                 return k;
-        snprintf(r->etag, sizeof r->etag, "\"%.32s\"", v.digest + 7);
+        version_etag(&v, r->etag);
         return reply_json(r, 200, version_to_json(&v));
 }
 
 int version_delete(Request *r) {
         _cleanup_(version_record_done) VersionRecord v = {};
+        char etag[40], what[400];
         int k = version_from_path(r, &v);
 
+        if (k != 0)
+                return k;
+        version_etag(&v, etag);
+        snprintf(what, sizeof what, "version %s:%s", v.image, v.tag);
+        k = request_check_if_match(r, etag, what);
         if (k != 0)
                 return k;
         request_set_resource(r, "image/%s/version/%s", v.image, v.tag);

@@ -1,5 +1,5 @@
 /* /v1/services: what users deploy to. Create and PATCH share one field table and one
- * validation path; PATCH honours If-Match against the service's generation. */
+ * validation path; PATCH and DELETE honour If-Match against the service's generation. */
 #include <arpa/inet.h>
 #include <string.h>
 
@@ -258,8 +258,8 @@ int service_create(Request *r) {
 }
 
 int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
-        const char *name, *if_match;
-        char etag[40];
+        const char *name;
+        char etag[40], what[80];
         int k;
 
         k = request_name_param(r, 0, "service", &name);
@@ -270,15 +270,11 @@ int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
                 return reply_error(r, k, "service '%s' not found", name);
         if (k != 0)
                 return k;
-        if_match = check_if_match ? request_header(r, "If-Match") : NULL;
-        if (if_match && !streq(if_match, "*")) {
-                snprintf(etag, sizeof etag, "\"%lld\"", (long long) ret->generation);
-                if (!streq(if_match, etag))
-                        return reply_error(r, AVIARY_E_PRECONDITION_FAILED,
-                                           "service '%s' has changed: it is at generation %s, If-Match said %.32s", name,
-                                           etag, if_match);
-        }
-        return 0;
+        if (!check_if_match)
+                return 0;
+        snprintf(etag, sizeof etag, "\"%lld\"", (long long) ret->generation);
+        snprintf(what, sizeof what, "service '%s'", name);
+        return request_check_if_match(r, etag, what);
 }
 
 int service_get(Request *r) {

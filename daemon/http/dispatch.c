@@ -116,9 +116,13 @@ int dispatch_request(Request *r) {
         }
         if (k != 0) {
                 store_rollback(store);
+                if (r->after_rollback)
+                        r->after_rollback(r);
                 return k;
         }
-        k = store_commit(store);
+        k = store_commit(store); /* rolls back when it fails (a full disk) */
+        if (k != 0 && r->after_rollback)
+                r->after_rollback(r);
         if (k == 0 && r->after_commit)
                 r->after_commit(r);
         if (k == 0)

@@ -63,6 +63,7 @@ typedef struct Request {
         json_t *event_detail;    /* optional detail for the audit event */
         const char *reply_secret_field; /* a reply field never stored for Idempotency-Key replays */
         void (*after_commit)(struct Request *r); /* work that must wait for the commit (file removal) */
+        void (*after_rollback)(struct Request *r); /* undoes file work when the transaction fails */
         ApiError error;
 
         /* long polls (?wait=): the handler asked to be called again later */

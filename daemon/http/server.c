@@ -1,10 +1,13 @@
 /* libmicrohttpd on sd-event. Each listener is an MHD daemon in external-epoll mode: its
  * epoll fd is an sd-event I/O source and its timeout an sd-event timer. The access handler
  * routes on the first call (so a wrong route, size or type is refused before any body is
- * read), collects or streams the body, then hands the request to dispatch. */
+ * read), collects or streams the body, then hands the request to dispatch. Every
+ * connection is tracked from accept to close so that one sending its request too slowly is
+ * cut off (request_timeout), which MHD's idle timeout alone cannot do. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 
 #include "digest.h"
 #include "dispatch.h"
+#include "jsonspec.h"
 #include "log.h"
 #include "manager.h"
 #include "names.h"
@@ -29,6 +33,7 @@ typedef struct Listener {
         struct MHD_Daemon *mhd;
         sd_event_source *io, *timer;
         bool unix_socket;
+        unsigned closed; /* connections MHD closed during the current listener_run() */
 } Listener;
 
 /* A suspended long poll: its connection, and the timer that resumes it. */
@@ -38,28 +43,48 @@ typedef struct Waiter {
         sd_event_source *wake;
 } Waiter;
 
+/* One client connection, from accept to close (MHD's socket context). Its current request
+ * must have arrived by its deadline: SINCE (accepted, or the previous answer sent) plus
+ * request_timeout, plus a second per upload_min_rate bytes of body received so far. */
+typedef struct Conn {
+        struct Conn *prev, *next;
+        Listener *listener;
+        struct MHD_Connection *connection;
+        uint64_t since;      /* CLOCK_MONOTONIC µs */
+        uint64_t body_bytes; /* of the current request */
+        bool receiving;      /* the current request is still arriving */
+} Conn;
+
 struct HttpServer {
         Manager *manager;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
         Waiter waiters[MAX_WAITERS];
+        Conn *conns;                     /* every open connection of every listener */
+        sd_event_source *deadline_timer; /* at the earliest deadline of a receiving one */
 };
 
 static void listener_schedule(Listener *l);
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Listener *l = userdata;
-
+/* One MHD round, and a second one when the first closed connections: at connection_limit MHD
+ * takes its listening socket out of its epoll set, and puts it back only at the start of a
+ * round after a connection is gone. Without that round a listener whose connections all
+ * closed would have no event and no timeout left, and would never accept again. */
+static void listener_run(Listener *l) {
+        l->closed = 0;
         MHD_run(l->mhd);
+        if (l->closed > 0)
+                MHD_run(l->mhd);
         listener_schedule(l);
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        listener_run(userdata);
         return 0;
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Listener *l = userdata;
-
-        MHD_run(l->mhd);
-        listener_schedule(l);
+        listener_run(userdata);
         return 0;
 }
 
@@ -86,6 +111,141 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         while (n > 0 && buf[n - 1] == '\n')
                 buf[--n] = 0;
         log_warning("HTTP: %s", buf);
+}
+
+/* ---- connections and their deadlines ---- */
+
+static uint64_t now_usec(HttpServer *srv) {
+        uint64_t now = 0;
+
+        sd_event_now(srv->manager->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+static uint64_t conn_deadline(const Conn *k, const Settings *cfg) {
+        uint64_t d = k->since + cfg->request_timeout_sec * 1000000ULL;
+
+        if (cfg->upload_min_rate)
+                d += k->body_bytes * 1000000ULL / cfg->upload_min_rate;
+        return d;
+}
+
+/* Moves the deadline timer earlier when DEADLINE comes before it (or it is off). */
+static void deadline_timer_arm(HttpServer *srv, uint64_t deadline) {
+        uint64_t current;
+        int enabled = SD_EVENT_OFF;
+
+        if (!srv->deadline_timer)
+                return;
+        sd_event_source_get_enabled(srv->deadline_timer, &enabled);
+        if (enabled != SD_EVENT_OFF && sd_event_source_get_time(srv->deadline_timer, &current) >= 0 &&
+            current <= deadline)
+                return;
+        sd_event_source_set_time(srv->deadline_timer, deadline);
+        sd_event_source_set_enabled(srv->deadline_timer, SD_EVENT_ONESHOT);
+}
+
+static Conn *conn_of(struct MHD_Connection *c) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        return info ? info->socket_context : NULL;
+}
+
+/* A new request may start arriving on K now (the connection is new, or kept alive). */
+static void conn_await_request(Conn *k) {
+        HttpServer *srv = k->listener->server;
+
+        k->since = now_usec(srv);
+        k->body_bytes = 0;
+        k->receiving = true;
+        deadline_timer_arm(srv, conn_deadline(k, &srv->manager->settings));
+}
+
+/* The request on C is in (or answered): what follows is ours to send, not the client's. */
+static void conn_request_received(struct MHD_Connection *c) {
+        Conn *k = conn_of(c);
+
+        if (k)
+                k->receiving = false;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+        Listener *l = cls;
+        HttpServer *srv = l->server;
+        Conn *k = *socket_context;
+
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                k = calloc(1, sizeof *k);
+                if (!k) {
+                        /* Untracked, it would escape the deadline: refuse it instead. */
+                        const union MHD_ConnectionInfo *info =
+                                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+                        log_error("Out of memory for a new API connection; closing it.");
+                        if (info)
+                                shutdown(info->connect_fd, SHUT_RDWR);
+                        return;
+                }
+                k->listener = l;
+                k->connection = c;
+                k->next = srv->conns;
+                if (srv->conns)
+                        srv->conns->prev = k;
+                srv->conns = k;
+                *socket_context = k;
+                conn_await_request(k);
+                return;
+        }
+        l->closed++;
+        if (!k)
+                return;
+        if (k->prev)
+                k->prev->next = k->next;
+        else
+                srv->conns = k->next;
+        if (k->next)
+                k->next->prev = k->prev;
+        *socket_context = NULL;
+        free(k);
+}
+
+/* Cuts off every connection whose request has not arrived by its deadline. MHD cannot queue
+ * an answer before a request's headers are in (nor while its body is arriving), so the
+ * socket is shut down: MHD then reads end-of-file and closes the connection itself, which
+ * keeps the descriptor MHD's until then. */
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        HttpServer *srv = userdata;
+        const Settings *cfg = &srv->manager->settings;
+        uint64_t now = now_usec(srv), next = UINT64_MAX;
+        bool cut[MAX_LISTENERS] = {};
+
+        for (Conn *k = srv->conns; k; k = k->next) {
+                uint64_t d = conn_deadline(k, cfg);
+                const union MHD_ConnectionInfo *info;
+
+                if (!k->receiving)
+                        continue;
+                if (d > now) {
+                        next = d < next ? d : next;
+                        continue;
+                }
+                k->receiving = false;
+                info = MHD_get_connection_info(k->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+                if (info)
+                        shutdown(info->connect_fd, SHUT_RDWR);
+                cut[k->listener - srv->listeners] = true;
+                log_info("Closed an API connection whose request did not arrive within %u s (%" PRIu64
+                         " body bytes received).",
+                         cfg->request_timeout_sec, k->body_bytes);
+        }
+        sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        if (next != UINT64_MAX)
+                deadline_timer_arm(srv, next);
+        /* Let MHD see the end-of-file now; this may free the Conns cut above. */
+        for (unsigned i = 0; i < srv->n_listeners; i++)
+                if (cut[i])
+                        listener_run(&srv->listeners[i]);
+        return 0;
 }
 
 /* ---- the request object ---- */
@@ -117,8 +277,13 @@ static void request_free(Request *r) {
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+        Conn *k = conn_of(c);
+
         request_free(*req_cls);
         *req_cls = NULL;
+        /* Kept alive, the connection waits for its next request: a new deadline. */
+        if (k && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                conn_await_request(k);
 }
 
 void request_retry_later(Request *r, uint64_t usec) {
@@ -133,8 +298,7 @@ static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
         waiter_release(w);
         if (r) {
                 MHD_resume_connection(r->connection);
-                MHD_run(l->mhd); /* runs the resumed request's handler again */
-                listener_schedule(l);
+                listener_run(l); /* runs the resumed request's handler again */
         }
         return 0;
 }
@@ -244,6 +408,8 @@ static enum MHD_Result queue(Request *r, unsigned status, struct MHD_Response *r
         ret = MHD_queue_response(r->connection, status, resp);
         MHD_destroy_response(resp);
         r->replied = true;
+        /* MHD reads no more of a request once an answer is queued. */
+        conn_request_received(r->connection);
         return ret;
 }
 
@@ -601,11 +767,50 @@ static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
         return MHD_YES;
 }
 
+/* More header fields than any client of ours sends; each costs MHD a record in the
+ * connection's memory, so without a count a head of many tiny fields would exhaust it. */
+#define MAX_HEADER_FIELDS 100
+
+/* Refuses with 431 a request whose head (request line and header fields, with their CRLFs,
+ * as MHD counts them) is over max_header_size, or has too many fields. Heads too big for the
+ * connection's memory never get here: MHD answers those itself (docs/api.md, Limits). */
+static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) {
+        const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        size_t size = info ? info->header_size : 0;
+        int fields = MHD_get_connection_values(r->connection, MHD_HEADER_KIND, NULL, NULL);
+        char msg[160];
+
+        if (size > r->manager->settings.max_header_size)
+                snprintf(msg, sizeof msg,
+                         "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes", size,
+                         r->manager->settings.max_header_size);
+        else if (fields > MAX_HEADER_FIELDS)
+                snprintf(msg, sizeof msg, "the request has %d header fields, over the limit of %d", fields,
+                         MAX_HEADER_FIELDS);
+        else
+                return false;
+        /* Who, for the log line: the peer's uid/gid or address (no token lookup for a refusal). */
+        if (l->unix_socket) {
+                char why[200];
+                (void) authenticate_peer(r, why, sizeof why);
+        } else {
+                char addr[INET6_ADDRSTRLEN];
+                peer_address(r, addr, sizeof addr);
+                snprintf(r->actor, sizeof r->actor, "tcp:%s", addr);
+        }
+        request_id_init(r);
+        /* Not worth reading a body after: answered at once, and the connection closes. */
+        *ret = send_error(r, AVIARY_E_HEADERS_TOO_LARGE, msg, 0);
+        return true;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **req_cls) {
         Listener *l = cls;
         Request *r = *req_cls;
+        enum MHD_Result ret;
 
         if (!r) {
                 r = calloc(1, sizeof *r);
@@ -621,6 +826,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                 if (!r->path)
                         return MHD_NO;
                 r->started = true;
+                if (request_head_refused(r, l, &ret))
+                        return ret;
                 return request_begin(r, l);
         }
         if (r->replied) {
@@ -629,12 +836,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
-                enum MHD_Result ret = request_data(r, upload_data, *upload_data_size);
+                Conn *k = conn_of(connection);
+                if (k)
+                        k->body_bytes += *upload_data_size;
+                ret = request_data(r, upload_data, *upload_data_size);
                 *upload_data_size = 0;
                 return ret;
         }
+        conn_request_received(connection);
         if (r->drain)
                 return send_result(r, r->deferred);
+        if (r->route->body == BODY_JSON && r->body_size > 0 &&
+            json_check_depth(r->body, r->body_size, JSON_MAX_DEPTH, &r->error) != 0)
+                return send_result(r, (int) r->error.code);
         {
                 int k = dispatch_request(r);
                 if (k == 0 && r->retry_usec && !r->reply)
@@ -666,10 +880,17 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
 
 int http_server_new(Manager *m, HttpServer **ret) {
         HttpServer *s = calloc(1, sizeof *s);
+        int r;
 
         if (!s)
                 return -ENOMEM;
         s->manager = m;
+        r = sd_event_add_time(m->event, &s->deadline_timer, CLOCK_MONOTONIC, 0, 1000, on_deadline, s);
+        if (r < 0) {
+                free(s);
+                return log_error_errno(r, "Cannot add the request deadline timer");
+        }
+        sd_event_source_set_enabled(s->deadline_timer, SD_EVENT_OFF);
         *ret = s;
         return 0;
 }
@@ -684,13 +905,21 @@ HttpServer *http_server_free(HttpServer *s) {
                         waiter_release(&s->waiters[i]);
                         MHD_resume_connection(c);
                 }
+        s->deadline_timer = sd_event_source_disable_unref(s->deadline_timer);
         for (unsigned i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].io);
                 sd_event_source_disable_unref(s->listeners[i].timer);
-                MHD_stop_daemon(s->listeners[i].mhd);
+                MHD_stop_daemon(s->listeners[i].mhd); /* closes its connections: their Conns go */
         }
         free(s);
         return NULL;
+}
+
+/* Each connection's memory in MHD: its request head and header records live there, then
+ * the read buffer for bodies and the answer's head. Twice max_header_size, so that a head
+ * somewhat over the limit still fits and gets our JSON 431; past this MHD answers itself. */
+static size_t connection_memory(const Settings *cfg) {
+        return (size_t) (2 * cfg->max_header_size + 16 * 1024);
 }
 
 int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
@@ -714,8 +943,14 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   0, NULL, NULL,
                                   on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                  MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                                  cfg->connection_timeout_sec, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                                  cfg->connection_timeout_sec,
+                                  /* Unix-socket peers all share one (empty) address: no per-peer limit. */
+                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                  unix_socket ? 0u : cfg->connection_limit_per_peer,
+                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg),
+                                  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                                   MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 2, MHD_OPTION_END);
         if (!l->mhd)
                 return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);

@@ -23,6 +23,7 @@ struct BlobUpload {
         Digest *digest;
         uint64_t size;
         char expected[DIGEST_STR_LEN + 1];
+        bool created_name; /* the commit linked the name (it was not there) */
 };
 
 static int mkdir_at(int dir_fd, const char *name, int *ret_fd) {
@@ -198,16 +199,22 @@ int blob_upload_commit(BlobUpload *u, ApiError *e) {
         if (fsync(u->fd) < 0)
                 return negative_errno();
         if (u->tmp_name[0]) {
+                u->created_name = !blobfiles_exists(u->files, u->expected);
                 if (renameat(u->files->dir_fd, u->tmp_name, u->files->dir_fd, hex_of(u->expected)) < 0)
                         return negative_errno();
                 u->tmp_name[0] = 0;
         } else {
                 snprintf(proc, sizeof proc, "/proc/self/fd/%d", u->fd);
-                if (linkat(AT_FDCWD, proc, u->files->dir_fd, hex_of(u->expected), AT_SYMLINK_FOLLOW) < 0 &&
-                    errno != EEXIST)
+                if (linkat(AT_FDCWD, proc, u->files->dir_fd, hex_of(u->expected), AT_SYMLINK_FOLLOW) == 0)
+                        u->created_name = true;
+                else if (errno != EEXIST)
                         return negative_errno();
         }
         return fsync(u->files->dir_fd) < 0 ? negative_errno() : 0;
+}
+
+bool blob_upload_created_name(const BlobUpload *u) {
+        return u->created_name;
 }
 
 BlobUpload *blob_upload_free(BlobUpload *u) {

@@ -3,6 +3,7 @@
  * or wrong blob is never visible under its name. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -30,6 +31,9 @@ uint64_t blob_upload_size(const BlobUpload *u);
 /* Verifies the digest, makes the data durable and links it into place. Returns 0,
  * AVIARY_E_DIGEST_MISMATCH (E filled; nothing kept) or negative errno. */
 int blob_upload_commit(BlobUpload *u, ApiError *e);
+/* Whether the commit put the blob's name in place (false when a file of that name was
+ * there already): the one who must remove it if the blob's row is not written after all. */
+bool blob_upload_created_name(const BlobUpload *u);
 /* Drops an upload (committed or not); NULL-safe. */
 BlobUpload *blob_upload_free(BlobUpload *u);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BlobUpload *, blob_upload_free);

@@ -166,7 +166,11 @@ int store_commit(Store *s) {
 int store_rollback(Store *s) {
         if (s->tx_depth == 0)
                 return -EINVAL;
-        if (s->tx_depth == 1)
+        /* After SQLITE_FULL (or IOERR, NOMEM) SQLite may have rolled the whole transaction
+         * back itself: then there is nothing left to roll back, and no error to log. */
+        if (sqlite3_get_autocommit(s->db))
+                ;
+        else if (s->tx_depth == 1)
                 exec_plain(s, "ROLLBACK");
         else
                 exec_plain(s, "ROLLBACK TO nested; RELEASE nested");

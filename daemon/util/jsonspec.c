@@ -105,6 +105,33 @@ int json_check_fields(json_t *obj, const FieldSpec *specs, const char *where, Ap
         return 0;
 }
 
+int json_check_depth(const char *data, size_t size, unsigned max_depth, ApiError *e) {
+        bool in_string = false, escaped = false;
+        unsigned depth = 0;
+
+        for (size_t i = 0; i < size; i++) {
+                char c = data[i];
+
+                if (in_string) {
+                        if (escaped)
+                                escaped = false;
+                        else if (c == '\\')
+                                escaped = true;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == '{' || c == '[') {
+                        if (++depth > max_depth)
+                                return api_error_set(e, AVIARY_E_MALFORMED_JSON,
+                                                     "request body nests objects and arrays deeper than %u levels",
+                                                     max_depth);
+                } else if ((c == '}' || c == ']') && depth > 0)
+                        depth--;
+        }
+        return 0;
+}
+
 int json_parse_body(const char *data, size_t size, json_t **ret, ApiError *e) {
         json_error_t jerr;
         json_t *j;

@@ -30,5 +30,14 @@ typedef struct FieldSpec {
  * ("health_check."). Returns 0 or a positive AVIARY_E_* with E filled. */
 int json_check_fields(json_t *obj, const FieldSpec *specs, const char *where, ApiError *e);
 
+/* How deep request bodies may nest: the top-level object is depth 1. Our bodies need 4;
+ * the limit keeps a hostile body's parse (and its tree) small. */
+#define JSON_MAX_DEPTH 32
+
+/* Refuses (AVIARY_E_MALFORMED_JSON, E filled) a body whose objects and arrays nest deeper
+ * than MAX_DEPTH, looking only at brackets outside strings: it runs before parsing, so it
+ * says nothing else about the text. Returns 0 otherwise. */
+int json_check_depth(const char *data, size_t size, unsigned max_depth, ApiError *e);
+
 /* Parses a request body: must be a JSON object, UTF-8, no duplicate keys. */
 int json_parse_body(const char *data, size_t size, json_t **ret, ApiError *e);

@@ -5,7 +5,9 @@ names, oversized bodies, wrong Content-Type, invalid UTF-8. Each must get its do
 4xx status and code in the JSON error envelope, with request_id equal to X-Request-Id, and
 the database and blob directory must be exactly as before the whole matrix. Also: unknown
 routes (404), wrong methods (405 with Allow), bodies where none is taken, bad queries, bad
-Idempotency-Keys, and the caller's own X-Request-Id."""
+Idempotency-Keys, and the caller's own X-Request-Id. Request heads: over max_header_size or
+with more than 100 fields, 431 headers-too-large in the envelope; far over (past the
+connection's memory), libmicrohttpd's own 431 (or 414 for the request line)."""
 import json
 
 from aviarytest import (Daemon, check_error, chunked, create_service, diag, is_, main, ok, push_version,
@@ -53,8 +55,21 @@ def generic_cases(route, method, path, base, limit):
         add(f"non-object JSON {text!r}", text, 400, "malformed-json")
     add("duplicate keys", b'{"reason": "a", "reason": "b", "name": "a", "name": "b"}', 400, "malformed-json")
     for text in (b'{"name": "\xff"}', b'{"name": "\xc0\xaf"}', b'{"name": "\xed\xa0\x80"}', b'{"\xfe": 1}',
-                 b'{"name": "\xe2\x82"}'):
+                 b'{"name": "\xe2\x82"}', b'{"name": "\xe0\x80\xaf"}', b'{"name": "\xf4\x90\x80\x80"}',
+                 b'{"a": {"b": ["\x80"]}}'):
         add(f"invalid UTF-8 {text!r}", text, 400, "malformed-json")
+    add("an unpaired surrogate escape", b'{"name": "\\ud800"}', 400, "malformed-json")
+    add("duplicate keys in a nested object", b'{"a": {"k": 1, "k": 2}}', 400, "malformed-json")
+
+    # Nesting: JSON_MAX_DEPTH (32) levels, the top object included, are judged on their
+    # content; one more is refused before any handler runs, however the rest looks.
+    def nested(levels):
+        return enc(dict(base, pad=None)).replace(b"null", b"[" * (levels - 1) + b"]" * (levels - 1))
+
+    add("nested 32 levels deep is read (unknown field)", nested(32), 422, "unknown-field")
+    add("nested 33 levels deep", nested(33), 400, "malformed-json")
+    add("nested 1000 levels deep", nested(1000), 400, "malformed-json")
+    add("nested 33 levels and malformed after", nested(33)[:-1], 400, "malformed-json")
     if route != "version.revoke":  # revocation takes an empty body
         add("empty body", b"", 400, "malformed-json")
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/json-patch+json",
@@ -380,6 +395,59 @@ def body():
                repr(r))
         ids = {c.get("/v1/health").header("X-Request-Id") for _ in range(5)}
         is_(len(ids), 5, "request ids of our own differ from request to request")
+
+        test_header_limits(d)
+    with Daemon(config={"max_header_size": "4K"}) as small:
+        r = raw_request(small.socket_path, "GET", "/v1/health", {"X-Pad": "p" * 3500}, None)
+        is_(r.status, 200, "max_header_size = 4K: a head of about 3.5 KiB is served", repr(r))
+        r = raw_request(small.socket_path, "GET", "/v1/health", {"X-Pad": "p" * 4200}, None)
+        check_error(r, 431, "headers-too-large", "max_header_size = 4K: a head of about 4.2 KiB is 431")
+
+
+def head_size(method, path, headers):
+    """The request head's size as the daemon counts it: request line, fields, CRLFs."""
+    hdrs = dict({"Host": "aviary"}, **headers)
+    return len(f"{method} {path} HTTP/1.1\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in hdrs.items()) + 2
+
+
+def test_header_limits(d):
+    """max_header_size is 16 KiB by default; the connection's memory is twice that plus 16 KiB."""
+    limit = 16 * KiB
+    snap, files = d.snapshot(), d.blob_files()
+    pad = limit - head_size("GET", "/v1/health", {"X-Pad": ""})
+    r = raw_request(d.socket_path, "GET", "/v1/health", {"X-Pad": "p" * pad}, None)
+    is_(r.status, 200, f"a head of exactly {limit} bytes is served", repr(r))
+    r = raw_request(d.socket_path, "GET", "/v1/health", {"X-Pad": "p" * (pad + 1), "X-Request-Id": "big-head"}, None)
+    check_error(r, 431, "headers-too-large", f"a head of {limit + 1} bytes: 431 headers-too-large",
+                request_id="big-head")
+    r = raw_request(d.socket_path, "GET", "/v1/health", {"X-Pad": "p" * (2 * limit)}, None)
+    check_error(r, 431, "headers-too-large", "a head of 32 KiB, still within the connection's memory: 431 in JSON")
+    fields = {f"X-F{i}": "v" for i in range(99)}
+    is_(raw_request(d.socket_path, "GET", "/v1/health", fields, None).status, 200,
+        "100 header fields (Host and 99 more) are served")
+    r = raw_request(d.socket_path, "GET", "/v1/health", dict(fields, **{"X-F99": "v"}), None)
+    check_error(r, 431, "headers-too-large", "101 header fields: 431 headers-too-large")
+    r = raw_request(d.socket_path, "GET", "/v1/health?q=" + "q" * limit, {}, None)
+    check_error(r, 431, "headers-too-large", "a request line of 16 KiB counts too: 431")
+
+    data, digest = random_bytes(4 << 20)
+    r = raw_request(d.socket_path, "PUT", f"/v1/blobs/{digest}",
+                    {"Content-Type": "application/octet-stream", "X-Pad": "p" * limit}, data)
+    check_error(r, 431, "headers-too-large", "a 4 MiB blob PUT with a 16 KiB header gets its 431 at once")
+
+    # Past the connection's memory libmicrohttpd answers by itself, before aviaryd sees the
+    # request: still 431 (414 for the request line), but its own short HTML, and it closes.
+    r = raw_request(d.socket_path, "GET", "/v1/health", {"X-Pad": "p" * (1 << 20)}, None)
+    ok(r.status == 431 and r.json is None, "a 1 MiB head: libmicrohttpd's own 431 (not JSON)", repr(r))
+    r = raw_request(d.socket_path, "GET", "/v1/health", {f"X-F{i}": "v" for i in range(2000)}, None)
+    ok(r.status == 431 and r.json is None, "2000 header fields: libmicrohttpd's own 431 (not JSON)", repr(r))
+    r = raw_request(d.socket_path, "GET", "/v1/health?q=" + "q" * (100 * KiB), {}, None)
+    ok(r.status == 414 and r.json is None, "a 100 KiB request line: libmicrohttpd's own 414", repr(r))
+
+    ok(d.snapshot() == snap, "the oversized heads changed nothing", lambda: snapshot_diff(snap, d.snapshot()))
+    is_(d.blob_files(), files, "and stored no blob")
+    ok(d.running(), "the daemon is still running")
+    is_(d.client.get("/v1/health").status, 200, "and answers")
 
 
 main(body)

@@ -2,11 +2,14 @@
 """Idempotency-Key on POST: the same key with the same request answers the first status and
 body again (Idempotent-Replayed: true) with one effect, one row and one event; the same key
 with another request is 422 idempotency-key-reused and changes nothing; 20 concurrent POSTs
-with one key make exactly one service; keys survive a restart and belong to one caller."""
+with one key make exactly one service, as do a slow POST overtaken by a fast one with its
+key and a race of one key with two bodies; keys survive a restart and belong to one caller."""
 import json
+import socket
 import threading
+import time
 
-from aviarytest import (Client, Daemon, check_error, free_tcp_port, is_, isnt, main, ok,
+from aviarytest import (Client, Daemon, check_error, free_tcp_port, is_, isnt, main, ok, parse_raw_response,
                         snapshot_diff, upload, random_bytes)
 
 
@@ -116,6 +119,67 @@ def test_concurrent(d):
     is_(len(events_for(d, "service/conc", "service.create")), 1, "exactly one service.create event was written")
 
 
+def test_interleaved(d):
+    """Two requests with one key in flight together: the first to arrive is slow (its body
+    trickles in over a second), the second overtakes it. Exactly one effect: the second is
+    done, the first, once its body is in, is its replay. And a race of one key with two
+    different bodies: one effect; every other answer is a replay of it or 422."""
+    body = json.dumps({"name": "overtaken", "replicas": 3}).encode()
+    head = (f"POST /v1/services HTTP/1.1\r\nHost: aviary\r\nContent-Type: application/json\r\n"
+            f"Idempotency-Key: key-slow\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.settimeout(10)
+    slow.connect(d.socket_path)
+    slow.sendall(head + body[:5])
+    time.sleep(0.3)
+    fast = post(d.client, "/v1/services", {"name": "overtaken", "replicas": 3}, "key-slow")
+    is_(fast.status, 201, "the request that overtook the slow one is done (201)", repr(fast))
+    time.sleep(0.3)
+    slow.sendall(body[5:])
+    got = b""
+    while parse_raw_response(got) is None:
+        chunk = slow.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    slow.close()
+    parsed = parse_raw_response(got)
+    ok(parsed is not None and parsed[0] == 201 and parsed[1].get("idempotent-replayed") == "true"
+       and parsed[2] == fast.raw, "the slow one, once in, answers the replay of the other", repr(got[:400]))
+    is_(len([r for r in d.snapshot()["services"] if r[1] == "overtaken"]), 1, "one service row")
+    is_(len(events_for(d, "service/overtaken", "service.create")), 1, "one service.create event")
+
+    n = 16
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=10)
+            results[i] = post(Client(socket_path=d.socket_path), "/v1/services",
+                              {"name": "race", "replicas": 1 + i % 2}, "key-race")
+        except Exception as e:  # reported below
+            results[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    answers = [r for r in results if hasattr(r, "status")]
+    is_(len(answers), n, f"{n} racing POSTs of one key with two bodies all got an answer")
+    firsts = [r for r in answers if r.status == 201 and r.header("Idempotent-Replayed") is None]
+    is_(len(firsts), 1, "exactly one of them was done")
+    first = firsts[0] if firsts else None
+    others = [r for r in answers if r is not first]
+    ok(first is not None and all((r.status == 201 and r.raw == first.raw and r.header("Idempotent-Replayed") == "true")
+                                 or (r.status == 422 and r.error_code() == "idempotency-key-reused") for r in others),
+       "each other one is its replay (same body) or 422 idempotency-key-reused (the other body)",
+       *[repr(r) for r in others][:3])
+    is_(len([r for r in d.snapshot()["services"] if r[1] == "race"]), 1, "one service row")
+    is_(len(events_for(d, "service/race", "service.create")), 1, "one service.create event")
+
+
 def test_restart_and_callers(d, body, first):
     d.restart()
     again = post(d.client, "/v1/images/web/versions", body, "key-version-1")
@@ -139,6 +203,7 @@ def body():
         d.tcp_port = port
         b, first = test_replay(d)
         test_concurrent(d)
+        test_interleaved(d)
         test_restart_and_callers(d, b, first)
 
 

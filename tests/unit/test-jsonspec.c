@@ -1,4 +1,6 @@
 /* Request body checking: types, ranges, unknown and missing fields, duplicates, UTF-8. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonspec.h"
@@ -26,6 +28,42 @@ static int check(const char *text, ApiError *e) {
                 r = json_check_fields(body, specs, "", e);
         json_decref(body);
         return r;
+}
+
+/* A body N levels deep: N-1 objects around an array, with brackets inside strings that
+ * must not count. */
+static char *nested(unsigned n) {
+        size_t size = 32 + 16 * (size_t) n;
+        char *s = malloc(size), *p = s;
+
+        for (unsigned i = 1; i < n; i++)
+                p += sprintf(p, "{\"[{\\\"\":");
+        p += sprintf(p, "[\"}]\"]");
+        for (unsigned i = 1; i < n; i++)
+                *p++ = '}';
+        *p = 0;
+        return s;
+}
+
+static void test_depth(void) {
+        ApiError e = {};
+        char *s;
+
+        s = nested(JSON_MAX_DEPTH);
+        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), 0, "a body %u levels deep passes",
+               JSON_MAX_DEPTH);
+        free(s);
+        s = nested(JSON_MAX_DEPTH + 1);
+        is_int(json_check_depth(s, strlen(s), JSON_MAX_DEPTH, &e), AVIARY_E_MALFORMED_JSON,
+               "one level more is refused");
+        ok(strstr(e.message, "deeper than 32") != NULL, "and says why: %s", e.message);
+        free(s);
+        s = (char *) "{\"a\":\"[[[[[[\"}";
+        is_int(json_check_depth(s, strlen(s), 2, &e), 0, "brackets inside strings do not count");
+        s = (char *) "{\"a\\\"\":[[1]]}";
+        is_int(json_check_depth(s, strlen(s), 2, &e), AVIARY_E_MALFORMED_JSON,
+               "an escaped quote does not end a string");
+        is_int(json_check_depth("[]]]]]]{}{}{}", 13, 1, &e), 0, "extra closing brackets never go below zero");
 }
 
 int main(void) {
@@ -71,5 +109,6 @@ int main(void) {
                        "invalid escape before a 2-byte character");
                 ok(utf8_is_valid(e.message, strlen(e.message)), "its message is UTF-8: %s", e.message);
         }
+        test_depth();
         return tap_done();
 }
