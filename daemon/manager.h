@@ -20,6 +20,8 @@ typedef struct Manager {
         Controller *controller;  /* NULL with runtime = off */
         char *token;             /* bearer token for TCP, from settings.token_file */
         sd_event_source *housekeeping;
+        sd_event_source *watchdog; /* WATCHDOG=1 every half WATCHDOG_USEC; NULL without one */
+        uint64_t watchdog_usec;
         usec_t started_at;
 } Manager;
 
@@ -30,5 +32,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 /* Opens the store, the blob files and the listeners (socket activation or our own). */
 int manager_start(Manager *m);
-/* Runs the event loop until SIGTERM/SIGINT; READY=1 is sent once started. */
+/* Runs the event loop until SIGTERM/SIGINT; READY=1 is sent once started, and WATCHDOG=1
+ * every half WATCHDOG_USEC from the loop when systemd asks for it. */
 int manager_run(Manager *m);
