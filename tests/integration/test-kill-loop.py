@@ -24,6 +24,7 @@ id, step and weights) and later reaches the next pause when promoted.
 import argparse
 import hashlib
 import http.client
+import json
 import os
 import random
 import re
@@ -39,7 +40,7 @@ BARRIER_TIMEOUT = 120
 
 def parse_args():
     p = argparse.ArgumentParser()
-    p.add_argument("--layer", choices=("api",), default="api")
+    p.add_argument("--layer", choices=("api", "guests"), default="api")
     p.add_argument("--iterations", type=int, default=0, help="default: 40 (api), 5 (guests)")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=None)
@@ -464,11 +465,223 @@ def layer_api(iterations):
              f"retried={sum(w.retried for w in workers)} replayed={sum(w.replayed for w in workers)}")
 
 
+# ============================================================================ layer guests
+
+LIVE = ("booting", "ready", "draining")
+STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 40}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
+         {"setWeight": 80}, {"pause": {}}, {"setWeight": 100}]
+
+
+def guest_instances(d):
+    r = d.request("GET", "/v1/instances?service=web&limit=1000")
+    return r.json["items"] if r.status == 200 else None
+
+
+def qemu_instances(state_dir):
+    """{pid: instance id} of the QEMUs whose command line names STATE_DIR (zombies have none)."""
+    from guesttest import qemu_pids
+    out = {}
+    for pid in qemu_pids(state_dir):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        m = re.search(r"guest=aviary-([^,\x00]+)", cmd)
+        out[pid] = m.group(1) if m else "?"
+    return out
+
+
+def qemu_started(instance_id):
+    """Whether a QEMU for INSTANCE_ID runs (by its -name), scanning /proc directly: quick."""
+    needle = f"guest=aviary-{instance_id}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def guest_state(d):
+    """A consistent view: instances, QEMUs and leases, read until two instance reads agree
+    around the process listing (a boot may be under way)."""
+    for _ in range(40):
+        before = guest_instances(d)
+        procs = qemu_instances(d.state_dir)
+        leases = db_query(d.state_dir, "SELECT ip, instance_id FROM leases")
+        after = guest_instances(d)
+        if before is not None and before == after:
+            return after, procs, leases
+        time.sleep(0.25)
+    return after, procs, leases
+
+
+def check_guests(d, label, gt):
+    insts, procs, leases = guest_state(d)
+    problems = []
+    live = [i for i in insts if i["state"] in LIVE]
+    by_instance = {}
+    for pid, iid in procs.items():
+        by_instance.setdefault(iid, []).append(pid)
+    for iid, pids in by_instance.items():
+        if len(pids) > 1:
+            problems.append(f"instance {iid} runs {len(pids)} QEMUs: {pids}")
+    live_ids = {i["id"] for i in live}
+    for iid in set(by_instance) - live_ids:
+        problems.append(f"QEMU {by_instance[iid]} runs for {iid}, which is not live: "
+                        f"{[i for i in insts if i['id'] == iid]}")
+    for i in live:
+        if by_instance.get(i["id"]) != [i["qemu_pid"]]:
+            problems.append(f"live instance {i['id']} ({i['state']}) has qemu_pid {i['qemu_pid']}, "
+                            f"QEMUs running for it: {by_instance.get(i['id'])}")
+    ips = [i["ip"] for i in live]
+    if len(ips) != len(set(ips)) or None in ips:
+        problems.append(f"live instances share or lack addresses: {ips}")
+    lease_ips = [ip for ip, _ in leases]
+    lease_ids = [iid for _, iid in leases]
+    if len(lease_ips) != len(set(lease_ips)) or len(lease_ids) != len(set(lease_ids)):
+        problems.append(f"a lease is doubled: {leases}")
+    lease_of = {iid: ip for ip, iid in leases}
+    for i in live:
+        if lease_of.get(i["id"]) != i["ip"]:
+            problems.append(f"live instance {i['id']} at {i['ip']} holds lease {lease_of.get(i['id'])}")
+    ok(not problems, f"{label}: {len(live)} live instances, {len(procs)} QEMUs, one each; leases unique",
+       *problems, lambda: json.dumps(insts, indent=1))
+    return live
+
+
+def rollout_row(d):
+    rows = db_query(d.state_dir, "SELECT id, step_index, canary_weight, phase FROM rollouts "
+                                 "WHERE phase IN ('Progressing', 'Paused') ORDER BY id DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+def current_rollout(d):
+    r = d.request("GET", "/v1/services/web/rollouts/current")
+    return r.json if r.status == 200 else {}
+
+
+def wait_paused(d, timeout=180):
+    from guesttest import wait_for
+    return wait_for("the rollout paused", lambda: (lambda ro: ro if ro.get("phase") == "Paused" else None)(
+        current_rollout(d)), timeout)
+
+
+def layer_guests(iterations):
+    from guesttest import GuestTest, live as live_of, push, wait_for
+    gt = GuestTest("kl")
+    rng = random.Random(SEED)
+    stats = {"kills": 0, "orphans_removed": 0, "restarts_requested": 0, "promotions": 0, "start_seconds": [],
+             "mid_start": 0}
+
+    def orphans(d):
+        return sum(1 for e in d.events() if e["action"] == "instance.orphan-removed")
+
+    def body(d):
+        push(d, "1.0")
+        push(d, "1.1")
+        d.request("POST", "/v1/services", json_body={"name": "web", "replicas": 2, "listen": "127.0.0.1:18080"})
+        d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.0"})
+        if not ok(wait_for("2 ready", lambda: len(live_of(d, "web")) == 2, 180), "two 1.0 guests become ready",
+                  d.log()[-3000:]):
+            return
+        r = d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.1", "strategy": {"canary": {
+            "steps": STEPS, "canaryReplicas": 1, "analysis": {"enabled": False}, "scaleDownDelay": "0s"}}})
+        ok(r.status == 201, "a rollout to app:1.1 with steps and pauses starts", repr(r))
+        if not ok(wait_paused(d), "it reaches its first pause", repr(current_rollout(d))):
+            return
+        t_start = time.monotonic()
+        for i in range(iterations):
+            label = f"kill {i + 1}"
+            # Every other kill lands inside a domain start: right after an instance restart
+            # aviaryd boots it again, and it is killed as soon as the new QEMU exists, while
+            # libvirt is still starting it.
+            what = "mid-start" if i % 2 == 0 else rng.choice(("restart", "promote", "idle"))
+            before_orphans = orphans(d)  # now: once a domain start is under way the API waits for it
+            if what in ("mid-start", "restart"):
+                stable = [x for x in live_of(d, "web") if x["version"] == "app:1.0"]
+                if stable:
+                    victim = rng.choice(stable)["id"]
+                    d.request("POST", f"/v1/instances/{victim}/restart")
+                    stats["restarts_requested"] += 1
+                    if what == "mid-start":
+                        started = wait_for(f"a new QEMU for {victim}", lambda: qemu_started(victim), 30, interval=0.005)
+                        stats["mid_start"] += bool(started)
+                    else:
+                        time.sleep(rng.uniform(0.0, 1.2))
+            elif what == "promote":
+                if d.request("POST", "/v1/services/web/rollouts/current/promote").status == 200:
+                    stats["promotions"] += 1
+                time.sleep(rng.uniform(0.0, 1.5))
+            else:
+                time.sleep(rng.uniform(0.2, 2.0))
+            status = d.kill()
+            stats["kills"] += 1
+            if not is_(status, -9, f"{label} ({what}): aviaryd was killed by SIGKILL"):
+                return
+            row = rollout_row(d)
+            t0 = time.monotonic()
+            d.start()
+            stats["start_seconds"].append(time.monotonic() - t0)
+            stats["orphans_removed"] += orphans(d) - before_orphans
+            ro = current_rollout(d)
+            got = (ro.get("id"), ro.get("currentStepIndex"), ro.get("weights", {}).get("canary"), ro.get("phase"))
+            if row is None:
+                ok(False, f"{label}: a rollout was in progress", repr(ro))
+                return
+            want = (row[0], row[1], row[2], row[3])
+            ok(got == want or (got[0] == want[0] and got[3] in ("Progressing", "Paused") and got[1] > want[1]),
+               f"{label}: the rollout is where it was (step {want[1]}, canary weight {want[2]}, {want[3]}) "
+               f"or has moved on from there", f"got {got}", f"in SQLite at the kill: {want}")
+            check_guests(d, label, gt)
+        elapsed = time.monotonic() - t_start
+
+        # The rollout carries on: the next pause when promoted, Healthy at the end.
+        ro = current_rollout(d)
+        if ro.get("phase") == "Paused":
+            step = ro["currentStepIndex"]
+            is_(d.request("POST", "/v1/services/web/rollouts/current/promote").status, 200, "promote after the kills")
+            got = wait_for("the next pause", lambda: (lambda x: x if x.get("phase") == "Paused" and
+                                                      x["currentStepIndex"] > step or x.get("phase") == "Healthy"
+                                                      else None)(current_rollout(d)), 180)
+            ok(got, f"the rollout moves on from step {step} to the next pause (or the end)", repr(current_rollout(d)))
+        r = d.request("POST", "/v1/services/web/rollouts/current/promote?full=true")
+        done = wait_for("Healthy", lambda: (lambda x: x if x.get("phase") == "Healthy" else None)(current_rollout(d)),
+                        60)
+        ok(done, "promoted to the end it is Healthy", repr(current_rollout(d)))
+        ok(wait_for("two 1.1 guests", lambda: sorted(x["version"] for x in live_of(d, "web")) == ["app:1.1"] * 2 and
+                    len(qemu_instances(d.state_dir)) == 2, 180),
+           "then two 1.1 guests serve, and only their two QEMUs run", json.dumps(guest_instances(d), indent=1))
+        check_guests(d, "at the end", gt)
+        res = gt.load("http://127.0.0.1:18080/", 100, concurrency=4)
+        ok(res and res["by_status"] == {"200": 100}, "the service answers through its proxy", repr(res))
+        failed = [line for line in d.log().splitlines() if "Reconcile pass failed" in line or " SQLite: " in line]
+        ok(not failed, "no reconcile pass failed and no SQLite error was logged in all those lives", *failed[:10])
+        st = stats["start_seconds"]
+        diag(f"seed {SEED}: {stats['kills']} kills in {elapsed:.1f} s ({stats['mid_start']} while libvirt started a "
+             f"QEMU, {stats['restarts_requested']} after an instance restart, {stats['promotions']} right after a "
+             f"promotion); {stats['orphans_removed']} domains "
+             f"started by a killed aviaryd were removed by the next one's first pass; restart to READY "
+             f"{min(st):.2f}..{max(st):.2f} s")
+        diag("SUMMARY " + f"layer=guests iterations={iterations} seconds={elapsed:.1f} "
+             f"mid_start={stats['mid_start']} orphans_removed={stats['orphans_removed']} start_max={max(st):.2f}")
+
+    gt.run(body)
+
+
 # ============================================================================ main
 
 
 def body():
-    layer_api(ARGS.iterations or 40)
+    if ARGS.layer == "api":
+        layer_api(ARGS.iterations or 40)
+    else:
+        layer_guests(ARGS.iterations or 5)
 
 
 main(body)
