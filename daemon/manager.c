@@ -224,12 +224,14 @@ static int watchdog_setup(Manager *m) {
 
         if (r <= 0)
                 return r; /* not asked for (or WATCHDOG_PID names another process) */
-        r = sd_event_add_time_relative(m->event, &m->watchdog, CLOCK_MONOTONIC, m->watchdog_usec / 2, 1, on_watchdog, m);
+        r = sd_event_add_time_relative(m->event, &m->watchdog, CLOCK_MONOTONIC, m->watchdog_usec / 2, 1,
+                                       on_watchdog, m);
         if (r < 0)
                 return r;
         r = sd_event_source_set_enabled(m->watchdog, SD_EVENT_ON);
         if (r >= 0)
-                log_info("Watchdog: pinging systemd every %.1f s.", (double) m->watchdog_usec / 2 / USEC_PER_SEC);
+                log_info("Watchdog: pinging systemd every %.1f s.",
+                         (double) m->watchdog_usec / 2 / USEC_PER_SEC);
         return r;
 }
 

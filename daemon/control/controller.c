@@ -287,13 +287,14 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
                         return k;
                 }
                 fd = open(files[i].path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                        k = fd < 0 || errno == 0 ? -errno : -EBADF;
-                        if (fd >= 0 && !S_ISREG(st.st_mode))
-                                k = -EBADF;
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        k = -errno;
+                else
+                        k = S_ISREG(st.st_mode) ? 0 : -EBADF;
+                if (k < 0) {
                         snprintf(why, size, "%s blob %s of %s:%s cannot be read from the blob store (%s: %s); "
                                  "upload it again", files[i].role, files[i].digest, v->image, v->tag, files[i].path,
-                                 k == -EBADF ? "not a regular file" : strerror(-k));
+                                 fd >= 0 && k == -EBADF ? "not a regular file" : strerror(-k));
                         return k;
                 }
                 if (store_blob_get(c->m->store, files[i].digest, &b) == 0 && (int64_t) st.st_size != b.size) {

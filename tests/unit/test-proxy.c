@@ -835,7 +835,8 @@ static void *client_main(void *arg) {
                 ok(read_response(fd, &r, false) == 0 && r.status == 200 && body_has(&r, "backend=B\n") &&
                            body_has(&r, "url=/vanish\n"),
                    "A declared down: the GET is answered by B");
-                ok(now_seconds() - t0 < 1.0, "at once (%.2f s), not after the response timeout", now_seconds() - t0);
+                ok(now_seconds() - t0 < 1.0, "at once (%.2f s), not after the response timeout",
+                   now_seconds() - t0);
                 query_inflight(&a, &b);
                 ok(a == 0 && b == 0, "nothing in flight afterwards (A %u, B %u)", a, b);
 
@@ -940,7 +941,8 @@ int main(void) {
         is_int(gone, 1, "done reported the GET's attempt on the backend that went down (status 0)");
         is_int(wrong_backend, 0, "done reported each outcome with the backend picked (NULL for the 503)");
         is_int(unavailable, 1, "done reported the 503");
-        is_int(bad_gateway, 2, "done reported the 502s of the POSTs on a dropped connection and a gone backend");
+        is_int(bad_gateway, 2,
+               "done reported the 502s of the POSTs on a dropped connection and a gone backend");
         is_int(timeouts, 1, "done reported the 504");
         is_int(other, 0, "no other done reports");
         ok(proxy_get_stats(proxy)->upstream_retries >= 3 + 1, "stats count the retries (%llu)",
