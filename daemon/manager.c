@@ -42,6 +42,7 @@ Manager *manager_free(Manager *m) {
         http_server_free(m->http);
         controller_free(m->controller);
         sd_event_source_disable_unref(m->housekeeping);
+        sd_event_source_disable_unref(m->watchdog);
         store_close(m->store);
         blobfiles_free(m->blobs);
         sd_event_unref(m->event);
@@ -318,6 +319,32 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         return sd_event_exit(m->event, 0);
 }
 
+/* Pinged from a timer of the loop, so a loop stuck in a handler misses its pings. Exactly at
+ * half the interval (sd_event_set_watchdog() waits up to three quarters, which leaves little
+ * room for one slow libvirt call on the loop). */
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notify(0, "WATCHDOG=1");
+        return sd_event_source_set_time(s, usec + m->watchdog_usec / 2);
+}
+
+static int watchdog_setup(Manager *m) {
+        int r = sd_watchdog_enabled(0, &m->watchdog_usec);
+
+        if (r <= 0)
+                return r; /* not asked for (or WATCHDOG_PID names another process) */
+        r = sd_event_add_time_relative(m->event, &m->watchdog, CLOCK_MONOTONIC, m->watchdog_usec / 2, 1,
+                                       on_watchdog, m);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_enabled(m->watchdog, SD_EVENT_ON);
+        if (r >= 0)
+                log_info("Watchdog: pinging systemd every %.1f s.",
+                         (double) m->watchdog_usec / 2 / USEC_PER_SEC);
+        return r;
+}
+
 int manager_run(Manager *m) {
         sigset_t mask;
         int r;
@@ -334,7 +361,7 @@ int manager_run(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGHUP, on_hangup, m);
         if (r >= 0)
-                r = sd_event_set_watchdog(m->event, true);
+                r = watchdog_setup(m);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the event loop");
 

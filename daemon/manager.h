@@ -28,6 +28,8 @@ typedef struct Manager {
         } kept_proxy[64];
         size_t n_kept_proxy;
         sd_event_source *housekeeping;
+        sd_event_source *watchdog; /* WATCHDOG=1 every half WATCHDOG_USEC; NULL without one */
+        uint64_t watchdog_usec;
         usec_t started_at;
 } Manager;
 
@@ -38,7 +40,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 /* Opens the store, the blob files and the listeners (socket activation or our own). */
 int manager_start(Manager *m);
-/* Runs the event loop until SIGTERM/SIGINT; READY=1 is sent once started. */
+/* Runs the event loop until SIGTERM/SIGINT; READY=1 is sent once started, and WATCHDOG=1
+ * every half WATCHDOG_USEC from the loop when systemd asks for it. */
 /* The listening socket systemd kept for a service proxy on ADDRESS (normalised "IP:PORT"), or
  * -1; the caller owns it from then on. */
 int manager_take_proxy_fd(Manager *m, const char *address);

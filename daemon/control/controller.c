@@ -4,6 +4,7 @@
  * booting instances are probed every TICK_USEC until their health check answers, and active
  * rollouts are evaluated on the same tick (control/rollout.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -48,6 +49,7 @@ struct Controller {
                 usec_t started;               /* monotonic */
                 int64_t weight, step;         /* a new weight or step starts a new window */
                 bool seen;                    /* still active in this pass */
+                char canary_exit[300];        /* a canary guest with traffic died: why ("" none) */
         } window[MAX_WINDOWS];
 };
 
@@ -135,6 +137,17 @@ static void instance_release(Controller *c, InstanceRecord *r) {
         r->qemu_pid = 0;
 }
 
+/* The guest at IP (may be "") is gone: out of the proxies' tables, and requests waiting on
+ * it go elsewhere now rather than time out (traffic_backend_gone). */
+static void guest_gone(Controller *c, const char *ip) {
+        if (!ip[0])
+                return;
+        traffic_sync(c->traffic);
+        traffic_backend_gone(c->traffic, ip);
+}
+
+static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason);
+
 /* ---- lifecycle ---- */
 
 /* The guest of R is gone without us asking. Decides, by restart policy and history,
@@ -143,6 +156,11 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
         _cleanup_(service_record_done) ServiceRecord sv = {};
         usec_t now = now_realtime();
         const char *action = "instance.exit";
+        bool was_running = streq(r->state, "booting") || streq(r->state, "ready");
+        bool had_guest = was_running || streq(r->state, "draining");
+        char ip[sizeof r->ip];
+
+        snprintf(ip, sizeof ip, "%s", r->ip);
 
         r->domain_uuid[0] = 0;
         r->qemu_pid = 0;
@@ -173,6 +191,10 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
         }
         log_notice("Instance %s: guest gone (%s); now %s.", r->id, reason, r->state);
         instance_commit(c, r, action, json_pack("{s:s, s:I}", "reason", reason, "restarts", (json_int_t) r->restarts));
+        if (had_guest)
+                guest_gone(c, ip);
+        if (was_running)
+                canary_exit_note(c, r, reason);
 }
 
 /* Takes R out of service: draining (no new requests from the proxy), then its guest stops once
@@ -187,8 +209,10 @@ static void instance_stop(Controller *c, InstanceRecord *r, const char *reason) 
 
 /* Stops the guest of a draining R for good, its address released. */
 static void instance_drained(Controller *c, InstanceRecord *r, const char *how) {
+        char ip[sizeof r->ip];
         int k;
 
+        snprintf(ip, sizeof ip, "%s", r->ip);
         if (r->domain_uuid[0]) {
                 k = virt_domain_destroy(c->virt, r->domain_uuid);
                 if (k < 0 && k != -ENOENT)
@@ -198,6 +222,7 @@ static void instance_drained(Controller *c, InstanceRecord *r, const char *how) 
         r->stopped_at = now_realtime();
         instance_release(c, r);
         instance_commit(c, r, "instance.stop", json_pack("{s:s, s:s}", "reason", r->stop_reason ? r->stop_reason : "", "drain", how));
+        guest_gone(c, ip); /* requests still in flight after the drain timeout */
 }
 
 static void pass_drain(Controller *c, InstanceList *l) {
@@ -235,12 +260,60 @@ static int instance_create(Controller *c, const ServiceRecord *sv, int64_t versi
         return instance_write(c, &r, true, "instance.create", NULL);
 }
 
+/* The blob files V boots from, checked before libvirt sees them: present, a readable regular
+ * file, at the size recorded. Left to QEMU, a missing file surfaces late and as "could not
+ * load kernel"; this names the blob and the version. Fills KERNEL and INITRD ("" when the
+ * version has none) with their paths; 0, or -errno with WHY filled. */
+static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[static 4096], char initrd[static 4096],
+                            char *why, size_t size) {
+        const struct {
+                const char *role, *digest;
+                char *path;
+        } files[] = { { "kernel", v->kernel, kernel }, { "initrd", v->initrd, initrd } };
+
+        initrd[0] = 0;
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_close_ int fd = -1;
+                BlobRecord b;
+                struct stat st;
+                int k;
+
+                if (!files[i].digest[0])
+                        continue;
+                k = blobfiles_path(c->m->blobs, files[i].digest, files[i].path, 4096);
+                if (k < 0) {
+                        snprintf(why, size, "%s blob %s of %s:%s has no usable path in the blob store", files[i].role,
+                                 files[i].digest, v->image, v->tag);
+                        return k;
+                }
+                fd = open(files[i].path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        k = -errno;
+                else
+                        k = S_ISREG(st.st_mode) ? 0 : -EBADF;
+                if (k < 0) {
+                        snprintf(why, size, "%s blob %s of %s:%s cannot be read from the blob store (%s: %s); "
+                                 "upload it again", files[i].role, files[i].digest, v->image, v->tag, files[i].path,
+                                 fd >= 0 && k == -EBADF ? "not a regular file" : strerror(-k));
+                        return k;
+                }
+                if (store_blob_get(c->m->store, files[i].digest, &b) == 0 && (int64_t) st.st_size != b.size) {
+                        snprintf(why, size, "%s blob %s of %s:%s has %lld bytes in the blob store, %lld recorded; "
+                                 "upload it again", files[i].role, files[i].digest, v->image, v->tag,
+                                 (long long) st.st_size, (long long) b.size);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
 /* Boots R's guest: address lease, command line, domain. A failure is an exit. */
 static void instance_boot(Controller *c, InstanceRecord *r) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         _cleanup_(version_record_done) VersionRecord v = {};
         _cleanup_free_ char *cmdline = NULL;
         char kernel[4096], initrd[4096], console[4096 + 80], prefix[8], netmask[16], gateway[16], version[320];
+        char why[600];
         VirtDomainInfo info = {};
         VirtDomainSpec spec;
         int k;
@@ -248,6 +321,11 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
             store_version_get_by_id(c->m->store, r->version_id, &v) != 0) {
                 instance_exited(c, r, "its service or version cannot be read", false);
+                return;
+        }
+        if (boot_files_check(c, &v, kernel, initrd, why, sizeof why) < 0) {
+                log_warning("Instance %s: cannot boot: %s", r->id, why);
+                instance_exited(c, r, why, false);
                 return;
         }
         k = net_lease_acquire(c->m->store, &c->subnet, r->id, r->ip);
@@ -264,10 +342,8 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         snprintf(version, sizeof version, "%s", v.tag);
         TemplateVars vars = { .ip = r->ip, .prefix = prefix, .netmask = netmask, .gateway = gateway,
                               .instance = r->id, .service = sv.name, .version = version };
-        if (template_expand(v.cmdline, &vars, &cmdline) < 0 ||
-            blobfiles_path(c->m->blobs, v.kernel, kernel, sizeof kernel) < 0 ||
-            (v.initrd[0] && blobfiles_path(c->m->blobs, v.initrd, initrd, sizeof initrd) < 0)) {
-                instance_exited(c, r, "cannot prepare the boot (command line or blob paths)", false);
+        if (template_expand(v.cmdline, &vars, &cmdline) < 0) {
+                instance_exited(c, r, "cannot prepare the boot (command line template)", false);
                 return;
         }
         snprintf(console, sizeof console, "%s/%s.log", c->console_dir, r->id);
@@ -296,8 +372,8 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         if (!spec.kvm_required)
                 c->kvm = c->kvm && virt_kvm_available(); /* virt may have fallen back to TCG for good */
         if (k < 0) {
-                char why[600];
                 snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
+                log_warning("Instance %s: %s", r->id, why);
                 instance_exited(c, r, why, false);
                 return;
         }
@@ -540,6 +616,8 @@ static int window_slot(Controller *c, int64_t id) {
 
 /* A new window starts with each weight and step: what came before says nothing about them. */
 static void window_restart(Controller *c, int i, const ServiceRecord *sv, const RolloutRecord *ro) {
+        if (c->window[i].rollout != ro->id)
+                c->window[i].canary_exit[0] = 0; /* a slot of another rollout's */
         c->window[i].rollout = ro->id;
         c->window[i].started = now_monotonic();
         c->window[i].weight = ro->canary_weight;
@@ -577,6 +655,35 @@ static bool window_close(Controller *c, const ServiceRecord *sv, const RolloutRe
         }
         analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
         return true;
+}
+
+/* A canary guest that had traffic died on its own (crashed, was killed, shut down, never
+ * answered its health check): the rollout aborts at the next tick. Waiting for a crash loop
+ * would leave a version that just failed in production for three more boots and backoffs
+ * (10 s and more); the canary exists to find exactly this, and `retry` restarts a rollout
+ * aborted by a fault of the host. Kept in memory: an exit noticed just before aviaryd dies is
+ * forgotten with it, and crash-loop detection still applies. */
+static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        int i;
+
+        if (store_rollout_get_active(c->m->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
+            ro.canary_weight <= 0)
+                return;
+        i = window_slot(c, ro.id);
+        if (i < 0)
+                return;
+        if (c->window[i].rollout != ro.id) {
+                c->window[i].rollout = ro.id;
+                c->window[i].weight = -1; /* the window proper starts at the next tick */
+                c->window[i].seen = true;
+                c->window[i].canary_exit[0] = 0;
+        }
+        if (!c->window[i].canary_exit[0])
+                snprintf(c->window[i].canary_exit, sizeof c->window[i].canary_exit, "canary instance %s exited (%s)",
+                         r->id, reason);
+        log_warning("Rollout %lld: canary instance %s exited with %.2f%% of the traffic (%s); aborting.",
+                    (long long) ro.id, r->id, (double) ro.canary_weight / 100, reason);
 }
 
 typedef struct CanaryState {
@@ -650,6 +757,9 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 return 0;
         o.replicas = sv.replicas;
         o.canary_ready = cs.ready;
+        k = window_slot(c, cro->id);
+        if (!cs.broken[0] && k >= 0 && c->window[k].rollout == cro->id && c->window[k].canary_exit[0])
+                snprintf(cs.broken, sizeof cs.broken, "%s", c->window[k].canary_exit);
         if (!cs.broken[0] && ro.canary_weight > 0)
                 traffic_canary_unhealthy(c->traffic, sv.name, cs.broken, sizeof cs.broken);
         if (!cs.broken[0]) {
@@ -702,8 +812,10 @@ static void pass_rollouts(Controller *c) {
         }
         /* Forget the windows of rollouts that ended. */
         for (int i = 0; i < MAX_WINDOWS; i++)
-                if (!c->window[i].seen)
+                if (!c->window[i].seen) {
                         c->window[i].rollout = 0;
+                        c->window[i].canary_exit[0] = 0;
+                }
 }
 
 static int pass_boot(Controller *c) {
@@ -795,6 +907,8 @@ json_t *controller_traffic_json(Controller *c, const char *service) {
 
 int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         _cleanup_(instance_record_done) InstanceRecord r = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        char kernel[4096], initrd[4096], why[600], ip[sizeof r.ip];
         int k = store_instance_get(c->m->store, id, &r);
 
         if (k > 0)
@@ -804,6 +918,13 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         if (streq(r.state, "stopped") || streq(r.state, "draining"))
                 return api_error_set(e, AVIARY_E_INSTANCE_STOPPED,
                                      "instance '%s' is %s; its service starts new instances as needed", id, r.state);
+        /* A guest that could not boot again stays as it is: the caller learns why at once. */
+        k = store_version_get_by_id(c->m->store, r.version_id, &v);
+        if (k < 0)
+                return k;
+        if (k == 0 && boot_files_check(c, &v, kernel, initrd, why, sizeof why) < 0)
+                return api_error_set(e, AVIARY_E_RUNTIME, "cannot restart %s: %s", id, why);
+        snprintf(ip, sizeof ip, "%s", r.ip);
         if (r.domain_uuid[0]) {
                 k = virt_domain_destroy(c->virt, r.domain_uuid);
                 if (k < 0 && k != -ENOENT)
@@ -819,6 +940,7 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         k = instance_commit(c, &r, NULL, NULL); /* the API writes this change's event */
         if (k < 0)
                 return k;
+        guest_gone(c, ip);
         controller_kick(c);
         return 0;
 }

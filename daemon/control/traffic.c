@@ -510,6 +510,16 @@ unsigned traffic_inflight(Traffic *t, const char *ip) {
         return n;
 }
 
+void traffic_backend_gone(Traffic *t, const char *ip) {
+        struct sockaddr_in sa = { .sin_family = AF_INET }; /* port 0: every port of the guest */
+
+        if (!t || inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+                return;
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (t->services[i] && t->services[i]->proxy)
+                        proxy_backend_down(t->services[i]->proxy, &sa);
+}
+
 int traffic_new(Manager *m, Traffic **ret) {
         Traffic *t = calloc(1, sizeof *t);
 

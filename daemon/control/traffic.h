@@ -25,5 +25,9 @@ void traffic_health_tick(Traffic *t);
 int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size);
 /* Requests in flight to guest IP, over every service's proxy (draining waits for 0). */
 unsigned traffic_inflight(Traffic *t, const char *ip);
+/* The guest at IP is gone (it died, or was destroyed): every proxy drops its connections to it
+ * and sends the idempotent requests waiting on it elsewhere (proxy_backend_down). Call it after
+ * traffic_sync() took the guest out of the tables. */
+void traffic_backend_gone(Traffic *t, const char *ip);
 /* {"service","listen","listening","weights","versions":{"stable":{...},"canary":{...}}}, new ref. */
 json_t *traffic_service_json(Traffic *t, const char *service);

@@ -648,6 +648,23 @@ static void client_upstream_failed(Client *c, int error) {
         client_reply_error(c, 502, "bad_gateway", "The backend closed the connection.");
 }
 
+/* The attempt on c->up went to a backend that is known to be gone (its guest died): an
+ * idempotent request of which nothing reached the client goes to another pick, once, as
+ * after a failed connect; anything else fails now instead of waiting out the timeout. */
+static void client_backend_gone(Client *c) {
+        bool started = c->resp_started;
+
+        client_detach_upstream(c);
+        if (!started && c->idempotent && !c->retried_connect && client_can_replay(c)) {
+                report(c, c->group, 0);
+                c->retried_connect = true;
+                c->proxy->stats.upstream_retries++;
+                client_start_attempt(c, NULL);
+                return;
+        }
+        client_reply_error(c, 502, "bad_gateway", "The backend went away.");
+}
+
 static int render_request_head(Client *c) {
         const Head *h = &c->head;
         OutBuffer *b = &c->to_upstream;
@@ -1348,14 +1365,36 @@ const ProxyStats *proxy_get_stats(const Proxy *p) {
         return &p->stats;
 }
 
+/* ADDR is BACKEND, or one of its ports when BACKEND's port is 0. */
+static bool backend_matches(const struct sockaddr_in *addr, const struct sockaddr_in *backend) {
+        return addr->sin_addr.s_addr == backend->sin_addr.s_addr &&
+               (!backend->sin_port || addr->sin_port == backend->sin_port);
+}
+
 /* A client holds an upstream from its attempt's start until the response is relayed or the
  * attempt failed, which is exactly the span that counts. */
 unsigned proxy_backend_inflight(const Proxy *p, const struct sockaddr_in *backend) {
         unsigned n = 0;
 
         for (const Client *c = p->clients; c; c = c->next)
-                if (c->up && c->up->pool->addr.sin_addr.s_addr == backend->sin_addr.s_addr &&
-                    (!backend->sin_port || c->up->pool->addr.sin_port == backend->sin_port))
+                if (c->up && backend_matches(&c->up->pool->addr, backend))
                         n++;
         return n;
+}
+
+void proxy_backend_down(Proxy *p, const struct sockaddr_in *backend) {
+        Client *next;
+
+        for (Pool *pool = p->pools; pool; pool = pool->next)
+                if (backend_matches(&pool->addr, backend))
+                        while (pool->idle)
+                                upstream_free(pool->idle);
+        for (Client *c = p->clients; c; c = next) {
+                next = c->next; /* client_run() may free C, never another client */
+                if (!c->up || !backend_matches(&c->up->pool->addr, backend))
+                        continue;
+                p->stats.backend_down_failovers++;
+                client_backend_gone(c);
+                client_run(c);
+        }
 }

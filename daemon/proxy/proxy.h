@@ -47,6 +47,7 @@ typedef struct ProxyStats {
         uint64_t upstream_connects; /* fresh connections started to backends */
         uint64_t upstream_reuses;   /* requests sent on a pooled connection */
         uint64_t upstream_retries;  /* retries after a connect or stale-pool failure */
+        uint64_t backend_down_failovers; /* requests in flight to a backend declared down */
 } ProxyStats;
 
 /* ADDRESS is "IPV4:PORT" (port 0 picks a free one: see proxy_get_port()). PICK is required,
@@ -71,6 +72,14 @@ const ProxyStats *proxy_get_stats(const Proxy *p);
  * without cutting a request short. Port 0 in BACKEND matches every port of its address.
  * Counts by walking the live clients. */
 unsigned proxy_backend_inflight(const Proxy *p, const struct sockaddr_in *backend);
+
+/* BACKEND (port 0: every port of its address) is gone for good, e.g. its guest died: no
+ * packet will come back from it, so nothing waits for a timeout. Its pooled connections close;
+ * each request in flight to it that is idempotent and of whose answer nothing has reached the
+ * client yet is sent to a new pick (once per request, as after a failed connect); any other
+ * fails now with 502 (or its connection is cut when the answer had begun). Call it after the
+ * pick callback stopped naming BACKEND. */
+void proxy_backend_down(Proxy *p, const struct sockaddr_in *backend);
 
 static inline void proxy_freep(Proxy **p) {
         if (*p)

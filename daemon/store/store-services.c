@@ -1,4 +1,5 @@
 /* Services: the desired state users deploy to. generation counts updates (the ETag). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "store-internal.h"
@@ -120,23 +121,38 @@ int store_service_delete(Store *s, int64_t id) {
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_SERVICE_NOT_FOUND;
 }
 
+/* The rows are all read before FN runs: the statement is cached and shared, and the
+ * controller's pass calls FN code that lists the services again (traffic_sync()), which
+ * would reset it and clear its bindings under the outer loop. */
 int store_service_list(Store *s, const char *after, unsigned limit, int (*fn)(const ServiceRecord *r, void *userdata),
                        void *userdata) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        ServiceRecord *rows = NULL;
+        size_t n = 0;
+        int r = 0, rc = SQLITE_DONE;
 
-        r = store_prepare(s, "SELECT " SERVICE_COLUMNS " FROM services WHERE name > ? ORDER BY name LIMIT ?", &st, "ti",
-                          after ? after : "", (int64_t) limit);
-        if (r < 0)
-                return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                ServiceRecord sv = {};
-                r = service_from_row(st, &sv);
-                if (r == 0)
-                        r = fn(&sv, userdata);
-                service_record_done(&sv);
-                if (r != 0)
+        {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = store_prepare(s, "SELECT " SERVICE_COLUMNS " FROM services WHERE name > ? ORDER BY name LIMIT ?", &st,
+                                  "ti", after ? after : "", (int64_t) limit);
+                if (r < 0)
                         return r;
+                rows = calloc(limit ? limit : 1, sizeof *rows);
+                if (!rows)
+                        return -ENOMEM;
+                while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        r = service_from_row(st, &rows[n]);
+                        if (r < 0)
+                                break;
+                        n++;
+                }
+                if (r == 0 && n < limit && rc != SQLITE_DONE)
+                        r = store_error(s, rc, "service list");
         }
-        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "service list");
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = fn(&rows[i], userdata);
+        for (size_t i = 0; i < n; i++)
+                service_record_done(&rows[i]);
+        free(rows);
+        return r;
 }

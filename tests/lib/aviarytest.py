@@ -411,9 +411,10 @@ class Daemon:
     CONFIG: text of a config file (or a dict of key -> value) passed with --config.
     RUNTIME: manage guests (default off: the registry and API only).
     ARGS: more command-line arguments. ENV: extra environment. WRAPPER: a command that
-    execs aviaryd (e.g. ["unshare", "--net"]), so the process is still aviaryd's."""
+    execs aviaryd (e.g. ["unshare", "--net"]), so the process is still aviaryd's.
+    PASS_FDS: descriptors the process inherits (sockets for a socket-activation wrapper)."""
 
-    def __init__(self, config=None, args=(), env=None, ready_timeout=10, wrapper=(), runtime=False):
+    def __init__(self, config=None, args=(), env=None, ready_timeout=10, wrapper=(), runtime=False, pass_fds=()):
         self.binary = aviaryd_path()
         # API tests run without guests (runtime = off): no libvirt, no bridge in the host's
         # network namespace. Guest tests pass runtime=True and a netns wrapper.
@@ -434,6 +435,7 @@ class Daemon:
                 f.write(config)
         self.args = list(args)
         self.wrapper = list(wrapper)
+        self.pass_fds = tuple(pass_fds)
         self.env = dict(os.environ, **(env or {}))
         self.ready_timeout = ready_timeout
         self.proc = None
@@ -457,7 +459,7 @@ class Daemon:
         log.flush()
         try:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         env=self.env, close_fds=True)
+                                         env=self.env, close_fds=True, pass_fds=self.pass_fds)
         finally:
             log.close()
         self.wait_ready()

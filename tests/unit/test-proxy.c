@@ -155,6 +155,10 @@ static void *backend_conn(void *arg) {
                         goto out;
                 if (strcmp(r.url, "/hold") == 0)
                         usleep(400 * 1000); /* answers, but late: the request stays in flight */
+                if (strcmp(r.url, "/vanish") == 0 && bc->b->name == 'A') {
+                        usleep(3000 * 1000); /* a guest that died: no answer, no FIN, no RST */
+                        goto out;
+                }
                 if (strcmp(r.url, "/slow") == 0)
                         usleep(1500 *
                                1000); /* close without answering, as an idle timeout on our side would */
@@ -371,6 +375,35 @@ static void query_inflight(unsigned *ret_a, unsigned *ret_b) {
         sem_wait(&inflight_answered);
         *ret_a = inflight_answer[0];
         *ret_b = inflight_answer[1];
+}
+
+/* proxy_backend_down(A) on the loop thread, asked for by the client thread. */
+static int down_fd;
+static sem_t down_done;
+
+static int on_down_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct sockaddr_in a;
+        uint64_t v;
+
+        (void) !read(fd, &v, sizeof v);
+        set_addr(&a, backend_a.port);
+        a.sin_port = 0; /* every port of the address, as the controller calls it */
+        proxy_backend_down(proxy, &a);
+        sem_post(&down_done);
+        return 0;
+}
+
+static void backend_a_down(void) {
+        uint64_t one = 1;
+
+        (void) !write(down_fd, &one, sizeof one);
+        sem_wait(&down_done);
+}
+
+static double now_seconds(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
 static void set_pick(int mode) {
@@ -806,6 +839,42 @@ static void *client_main(void *arg) {
                 }
         }
 
+        /* A backend declared down (its guest died) while a request waits on it: a GET goes to
+         * another pick at once instead of waiting for the 30 s response timeout; a POST fails
+         * at once with 502. Backend A never answers /vanish; B does. */
+        {
+                const char *get = "GET /vanish HTTP/1.1\r\nHost: svc\r\n\r\n";
+                const char *post = "POST /vanish HTTP/1.1\r\nHost: svc\r\nContent-Length: 2\r\n\r\nhi";
+                unsigned a, b;
+                double t0;
+
+                set_pick(PICK_ROUND_ROBIN);
+                fd = client_connect();
+                ok(send_all(fd, get, strlen(get)), "GET to a backend that will vanish sent");
+                usleep(150 * 1000);
+                query_inflight(&a, &b);
+                is_int(a, 1, "the GET waits on A");
+                t0 = now_seconds();
+                backend_a_down();
+                ok(read_response(fd, &r, false) == 0 && r.status == 200 && body_has(&r, "backend=B\n") &&
+                           body_has(&r, "url=/vanish\n"),
+                   "A declared down: the GET is answered by B");
+                ok(now_seconds() - t0 < 1.0, "at once (%.2f s), not after the response timeout",
+                   now_seconds() - t0);
+                query_inflight(&a, &b);
+                ok(a == 0 && b == 0, "nothing in flight afterwards (A %u, B %u)", a, b);
+
+                set_pick(PICK_ROUND_ROBIN);
+                ok(send_all(fd, post, strlen(post)), "POST to a backend that will vanish sent");
+                usleep(150 * 1000);
+                t0 = now_seconds();
+                backend_a_down();
+                ok(read_response(fd, &r, false) == 0 && r.status == 502 && body_has(&r, "\"bad_gateway\""),
+                   "A declared down: the POST is not sent again, 502");
+                ok(now_seconds() - t0 < 1.0, "at once (%.2f s)", now_seconds() - t0);
+                close(fd);
+        }
+
         uint64_t one = 1;
         (void) !write(exit_fd, &one, sizeof one);
         return NULL;
@@ -819,7 +888,7 @@ int main(void) {
         sd_event *e = NULL;
         pthread_t client;
         unsigned ok_status = 0, connect_errors = 0, unavailable = 0, bad_gateway = 0, timeouts = 0,
-                 other = 0, wrong_backend = 0;
+                 other = 0, wrong_backend = 0, gone = 0;
         int dead_fd, stuck_fd, stuck_filler;
 
         alarm(120);
@@ -851,6 +920,9 @@ int main(void) {
         inflight_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         sem_init(&inflight_answered, 0, 0);
         sd_event_add_io(e, NULL, inflight_fd, EPOLLIN, on_inflight_fd, NULL);
+        down_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        sem_init(&down_done, 0, 0);
+        sd_event_add_io(e, NULL, down_fd, EPOLLIN, on_down_fd, NULL);
         pthread_create(&client, NULL, client_main, NULL);
         sd_event_loop(e);
         pthread_join(client, NULL);
@@ -871,6 +943,8 @@ int main(void) {
                         ok_status++;
                 else if (d.status == 0 && (d.group == GROUP_DEAD || d.group == GROUP_STUCK))
                         connect_errors++;
+                else if (d.status == 0 && d.group == GROUP_A)
+                        gone++;
                 else if (d.status == 503 && d.group == -1)
                         unavailable++;
                 else if (d.status == 502 && d.group == GROUP_A)
@@ -884,13 +958,15 @@ int main(void) {
         }
         /* 2 GETs, 1 MiB POST, chunked POST, chunked response, 100 GETs, HEAD + GET, big, 8 around
          * drops, close, 4 HTTP/1.0, retried GET, one after a client left, inspected GET, PUT after
-         * a stuck connect, held GET. */
-        is_int(ok_status, 2 + 1 + 1 + 1 + 100 + 2 + 1 + 7 + 1 + 4 + 1 + 1 + 3,
+         * a stuck connect, held GET, the GET that B answered after A went down. */
+        is_int(ok_status, 2 + 1 + 1 + 1 + 100 + 2 + 1 + 7 + 1 + 4 + 1 + 1 + 3 + 1,
                "done reported each served request with its group");
         is_int(connect_errors, 5, "done reported the connect failures (status 0, dead or stuck group)");
+        is_int(gone, 1, "done reported the GET's attempt on the backend that went down (status 0)");
         is_int(wrong_backend, 0, "done reported each outcome with the backend picked (NULL for the 503)");
         is_int(unavailable, 1, "done reported the 503");
-        is_int(bad_gateway, 1 + 2, "done reported the 502s: the POST on a dropped connection, two invalid statuses");
+        is_int(bad_gateway, 1 + 2 + 1,
+               "done reported the 502s: the POST on a dropped connection, two invalid statuses, a gone backend");
         is_int(timeouts, 1, "done reported the 504");
         is_int(other, 0, "no other done reports");
         ok(proxy_get_stats(proxy)->upstream_retries >= 3 + 1, "stats count the retries (%llu)",

@@ -226,6 +226,54 @@ static void test_instance_prune(const char *dir) {
         store_close(s);
 }
 
+static int count_services(const ServiceRecord *r, void *userdata) {
+        (*(unsigned *) userdata)++;
+        return 0;
+}
+
+typedef struct NestedList {
+        Store *s;
+        unsigned outer, inner_complete;
+} NestedList;
+
+/* What the controller's pass does: list the services, and from the callback (traffic_sync())
+ * list them again. The listing's statement is cached and shared. */
+static int list_again(const ServiceRecord *r, void *userdata) {
+        NestedList *nl = userdata;
+        unsigned inner = 0;
+
+        nl->outer++;
+        if (store_service_list(nl->s, NULL, 100, count_services, &inner) == 0 && inner == 3)
+                nl->inner_complete++;
+        return 0;
+}
+
+static void test_nested_service_list(const char *dir) {
+        char path[512];
+        Store *s = NULL;
+        NestedList nl = {};
+        ServiceRecord sv = { .replicas = 1, .restart_policy = "always", .hc_path = "/", .hc_interval_ms = 2000,
+                             .hc_timeout_ms = 1000, .hc_rise = 1, .hc_fall = 3 };
+        unsigned n = 0;
+
+        snprintf(path, sizeof path, "%s/nested.db", dir);
+        store_open(path, &s);
+        for (int i = 0; i < 3; i++) {
+                char name[16];
+                snprintf(name, sizeof name, "svc-%d", i);
+                sv.name = name;
+                sv.id = 0;
+                is_int(store_service_insert(s, &sv), 0, "service %s inserted", name);
+        }
+        nl.s = s;
+        is_int(store_service_list(s, NULL, 100, list_again, &nl), 0, "a listing whose callback lists again succeeds");
+        is_int(nl.outer, 3, "the outer listing sees all 3 services");
+        is_int(nl.inner_complete, 3, "and each inner listing all 3 too");
+        is_int(store_service_list(s, "svc-0", 1, count_services, &n), 0, "a page after svc-0, of 1");
+        is_int(n, 1, "holds one service");
+        store_close(s);
+}
+
 int main(void) {
         char dir[] = "/tmp/aviary-test-store-XXXXXX";
         char cmd[128];
@@ -236,6 +284,7 @@ int main(void) {
         test_upgrade(dir);
         test_immutable_and_nesting(dir);
         test_instance_prune(dir);
+        test_nested_service_list(dir);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         (void) !system(cmd);
         return tap_done();
