@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -41,6 +42,13 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
+# TCP always wants a bearer token: every aviaryd here gets this bootstrap token.
+TOKEN = "systemd-test-token-0123456789abcdef"
+TOKEN_FILE = os.path.join(tempfile.mkdtemp(prefix="aviary-systemd-"), "token")
+with open(TOKEN_FILE, "w", encoding="utf-8") as _f:
+    _f.write(TOKEN + "\n")
+
+
 class Launched(Daemon):
     """An aviaryd started through LAUNCHER with the listening sockets SOCKS (the first one a
     unix socket, which the client uses). Its own --socket path (self.own_socket) must stay
@@ -48,6 +56,7 @@ class Launched(Daemon):
 
     def __init__(self, socks=(), **kw):
         self.socks = list(socks)
+        kw.setdefault("config", {"token_file": TOKEN_FILE})
         super().__init__(pass_fds=[s.fileno() for s in self.socks], **kw)
         self.own_socket = self.socket_path
         if self.socks:
@@ -150,9 +159,9 @@ def test_socket_activate(tmp):
                 time.sleep(0.02)
             r = Client(socket_path=sock, timeout=10).get("/v1/health")
             is_(r.status, 200, "the API answers on the unix socket systemd-socket-activate passed", repr(r))
-            r = Client(tcp_port=port, timeout=10).get("/v1/health")
+            r = Client(tcp_port=port, token=TOKEN, timeout=10).get("/v1/health")
             is_(r.status, 200, "and on the passed TCP socket on 127.0.0.1", repr(r))
-            r = Client(tcp_port=port, timeout=10).post("/v1/services", {"name": "tcp", "replicas": 0})
+            r = Client(tcp_port=port, token=TOKEN, timeout=10).post("/v1/services", {"name": "tcp", "replicas": 0})
             is_(r.status, 201, "a change over the passed TCP socket is served too", repr(r))
             ok(not os.path.exists(template.own_socket), "aviaryd created no socket of its own at --socket")
             with open(f"/proc/{proc.pid}/comm", encoding="ascii") as f:
@@ -219,7 +228,7 @@ def test_hitless_restart(tmp):
     try:
         with Launched(socks=[unix, tcp]) as d:
             pounder = Pounder([("unix", Client(socket_path=d.socket_path, timeout=30)),
-                               ("tcp", Client(tcp_port=port, timeout=30))])
+                               ("tcp", Client(tcp_port=port, token=TOKEN, timeout=30))])
             restarts = []
             try:
                 time.sleep(0.5)
