@@ -33,15 +33,19 @@ static int check(const char *text, ApiError *e) {
 /* A body N levels deep: N-1 objects around an array, with brackets inside strings that
  * must not count. */
 static char *nested(unsigned n) {
-        size_t size = 32 + 16 * (size_t) n;
-        char *s = malloc(size), *p = s;
+        static const char outer[] = "{\"[{\\\"\":", inner[] = "[\"}]\"]";
+        size_t size = 32 + 16 * (size_t) n, len = 0;
+        char *s = malloc(size);
 
+        if (!s)
+                abort();
+        for (unsigned i = 1; i < n; i++, len += strlen(outer))
+                memcpy(s + len, outer, strlen(outer));
+        memcpy(s + len, inner, strlen(inner));
+        len += strlen(inner);
         for (unsigned i = 1; i < n; i++)
-                p += sprintf(p, "{\"[{\\\"\":");
-        p += sprintf(p, "[\"}]\"]");
-        for (unsigned i = 1; i < n; i++)
-                *p++ = '}';
-        *p = 0;
+                s[len++] = '}';
+        s[len] = 0;
         return s;
 }
 
