@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "controller.h"
 #include "log.h"
@@ -307,6 +308,31 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
         return 0;
 }
 
+/* STATE/kvm-unusable: written when QEMU could not use /dev/kvm (accel = auto). */
+static void kvm_marker_path(Controller *c, char out[static 4200]) {
+        snprintf(out, 4200, "%s/kvm-unusable", c->m->settings.state_dir);
+}
+
+static bool kvm_marker_exists(Controller *c) {
+        char path[4200];
+
+        kvm_marker_path(c, path);
+        return access(path, F_OK) == 0;
+}
+
+static void kvm_marker_write(Controller *c) {
+        char path[4200];
+        FILE *f;
+
+        kvm_marker_path(c, path);
+        f = fopen(path, "we");
+        if (!f)
+                return;
+        fprintf(f, "QEMU could not use /dev/kvm: %s\nDelete this file to let aviaryd try KVM again.\n",
+                virt_kvm_broken_reason() ? virt_kvm_broken_reason() : "unknown");
+        fclose(f);
+}
+
 /* Boots R's guest: address lease, command line, domain. A failure is an exit. */
 static void instance_boot(Controller *c, InstanceRecord *r) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
@@ -369,8 +395,12 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         spec.name = name;
 
         k = virt_domain_start(c->virt, &spec, &info);
-        if (!spec.kvm_required)
-                c->kvm = c->kvm && virt_kvm_available(); /* virt may have fallen back to TCG for good */
+        if (!spec.kvm_required && c->kvm && !virt_kvm_available()) {
+                /* virt fell back to TCG for good: remember it across restarts, so every new
+                 * aviaryd does not pay for one failed KVM start first. */
+                c->kvm = false;
+                kvm_marker_write(c);
+        }
         if (k < 0) {
                 snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
                 log_warning("Instance %s: %s", r->id, why);
@@ -988,8 +1018,14 @@ int controller_start(Controller *c) {
         if (k < 0)
                 return log_error_errno(k, "Cannot connect to libvirt at %s: %s", set->libvirt_uri, virt_last_error());
         c->kvm = streq(set->accel, "kvm") || (streq(set->accel, "auto") && virt_kvm_available());
+        if (c->kvm && streq(set->accel, "auto") && kvm_marker_exists(c)) {
+                log_notice("KVM was found unusable here before (%s/kvm-unusable): using QEMU TCG. Delete that file "
+                           "to try KVM again, or set accel.",
+                           set->state_dir);
+                c->kvm = false;
+        }
         log_info("Guests: libvirt %s, %s, bridge %s, subnet %s.", set->libvirt_uri,
-                 c->kvm ? "KVM" : "no /dev/kvm: QEMU TCG (software emulation)", set->bridge, set->subnet);
+                 c->kvm ? "KVM" : "QEMU TCG (software emulation)", set->bridge, set->subnet);
 
         k = traffic_new(c->m, &c->traffic);
         if (k < 0)

@@ -69,6 +69,11 @@ static void on_libvirt_error(void *userdata, virErrorPtr e) {
 /* Set when QEMU failed to use /dev/kvm although it opens (nested virtualisation that lacks a
  * feature QEMU needs, say): every later guest would fail the same way. */
 static bool kvm_broken;
+static char kvm_broken_reason[512];
+
+const char *virt_kvm_broken_reason(void) {
+        return kvm_broken ? kvm_broken_reason : NULL;
+}
 
 bool virt_kvm_available(void) {
         _cleanup_close_ int fd = -1;
@@ -396,6 +401,7 @@ int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret) 
                                     "from now on. Set accel = kvm or tcg to decide for yourself.",
                                     why);
                         kvm_broken = true;
+                        snprintf(kvm_broken_reason, sizeof kvm_broken_reason, "%s", why);
                         tcg.kvm = false;
                         free(xml);
                         xml = NULL;

@@ -65,6 +65,8 @@ Virt *virt_close(Virt *v);
 /* Whether /dev/kvm is usable by this process: it opens, and no guest start has shown that QEMU
  * cannot use it. */
 bool virt_kvm_available(void);
+/* Why QEMU could not use /dev/kvm, once a start has shown it; NULL before. */
+const char *virt_kvm_broken_reason(void);
 
 /* Renders the domain XML with an escaping XML writer; *ret is malloc'd. -EINVAL on a
  * missing field, zero memory/vcpus, or a string XML cannot carry. */
