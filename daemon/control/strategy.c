@@ -386,6 +386,15 @@ static bool steps_equal(const Step *a, size_t n_a, const Step *b, size_t n_b) {
         return true;
 }
 
+bool strategy_equal(const Strategy *a, const Strategy *b) {
+        return streq(a->preset, b->preset) && a->canary_replicas == b->canary_replicas &&
+               analysis_spec_equal(&a->analysis, &b->analysis) && a->progress_deadline_ms == b->progress_deadline_ms &&
+               a->abort_scale_down_delay_ms == b->abort_scale_down_delay_ms &&
+               a->scale_down_delay_ms == b->scale_down_delay_ms && streq(a->sticky_header, b->sticky_header) &&
+               streq(a->sticky_cookie, b->sticky_cookie) && a->tester_header == b->tester_header &&
+               steps_equal(a->steps, a->n_steps, b->steps, b->n_steps);
+}
+
 /* HTTP token characters (RFC 9110 tchar), which is also what a cookie name may use (RFC 6265). */
 static bool token_is_valid(const char *s, size_t max) {
         size_t n = strlen(s);

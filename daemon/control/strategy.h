@@ -75,5 +75,7 @@ extern const char *const strategy_preset_names[];
 /* Everything, expanded: {"preset"?, "canary": {...every field...}}; strategy_parse() of it
  * gives the same Strategy back. New reference. */
 json_t *strategy_to_json(const Strategy *s);
+/* Field by field (no memcmp: padding and the bytes after a string's NUL may differ). */
+bool strategy_equal(const Strategy *a, const Strategy *b);
 /* {"setWeight": 10} / {"pause": {"duration": "30s"}} / {"pause": {}} / {"analysis": {...}}. New reference. */
 json_t *step_to_json(const Step *s);

@@ -141,8 +141,6 @@ static void fuzz_route(const char *method_name, const char *path) {
 
 /* ---- JSON bodies ---- */
 
-static bool strategies_equal(const Strategy *a, const Strategy *b);
-
 static void fuzz_strategy(json_t *strategy) {
         Strategy s, again;
         ApiError e;
@@ -179,35 +177,9 @@ static void fuzz_strategy(json_t *strategy) {
         error_reset(&e);
         r = strategy_parse(back, &again, &e);
         FUZZ_CHECK(r == 0, "stored strategy refused: %s: %s", e.message, text);
-        FUZZ_CHECK(strategies_equal(&s, &again), "strategy changed through JSON: %s", text);
+        FUZZ_CHECK(strategy_equal(&s, &again), "strategy changed through JSON: %s", text);
 }
 
-static bool analysis_equal(const AnalysisSpec *a, const AnalysisSpec *b) {
-        return a->enabled == b->enabled && a->interval_ms == b->interval_ms &&
-               a->min_sample_size == b->min_sample_size && a->failure_limit == b->failure_limit &&
-               a->consecutive_success_limit == b->consecutive_success_limit &&
-               a->success_rate_min == b->success_rate_min &&
-               a->success_rate_max_drop == b->success_rate_max_drop && a->p99_max_ms == b->p99_max_ms &&
-               a->p99_max_ratio == b->p99_max_ratio && a->p99_floor_ms == b->p99_floor_ms;
-}
-
-static bool strategies_equal(const Strategy *a, const Strategy *b) {
-        if (!streq(a->preset, b->preset) || a->n_steps != b->n_steps ||
-            a->canary_replicas != b->canary_replicas || !analysis_equal(&a->analysis, &b->analysis) ||
-            a->progress_deadline_ms != b->progress_deadline_ms ||
-            a->abort_scale_down_delay_ms != b->abort_scale_down_delay_ms ||
-            a->scale_down_delay_ms != b->scale_down_delay_ms || !streq(a->sticky_header, b->sticky_header) ||
-            !streq(a->sticky_cookie, b->sticky_cookie) || a->tester_header != b->tester_header)
-                return false;
-        for (size_t i = 0; i < a->n_steps; i++) {
-                const Step *x = &a->steps[i], *y = &b->steps[i];
-                if (x->kind != y->kind || (x->kind == STEP_SET_WEIGHT && x->weight_bp != y->weight_bp) ||
-                    (x->kind == STEP_PAUSE && x->pause_ms != y->pause_ms) ||
-                    (x->kind == STEP_ANALYSIS && !analysis_equal(&x->analysis, &y->analysis)))
-                        return false;
-        }
-        return true;
-}
 
 /* A FieldSpec like the version and service handlers': every field type, required, nullable,
  * ranges, string limits, and presence flags. */

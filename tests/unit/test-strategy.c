@@ -36,33 +36,6 @@ static json_t *load(const char *text) {
         return j;
 }
 
-static bool spec_equal(const AnalysisSpec *a, const AnalysisSpec *b) {
-        return a->enabled == b->enabled && a->interval_ms == b->interval_ms &&
-               a->min_sample_size == b->min_sample_size && a->failure_limit == b->failure_limit &&
-               a->consecutive_success_limit == b->consecutive_success_limit &&
-               a->success_rate_min == b->success_rate_min &&
-               a->success_rate_max_drop == b->success_rate_max_drop && a->p99_max_ms == b->p99_max_ms &&
-               a->p99_max_ratio == b->p99_max_ratio && a->p99_floor_ms == b->p99_floor_ms;
-}
-
-/* Field by field (no memcmp: padding and the bytes after a string's NUL may differ). */
-static bool strategy_equal(const Strategy *a, const Strategy *b) {
-        if (!streq(a->preset, b->preset) || a->n_steps != b->n_steps ||
-            a->canary_replicas != b->canary_replicas || !spec_equal(&a->analysis, &b->analysis) ||
-            a->progress_deadline_ms != b->progress_deadline_ms ||
-            a->abort_scale_down_delay_ms != b->abort_scale_down_delay_ms ||
-            a->scale_down_delay_ms != b->scale_down_delay_ms || !streq(a->sticky_header, b->sticky_header) ||
-            !streq(a->sticky_cookie, b->sticky_cookie) || a->tester_header != b->tester_header)
-                return false;
-        for (size_t i = 0; i < a->n_steps; i++) {
-                const Step *x = &a->steps[i], *y = &b->steps[i];
-                if (x->kind != y->kind || (x->kind == STEP_SET_WEIGHT && x->weight_bp != y->weight_bp) ||
-                    (x->kind == STEP_PAUSE && x->pause_ms != y->pause_ms) ||
-                    (x->kind == STEP_ANALYSIS && !spec_equal(&x->analysis, &y->analysis)))
-                        return false;
-        }
-        return true;
-}
 
 static void test_defaults(void) {
         Strategy s;
