@@ -96,17 +96,13 @@ static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) 
  * NULL) in one transaction. Takes DETAIL. */
 static int instance_write(Controller *c, InstanceRecord *r, bool new, const char *action, json_t *detail) {
         Store *s = c->m->store;
-        _cleanup_free_ char *text = NULL;
+        json_auto_t *owned = detail; /* taken: freed on return */
         char resource[96];
-        EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = r->state };
+        EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = r->state,
+                          .detail_json = detail };
         int k;
 
         snprintf(resource, sizeof resource, "instance/%s", r->id);
-        if (detail) {
-                text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
-                json_decref(detail);
-        }
-        e.detail = text;
         k = store_begin(s);
         if (k < 0)
                 return k;
@@ -751,13 +747,10 @@ static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, R
                 k = store_service_update(s, sv);
         }
         for (size_t i = 0; k == 0 && i < t->n_events; i++) {
-                _cleanup_free_ char *text = NULL;
-                if (t->event[i].detail) {
-                        json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
-                        text = json_dumps(t->event[i].detail, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-                }
                 EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
-                                  .result = ro->phase, .detail = text };
+                                  .result = ro->phase, .detail_json = t->event[i].detail };
+                if (t->event[i].detail)
+                        json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
                 k = store_event_append(s, &e);
         }
         if (k != 0) {

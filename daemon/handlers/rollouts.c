@@ -71,12 +71,12 @@ static int label_of(Store *st, int64_t version_id, char **ret) {
 }
 
 static int append_event(Request *r, const char *action, const char *result, json_t *detail) {
-        _cleanup_free_ char *text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
         EventRecord e = { .actor = r->actor, .action = action, .resource = r->resource, .result = result,
-                          .request_id = r->request_id, .detail = text };
+                          .request_id = r->request_id, .detail_json = detail };
+        int k = store_event_append(r->manager->store, &e);
 
         json_decref(detail);
-        return store_event_append(r->manager->store, &e);
+        return k;
 }
 
 int rollout_create(Request *r) {

@@ -47,7 +47,6 @@ static int idempotency_replay(Request *r, const char *key, const char *fingerpri
 }
 
 static int event_append(Request *r) {
-        _cleanup_free_ char *detail = r->event_detail ? json_dumps(r->event_detail, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
         EventRecord e = {
                 .actor = r->actor,
                 .action = r->route->action,
@@ -55,7 +54,7 @@ static int event_append(Request *r) {
                 .result = "ok",
                 .status = (int) (r->status ? r->status : 200),
                 .request_id = r->request_id,
-                .detail = detail,
+                .detail_json = r->event_detail,
         };
 
         return store_event_append(r->manager->store, &e);

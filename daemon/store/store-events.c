@@ -4,14 +4,23 @@
 #include "store-internal.h"
 
 int store_event_append(Store *s, EventRecord *e) {
+        _cleanup_free_ char *text = NULL;
         int r;
 
+        if (e->detail_json) {
+                text = json_dumps(e->detail_json, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+                if (!text)
+                        return -ENOMEM;
+                e->detail = text;
+        }
         e->time = now_realtime();
         r = store_exec(s,
                        "INSERT INTO events (time, actor, action, resource, result, status, request_id, detail) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        "ittttitt", (int64_t) e->time, e->actor, e->action, e->resource, e->result, (int64_t) e->status,
                        e->request_id, e->detail);
+        if (text)
+                e->detail = NULL; /* TEXT goes with this call */
         if (r != 0)
                 return r > 0 ? store_error(s, r, "event append") : r;
         e->id = sqlite3_last_insert_rowid(s->db);

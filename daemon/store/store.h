@@ -146,6 +146,7 @@ typedef struct EventRecord {
         const char *actor, *action, *resource, *result, *request_id;
         int status;
         const char *detail;              /* JSON text or NULL */
+        const json_t *detail_json;       /* ...or the JSON itself (borrowed), written in the one event form */
 } EventRecord;
 
 /* Appends an event; E->id and E->time are filled in. */
