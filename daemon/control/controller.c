@@ -580,15 +580,13 @@ out:
 /* What SV wants from the plan, rollouts included. */
 static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
-        json_auto_t *sj = NULL;
         Strategy st;
         usec_t now = now_realtime(), delay;
 
         *ret = (PlanInput) { .replicas = sv->replicas, .stable_version_id = sv->stable_version_id };
         if (store_rollout_get_latest(c->m->store, sv->id, &ro) != 0)
                 return;
-        sj = json_loads(ro.strategy, 0, NULL);
-        if (strategy_parse(sj, &st, NULL) != 0)
+        if (rollout_strategy(&ro, &st) < 0)
                 return;
         if (rollout_is_active(&ro)) {
                 ret->canary_version_id = ro.to_version_id;
@@ -765,7 +763,6 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         RolloutRecord ro = *cro;
         RolloutTransition t = {};
-        json_auto_t *sj = json_loads(cro->strategy, 0, NULL);
         CanaryState cs = { .version_id = cro->to_version_id };
         AnalysisResult window;
         RolloutObservation o = { .now = now_realtime() };
@@ -773,7 +770,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         Strategy st;
         int k;
 
-        if (strategy_parse(sj, &st, NULL) != 0 || store_service_get_by_id(c->m->store, cro->service_id, &sv) != 0)
+        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(c->m->store, cro->service_id, &sv) != 0)
                 return 0;
         k = store_instance_list_active(c->m->store, sv.id, canary_state_one, &cs);
         if (k < 0)

@@ -68,6 +68,12 @@ int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a) {
         return 0;
 }
 
+int rollout_strategy(const RolloutRecord *r, Strategy *ret) {
+        json_auto_t *j = r->strategy ? json_loads(r->strategy, 0, NULL) : NULL;
+
+        return j && strategy_parse(j, ret, NULL) == 0 ? 0 : -EINVAL;
+}
+
 /* ---- sizes and specs ---- */
 
 unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int64_t replicas, unsigned weight_bp) {

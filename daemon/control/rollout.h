@@ -50,6 +50,10 @@ typedef struct RolloutTransition {
 
 void rollout_transition_done(RolloutTransition *t);
 
+/* The stored strategy of R, parsed: 0, or -EINVAL when the text is not a strategy this aviaryd
+ * reads. */
+int rollout_strategy(const RolloutRecord *r, Strategy *ret);
+
 /* Canary guests wanted at WEIGHT_BP: the strategy's canaryReplicas, else
  * ceil(replicas x weight), at least 1 (0 when the rollout is not active). */
 unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int64_t replicas, unsigned weight_bp);

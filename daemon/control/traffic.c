@@ -377,7 +377,6 @@ static void group_update(ServiceTraffic *st, SplitGroup g, const Collect *c) {
 /* The weight, canary version and stickiness of SV's rollout in progress (none: all stable). */
 static void rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord *sv, Collect *c) {
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
-        json_auto_t *sj = NULL;
         Strategy strategy;
         int k = store_rollout_get_active(store, sv->id, &ro);
 
@@ -386,8 +385,7 @@ static void rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord 
                 split_set_weight(&st->split, 0);
                 return;
         }
-        sj = k == 0 ? json_loads(ro.strategy, 0, NULL) : NULL;
-        if (!sj || strategy_parse(sj, &strategy, NULL) != 0)
+        if (k != 0 || rollout_strategy(&ro, &strategy) < 0)
                 return; /* unreadable now: keep what the proxy does */
         st->rollout_id = ro.id;
         st->salt = (uint64_t) ro.salt;

@@ -26,13 +26,12 @@ static int canary_count_one(const InstanceRecord *i, void *userdata) {
 static json_t *rollout_json(Request *r, const ServiceRecord *s, const RolloutRecord *ro) {
         CanaryCount c = { .version_id = ro->to_version_id };
         Strategy st;
-        json_auto_t *sj = json_loads(ro->strategy, 0, NULL);
         int wanted = -1;
 
         if (rollout_is_active(ro)) {
                 if (store_instance_list_active(r->manager->store, s->id, canary_count_one, &c) < 0)
                         c.ready = -1;
-                if (strategy_parse(sj, &st, NULL) == 0)
+                if (rollout_strategy(ro, &st) == 0)
                         wanted = (int) rollout_canary_wanted(ro, &st, s->replicas);
         } else
                 c.ready = -1;
@@ -255,7 +254,6 @@ int rollout_get(Request *r) {
 static int rollout_act(Request *r, const char *action) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {}, active = {};
-        json_auto_t *sj = NULL;
         const char *full = request_query(r, "full");
         Strategy st;
         int k = service_from_path(r, &s, false);
@@ -269,9 +267,7 @@ static int rollout_act(Request *r, const char *action) {
         if (full && !streq(action, "promote"))
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "full applies to promote only");
         request_set_resource(r, "service/%s", s.name);
-        sj = json_loads(ro.strategy, 0, NULL);
-        k = strategy_parse(sj, &st, NULL);
-        if (k != 0)
+        if (rollout_strategy(&ro, &st) < 0)
                 return reply_error(r, AVIARY_E_INTERNAL, "rollout %lld has a strategy this aviaryd cannot read",
                                    (long long) ro.id);
         if (streq(action, "retry") && streq(ro.phase, "Degraded")) {
