@@ -50,9 +50,17 @@ int cmd_token_create(Cli *cli, int argc, char **argv) {
                 return r;
         if (cli->format == OUTPUT_JSON)
                 return output_json(reply);
-        if (!json_is_string(json_object_get(reply, "token")))
-                return -EBADMSG;
-        printf("%s\n", json_string_value(json_object_get(reply, "token")));
+        /* A retried POST answered from the daemon's idempotency record carries no secret (it is
+         * never stored): printing that placeholder would hand a script a useless token. */
+        const char *secret = json_string_value(json_object_get(reply, "token"));
+        if (!secret || strncmp(secret, "avy_", 4) != 0) {
+                output_error("token '%s' was created but its secret was lost on the way; revoke it "
+                             "(aviary token revoke %s) and create another",
+                             json_string_value(json_object_get(reply, "name")),
+                             json_string_value(json_object_get(reply, "name")));
+                return 1;
+        }
+        printf("%s\n", secret);
         fprintf(stderr, "token '%s' (scope %s) created; this is the only time its secret is shown\n",
                 json_string_value(json_object_get(reply, "name")), json_string_value(json_object_get(reply, "scope")));
         return 0;

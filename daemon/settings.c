@@ -138,16 +138,10 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 if (!copy)
                         return -ENOMEM;
                 for (char *w = strtok_r(copy, " ,", &save); w; w = strtok_r(NULL, " ,", &save)) {
-                        char *end;
-                        unsigned long id;
-                        errno = 0;
-                        id = strtoul(w, &end, 10);
-                        if (errno || *end || id > 0x7fffffff || n >= ELEMENTSOF(c->allow_uids))
+                        unsigned id;
+                        if (n >= ELEMENTSOF(c->allow_uids) || parse_uint(w, 0, 0x7fffffff, &id) < 0)
                                 return -EINVAL;
-                        if (uids)
-                                c->allow_uids[n++] = (uid_t) id;
-                        else
-                                c->allow_gids[n++] = (gid_t) id;
+                        (uids ? c->allow_uids : c->allow_gids)[n++] = id;
                 }
                 if (uids)
                         c->n_allow_uids = n;

@@ -18,9 +18,9 @@ typedef struct Settings {
         char *subnet;            /* guest IPv4 subnet, default 10.88.0.0/24 */
         char *token_file;        /* a bootstrap admin token for TCP (API tokens: POST /v1/tokens) */
         char *tls_cert, *tls_key;/* PEM files: the TCP listener speaks HTTPS */
-        uid_t allow_uids[32];    /* unix-socket peers allowed besides root; none listed: anyone */
+        unsigned allow_uids[32]; /* unix-socket peers allowed besides root; none listed: anyone */
         size_t n_allow_uids;
-        gid_t allow_gids[32];    /* ... or by their primary group */
+        unsigned allow_gids[32]; /* ... or by their primary group */
         size_t n_allow_gids;
         char *socket_group;      /* group owning the unix socket */
         mode_t socket_mode;

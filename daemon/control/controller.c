@@ -391,7 +391,7 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         spec.name = name;
 
         k = virt_domain_start(c->virt, &spec, &info);
-        if (!spec.kvm_required && c->kvm && !virt_kvm_available()) {
+        if (!spec.kvm_required && c->kvm && virt_kvm_broken_reason()) {
                 /* virt fell back to TCG for good: remember it across restarts, so every new
                  * aviaryd does not pay for one failed KVM start first. */
                 c->kvm = false;

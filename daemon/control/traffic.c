@@ -343,13 +343,8 @@ void traffic_health_tick(Traffic *t) {
 
 int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size) {
         ServiceTraffic *st = t ? service_find(t, service, false) : NULL;
-        size_t usable_n = 0;
 
-        if (!st || st->n[SPLIT_CANARY] == 0)
-                return 0;
-        for (size_t i = 0; i < st->n[SPLIT_CANARY]; i++)
-                usable_n += backend_usable(&st->set[SPLIT_CANARY], i);
-        if (usable_n > 0)
+        if (!st || st->n[SPLIT_CANARY] == 0 || usable(st, SPLIT_CANARY) > 0)
                 return 0;
         snprintf(why, size, "canary guests unhealthy: all %zu fail their health check (%s)", st->n[SPLIT_CANARY],
                  st->hc_path);
@@ -375,7 +370,7 @@ static void group_update(ServiceTraffic *st, SplitGroup g, const Collect *c) {
 }
 
 /* The weight, canary version and stickiness of SV's rollout in progress (none: all stable). */
-static void rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord *sv, Collect *c) {
+static int rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord *sv, Collect *c) {
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
         Strategy strategy;
         int k = store_rollout_get_active(store, sv->id, &ro);
@@ -383,17 +378,21 @@ static void rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord 
         if (k == AVIARY_E_ROLLOUT_NOT_FOUND) {
                 st->rollout_id = 0;
                 split_set_weight(&st->split, 0);
-                return;
+                return 0;
         }
-        if (k != 0 || rollout_strategy(&ro, &strategy) < 0)
-                return; /* unreadable now: keep what the proxy does */
+        if (k != 0)
+                return k < 0 ? k : -EIO; /* unreadable now: the caller keeps the table as it is */
+        /* The canary guests and the weight come from the row; only stickiness needs the strategy. */
+        c->canary_version_id = ro.to_version_id;
+        split_set_weight(&st->split, (unsigned) ro.canary_weight);
+        if (rollout_strategy(&ro, &strategy) < 0)
+                return 0;
         st->rollout_id = ro.id;
         st->salt = (uint64_t) ro.salt;
         snprintf(st->sticky_header, sizeof st->sticky_header, "%s", strategy.sticky_header);
         snprintf(st->sticky_cookie, sizeof st->sticky_cookie, "%s", strategy.sticky_cookie);
         st->tester_header = strategy.tester_header;
-        c->canary_version_id = ro.to_version_id;
-        split_set_weight(&st->split, (unsigned) ro.canary_weight);
+        return 0;
 }
 
 static int sync_service(const ServiceRecord *sv, void *userdata) {
@@ -411,7 +410,10 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
                 return 0; /* keep its current table; the next sync tries again */
         c->st = st;
         c->stable_version_id = sv->stable_version_id;
-        rollout_apply(st, t->m->store, sv, c);
+        if (rollout_apply(st, t->m->store, sv, c) < 0) {
+                free(c);
+                return 0; /* keep its current table; the next sync tries again */
+        }
         if (sv->stable_version_id && store_version_get_by_id(t->m->store, sv->stable_version_id, &v) == 0) {
                 c->port = (int) (sv->port ? sv->port : v.port);
                 store_instance_list_active(t->m->store, sv->id, collect_ready, c);

@@ -91,11 +91,11 @@ int token_list(Request *r) {
 }
 
 int token_delete(Request *r) {
-        const char *name = request_param(r, 0);
-        int k;
+        const char *name;
+        int k = request_name_param(r, 0, "token", &name);
 
-        if (!name_is_valid(name))
-                return reply_error(r, AVIARY_E_INVALID_NAME, "invalid token name");
+        if (k != 0)
+                return k;
         request_set_resource(r, "token/%s", name);
         k = store_token_delete(r->manager->store, name);
         if (k == AVIARY_E_TOKEN_NOT_FOUND)

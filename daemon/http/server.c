@@ -549,7 +549,6 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct ucred cred;
         socklen_t len = sizeof cred;
-        unsigned uids[ELEMENTSOF(set->allow_uids)], gids[ELEMENTSOF(set->allow_gids)];
 
         if (!info || getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 snprintf(r->actor, sizeof r->actor, "uid:unknown");
@@ -557,13 +556,9 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
                 return AVIARY_E_FORBIDDEN;
         }
         snprintf(r->actor, sizeof r->actor, "uid:%u gid:%u", (unsigned) cred.uid, (unsigned) cred.gid);
-        for (size_t i = 0; i < set->n_allow_uids; i++)
-                uids[i] = (unsigned) set->allow_uids[i];
-        for (size_t i = 0; i < set->n_allow_gids; i++)
-                gids[i] = (unsigned) set->allow_gids[i];
         if (cred.uid != 0 && (set->n_allow_uids || set->n_allow_gids) &&
-            !id_listed((unsigned) cred.uid, uids, set->n_allow_uids) &&
-            !id_listed((unsigned) cred.gid, gids, set->n_allow_gids)) {
+            !id_listed((unsigned) cred.uid, set->allow_uids, set->n_allow_uids) &&
+            !id_listed((unsigned) cred.gid, set->allow_gids, set->n_allow_gids)) {
                 snprintf(why, size, "uid %u (gid %u) is not allowed on this socket (allow_uids, allow_gids)",
                          (unsigned) cred.uid, (unsigned) cred.gid);
                 return AVIARY_E_FORBIDDEN;
@@ -572,14 +567,15 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
         return AVIARY_E_OK;
 }
 
-/* TCP: "Authorization: Bearer SECRET", either the bootstrap token (token_file, admin) or an API
- * token, found by the SHA-256 of the secret (only hashes are stored) and compared in constant
- * time. The secret itself is never logged or stored. */
+/* TCP: "Authorization: Bearer SECRET", either the bootstrap token (token_file, admin, compared
+ * in constant time) or an API token, found by the SHA-256 of the secret (only hashes are
+ * stored, so the lookup reveals nothing about a secret). The secret is never logged or stored. */
 static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), *boot = r->manager->token;
         char addr[INET6_ADDRSTRLEN], digest[DIGEST_STR_LEN + 1];
         TokenRecord t = {};
         size_t n;
+        int k;
 
         peer_address(r, addr, sizeof addr);
         snprintf(r->actor, sizeof r->actor, "tcp:%s", addr);
@@ -594,9 +590,14 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
                 r->scope = SCOPE_ADMIN;
                 return AVIARY_E_OK;
         }
-        if (n == 0 || n > 256 || digest_buffer(auth, n, digest) < 0 ||
-            store_token_get_by_hash(r->manager->store, digest + 7, &t) != 0 ||
-            CRYPTO_memcmp(t.hash, digest + 7, 64) != 0) {
+        k = n == 0 || n > 256 ? AVIARY_E_UNAUTHORIZED : digest_buffer(auth, n, digest);
+        if (k == 0)
+                k = store_token_get_by_hash(r->manager->store, digest + 7, &t);
+        if (k < 0) {
+                snprintf(why, size, "cannot check the bearer token now; try again");
+                return AVIARY_E_UNAVAILABLE;
+        }
+        if (k != 0) {
                 snprintf(why, size, "the bearer token is not valid (unknown or revoked)");
                 return AVIARY_E_UNAUTHORIZED;
         }
