@@ -10,8 +10,8 @@ packages=(
         gcc libc6-dev meson ninja-build pkg-config
         libmicrohttpd-dev libjansson-dev libsqlite3-dev libsystemd-dev libcurl4-openssl-dev libssl-dev
         libnl-3-dev libnl-route-3-dev libvirt-dev libxml2-dev libhttp-parser-dev
-        qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system
-        iproute2 procps cpio gzip
+        qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
+        iproute2 procps cpio gzip xz-utils zstd binutils mount
         python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux
         clang libclang-rt-14-dev
 )
@@ -35,3 +35,7 @@ else
         meson setup build "$@" >/dev/null
 fi
 ninja -C build
+
+# The test guest image (Debian's kernel + our one-program initramfs), cached in
+# /var/tmp/aviary-guest-image: built here, with the other downloads, so no test fetches anything.
+tests/guest/build-image "${AVIARY_GUEST_IMAGE_DIR:-/var/tmp/aviary-guest-image}"

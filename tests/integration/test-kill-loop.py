@@ -662,6 +662,8 @@ def layer_guests(iterations):
         ok(res and res["by_status"] == {"200": 100}, "the service answers through its proxy", repr(res))
         failed = [line for line in d.log().splitlines() if "Reconcile pass failed" in line or " SQLite: " in line]
         ok(not failed, "no reconcile pass failed and no SQLite error was logged in all those lives", *failed[:10])
+        ok(stats["mid_start"] >= 1, f"at least one kill landed while libvirt was starting a QEMU "
+           f"({stats['mid_start']} of {stats['kills']})")
         st = stats["start_seconds"]
         diag(f"seed {SEED}: {stats['kills']} kills in {elapsed:.1f} s ({stats['mid_start']} while libvirt started a "
              f"QEMU, {stats['restarts_requested']} after an instance restart, {stats['promotions']} right after a "
