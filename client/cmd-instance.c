@@ -25,11 +25,13 @@ static const Field instance_lines[] = {
         {"MAC", "mac", FIELD_TEXT},
         {"Domain UUID", "domain_uuid", FIELD_TEXT},
         {"QEMU PID", "qemu_pid", FIELD_TEXT},
+        {"Accelerator", "accel", FIELD_TEXT},
         {"Restarts", "restarts", FIELD_TEXT},
         {"Created", "timings.created_at", FIELD_TIME},
         {"Running", "timings.running_at", FIELD_TIME},
         {"Ready", "timings.ready_at", FIELD_TIME},
         {"Boot time", "timings.boot_ms", FIELD_MILLISECONDS},
+        {"Boot deadline", "timings.boot_deadline", FIELD_TIME},
         {"Stopped", "timings.stopped_at", FIELD_TIME},
         {"Next start", "timings.next_start_at", FIELD_TIME},
 };

@@ -22,6 +22,7 @@ static const Field service_lines[] = {
         {"Port", "port", FIELD_TEXT},
         {"Restart policy", "restart_policy", FIELD_TEXT},
         {"Health check", "health_check", FIELD_MAP},
+        {"Boot timeout", "boot_timeout", FIELD_TEXT},
         {"Generation", "generation", FIELD_TEXT},
         {"Created", "created_at", FIELD_TIME},
         {"Updated", "updated_at", FIELD_TIME},
@@ -49,7 +50,8 @@ static int service_parse(int argc, char **argv, json_t *body) {
         static const struct option options[] = {
                 {"image", required_argument, NULL, 'i'},          {"replicas", required_argument, NULL, 'r'},
                 {"listen", required_argument, NULL, 'l'},         {"port", required_argument, NULL, 'p'},
-                {"restart-policy", required_argument, NULL, 'R'}, {},
+                {"restart-policy", required_argument, NULL, 'R'}, {"boot-timeout", required_argument, NULL, 'b'},
+                {},
         };
         int c, r = 0;
 
@@ -69,6 +71,13 @@ static int service_parse(int argc, char **argv, json_t *body) {
                         break;
                 case 'R':
                         r = cli_set_string(body, "restart_policy", "--restart-policy", optarg);
+                        break;
+                case 'b':
+                        /* "default": the daemon's boot_timeout again. */
+                        if (streq(optarg, "default"))
+                                r = json_object_set_new(body, "boot_timeout", json_null()) < 0 ? -ENOMEM : 0;
+                        else
+                                r = cli_set_string(body, "boot_timeout", "--boot-timeout", optarg);
                         break;
                 default:
                         return CLI_USAGE;

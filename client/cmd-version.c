@@ -7,6 +7,8 @@ static const Field version_lines[] = {
         {"Client", "client", FIELD_TEXT}, {"Server", "version", FIELD_TEXT},
         {"API", "api", FIELD_TEXT},       {"Schema", "schema_version", FIELD_TEXT},
         {"SQLite", "sqlite", FIELD_TEXT}, {"libmicrohttpd", "libmicrohttpd", FIELD_TEXT},
+        {"Guests run under", "accel", FIELD_TEXT}, {"KVM", "kvm", FIELD_TEXT},
+        {"KVM unusable", "kvm_unusable", FIELD_TEXT},
 };
 
 int cmd_version(Cli *cli, int argc, char **argv) {

@@ -23,13 +23,13 @@ static const Command commands[] = {
          cmd_image_revoke},
         {"service create",
          "NAME [--image IMAGE:VERSION] [--replicas N] [--listen ADDR:PORT] [--port PORT] "
-         "[--restart-policy always|on-failure|never]",
+         "[--restart-policy always|on-failure|never] [--boot-timeout DURATION|default]",
          "create a service", cmd_service_create},
         {"service ls", "", "list services", cmd_service_ls},
         {"service show", "NAME", "show a service", cmd_service_show},
         {"service update",
          "NAME [--image IMAGE:VERSION] [--replicas N] [--listen ADDR:PORT] [--port PORT] "
-         "[--restart-policy always|on-failure|never]",
+         "[--restart-policy always|on-failure|never] [--boot-timeout DURATION|default]",
          "change a service (refused if someone else changed it meanwhile)", cmd_service_update},
         {"service scale", "NAME N", "set the number of replicas of a service (like update)",
          cmd_service_scale},

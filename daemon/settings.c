@@ -10,6 +10,7 @@
 #include "settings.h"
 #include "config.h" /* AVIARY_VERSION, generated */
 #include "log.h"
+#include "timeutil.h"
 
 #define MiB (1024ULL * 1024ULL)
 
@@ -18,6 +19,7 @@ void settings_init_defaults(Settings *c) {
                 .socket_mode = 0660,
                 .runtime = true,
                 .accel = "auto",
+                .boot_timeout_ms = 60 * 1000,
                 .bridge_create = true,
                 .max_blob_size = 512 * MiB,
                 .max_json_body = 1 * MiB,
@@ -36,6 +38,7 @@ void settings_done(Settings *c) {
         free(c->socket_path);
         free(c->listen);
         free(c->libvirt_uri);
+        free(c->kvm_cpu);
         free(c->bridge);
         free(c->subnet);
         free(c->token_file);
@@ -97,6 +100,17 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) 
         return 0;
 }
 
+/* "90" (seconds) or a duration of the API: "90s", "2m", "1500ms". */
+static int parse_duration_seconds(const char *s, uint64_t *ret_ms) {
+        unsigned secs;
+
+        if (parse_uint(s, 0, 86400 * 365, &secs) == 0) {
+                *ret_ms = (uint64_t) secs * 1000;
+                return 0;
+        }
+        return duration_parse_ms(s, ret_ms) < 0 ? -EINVAL : 0;
+}
+
 /* One setting by name, from the file or the command line. */
 static int settings_set(Settings *c, const char *key, const char *value) {
         unsigned u;
@@ -117,6 +131,22 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                         return -EINVAL;
                 snprintf(c->accel, sizeof c->accel, "%s", value);
                 return 0;
+        }
+        if (streq(key, "kvm_cpu")) {
+                /* A libvirt mode or a QEMU model name: letters, digits and '-', '_', '.'. */
+                if (!*value || strlen(value) > 64 || strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                                                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(value))
+                        return -EINVAL;
+                return set_string(&c->kvm_cpu, value);
+        }
+        if (streq(key, "boot_timeout")) {
+                uint64_t ms;
+                r = parse_duration_seconds(value, &ms);
+                if (r == 0 && (ms < 1000 || ms > 24 * 3600 * 1000ULL))
+                        r = -EINVAL;
+                if (r == 0)
+                        c->boot_timeout_ms = ms;
+                return r;
         }
         if (streq(key, "bridge"))
                 return set_string(&c->bridge, value);
@@ -274,8 +304,8 @@ static void usage(FILE *out) {
                 "Config file keys: state_dir socket listen libvirt_uri token_file socket_group\n"
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
-                "require_if_match runtime accel bridge bridge_create subnet tls_cert tls_key allow_uids\n"
-                "allow_gids\n");
+                "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
+                "tls_key allow_uids allow_gids\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {
@@ -384,6 +414,8 @@ int settings_finish(Settings *c) {
                 if (r < 0)
                         return r;
         }
+        if (!c->kvm_cpu && (r = set_string(&c->kvm_cpu, "host-passthrough")) < 0)
+                return r;
         if (!c->bridge && (r = set_string(&c->bridge, "aviary0")) < 0)
                 return r;
         if (!c->subnet && (r = set_string(&c->subnet, "10.88.0.0/24")) < 0)

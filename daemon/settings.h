@@ -13,6 +13,8 @@ typedef struct Settings {
         char *libvirt_uri;
         bool runtime;            /* manage guests; off: registry and API only */
         char accel[8];           /* "auto" (KVM if it works, else TCG), "kvm" or "tcg" */
+        char *kvm_cpu;           /* libvirt CPU for KVM guests: host-passthrough, host-model, or a model name */
+        uint64_t boot_timeout_ms; /* a guest not healthy this long after its start is stopped (per service too) */
         char *bridge;            /* guest bridge, default aviary0 */
         bool bridge_create;      /* create the bridge when missing */
         char *subnet;            /* guest IPv4 subnet, default 10.88.0.0/24 */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bootwatch.h"
 #include "controller.h"
 #include "log.h"
 #include "manager.h"
@@ -24,8 +25,7 @@
 #define TICK_USEC (250 * USEC_PER_MSEC)
 #define PASS_TICKS 8                          /* a full pass every 2 s */
 #define PROBE_TIMEOUT_USEC (500 * USEC_PER_MSEC)
-#define BOOT_DEADLINE_USEC (180 * USEC_PER_SEC)
-#define QUICK_EXIT_USEC (60 * USEC_PER_SEC)   /* dying sooner than this counts toward crash-loop */
+#define QUICK_EXIT_USEC (60 * USEC_PER_SEC)   /* dying sooner than this after ready counts toward crash-loop */
 #define CRASH_LOOP_LIMIT 3
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 #define MAX_PROBES 256
@@ -37,14 +37,21 @@ struct Controller {
         Virt *virt;
         Traffic *traffic;
         Subnet subnet;
-        bool kvm;
+        KvmTrial kvm;
         char console_dir[4096];
         sd_event_source *kick, *tick;
         unsigned ticks;
-        struct {
-                char id[64];                  /* an instance with a probe in flight ("" free) */
-                usec_t running_at;            /* of the boot being probed */
-        } probing[MAX_PROBES];
+        /* What is known of each booting guest beyond its row (in memory: after a restart the
+         * deadline still holds, from running_at; the console baseline is unknown). */
+        struct BootWatch {
+                char id[64];                  /* a booting instance ("" free) */
+                usec_t running_at;            /* the boot watched */
+                bool probing;                 /* a readiness probe is in flight... */
+                usec_t probe_running_at;      /* ...of this boot */
+                bool seen;                    /* still booting in this tick */
+                int64_t console_at_boot;      /* console file size at the start; -1 unknown */
+                char last_error[128];         /* the last readiness probe's failure ("" none yet) */
+        } boot[MAX_PROBES];
         struct {
                 int64_t rollout;              /* an active rollout's analysis window (0 free) */
                 usec_t started;               /* monotonic */
@@ -143,22 +150,59 @@ static void guest_gone(Controller *c, const char *ip) {
         traffic_backend_gone(c->traffic, ip);
 }
 
-static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason);
+static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason, bool without_traffic);
+static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r);
 
 /* ---- lifecycle ---- */
 
-/* The guest of R is gone without us asking. Decides, by restart policy and history,
- * whether it boots again (after a backoff), stays down, or is crash-looping. */
-static void instance_exited(Controller *c, InstanceRecord *r, const char *reason, bool clean) {
+/* The guest of booting R failed under KVM while KVM is on trial (WHY says how): stop what is
+ * left of it and boot it again at once under TCG. Not an exit: no restart is counted, since
+ * the guest may not be at fault. */
+static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why) {
+        char reason[700];
+
+        if (kvm_trial_failed(&c->kvm, why))
+                log_warning("Instance %s: %s. KVM may be unusable on this host: trying QEMU TCG (software emulation); "
+                            "if the guest comes up there, KVM is marked unusable.", r->id, why);
+        else
+                log_notice("Instance %s: %s; trying again under QEMU TCG.", r->id, why);
+        if (r->domain_uuid[0]) {
+                int k = virt_domain_destroy(c->virt, r->domain_uuid);
+                if (k < 0 && k != -ENOENT)
+                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
+        }
+        snprintf(reason, sizeof reason, "%s; trying again under TCG", why);
+        set_reason(r, reason);
+        r->domain_uuid[0] = 0;
+        r->qemu_pid = 0;
+        r->stopped_at = now_realtime();
+        r->next_start_at = 0;
+        snprintf(r->state, sizeof r->state, "pending");
+        instance_commit(c, r, "instance.kvm-fallback", json_pack("{s:s}", "reason", why));
+        controller_kick(c);
+}
+
+/* The guest of R is gone without us asking (ACTION names the event: instance.exit,
+ * instance.boot-timeout...). Decides, by restart policy and history, whether it boots again
+ * (after a backoff), stays down, or is crash-looping. */
+static void instance_exit_as(Controller *c, InstanceRecord *r, const char *reason, bool clean, const char *action) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         usec_t now = now_realtime();
-        const char *action = "instance.exit";
-        bool was_running = streq(r->state, "booting") || streq(r->state, "ready");
+        bool booting = streq(r->state, "booting");
+        bool was_running = booting || streq(r->state, "ready");
         bool had_guest = was_running || streq(r->state, "draining");
+        bool timed_out = streq(action, "instance.boot-timeout");
         char ip[sizeof r->ip];
 
-        snprintf(ip, sizeof ip, "%s", r->ip);
+        /* Under KVM on trial, a guest that never came up may be KVM's failure, not its own. */
+        if (booting && streq(r->accel, "kvm") && kvm_trial_on_trial(&c->kvm)) {
+                instance_retry_tcg(c, r, reason);
+                return;
+        }
+        if (booting && streq(r->accel, "tcg"))
+                kvm_trial_note_tcg_failed(c, r);
 
+        snprintf(ip, sizeof ip, "%s", r->ip);
         r->domain_uuid[0] = 0;
         r->qemu_pid = 0;
         r->stopped_at = now;
@@ -170,11 +214,16 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
                 snprintf(r->state, sizeof r->state, clean ? "stopped" : "failed");
                 instance_release(c, r);
         } else {
-                bool quick = r->running_at == 0 || now - r->running_at < QUICK_EXIT_USEC;
+                /* A guest that never became ready, or died soon after, counts toward crash-loop;
+                 * one that served for a while starts the count again. */
+                bool quick = booting || r->ready_at == 0 || r->ready_at < r->running_at ||
+                             now - r->ready_at < QUICK_EXIT_USEC;
                 r->restarts = quick ? r->restarts + 1 : 1;
                 if (r->restarts >= CRASH_LOOP_LIMIT) {
-                        char why[512];
-                        snprintf(why, sizeof why, "crash-loop: exited %lld times in a row, each within %llus of booting; last: %s",
+                        char why[700];
+                        snprintf(why, sizeof why,
+                                 "crash-loop: failed %lld times in a row, each before it was ready or within %llus of it; "
+                                 "last: %s",
                                  (long long) r->restarts, (unsigned long long) (QUICK_EXIT_USEC / USEC_PER_SEC), reason);
                         set_reason(r, why);
                         snprintf(r->state, sizeof r->state, "crash-loop");
@@ -191,7 +240,29 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
         if (had_guest)
                 guest_gone(c, ip);
         if (was_running)
-                canary_exit_note(c, r, reason);
+                canary_exit_note(c, r, reason, timed_out);
+}
+
+static void instance_exited(Controller *c, InstanceRecord *r, const char *reason, bool clean) {
+        instance_exit_as(c, r, reason, clean, "instance.exit");
+}
+
+/* The domain of R is paused or crashed although aviaryd never pauses one (an internal error
+ * of KVM, an I/O error, a watchdog): a failure, with libvirt's and QEMU's words for it. */
+static void instance_paused(Controller *c, InstanceRecord *r, const char *libvirt_reason) {
+        char qemu[300] = "", why[600], name[96];
+
+        snprintf(name, sizeof name, "aviary-%s", r->id);
+        (void) virt_domain_log_error(c->virt, name, qemu, sizeof qemu);
+        snprintf(why, sizeof why, "its vCPUs stopped (libvirt: %s%s%s)", libvirt_reason, qemu[0] ? "; QEMU: " : "", qemu);
+        log_warning("Instance %s: %s; stopping it.", r->id, why);
+        if (r->domain_uuid[0]) {
+                int k = virt_domain_destroy(c->virt, r->domain_uuid);
+                if (k < 0 && k != -ENOENT)
+                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
+                r->domain_uuid[0] = 0;
+        }
+        instance_exited(c, r, why, false);
 }
 
 /* Takes R out of service: draining (no new requests from the proxy), then its guest stops once
@@ -304,30 +375,109 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
         return 0;
 }
 
-/* STATE/kvm-unusable: written when QEMU could not use /dev/kvm (accel = auto). */
+/* STATE/kvm-unusable: written when KVM was found unusable (accel = auto), so later starts use
+ * TCG at once. Its first line is the reason. */
 static void kvm_marker_path(Controller *c, char out[static 4200]) {
         snprintf(out, 4200, "%s/kvm-unusable", c->m->settings.state_dir);
 }
 
-static bool kvm_marker_exists(Controller *c) {
+/* true when the marker exists; its first line into REASON. */
+static bool kvm_marker_read(Controller *c, char *reason, size_t size) {
         char path[4200];
+        _cleanup_fclose_ FILE *f = NULL;
 
         kvm_marker_path(c, path);
-        return access(path, F_OK) == 0;
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        if (!fgets(reason, (int) size, f))
+                snprintf(reason, size, "found unusable before (no reason recorded)");
+        reason[strcspn(reason, "\n")] = 0;
+        return true;
 }
 
-static void kvm_marker_write(Controller *c) {
+static void kvm_marker_write(Controller *c, const char *reason) {
         char path[4200];
-        FILE *f;
+        _cleanup_fclose_ FILE *f = NULL;
 
         kvm_marker_path(c, path);
         f = fopen(path, "we");
-        if (!f)
-                return;
-        fprintf(f, "QEMU could not use /dev/kvm: %s\nDelete this file to let aviaryd try KVM again.\n",
-                virt_kvm_broken_reason() ? virt_kvm_broken_reason() : "unknown");
-        fclose(f);
+        if (!f || fprintf(f, "%s\nWritten by aviaryd (accel = auto): guests run under QEMU TCG on this host. Delete "
+                          "this file to let aviaryd try KVM again.\n", reason) < 0 || fflush(f) != 0)
+                log_warning_errno(errno ? errno : EIO, "Cannot write %s; the next aviaryd tries KVM again", path);
 }
+
+/* Appends a host-wide audit event (resource "host"). */
+static void host_event(Controller *c, const char *action, const char *result, json_t *detail) {
+        json_auto_t *owned = detail;
+        EventRecord e = { .actor = "aviaryd", .action = action, .resource = "host", .result = result,
+                          .detail_json = detail };
+        int k = store_event_append(c->m->store, &e);
+
+        if (k != 0)
+                log_warning_errno(k < 0 ? k : EIO, "Cannot record the event %s", action);
+}
+
+/* libvirt's messages may span lines (QEMU's stderr quoted whole): a reason is one line. */
+static void one_line(char *s) {
+        for (char *p = s; *p; p++)
+                if (*p == '\n' || *p == '\r' || *p == '\t')
+                        *p = ' ';
+}
+
+/* ---- boot watch ---- */
+
+typedef struct BootWatch BootWatch;
+
+/* The watch of ID's boot RUNNING_AT: found, or (CREATE) made afresh, or NULL (table full). A
+ * watch of an earlier boot of ID is reset. */
+static BootWatch *boot_watch(Controller *c, const char *id, usec_t running_at, bool create) {
+        BootWatch *free_slot = NULL, *w = NULL;
+
+        for (unsigned i = 0; i < MAX_PROBES; i++) {
+                if (streq(c->boot[i].id, id)) {
+                        w = &c->boot[i];
+                        break;
+                }
+                if (!c->boot[i].id[0] && !free_slot)
+                        free_slot = &c->boot[i];
+        }
+        if (w && w->running_at == running_at)
+                return w;
+        if (!create)
+                return NULL;
+        if (!w)
+                w = free_slot;
+        if (!w)
+                return NULL;
+        /* A probe of the earlier boot may still be in flight: keep it, on_probe ignores it. */
+        bool probing = w->probing && streq(w->id, id);
+        usec_t probe_running_at = w->probe_running_at;
+        *w = (BootWatch) { .running_at = running_at, .console_at_boot = -1, .probing = probing,
+                           .probe_running_at = probe_running_at };
+        snprintf(w->id, sizeof w->id, "%s", id);
+        return w;
+}
+
+static int64_t console_size(Controller *c, const char *id) {
+        char path[4096 + 80];
+        struct stat st;
+
+        snprintf(path, sizeof path, "%s/%s.log", c->console_dir, id);
+        return stat(path, &st) == 0 ? (int64_t) st.st_size : 0;
+}
+
+/* The boot deadline of R's service. */
+static usec_t boot_timeout_of(Controller *c, const InstanceRecord *r) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        uint64_t ms = c->m->settings.boot_timeout_ms;
+
+        if (store_service_get_by_id(c->m->store, r->service_id, &sv) == 0 && sv.boot_timeout_ms > 0)
+                ms = (uint64_t) sv.boot_timeout_ms;
+        return ms * USEC_PER_MSEC;
+}
+
+static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why);
 
 /* Boots R's guest: address lease, command line, domain. A failure is an exit. */
 static void instance_boot(Controller *c, InstanceRecord *r) {
@@ -383,26 +533,39 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
                 .bridge = c->m->settings.bridge,
                 .mac = r->mac,
                 .console_path = console,
-                .kvm = c->kvm,
-                .kvm_required = streq(c->m->settings.accel, "kvm"),
+                .kvm = kvm_trial_use_kvm(&c->kvm),
+                .kvm_cpu = c->m->settings.kvm_cpu,
         };
         char name[96];
         snprintf(name, sizeof name, "aviary-%s", r->id);
         spec.name = name;
 
+        int64_t console_before = console_size(c, r->id);
+        char kvm_failed[600] = "";
         k = virt_domain_start(c->virt, &spec, &info);
-        if (!spec.kvm_required && c->kvm && virt_kvm_broken_reason()) {
-                /* virt fell back to TCG for good: remember it across restarts, so every new
-                 * aviaryd does not pay for one failed KVM start first. */
-                c->kvm = false;
-                kvm_marker_write(c);
+        if (k == -EIO && spec.kvm && kvm_trial_on_trial(&c->kvm)) {
+                /* QEMU may abort at once on a KVM it cannot use (a CPU feature the nested
+                 * hypervisor refuses): that guest gets its try under TCG now. */
+                char qemu[300] = "";
+                snprintf(why, sizeof why, "QEMU could not start the guest under KVM: %s", virt_last_error());
+                one_line(why);
+                if (virt_domain_log_error(c->virt, name, qemu, sizeof qemu) == 0 && !strstr(why, qemu))
+                        snprintf(why + strlen(why), sizeof why - strlen(why), " (QEMU: %s)", qemu);
+                if (kvm_trial_failed(&c->kvm, why))
+                        log_warning("Instance %s: %s. Trying QEMU TCG (software emulation); if the guest comes up "
+                                    "there, KVM is marked unusable.", r->id, why);
+                snprintf(kvm_failed, sizeof kvm_failed, "%s", why);
+                spec.kvm = false;
+                k = virt_domain_start(c->virt, &spec, &info);
         }
         if (k < 0) {
                 snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
+                one_line(why);
                 log_warning("Instance %s: %s", r->id, why);
                 instance_exited(c, r, why, false);
                 return;
         }
+        snprintf(r->accel, sizeof r->accel, "%s", spec.kvm ? "kvm" : "tcg");
         snprintf(r->state, sizeof r->state, "booting");
         snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", info.uuid);
         r->qemu_pid = info.qemu_pid;
@@ -410,57 +573,76 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         r->ready_at = 0;
         r->stopped_at = 0;
         r->next_start_at = 0;
-        log_info("Instance %s: booting %s at %s (QEMU pid %d).", r->id, version, r->ip, (int) info.qemu_pid);
+        BootWatch *w = boot_watch(c, r->id, r->running_at, true);
+        if (w)
+                w->console_at_boot = console_before;
+        log_info("Instance %s: booting %s at %s under %s (QEMU pid %d).", r->id, version, r->ip,
+                 spec.kvm ? "KVM" : "TCG", (int) info.qemu_pid);
         instance_commit(c, r, "instance.boot",
-                        json_pack("{s:s, s:s, s:s, s:i}", "version", version, "ip", r->ip, "domain", info.uuid, "qemu_pid",
-                                  (int) info.qemu_pid));
+                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?}", "version", version, "ip", r->ip, "domain",
+                                  info.uuid, "qemu_pid", (int) info.qemu_pid, "accel", r->accel, "kvm_failed",
+                                  kvm_failed[0] ? kvm_failed : NULL));
 }
 
 /* ---- readiness ---- */
 
-/* ADD: registers a probe of ID's boot RUNNING_AT; true if one is already in flight (or the
- * table is full). Else: removes ID's entry, returning in *running_at the boot it probed. */
-static bool probing_take(Controller *c, const char *id, bool add, usec_t *running_at) {
-        for (unsigned i = 0; i < MAX_PROBES; i++)
-                if (streq(c->probing[i].id, id)) {
-                        if (!add) {
-                                c->probing[i].id[0] = 0;
-                                *running_at = c->probing[i].running_at;
-                        }
-                        return true;
-                }
-        if (add)
-                for (unsigned i = 0; i < MAX_PROBES; i++)
-                        if (!c->probing[i].id[0]) {
-                                snprintf(c->probing[i].id, sizeof c->probing[i].id, "%s", id);
-                                c->probing[i].running_at = *running_at;
-                                return false;
-                        }
-        return add; /* full: behave as if one were in flight */
+/* A guest came up under KVM or TCG: what that says about KVM on this host. */
+static void kvm_trial_note_ready(Controller *c, const InstanceRecord *r) {
+        bool kvm = streq(r->accel, "kvm");
+
+        if (!kvm_trial_ready(&c->kvm, kvm)) {
+                if (kvm && c->kvm.setting == ACCEL_AUTO)
+                        log_debug("KVM runs guests on this host (instance %s).", r->id);
+                return;
+        }
+        log_error("KVM is unusable on this host: %s. Instance %s came up under QEMU TCG (software emulation) "
+                  "instead, and every guest uses TCG from now on, which is several times slower. This is kept in "
+                  "%s/kvm-unusable: delete it, or set accel = kvm or tcg, to decide otherwise.",
+                  c->kvm.reason, r->id, c->m->settings.state_dir);
+        kvm_marker_write(c, c->kvm.reason);
+        host_event(c, "host.kvm-unusable", "tcg",
+                   json_pack("{s:s, s:s}", "reason", c->kvm.reason, "instance", r->id));
 }
 
-static void on_probe(const char *id, bool ok, void *userdata) {
+/* A TCG guest failed before it came up while KVM was suspect: that proves nothing about KVM. */
+static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r) {
+        if (kvm_trial_tcg_failed(&c->kvm))
+                log_notice("Instance %s failed under QEMU TCG as well: the image, not KVM, may be at fault. The next "
+                           "boot tries KVM again.", r->id);
+}
+
+static void on_probe(const char *id, bool ok, const char *error, void *userdata) {
         Controller *c = userdata;
         _cleanup_(instance_record_done) InstanceRecord r = {};
+        BootWatch *w = NULL;
         usec_t probed = 0;
 
-        probing_take(c, id, false, &probed);
-        /* A probe of an earlier boot (the guest was restarted meanwhile) proves nothing. */
-        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed)
+        for (unsigned i = 0; i < MAX_PROBES; i++)
+                if (streq(c->boot[i].id, id)) {
+                        w = &c->boot[i];
+                        break;
+                }
+        if (!w || !w->probing)
                 return;
-        if (ok) {
-                snprintf(r.state, sizeof r.state, "ready");
-                r.ready_at = now_realtime();
-                log_info("Instance %s: ready after %.1fs.", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC);
-                instance_commit(c, &r, "instance.ready",
-                                json_pack("{s:I}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC)));
-                traffic_sync(c->traffic);
-                controller_kick(c); /* old instances may go now */
-        } else if (now_realtime() - r.running_at > BOOT_DEADLINE_USEC) {
-                if (r.domain_uuid[0])
-                        virt_domain_destroy(c->virt, r.domain_uuid);
-                instance_exited(c, &r, "not ready within 180 s", false);
-        }
+        w->probing = false;
+        probed = w->probe_running_at;
+        if (!ok && w->running_at == probed)
+                snprintf(w->last_error, sizeof w->last_error, "%s", error ? error : "failed");
+        /* A probe of an earlier boot (the guest was restarted meanwhile) proves nothing. */
+        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed ||
+            !ok)
+                return;
+        w->id[0] = 0; /* done watching */
+        snprintf(r.state, sizeof r.state, "ready");
+        r.ready_at = now_realtime();
+        log_info("Instance %s: ready after %.1fs (%s).", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC,
+                 streq(r.accel, "kvm") ? "KVM" : "TCG");
+        instance_commit(c, &r, "instance.ready",
+                        json_pack("{s:I, s:s}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC),
+                                  "accel", r.accel));
+        kvm_trial_note_ready(c, &r);
+        traffic_sync(c->traffic);
+        controller_kick(c); /* old instances may go now */
 }
 
 /* Where R's readiness is probed: its port and the service's health-check path. */
@@ -475,21 +657,84 @@ static int instance_probe_target(Controller *c, const InstanceRecord *r, char pa
         return (int) (sv.port ? sv.port : v.port);
 }
 
-/* Readiness is the service's HTTP health check answering 2xx/3xx (probe_http). */
-static void probe_booting(Controller *c, const InstanceList *l) {
+/* Stops the guest of booting R, which missed its deadline: an exit like any other. */
+static void instance_boot_timed_out(Controller *c, InstanceRecord *r, usec_t timeout, const BootWatch *w) {
+        char path[257] = "/", deadline[32], why[600];
+        int port = instance_probe_target(c, r, path);
+
+        boot_timeout_format(timeout, deadline);
+        snprintf(why, sizeof why, "not healthy %s after boot: GET %s on %s:%d: %s", deadline, path, r->ip, port,
+                 w && w->last_error[0] ? w->last_error : "no health check has answered yet");
+        log_warning("Instance %s: %s; stopping it.", r->id, why);
+        if (r->domain_uuid[0]) {
+                int k = virt_domain_destroy(c->virt, r->domain_uuid);
+                if (k < 0 && k != -ENOENT)
+                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
+        }
+        instance_exit_as(c, r, why, false, "instance.boot-timeout");
+}
+
+/* Readiness is the service's HTTP health check answering 2xx/3xx (probe_http); each booting
+ * guest is judged against its deadline (boot_judge). */
+static void probe_booting(Controller *c, InstanceList *l) {
+        usec_t now = now_realtime();
+
+        for (unsigned i = 0; i < MAX_PROBES; i++)
+                c->boot[i].seen = false;
         for (size_t i = 0; i < l->n; i++) {
-                const InstanceRecord *r = &l->items[i];
-                usec_t running_at = r->running_at;
+                InstanceRecord *r = &l->items[i];
+                BootWatch *w;
                 char path[257];
                 int port;
 
-                if (!streq(r->state, "booting") || !r->ip[0] || probing_take(c, r->id, true, &running_at))
+                if (!streq(r->state, "booting"))
+                        continue;
+                w = boot_watch(c, r->id, r->running_at, true);
+                if (w)
+                        w->seen = true;
+                if (r->running_at) {
+                        usec_t timeout = boot_timeout_of(c, r);
+                        BootObservation o = {
+                                .now = now,
+                                .running_at = r->running_at,
+                                .boot_timeout = timeout,
+                                .kvm = streq(r->accel, "kvm"),
+                                .on_trial = kvm_trial_on_trial(&c->kvm),
+                                .console_output = !w || w->console_at_boot < 0 ||
+                                                  console_size(c, r->id) > w->console_at_boot,
+                        };
+                        switch (boot_judge(&o)) {
+                        case BOOT_TRY_TCG: {
+                                char why[300], deadline[32];
+                                /* Which deadline passed: the first one (10 s), or the boot's own. */
+                                boot_timeout_format(now - r->running_at >= timeout ? timeout
+                                                    : timeout < BOOT_KVM_LIFE_USEC ? timeout : BOOT_KVM_LIFE_USEC, deadline);
+                                snprintf(why, sizeof why, "no sign of life under KVM %s after boot: %s, and %s",
+                                         deadline, o.console_output ? "console output" : "no console output",
+                                         w && w->last_error[0] ? w->last_error : "no health check answered");
+                                instance_retry_tcg(c, r, why);
+                                continue;
+                        }
+                        case BOOT_TIMED_OUT:
+                                instance_boot_timed_out(c, r, timeout, w);
+                                continue;
+                        default:
+                                break;
+                        }
+                }
+                if (!r->ip[0] || !w || w->probing)
                         continue;
                 port = instance_probe_target(c, r, path);
-                if (port <= 0 ||
-                    probe_http(c->m->event, r->id, r->ip, (unsigned) port, path, PROBE_TIMEOUT_USEC, on_probe, c) < 0)
-                        probing_take(c, r->id, false, &running_at);
+                if (port > 0 &&
+                    probe_http(c->m->event, r->id, r->ip, (unsigned) port, path, PROBE_TIMEOUT_USEC, on_probe, c) >= 0) {
+                        w->probing = true;
+                        w->probe_running_at = r->running_at;
+                }
         }
+        /* Forget guests no longer booting; a probe in flight clears its own. */
+        for (unsigned i = 0; i < MAX_PROBES; i++)
+                if (c->boot[i].id[0] && !c->boot[i].seen && !c->boot[i].probing)
+                        c->boot[i].id[0] = 0;
 }
 
 /* ---- the pass ---- */
@@ -555,6 +800,9 @@ static int pass_actual(Controller *c) {
                                 snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", d->uuid);
                                 store_instance_update(c->m->store, r);
                         }
+                        /* A pause whose event was missed (aviaryd was down, say). */
+                        if (d->paused && !streq(r->state, "draining") && streq(r->domain_uuid, d->uuid))
+                                instance_paused(c, r, d->pause_reason);
                         continue;
                 }
                 log_notice("Removing domain %s: no instance of ours wants it.", d->name);
@@ -682,17 +930,18 @@ static bool window_close(Controller *c, const ServiceRecord *sv, const RolloutRe
 }
 
 /* A canary guest that had traffic died on its own (crashed, was killed, shut down, never
- * answered its health check): the rollout aborts at the next tick. Waiting for a crash loop
- * would leave a version that just failed in production for three more boots and backoffs
- * (10 s and more); the canary exists to find exactly this, and `retry` restarts a rollout
- * aborted by a fault of the host. Kept in memory: an exit noticed just before aviaryd dies is
- * forgotten with it, and crash-loop detection still applies. */
-static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason) {
+ * answered its health check), or missed its boot deadline (WITHOUT_TRAFFIC: with or without
+ * traffic): the rollout aborts at the next tick. Waiting for a crash loop would leave a
+ * version that just failed in production for three more boots and backoffs (10 s and more);
+ * the canary exists to find exactly this, and `retry` restarts a rollout aborted by a fault of
+ * the host. Kept in memory: an exit noticed just before aviaryd dies is forgotten with it, and
+ * crash-loop detection still applies. */
+static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason, bool without_traffic) {
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
         int i;
 
         if (store_rollout_get_active(c->m->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
-            ro.canary_weight <= 0)
+            (ro.canary_weight <= 0 && !without_traffic))
                 return;
         i = window_slot(c, ro.id);
         if (i < 0)
@@ -706,7 +955,7 @@ static void canary_exit_note(Controller *c, const InstanceRecord *r, const char 
         if (!c->window[i].canary_exit[0])
                 snprintf(c->window[i].canary_exit, sizeof c->window[i].canary_exit, "canary instance %s exited (%s)",
                          r->id, reason);
-        log_warning("Rollout %lld: canary instance %s exited with %.2f%% of the traffic (%s); aborting.",
+        log_warning("Rollout %lld: canary instance %s failed with %.2f%% of the traffic (%s); aborting.",
                     (long long) ro.id, r->id, (double) ro.canary_weight / 100, reason);
 }
 
@@ -910,15 +1159,28 @@ static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtE
         _cleanup_(instance_record_done) InstanceRecord r = {};
         char why[128];
 
-        if (kind != VIRT_EVENT_STOPPED || store_instance_get(c->m->store, instance, &r) != 0)
+        if (kind == VIRT_EVENT_STARTED || store_instance_get(c->m->store, instance, &r) != 0)
                 return;
         /* Only the instance's current domain counts: the stop of a guest we replaced (restart)
          * may arrive after the new one booted. */
         if ((!streq(r.state, "booting") && !streq(r.state, "ready")) || !streq(r.domain_uuid, uuid))
                 return;
-        snprintf(why, sizeof why, "guest %s", reason);
-        instance_exited(c, &r, why, streq(reason, "shutdown"));
+        if (kind == VIRT_EVENT_PAUSED)
+                instance_paused(c, &r, reason);
+        else {
+                snprintf(why, sizeof why, "guest %s", reason);
+                instance_exited(c, &r, why, streq(reason, "shutdown"));
+        }
         controller_kick(c);
+}
+
+json_t *controller_accel_json(Controller *c) {
+        if (!c)
+                return json_pack("{s:n, s:n, s:n}", "accel", "kvm", "kvm_unusable");
+        return json_pack("{s:s, s:s, s:s, s:s?}", "accel", kvm_trial_use_kvm(&c->kvm) ? "kvm" : "tcg", "accel_setting",
+                         c->m->settings.accel, "kvm",
+                         c->kvm.setting == ACCEL_TCG ? "off" : !c->kvm.device ? "absent" : kvm_state_to_string(c->kvm.state),
+                         "kvm_unusable", c->kvm.state == KVM_UNUSABLE ? c->kvm.reason : NULL);
 }
 
 json_t *controller_traffic_json(Controller *c, const char *service) {
@@ -1007,15 +1269,23 @@ int controller_start(Controller *c) {
         k = virt_open(set->libvirt_uri, on_virt_event, c, &c->virt);
         if (k < 0)
                 return log_error_errno(k, "Cannot connect to libvirt at %s: %s", set->libvirt_uri, virt_last_error());
-        c->kvm = streq(set->accel, "kvm") || (streq(set->accel, "auto") && virt_kvm_available());
-        if (c->kvm && streq(set->accel, "auto") && kvm_marker_exists(c)) {
-                log_notice("KVM was found unusable here before (%s/kvm-unusable): using QEMU TCG. Delete that file "
-                           "to try KVM again, or set accel.",
-                           set->state_dir);
-                c->kvm = false;
+        c->kvm = (KvmTrial) {
+                .setting = streq(set->accel, "kvm") ? ACCEL_KVM : streq(set->accel, "tcg") ? ACCEL_TCG : ACCEL_AUTO,
+                .device = virt_kvm_available(),
+        };
+        if (c->kvm.setting == ACCEL_AUTO && c->kvm.device && kvm_marker_read(c, c->kvm.reason, sizeof c->kvm.reason)) {
+                c->kvm.state = KVM_UNUSABLE;
+                log_notice("KVM was found unusable here before (%s): using QEMU TCG. Delete %s/kvm-unusable to try KVM "
+                           "again, or set accel.",
+                           c->kvm.reason, set->state_dir);
         }
-        log_info("Guests: libvirt %s, %s, bridge %s, subnet %s.", set->libvirt_uri,
-                 c->kvm ? "KVM" : "QEMU TCG (software emulation)", set->bridge, set->subnet);
+        if (c->kvm.setting == ACCEL_AUTO && !c->kvm.device)
+                log_info("No usable /dev/kvm: guests run under QEMU TCG (software emulation).");
+        log_info("Guests: libvirt %s, %s, bridge %s, subnet %s, boot deadline %llus.", set->libvirt_uri,
+                 c->kvm.setting == ACCEL_AUTO && kvm_trial_use_kvm(&c->kvm)
+                         ? "KVM if a guest comes up under it, else QEMU TCG"
+                         : kvm_trial_use_kvm(&c->kvm) ? "KVM" : "QEMU TCG (software emulation)",
+                 set->bridge, set->subnet, (unsigned long long) (set->boot_timeout_ms / 1000));
 
         k = traffic_new(c->m, &c->traffic);
         if (k < 0)

@@ -18,6 +18,10 @@ Controller *controller_free(Controller *c);
 int controller_start(Controller *c);
 /* Asks for a pass soon (after the API changed desired state). */
 void controller_kick(Controller *c);
+/* How guests run, for /v1/version and /v1/health: {"accel": "kvm"|"tcg" (what the next boot
+ * uses), "accel_setting", "kvm": "works"|"unknown"|"suspect"|"unusable"|"absent"|"off",
+ * "kvm_unusable": why, or null}. C may be NULL (runtime off): nulls. */
+json_t *controller_accel_json(Controller *c);
 /* The traffic view of SERVICE: listener, weights, backends and per-version metrics. */
 json_t *controller_traffic_json(Controller *c, const char *service);
 /* Stops instance ID's guest and boots it again (same address). */

@@ -1,6 +1,7 @@
 /* Readiness and health probes: one non-blocking connect with one deadline on the loop; an HTTP
  * probe then sends a GET and reads the status line with http_parser before that deadline. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <http_parser.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 
 #include "macro.h"
 #include "probe.h"
+#include "timeutil.h"
 
 struct Probe {
         char instance[64];
@@ -18,6 +20,8 @@ struct Probe {
         ProbeDone done;
         void *userdata;
         bool connected;
+        int connect_errno; /* a connect that failed at once */
+        uint64_t timeout_usec;
         /* HTTP probes only: the request, how much of it went out, then the response parser.
          * STATUS stays 0 until a final (non-1xx) response head has been read. */
         char *request;
@@ -39,14 +43,35 @@ static Probe *probe_free(Probe *p) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(Probe *, probe_free);
 
-static void probe_finish(Probe *p, bool ok) {
+/* ERRNO_OR_ZERO: why the exchange failed (0: judge by what was read). */
+static void probe_finish(Probe *p, int errno_or_zero) {
         ProbeDone done = p->done;
         void *userdata = p->userdata;
-        char instance[64];
+        char instance[64], error[96] = "";
+        bool ok = false;
 
         memcpy(instance, p->instance, sizeof instance);
+        if (errno_or_zero == ETIMEDOUT) {
+                char d[32];
+                duration_format_ms(p->timeout_usec / 1000, d);
+                snprintf(error, sizeof error, "%s within %s", p->connected ? "no answer" : "no connection", d);
+        } else if (errno_or_zero == EBADMSG)
+                snprintf(error, sizeof error, "not an HTTP answer");
+        else if (errno_or_zero != 0) {
+                /* strerror()'s words start with a capital; a stop reason reads better without. */
+                snprintf(error, sizeof error, "%s", strerror(errno_or_zero));
+                error[0] = (char) tolower((unsigned char) error[0]);
+        }
+        else if (!p->request)
+                ok = true; /* a TCP probe: connected */
+        else if (p->status == 0)
+                snprintf(error, sizeof error, "connection closed before an answer");
+        else if (p->status >= 200 && p->status < 400)
+                ok = true;
+        else
+                snprintf(error, sizeof error, "HTTP %u", p->status);
         probe_free(p);
-        done(instance, ok, userdata);
+        done(instance, ok, ok ? NULL : error, userdata);
 }
 
 static int on_response_head(http_parser *parser) {
@@ -99,22 +124,32 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 /* The connect finished one way or the other. */
                 if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
                         error = errno;
-                p->connected = error == 0 && !(revents & (EPOLLERR | EPOLLHUP));
+                if (error == 0 && (revents & (EPOLLERR | EPOLLHUP)))
+                        error = ECONNRESET;
+                p->connected = error == 0;
                 if (!p->connected || !p->request) {
-                        probe_finish(p, p->connected);
+                        probe_finish(p, error);
                         return 0;
                 }
         }
         r = probe_http_step(p);
         if (r < 0)
-                probe_finish(p, false);
+                probe_finish(p, -r);
         else if (r > 0)
-                probe_finish(p, p->status >= 200 && p->status < 400);
+                probe_finish(p, 0);
         return 0;
 }
 
 static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        probe_finish(userdata, false);
+        probe_finish(userdata, ETIMEDOUT);
+        return 0;
+}
+
+/* A connect that failed at once: its errno, through the loop like any result. */
+static int on_refused(sd_event_source *s, uint64_t usec, void *userdata) {
+        Probe *p = userdata;
+
+        probe_finish(p, p->connect_errno);
         return 0;
 }
 
@@ -138,6 +173,7 @@ static int probe_start(sd_event *e, const char *instance, const char *ip, unsign
         snprintf(p->instance, sizeof p->instance, "%s", instance);
         p->done = done;
         p->userdata = userdata;
+        p->timeout_usec = timeout_usec;
         p->request = TAKE_PTR(owned);
         p->request_len = p->request ? strlen(p->request) : 0;
         http_parser_init(&p->parser, HTTP_RESPONSE);
@@ -145,10 +181,11 @@ static int probe_start(sd_event *e, const char *instance, const char *ip, unsign
         p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (p->fd < 0)
                 return -errno;
-        if (connect(p->fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS)
+        if (connect(p->fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS) {
                 /* Refused or unreachable at once: report through the loop like any result. */
-                r = sd_event_add_time_relative(e, &p->timer, CLOCK_MONOTONIC, 0, 0, on_timeout, p);
-        else {
+                p->connect_errno = errno;
+                r = sd_event_add_time_relative(e, &p->timer, CLOCK_MONOTONIC, 0, 0, on_refused, p);
+        } else {
                 r = sd_event_add_io(e, &p->io, p->fd, EPOLLOUT, on_io, p);
                 if (r >= 0)
                         r = sd_event_add_time_relative(e, &p->timer, CLOCK_MONOTONIC, timeout_usec, 0,

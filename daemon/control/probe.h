@@ -7,8 +7,10 @@
 
 typedef struct Probe Probe;
 
-/* Called once with the outcome; the probe frees itself afterwards. */
-typedef void (*ProbeDone)(const char *instance, bool ok, void *userdata);
+/* Called once with the outcome; the probe frees itself afterwards. ERROR says why a probe
+ * failed, in words for a stop reason ("connection refused", "no answer within 500ms",
+ * "HTTP 503"); NULL when OK. It lives only during the call. */
+typedef void (*ProbeDone)(const char *instance, bool ok, const char *error, void *userdata);
 
 /* Starts a probe of IP:PORT with TIMEOUT_USEC; -errno if it cannot even start. */
 int probe_tcp(sd_event *e, const char *instance, const char *ip, unsigned port, uint64_t timeout_usec,

@@ -294,7 +294,7 @@ static void health_apply(ServiceTraffic *st, const char *id, bool healthy) {
                                 backend_set_ready(&st->set[g], i, healthy);
 }
 
-static void on_health(const char *id, bool ok, void *userdata) {
+static void on_health(const char *id, bool ok, const char *error, void *userdata) {
         Traffic *t = userdata;
 
         for (size_t s = 0; s < MAX_SERVICES; s++) {
@@ -312,8 +312,9 @@ static void on_health(const char *id, bool ok, void *userdata) {
                 if (st->health[i].healthy && st->health[i].fails >= st->hc_fall) {
                         st->health[i].healthy = false;
                         health_apply(st, id, false);
-                        log_notice("Service %s: guest %s fails its health check (%s, %u in a row): no traffic until it "
-                                   "passes %u.", st->name, id, st->hc_path, st->health[i].fails, st->hc_rise);
+                        log_notice("Service %s: guest %s fails its health check (GET %s: %s; %u in a row): no traffic "
+                                   "until it passes %u.", st->name, id, st->hc_path, error ? error : "failed",
+                                   st->health[i].fails, st->hc_rise);
                 } else if (!st->health[i].healthy && st->health[i].passes >= st->hc_rise) {
                         st->health[i].healthy = true;
                         health_apply(st, id, true);

@@ -2,20 +2,31 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "controller.h"
 #include "handlers.h"
 #include "manager.h"
+
+/* OBJ with how guests run merged in (accel, kvm, kvm_unusable). */
+static json_t *with_accel(Request *r, json_t *obj) {
+        json_auto_t *accel = controller_accel_json(r->manager->controller);
+
+        if (obj && accel && json_object_update(obj, accel) < 0)
+                return json_decref(obj), NULL;
+        return obj;
+}
 
 int health_get(Request *r) {
         int db = store_check(r->manager->store);
 
         return reply_json(r, db == 0 ? 200 : 503,
-                          json_pack("{s:s, s:s}", "status", db == 0 ? "ok" : "degraded", "database",
-                                    db == 0 ? "ok" : "failed integrity check"));
+                          with_accel(r, json_pack("{s:s, s:s}", "status", db == 0 ? "ok" : "degraded", "database",
+                                                  db == 0 ? "ok" : "failed integrity check")));
 }
 
 int version_info_get(Request *r) {
         return reply_json(r, 200,
-                          json_pack("{s:s, s:s, s:i, s:s, s:s}", "version", AVIARY_VERSION, "api", AVIARY_API_VERSION,
-                                    "schema_version", store_schema_version(r->manager->store), "sqlite",
-                                    store_sqlite_version(), "libmicrohttpd", MHD_get_version()));
+                          with_accel(r, json_pack("{s:s, s:s, s:i, s:s, s:s}", "version", AVIARY_VERSION, "api",
+                                                  AVIARY_API_VERSION, "schema_version",
+                                                  store_schema_version(r->manager->store), "sqlite",
+                                                  store_sqlite_version(), "libmicrohttpd", MHD_get_version())));
 }

@@ -16,14 +16,18 @@ static json_t *instance_to_json(Request *r, const InstanceRecord *in) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         _cleanup_(version_record_done) VersionRecord v = {};
         char version[320] = "";
-        json_t *boot_ms = json_null();
+        json_t *boot_ms = json_null(), *deadline = json_null(), *j;
 
         store_service_get_by_id(r->manager->store, in->service_id, &sv);
+        if (streq(in->state, "booting") && in->running_at) {
+                uint64_t ms = sv.boot_timeout_ms > 0 ? (uint64_t) sv.boot_timeout_ms : r->manager->settings.boot_timeout_ms;
+                deadline = json_time(in->running_at + ms * USEC_PER_MSEC);
+        }
         if (store_version_get_by_id(r->manager->store, in->version_id, &v) == 0)
                 snprintf(version, sizeof version, "%s:%s", v.image, v.tag);
         if (in->ready_at && in->running_at && in->ready_at >= in->running_at)
                 boot_ms = json_integer((json_int_t) ((in->ready_at - in->running_at) / USEC_PER_MSEC));
-        return json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:s, s:s?, s:o, s:I, s:s?, s:{s:o, s:o, s:o, s:o, s:o, s:o}}",
+        j = json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:s, s:s?, s:o, s:I, s:s?, s:{s:o, s:o, s:o, s:o, s:o, s:o}}",
                          "id", in->id, "service", sv.name, "version", version, "state", in->state, "ip",
                          in->ip[0] ? in->ip : NULL, "mac", in->mac, "domain_uuid",
                          in->domain_uuid[0] ? in->domain_uuid : NULL, "qemu_pid",
@@ -32,6 +36,13 @@ static json_t *instance_to_json(Request *r, const InstanceRecord *in) {
                          json_time(in->created_at), "running_at", json_time(in->running_at), "ready_at",
                          json_time(in->ready_at), "stopped_at", json_time(in->stopped_at), "next_start_at",
                          json_time(in->next_start_at), "boot_ms", boot_ms);
+        if (j) {
+                /* How QEMU runs it (null before its first boot), and when a booting guest must be healthy. */
+                json_object_set_new(j, "accel", in->accel[0] ? json_string(in->accel) : json_null());
+                json_object_set_new(json_object_get(j, "timings"), "boot_deadline", deadline);
+        } else
+                json_decref(deadline);
+        return j;
 }
 
 static int instance_list_one(const InstanceRecord *in, void *userdata) {

@@ -14,13 +14,16 @@ static const char *const restart_policies[] = { "always", "on-failure", "never" 
 static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         _cleanup_(version_record_done) VersionRecord v = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
-        char interval[32], timeout[32], ref[256] = "";
+        char interval[32], timeout[32], boot_timeout[32], ref[256] = "";
         json_t *j, *rollout = json_null();
 
         if (s->stable_version_id && store_version_get_by_id(r->manager->store, s->stable_version_id, &v) == 0)
                 snprintf(ref, sizeof ref, "%s:%s", v.image, v.tag);
         duration_format_ms((uint64_t) s->hc_interval_ms, interval);
         duration_format_ms((uint64_t) s->hc_timeout_ms, timeout);
+        /* The deadline that applies: the service's own, else the daemon's. */
+        duration_format_ms(s->boot_timeout_ms > 0 ? (uint64_t) s->boot_timeout_ms : r->manager->settings.boot_timeout_ms,
+                           boot_timeout);
         if (store_rollout_get_active(r->manager->store, s->id, &ro) == 0)
                 rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", ro.phase, "to",
                                     ro.to_label, "weights", "stable", (json_int_t) (10000 - ro.canary_weight), "canary",
@@ -32,8 +35,10 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
                          s->hc_path, "interval", interval, "timeout", timeout, "rise", (json_int_t) s->hc_rise, "fall",
                          (json_int_t) s->hc_fall, "generation", (json_int_t) s->generation, "created_at",
                          json_time(s->created_at), "updated_at", json_time(s->updated_at));
-        if (j)
+        if (j) {
+                json_object_set_new(j, "boot_timeout", json_string(boot_timeout));
                 json_object_set_new(j, "rollout", rollout ? rollout : json_null());
+        }
         return j;
 }
 
@@ -141,8 +146,8 @@ static int stable_version_resolve(Request *r, const char *ref, int64_t *ret_id) 
 
 /* Applies the fields of BODY to S. CREATING admits (and requires) "name". */
 static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creating) {
-        const char *name = NULL, *listen = NULL, *policy = NULL, *stable = NULL;
-        bool has_listen = false, has_port = false, has_stable = false;
+        const char *name = NULL, *listen = NULL, *policy = NULL, *stable = NULL, *boot_timeout = NULL;
+        bool has_listen = false, has_port = false, has_stable = false, has_boot_timeout = false;
         int64_t port = 0, replicas = s->replicas;
         json_t *hc = NULL;
         const FieldSpec specs[] = {
@@ -155,6 +160,8 @@ static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creati
                 { "stable_version", FIELD_STRING, .nullable = true, .max = 256, .ret = &stable,
                   .ret_present = &has_stable },
                 { "health_check", FIELD_OBJECT, .ret = &hc },
+                { "boot_timeout", FIELD_STRING, .nullable = true, .max = 16, .ret = &boot_timeout,
+                  .ret_present = &has_boot_timeout },
                 {},
         };
         int k;
@@ -194,6 +201,16 @@ static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creati
         }
         if (hc && (k = health_check_apply(r, hc, s)) != 0)
                 return k;
+        if (has_boot_timeout) {
+                uint64_t ms = 0;
+                /* null: back to the daemon's boot_timeout. */
+                if (boot_timeout &&
+                    (duration_parse_ms(boot_timeout, &ms) < 0 || ms < 1000 || ms > 24 * 3600 * 1000ULL))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "boot_timeout must be a duration from 1s to 24h, like \"60s\", or null for "
+                                           "the daemon's default");
+                s->boot_timeout_ms = (int64_t) ms;
+        }
         if (has_stable) {
                 s->stable_version_id = 0;
                 if (stable && (k = stable_version_resolve(r, stable, &s->stable_version_id)) != 0)

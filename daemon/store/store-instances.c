@@ -10,7 +10,7 @@ void instance_record_done(InstanceRecord *r) {
 
 #define INSTANCE_COLUMNS                                                                                     \
         "id, service_id, version_id, state, ip, mac, domain_uuid, qemu_pid, created_at, running_at, ready_at, " \
-        "stopped_at, stop_reason, restarts, next_start_at, drain_until"
+        "stopped_at, stop_reason, restarts, next_start_at, drain_until, accel"
 
 static void instance_from_row(sqlite3_stmt *st, InstanceRecord *r) {
         store_column_copy(st, 0, r->id, sizeof r->id);
@@ -29,6 +29,7 @@ static void instance_from_row(sqlite3_stmt *st, InstanceRecord *r) {
         r->restarts = sqlite3_column_int64(st, 13);
         r->next_start_at = (usec_t) sqlite3_column_int64(st, 14);
         r->drain_until = (usec_t) sqlite3_column_int64(st, 15);
+        store_column_copy(st, 16, r->accel, sizeof r->accel);
 }
 
 int store_instance_insert(Store *s, InstanceRecord *r) {
@@ -62,11 +63,12 @@ int store_instance_get(Store *s, const char *id, InstanceRecord *ret) {
 int store_instance_update(Store *s, const InstanceRecord *r) {
         int k = store_exec(s,
                            "UPDATE instances SET state = ?, ip = ?, domain_uuid = ?, qemu_pid = ?, running_at = ?, "
-                           "ready_at = ?, stopped_at = ?, stop_reason = ?, restarts = ?, next_start_at = ?, drain_until = ? "
-                           "WHERE id = ?",
-                           "tttIIIItiIIt", r->state, r->ip[0] ? r->ip : NULL, r->domain_uuid[0] ? r->domain_uuid : NULL,
+                           "ready_at = ?, stopped_at = ?, stop_reason = ?, restarts = ?, next_start_at = ?, drain_until = ?, "
+                           "accel = ? WHERE id = ?",
+                           "tttIIIItiIItt", r->state, r->ip[0] ? r->ip : NULL, r->domain_uuid[0] ? r->domain_uuid : NULL,
                            r->qemu_pid, (int64_t) r->running_at, (int64_t) r->ready_at, (int64_t) r->stopped_at,
-                           r->stop_reason, r->restarts, (int64_t) r->next_start_at, (int64_t) r->drain_until, r->id);
+                           r->stop_reason, r->restarts, (int64_t) r->next_start_at, (int64_t) r->drain_until,
+                           r->accel[0] ? r->accel : NULL, r->id);
         if (k != 0)
                 return k > 0 ? store_error(s, k, "instance update") : k;
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;

@@ -14,7 +14,7 @@ void service_record_done(ServiceRecord *r) {
 
 #define SERVICE_COLUMNS                                                                                   \
         "id, name, listen, port, replicas, restart_policy, hc_path, hc_interval_ms, hc_timeout_ms, hc_rise, " \
-        "hc_fall, stable_version_id, generation, created_at, updated_at"
+        "hc_fall, stable_version_id, generation, created_at, updated_at, boot_timeout_ms"
 
 static int service_from_row(sqlite3_stmt *st, ServiceRecord *r) {
         r->id = sqlite3_column_int64(st, 0);
@@ -32,6 +32,7 @@ static int service_from_row(sqlite3_stmt *st, ServiceRecord *r) {
         r->generation = sqlite3_column_int64(st, 12);
         r->created_at = (usec_t) sqlite3_column_int64(st, 13);
         r->updated_at = (usec_t) sqlite3_column_int64(st, 14);
+        r->boot_timeout_ms = sqlite3_column_int64(st, 15);
         if (!r->name || !r->restart_policy || !r->hc_path) {
                 service_record_done(r);
                 return -ENOMEM;
@@ -57,11 +58,11 @@ int store_service_insert(Store *s, ServiceRecord *r) {
         r->generation = 1;
         ret = store_exec(s,
                          "INSERT INTO services (name, listen, port, replicas, restart_policy, hc_path, hc_interval_ms, "
-                         "hc_timeout_ms, hc_rise, hc_fall, stable_version_id, generation, created_at, updated_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                         "ttIittiiiiIii", r->name, r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
+                         "hc_timeout_ms, hc_rise, hc_fall, stable_version_id, generation, created_at, updated_at, "
+                         "boot_timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                         "ttIittiiiiIiiI", r->name, r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
                          r->hc_interval_ms, r->hc_timeout_ms, r->hc_rise, r->hc_fall, r->stable_version_id,
-                         (int64_t) r->created_at, (int64_t) r->updated_at);
+                         (int64_t) r->created_at, (int64_t) r->updated_at, r->boot_timeout_ms);
         ret = service_constraint(s, ret);
         if (ret != 0)
                 return ret;
@@ -100,10 +101,10 @@ int store_service_update(Store *s, ServiceRecord *r) {
         ret = store_exec(s,
                          "UPDATE services SET listen = ?, port = ?, replicas = ?, restart_policy = ?, hc_path = ?, "
                          "hc_interval_ms = ?, hc_timeout_ms = ?, hc_rise = ?, hc_fall = ?, stable_version_id = ?, "
-                         "generation = generation + 1, updated_at = ? WHERE id = ?",
-                         "tIittiiiiIii", r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
+                         "boot_timeout_ms = ?, generation = generation + 1, updated_at = ? WHERE id = ?",
+                         "tIittiiiiIIii", r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
                          r->hc_interval_ms, r->hc_timeout_ms, r->hc_rise, r->hc_fall, r->stable_version_id,
-                         (int64_t) r->updated_at, r->id);
+                         r->boot_timeout_ms, (int64_t) r->updated_at, r->id);
         ret = service_constraint(s, ret);
         if (ret != 0)
                 return ret;

@@ -122,6 +122,7 @@ typedef struct ServiceRecord {
         char *hc_path;
         int64_t hc_interval_ms, hc_timeout_ms, hc_rise, hc_fall;
         int64_t stable_version_id;       /* 0: none */
+        int64_t boot_timeout_ms;         /* 0: the daemon's boot_timeout */
         int64_t generation;
         usec_t created_at, updated_at;
 } ServiceRecord;
@@ -186,6 +187,7 @@ typedef struct InstanceRecord {
         int64_t restarts;
         usec_t next_start_at;            /* backoff: not before */
         usec_t drain_until;              /* draining: the guest stops by then at the latest */
+        char accel[4];                   /* "kvm" or "tcg": how its guest runs or ran; "" before a boot */
 } InstanceRecord;
 
 void instance_record_done(InstanceRecord *r);

@@ -50,6 +50,8 @@ static int spec_check(const VirtDomainSpec *s) {
                 return -EINVAL;
         if (s->memory_mib == 0 || s->vcpus == 0)
                 return -EINVAL;
+        if (s->kvm_cpu && !text_is_valid(s->kvm_cpu))
+                return -EINVAL;
         return 0;
 }
 
@@ -135,6 +137,21 @@ static int write_devices(xmlTextWriterPtr w, const VirtDomainSpec *s) {
         return xmlTextWriterEndElement(w) < 0 ? -ENOMEM : 0;
 }
 
+/* KVM guests see the host's CPU by default (host-passthrough): the fastest, and a unikernel
+ * never migrates. host-model, or a named QEMU model, is an operator's choice for hosts
+ * whose CPU KVM cannot pass through whole (docs/configuration.md, kvm_cpu). */
+static int write_cpu(xmlTextWriterPtr w, const char *cpu) {
+        if (!cpu || streq(cpu, "host-passthrough") || streq(cpu, "host-model") || streq(cpu, "maximum"))
+                return write_empty_element(w, "cpu", "mode", cpu ? cpu : "host-passthrough") < 0 ? -ENOMEM : 0;
+        TRY(xmlTextWriterStartElement(w, BAD_CAST "cpu"));
+        TRY(xmlTextWriterWriteAttribute(w, BAD_CAST "mode", BAD_CAST "custom"));
+        TRY(xmlTextWriterWriteAttribute(w, BAD_CAST "match", BAD_CAST "exact"));
+        /* A feature of the model the host lacks is dropped, as plain QEMU does, not an error. */
+        TRY(xmlTextWriterWriteAttribute(w, BAD_CAST "check", BAD_CAST "none"));
+        TRY(write_text_element(w, "model", cpu));
+        return xmlTextWriterEndElement(w) < 0 ? -ENOMEM : 0;
+}
+
 static int write_domain(xmlTextWriterPtr w, const VirtDomainSpec *s) {
         int r;
 
@@ -163,8 +180,11 @@ static int write_domain(xmlTextWriterPtr w, const VirtDomainSpec *s) {
         r = write_features(w, s);
         if (r < 0)
                 return r;
-        if (s->kvm)
-                TRY(write_empty_element(w, "cpu", "mode", "host-passthrough"));
+        if (s->kvm) {
+                r = write_cpu(w, s->kvm_cpu);
+                if (r < 0)
+                        return r;
+        }
 
         /* Every way out ends the domain: a rebooting or panicking guest (the test image boots
          * with panic=-1) must disappear, so the lifecycle event reaches the reconciler. */

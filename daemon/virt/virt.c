@@ -32,6 +32,7 @@ struct Virt {
         VirtEventHandler handler;
         void *userdata;
         char *run_dir; /* where the driver keeps <name>.pid, NULL when unknown */
+        char *log_dir; /* where it keeps QEMU's own <name>.log, NULL when unknown */
         Known *known;
 };
 
@@ -66,21 +67,10 @@ static void on_libvirt_error(void *userdata, virErrorPtr e) {
         log_debug("libvirt: %s", e->message);
 }
 
-/* Set when QEMU failed to use /dev/kvm although it opens (nested virtualisation that lacks a
- * feature QEMU needs, say): every later guest would fail the same way. */
-static bool kvm_broken;
-static char kvm_broken_reason[512];
-
-const char *virt_kvm_broken_reason(void) {
-        return kvm_broken ? kvm_broken_reason : NULL;
-}
-
 bool virt_kvm_available(void) {
         _cleanup_close_ int fd = -1;
         struct stat st;
 
-        if (kvm_broken)
-                return false;
         fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
         /* A character device, not a stray regular file someone created by mistake. */
         return fd >= 0 && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
@@ -159,9 +149,47 @@ static const char *const stopped_reasons[] = {
         [VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT] = "from-snapshot",
 };
 
+/* virDomainGetState's reasons for VIR_DOMAIN_PAUSED. */
+static const char *const paused_reasons[] = {
+        [VIR_DOMAIN_PAUSED_UNKNOWN] = "paused: unknown reason",
+        [VIR_DOMAIN_PAUSED_USER] = "paused by a libvirt client",
+        [VIR_DOMAIN_PAUSED_MIGRATION] = "paused for migration",
+        [VIR_DOMAIN_PAUSED_SAVE] = "paused to be saved",
+        [VIR_DOMAIN_PAUSED_DUMP] = "paused for a core dump",
+        [VIR_DOMAIN_PAUSED_IOERROR] = "I/O error",
+        [VIR_DOMAIN_PAUSED_WATCHDOG] = "watchdog",
+        [VIR_DOMAIN_PAUSED_FROM_SNAPSHOT] = "paused from a snapshot",
+        [VIR_DOMAIN_PAUSED_SHUTTING_DOWN] = "shutting down",
+        [VIR_DOMAIN_PAUSED_SNAPSHOT] = "paused for a snapshot",
+        [VIR_DOMAIN_PAUSED_STARTING_UP] = "starting up",
+        [VIR_DOMAIN_PAUSED_POSTCOPY] = "post-copy migration",
+        [VIR_DOMAIN_PAUSED_POSTCOPY_FAILED] = "post-copy migration failed",
+        [VIR_DOMAIN_PAUSED_CRASHED] = "crashed",
+};
+
 /* A newer libvirt may add details: those get the generic FALLBACK. */
 static const char *reason_name(const char *const *names, size_t n, int detail, const char *fallback) {
         return detail >= 0 && (size_t) detail < n && names[detail] ? names[detail] : fallback;
+}
+
+/* Whether DOM's vCPUs are stopped, and libvirt's reason, into D. Paused for starting up
+ * (virDomainCreateXML resumes it before it returns) does not count. */
+static void domain_pause_state(virDomainPtr dom, VirtDomainInfo *d) {
+        int state, reason;
+
+        d->paused = false;
+        d->pause_reason[0] = 0;
+        if (virDomainGetState(dom, &state, &reason, 0) < 0)
+                return;
+        if (state == VIR_DOMAIN_PAUSED && reason != VIR_DOMAIN_PAUSED_STARTING_UP) {
+                d->paused = true;
+                snprintf(d->pause_reason, sizeof d->pause_reason, "%s",
+                         reason_name(paused_reasons, ELEMENTSOF(paused_reasons), reason, "paused"));
+        } else if (state == VIR_DOMAIN_CRASHED || state == VIR_DOMAIN_PMSUSPENDED) {
+                d->paused = true;
+                snprintf(d->pause_reason, sizeof d->pause_reason, "%s",
+                         state == VIR_DOMAIN_CRASHED ? "crashed" : "suspended by the guest");
+        }
 }
 
 /* Runs on the sd-event loop: libvirt flushes its event queue from a timer of ours. */
@@ -170,6 +198,7 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
         char uuid[VIR_UUID_STRING_BUFLEN], instance[sizeof(((Known *) 0)->instance)];
         VirtEventKind kind;
         const char *reason;
+        VirtDomainInfo state = {};
         Known *k;
 
         switch (event) {
@@ -181,6 +210,17 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
                 /* A pvpanic panic with on_crash=destroy arrives as STOPPED/CRASHED. */
                 kind = VIRT_EVENT_STOPPED;
                 reason = reason_name(stopped_reasons, ELEMENTSOF(stopped_reasons), detail, "stopped");
+                break;
+        case VIR_DOMAIN_EVENT_SUSPENDED:
+        case VIR_DOMAIN_EVENT_CRASHED:
+        case VIR_DOMAIN_EVENT_PMSUSPENDED:
+                /* The event's detail is coarser than the state's reason: ask for that. A pause
+                 * already over (a save's, a snapshot's) is no pause. */
+                domain_pause_state(dom, &state);
+                if (!state.paused)
+                        return 0;
+                kind = VIRT_EVENT_PAUSED;
+                reason = state.pause_reason;
                 break;
         default:
                 return 0;
@@ -205,7 +245,7 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
         if (kind == VIRT_EVENT_STOPPED)
                 known_remove(v, k);
         log_debug("Domain %s (instance %s): %s, %s", uuid, instance,
-                  kind == VIRT_EVENT_STARTED ? "started" : "stopped", reason);
+                  kind == VIRT_EVENT_STARTED ? "started" : kind == VIRT_EVENT_STOPPED ? "stopped" : "paused", reason);
         if (v->handler)
                 v->handler(v, instance, uuid, kind, reason, v->userdata);
         return 0;
@@ -330,11 +370,12 @@ int virt_open(const char *uri, VirtEventHandler handler, void *userdata, Virt **
         if (!v)
                 return -ENOMEM;
         *v = (Virt){.callback_id = -1, .handler = handler, .userdata = userdata};
-        /* Where the QEMU driver writes <name>.pid; for other URIs the pid stays unknown. */
+        /* Where the QEMU driver writes <name>.pid and QEMU's stderr; for other URIs the pid
+         * and the log stay unknown. */
         if (root)
-                r = asprintf(&v->run_dir, "%s/run/qemu", root);
+                r = asprintf(&v->run_dir, "%s/run/qemu", root) < 0 || asprintf(&v->log_dir, "%s/log/qemu", root) < 0 ? -1 : 0;
         else if (streq(uri, "qemu:///system"))
-                r = asprintf(&v->run_dir, "/run/libvirt/qemu");
+                r = asprintf(&v->run_dir, "/run/libvirt/qemu") < 0 || asprintf(&v->log_dir, "/var/log/libvirt/qemu") < 0 ? -1 : 0;
         if (r < 0)
                 return -ENOMEM;
 
@@ -364,6 +405,7 @@ Virt *virt_close(Virt *v) {
         while (v->known)
                 known_remove(v, v->known);
         free(v->run_dir);
+        free(v->log_dir);
         free(v);
         return NULL;
 }
@@ -393,24 +435,6 @@ int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret) 
 
         /* Transient: the domain exists only while it runs, so nothing is left to clean up. */
         dom = virDomainCreateXML(v->conn, xml, 0);
-        if (!dom && spec->kvm && !spec->kvm_required) {
-                const char *why = virGetLastErrorMessage();
-                if (why && strcasestr(why, "kvm")) {
-                        VirtDomainSpec tcg = *spec;
-                        log_warning("KVM is present but QEMU cannot use it (%s); using QEMU TCG (software emulation) "
-                                    "from now on. Set accel = kvm or tcg to decide for yourself.",
-                                    why);
-                        kvm_broken = true;
-                        snprintf(kvm_broken_reason, sizeof kvm_broken_reason, "%s", why);
-                        tcg.kvm = false;
-                        free(xml);
-                        xml = NULL;
-                        r = virt_domain_xml(&tcg, &xml);
-                        if (r < 0)
-                                return r;
-                        dom = virDomainCreateXML(v->conn, xml, 0);
-                }
-        }
         if (!dom)
                 return virt_error();
         if (virDomainGetUUIDString(dom, d.uuid) < 0) {
@@ -468,6 +492,7 @@ int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata)
                     virDomainGetUUIDString(doms[i], d.uuid) < 0 || info_set(d.name, sizeof d.name, name) < 0)
                         continue;
                 d.qemu_pid = domain_qemu_pid(v, name);
+                domain_pause_state(doms[i], &d);
                 known_add(v, d.uuid, d.instance);
                 r = fn(&d, userdata);
                 if (r != 0)
@@ -477,4 +502,42 @@ int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata)
                 virDomainFree(doms[i]);
         free(doms);
         return r;
+}
+
+int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        char buf[16384 + 1], *line, *found = NULL, *save = NULL;
+        struct stat st;
+        ssize_t n;
+
+        if (!v->log_dir || strchr(name, '/') || name[0] == '.' || size == 0)
+                return -ENOENT;
+        if (asprintf(&path, "%s/%s.log", v->log_dir, name) < 0)
+                return -ENOMEM;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -ENOENT;
+        n = pread(fd, buf, sizeof buf - 1, st.st_size > 16384 ? st.st_size - 16384 : 0);
+        if (n <= 0)
+                return -ENOENT;
+        buf[n] = 0;
+        /* Only this boot's lines: libvirt starts each with "starting up libvirt version: ...". */
+        line = buf;
+        for (char *p = strstr(buf, "starting up"); p; p = strstr(p + 1, "starting up"))
+                line = p;
+        memmove(buf, line, strlen(line) + 1);
+        /* QEMU's own lines: "...qemu-system-x86_64: error: ...", "KVM internal error. ...";
+         * libvirt's start and stop lines around them carry no "error". */
+        for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                if (strcasestr(line, "error") && !strstr(line, "shutting down"))
+                        found = line;
+        if (!found)
+                return -ENOENT;
+        snprintf(out, size, "%s", found);
+        /* Nothing but printable ASCII reaches a stop reason or a log line. */
+        for (char *c = out; *c; c++)
+                if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+                        *c = '?';
+        return 0;
 }

@@ -23,7 +23,7 @@ typedef struct VirtDomainSpec {
         const char *mac;          /* "52:54:00:xx:xx:xx", or NULL: libvirt picks one */
         const char *console_path; /* serial console log file */
         bool kvm;                 /* type='kvm', else type='qemu' (TCG) */
-        bool kvm_required;        /* with kvm: fail rather than fall back to TCG */
+        const char *kvm_cpu;      /* with kvm: "host-passthrough" (NULL), "host-model" or a QEMU model name */
 } VirtDomainSpec;
 /* Every string must be UTF-8 without control characters (XML 1.0 cannot carry them). */
 
@@ -35,18 +35,22 @@ typedef struct VirtDomainInfo {
         char version[256];
         pid_t qemu_pid; /* 0 when unknown */
         bool running;
+        bool paused;          /* its vCPUs are stopped: libvirt's state is paused (or crashed) */
+        char pause_reason[48]; /* why, in libvirt's words ("I/O error", "crashed"...), when paused */
 } VirtDomainInfo;
 
 typedef enum VirtEventKind {
         VIRT_EVENT_STARTED,
         VIRT_EVENT_STOPPED, /* shut down, destroyed or crashed: the domain is gone */
+        VIRT_EVENT_PAUSED,  /* its vCPUs stopped (an internal error of KVM, an I/O error...): it still exists */
 } VirtEventKind;
 
 /* Called on the loop for each lifecycle event of one of our domains. REASON is a short
  * text: STARTED "booted"; STOPPED "destroyed" (virt_domain_destroy or another client),
  * "crashed" (guest panic reported through pvpanic), "shutdown" (the guest powered off or
  * rebooted: on_reboot is destroy, and a panic=-1 guest without a pvpanic driver reboots),
- * "failed" (QEMU or libvirt failed), or "saved", "migrated", "from-snapshot", "stopped". */
+ * "failed" (QEMU or libvirt failed), or "saved", "migrated", "from-snapshot", "stopped";
+ * PAUSED libvirt's reason for the pause ("paused: unknown reason", "I/O error", "crashed"...). */
 typedef void (*VirtEventHandler)(Virt *v, const char *instance, const char *uuid, VirtEventKind kind,
                                  const char *reason, void *userdata);
 
@@ -62,11 +66,10 @@ int virt_event_loop_attach(sd_event *e);
 int virt_open(const char *uri, VirtEventHandler handler, void *userdata, Virt **ret);
 Virt *virt_close(Virt *v);
 
-/* Whether /dev/kvm is usable by this process: it opens, and no guest start has shown that QEMU
- * cannot use it. */
+/* Whether /dev/kvm is a character device this process can open. That says nothing about
+ * whether QEMU can run a guest on it (nested virtualisation may lack what a kernel needs):
+ * only a guest that comes up under KVM proves that (control/bootwatch.h). */
 bool virt_kvm_available(void);
-/* Why QEMU could not use /dev/kvm, once a start has shown it; NULL before. */
-const char *virt_kvm_broken_reason(void);
 
 /* Renders the domain XML with an escaping XML writer; *ret is malloc'd. -EINVAL on a
  * missing field, zero memory/vcpus, or a string XML cannot carry. */
@@ -74,7 +77,7 @@ int virt_domain_xml(const VirtDomainSpec *spec, char **ret);
 
 /* Creates and starts a transient domain; fills *ret (uuid, qemu pid: 0 when the URI has
  * no pid file we know). -EINVAL/-ENAMETOOLONG for a bad spec; -EIO when libvirt refuses
- * (see virt_last_error()). */
+ * (see virt_last_error()). Never falls back to another accelerator: the caller decides. */
 int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret);
 /* Forcibly stops a domain by uuid. -ENOENT when it is already gone, -EIO otherwise. */
 int virt_domain_destroy(Virt *v, const char *uuid);
@@ -86,3 +89,7 @@ int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata)
 /* libvirt's message for the last failure a virt_* call returned on this thread (kept
  * apart from libvirt's own last error, which later calls reset). */
 const char *virt_last_error(void);
+/* The last line of QEMU's own log for domain NAME that reports an error ("KVM internal
+ * error. Suberror: 1", "error: failed to set MSR ..."), into OUT; 0 when found, -ENOENT when
+ * the log has none or is unknown for this URI. Reads at most the log's last 16 KiB. */
+int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size);

@@ -1,7 +1,7 @@
 /* Fuzzes the domain XML writer (virt_domain_xml) and, on what it writes, the metadata parser.
  * Input: a 7-byte header (flags; memory MiB, 32-bit little-endian; vcpus, 16-bit LE), then
  * NUL-separated strings: name, instance, service, version, kernel, initrd, cmdline, bridge,
- * mac, console path (a missing one is NULL). Flags: 1 kvm, 2 kvm_required, 4 no initrd,
+ * mac, console path (a missing one is NULL). Flags: 1 kvm, 2 a named CPU model (kvm_cpu qemu64), 4 no initrd,
  * 8 no bridge, 16 no mac. Invariants: it refuses exactly the specs XML 1.0 cannot carry (or
  * that lack a field, memory or vcpus); what it accepts parses with libxml2, holds exactly the
  * intended elements (one kernel, at most one initrd, one NIC on the bridge with the MAC only
@@ -18,7 +18,7 @@
 
 enum {
         FLAG_KVM = 1 << 0,
-        FLAG_KVM_REQUIRED = 1 << 1,
+        FLAG_KVM_CPU_MODEL = 1 << 1,
         FLAG_NO_INITRD = 1 << 2,
         FLAG_NO_BRIDGE = 1 << 3,
         FLAG_NO_MAC = 1 << 4,
@@ -127,6 +127,10 @@ static void check_xml(const char *xml, const VirtDomainSpec *s) {
                    "XPath context");
 
         check_value("/domain/@type", s->kvm ? "kvm" : "qemu");
+        if (s->kvm && s->kvm_cpu)
+                check_value("/domain/cpu/model", s->kvm_cpu);
+        else if (s->kvm)
+                check_value("/domain/cpu/@mode", "host-passthrough");
         check_value("/domain/name", s->name);
         snprintf(number, sizeof number, "%u", s->memory_mib);
         check_value("/domain/memory", number);
@@ -156,7 +160,7 @@ static void check_xml(const char *xml, const VirtDomainSpec *s) {
                            xcount("//panic") == 1 && xcount("//console") == 0,
                    "a device appears twice, or elsewhere");
         /* Nothing else anywhere: 23 fixed elements, plus the optional ones. */
-        elements = 23 + (s->initrd ? 1 : 0) + (s->kvm ? 1 : 2) + (s->bridge ? 3 + (s->mac ? 1 : 0) : 0);
+        elements = 23 + (s->initrd ? 1 : 0) + (s->kvm ? (s->kvm_cpu ? 2 : 1) : 2) + (s->bridge ? 3 + (s->mac ? 1 : 0) : 0);
         FUZZ_CHECK(xcount("//*") == elements, "%d elements, expected %d", xcount("//*"), elements);
         check_metadata(doc, s);
 
@@ -197,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 .memory_mib = le(data + 1, 4),
                 .vcpus = le(data + 5, 2),
                 .kvm = flags & FLAG_KVM,
-                .kvm_required = flags & FLAG_KVM_REQUIRED,
+                .kvm_cpu = flags & FLAG_KVM_CPU_MODEL ? "qemu64" : NULL,
         };
 
         r = virt_domain_xml(&s, &xml);

@@ -115,16 +115,21 @@ typedef struct Outcome {
         unsigned calls;
         bool ok;
         char instance[64];
+        char error[128]; /* "(null)" when the probe passed */
 } Outcome;
+
+/* The error words of the last http() probe. */
+static char last_error[128];
 
 static sd_event *loop;
 
-static void on_done(const char *instance, bool ok, void *userdata) {
+static void on_done(const char *instance, bool ok, const char *error, void *userdata) {
         Outcome *o = userdata;
 
         o->calls++;
         o->ok = ok;
         snprintf(o->instance, sizeof o->instance, "%s", instance);
+        snprintf(o->error, sizeof o->error, "%s", error ? error : "(null)");
 }
 
 static uint64_t now_usec(void) {
@@ -158,6 +163,7 @@ static int http(unsigned port, const char *path, uint64_t timeout_usec, uint64_t
                 return -1;
         }
         run(&o, 10000 * MSEC, ret_elapsed);
+        snprintf(last_error, sizeof last_error, "%s", o.error);
         if (o.calls != 1 || strcmp(o.instance, "guest-1") != 0) {
                 printf("# reported %u times, instance '%s'\n", o.calls, o.instance);
                 return -1;
@@ -208,23 +214,30 @@ int main(void) {
                    (int) strcspn(request, "\r"), request);
         }
 
+        is_str(last_error, "(null)", "a passing probe reports no error");
         is_int(http(server_unavailable.port, "/", 2000 * MSEC, NULL), 0, "503: not ok");
+        is_str(last_error, "HTTP 503", "503: the error names the status");
         is_int(http(server_redirect.port, "/", 2000 * MSEC, NULL), 1, "302: ok");
         is_int(http(server_399.port, "/", 2000 * MSEC, NULL), 1, "399: ok (upper edge)");
         is_int(http(server_400.port, "/", 2000 * MSEC, NULL), 0, "400: not ok");
+        is_str(last_error, "HTTP 400", "400: the error names the status");
         is_int(http(server_split.port, "/", 2000 * MSEC, NULL), 1, "status line in two pieces: 204 ok");
         is_int(http(server_continue.port, "/", 2000 * MSEC, NULL), 1, "100 Continue, then 200: ok");
         is_int(http(server_garbage.port, "/", 2000 * MSEC, NULL), 0, "not HTTP: not ok");
+        is_str(last_error, "not an HTTP answer", "not HTTP: said so");
         is_int(http(server_hangup.port, "/", 2000 * MSEC, NULL), 0, "closed without answering: not ok");
+        is_str(last_error, "connection closed before an answer", "closed without answering: said so");
 
         /* Accepts, reads, never answers: fails at the deadline, not before, not much after. */
         is_int(http(server_silent.port, "/", 300 * MSEC, &elapsed), 0, "silent server: not ok");
+        is_str(last_error, "no answer within 300ms", "silent server: the error names the timeout");
         ok(elapsed >= 290 * MSEC && elapsed < 2000 * MSEC,
            "silent server: reported at the timeout (%llu ms)", (unsigned long long) (elapsed / MSEC));
         server_request(&server_silent, request, sizeof request);
         ok(strncmp(request, "GET / HTTP/1.1\r\n", 16) == 0, "silent server did get the request");
 
         is_int(http(closed_port, "/", 2000 * MSEC, &elapsed), 0, "closed port: not ok");
+        is_str(last_error, "connection refused", "closed port: connection refused");
         ok(elapsed < 1000 * MSEC, "closed port: reported without waiting for the timeout (%llu ms)",
            (unsigned long long) (elapsed / MSEC));
 

@@ -57,7 +57,10 @@ static VirtDomainSpec spec(const char *instance, const char *cmdline) {
                 .memory_mib = 128,
                 .vcpus = 1,
                 .console_path = console_path,
-                .kvm = virt_kvm_available(),
+                /* This is about the embedded driver (adoption, events, console), not the
+                 * accelerator: whether KVM runs guests is the controller's trial to find out
+                 * (test-bootwatch, test-accel), and on our machines it does not. */
+                .kvm = false,
         };
 }
 
@@ -231,7 +234,7 @@ int main(void) {
                         return 0;
                 }
         }
-        printf("# root %s, %s\n", root, virt_kvm_available() ? "kvm" : "tcg");
+        printf("# root %s, tcg\n", root);
 
         /* 1. A process starts a guest and dies by SIGKILL. */
         if (pipe(fds) < 0)
@@ -259,8 +262,7 @@ int main(void) {
 
                 ok(args && strstr(args, "pvpanic"), "QEMU has a pvpanic device");
                 ok(args && !strstr(args, "\"id\":\"usb\""), "QEMU has no USB controller");
-                if (!virt_kvm_available())
-                        ok(args && strstr(args, "tcg,tb-size=64"), "TCG translation cache bounded");
+                ok(args && strstr(args, "tcg,tb-size=64"), "TCG translation cache bounded");
         }
 
         /* 2. Another process opens the root, sees the guest, closes cleanly. */

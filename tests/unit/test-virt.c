@@ -165,8 +165,8 @@ static void test_handles(void) {
 /* ---- the test driver ---- */
 
 typedef struct Seen {
-        int started, stopped;
-        char instance[64], reason[32];
+        int started, stopped, paused;
+        char instance[64], reason[64];
 } Seen;
 
 static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtEventKind kind, const char *reason,
@@ -175,6 +175,8 @@ static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtE
 
         if (kind == VIRT_EVENT_STARTED)
                 s->started++;
+        else if (kind == VIRT_EVENT_PAUSED)
+                s->paused++;
         else
                 s->stopped++;
         snprintf(s->instance, sizeof s->instance, "%s", instance);
@@ -245,6 +247,33 @@ static void test_driver(void) {
         ok(started, "STARTED event arrived through sd-event");
         is_str(seen.instance, "i-1", "event names the instance");
         is_str(seen.reason, "booted", "start reason");
+
+        /* Paused behind our back (another libvirt client here; an internal error of KVM or an
+         * I/O error in real life): an event, and the listing says so. */
+        {
+                virConnectPtr other = virConnectOpen("test:///default");
+                virDomainPtr dom = other ? virDomainLookupByUUIDString(other, info.uuid) : NULL;
+
+                ok(dom && virDomainSuspend(dom) == 0, "another client pauses the domain");
+                for (int i = 0; i < 100 && !seen.paused; i++)
+                        run_for(10);
+                is_int(seen.paused, 1, "PAUSED event arrived");
+                is_str(seen.reason, "paused by a libvirt client", "with libvirt's reason for the pause");
+                listed = (Listed){};
+                virt_domain_list(v, collect, &listed);
+                ok(listed.count == 1 && listed.last.paused, "the listing shows it paused");
+                is_str(listed.last.pause_reason, "paused by a libvirt client", "with the reason");
+                ok(dom && virDomainResume(dom) == 0, "resumed");
+                listed = (Listed){};
+                virt_domain_list(v, collect, &listed);
+                ok(listed.count == 1 && !listed.last.paused, "the listing shows it running again");
+                run_for(50);
+                is_int(seen.paused, 1, "resuming is no second pause");
+                if (dom)
+                        virDomainFree(dom);
+                if (other)
+                        virConnectClose(other);
+        }
 
         is_int(virt_domain_start(v, &spec, &info), -EIO, "same name twice refused");
         ok(strlen(virt_last_error()) > 0 && !strstr(virt_last_error(), "no libvirt error"), "last error: %s",
