@@ -92,6 +92,8 @@ done
 echo
 [ "$ready" = 2 ] || { aviary instance ls; fail "the guests did not become ready"; }
 aviary instance ls --service web
+echo "how the guests run (accel = auto: KVM is trusted once a guest comes up under it):"
+aviary version | grep -E "^(Guests run under|KVM)"
 for ip in $(aviary -o json instance ls --service web | jq -r '.items[].ip'); do
         answer=$(ip netns exec "$netns" curl -s --max-time 5 "http://$ip:8080/")
         echo "GET http://$ip:8080/ → $answer"

@@ -6,8 +6,8 @@ follows "next" through every service exactly once."""
 from aviarytest import (Daemon, RFC3339_MS, check_error, create_service, is_, like, main, ok, push_version,
                         snapshot_diff)
 
-FIELDS = ["created_at", "generation", "health_check", "listen", "name", "port", "replicas", "restart_policy",
-          "rollout", "stable_digest", "stable_version", "updated_at"]
+FIELDS = ["boot_timeout", "created_at", "generation", "health_check", "listen", "name", "port", "replicas",
+          "restart_policy", "rollout", "stable_digest", "stable_version", "updated_at"]
 
 
 def unchanged(d, snap, desc):
@@ -27,18 +27,19 @@ def test_create_show(d, v):
         "its defaults are the documented ones")
     is_(s.get("health_check"), {"path": "/", "interval": "2s", "timeout": "1s", "rise": 1, "fall": 3},
         "its default health check")
+    is_(s.get("boot_timeout"), "1m", "its boot deadline is the daemon's default (60 s, normalised)")
     like(s.get("created_at"), RFC3339_MS, "created_at is RFC 3339 with ms")
     is_(s.get("updated_at"), s.get("created_at"), "updated_at equals created_at at first")
     is_(r.header("ETag"), '"1"', 'the answer carries ETag "1"')
     is_(r.header("Location"), "/v1/services/minimal", "the answer carries a Location")
 
     full = {"name": "full", "stable_version": "web:1.0.0", "listen": "127.0.0.1:18080", "port": 9090,
-            "replicas": 2, "restart_policy": "on-failure",
+            "replicas": 2, "restart_policy": "on-failure", "boot_timeout": "90s",
             "health_check": {"path": "/healthz", "interval": "2000ms", "timeout": "500ms", "rise": 2, "fall": 5}}
     r = c.post("/v1/services", full)
     is_(r.status, 201, "creating a service with every field answers 201", repr(r))
     f = r.json or {}
-    for k in ("name", "stable_version", "listen", "port", "replicas", "restart_policy"):
+    for k in ("name", "stable_version", "listen", "port", "replicas", "restart_policy", "boot_timeout"):
         is_(f.get(k), full[k], f"its {k} is what was sent")
     is_(f.get("stable_digest"), v["digest"], "its stable_digest is the version's digest")
     is_(f.get("health_check"), {"path": "/healthz", "interval": "2s", "timeout": "500ms", "rise": 2, "fall": 5},
@@ -108,7 +109,15 @@ def test_update(d, v):
     ok(r.status == 200 and r.json["stable_version"] == "web:1.0.0" and r.json["generation"] == 6,
        "a cleared service takes a version and address again (generation 6)", repr(r))
 
-    r = c.delete("/v1/services/full", headers={"If-Match": '"6"'})
+    r = c.patch("/v1/services/full", {"boot_timeout": None})
+    ok(r.status == 200 and r.json["boot_timeout"] == "1m" and r.json["generation"] == 7,
+       "boot_timeout null: back to the daemon's default (generation 7)", repr(r))
+    for bad in ("0s", "999ms", "25h", "soon", 60):
+        check_error(c.patch("/v1/services/full", {"boot_timeout": bad}), 422, "invalid-field",
+                    f"boot_timeout {bad!r} is refused")
+    is_(c.get("/v1/services/full").json["generation"], 7, "and changes nothing")
+
+    r = c.delete("/v1/services/full", headers={"If-Match": '"7"'})
     is_(r.status, 204, "DELETE with the right If-Match answers 204", repr(r))
     is_(r.raw, b"", "with no body")
     check_error(c.get("/v1/services/full"), 404, "service-not-found", "the deleted service is gone")
