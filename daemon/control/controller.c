@@ -836,6 +836,8 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
                 return;
         if (rollout_strategy(&ro, &st) < 0)
                 return;
+        if (rollout_is_active(&ro) && ro.to_version_id == sv->stable_version_id)
+                return; /* a first deploy: its guests are the stable ones */
         if (rollout_is_active(&ro)) {
                 ret->canary_version_id = ro.to_version_id;
                 ret->canary_replicas = rollout_canary_wanted(&ro, &st, sv->replicas);

@@ -138,6 +138,10 @@ void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
         set_text(&r->message, reason);
 }
 
+bool rollout_is_first_deploy(const RolloutRecord *r) {
+        return !r->from_label;
+}
+
 static void advance(RolloutRecord *r, usec_t now) {
         r->step_index++;
         r->step_started_at = now;
@@ -256,7 +260,33 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
         duration_format_ms(s->progress_deadline_ms, deadline);
 
         if (o->canary_broken) {
-                abort_with(r, t, now, "canary-unhealthy", NULL, "%s", o->canary_broken);
+                if (rollout_is_first_deploy(r))
+                        abort_with(r, t, now, "canary-unhealthy", NULL,
+                                   "first deploy failed: %s (the service has no earlier version to go back to)",
+                                   o->canary_broken);
+                else
+                        abort_with(r, t, now, "canary-unhealthy", NULL, "%s", o->canary_broken);
+                goto out;
+        }
+        if (rollout_is_first_deploy(r)) {
+                /* No steps, no analysis: it is done when it serves. */
+                unsigned want = o->replicas > 0 ? (unsigned) o->replicas : 0;
+                if (o->canary_ready >= want) {
+                        set_phase(r, t, "Healthy");
+                        r->finished_at = now;
+                        r->canary_weight = 10000;
+                        set_message(r, t, "first deploy: %u of %u guests ready; %s is the stable version",
+                                    o->canary_ready, want, r->to_label);
+                        transition(t, "rollout.healthy", json_pack("{s:s, s:n, s:I}", "version", r->to_label, "from",
+                                                                   "ready", (json_int_t) o->canary_ready));
+                        goto out;
+                }
+                set_phase(r, t, "Progressing");
+                set_message(r, t, "first deploy: waiting for guests (%u of %u ready)", o->canary_ready, want);
+                if (past_deadline(r, s, now))
+                        abort_with(r, t, now, "deadline", NULL,
+                                   "progress deadline: first deploy, guests not ready within %s (%u of %u)", deadline,
+                                   o->canary_ready, want);
                 goto out;
         }
         if (o->window && count_window(r, s, &a, o->window, t, now))

@@ -25,6 +25,10 @@ void rollout_analysis_load(const RolloutRecord *r, RolloutAnalysis *ret);
 /* Into R->analysis. */
 int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a);
 
+/* A service's first deploy: it had no version to compare with. Its version is stable from the
+ * start; the rollout says when it serves (replicas ready), or why it cannot. */
+bool rollout_is_first_deploy(const RolloutRecord *r);
+
 typedef struct RolloutObservation {
         usec_t now;
         int64_t replicas;          /* the service's */

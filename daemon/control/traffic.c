@@ -376,6 +376,8 @@ static int rollout_apply(ServiceTraffic *st, Store *store, const ServiceRecord *
         Strategy strategy;
         int k = store_rollout_get_active(store, sv->id, &ro);
 
+        if (k == 0 && ro.to_version_id == sv->stable_version_id)
+                k = AVIARY_E_ROLLOUT_NOT_FOUND; /* a first deploy: its version is the stable one, no split */
         if (k == AVIARY_E_ROLLOUT_NOT_FOUND) {
                 st->rollout_id = 0;
                 split_set_weight(&st->split, 0);

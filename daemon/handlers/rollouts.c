@@ -157,12 +157,20 @@ int rollout_create(Request *r) {
                 .salt = (int64_t) (salt >> 1),
         };
         if (!s.stable_version_id) {
-                /* The first deploy has nothing to compare with: all at once. */
-                snprintf(ro.phase, sizeof ro.phase, "Healthy");
+                /* The first deploy has nothing to compare with: its version is stable at once, and
+                 * the rollout is Healthy when it serves (control/rollout.c). */
                 ro.canary_weight = 10000;
                 ro.step_index = (int64_t) st.n_steps;
-                ro.finished_at = now_realtime();
-                ro.message = strdup("first deploy of the service: all at once");
+                ro.step_started_at = now_realtime();
+                if (r->manager->controller) {
+                        snprintf(ro.phase, sizeof ro.phase, "Progressing");
+                        ro.message = strdup("first deploy: waiting for guests");
+                } else {
+                        /* runtime = off: no guest will ever run, so there is nothing to wait for. */
+                        snprintf(ro.phase, sizeof ro.phase, "Healthy");
+                        ro.finished_at = ro.step_started_at;
+                        ro.message = strdup("first deploy: all at once (runtime off: no guests run)");
+                }
                 s.stable_version_id = v.id;
                 k = store_service_update(r->manager->store, &s);
                 if (k != 0)
@@ -214,8 +222,39 @@ int rollout_list(Request *r) {
 #define WAIT_DEFAULT_MS (10 * 60 * 1000)
 #define WAIT_MAX_MS (60 * 60 * 1000)
 
-/* ?wait=done|Healthy&timeout=D: answers when the rollout finished, polling the store while the
- * connection is suspended (request_retry_later). */
+typedef struct ReadyCount {
+        int64_t version_id;
+        int64_t ready;
+} ReadyCount;
+
+static int count_ready(const InstanceRecord *in, void *userdata) {
+        ReadyCount *c = userdata;
+
+        if (in->version_id == c->version_id && streq(in->state, "ready"))
+                c->ready++;
+        return 0;
+}
+
+/* Whether RO's version serves S as a finished rollout should: while it is S's stable version,
+ * at least S's replicas of its guests ready (kubectl rollout status waits for ready replicas).
+ * *RET_READY gets the count. */
+static int rollout_serves(Request *r, const ServiceRecord *s, const RolloutRecord *ro, int64_t *ret_ready) {
+        ReadyCount c = { .version_id = ro->to_version_id };
+        int k;
+
+        *ret_ready = 0;
+        if (!streq(ro->phase, "Healthy") || s->stable_version_id != ro->to_version_id)
+                return 1; /* superseded since, or not meant to serve */
+        k = store_instance_list_active(r->manager->store, s->id, count_ready, &c);
+        if (k < 0)
+                return k;
+        *ret_ready = c.ready;
+        return c.ready >= s->replicas;
+}
+
+/* ?wait=done|Healthy&timeout=D: answers when the rollout finished and, when Healthy, its
+ * version serves (rollout_serves), polling the store while the connection is suspended
+ * (request_retry_later). */
 int rollout_get(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -233,13 +272,23 @@ int rollout_get(Request *r) {
                 k = rollout_from_path(r, &s, &ro);
         if (k != 0)
                 return k;
-        if (wait && rollout_is_active(&ro)) {
+        int64_t ready = 0;
+        int serves = wait && !rollout_is_active(&ro) ? rollout_serves(r, &s, &ro, &ready) : 1;
+        if (serves < 0)
+                return serves;
+        if (wait && (rollout_is_active(&ro) || !serves)) {
                 if (!r->wait_deadline)
                         r->wait_deadline = now_monotonic() + timeout_ms * USEC_PER_MSEC;
                 if (now_monotonic() < r->wait_deadline) {
                         request_retry_later(r, WAIT_POLL_USEC);
                         return 0;
                 }
+                if (!serves)
+                        return reply_error(r, AVIARY_E_WAIT_TIMEOUT,
+                                           "rollout %lld of '%s' is Healthy, but only %lld of %lld guests of %s are ready "
+                                           "after the wait timeout",
+                                           (long long) ro.id, s.name, (long long) ready, (long long) s.replicas,
+                                           ro.to_label);
                 return reply_error(r, AVIARY_E_WAIT_TIMEOUT,
                                    "rollout %lld of '%s' is still %s after the wait timeout: %s", (long long) ro.id, s.name,
                                    ro.phase, ro.message ? ro.message : "");

@@ -13,7 +13,9 @@ import os
 import signal
 import time
 
-from aviarytest import db_query, diag, is_, main, ok
+import subprocess
+
+from aviarytest import aviary_path, db_query, diag, is_, like, main, ok
 from guesttest import GuestTest, instances, live, push, wait_for
 
 gt = GuestTest("ro")
@@ -173,9 +175,19 @@ def body(d):
         push(d, tag, extra)
     r = d.request("POST", "/v1/services", json_body={"name": "web", "replicas": 2, "listen": "127.0.0.1:18080"})
     is_(r.status, 201, "service web is created without a version")
-    r = d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.0"})
-    ok(r.status == 201 and r.json["phase"] == "Healthy", "the first deploy is all at once: Healthy at once", repr(r))
-    ok(wait_for("2 ready", lambda: len(live(d, "web")) == 2, 120), "two 1.0 guests become ready")
+    # The first deploy: --wait returns only once the version serves (2 ready guests), not at once.
+    t0 = time.monotonic()
+    cli = subprocess.run([aviary_path(), "--socket", d.socket_path, "deploy", "web", "app:1.0", "--wait",
+                          "--timeout", "3m"], capture_output=True, text=True, timeout=240)
+    took = time.monotonic() - t0
+    is_(cli.returncode, 0, f"aviary deploy --wait of the first version exits 0 ({took:.1f} s)", cli.stdout, cli.stderr)
+    is_(len(live(d, "web")), 2, "when it returns, both guests are ready", lambda: d.log()[-2000:])
+    ro = rollout(d)
+    is_((ro.get("phase"), ro.get("from")), ("Healthy", None), "the first deploy's rollout is Healthy, from nothing")
+    like(ro.get("message", ""), r"^first deploy: 2 of 2 guests ready", "and says why")
+    ok(took > 1.0, "it waited for the guests (a first deploy used to return at once)")
+    r = d.request("GET", "/v1/services/web/rollouts/current?wait=Healthy&timeout=5s")
+    is_(r.status, 200, "?wait=Healthy answers at once now that it serves", repr(r))
     is_(d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.0"}).error_code(), "rollout-state",
         "deploying the stable version again is refused")
     if split_and_promote(d):
