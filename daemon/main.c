@@ -33,7 +33,8 @@ int main(int argc, char **argv) {
                 r = manager_start(m);
         if (r == 0)
                 r = manager_run(m);
-        if (r < 0)
+        /* A failure is logged once, where it surfaces; this is for one that was not. */
+        if (r < 0 && log_errors_logged() == 0)
                 log_error_errno(r, "aviaryd failed");
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -131,8 +131,10 @@ static int token_load(Manager *m) {
 static int tcp_listener_allowed(Manager *m, bool loopback, const char *what) {
         if (loopback || m->token)
                 return 0;
-        return log_error_errno(EPERM, "Refusing to serve the API on non-loopback %s without a bearer token; set token_file",
-                               what);
+        log_error("Refusing to serve the API on non-loopback %s without a bearer token: set token_file, or listen on "
+                  "127.0.0.1 or [::1]. aviaryd exits; nothing was served.",
+                  what);
+        return -EPERM;
 }
 
 /* The fd store's name for a proxy listener: "proxy_127.0.0.1_8080" (names may not hold ':'). */
@@ -229,6 +231,13 @@ static int listeners_open(Manager *m) {
                         return 0;
                 }
         }
+        /* The TCP listener first: a refused one stops aviaryd before anything was served. */
+        _cleanup_close_ int tcp_fd = -1;
+        if (m->settings.listen) {
+                r = socket_listen_tcp(m->settings.listen, m->token != NULL, &tcp_fd);
+                if (r < 0)
+                        return r;
+        }
         r = socket_listen_unix(m->settings.socket_path, m->settings.socket_mode, m->settings.socket_group, &fd);
         if (r < 0)
                 return r;
@@ -236,11 +245,8 @@ static int listeners_open(Manager *m) {
         if (r < 0)
                 return r;
         log_info("Serving the API on %s.", m->settings.socket_path);
-        if (m->settings.listen) {
-                r = socket_listen_tcp(m->settings.listen, m->token != NULL, &fd);
-                if (r < 0)
-                        return r;
-                r = http_server_add_listener(m->http, fd, false);
+        if (tcp_fd >= 0) {
+                r = http_server_add_listener(m->http, TAKE_FD(tcp_fd), false);
                 if (r < 0)
                         return r;
                 log_info("Serving the API on %s %s (bearer tokens required).", m->tls_cert ? "https" : "tcp",

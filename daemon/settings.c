@@ -57,24 +57,46 @@ static int set_string(char **field, const char *value) {
         return 0;
 }
 
-/* "512M", "1G", "65536" → bytes. */
-static int parse_size(const char *s, uint64_t *ret) {
+/* Digits only: strtoull() alone would take "-1" (as a huge number), " 5" and "+5". */
+static int parse_digits(const char *s, const char **ret_end, unsigned long long *ret) {
         char *end;
         unsigned long long v;
 
+        if (!s || !isdigit((unsigned char) *s))
+                return -EINVAL;
         errno = 0;
         v = strtoull(s, &end, 10);
-        if (errno || end == s)
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (errno)
                 return -EINVAL;
+        *ret_end = end;
+        *ret = v;
+        return 0;
+}
+
+/* "512M", "1G", "65536" → bytes, at most MAX. */
+static int parse_size_max(const char *s, uint64_t max, uint64_t *ret) {
+        unsigned long long v;
+        const char *end;
+        unsigned shift = 0;
+        int r = parse_digits(s, &end, &v);
+
+        if (r < 0)
+                return r;
         if (*end == 'K' || *end == 'k')
-                v <<= 10, end++;
+                shift = 10, end++;
         else if (*end == 'M' || *end == 'm')
-                v <<= 20, end++;
+                shift = 20, end++;
         else if (*end == 'G' || *end == 'g')
-                v <<= 30, end++;
+                shift = 30, end++;
+        else if (*end == 'T' || *end == 't')
+                shift = 40, end++;
         if (*end)
                 return -EINVAL;
-        *ret = v;
+        if (v > (UINT64_MAX >> shift) || (v << shift) > max)
+                return -ERANGE;
+        *ret = v << shift;
         return 0;
 }
 
@@ -89,13 +111,16 @@ static int parse_bool(const char *s, bool *ret) {
 }
 
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
-        char *end;
-        unsigned long v;
+        unsigned long long v;
+        const char *end;
+        int r = parse_digits(s, &end, &v);
 
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || v < min || v > max)
+        if (r < 0)
+                return r;
+        if (*end)
                 return -EINVAL;
+        if (v < min || v > max)
+                return -ERANGE;
         *ret = (unsigned) v;
         return 0;
 }
@@ -183,16 +208,33 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->socket_group, value);
         if (streq(key, "socket_mode")) {
                 char *end;
-                unsigned long mode = strtoul(value, &end, 8);
-                if (*value == 0 || *end || mode > 0777)
+                unsigned long mode;
+                if (strspn(value, "01234567") != strlen(value) || strlen(value) > 4 || !*value)
                         return -EINVAL;
+                mode = strtoul(value, &end, 8);
+                if (mode > 0777)
+                        return -ERANGE;
                 c->socket_mode = (mode_t) mode;
                 return 0;
         }
-        if (streq(key, "max_blob_size"))
-                return parse_size(value, &c->max_blob_size);
-        if (streq(key, "max_json_body"))
-                return parse_size(value, &c->max_json_body);
+        if (streq(key, "max_blob_size")) {
+                uint64_t v;
+                r = parse_size_max(value, 1ULL << 50, &v);
+                if (r == 0 && v == 0)
+                        r = -ERANGE;
+                if (r == 0)
+                        c->max_blob_size = v;
+                return r;
+        }
+        if (streq(key, "max_json_body")) {
+                uint64_t v;
+                r = parse_size_max(value, 1ULL << 30, &v);
+                if (r == 0 && v < 1024)
+                        r = -ERANGE;
+                if (r == 0)
+                        c->max_json_body = v;
+                return r;
+        }
         if (streq(key, "connection_limit")) {
                 r = parse_uint(value, 1, 65536, &u);
                 if (r == 0)
@@ -207,9 +249,9 @@ static int settings_set(Settings *c, const char *key, const char *value) {
         }
         if (streq(key, "max_header_size")) {
                 uint64_t v;
-                r = parse_size(value, &v);
-                if (r == 0 && (v < 1024 || v > 1024 * 1024))
-                        r = -EINVAL;
+                r = parse_size_max(value, 1024 * 1024, &v);
+                if (r == 0 && v < 1024)
+                        r = -ERANGE;
                 if (r == 0)
                         c->max_header_size = v;
                 return r;
@@ -221,7 +263,7 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return r;
         }
         if (streq(key, "upload_min_rate"))
-                return parse_size(value, &c->upload_min_rate);
+                return parse_size_max(value, 1ULL << 40, &c->upload_min_rate);
         if (streq(key, "connection_limit_per_peer")) {
                 r = parse_uint(value, 0, 65536, &u);
                 if (r == 0)
@@ -244,6 +286,50 @@ static char *strip(char *s) {
         return s;
 }
 
+/* Cuts a comment off LINE: '#' at its start or after a blank, outside double quotes
+ * ("token_file = /etc/aviary/token  # its first line is the token"). */
+static void strip_comment(char *line) {
+        bool quoted = false;
+
+        for (char *p = line; *p; p++) {
+                if (*p == '"')
+                        quoted = !quoted;
+                else if (*p == '#' && !quoted && (p == line || isspace((unsigned char) p[-1]))) {
+                        *p = 0;
+                        return;
+                }
+        }
+}
+
+/* What a key takes, for the error message of a bad value. */
+static const char *setting_expects(const char *key) {
+        static const struct {
+                const char *key, *expects;
+        } hints[] = {
+                { "max_blob_size", "a size from 1 byte to 1024T: a number with K, M, G or T (powers of 1024)" },
+                { "max_json_body", "a size from 1K to 1G" },
+                { "max_header_size", "a size from 1K to 1M" },
+                { "upload_min_rate", "bytes per second from 0 to 1T, with K, M, G or T" },
+                { "connection_limit", "a whole number from 1 to 65536" },
+                { "connection_limit_per_peer", "a whole number from 0 to 65536" },
+                { "connection_timeout", "seconds, a whole number from 1 to 86400" },
+                { "request_timeout", "seconds, a whole number from 1 to 86400" },
+                { "boot_timeout", "seconds from 1 to 86400, or a duration like 90s or 2m" },
+                { "socket_mode", "an octal mode up to 0777" },
+                { "accel", "auto, kvm or tcg" },
+                { "kvm_cpu", "host-passthrough, host-model, or a QEMU CPU model name" },
+                { "allow_uids", "up to 32 numeric ids, separated by spaces or commas" },
+                { "allow_gids", "up to 32 numeric ids, separated by spaces or commas" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(hints); i++)
+                if (streq(hints[i].key, key))
+                        return hints[i].expects;
+        if (streq(key, "runtime") || streq(key, "bridge_create") || streq(key, "require_if_match"))
+                return "yes or no";
+        return NULL;
+}
+
 int settings_load_file(Settings *c, const char *path) {
         FILE *f = fopen(path, "re");
         char *line = NULL;
@@ -254,8 +340,10 @@ int settings_load_file(Settings *c, const char *path) {
         if (!f)
                 return log_error_errno(errno, "Cannot open config file %s", path);
         while (r == 0 && getline(&line, &size, f) >= 0) {
-                char *s = strip(line), *eq, *key, *value;
+                char *s, *eq, *key, *value;
 
+                strip_comment(line);
+                s = strip(line);
                 lineno++;
                 if (*s == 0 || *s == '#')
                         continue;
@@ -276,7 +364,9 @@ int settings_load_file(Settings *c, const char *path) {
                 if (r == -ENOENT)
                         log_error("%s:%u: unknown setting '%s'", path, lineno, key);
                 else if (r < 0)
-                        log_error("%s:%u: bad value for %s: '%s'", path, lineno, key, value);
+                        log_error("%s:%u: %s value for %s: '%s'%s%s", path, lineno, r == -ERANGE ? "out-of-range" : "bad",
+                                  key, value, setting_expects(key) ? "; expected " : "",
+                                  setting_expects(key) ? setting_expects(key) : "");
         }
         free(line);
         fclose(f);
@@ -375,8 +465,10 @@ int settings_parse_argv(Settings *c, int argc, char **argv) {
         }
         for (unsigned i = 0; i < n; i++) {
                 r = settings_set(c, cli_keys[i], cli_values[i]);
-                if (r < 0)
+                if (r < 0) {
+                        fprintf(stderr, "aviaryd: bad value for --%s: '%s'\n", cli_keys[i], cli_values[i]);
                         return r;
+                }
         }
         return 0;
 }

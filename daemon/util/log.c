@@ -11,6 +11,11 @@
 
 static int max_level = LOG_INFO;
 static int use_journal;
+static unsigned errors_logged;
+
+unsigned log_errors_logged(void) {
+        return errors_logged;
+}
 
 void log_setup(void) {
         const char *e = getenv("JOURNAL_STREAM");
@@ -42,6 +47,8 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
         if (error < 0)
                 error = -error;
+        if (level <= LOG_ERR)
+                errors_logged++;
         if (level > max_level)
                 return -error;
 

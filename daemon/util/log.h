@@ -9,6 +9,9 @@
 void log_setup(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
+/* How many error-level lines were logged so far: main() says "aviaryd failed" only when
+ * nothing said why already. */
+unsigned log_errors_logged(void);
 /* Logs and returns -abs(error) when error != 0, so "return log_error_errno(r, ...)" works. */
 int log_internal(int level, int error, const char *file, int line, const char *func, const char *fmt, ...)
         _printf_(6, 7);

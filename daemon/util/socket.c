@@ -148,20 +148,24 @@ int socket_listen_tcp(const char *address, bool allow_non_loopback, int *ret_fd)
         socklen_t len;
         int one = 1;
 
-        if (socket_address_parse(address, &ss, &len) < 0 || socket_address_port(&ss) == 0)
-                return log_error_errno(EINVAL, "Bad listen address '%s': expected IPV4:PORT or [IPV6]:PORT", address);
-        if (!socket_address_is_loopback(&ss) && !allow_non_loopback)
-                return log_error_errno(EPERM,
-                                       "Refusing to serve the API on non-loopback %s without a bearer token; set token_file",
-                                       address);
+        if (socket_address_parse(address, &ss, &len) < 0 || socket_address_port(&ss) == 0) {
+                log_error("Bad listen address '%s': expected IPV4:PORT or [IPV6]:PORT.", address);
+                return -EINVAL;
+        }
+        if (!socket_address_is_loopback(&ss) && !allow_non_loopback) {
+                log_error("Refusing to serve the API on non-loopback %s without a bearer token: set token_file, or "
+                          "listen on 127.0.0.1 or [::1]. aviaryd exits; nothing was served.",
+                          address);
+                return -EPERM;
+        }
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
-                return negative_errno();
+                return log_error_errno(errno, "Cannot make a socket for %s", address);
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(fd, (struct sockaddr *) &ss, len) < 0)
                 return log_error_errno(errno, "Cannot listen on %s", address);
         if (listen(fd, SOMAXCONN) < 0)
-                return negative_errno();
+                return log_error_errno(errno, "Cannot listen on %s", address);
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
