@@ -12,7 +12,7 @@ packages=(
         libnl-3-dev libnl-route-3-dev libvirt-dev libxml2-dev libhttp-parser-dev
         qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
         iproute2 procps cpio gzip xz-utils zstd binutils mount
-        python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux
+        python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux mandoc man-db
         clang libclang-rt-14-dev
 )
 
