@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Docs are code: every shell block a reader would copy from the given Markdown files is run,
+or is marked as not runnable with a reason. TAP.
+
+A shell block (```sh, ```bash, ```shell) must follow a directive line (blank lines between are
+fine):
+
+    <!-- doc-test: run -->                 run it, after the file's earlier run blocks
+    <!-- doc-test: run fixture=NAME -->    the same; the file's session first sources
+                                           tests/docs/fixtures/NAME.sh (say it once, on the
+                                           first run block)
+    <!-- doc-test: skip REASON -->         not runnable: REASON says why
+
+Each file's run blocks form one session: one `bash -euo pipefail` script, in order, so a
+variable or a background process from one block is there in the next, as for a reader who
+pastes them one after another. The session runs as root in a private mount namespace with
+its own /tmp and /run/netns (a namespace the doc makes with `ip netns add` is the test's
+own), from a scratch directory whose entries link to the source tree's (`build/`, `tests/`,
+...), so the docs' relative paths work and files they write land in the scratch directory.
+At the end every process in a namespace the session made is killed, and the namespaces go.
+
+Usage: run-docs.py FILE.md [FILE.md ...]   (paths relative to the source root)
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.environ.get("AVIARY_SOURCE_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURES = os.path.join(ROOT, "tests", "docs", "fixtures")
+SHELLS = {"sh", "bash", "shell"}
+DIRECTIVE = re.compile(r"^\s*<!--\s*doc-test:\s*(run|skip)\b(.*?)-->\s*$")
+TIMEOUT = int(os.environ.get("AVIARY_DOCS_TIMEOUT", "900"))
+
+count = 0
+failed = 0
+
+
+def tap(good, desc, detail=""):
+    global count, failed
+    count += 1
+    if not good:
+        failed += 1
+    print(f"{'ok' if good else 'not ok'} {count} - {' '.join(desc.split())}")
+    if not good and detail:
+        for line in detail.rstrip("\n").splitlines()[-60:]:
+            print(f"# {line}")
+    sys.stdout.flush()
+
+
+def blocks(path):
+    """(line, info, directive kind, directive argument, code) for each fenced block."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    out, i = [], 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)(```+)\s*([\w+-]*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence, info = m.group(1), m.group(2), m.group(3).lower()
+        start = i
+        j = i + 1
+        while j < len(lines) and not lines[j].strip().startswith(fence):
+            j += 1
+        code = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in lines[i + 1:j])
+        kind, arg = None, ""
+        k = start - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        d = DIRECTIVE.match(lines[k]) if k >= 0 else None
+        if d:
+            kind, arg = d.group(1), d.group(2).strip()
+        out.append((start + 1, info, kind, arg, code))
+        i = j + 1
+    return out
+
+
+RUNNER = r"""
+set -uo pipefail
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns
+cleanup() {
+        for ns in $(ls /run/netns 2>/dev/null); do
+                ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+                ip netns delete "$ns" 2>/dev/null
+        done
+        pkill -9 -s 0 -f aviaryd 2>/dev/null
+}
+trap cleanup EXIT
+cd "$1"
+bash -euo pipefail "$2" 3>"$3"
+"""
+
+
+def run_session(path, session, fixture):
+    """Runs SESSION [(line, code)] of PATH; one test point per block."""
+    work = tempfile.mkdtemp(prefix="aviary-docs-", dir="/var/tmp")
+    try:
+        for entry in os.listdir(ROOT):
+            if not entry.startswith("."):
+                os.symlink(os.path.join(ROOT, entry), os.path.join(work, entry))
+        script = os.path.join(work, ".session.sh")
+        marks = os.path.join(work, ".marks")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(f"export AVIARY_SOURCE_ROOT={ROOT!r}\n")
+            if fixture:
+                f.write(f"source {os.path.join(FIXTURES, fixture + '.sh')!r}\n")
+            for line, code in session:
+                f.write(f"echo 'start {line}' >&3\n{code}\necho 'done {line}' >&3\n")
+        try:
+            r = subprocess.run(["unshare", "--mount", "--propagation", "private", "setsid", "bash", "-c", RUNNER,
+                                "runner", work, script, marks], capture_output=True, text=True, timeout=TIMEOUT)
+            output, timed_out = r.stdout + r.stderr, False
+        except subprocess.TimeoutExpired as e:
+            output = (e.stdout or b"").decode("utf-8", "replace") + (e.stderr or b"").decode("utf-8", "replace")
+            timed_out = True
+        with open(marks, encoding="utf-8") as f:
+            done = {int(m.split()[1]) for m in f.read().split("\n") if m.startswith("done ")}
+        reported = False
+        for line, _ in session:
+            if line in done:
+                tap(True, f"{path}:{line}: the block runs")
+            elif not reported:
+                tap(False, f"{path}:{line}: the block runs" + (f" (timed out after {TIMEOUT} s)" if timed_out else ""),
+                    output)
+                reported = True
+            else:
+                tap(False, f"{path}:{line}: the block runs (not reached: an earlier block failed)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(paths):
+    for path in paths:
+        session, fixture = [], None
+        for line, info, kind, arg, code in blocks(path):
+            if info not in SHELLS:
+                continue
+            if kind is None:
+                tap(False, f"{path}:{line}: a shell block is run or marked `<!-- doc-test: skip REASON -->`")
+                continue
+            if kind == "skip":
+                tap(bool(arg), f"{path}:{line}: not run" + (f": {arg}" if arg else " (a skip needs a reason)"))
+                continue
+            m = re.match(r"fixture=(\w+)", arg)
+            if m:
+                fixture = m.group(1)
+            session.append((line, code))
+        if session:
+            run_session(path, session, fixture)
+    print(f"1..{count}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
