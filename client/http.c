@@ -21,6 +21,7 @@ struct HttpClient {
         char *socket_path; /* NULL for TCP */
         char *base_url;    /* "http://localhost" over the socket, else the URL without a trailing '/' */
         char *auth_header; /* "Authorization: Bearer ...", or NULL */
+        long timeout_ms;   /* per attempt; 0: none */
 };
 
 typedef struct Buffer {
@@ -60,6 +61,10 @@ int http_client_new(const char *socket_path, const char *url, const char *token,
         }
         *ret = c;
         return 0;
+}
+
+void http_client_set_timeout(HttpClient *c, long timeout_ms) {
+        c->timeout_ms = timeout_ms;
 }
 
 HttpClient *http_client_free(HttpClient *c) {
@@ -269,6 +274,8 @@ static CURLcode perform(HttpClient *c, const HttpRequest *req, const char *url, 
         curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+        if (c->timeout_ms > 0)
+                curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "aviary/" AVIARY_VERSION);
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

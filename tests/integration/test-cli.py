@@ -206,7 +206,7 @@ def test_rollout_usage(tmp):
         (["rollout", "ls", "web", "1"], '"1"'),
         (["rollout", "promote", "web", "1", "2"], '"2"'),
         (["rollout", "pause", "web", "--full"], "full"),
-        (["rollout", "abort", "web", "-3"], "invalid option"),
+        (["rollout", "abort", "web", "-3"], 'unknown option "-3"'),
         (["rollout", "retry", "web", "x1"], '"x1"'),
         (["rollout", "resume"], "missing argument"),
         (["rollout", "nonsense", "web"], "usage: aviary rollout status"),
