@@ -47,9 +47,9 @@ static const Field rollout_lines[] = {
 
 /* The last analysis window's metrics, as metric_views() writes them (with units). */
 static const Field metric_columns[] = {
-        {"METRIC", "name", FIELD_TEXT},         {"VALUE", "value", FIELD_TEXT},
-        {"THRESHOLD", "threshold", FIELD_TEXT}, {"SAMPLES", "samples", FIELD_TEXT},
-        {"VERDICT", "verdict", FIELD_TEXT},     {"DETAIL", "detail", FIELD_TEXT},
+        {"METRIC", "name", FIELD_TEXT},       {"VALUE", "value", FIELD_TEXT},
+        {"VERDICT", "verdict", FIELD_TEXT},   {"SAMPLES", "samples", FIELD_TEXT},
+        {"THRESHOLD", "threshold", FIELD_TEXT}, {"DETAIL", "detail", FIELD_TEXT},
 };
 
 static uint64_t now_ms(void) {
@@ -765,9 +765,10 @@ static int follow_view_text(Follow *f, json_t *rollout, json_t *view, char **ret
                 fclose(out);
                 return r;
         }
-        /* Aligned on the widest cell of each column (the texts are ASCII but for the names). */
-        static const char *const keys[] = {"name", "value", "threshold", "samples", "verdict"};
-        static const char *const titles[] = {"METRIC", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT"};
+        /* Aligned on the widest cell of each column (the texts are ASCII but for the names); the
+         * threshold, the longest, last, where a narrow terminal cuts the line. */
+        static const char *const keys[] = {"name", "value", "verdict", "samples", "threshold"};
+        static const char *const titles[] = {"METRIC", "VALUE", "VERDICT", "SAMPLES", "THRESHOLD"};
         int widths[ELEMENTSOF(keys)];
         for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
                 widths[k] = (int) strlen(titles[k]);

@@ -1,6 +1,6 @@
 /* Suggestions for typos: the optimal string alignment distance (Levenshtein plus adjacent
  * transpositions, so "stesp" is one edit from "steps"), and the closest candidates. Close
- * means at most two edits and fewer edits than letters typed (so "xy" suggests nothing), or
+ * means at most two edits, and fewer than half the letters typed (so "tcsh" suggests nothing), or
  * what was typed is the start of the candidate ("serv" for "service"), as kubectl does. */
 #include <ctype.h>
 #include <stdint.h>
@@ -52,7 +52,7 @@ void suggest_add(Suggestions *s, const char *candidate) {
 
         if (d == 0)
                 return; /* what was typed is no typo of itself */
-        if (!(d <= SUGGEST_MAX_EDITS && d < strlen(s->typed)) && !is_prefix(s->typed, candidate))
+        if (!(d <= SUGGEST_MAX_EDITS && 2 * d < strlen(s->typed)) && !is_prefix(s->typed, candidate))
                 return;
         if (s->n_best > 0 && d > s->distance)
                 return;

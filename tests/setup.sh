@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up shared by the demo and the test run: installs what aviary needs from Debian's
 # archive (on a bare Debian 12 machine too) and builds it into build/. (clang and its
-# runtime are for the fuzz harnesses and their sanitizer replay: tests/fuzz/.)
+# runtime are for the fuzz harnesses and their sanitizer replay: tests/fuzz/; zsh and fish
+# for test-cli, which loads the CLI's completion scripts in them.)
 # Usage: tests/setup.sh [extra meson options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ packages=(
         qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
         iproute2 procps cpio gzip xz-utils zstd binutils mount
         python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux
+        zsh fish
         clang libclang-rt-14-dev
 )
 
