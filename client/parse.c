@@ -205,10 +205,36 @@ static size_t command_words(int argc, char **argv, char *words[static COMMAND_MA
         return n;
 }
 
-static bool wants_help(int argc, char **argv) {
-        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+/* Whether -h or --help is among the options (not the value of one: --cmdline -h is no help),
+ * knowing the options of C (NULL: the global ones only). */
+static bool wants_help(int argc, char **argv, const Command *c) {
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++) {
+                const char *arg = argv[i];
+                if (streq(arg, "--help") || streq(arg, "-h"))
                         return true;
+                if (arg[0] != '-' || arg[1] == '\0')
+                        continue;
+                if (arg[1] == '-') {
+                        size_t n = strcspn(arg + 2, "=");
+                        _cleanup_free_ char *name = strndup(arg + 2, n);
+                        const Option *o = name ? option_find(cli_global_options, name) ?: option_find(c ? c->options : NULL, name) : NULL;
+                        if (o && o->argument && arg[2 + n] != '=')
+                                i++;
+                        continue;
+                }
+                for (const char *p = arg + 1; *p; p++) {
+                        const Option *o = option_find_short(cli_global_options, *p)
+                                                  ?: option_find_short(c ? c->options : NULL, *p);
+                        if (!o)
+                                break;
+                        if (o->short_name == 'h')
+                                return true;
+                        if (o->argument) {
+                                i += p[1] == '\0';
+                                break;
+                        }
+                }
+        }
         return false;
 }
 
@@ -397,8 +423,8 @@ int invocation_parse(int argc, char **argv, Invocation *ret) {
         _cleanup_(invocation_done) Invocation inv = {.format = OUTPUT_TABLE};
         char *words[COMMAND_MAX_WORDS];
         size_t n_words = command_words(argc, argv, words), used = 0;
-        bool help = wants_help(argc, argv), version = false;
         const Command *c = n_words > 0 ? command_lookup(words, n_words, &used) : NULL;
+        bool help = wants_help(argc, argv, c), version = false;
 
         if (!c && n_words > 0) {
                 if (n_words == 1 && command_is_group(words[0])) {
