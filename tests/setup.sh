@@ -14,8 +14,8 @@ packages=(
         qemu-system-x86 libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
         iproute2 procps cpio gzip xz-utils zstd binutils mount
         python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux
-        zsh fish
         clang libclang-rt-14-dev
+        zsh fish
 )
 
 missing=()
