@@ -97,8 +97,8 @@ void help_global(FILE *out) {
                 if (strlen(cli_commands[i].name) > width)
                         width = strlen(cli_commands[i].name);
         for (size_t i = 0; i < cli_n_commands; i++) {
-                fprintf(out, "  %-*s ", (int) width, cli_commands[i].name);
-                wrap(out, width + 3, width + 3, cli_commands[i].summary);
+                fprintf(out, "  %-*s  ", (int) width, cli_commands[i].name);
+                wrap(out, width + 4, width + 4, cli_commands[i].summary);
         }
         fprintf(out, "\nGlobal options (before or after the command):\n");
         global_options_help(out);
