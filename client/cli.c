@@ -1,10 +1,11 @@
-/* Helpers shared by the cmd-*.c files: argument checks that end in a usage error, and the
- * "send a request, then print its answer" steps that most commands are made of. */
-#include <getopt.h>
+/* Helpers shared by the cmd-*.c files: the options and arguments main parsed for them,
+ * checks that end in a usage error, and the "send a request, then print its answer" steps
+ * that most commands are made of. */
 #include <stdarg.h>
 
 #include "cli.h"
 #include "errors.h"
+#include "names.h"
 
 int cli_usage(const char *format, ...) {
         va_list ap;
@@ -13,6 +14,41 @@ int cli_usage(const char *format, ...) {
         output_error_va(format, ap);
         va_end(ap);
         return CLI_USAGE;
+}
+
+/* NAME is one of the command's options: asking for another one is a bug in the caller. */
+static const Option *command_option(const Cli *cli, const char *name) {
+        const Option *o = option_find(cli->command->options, name);
+
+        if (!o) {
+                fprintf(stderr, "aviary: internal error: command \"%s\" has no option --%s\n", cli->command->name,
+                        name);
+                abort();
+        }
+        return o;
+}
+
+const char *cli_option(const Cli *cli, const char *name) {
+        const Option *o = command_option(cli, name);
+        const char *value = NULL;
+
+        for (size_t i = 0; i < cli->n_values; i++)
+                if (cli->values[i].option == o)
+                        value = cli->values[i].value;
+        return value;
+}
+
+bool cli_switch(const Cli *cli, const char *name) {
+        return cli_option(cli, name) != NULL;
+}
+
+const char *cli_option_next(const Cli *cli, const char *name, size_t *cursor) {
+        const Option *o = command_option(cli, name);
+
+        for (; *cursor < cli->n_values; (*cursor)++)
+                if (cli->values[*cursor].option == o)
+                        return cli->values[(*cursor)++].value;
+        return NULL;
 }
 
 int cli_parse_uint(const char *option, const char *text, unsigned *ret) {
@@ -41,6 +77,14 @@ int cli_set_string(json_t *object, const char *key, const char *option, const ch
         return json_object_set_new(object, key, s) < 0 ? -ENOMEM : 0;
 }
 
+int cli_name_check(const char *what, const char *name) {
+        if (name_is_valid(name))
+                return 0;
+        return cli_usage("\"%s\" is not a valid %s: 1 to 63 lowercase letters, digits and '-', starting and "
+                         "ending with a letter or digit",
+                         name, what);
+}
+
 int cli_image_ref_parse(const char *arg, bool need_ref, char **ret_name, char **ret_ref) {
         size_t n = strcspn(arg, ":@");
         const char *ref = arg[n] ? arg + n + 1 : NULL;
@@ -53,25 +97,18 @@ int cli_image_ref_parse(const char *arg, bool need_ref, char **ret_name, char **
         _cleanup_free_ char *version = ref ? strdup(ref) : NULL;
         if (!name || (ref && !version))
                 return -ENOMEM;
+        int r = cli_name_check("image name", name);
+        if (r != 0)
+                return r;
+        if (ref && arg[n] == '@' && !digest_is_valid(ref))
+                return cli_usage("\"%s\" is not a digest: expected sha256: and 64 lowercase hex digits", ref);
+        if (ref && arg[n] == ':' && !tag_is_valid(ref))
+                return cli_usage("\"%s\" is not a valid version: 1 to 128 letters, digits, '.', '_' and '-', not "
+                                 "starting with '.' or '-'",
+                                 ref);
         *ret_name = TAKE_PTR(name);
         *ret_ref = TAKE_PTR(version);
         return 0;
-}
-
-int cli_arguments(int argc, char **argv, int min, int max) {
-        int n = argc - optind;
-        if (n < min)
-                return cli_usage("missing argument");
-        if (n > max)
-                return cli_usage("unexpected argument \"%s\"", argv[optind + max]);
-        return 0;
-}
-
-int cli_no_options(int argc, char **argv, int min, int max) {
-        static const struct option none[] = {{}};
-        if (getopt_long(argc, argv, "", none, NULL) >= 0)
-                return CLI_USAGE; /* getopt said which option */
-        return cli_arguments(argc, argv, min, max);
 }
 
 int cli_show(Cli *cli, const char *method, const char *path, json_t *body, const Field *fields,

@@ -1,6 +1,5 @@
 /* `aviary events`: the audit log, oldest first; with --follow, new events as they come
- * (polled every second from the last id seen), one table row or JSON object each. */
-#include <getopt.h>
+ * (polled every second from the last id seen), one table row or one line of JSON each. */
 #include <unistd.h>
 
 #include "cli.h"
@@ -22,39 +21,27 @@ typedef struct EventsOptions {
         bool follow;
 } EventsOptions;
 
-static int events_parse(int argc, char **argv, EventsOptions *ret) {
-        static const struct option options[] = {
-                {"after", required_argument, NULL, 'a'},
-                {"limit", required_argument, NULL, 'n'},
-                {"resource", required_argument, NULL, 'r'},
-                {"follow", no_argument, NULL, 'f'},
-                {},
-        };
+static int events_parse(Cli *cli, EventsOptions *ret) {
+        const char *v;
         unsigned id;
-        int c, r = 0;
+        int r;
 
-        while (r == 0 && (c = getopt_long(argc, argv, "f", options, NULL)) >= 0) {
-                switch (c) {
-                case 'a':
-                        r = cli_parse_uint("--after", optarg, &id);
-                        ret->after = optarg;
-                        break;
-                case 'n':
-                        r = cli_parse_uint("--limit", optarg, &ret->limit);
-                        if (r == 0 && ret->limit == 0)
-                                r = cli_usage("--limit must be at least 1");
-                        break;
-                case 'r':
-                        ret->resource = optarg;
-                        break;
-                case 'f':
-                        ret->follow = true;
-                        break;
-                default:
-                        return CLI_USAGE;
-                }
+        if ((v = cli_option(cli, "after"))) {
+                r = cli_parse_uint("--after", v, &id);
+                if (r != 0)
+                        return r;
+                ret->after = v;
         }
-        return r != 0 ? r : cli_arguments(argc, argv, 0, 0);
+        if ((v = cli_option(cli, "limit"))) {
+                r = cli_parse_uint("--limit", v, &ret->limit);
+                if (r != 0)
+                        return r;
+                if (ret->limit == 0)
+                        return cli_usage("--limit must be at least 1");
+        }
+        ret->resource = cli_option(cli, "resource");
+        ret->follow = cli_switch(cli, "follow");
+        return 0;
 }
 
 /* Prints one batch of events as it arrives and moves *cursor to the last id seen. */
@@ -72,7 +59,8 @@ static int events_print(Cli *cli, Table *table, json_t *items, char **cursor) {
                         free(*cursor);
                         *cursor = text;
                 }
-                r = cli->format == OUTPUT_JSON ? output_json(event) : table_add(table, event);
+                /* Followed, JSON is one compact object per line, flushed below (JSON Lines). */
+                r = cli->format == OUTPUT_JSON ? output_json_line(event) : table_add(table, event);
                 if (r < 0)
                         return r;
         }
@@ -109,12 +97,12 @@ static int events_follow(Cli *cli, const char *path, const EventsOptions *option
         }
 }
 
-int cmd_events(Cli *cli, int argc, char **argv) {
+int cmd_events(Cli *cli) {
         EventsOptions options = {};
         _cleanup_free_ char *path = NULL;
         json_auto_t *list = NULL;
 
-        int r = events_parse(argc, argv, &options);
+        int r = events_parse(cli, &options);
         if (r != 0)
                 return r;
         r = http_path(&path, "v1", "events", NULL);

@@ -1,10 +1,10 @@
 /* `aviary image ...`: push a version (uploading only the blobs the daemon lacks), list
  * images or an image's versions, show, delete and revoke. */
 #include <ctype.h>
-#include <getopt.h>
 
 #include "blob.h"
 #include "cli.h"
+#include "names.h"
 
 static const Field image_columns[] = {
         {"NAME", "name", FIELD_TEXT},
@@ -68,74 +68,63 @@ static int label_add(json_t *labels, const char *text) {
         _cleanup_free_ char *key = strndup(text, eq - text);
         if (!key)
                 return -ENOMEM;
+        if (!label_key_is_valid(key))
+                return cli_usage("--label: \"%s\" is not a valid key: 1 to 63 letters, digits, '.', '_', '/' and '-', "
+                                 "starting with a letter or digit",
+                                 key);
+        if (!label_value_is_valid(eq + 1))
+                return cli_usage("--label: the value of %s is not valid: at most 256 bytes of UTF-8 without "
+                                 "control characters",
+                                 key);
         return cli_set_string(labels, key, "--label", eq + 1);
 }
 
 /* Builds the version manifest from the options; files stay names until uploaded. */
-static int push_parse(int argc, char **argv, json_t *manifest, const char **ret_kernel,
-                      const char **ret_initrd) {
-        static const struct option options[] = {
-                {"kernel", required_argument, NULL, 'k'},  {"initrd", required_argument, NULL, 'i'},
-                {"cmdline", required_argument, NULL, 'c'}, {"memory", required_argument, NULL, 'm'},
-                {"vcpus", required_argument, NULL, 'v'},   {"port", required_argument, NULL, 'p'},
-                {"label", required_argument, NULL, 'l'},   {},
-        };
+static int push_parse(Cli *cli, json_t *manifest) {
         json_t *labels = json_object();
+        const char *v, *label;
         unsigned memory = 0;
-        int c, r = 0;
+        size_t cursor = 0;
+        int r = 0;
 
         if (!labels || json_object_set_new(manifest, "labels", labels) < 0)
                 return -ENOMEM;
-        while (r == 0 && (c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                switch (c) {
-                case 'k':
-                        *ret_kernel = optarg;
-                        break;
-                case 'i':
-                        *ret_initrd = optarg;
-                        break;
-                case 'c':
-                        r = cli_set_string(manifest, "cmdline", "--cmdline", optarg);
-                        break;
-                case 'm':
-                        r = parse_memory(optarg, &memory);
-                        if (r == 0 && json_object_set_new(manifest, "memory_mib", json_integer(memory)) < 0)
-                                r = -ENOMEM;
-                        break;
-                case 'v':
-                        r = cli_set_uint(manifest, "vcpus", "--vcpus", optarg);
-                        break;
-                case 'p':
-                        r = cli_set_uint(manifest, "port", "--port", optarg);
-                        break;
-                case 'l':
-                        r = label_add(labels, optarg);
-                        break;
-                default:
-                        return CLI_USAGE;
-                }
-        }
-        if (r != 0)
+        if ((v = cli_option(cli, "cmdline")) && (r = cli_set_string(manifest, "cmdline", "--cmdline", v)) != 0)
                 return r;
-        if (!*ret_kernel)
-                return cli_usage("--kernel is required");
-        return cli_arguments(argc, argv, 1, 1);
+        if ((v = cli_option(cli, "memory"))) {
+                r = parse_memory(v, &memory);
+                if (r != 0)
+                        return r;
+                if (json_object_set_new(manifest, "memory_mib", json_integer(memory)) < 0)
+                        return -ENOMEM;
+        }
+        if ((v = cli_option(cli, "vcpus")) && (r = cli_set_uint(manifest, "vcpus", "--vcpus", v)) != 0)
+                return r;
+        if ((v = cli_option(cli, "port")) && (r = cli_set_uint(manifest, "port", "--port", v)) != 0)
+                return r;
+        while ((label = cli_option_next(cli, "label", &cursor)))
+                if ((r = label_add(labels, label)) != 0)
+                        return r;
+        return 0;
 }
 
-int cmd_image_push(Cli *cli, int argc, char **argv) {
+int cmd_image_push(Cli *cli) {
         json_auto_t *manifest = json_object(), *version = NULL;
         _cleanup_free_ char *name = NULL, *tag = NULL, *path = NULL;
-        const char *kernel = NULL, *initrd = NULL;
+        const char *kernel = cli_option(cli, "kernel"), *initrd = cli_option(cli, "initrd");
         char digest[BLOB_DIGEST_SIZE];
 
         if (!manifest)
                 return -ENOMEM;
-        int r = push_parse(argc, argv, manifest, &kernel, &initrd);
+        /* Everything is checked before the first byte goes out. */
+        int r = push_parse(cli, manifest);
         if (r != 0)
                 return r;
-        r = cli_image_ref_parse(argv[optind], true, &name, &tag);
+        r = cli_image_ref_parse(cli->args[0], true, &name, &tag);
         if (r != 0)
                 return r;
+        if (strchr(cli->args[0], '@'))
+                return cli_usage("a version to push needs a name: NAME:VERSION, not a digest");
         if (json_object_set_new(manifest, "version", json_string(tag)) < 0)
                 return -ENOMEM;
 
@@ -161,17 +150,18 @@ int cmd_image_push(Cli *cli, int argc, char **argv) {
         return output_row(cli->format, pushed_columns, ELEMENTSOF(pushed_columns), version);
 }
 
-int cmd_image_ls(Cli *cli, int argc, char **argv) {
+int cmd_image_ls(Cli *cli) {
         _cleanup_free_ char *path = NULL;
+        int r;
 
-        int r = cli_no_options(argc, argv, 0, 1);
-        if (r != 0)
-                return r;
-        if (optind == argc) {
+        if (cli->n_args == 0) {
                 r = http_path(&path, "v1", "images", NULL);
                 return r < 0 ? r : cli_list(cli, path, image_columns, ELEMENTSOF(image_columns));
         }
-        r = http_path(&path, "v1", "images", argv[optind], "versions", NULL);
+        r = cli_name_check("image name", cli->args[0]);
+        if (r != 0)
+                return r;
+        r = http_path(&path, "v1", "images", cli->args[0], "versions", NULL);
         return r < 0 ? r : cli_list(cli, path, version_columns, ELEMENTSOF(version_columns));
 }
 
@@ -190,13 +180,10 @@ static int image_print(Cli *cli, json_t *image) {
 
 /* The one argument of show and rm, NAME[:VERSION|@sha256:...], as a path; whether it
  * names a version. */
-static int image_argument_path(int argc, char **argv, char **ret_path, bool *ret_is_version) {
+static int image_argument_path(Cli *cli, char **ret_path, bool *ret_is_version) {
         _cleanup_free_ char *name = NULL, *ref = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = cli_image_ref_parse(argv[optind], false, &name, &ref);
+        int r = cli_image_ref_parse(cli->args[0], false, &name, &ref);
         if (r != 0)
                 return r;
         *ret_is_version = ref != NULL;
@@ -205,12 +192,12 @@ static int image_argument_path(int argc, char **argv, char **ret_path, bool *ret
         return http_path(ret_path, "v1", "images", name, NULL);
 }
 
-int cmd_image_show(Cli *cli, int argc, char **argv) {
+int cmd_image_show(Cli *cli) {
         _cleanup_free_ char *path = NULL;
         json_auto_t *image = NULL;
         bool is_version;
 
-        int r = image_argument_path(argc, argv, &path, &is_version);
+        int r = image_argument_path(cli, &path, &is_version);
         if (r != 0)
                 return r;
         if (is_version)
@@ -219,40 +206,29 @@ int cmd_image_show(Cli *cli, int argc, char **argv) {
         return r != 0 ? r : image_print(cli, image);
 }
 
-int cmd_image_rm(Cli *cli, int argc, char **argv) {
+int cmd_image_rm(Cli *cli) {
         _cleanup_free_ char *path = NULL, *what = NULL;
         bool is_version;
 
-        int r = image_argument_path(argc, argv, &path, &is_version);
+        int r = image_argument_path(cli, &path, &is_version);
         if (r != 0)
                 return r;
-        if (asprintf(&what, is_version ? "version %s" : "image %s", argv[optind]) < 0)
+        if (asprintf(&what, is_version ? "version %s" : "image %s", cli->args[0]) < 0)
                 return -ENOMEM;
         return cli_delete(cli, path, what);
 }
 
-int cmd_image_revoke(Cli *cli, int argc, char **argv) {
-        static const struct option options[] = {
-                {"reason", required_argument, NULL, 'r'},
-                {},
-        };
+int cmd_image_revoke(Cli *cli) {
         _cleanup_free_ char *name = NULL, *ref = NULL, *path = NULL;
         json_auto_t *body = json_object();
-        int c;
+        const char *reason = cli_option(cli, "reason");
+        int r;
 
         if (!body)
                 return -ENOMEM;
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                if (c != 'r')
-                        return CLI_USAGE;
-                int r = cli_set_string(body, "reason", "--reason", optarg);
-                if (r != 0)
-                        return r;
-        }
-        int r = cli_arguments(argc, argv, 1, 1);
-        if (r != 0)
+        if (reason && (r = cli_set_string(body, "reason", "--reason", reason)) != 0)
                 return r;
-        r = cli_image_ref_parse(argv[optind], true, &name, &ref);
+        r = cli_image_ref_parse(cli->args[0], true, &name, &ref);
         if (r != 0)
                 return r;
         r = http_path(&path, "v1", "images", name, "versions", ref, "revoke", NULL);

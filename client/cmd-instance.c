@@ -1,7 +1,5 @@
 /* `aviary instance ...` and `aviary logs`: the guests of services (list, show with their
  * boot timings, restart) and the tail of an instance's serial console. */
-#include <getopt.h>
-
 #include "cli.h"
 
 static const Field instance_columns[] = {
@@ -41,24 +39,11 @@ static int instance_path(const char *id, const char *sub, char **ret) {
         return http_path(ret, "v1", "instances", id, sub, NULL);
 }
 
-int cmd_instance_ls(Cli *cli, int argc, char **argv) {
-        static const struct option options[] = {
-                {"service", required_argument, NULL, 's'},
-                {},
-        };
+int cmd_instance_ls(Cli *cli) {
         _cleanup_free_ char *path = NULL;
-        const char *service = NULL;
-        int c, r;
+        const char *service = cli_option(cli, "service");
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                if (c != 's')
-                        return CLI_USAGE;
-                service = optarg;
-        }
-        r = cli_arguments(argc, argv, 0, 0);
-        if (r != 0)
-                return r;
-        r = http_path(&path, "v1", "instances", NULL);
+        int r = http_path(&path, "v1", "instances", NULL);
         if (r < 0)
                 return r;
         if (service && (r = http_path_query(&path, "service", service)) < 0)
@@ -66,52 +51,34 @@ int cmd_instance_ls(Cli *cli, int argc, char **argv) {
         return cli_list(cli, path, instance_columns, ELEMENTSOF(instance_columns));
 }
 
-int cmd_instance_show(Cli *cli, int argc, char **argv) {
+int cmd_instance_show(Cli *cli) {
         _cleanup_free_ char *path = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = instance_path(argv[optind], NULL, &path);
+        int r = instance_path(cli->args[0], NULL, &path);
         return r < 0 ? r : cli_show(cli, "GET", path, NULL, instance_lines, ELEMENTSOF(instance_lines));
 }
 
 /* The daemon answers 202 at once: the guest is stopped and goes back to "pending"; the
  * controller boots it again. */
-int cmd_instance_restart(Cli *cli, int argc, char **argv) {
+int cmd_instance_restart(Cli *cli) {
         _cleanup_free_ char *path = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = instance_path(argv[optind], "restart", &path);
+        int r = instance_path(cli->args[0], "restart", &path);
         return r < 0 ? r : cli_show(cli, "POST", path, NULL, instance_lines, ELEMENTSOF(instance_lines));
 }
 
 /* The console is text whatever -o says: it is written out byte for byte, as the guest wrote it. */
-int cmd_logs(Cli *cli, int argc, char **argv) {
-        static const struct option options[] = {
-                {"tail", required_argument, NULL, 'n'},
-                {},
-        };
+int cmd_logs(Cli *cli) {
         _cleanup_(http_reply_done) HttpReply reply = {};
         _cleanup_free_ char *path = NULL;
-        const char *tail = NULL;
+        const char *tail = cli_option(cli, "tail");
         unsigned lines;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                if (c != 'n')
-                        return CLI_USAGE;
-                r = cli_parse_uint("--tail", optarg, &lines);
-                if (r != 0)
-                        return r;
-                tail = optarg; /* the daemon checks the range (1-10000), in one place */
-        }
-        r = cli_arguments(argc, argv, 1, 1);
-        if (r != 0)
+        /* The daemon checks the range (1-10000), in one place. */
+        if (tail && (r = cli_parse_uint("--tail", tail, &lines)) != 0)
                 return r;
-        r = instance_path(argv[optind], "console", &path);
+        r = instance_path(cli->args[0], "console", &path);
         if (r < 0)
                 return r;
         if (tail && (r = http_path_query(&path, "tail", tail)) < 0)

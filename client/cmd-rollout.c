@@ -3,7 +3,6 @@
  * redrawn in place on a terminal, one line per change elsewhere), and show, list and steer
  * rollouts. The API is docs/rollouts.md. */
 #include <ctype.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -46,11 +45,11 @@ static const Field rollout_lines[] = {
         {"Finished", "finishedAt", FIELD_TIME},
 };
 
-/* The last analysis window's metrics, as the server sends them. */
+/* The last analysis window's metrics, as metric_views() writes them (with units). */
 static const Field metric_columns[] = {
-        {"METRIC", "name", FIELD_TEXT},         {"VALUE", "value", FIELD_TEXT},
-        {"THRESHOLD", "threshold", FIELD_TEXT}, {"SAMPLES", "samples", FIELD_TEXT},
-        {"VERDICT", "verdict", FIELD_TEXT},     {"DETAIL", "detail", FIELD_TEXT},
+        {"METRIC", "name", FIELD_TEXT},       {"VALUE", "value", FIELD_TEXT},
+        {"VERDICT", "verdict", FIELD_TEXT},   {"SAMPLES", "samples", FIELD_TEXT},
+        {"THRESHOLD", "threshold", FIELD_TEXT}, {"DETAIL", "detail", FIELD_TEXT},
 };
 
 static uint64_t now_ms(void) {
@@ -212,87 +211,27 @@ typedef struct FollowOptions {
 } FollowOptions;
 
 /* --wait and --timeout, shared by deploy and rollout status. */
-static int follow_option(int c, FollowOptions *options) {
-        int r;
+static int follow_parse(Cli *cli, FollowOptions *ret) {
+        const char *timeout = cli_option(cli, "timeout");
 
-        if (c == 'w') {
-                options->wait = true;
-                return 0;
-        }
-        r = duration_parse_ms(optarg, &options->timeout_ms);
-        if (r < 0 || options->timeout_ms == 0)
-                return cli_usage("--timeout expects a duration such as 90s, 30m or 1h, not \"%s\"", optarg);
-        options->timeout = optarg;
-        return 0;
-}
-
-static int follow_options_check(FollowOptions *options) {
-        if (options->timeout && !options->wait)
+        ret->wait = cli_switch(cli, "wait");
+        if (timeout && !ret->wait)
                 return cli_usage("--timeout goes with --wait");
-        if (!options->timeout) {
-                options->timeout = FOLLOW_DEFAULT_TIMEOUT;
-                (void) duration_parse_ms(options->timeout, &options->timeout_ms);
-        }
+        ret->timeout = timeout ?: FOLLOW_DEFAULT_TIMEOUT;
+        int r = duration_parse_ms(ret->timeout, &ret->timeout_ms);
+        if (r < 0 || ret->timeout_ms == 0)
+                return cli_usage("--timeout expects a duration such as 90s, 30m or 1h, not \"%s\"", ret->timeout);
         return 0;
 }
-
-#define FOLLOW_OPTIONS                                                                                      \
-        {"wait", no_argument, NULL, 'w'}, {                                                                 \
-                "timeout", required_argument, NULL, 't'                                                     \
-        }
 
 /* Deploy's options as the request body {"version": ..., "strategy": {...}}. */
-static int deploy_parse(int argc, char **argv, json_t *body, FollowOptions *follow, bool *ret_dry_run) {
-        static const struct option options[] = {
-                {"preset", required_argument, NULL, 'p'},
-                {"steps", required_argument, NULL, 's'},
-                {"canary-replicas", required_argument, NULL, 'r'},
-                {"no-analysis", no_argument, NULL, 'A'},
-                {"sticky-cookie", required_argument, NULL, 'c'},
-                {"sticky-header", required_argument, NULL, 'H'},
-                {"dry-run", no_argument, NULL, 'n'},
-                FOLLOW_OPTIONS,
-                {},
-        };
-        const char *preset = NULL, *steps = NULL, *cookie = NULL, *header = NULL, *replicas = NULL;
-        bool no_analysis = false;
-        int c, r = 0;
+static int deploy_parse(Cli *cli, json_t *body, FollowOptions *follow) {
+        const char *preset = cli_option(cli, "preset"), *steps = cli_option(cli, "steps"),
+                   *cookie = cli_option(cli, "sticky-cookie"), *header = cli_option(cli, "sticky-header"),
+                   *replicas = cli_option(cli, "canary-replicas");
+        bool no_analysis = cli_switch(cli, "no-analysis");
 
-        while (r == 0 && (c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                switch (c) {
-                case 'p':
-                        preset = optarg;
-                        break;
-                case 's':
-                        steps = optarg;
-                        break;
-                case 'r':
-                        replicas = optarg;
-                        break;
-                case 'A':
-                        no_analysis = true;
-                        break;
-                case 'c':
-                        cookie = optarg;
-                        break;
-                case 'H':
-                        header = optarg;
-                        break;
-                case 'n':
-                        *ret_dry_run = true;
-                        break;
-                case 'w':
-                case 't':
-                        r = follow_option(c, follow);
-                        break;
-                default:
-                        return CLI_USAGE;
-                }
-        }
-        if (r == 0)
-                r = follow_options_check(follow);
-        if (r == 0)
-                r = cli_arguments(argc, argv, 2, 2);
+        int r = follow_parse(cli, follow);
         if (r != 0)
                 return r;
         if (preset && steps)
@@ -301,9 +240,11 @@ static int deploy_parse(int argc, char **argv, json_t *body, FollowOptions *foll
                 return cli_usage("--sticky-cookie and --sticky-header exclude each other");
 
         _cleanup_free_ char *image = NULL, *tag = NULL;
-        r = cli_image_ref_parse(argv[optind + 1], true, &image, &tag);
+        r = cli_name_check("service name", cli->args[0]);
         if (r == 0)
-                r = cli_set_string(body, "version", "IMAGE:VERSION", argv[optind + 1]);
+                r = cli_image_ref_parse(cli->args[1], true, &image, &tag);
+        if (r == 0)
+                r = cli_set_string(body, "version", "IMAGE:VERSION", cli->args[1]);
         if (r != 0)
                 return r;
 
@@ -350,6 +291,10 @@ static int deploy_parse(int argc, char **argv, json_t *body, FollowOptions *foll
         return 0;
 }
 
+static const char *phase_of(json_t *rollout) {
+        return json_string_value(json_object_get(rollout, "phase")) ?: "?";
+}
+
 /* "12.5%" from 1250 basis points; "-" when it is not a number. */
 static char *percent_text(json_t *bp) {
         char *s;
@@ -365,11 +310,16 @@ static char *percent_text(json_t *bp) {
         return r < 0 ? NULL : s;
 }
 
-/* "stable 90% | canary 10%" from {"stable": 9000, "canary": 1000}. */
-static char *weights_text(json_t *weights) {
+/* "stable 90% | canary 10%" from {"stable": 9000, "canary": 1000}. Once the rollout is Healthy
+ * the canary is the stable version: "promoted: web:1.2 is stable (100%)", not "canary 100%". */
+static char *weights_text(json_t *rollout) {
         _cleanup_free_ char *stable = NULL, *canary = NULL;
+        json_t *weights = json_object_get(rollout, "weights");
+        const char *to = json_string_value(json_object_get(rollout, "to"));
         char *s;
 
+        if (streq(phase_of(rollout), "Healthy") && to)
+                return asprintf(&s, "promoted: %s is stable (100%%)", to) < 0 ? NULL : s;
         if (!json_is_object(weights))
                 return strdup("-");
         stable = percent_text(json_object_get(weights, "stable"));
@@ -510,7 +460,7 @@ static int rollout_view(json_t *rollout, json_t **ret) {
         if (r == 0)
                 r = view_set(view, "step", rollout_step_text(rollout));
         if (r == 0)
-                r = view_set(view, "weights", weights_text(json_object_get(rollout, "weights")));
+                r = view_set(view, "weights", weights_text(rollout));
         if (r == 0)
                 r = view_set(view, "canary", canary_text(json_object_get(rollout, "canary")));
         if (r == 0)
@@ -527,6 +477,145 @@ static json_t *last_metrics(json_t *rollout) {
         return json_is_array(metrics) && json_array_size(metrics) > 0 ? metrics : NULL;
 }
 
+/* The analysis spec the windows are judged by, as the daemon picks it (rollout_current_spec):
+ * the current step's when that is an analysis step, else the background one. NULL when the
+ * rollout does not say. Borrowed. */
+static json_t *analysis_spec(json_t *rollout) {
+        json_t *index = json_object_get(rollout, "currentStepIndex");
+        json_t *step = json_is_integer(index) && json_integer_value(index) >= 0
+                               ? json_array_get(json_object_get(rollout, "steps"), (size_t) json_integer_value(index))
+                               : NULL;
+        json_t *spec = json_object_get(step, "analysis");
+
+        if (json_is_object(spec))
+                return spec;
+        spec = json_object_get(json_object_get(json_object_get(rollout, "strategy"), "canary"), "analysis");
+        return json_is_object(spec) ? spec : NULL;
+}
+
+static bool number_of(json_t *v, double *ret) {
+        if (!json_is_number(v))
+                return false;
+        *ret = json_number_value(v);
+        return true;
+}
+
+/* A rate 0..1 as "99.50%"; "-" when it is no number. */
+static void rate_text(json_t *v, char out[static 32]) {
+        double x;
+        if (number_of(v, &x))
+                snprintf(out, 32, "%.2f%%", x * 100);
+        else
+                snprintf(out, 32, "-");
+}
+
+/* Milliseconds as "12.3 ms"; "-" when it is no number. */
+static void ms_text(json_t *v, char out[static 32]) {
+        double x;
+        if (number_of(v, &x))
+                snprintf(out, 32, "%.1f ms", x);
+        else
+                snprintf(out, 32, "-");
+}
+
+/* The limit a metric is held to, in its units, as its rule says it (docs/rollouts.md,
+ * daemon/control/analysis.c), with what the limit works out to in this window after "now":
+ *   successRate          ">= 99.00%"
+ *   successRateVsStable  ">= stable - 1.00% (now 98.17%)"   the threshold is the stable rate less the drop
+ *   latencyP99           "<= 200 ms", or "off" (maxMs 0)
+ *   latencyP99VsStable   "<= 1.5x stable, floor 50 ms (now 50.0 ms)": the threshold is
+ *                        max(ratio x stable p99, floor), so a bare 50 would be the floor, not the rule.
+ * THRESHOLD is null when the metric is off or had no stable traffic to compare with. */
+static char *threshold_text(const char *name, json_t *threshold, json_t *spec) {
+        json_t *success = json_object_get(spec, "successRate"), *latency = json_object_get(spec, "latencyP99");
+        char now[48] = "", limit[32];
+        double x;
+        char *s = NULL;
+        int r;
+
+        if (streq(name, "successRate")) {
+                rate_text(threshold, limit);
+                r = asprintf(&s, json_is_number(threshold) ? ">= %s" : "off", limit);
+        } else if (streq(name, "successRateVsStable")) {
+                json_t *drop = json_object_get(success, "maxDropFromStable");
+                if (spec && !json_is_number(drop))
+                        return strdup("off");
+                if (json_is_number(threshold)) {
+                        rate_text(threshold, limit);
+                        snprintf(now, sizeof(now), " (now %s)", limit);
+                }
+                if (number_of(drop, &x) && x > 0)
+                        r = asprintf(&s, ">= stable - %.2f%%%s", x * 100, now);
+                else
+                        r = asprintf(&s, ">= stable%s", now);
+        } else if (streq(name, "latencyP99")) {
+                ms_text(threshold, limit);
+                r = asprintf(&s, json_is_number(threshold) && json_number_value(threshold) > 0 ? "<= %s" : "off",
+                             limit);
+        } else if (streq(name, "latencyP99VsStable")) {
+                double ratio, floor_ms;
+                bool has_ratio = number_of(json_object_get(latency, "maxRatioToStable"), &ratio);
+                if (has_ratio && !(ratio > 0))
+                        return strdup("off");
+                if (json_is_number(threshold)) {
+                        ms_text(threshold, limit);
+                        snprintf(now, sizeof(now), " (now %s)", limit);
+                }
+                if (!has_ratio) /* a rollout without its strategy: only the number is known */
+                        r = asprintf(&s, "%s", json_is_number(threshold) ? now + 1 : "-");
+                else if (number_of(json_object_get(latency, "floorMs"), &floor_ms) && floor_ms > 0)
+                        r = asprintf(&s, "<= %gx stable, floor %g ms%s", ratio, floor_ms, now);
+                else
+                        r = asprintf(&s, "<= %gx stable%s", ratio, now);
+        } else {
+                /* A metric this client does not know: the number as it is. */
+                if (number_of(threshold, &x))
+                        r = asprintf(&s, "%.4g", x);
+                else
+                        r = (s = strdup("-")) ? 0 : -1;
+        }
+        return r < 0 ? NULL : s;
+}
+
+/* The last window's metrics as text with units, for people: [{"name", "value", "threshold",
+ * "samples", "verdict", "detail"}], all strings; NULL before the first window. */
+static int metric_views(json_t *rollout, json_t **ret) {
+        json_t *metrics = last_metrics(rollout), *spec = analysis_spec(rollout), *metric;
+        json_auto_t *views = json_array();
+        size_t i;
+
+        if (!views)
+                return -ENOMEM;
+        json_array_foreach(metrics, i, metric) {
+                const char *name = json_string_value(json_object_get(metric, "name")) ?: "?";
+                json_t *value = json_object_get(metric, "value"), *samples = json_object_get(metric, "samples");
+                _cleanup_free_ char *threshold = threshold_text(name, json_object_get(metric, "threshold"), spec);
+                char value_text[32], samples_text[32];
+
+                if (strncmp(name, "successRate", strlen("successRate")) == 0)
+                        rate_text(value, value_text);
+                else if (strncmp(name, "latency", strlen("latency")) == 0)
+                        ms_text(value, value_text);
+                else
+                        snprintf(value_text, sizeof(value_text), json_is_number(value) ? "%.4g" : "-",
+                                 json_is_number(value) ? json_number_value(value) : 0.0);
+                if (json_is_integer(samples))
+                        snprintf(samples_text, sizeof(samples_text), "%" JSON_INTEGER_FORMAT " req",
+                                 json_integer_value(samples));
+                else
+                        snprintf(samples_text, sizeof(samples_text), "-");
+                json_t *view = threshold ? json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?}", "name", name, "value",
+                                                     value_text, "threshold", threshold, "samples", samples_text,
+                                                     "verdict", json_string_value(json_object_get(metric, "verdict")),
+                                                     "detail", json_string_value(json_object_get(metric, "detail")))
+                                         : NULL;
+                if (!view || json_array_append_new(views, view) < 0)
+                        return -ENOMEM;
+        }
+        *ret = json_array_size(views) > 0 ? TAKE_PTR(views) : NULL;
+        return 0;
+}
+
 /* The listing of one rollout and the table of its last analysis window, or its JSON. */
 static int rollout_print(Cli *cli, json_t *rollout) {
         json_auto_t *view = NULL;
@@ -541,7 +630,9 @@ static int rollout_print(Cli *cli, json_t *rollout) {
         if (r < 0)
                 return r;
         r = output_object(OUTPUT_TABLE, rollout_lines, ELEMENTSOF(rollout_lines), view);
-        json_t *metrics = last_metrics(rollout);
+        json_auto_t *metrics = NULL;
+        if (r == 0)
+                r = metric_views(rollout, &metrics);
         if (r < 0 || !metrics)
                 return r;
         putchar('\n');
@@ -586,14 +677,16 @@ static int rollout_id_check(const char *id) {
 typedef struct Follow {
         const char *service;
         json_int_t id;
-        bool live;      /* redraw a view in place: table output to a terminal */
-        FILE *lines;    /* else one line per change, here (stderr when stdout carries JSON) */
-        int drawn;      /* lines of the live view on the screen */
-        char *last_key; /* the last change line's key, to print only changes */
+        bool live;        /* redraw a view in place: table output to a terminal */
+        bool json;        /* JSON Lines on stdout (-o json); else, not live, one text line per change */
+        int drawn;        /* lines of the live view on the screen */
+        char *last_key;   /* the key of the last change printed, to print only changes */
+        json_t *printed;  /* with json: the last state printed */
 } Follow;
 
 static void follow_done(Follow *f) {
         free(f->last_key);
+        json_decref(f->printed);
 }
 
 /* The message with its durations ("4m50s", "500ms") made one '#', so that a countdown in it
@@ -632,10 +725,6 @@ static char *message_key(const char *message) {
         return key;
 }
 
-static const char *phase_of(json_t *rollout) {
-        return json_string_value(json_object_get(rollout, "phase")) ?: "?";
-}
-
 static bool phase_is_final(json_t *rollout) {
         return streq(phase_of(rollout), "Healthy") || streq(phase_of(rollout), "Degraded");
 }
@@ -647,16 +736,6 @@ static size_t terminal_columns(void) {
         if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col > 1)
                 return w.ws_col - 1;
         return 79;
-}
-
-/* A metric's number: integers as they are, others to 4 significant digits; null as "-". */
-static void number_text(json_t *v, char out[static 32]) {
-        if (json_is_integer(v))
-                snprintf(out, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else if (json_is_real(v))
-                snprintf(out, 32, "%.4g", json_real_value(v));
-        else
-                snprintf(out, 32, "-");
 }
 
 /* The live view's text, lines ending in '\n', not yet sanitized. */
@@ -680,18 +759,33 @@ static int follow_view_text(Follow *f, json_t *rollout, json_t *view, char **ret
                 fprintf(out, "  aborted   %s\n", VIEW("abortReason"));
         fprintf(out, "  analysis  %s\n", VIEW("analysis"));
 #undef VIEW
-        json_t *metrics = last_metrics(rollout);
+        json_auto_t *metrics = NULL;
+        int r = metric_views(rollout, &metrics);
+        if (r < 0) {
+                fclose(out);
+                return r;
+        }
+        /* Aligned on the widest cell of each column (the texts are ASCII but for the names); the
+         * threshold, the longest, last, where a narrow terminal cuts the line. */
+        static const char *const keys[] = {"name", "value", "verdict", "samples", "threshold"};
+        static const char *const titles[] = {"METRIC", "VALUE", "VERDICT", "SAMPLES", "THRESHOLD"};
+        int widths[ELEMENTSOF(keys)];
+        for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
+                widths[k] = (int) strlen(titles[k]);
+                json_array_foreach(metrics, i, metric) {
+                        int n = (int) strlen(json_string_value(json_object_get(metric, keys[k])) ?: "-");
+                        if (n > widths[k])
+                                widths[k] = n;
+                }
+        }
         if (metrics)
-                fprintf(out, "    %-22s %10s %10s %8s  %s\n", "METRIC", "VALUE", "THRESHOLD", "SAMPLES",
-                        "VERDICT");
+                fprintf(out, "    %-*s  %*s  %-*s  %*s  %s\n", widths[0], titles[0], widths[1], titles[1], widths[2],
+                        titles[2], widths[3], titles[3], titles[4]);
         json_array_foreach(metrics, i, metric) {
-                char value[32], threshold[32], samples[32];
-                number_text(json_object_get(metric, "value"), value);
-                number_text(json_object_get(metric, "threshold"), threshold);
-                number_text(json_object_get(metric, "samples"), samples);
-                fprintf(out, "    %-22s %10s %10s %8s  %s\n",
-                        json_string_value(json_object_get(metric, "name")) ?: "?", value, threshold, samples,
-                        json_string_value(json_object_get(metric, "verdict")) ?: "?");
+#define CELL(k) (json_string_value(json_object_get(metric, keys[k])) ?: "-")
+                fprintf(out, "    %-*s  %*s  %-*s  %*s  %s\n", widths[0], CELL(0), widths[1], CELL(1), widths[2],
+                        CELL(2), widths[3], CELL(3), CELL(4));
+#undef CELL
         }
         if (fclose(out) != 0)
                 return -ENOMEM;
@@ -729,21 +823,34 @@ static int follow_draw(Follow *f, json_t *rollout, json_t *view) {
         return fflush(stdout) == 0 ? 0 : -EIO;
 }
 
-/* One line when something people care about changed: phase, step, weights, canary guests or
- * the message (not a countdown in it). */
-static int follow_line(Follow *f, json_t *rollout, json_t *view) {
-        _cleanup_free_ char *line = NULL, *key = NULL, *message = NULL;
+/* What a change is: the phase, step, weights, canary guests or message (not a countdown in
+ * it), and for JSON also the analysis (a new window). */
+static char *follow_key(json_t *rollout, json_t *view, bool with_analysis) {
+        _cleanup_free_ char *message = NULL;
         const char *text = json_string_value(json_object_get(rollout, "message"));
+        char *key;
 
         message = message_key(text ?: "");
         if (!message)
-                return -ENOMEM;
+                return NULL;
 #define VIEW(k) (json_string_value(json_object_get(view, k)) ?: "-")
-        if (asprintf(&key, "%s\n%s\n%s\n%s\n%s", phase_of(rollout), VIEW("step"), VIEW("weights"),
-                     VIEW("canary"), message) < 0)
+        if (asprintf(&key, "%s\n%s\n%s\n%s\n%s\n%s", phase_of(rollout), VIEW("step"), VIEW("weights"),
+                     VIEW("canary"), message, with_analysis ? VIEW("analysis") : "") < 0)
+                return NULL;
+#undef VIEW
+        return key;
+}
+
+/* One line when something people care about changed. */
+static int follow_line(Follow *f, json_t *rollout, json_t *view) {
+        _cleanup_free_ char *line = NULL, *key = follow_key(rollout, view, false);
+        const char *text = json_string_value(json_object_get(rollout, "message"));
+
+        if (!key)
                 return -ENOMEM;
         if (f->last_key && streq(f->last_key, key))
                 return 0;
+#define VIEW(k) (json_string_value(json_object_get(view, k)) ?: "-")
         if (asprintf(&line, "rollout %" JSON_INTEGER_FORMAT " of %s: %s, step %s, %s, canary %s%s%s", f->id,
                      f->service, phase_of(rollout), VIEW("step"), VIEW("weights"), VIEW("canary"),
                      text && *text ? ": " : "", text ?: "") < 0)
@@ -751,28 +858,48 @@ static int follow_line(Follow *f, json_t *rollout, json_t *view) {
 #undef VIEW
         free(f->last_key);
         f->last_key = TAKE_PTR(key);
-        fprintf(f->lines, "%s\n", output_sanitize(line));
-        return fflush(f->lines) == 0 ? 0 : -EIO;
+        fprintf(stdout, "%s\n", output_sanitize(line));
+        return fflush(stdout) == 0 ? 0 : -EIO;
 }
 
-static int follow_show(Follow *f, json_t *rollout) {
+/* With -o json: the rollout as the daemon sent it, one compact object per line (JSON Lines),
+ * when it changed; FINAL prints the last state whether it changed or not (once). */
+static int follow_json(Follow *f, json_t *rollout, json_t *view, bool final) {
+        _cleanup_free_ char *key = follow_key(rollout, view, true);
+
+        if (!key)
+                return -ENOMEM;
+        if (f->printed && (final ? json_equal(f->printed, rollout) : streq(f->last_key, key)))
+                return 0;
+        free(f->last_key);
+        f->last_key = TAKE_PTR(key);
+        json_decref(f->printed);
+        f->printed = json_incref(rollout);
+        return output_json_line(rollout);
+}
+
+static int follow_show(Follow *f, json_t *rollout, bool final) {
         json_auto_t *view = NULL;
 
         int r = rollout_view(rollout, &view);
         if (r < 0)
                 return r;
+        if (f->json)
+                return follow_json(f, rollout, view, final);
+        if (final)
+                return 0;
         return f->live ? follow_draw(f, rollout, view) : follow_line(f, rollout, view);
 }
 
 /* Polls rollout ROLLOUT (as first seen; borrowed) every second until it is Healthy (0) or
  * Degraded (FOLLOW_DEGRADED, its reason on stderr), or TIMEOUT passes (FOLLOW_TIMEOUT, with
  * how to go on). It polls rather than use the server's ?wait= so that it sees and shows the
- * states in between. With -o json, the last state is printed as JSON at the end. */
+ * states in between. With -o json each change is a line of JSON, the last line the last state. */
 static int rollout_follow(Cli *cli, const char *service, json_t *rollout, const FollowOptions *options) {
         _cleanup_(follow_done) Follow f = {
                 .service = service,
                 .live = cli->format == OUTPUT_TABLE && isatty(STDOUT_FILENO),
-                .lines = cli->format == OUTPUT_JSON ? stderr : stdout,
+                .json = cli->format == OUTPUT_JSON,
         };
         _cleanup_free_ char *path = NULL, *id = NULL;
         json_auto_t *last = json_incref(rollout);
@@ -792,7 +919,7 @@ static int rollout_follow(Cli *cli, const char *service, json_t *rollout, const 
                 return r;
 
         for (;;) {
-                r = follow_show(&f, last);
+                r = follow_show(&f, last, false);
                 if (r < 0)
                         return r;
                 if (phase_is_final(last))
@@ -820,7 +947,8 @@ static int rollout_follow(Cli *cli, const char *service, json_t *rollout, const 
                 last = TAKE_PTR(next);
         }
 
-        if (cli->format == OUTPUT_JSON && (r = output_json(last)) < 0)
+        r = follow_show(&f, last, true);
+        if (r < 0)
                 return r;
         const char *phase = phase_of(last);
         if (streq(phase, "Healthy"))
@@ -852,21 +980,20 @@ static int print_request(json_t *body) {
         return fflush(stdout) == 0 ? 0 : -EIO;
 }
 
-int cmd_deploy(Cli *cli, int argc, char **argv) {
+int cmd_deploy(Cli *cli) {
         json_auto_t *body = json_object(), *rollout = NULL;
         _cleanup_free_ char *path = NULL;
         FollowOptions follow = {};
-        bool dry_run = false;
 
         if (!body)
                 return -ENOMEM;
-        int r = deploy_parse(argc, argv, body, &follow, &dry_run);
+        int r = deploy_parse(cli, body, &follow);
         if (r != 0)
                 return r;
-        if (dry_run)
+        if (cli_switch(cli, "dry-run"))
                 return print_request(body);
 
-        const char *service = argv[optind];
+        const char *service = cli->args[0];
         r = rollout_path(service, NULL, NULL, &path);
         if (r < 0)
                 return r;
@@ -884,25 +1011,20 @@ int cmd_deploy(Cli *cli, int argc, char **argv) {
         return rows ? rollout_rows(cli, rows, rollout) : -ENOMEM;
 }
 
-int cmd_rollout_status(Cli *cli, int argc, char **argv) {
-        static const struct option options[] = {FOLLOW_OPTIONS, {}};
+/* SERVICE [ID] of the rollout commands: ID defaults to "current". */
+static const char *rollout_id_argument(Cli *cli) {
+        return cli->n_args > 1 ? cli->args[1] : "current";
+}
+
+int cmd_rollout_status(Cli *cli) {
         _cleanup_free_ char *path = NULL;
         json_auto_t *rollout = NULL;
         FollowOptions follow = {};
-        int c, r = 0;
 
-        while (r == 0 && (c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                if (c != 'w' && c != 't')
-                        return CLI_USAGE;
-                r = follow_option(c, &follow);
-        }
-        if (r == 0)
-                r = follow_options_check(&follow);
-        if (r == 0)
-                r = cli_arguments(argc, argv, 1, 2);
+        int r = follow_parse(cli, &follow);
         if (r != 0)
                 return r;
-        const char *service = argv[optind], *id = optind + 1 < argc ? argv[optind + 1] : "current";
+        const char *service = cli->args[0], *id = rollout_id_argument(cli);
         r = rollout_id_check(id);
         if (r != 0)
                 return r;
@@ -917,14 +1039,11 @@ int cmd_rollout_status(Cli *cli, int argc, char **argv) {
         return rollout_print(cli, rollout);
 }
 
-int cmd_rollout_ls(Cli *cli, int argc, char **argv) {
+int cmd_rollout_ls(Cli *cli) {
         _cleanup_free_ char *path = NULL;
         json_auto_t *list = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = rollout_path(argv[optind], NULL, NULL, &path);
+        int r = rollout_path(cli->args[0], NULL, NULL, &path);
         if (r < 0)
                 return r;
         r = http_get_all(cli->http, path, NULL, 0, &list);
@@ -934,9 +1053,10 @@ int cmd_rollout_ls(Cli *cli, int argc, char **argv) {
 }
 
 /* POST .../rollouts/ID/ACTION; says the phase the rollout is in now. */
-static int rollout_action(Cli *cli, const char *service, const char *id, const char *action, bool full) {
+static int rollout_action(Cli *cli, const char *action, bool full) {
         _cleanup_free_ char *path = NULL;
         json_auto_t *rollout = NULL;
+        const char *service = cli->args[0], *id = rollout_id_argument(cli);
 
         int r = rollout_id_check(id);
         if (r != 0)
@@ -961,44 +1081,22 @@ static int rollout_action(Cli *cli, const char *service, const char *id, const c
         return 0;
 }
 
-/* The actions without options: SERVICE [ID]. */
-static int rollout_simple_action(Cli *cli, int argc, char **argv, const char *action) {
-        int r = cli_no_options(argc, argv, 1, 2);
-        if (r != 0)
-                return r;
-        return rollout_action(cli, argv[optind], optind + 1 < argc ? argv[optind + 1] : "current", action,
-                              false);
+int cmd_rollout_promote(Cli *cli) {
+        return rollout_action(cli, "promote", cli_switch(cli, "full"));
 }
 
-int cmd_rollout_promote(Cli *cli, int argc, char **argv) {
-        static const struct option options[] = {{"full", no_argument, NULL, 'f'}, {}};
-        bool full = false;
-        int c;
-
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                if (c != 'f')
-                        return CLI_USAGE;
-                full = true;
-        }
-        int r = cli_arguments(argc, argv, 1, 2);
-        if (r != 0)
-                return r;
-        return rollout_action(cli, argv[optind], optind + 1 < argc ? argv[optind + 1] : "current", "promote",
-                              full);
+int cmd_rollout_pause(Cli *cli) {
+        return rollout_action(cli, "pause", false);
 }
 
-int cmd_rollout_pause(Cli *cli, int argc, char **argv) {
-        return rollout_simple_action(cli, argc, argv, "pause");
+int cmd_rollout_resume(Cli *cli) {
+        return rollout_action(cli, "resume", false);
 }
 
-int cmd_rollout_resume(Cli *cli, int argc, char **argv) {
-        return rollout_simple_action(cli, argc, argv, "resume");
+int cmd_rollout_abort(Cli *cli) {
+        return rollout_action(cli, "abort", false);
 }
 
-int cmd_rollout_abort(Cli *cli, int argc, char **argv) {
-        return rollout_simple_action(cli, argc, argv, "abort");
-}
-
-int cmd_rollout_retry(Cli *cli, int argc, char **argv) {
-        return rollout_simple_action(cli, argc, argv, "retry");
+int cmd_rollout_retry(Cli *cli) {
+        return rollout_action(cli, "retry", false);
 }

@@ -1,6 +1,5 @@
 /* `aviary service ...`: create, list, show, update and scale (both guarded by If-Match, so
  * a change made by someone else in between is refused rather than overwritten) and delete. */
-#include <getopt.h>
 #include <inttypes.h>
 
 #include "cli.h"
@@ -46,60 +45,50 @@ static const Field traffic_lines[] = {
 };
 
 /* The options create and update share, as the fields of a request body. */
-static int service_parse(int argc, char **argv, json_t *body) {
-        static const struct option options[] = {
-                {"image", required_argument, NULL, 'i'},          {"replicas", required_argument, NULL, 'r'},
-                {"listen", required_argument, NULL, 'l'},         {"port", required_argument, NULL, 'p'},
-                {"restart-policy", required_argument, NULL, 'R'}, {"boot-timeout", required_argument, NULL, 'b'},
-                {},
-        };
-        int c, r = 0;
+static int service_parse(Cli *cli, json_t *body) {
+        const char *v;
+        int r;
 
-        while (r == 0 && (c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                switch (c) {
-                case 'i':
-                        r = cli_set_string(body, "stable_version", "--image", optarg);
-                        break;
-                case 'r':
-                        r = cli_set_uint(body, "replicas", "--replicas", optarg);
-                        break;
-                case 'l':
-                        r = cli_set_string(body, "listen", "--listen", optarg);
-                        break;
-                case 'p':
-                        r = cli_set_uint(body, "port", "--port", optarg);
-                        break;
-                case 'R':
-                        r = cli_set_string(body, "restart_policy", "--restart-policy", optarg);
-                        break;
-                case 'b':
-                        /* "default": the daemon's boot_timeout again. */
-                        if (streq(optarg, "default"))
-                                r = json_object_set_new(body, "boot_timeout", json_null()) < 0 ? -ENOMEM : 0;
-                        else
-                                r = cli_set_string(body, "boot_timeout", "--boot-timeout", optarg);
-                        break;
-                default:
-                        return CLI_USAGE;
-                }
+        if ((v = cli_option(cli, "image")) && (r = cli_set_string(body, "stable_version", "--image", v)) != 0)
+                return r;
+        if ((v = cli_option(cli, "replicas")) && (r = cli_set_uint(body, "replicas", "--replicas", v)) != 0)
+                return r;
+        if ((v = cli_option(cli, "listen")) && (r = cli_set_string(body, "listen", "--listen", v)) != 0)
+                return r;
+        if ((v = cli_option(cli, "port")) && (r = cli_set_uint(body, "port", "--port", v)) != 0)
+                return r;
+        if ((v = cli_option(cli, "restart-policy")) &&
+            (r = cli_set_string(body, "restart_policy", "--restart-policy", v)) != 0)
+                return r;
+        if ((v = cli_option(cli, "boot-timeout"))) {
+                /* "default": the daemon's boot_timeout again. */
+                if (streq(v, "default"))
+                        r = json_object_set_new(body, "boot_timeout", json_null()) < 0 ? -ENOMEM : 0;
+                else
+                        r = cli_set_string(body, "boot_timeout", "--boot-timeout", v);
+                if (r != 0)
+                        return r;
         }
-        return r != 0 ? r : cli_arguments(argc, argv, 1, 1);
+        return 0;
 }
 
 static int service_path(const char *name, char **ret) {
         return http_path(ret, "v1", "services", name, NULL);
 }
 
-int cmd_service_create(Cli *cli, int argc, char **argv) {
+int cmd_service_create(Cli *cli) {
         json_auto_t *body = json_object();
         _cleanup_free_ char *path = NULL;
 
         if (!body)
                 return -ENOMEM;
-        int r = service_parse(argc, argv, body);
+        int r = cli_name_check("service name", cli->args[0]);
         if (r != 0)
                 return r;
-        r = cli_set_string(body, "name", "NAME", argv[optind]);
+        r = service_parse(cli, body);
+        if (r != 0)
+                return r;
+        r = cli_set_string(body, "name", "NAME", cli->args[0]);
         if (r != 0)
                 return r;
         r = http_path(&path, "v1", "services", NULL);
@@ -108,33 +97,24 @@ int cmd_service_create(Cli *cli, int argc, char **argv) {
         return cli_show(cli, "POST", path, body, service_lines, ELEMENTSOF(service_lines));
 }
 
-int cmd_service_ls(Cli *cli, int argc, char **argv) {
+int cmd_service_ls(Cli *cli) {
         _cleanup_free_ char *path = NULL;
 
-        int r = cli_no_options(argc, argv, 0, 0);
-        if (r != 0)
-                return r;
-        r = http_path(&path, "v1", "services", NULL);
+        int r = http_path(&path, "v1", "services", NULL);
         return r < 0 ? r : cli_list(cli, path, service_columns, ELEMENTSOF(service_columns));
 }
 
-int cmd_service_show(Cli *cli, int argc, char **argv) {
+int cmd_service_show(Cli *cli) {
         _cleanup_free_ char *path = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = service_path(argv[optind], &path);
+        int r = service_path(cli->args[0], &path);
         return r < 0 ? r : cli_show(cli, "GET", path, NULL, service_lines, ELEMENTSOF(service_lines));
 }
 
-int cmd_service_traffic(Cli *cli, int argc, char **argv) {
+int cmd_service_traffic(Cli *cli) {
         _cleanup_free_ char *path = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = http_path(&path, "v1", "services", argv[optind], "traffic", NULL);
+        int r = http_path(&path, "v1", "services", cli->args[0], "traffic", NULL);
         return r < 0 ? r : cli_show(cli, "GET", path, NULL, traffic_lines, ELEMENTSOF(traffic_lines));
 }
 
@@ -181,43 +161,37 @@ static int service_patch(Cli *cli, const char *name, json_t *body) {
         return output_object(cli->format, service_lines, ELEMENTSOF(service_lines), updated.body);
 }
 
-int cmd_service_update(Cli *cli, int argc, char **argv) {
+int cmd_service_update(Cli *cli) {
         json_auto_t *body = json_object();
 
         if (!body)
                 return -ENOMEM;
-        int r = service_parse(argc, argv, body);
+        int r = service_parse(cli, body);
         if (r != 0)
                 return r;
         if (json_object_size(body) == 0)
                 return cli_usage("nothing to update: give at least one option");
-        return service_patch(cli, argv[optind], body);
+        return service_patch(cli, cli->args[0], body);
 }
 
-int cmd_service_scale(Cli *cli, int argc, char **argv) {
+int cmd_service_scale(Cli *cli) {
         json_auto_t *body = json_object();
 
         if (!body)
                 return -ENOMEM;
-        int r = cli_no_options(argc, argv, 2, 2);
+        int r = cli_set_uint(body, "replicas", "N", cli->args[1]);
         if (r != 0)
                 return r;
-        r = cli_set_uint(body, "replicas", "N", argv[optind + 1]);
-        if (r != 0)
-                return r;
-        return service_patch(cli, argv[optind], body);
+        return service_patch(cli, cli->args[0], body);
 }
 
-int cmd_service_rm(Cli *cli, int argc, char **argv) {
+int cmd_service_rm(Cli *cli) {
         _cleanup_free_ char *path = NULL, *what = NULL;
 
-        int r = cli_no_options(argc, argv, 1, 1);
-        if (r != 0)
-                return r;
-        r = service_path(argv[optind], &path);
+        int r = service_path(cli->args[0], &path);
         if (r < 0)
                 return r;
-        if (asprintf(&what, "service %s", argv[optind]) < 0)
+        if (asprintf(&what, "service %s", cli->args[0]) < 0)
                 return -ENOMEM;
         return cli_delete(cli, path, what);
 }

@@ -1,7 +1,5 @@
 /* `aviary token create|ls|revoke`: API tokens for the TCP listener. `create` prints the secret
  * alone on stdout (a script captures it with $(...)); it is shown this once. */
-#include <getopt.h>
-
 #include "cli.h"
 
 static const Field token_columns[] = {
@@ -10,36 +8,17 @@ static const Field token_columns[] = {
         {"CREATED", "created_at", FIELD_TIME}, {"LAST USED", "last_used_at", FIELD_TIME},
 };
 
-int cmd_token_create(Cli *cli, int argc, char **argv) {
-        static const struct option options[] = {
-                {"scope", required_argument, NULL, 's'},
-                {"name", required_argument, NULL, 'n'},
-                {},
-        };
+int cmd_token_create(Cli *cli) {
         json_auto_t *body = json_object(), *reply = NULL;
         _cleanup_free_ char *path = NULL;
-        bool scoped = false;
-        int c, r = 0;
+        const char *name = cli_option(cli, "name");
+        int r;
 
         if (!body)
                 return -ENOMEM;
-        while (r == 0 && (c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
-                switch (c) {
-                case 's':
-                        r = cli_set_string(body, "scope", "--scope", optarg);
-                        scoped = true;
-                        break;
-                case 'n':
-                        r = cli_set_string(body, "name", "--name", optarg);
-                        break;
-                default:
-                        return CLI_USAGE;
-                }
-        }
-        if (r == 0 && !scoped)
-                return cli_usage("--scope read|deploy|admin is required");
-        if (r == 0)
-                r = cli_arguments(argc, argv, 0, 0);
+        r = cli_set_string(body, "scope", "--scope", cli_option(cli, "scope"));
+        if (r == 0 && name)
+                r = cli_set_string(body, "name", "--name", name);
         if (r != 0)
                 return r;
         r = http_path(&path, "v1", "tokens", NULL);
@@ -66,23 +45,17 @@ int cmd_token_create(Cli *cli, int argc, char **argv) {
         return 0;
 }
 
-int cmd_token_ls(Cli *cli, int argc, char **argv) {
+int cmd_token_ls(Cli *cli) {
         _cleanup_free_ char *path = NULL;
-        int r = cli_no_options(argc, argv, 0, 0);
 
-        if (r != 0)
-                return r;
-        r = http_path(&path, "v1", "tokens", NULL);
+        int r = http_path(&path, "v1", "tokens", NULL);
         return r < 0 ? r : cli_list(cli, path, token_columns, ELEMENTSOF(token_columns));
 }
 
-int cmd_token_revoke(Cli *cli, int argc, char **argv) {
+int cmd_token_revoke(Cli *cli) {
         _cleanup_free_ char *path = NULL;
-        int r = cli_no_options(argc, argv, 1, 1);
 
-        if (r != 0)
-                return r;
-        r = http_path(&path, "v1", "tokens", argv[optind], NULL);
+        int r = http_path(&path, "v1", "tokens", cli->args[0], NULL);
         if (r < 0)
                 return r;
         /* Tokens have no ETag (nothing about them changes): a plain DELETE. */
@@ -90,6 +63,6 @@ int cmd_token_revoke(Cli *cli, int argc, char **argv) {
         if (r != 0)
                 return r;
         if (cli->format != OUTPUT_JSON)
-                printf("revoked token %s\n", argv[optind]);
+                printf("revoked token %s\n", cli->args[0]);
         return 0;
 }

@@ -3,9 +3,12 @@
  * and every transport or API failure reported once, here. */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -21,6 +24,7 @@ struct HttpClient {
         char *socket_path; /* NULL for TCP */
         char *base_url;    /* "http://localhost" over the socket, else the URL without a trailing '/' */
         char *auth_header; /* "Authorization: Bearer ...", or NULL */
+        long timeout_ms;   /* per attempt; 0: none */
 };
 
 typedef struct Buffer {
@@ -62,6 +66,10 @@ int http_client_new(const char *socket_path, const char *url, const char *token,
         return 0;
 }
 
+void http_client_set_timeout(HttpClient *c, long timeout_ms) {
+        c->timeout_ms = timeout_ms;
+}
+
 HttpClient *http_client_free(HttpClient *c) {
         if (!c)
                 return NULL;
@@ -79,6 +87,25 @@ void http_reply_done(HttpReply *r) {
         free(r->etag);
         free(r->text);
         *r = (HttpReply){};
+}
+
+/* A user's or group's name for messages, else its number (in a static buffer each). */
+static const char *user_name(uid_t uid) {
+        static char number[16];
+        struct passwd *pw = getpwuid(uid);
+        if (pw)
+                return pw->pw_name;
+        snprintf(number, sizeof(number), "%u", (unsigned) uid);
+        return number;
+}
+
+static const char *group_name(gid_t gid) {
+        static char number[16];
+        struct group *gr = getgrgid(gid);
+        if (gr)
+                return gr->gr_name;
+        snprintf(number, sizeof(number), "%u", (unsigned) gid);
+        return number;
 }
 
 /* Where requests go, for messages: the socket path or the URL. */
@@ -221,6 +248,42 @@ static void set_method(CURL *curl, const HttpRequest *req, const char *json_text
                 curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
 }
 
+/* Why the unix socket at PATH refused us (EACCES, EPERM), and what to do about it: who owns it,
+ * its group and mode, or the directory on the way that we may not enter. */
+static void report_socket_denied(const char *path, int error) {
+        _cleanup_free_ char *dir = strdup(path);
+        struct stat st;
+
+        if (stat(path, &st) < 0) {
+                /* A directory on the way is closed to us: find the first one. */
+                for (char *slash = dir ? strchr(dir + 1, '/') : NULL; slash; slash = strchr(slash + 1, '/')) {
+                        *slash = '\0';
+                        if (access(dir, X_OK) < 0 && stat(dir, &st) == 0) {
+                                output_error("cannot connect to %s: %s — directory %s (%s:%s, mode %04o) does not "
+                                             "let you (uid %u) in: ask its owner for access, or use sudo",
+                                             path, strerror(error), dir, user_name(st.st_uid), group_name(st.st_gid),
+                                             (unsigned) (st.st_mode & 07777), (unsigned) getuid());
+                                return;
+                        }
+                        *slash = '/';
+                }
+                output_error("cannot connect to %s: %s — use sudo, or ask the administrator for access", path,
+                             strerror(error));
+                return;
+        }
+        const char *owner = user_name(st.st_uid), *group = group_name(st.st_gid);
+        unsigned mode = (unsigned) (st.st_mode & 07777);
+        if (st.st_gid != 0 && (mode & 0020))
+                output_error("cannot connect to %s: %s — the socket is %s:%s, mode %04o, so only %s and the group "
+                             "%s may use it: add yourself to group %s (sudo usermod -aG %s \"$USER\", then log in "
+                             "again), or use sudo",
+                             path, strerror(error), owner, group, mode, owner, group, group, group);
+        else
+                output_error("cannot connect to %s: %s — the socket is %s:%s, mode %04o, so only %s may use it: use "
+                             "sudo, or have aviaryd give it a group of yours (socket_group in aviaryd.conf)",
+                             path, strerror(error), owner, group, mode, owner);
+}
+
 static int report_transport_error(const HttpClient *c, CURLcode code, const char *detail) {
         long os_errno = 0;
         curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
@@ -229,6 +292,10 @@ static int report_transport_error(const HttpClient *c, CURLcode code, const char
         case CURLE_COULDNT_CONNECT:
                 if (os_errno == 0)
                         os_errno = ECONNREFUSED;
+                if (c->socket_path && (os_errno == EACCES || os_errno == EPERM)) {
+                        report_socket_denied(c->socket_path, (int) os_errno);
+                        return (int) -os_errno;
+                }
                 output_error("cannot connect to %s: %s%s", http_where(c), strerror((int) os_errno),
                              os_errno == ENOENT || os_errno == ECONNREFUSED ? " — is aviaryd running?" : "");
                 return (int) -os_errno;
@@ -269,6 +336,8 @@ static CURLcode perform(HttpClient *c, const HttpRequest *req, const char *url, 
         curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+        if (c->timeout_ms > 0)
+                curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "aviary/" AVIARY_VERSION);
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

@@ -20,6 +20,8 @@ typedef struct HttpClient HttpClient;
  * The strings are copied. */
 int http_client_new(const char *socket_path, const char *url, const char *token, HttpClient **ret);
 HttpClient *http_client_free(HttpClient *c);
+/* Gives up on a request (each attempt) after TIMEOUT_MS; 0: never (the default). */
+void http_client_set_timeout(HttpClient *c, long timeout_ms);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HttpClient *, http_client_free);
 
 typedef struct HttpRequest {

@@ -1,151 +1,248 @@
-/* aviary, the command-line client of aviaryd: global options, the one command table
- * (which also prints the usage), and the mapping of results to exit codes:
- * 0 success, 1 failure (API, connection), 2 wrong usage. */
+/* aviary, the command-line client of aviaryd: the one command table (every command's
+ * arguments and options, which parse.c parses with and help.c and complete.c print from),
+ * and the mapping of results to exit codes: 0 success, 1 failure (API, connection), 2 wrong
+ * usage. */
 #include <curl/curl.h>
-#include <getopt.h>
-#include <unistd.h>
 
 #include "cli.h"
-#include "config.h"
 
-#define GLOBAL_USAGE "aviary [--socket PATH | --url URL] [--token TOKEN] [-o table|json] COMMAND ..."
+/* ---- values with a fixed set of choices */
 
-static const Command commands[] = {
-        {"image push",
-         "NAME:VERSION --kernel FILE [--initrd FILE] [--cmdline TEXT] [--memory MIB] [--vcpus N] "
-         "[--port PORT] [--label KEY=VALUE]...",
-         "upload the files the daemon lacks and create an image version", cmd_image_push},
-        {"image ls", "[NAME]", "list images, or the versions of image NAME", cmd_image_ls},
-        {"image show", "NAME[:VERSION|@sha256:DIGEST]", "show an image and its versions, or one version",
-         cmd_image_show},
-        {"image rm", "NAME[:VERSION]", "delete a version, or a whole image", cmd_image_rm},
-        {"image revoke", "NAME:VERSION [--reason TEXT]", "revoke a version: it can no longer be deployed",
-         cmd_image_revoke},
-        {"service create",
-         "NAME [--image IMAGE:VERSION] [--replicas N] [--listen ADDR:PORT] [--port PORT] "
-         "[--restart-policy always|on-failure|never] [--boot-timeout DURATION|default]",
-         "create a service", cmd_service_create},
-        {"service ls", "", "list services", cmd_service_ls},
-        {"service show", "NAME", "show a service", cmd_service_show},
-        {"service update",
-         "NAME [--image IMAGE:VERSION] [--replicas N] [--listen ADDR:PORT] [--port PORT] "
-         "[--restart-policy always|on-failure|never] [--boot-timeout DURATION|default]",
-         "change a service (refused if someone else changed it meanwhile)", cmd_service_update},
-        {"service scale", "NAME N", "set the number of replicas of a service (like update)",
-         cmd_service_scale},
-        {"service rm", "NAME", "delete a service", cmd_service_rm},
-        {"service traffic", "NAME", "show a service's proxy: weights, backends, requests and latency per version",
-         cmd_service_traffic},
-        {"deploy",
-         "SERVICE IMAGE:VERSION [--preset NAME | --steps LIST] [--canary-replicas N] [--no-analysis] "
-         "[--sticky-cookie NAME | --sticky-header NAME] [--wait [--timeout T]] [--dry-run]",
-         "start a rollout of SERVICE to a version; LIST is e.g. 10%,30s,50%,pause,analysis,100%",
-         cmd_deploy},
-        {"rollout status", "SERVICE [ID] [--wait [--timeout T]]",
-         "show a rollout (default: the current one); --wait follows it until Healthy or Degraded",
-         cmd_rollout_status},
-        {"rollout ls", "SERVICE", "list the rollouts of a service, oldest first", cmd_rollout_ls},
-        {"rollout promote", "SERVICE [ID] [--full]",
-         "skip the current step (a pause, a wait); --full promotes now, skipping every step left",
-         cmd_rollout_promote},
-        {"rollout pause", "SERVICE [ID]", "hold a rollout where it is until resume", cmd_rollout_pause},
-        {"rollout resume", "SERVICE [ID]", "go on with a paused rollout", cmd_rollout_resume},
-        {"rollout abort", "SERVICE [ID]", "send no more traffic to the canary: the rollout is Degraded",
-         cmd_rollout_abort},
-        {"rollout retry", "SERVICE [ID]", "start a Degraded rollout again from its first step",
-         cmd_rollout_retry},
-        {"instance ls", "[--service NAME]", "list instances, or those of service NAME", cmd_instance_ls},
-        {"instance show", "ID", "show an instance, with its boot timings and why it last stopped",
-         cmd_instance_show},
-        {"instance restart", "ID", "stop an instance's guest and boot it again", cmd_instance_restart},
-        {"logs", "INSTANCE [--tail N]", "print the last N lines (default 100) of an instance's console",
-         cmd_logs},
-        {"events", "[--after ID] [--limit N] [--resource TYPE/NAME] [--follow]",
-         "show the audit log; --follow keeps printing new events", cmd_events},
-        {"token create", "--scope read|deploy|admin [--name NAME]",
-         "create an API token for the TCP listener; prints its secret alone (shown once)", cmd_token_create},
-        {"token ls", "", "list API tokens (names, scopes, prefixes; never secrets)", cmd_token_ls},
-        {"token revoke", "NAME", "revoke an API token at once", cmd_token_revoke},
-        {"version", "", "show the versions of aviary and aviaryd", cmd_version},
+static const char *const output_formats[] = {"table", "json", NULL};
+static const char *const restart_policies[] = {"always", "on-failure", "never", NULL};
+static const char *const token_scopes[] = {"read", "deploy", "admin", NULL};
+static const char *const shells[] = {"bash", "zsh", "fish", NULL};
+/* The presets of daemon/control/strategy.c, in its order (test-cli checks them against the
+ * daemon's list). Open: a newer daemon may know more, and it is the one that decides. */
+static const char *const presets[] = {
+        "Canary10Percent5Minutes",
+        "Canary10Percent15Minutes",
+        "Linear10PercentEvery1Minute",
+        "Linear10PercentEvery3Minutes",
+        "AllAtOnce",
+        NULL,
 };
 
-static void command_usage(const Command *c, FILE *out) {
-        fprintf(out, "usage: aviary %s%s%s\n", c->name, c->usage[0] ? " " : "", c->usage);
-}
+const Option cli_global_options[] = {
+        {"socket", 0, "PATH", "the daemon's unix socket",
+         "$AVIARY_SOCKET, else /run/aviary/aviaryd.sock for root, $XDG_RUNTIME_DIR/aviary/aviaryd.sock for others",
+         .complete = COMPLETE_FILE},
+        {"url", 0, "URL", "reach the daemon over TCP instead, e.g. http://127.0.0.1:7070; exclusive with --socket",
+         "$AVIARY_URL"},
+        {"token", 0, "TOKEN", "send \"Authorization: Bearer TOKEN\" (for the TCP listener)", "$AVIARY_TOKEN"},
+        {"output", 'o', "FORMAT",
+         "tables for people, or the daemon's JSON for scripts (one object per line where a command follows "
+         "changes)",
+         "table", output_formats},
+        {"help", 'h', NULL, "show the help: of the command given, else the list of commands"},
+        {"version", 0, NULL, "print the version of this program"},
+        {},
+};
 
-static void help(FILE *out) {
-        int width = 0;
+/* ---- options shared by several commands */
 
-        fprintf(out, "usage: " GLOBAL_USAGE "\n\n"
-                     "Options:\n"
-                     "  --socket PATH   the daemon's unix socket (env AVIARY_SOCKET; default\n"
-                     "                  /run/aviary/aviaryd.sock as root, else "
-                     "$XDG_RUNTIME_DIR/aviary/aviaryd.sock)\n"
-                     "  --url URL       reach the daemon over TCP instead, e.g. http://127.0.0.1:7070 (env "
-                     "AVIARY_URL)\n"
-                     "  --token TOKEN   send \"Authorization: Bearer TOKEN\" (env AVIARY_TOKEN)\n"
-                     "  -o, --output table|json\n"
-                     "                  tables for people (default), or the server's JSON\n"
-                     "  -h, --help      this text; after a command, that command's usage\n"
-                     "  --version       the version of this program\n\n"
-                     "Commands:\n");
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                if ((int) strlen(commands[i].name) > width)
-                        width = (int) strlen(commands[i].name);
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                fprintf(out, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
-        fprintf(out, "\nRun 'aviary COMMAND --help' for a command's arguments.\n");
-}
+#define SERVICE_OPTIONS(replicas_default, restart_default, listen_default, port_default, boot_default)       \
+        {"image", 0, "IMAGE:VERSION", "the stable version (or IMAGE@sha256:DIGEST)", NULL,                  \
+         .complete = COMPLETE_IMAGE_REF},                                                                    \
+        {"replicas", 0, "N", "how many guests run the stable version (0-64)", replicas_default},            \
+        {"listen", 0, "ADDR:PORT", "where the service's proxy listens, e.g. 127.0.0.1:8080 or [::1]:8080",   \
+         listen_default},                                                                                     \
+        {"port", 0, "PORT", "the port the guests serve on", port_default},                                  \
+        {"restart-policy", 0, "POLICY", "what aviaryd does when a guest exits", restart_default,            \
+         restart_policies},                                                                                   \
+        {"boot-timeout", 0, "DURATION",                                                                     \
+         "how long a guest may take to pass its health check, e.g. 90s; \"default\": the daemon's",         \
+         boot_default}
 
-static int global_usage_error(void) {
-        fprintf(stderr, "usage: " GLOBAL_USAGE "\nTry 'aviary --help'.\n");
-        return 2;
-}
+#define FOLLOW_OPTIONS                                                                                      \
+        {"wait", 0, NULL, "follow the rollout until it is Healthy or Degraded (exit status below)"},        \
+        {"timeout", 0, "DURATION", "with --wait: how long to follow it, e.g. 90s, 30m, 1h", "30m"}
 
-/* How many of the words in args the command's name takes (0: it does not match). */
-static int command_match(const Command *c, int argc, char **argv) {
-        const char *name = c->name;
-        int words = 0;
+#define FOLLOW_EXIT_STATUS                                                                                  \
+        "Exit status with --wait: 0 when the rollout is Healthy (the new version is stable); 1 when it "  \
+        "ended Degraded (the reason on stderr), when --timeout passed first (the rollout goes on in "      \
+        "aviaryd; the message says how to follow or abort it), or when the daemon refused or could not "   \
+        "be reached; 2 for wrong usage (nothing was sent)."
 
-        for (; *name; words++) {
-                size_t n = strcspn(name, " ");
-                if (words >= argc || strlen(argv[words]) != n || strncmp(argv[words], name, n) != 0)
-                        return 0;
-                name += n + (name[n] == ' ');
+#define FOLLOW_OUTPUT                                                                                       \
+        "On a terminal --wait redraws one view in place (phase, step, weights, canary guests, message and " \
+        "the metrics of the last analysis window); elsewhere it prints a line each time one of them "      \
+        "changes. With -o json it prints the rollout as one JSON object per line (JSON Lines) each time it " \
+        "changes, the last line being its final state."
+
+#define ROLLOUT_ARGUMENTS                                                                                   \
+        (const Argument[]) {                                                                                \
+                {"SERVICE", .complete = COMPLETE_SERVICE}, {"ID", .optional = true, .complete = COMPLETE_ROLLOUT}, \
+                {}                                                                                          \
         }
-        return words;
-}
 
-static const Command *command_find(int argc, char **argv, int *ret_words) {
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
-                int words = command_match(&commands[i], argc, argv);
-                if (words > 0) {
-                        *ret_words = words;
-                        return &commands[i];
-                }
-        }
-        return NULL;
-}
+#define NO_OPTIONS ((const Option[]){{}})
+#define NO_ARGUMENTS ((const Argument[]){{}})
 
-/* "aviary image" alone, or with a wrong word: the usage of every command of the group. */
-static bool group_usage(const char *group, FILE *out) {
-        size_t n = strlen(group);
-        bool found = false;
+const Command cli_commands[] = {
+        {"image push", "upload the files the daemon lacks and create an image version",
+         (const Argument[]){{"NAME:VERSION", .complete = COMPLETE_IMAGE_REF}, {}},
+         (const Option[]){
+                 {"kernel", 0, "FILE", "the guest's kernel", NULL, .flags = OPTION_REQUIRED,
+                  .complete = COMPLETE_FILE},
+                 {"initrd", 0, "FILE", "an initial ramdisk", "none", .complete = COMPLETE_FILE},
+                 {"cmdline", 0, "TEXT",
+                  "the kernel command line; {ip} {prefix} {netmask} {gateway} {instance} {service} {version} are "
+                  "filled in per guest",
+                  "empty"},
+                 {"memory", 0, "MIB", "guest memory in MiB (256), or a size (256M, 1G); 16 MiB to 64 GiB", "128"},
+                 {"vcpus", 0, "N", "virtual CPUs (1-64)", "1"},
+                 {"port", 0, "PORT", "the port the guest serves HTTP on", "80"},
+                 {"label", 0, "KEY=VALUE", "a label", NULL, .flags = OPTION_REPEATABLE},
+                 {},
+         },
+         "Each file is hashed here; the daemon is asked whether it has it, and it is uploaded only if not. "
+         "The name, version and labels are checked first, so a bad one is refused before anything is "
+         "sent. Pushing the same version again is harmless; other content under an existing version is "
+         "refused (version-exists).",
+         cmd_image_push},
+        {"image ls", "list images, or the versions of image NAME",
+         (const Argument[]){{"NAME", .optional = true, .complete = COMPLETE_IMAGE}, {}}, NO_OPTIONS, NULL,
+         cmd_image_ls},
+        {"image show", "show an image and its versions, or one version",
+         (const Argument[]){{"NAME[:VERSION|@sha256:DIGEST]", .complete = COMPLETE_IMAGE_REF}, {}}, NO_OPTIONS,
+         NULL, cmd_image_show},
+        {"image rm", "delete a version, or a whole image",
+         (const Argument[]){{"NAME[:VERSION]", .complete = COMPLETE_IMAGE_REF}, {}}, NO_OPTIONS,
+         "Refused while a service uses the version (version-in-use), or when the image changed after it "
+         "was read (precondition-failed).",
+         cmd_image_rm},
+        {"image revoke", "revoke a version: it can no longer be deployed",
+         (const Argument[]){{"NAME:VERSION", .complete = COMPLETE_IMAGE_REF}, {}},
+         (const Option[]){{"reason", 0, "TEXT", "why, for the audit log and `image show`", "none"}, {}}, NULL,
+         cmd_image_revoke},
+        {"service create", "create a service", (const Argument[]){{"NAME"}, {}},
+         (const Option[]){
+                 SERVICE_OPTIONS("1", "always", "none: no proxy, so no traffic split and no canary analysis",
+                                 "the version's", "the daemon's boot_timeout"),
+                 {},
+         },
+         NULL, cmd_service_create},
+        {"service ls", "list services", NO_ARGUMENTS, NO_OPTIONS, NULL, cmd_service_ls},
+        {"service show", "show a service", (const Argument[]){{"NAME", .complete = COMPLETE_SERVICE}, {}},
+         NO_OPTIONS, NULL, cmd_service_show},
+        {"service update", "change a service (refused if someone else changed it meanwhile)",
+         (const Argument[]){{"NAME", .complete = COMPLETE_SERVICE}, {}},
+         (const Option[]){
+                 SERVICE_OPTIONS("unchanged", "unchanged", "unchanged", "unchanged", "unchanged"),
+                 {},
+         },
+         "Give at least one option. The service is read first and the change sent with its ETag as "
+         "If-Match: if someone else changed it in between, nothing is updated (precondition-failed).",
+         cmd_service_update},
+        {"service scale", "set the number of replicas of a service (like update --replicas)",
+         (const Argument[]){{"NAME", .complete = COMPLETE_SERVICE}, {"N"}, {}}, NO_OPTIONS, NULL,
+         cmd_service_scale},
+        {"service rm", "delete a service", (const Argument[]){{"NAME", .complete = COMPLETE_SERVICE}, {}},
+         NO_OPTIONS, NULL, cmd_service_rm},
+        {"service traffic", "show a service's proxy: weights, backends, requests and latency per version",
+         (const Argument[]){{"NAME", .complete = COMPLETE_SERVICE}, {}}, NO_OPTIONS, NULL, cmd_service_traffic},
+        {"deploy", "start a rollout of SERVICE to a version",
+         (const Argument[]){{"SERVICE", .complete = COMPLETE_SERVICE},
+                            {"IMAGE:VERSION", .complete = COMPLETE_IMAGE_REF},
+                            {}},
+         (const Option[]){
+                 {"preset", 0, "NAME", "a named strategy; exclusive with --steps", "Canary10Percent5Minutes",
+                  presets, OPTION_OPEN_CHOICES},
+                 {"steps", 0, "LIST",
+                  "the steps, comma-separated: weights (10%, 12.5%), timed pauses (500ms, 30s, 5m, 1h), "
+                  "\"pause\" (until rollout promote) and \"analysis\" (until enough windows pass), e.g. "
+                  "10%,30s,50%,pause,100%",
+                  "the preset's"},
+                 {"canary-replicas", 0, "N", "how many canary guests run",
+                  "as many as the weight asks, ceil(replicas x weight), at least 1"},
+                 {"no-analysis", 0, NULL, "no background analysis of the canary", "analysis on"},
+                 {"sticky-cookie", 0, "NAME", "keep each client on one version by this cookie", "none"},
+                 {"sticky-header", 0, "NAME", "keep each client on one version by this request header", "none"},
+                 FOLLOW_OPTIONS,
+                 {"dry-run", 0, NULL, "print the request body (JSON, keys sorted) and send nothing"},
+                 {},
+         },
+         "A canary gets a growing share of the service's traffic, step by step, while aviaryd measures it "
+         "against the stable version and aborts it by itself when it does worse (docs/rollouts.md). Without "
+         "--wait it prints the new rollout and exits 0.\n\n" FOLLOW_OUTPUT "\n\n" FOLLOW_EXIT_STATUS,
+         cmd_deploy},
+        {"rollout status", "show a rollout (default: the current one); --wait follows it", ROLLOUT_ARGUMENTS,
+         (const Option[]){FOLLOW_OPTIONS, {}},
+         "ID is the rollout's number, or \"current\" (the default: the active rollout, else the latest).\n\n"
+                 FOLLOW_OUTPUT "\n\n" FOLLOW_EXIT_STATUS,
+         cmd_rollout_status},
+        {"rollout ls", "list the rollouts of a service, oldest first",
+         (const Argument[]){{"SERVICE", .complete = COMPLETE_SERVICE}, {}}, NO_OPTIONS, NULL, cmd_rollout_ls},
+        {"rollout promote", "skip the current step (a pause, a wait); --full skips every step left",
+         ROLLOUT_ARGUMENTS,
+         (const Option[]){{"full", 0, NULL, "promote now, skipping every step left and the final analysis"}, {}},
+         NULL, cmd_rollout_promote},
+        {"rollout pause", "hold a rollout where it is until resume", ROLLOUT_ARGUMENTS, NO_OPTIONS, NULL,
+         cmd_rollout_pause},
+        {"rollout resume", "go on with a paused rollout", ROLLOUT_ARGUMENTS, NO_OPTIONS, NULL, cmd_rollout_resume},
+        {"rollout abort", "send no more traffic to the canary: the rollout is Degraded", ROLLOUT_ARGUMENTS,
+         NO_OPTIONS, NULL, cmd_rollout_abort},
+        {"rollout retry", "start a Degraded rollout again from its first step", ROLLOUT_ARGUMENTS, NO_OPTIONS,
+         NULL, cmd_rollout_retry},
+        {"instance ls", "list instances, or those of one service", NO_ARGUMENTS,
+         (const Option[]){{"service", 0, "NAME", "only the instances of this service", "all",
+                           .complete = COMPLETE_SERVICE},
+                          {}},
+         NULL, cmd_instance_ls},
+        {"instance show", "show an instance, with its boot timings and why it last stopped",
+         (const Argument[]){{"ID", .complete = COMPLETE_INSTANCE}, {}}, NO_OPTIONS, NULL, cmd_instance_show},
+        {"instance restart", "stop an instance's guest and boot it again",
+         (const Argument[]){{"ID", .complete = COMPLETE_INSTANCE}, {}}, NO_OPTIONS, NULL, cmd_instance_restart},
+        {"logs", "print the last lines of an instance's console",
+         (const Argument[]){{"INSTANCE", .complete = COMPLETE_INSTANCE}, {}},
+         (const Option[]){{"tail", 0, "N", "how many lines (1-10000)", "100"}, {}},
+         "The console is printed byte for byte as the guest wrote it, whatever -o says.", cmd_logs},
+        {"events", "show the audit log, oldest first; --follow keeps printing new events", NO_ARGUMENTS,
+         (const Option[]){
+                 {"after", 0, "ID", "start after event ID", "the first event"},
+                 {"limit", 0, "N", "show at most N events", "all"},
+                 {"resource", 0, "TYPE/NAME", "only events on this resource and those under it, e.g. image/web",
+                  "all"},
+                 {"follow", 'f', NULL, "keep polling (every second) and print new events until interrupted"},
+                 {},
+         },
+         "With -o json and --follow, each event is one JSON object on its own line (JSON Lines), written "
+         "as it comes.",
+         cmd_events},
+        {"token create", "create an API token for the TCP listener; prints its secret alone (shown once)",
+         NO_ARGUMENTS,
+         (const Option[]){
+                 {"scope", 0, "SCOPE",
+                  "what it may do: read every GET; deploy also push images and steer rollouts; admin everything",
+                  NULL, token_scopes, OPTION_REQUIRED},
+                 {"name", 0, "NAME", "its name", "one the daemon makes up"},
+                 {},
+         },
+         NULL, cmd_token_create},
+        {"token ls", "list API tokens (names, scopes, prefixes; never secrets)", NO_ARGUMENTS, NO_OPTIONS, NULL,
+         cmd_token_ls},
+        {"token revoke", "revoke an API token at once", (const Argument[]){{"NAME", .complete = COMPLETE_TOKEN}, {}},
+         NO_OPTIONS, NULL, cmd_token_revoke},
+        {"version", "show the versions of aviary and aviaryd", NO_ARGUMENTS, NO_OPTIONS,
+         "The client's version is printed first, also when the daemon cannot be reached (then the exit "
+         "status is 1).",
+         cmd_version},
+        {"help", "show the commands, or a command's usage and options",
+         (const Argument[]){{"COMMAND", .optional = true, .repeat = true, .complete = COMPLETE_COMMAND}, {}},
+         NO_OPTIONS, "With -o json: the command table itself (commands, arguments, options, defaults, choices).",
+         cmd_help, COMMAND_LOCAL},
+        {"completion", "print a shell completion script", (const Argument[]){{"SHELL", .choices = shells}, {}},
+         NO_OPTIONS,
+         "Load it in the shell's start-up file: bash: eval \"$(aviary completion bash)\"; zsh (after "
+         "compinit): eval \"$(aviary completion zsh)\"; fish: aviary completion fish | source. It completes "
+         "commands, options, the values of options with fixed choices, and names the daemon knows "
+         "(services, images and versions, instances, tokens, rollouts), asked quietly with the options "
+         "given on the command line so far.",
+         cmd_completion, COMMAND_LOCAL},
+};
 
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                if (strncmp(commands[i].name, group, n) == 0 && commands[i].name[n] == ' ') {
-                        command_usage(&commands[i], out);
-                        found = true;
-                }
-        return found;
-}
-
-static bool wants_help(int argc, char **argv) {
-        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
-                        return true;
-        return false;
-}
+const size_t cli_n_commands = ELEMENTSOF(cli_commands);
 
 static char *default_socket(void) {
         const char *runtime = getenv("XDG_RUNTIME_DIR");
@@ -158,135 +255,58 @@ static char *default_socket(void) {
         return asprintf(&path, "/run/user/%u/aviary/aviaryd.sock", (unsigned) getuid()) < 0 ? NULL : path;
 }
 
-static const char *env(const char *name) {
-        const char *v = getenv(name);
-        return v && *v ? v : NULL;
-}
+int cli_connect(const char *socket, const char *url, const char *token, HttpClient **ret) {
+        _cleanup_free_ char *fallback = NULL;
 
-typedef struct GlobalOptions {
-        const char *socket;
-        const char *url;
-        const char *token;
-        OutputFormat format;
-} GlobalOptions;
-
-/* Returns -1 to go on, else the exit status. */
-static int parse_global(int argc, char **argv, GlobalOptions *ret) {
-        enum { OPT_SOCKET = 0x100, OPT_URL, OPT_TOKEN, OPT_VERSION };
-        static const struct option options[] = {
-                {"socket", required_argument, NULL, OPT_SOCKET},
-                {"url", required_argument, NULL, OPT_URL},
-                {"token", required_argument, NULL, OPT_TOKEN},
-                {"output", required_argument, NULL, 'o'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, OPT_VERSION},
-                {},
-        };
-        int c;
-
-        while ((c = getopt_long(argc, argv, "+o:h", options, NULL)) >= 0) {
-                switch (c) {
-                case OPT_SOCKET:
-                        ret->socket = optarg;
-                        break;
-                case OPT_URL:
-                        ret->url = optarg;
-                        break;
-                case OPT_TOKEN:
-                        ret->token = optarg;
-                        break;
-                case 'o':
-                        if (output_format_parse(optarg, &ret->format) < 0) {
-                                output_error("-o expects \"table\" or \"json\", not \"%s\"", optarg);
-                                return global_usage_error();
-                        }
-                        break;
-                case 'h':
-                        help(stdout);
-                        return 0;
-                case OPT_VERSION:
-                        printf("aviary %s\n", AVIARY_VERSION);
-                        return 0;
-                default:
-                        return global_usage_error();
-                }
-        }
-        if (ret->socket && ret->url) {
-                output_error("--socket and --url are exclusive");
-                return global_usage_error();
-        }
-        /* The command line wins over the environment; there, a URL over a socket. */
-        if (!ret->socket && !ret->url) {
-                ret->url = env("AVIARY_URL");
-                ret->socket = ret->url ? NULL : env("AVIARY_SOCKET");
-        }
-        if (!ret->token)
-                ret->token = env("AVIARY_TOKEN");
-        return -1;
-}
-
-static int run(const Command *command, const GlobalOptions *options, int argc, char **argv) {
-        _cleanup_(http_client_freep) HttpClient *http = NULL;
-        _cleanup_free_ char *socket = NULL;
-
-        if (!options->url && !options->socket && !(socket = default_socket()))
+        if (!url && !socket && !(socket = fallback = default_socket()))
                 return -ENOMEM;
-        int r = http_client_new(options->url ? NULL : options->socket ?: socket, options->url, options->token,
-                                &http);
-        if (r < 0)
-                return r;
-        Cli cli = {.http = http, .format = options->format};
-        optind = 0; /* a fresh getopt for the command's own options */
-        return command->run(&cli, argc, argv);
+        return http_client_new(url ? NULL : socket, url, token, ret);
+}
+
+static int run(const Invocation *inv) {
+        _cleanup_(http_client_freep) HttpClient *http = NULL;
+
+        if (!(inv->command->flags & COMMAND_LOCAL)) {
+                int r = cli_connect(inv->socket, inv->url, inv->token, &http);
+                if (r < 0)
+                        return r;
+        }
+        Cli cli = {
+                .http = http,
+                .format = inv->format,
+                .command = inv->command,
+                .args = inv->args,
+                .n_args = inv->n_args,
+                .values = inv->values,
+                .n_values = inv->n_values,
+        };
+        return inv->command->run(&cli);
 }
 
 int main(int argc, char **argv) {
-        _cleanup_free_ char *full_name = NULL;
-        GlobalOptions options = {.format = OUTPUT_TABLE};
-        int words;
+        _cleanup_(invocation_done) Invocation inv = {};
 
         argv[0] = (char *) "aviary";
-        int status = parse_global(argc, argv, &options);
+        /* The completion scripts' entry: the words are the user's, not options of ours. */
+        if (argc >= 2 && streq(argv[1], "__complete"))
+                return complete_main(argc - 2, argv + 2);
+
+        int status = invocation_parse(argc, argv, &inv);
         if (status >= 0)
                 return status;
-        if (optind == argc)
-                return global_usage_error();
-        if (streq(argv[optind], "help")) {
-                if (optind + 1 == argc || !group_usage(argv[optind + 1], stdout))
-                        help(stdout);
-                return 0;
-        }
-
-        const Command *command = command_find(argc - optind, argv + optind, &words);
-        if (!command) {
-                bool help_asked = wants_help(argc - optind, argv + optind);
-                if (group_usage(argv[optind], help_asked ? stdout : stderr))
-                        return help_asked ? 0 : 2;
-                output_error("unknown command \"%s\"", argv[optind]);
-                return global_usage_error();
-        }
-        /* The command sees "aviary image push" ARGS..., so getopt's messages name it. */
-        int command_argc = argc - optind - words + 1;
-        char **command_argv = argv + optind + words - 1;
-        if (asprintf(&full_name, "aviary %s", command->name) < 0)
-                return 1;
-        command_argv[0] = full_name;
-        if (wants_help(command_argc, command_argv)) {
-                command_usage(command, stdout);
-                printf("%s\n", command->summary);
-                return 0;
-        }
-
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 output_error("cannot initialise libcurl");
                 return 1;
         }
-        int r = run(command, &options, command_argc, command_argv);
+        int r = run(&inv);
         curl_global_cleanup();
         if (r == CLI_USAGE) {
-                command_usage(command, stderr);
+                command_usage(inv.command, stderr, USAGE_WIDTH);
+                fprintf(stderr, "Run 'aviary help %s' for its options.\n", inv.command->name);
                 return 2;
         }
+        if (r == CLI_USAGE_SAID)
+                return 2;
         if (r == -ENOMEM)
                 output_error("out of memory");
         return r == 0 ? 0 : 1;

@@ -74,6 +74,13 @@ int output_json(json_t *value) {
         return 0;
 }
 
+int output_json_line(json_t *value) {
+        if (json_dumpf(value, stdout, JSON_COMPACT | JSON_ENCODE_ANY) < 0)
+                return -EIO;
+        fputc('\n', stdout);
+        return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
 /* A scalar as text; NULL for objects and arrays. */
 static char *scalar_text(json_t *v) {
         char *s = NULL;
@@ -296,24 +303,28 @@ int output_table(const Field *fields, size_t n_fields, json_t *array) {
         return table_print(fields, n_fields, array, NULL);
 }
 
-int output_object(OutputFormat format, const Field *fields, size_t n_fields, json_t *object) {
+int output_object_lines(const Field *fields, size_t n_fields, size_t first, size_t count, json_t *object) {
         size_t width = 0;
 
-        if (!json_is_object(object)) {
-                output_error("the server's reply holds no JSON object");
-                return -EBADMSG;
-        }
-        if (format == OUTPUT_JSON)
-                return output_json(object);
         for (size_t i = 0; i < n_fields; i++)
                 if (text_width(fields[i].title) > width)
                         width = text_width(fields[i].title);
-        for (size_t i = 0; i < n_fields; i++) {
+        for (size_t i = first; i < n_fields && i < first + count; i++) {
                 _cleanup_free_ char *value = field_text(&fields[i], object);
                 if (!value)
                         return -ENOMEM;
                 printf("%s:%*s %s\n", fields[i].title, (int) (width - text_width(fields[i].title)), "",
                        value);
         }
-        return 0;
+        return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+int output_object(OutputFormat format, const Field *fields, size_t n_fields, json_t *object) {
+        if (!json_is_object(object)) {
+                output_error("the server's reply holds no JSON object");
+                return -EBADMSG;
+        }
+        if (format == OUTPUT_JSON)
+                return output_json(object);
+        return output_object_lines(fields, n_fields, 0, n_fields, object);
 }

@@ -1,5 +1,6 @@
 /* How the CLI prints: aligned tables and "Field: value" listings for people, the server's
- * own JSON (indent 2) for scripts, and one-line errors on stderr. */
+ * own JSON (indent 2; one compact object per line where a command follows changes) for
+ * scripts, and one-line errors on stderr. */
 #pragma once
 
 #include <jansson.h>
@@ -43,6 +44,9 @@ void output_error_va(const char *format, va_list ap) _printf_(1, 0);
 /* Prints a JSON value, indent 2, and a newline. */
 int output_json(json_t *value);
 
+/* Prints a JSON value on one line and flushes it: one record of a JSON Lines stream. */
+int output_json_line(json_t *value);
+
 /* Prints a list reply ({"items": [...], ...}): a table of its items, or its JSON. */
 int output_list(OutputFormat format, const Field *fields, size_t n_fields, json_t *list);
 
@@ -54,6 +58,10 @@ int output_table(const Field *fields, size_t n_fields, json_t *array);
 
 /* Prints one object: a "Title: value" listing, or its JSON. */
 int output_object(OutputFormat format, const Field *fields, size_t n_fields, json_t *object);
+
+/* Prints the lines FIRST to FIRST + COUNT - 1 of such a listing, aligned as the whole would be
+ * (so a listing can be printed in parts, the first before a slow request). */
+int output_object_lines(const Field *fields, size_t n_fields, size_t first, size_t count, json_t *object);
 
 /* A table printed in batches (for --follow): the header once, then each batch of rows.
  * Column widths come from the first batch and only grow. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up shared by the demo and the test run: installs what aviary needs from Debian's
 # archive (on a bare Debian 12 machine too) and builds it into build/. (clang and its
-# runtime are for the fuzz harnesses and their sanitizer replay: tests/fuzz/.)
+# runtime are for the fuzz harnesses and their sanitizer replay: tests/fuzz/; zsh and fish
+# for test-cli, which loads the CLI's completion scripts in them.)
 # Usage: tests/setup.sh [extra meson options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ packages=(
         iproute2 procps cpio gzip xz-utils zstd binutils mount
         python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux mandoc man-db
         clang libclang-rt-14-dev
+        zsh fish
 )
 
 missing=()

@@ -1,5 +1,7 @@
 /* Allow-lists for everything a user names: images, services, version tags, labels,
- * digests, idempotency keys. Anything that reaches a path, SQL or XML passes here first. */
+ * digests, idempotency keys. Anything that reaches a path, SQL or XML passes here first.
+ * Shared: aviaryd enforces them, and the CLI checks names with the same code before it
+ * sends anything (so `image push` refuses a bad name before it uploads a byte). */
 #pragma once
 
 #include <stdbool.h>
