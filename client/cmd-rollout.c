@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "errors.h"
 
 #define FOLLOW_POLL_MS 1000
 #define FOLLOW_DEFAULT_TIMEOUT "30m"
@@ -951,8 +952,25 @@ static int rollout_follow(Cli *cli, const char *service, json_t *rollout, const 
         if (r < 0)
                 return r;
         const char *phase = phase_of(last);
-        if (streq(phase, "Healthy"))
+        if (streq(phase, "Healthy")) {
+                /* Healthy is promoted; success is serving: the server's wait answers once the
+                 * version's replicas are ready (at once when they are). */
+                _cleanup_free_ char *serving = NULL;
+                json_auto_t *answer = NULL;
+                uint64_t now = now_ms(), left = deadline > now ? deadline - now : 0;
+                if (left < 1000)
+                        left = 1000;
+                if (left > 3600000)
+                        left = 3600000;
+                if (asprintf(&serving, "%s?wait=Healthy&timeout=%" PRIu64 "ms", path, left) < 0)
+                        return -ENOMEM;
+                r = http_call(cli->http, "GET", serving, NULL, &answer);
+                if (r == AVIARY_E_WAIT_TIMEOUT)
+                        return FOLLOW_TIMEOUT;
+                if (r != 0)
+                        return r;
                 return 0;
+        }
         if (streq(phase, "Degraded")) {
                 const char *reason = json_string_value(json_object_get(last, "abortReason"));
                 const char *message = json_string_value(json_object_get(last, "message"));
