@@ -4,7 +4,7 @@
 # file to the same file system). Prints both medians and the ratio.
 # Usage: bench/blob-upload.sh [SIZE_MB] [ROUNDS]   (defaults 64 and 5)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 size_mb=${1:-64}
 rounds=${2:-5}
 [ -x build/daemon/aviaryd ] || tests/setup.sh

@@ -7,7 +7,7 @@
 # All guest traffic stays inside two network namespaces this script creates and deletes.
 # Usage: bench/boot-latency.sh [ROUNDS]   (default 5, at most 50; needs root)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 rounds=${1:-5}
 if ! [[ $rounds =~ ^[0-9]+$ ]] || ((rounds < 1 || rounds > 50)); then
         echo "usage: $0 [ROUNDS]   (1-50, default 5)" >&2

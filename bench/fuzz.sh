@@ -7,7 +7,7 @@
 # Usage: bench/fuzz.sh [SECONDS] [TARGET...]     (default 60 s, all four targets)
 # Results (grown corpora, crash inputs, logs) stay in build-fuzz/fuzz-results/TARGET/.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 
 seconds=${1:-60}
 shift $(($# > 0 ? 1 : 0))

@@ -8,7 +8,7 @@
 # Usage: bench/kill-loop.sh [ITERATIONS]   (default 200; 1-5000)
 #        AVIARY_KILL_LOOP_SEED=N repeats a run's random choices.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 iterations=${1:-200}
 if ! [[ $iterations =~ ^[0-9]+$ ]] || ((iterations < 1 || iterations > 5000)); then
         echo "usage: $0 [ITERATIONS]   (1-5000, default 200)" >&2

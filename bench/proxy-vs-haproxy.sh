@@ -6,7 +6,7 @@
 # Usage: bench/proxy-vs-haproxy.sh [SECONDS] [ROUNDS]   (defaults 10 and 2)
 # Needs: a build, haproxy, wrk (apt-get install -y haproxy wrk).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 secs=${1:-10}
 rounds=${2:-2}
 conns=32

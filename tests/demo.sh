@@ -6,7 +6,7 @@
 # traffic through the service's proxy (printing the observed split), and a bad canary that
 # aviaryd rolls back by itself. Exits 0 only when every step behaved as it should.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 
 tests/setup.sh ${AVIARY_MESON_OPTIONS:-}
 

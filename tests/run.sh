@@ -7,7 +7,7 @@
 # under libFuzzer with the same sanitizers (tests/fuzz/replay-asan.sh).
 # Usage: tests/run.sh [meson test options, e.g. --suite unit]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 
 tests/setup.sh ${AVIARY_MESON_OPTIONS:-} || { echo "0 passed, 1 failed"; exit 1; }
 meson test -C build --print-errorlogs --num-processes 2 "$@"

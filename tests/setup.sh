@@ -5,7 +5,7 @@
 # for test-cli, which loads the CLI's completion scripts in them.)
 # Usage: tests/setup.sh [extra meson options...]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 
 packages=(
         gcc libc6-dev meson ninja-build pkg-config

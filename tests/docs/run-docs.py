@@ -11,15 +11,21 @@ fine):
                                            first run block)
     <!-- doc-test: skip REASON -->         not runnable: REASON says why
 
-Each file's run blocks form one session: one `bash -euo pipefail` script, in order, so a
+Options of run, after it: session=NAME (a file may hold several sessions, each with its own
+fixture; the default session is "main"), subshell (the block runs in ( ... ), for a block that
+ends with `exit`, as a CI step does), and sub="OLD=>NEW" (every OLD in the block becomes NEW:
+a CI example's two-minute pauses become seconds; the few placeholders a test needs).
+
+Each file's run blocks form one session (per session name): one `bash -euo pipefail` script, in order, so a
 variable or a background process from one block is there in the next, as for a reader who
 pastes them one after another. The session runs as root in a private mount namespace with
 its own /tmp and /run/netns (a namespace the doc makes with `ip netns add` is the test's
-own), from a scratch directory whose entries link to the source tree's (`build/`, `tests/`,
+own), with a network namespace of its own (only its loopback, up), from a scratch directory whose entries link to the source tree's (`build/`, `tests/`,
 ...), so the docs' relative paths work and files they write land in the scratch directory.
 At the end every process in a namespace the session made is killed, and the namespaces go.
 
-Usage: run-docs.py FILE.md [FILE.md ...]   (paths relative to the source root)
+Usage: run-docs.py [FILE.md ...]   (paths relative to the source root; default: README.md and
+every docs/**/*.md)
 """
 import os
 import re
@@ -80,6 +86,7 @@ def blocks(path):
 
 RUNNER = r"""
 set -uo pipefail
+ip link set lo up
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns
 cleanup() {
@@ -88,6 +95,7 @@ cleanup() {
                 ip netns delete "$ns" 2>/dev/null
         done
         pkill -9 -s 0 -f aviaryd 2>/dev/null
+        pkill -9 -s 0 -f systemd-socket-activate 2>/dev/null
 }
 trap cleanup EXIT
 cd "$1"
@@ -108,10 +116,14 @@ def run_session(path, session, fixture):
             f.write(f"export AVIARY_SOURCE_ROOT={ROOT!r}\n")
             if fixture:
                 f.write(f"source {os.path.join(FIXTURES, fixture + '.sh')!r}\n")
-            for line, code in session:
+            for line, code, opts in session:
+                for old, new in opts.get("sub", []):
+                    code = code.replace(old, new)
+                if opts.get("subshell"):
+                    code = f"(\n{code}\n)"
                 f.write(f"echo 'start {line}' >&3\n{code}\necho 'done {line}' >&3\n")
         try:
-            r = subprocess.run(["unshare", "--mount", "--propagation", "private", "setsid", "bash", "-c", RUNNER,
+            r = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "setsid", "bash", "-c", RUNNER,
                                 "runner", work, script, marks], capture_output=True, text=True, timeout=TIMEOUT)
             output, timed_out = r.stdout + r.stderr, False
         except subprocess.TimeoutExpired as e:
@@ -120,7 +132,7 @@ def run_session(path, session, fixture):
         with open(marks, encoding="utf-8") as f:
             done = {int(m.split()[1]) for m in f.read().split("\n") if m.startswith("done ")}
         reported = False
-        for line, _ in session:
+        for line, _, _ in session:
             if line in done:
                 tap(True, f"{path}:{line}: the block runs")
             elif not reported:
@@ -133,9 +145,23 @@ def run_session(path, session, fixture):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def options(arg):
+    """The options of a run directive: {"session", "fixture", "subshell", "sub": [(old, new)]}."""
+    opts = {"session": "main", "sub": []}
+    for m in re.finditer(r'(\w+)(?:=("[^"]*"|\S+))?', arg):
+        key, value = m.group(1), (m.group(2) or "").strip('"')
+        if key == "sub" and "=>" in value:
+            opts["sub"].append(tuple(value.split("=>", 1)))
+        elif key == "subshell":
+            opts["subshell"] = True
+        else:
+            opts[key] = value
+    return opts
+
+
 def main(paths):
     for path in paths:
-        session, fixture = [], None
+        sessions = {}
         for line, info, kind, arg, code in blocks(path):
             if info not in SHELLS:
                 continue
@@ -145,15 +171,22 @@ def main(paths):
             if kind == "skip":
                 tap(bool(arg), f"{path}:{line}: not run" + (f": {arg}" if arg else " (a skip needs a reason)"))
                 continue
-            m = re.match(r"fixture=(\w+)", arg)
-            if m:
-                fixture = m.group(1)
-            session.append((line, code))
-        if session:
-            run_session(path, session, fixture)
+            opts = options(arg)
+            blocks_of, fixture = sessions.setdefault(opts["session"], ([], [None]))
+            if opts.get("fixture"):
+                fixture[0] = opts["fixture"]
+            blocks_of.append((line, code, opts))
+        for name, (blocks_of, fixture) in sessions.items():
+            run_session(path, blocks_of, fixture[0])
     print(f"1..{count}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    import glob
+    if os.geteuid() != 0:
+        print("1..0 # SKIP the docs' commands run as root (network namespaces, guests)")
+        sys.exit(0)
+    files = sys.argv[1:] or ["README.md"] + sorted(
+        os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
+    sys.exit(main(files))
