@@ -16,6 +16,7 @@ packages=(
         python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux mandoc man-db
         clang libclang-rt-14-dev
         zsh fish
+        nodejs python3-jsonschema
 )
 
 missing=()
@@ -37,6 +38,13 @@ else
         meson setup build "$@" >/dev/null
 fi
 ninja -C build
+
+# The contract's linters (tests/api/node: @redocly/cli, swagger-parser), pinned by its lock.
+if [ ! -x tests/api/node/node_modules/.bin/redocly ] ||
+        [ tests/api/node/package-lock.json -nt tests/api/node/node_modules/.package-lock.json ]; then
+        command -v npm >/dev/null || { echo "setup: npm is missing (Debian package nodejs/npm)" >&2; exit 1; }
+        (cd tests/api/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # The test guest image (Debian's kernel + our one-program initramfs), cached in
 # /var/tmp/aviary-guest-image: built here, with the other downloads, so no test fetches anything.

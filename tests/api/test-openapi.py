@@ -91,11 +91,23 @@ def main():
         check((method, path) in operations, f"route {method} {path} is in the spec")
     table_paths_with_get = {path for method, path in routes if method == "GET"}
     for method, path in sorted(operations, key=lambda o: (o[1], o[0])):
-        if (method, path) in routes:
-            check(True, f"spec operation {method} {path} is in the route table")
+        item, op = operations[(method, path)]
+        statuses = set((op.get("responses") or {}).keys())
+        if statuses == {"405"}:
+            # A refusal the spec documents (PUT on an immutable version): the router answers
+            # it, so it must not be a route.
+            check((method, path) not in routes, f"spec operation {method} {path} is a documented 405, not a route")
+        elif (method, path) in routes or (method == "HEAD" and path in table_paths_with_get):
+            # Statuses any routed request can get: a bad or missing token (401), a scope too low
+            # or a unix-socket peer not allowed (403), a head too big (431), and the daemon's own
+            # failures (500, 503).
+            missing = sorted({"401", "403", "431", "500", "503"} - statuses)
+            check(not missing, f"spec operation {method} {path} documents 401, 403, 431, 500 and 503",
+                  f"missing: {missing}")
+            if method in ("POST", "PUT", "PATCH", "DELETE"):
+                check("507" in statuses, f"spec operation {method} {path} documents 507 (a full disk)")
         elif method == "HEAD":
-            # The router answers HEAD wherever GET is routed, unless the table says otherwise.
-            check(path in table_paths_with_get, f"spec operation HEAD {path} is implied by GET {path}",
+            check(False, f"spec operation HEAD {path} is implied by GET {path}",
                   "the table has no GET route for this path")
         else:
             check(False, f"spec operation {method} {path} is in the route table")
