@@ -252,6 +252,8 @@ class Client:
                 raw = resp.read()
             answer = Response(resp.status, resp.reason, resp.headers, raw)
             answer.send_error = send_error
+            if sink is None:
+                contract_check(method, path, answer)
             return answer
         finally:
             conn.close()
@@ -301,6 +303,24 @@ class Client:
                 return items, pages
             if pages >= max_pages:
                 raise AssertionError(f"GET {path}: more than {max_pages} pages; 'next' never ends")
+
+
+_contract_seen = set()
+
+
+def contract_check(method, path, answer):
+    """Every answer a test gets is checked against api/openapi.yaml (tests/lib/contract.py);
+    each distinct mismatch is one failing test point of the test that met it.
+    AVIARY_CONTRACT=off turns this off, for a test that breaks the daemon on purpose."""
+    if os.environ.get("AVIARY_CONTRACT") == "off":
+        return
+    import contract
+    contract.record(method, path, answer.status)
+    for problem in contract.problems(method, path, answer.status, answer.header("Content-Type"), answer.raw):
+        key = re.sub(r"items/\d+", "items/N", problem)
+        if key not in _contract_seen:
+            _contract_seen.add(key)
+            TAP.ok(False, f"the answer fits api/openapi.yaml: {problem}", f"answer: {answer!r}")
 
 
 def raw_http(sock_path, data, read_timeout=10, shut_write=False):
