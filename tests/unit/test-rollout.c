@@ -187,6 +187,38 @@ int main(void) {
         is_str(r.phase, "Healthy", "and with a pass since the weight, the rollout is done");
 
         rollout_transition_done(&t);
+        /* A first deploy: no from, no steps; Healthy when replicas of its guests are ready. */
+        fresh(&r);
+        free(r.from_label);
+        r.from_label = NULL;
+        r.canary_weight = 10000;
+        r.step_index = (int64_t) s.n_steps;
+        ok(rollout_is_first_deploy(&r), "a rollout from nothing is a first deploy");
+        is_str(step(&r, &s, T0 + SEC, 1, NULL, &t), "", "first deploy, 1 of 2 guests ready: no event");
+        is_str(r.phase, "Progressing", "still Progressing: it does not serve yet");
+        ok(strstr(r.message, "first deploy: waiting for guests (1 of 2 ready)") != NULL, "says why: %s", r.message);
+        is_str(step(&r, &s, T0 + 2 * SEC, 2, NULL, &t), "rollout.healthy", "2 of 2 ready: Healthy");
+        ok(!t.promote, "nothing to promote: its version is already stable");
+        ok(r.finished_at == T0 + 2 * SEC, "finished now");
+        fresh(&r);
+        free(r.from_label);
+        r.from_label = NULL;
+        r.step_index = (int64_t) s.n_steps;
+        RolloutObservation broken = { .now = T0 + SEC, .replicas = 2, .canary_broken = "guest web-1 is crash-looping" };
+        rollout_transition_done(&t);
+        rollout_evaluate(&r, &s, &broken, &t);
+        is_str(r.phase, "Degraded", "a first deploy whose guest crash-loops is Degraded");
+        ok(r.abort_reason && strstr(r.abort_reason, "first deploy failed: guest web-1 is crash-looping"), "with why: %s",
+           r.abort_reason ? r.abort_reason : "(none)");
+        fresh(&r);
+        free(r.from_label);
+        r.from_label = NULL;
+        r.step_index = (int64_t) s.n_steps;
+        is_str(step(&r, &s, T0 + 11 * 60 * SEC, 0, NULL, &t), "rollout.abort", "no guest ready after the progress deadline");
+        ok(strstr(r.abort_reason ? r.abort_reason : "", "progress deadline: first deploy") != NULL, "says so: %s",
+           r.abort_reason ? r.abort_reason : "(none)");
+
+        rollout_transition_done(&t);
         rollout_record_done(&r);
         return tap_done();
 }
