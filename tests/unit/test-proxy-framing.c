@@ -151,8 +151,9 @@ static int p_headers(http_parser *p) {
                 if (m->target[0] != '/' && strcmp(m->target, "*") != 0)
                         problem(ps, "a request target not in origin form");
         }
-        /* Every response here answers a GET or POST. */
-        return 0;
+        /* Every response here answers a GET or POST; a 204 or 304 has no body whatever it says
+         * (RFC 9112 6.3), as any conforming client reads it. */
+        return p->type == HTTP_RESPONSE && (m->status == 204 || m->status == 304) ? 1 : 0;
 }
 
 static int p_body(http_parser *p, const char *at, size_t n) {
@@ -432,6 +433,10 @@ static const Case cases[] = {
         {"response: Connection: Transfer-Encoding", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
          {{"GET", "/1", ""}, {"GET", "/2", ""}}, {200, 200}, {"hello", "hello"}},
+        {"response: a 204 with a Content-Length and bytes after it",
+         "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+         "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", {{"GET", "/1", ""}, {"GET", "/2", ""}},
+         {204, 204}, {"", ""}},
         {"response: Content-Length : 5", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello", {{"GET", "/1", ""}}, {502}},
         {"response: obs-fold", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
