@@ -444,20 +444,21 @@ static void check_differential(void) {
 }
 
 /* The client's bytes parse as HTTP/1.1 responses with canonical heads: token names, at most one
- * framing field. The N-th (final) response answers the client's N-th request, which tells
- * whether it has a body (HEAD); a local error ends the connection, so the count stays right. */
+ * framing field, and a body without framing only with Connection: close. The N-th (final)
+ * response answers the client's N-th request, which tells whether it has a body (HEAD); a local
+ * error ends the connection, so the count stays right. */
 typedef struct ClientView {
         unsigned responses, framing_fields;
-        char field[FIELD_NAME_MAX];
-        size_t field_len;
-        bool field_long, in_value;
+        char field[FIELD_NAME_MAX], value[FIELD_VALUE_MAX];
+        size_t field_len, value_len;
+        bool field_long, value_long, in_value, close;
 } ClientView;
 
 static int cv_begin(http_parser *hp) {
         ClientView *v = hp->data;
         v->framing_fields = 0;
-        v->field_len = 0;
-        v->field_long = v->in_value = false;
+        v->field_len = v->value_len = 0;
+        v->field_long = v->value_long = v->in_value = v->close = false;
         return 0;
 }
 
@@ -468,8 +469,11 @@ static void cv_field_done(ClientView *v) {
                 FUZZ_CHECK(is_tchar(v->field[i]), "the client received a field name that is not a token: '%.*s'",
                            (int) v->field_len, v->field);
         v->framing_fields += framing;
-        v->field_len = 0;
-        v->field_long = false;
+        if (!v->field_long && v->field_len == 10 && strncasecmp(v->field, "Connection", 10) == 0 &&
+            !v->value_long && v->value_len == 5 && strncasecmp(v->value, "close", 5) == 0)
+                v->close = true;
+        v->field_len = v->value_len = 0;
+        v->field_long = v->value_long = false;
 }
 
 static int cv_field(http_parser *hp, const char *at, size_t n) {
@@ -482,7 +486,9 @@ static int cv_field(http_parser *hp, const char *at, size_t n) {
 }
 
 static int cv_value(http_parser *hp, const char *at, size_t n) {
-        ((ClientView *) hp->data)->in_value = true;
+        ClientView *v = hp->data;
+        v->in_value = true;
+        bounded_append(v->value, sizeof v->value, &v->value_len, &v->value_long, at, n);
         return 0;
 }
 
@@ -499,7 +505,13 @@ static int cv_headers(http_parser *hp) {
         head = v->responses < cur.sent.n && cur.sent.items[v->responses].method == HTTP_HEAD;
         v->responses++;
         /* No body, whatever the fields say (RFC 9112 6.3), as a conforming client reads it. */
-        return head || hp->status_code == 204 || hp->status_code == 304 ? 1 : 0;
+        if (head || hp->status_code == 204 || hp->status_code == 304)
+                return 1;
+        /* A body without framing ends when the connection does: the proxy must say so. */
+        FUZZ_CHECK(v->framing_fields == 1 || v->close,
+                   "the client received a response %d without framing and without Connection: close",
+                   hp->status_code);
+        return 0;
 }
 
 static const http_parser_settings client_view_settings = {
