@@ -445,9 +445,10 @@ static enum MHD_Result send_error(Request *r, AviaryError code, const char *mess
         struct MHD_Response *resp;
         char safe[1024], allow_header[64] = "", *text;
 
-        /* A message may quote the request (a decoded path such as "/v1/%ff"): JSON needs UTF-8. */
+        /* A message may quote the request (a decoded path such as "/v1/%ff" or "/v1/%0a"): JSON
+         * needs UTF-8, and whoever prints the message must not get control characters. */
         snprintf(safe, sizeof safe, "%s", message);
-        api_message_make_utf8(safe);
+        api_message_escape(safe, sizeof safe);
         message = safe;
         text = error_envelope(code, message, r->request_id);
 
