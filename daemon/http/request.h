@@ -70,11 +70,18 @@ typedef struct Request {
         uint64_t retry_usec;     /* set by request_retry_later(); 0 once the request runs again */
         uint64_t wait_deadline;  /* the handler's own: monotonic usec, 0 before the first call */
         void *waiter;            /* the server's bookkeeping while suspended */
+        struct {                 /* query values request_query() decoded, freed with the request */
+                const char *original;
+                char *decoded;
+        } kept[8];
+        unsigned n_kept;
 } Request;
 
-/* Path parameter N (0-based), already percent-decoded. */
+/* Path parameter N (0-based), percent-decoded except "%00" and "%2F" (see unescape() in
+ * server.c), which then fail every name check. */
 const char *request_param(Request *r, unsigned n);
 const char *request_header(Request *r, const char *name);
+/* Query value NAME, percent-decoded ("%2F" too; "%00" stays encoded), valid while R is. */
 const char *request_query(Request *r, const char *name);
 /* ?limit=&after= with checks; limit defaults to 100, at most 1000. */
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after);

@@ -262,6 +262,8 @@ static void waiter_release(Waiter *w) {
 static void request_free(Request *r) {
         if (!r)
                 return;
+        for (unsigned i = 0; i < r->n_kept; i++)
+                free(r->kept[i].decoded);
         waiter_release(r->waiter);
         for (unsigned i = 0; i < r->n_params; i++)
                 free(r->params[i]);
@@ -335,7 +337,29 @@ const char *request_header(Request *r, const char *name) {
 }
 
 const char *request_query(Request *r, const char *name) {
-        return MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
+        const char *v = MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
+        char *copy, *out;
+
+        if (!v || !strcasestr(v, "%2f"))
+                return v;
+        /* unescape() left "%2F" for the router; in a value it is a slash (resource=image%2Fweb).
+         * The decoded copy lives as long as the request, one per value looked up. */
+        for (unsigned i = 0; i < r->n_kept; i++)
+                if (r->kept[i].original == v)
+                        return r->kept[i].decoded;
+        if (r->n_kept >= ELEMENTSOF(r->kept) || !(copy = strdup(v)))
+                return v; /* still an answer, only with the slash encoded */
+        out = copy;
+        for (const char *p = v; *p; p++)
+                if (p[0] == '%' && p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) {
+                        *out++ = '/';
+                        p += 2;
+                } else
+                        *out++ = *p;
+        *out = 0;
+        r->kept[r->n_kept].original = v;
+        r->kept[r->n_kept++].decoded = copy;
+        return copy;
 }
 
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after) {
@@ -859,16 +883,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         }
 }
 
-/* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" stays
- * encoded: a NUL would cut "web%00x" to "web" and act on another resource. Left encoded, it
- * fails the name checks. (An encoded slash decodes and splits the path: no route matches.) */
+/* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" and
+ * "%2F" stay encoded. A NUL would cut "web%00x" to "web" and act on another resource; a slash
+ * would be a path separator, and "images/web%2Fversions%2F1.0" would route to version 1.0 of
+ * web. Left encoded, either fails the name checks or matches no route. libmicrohttpd uses this
+ * for query values too: request_query() decodes "%2F" there, where a slash is only data. */
 static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
         char *out = s;
 
         for (char *p = s; *p; p++) {
                 unsigned v;
                 if (p[0] == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2]) &&
-                    sscanf(p + 1, "%2x", &v) == 1 && v != 0) {
+                    sscanf(p + 1, "%2x", &v) == 1 && v != 0 && v != '/') {
                         *out++ = (char) v;
                         p += 2;
                 } else

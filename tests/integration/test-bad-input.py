@@ -310,6 +310,13 @@ def routing_cases():
                  "/v1/images/web/tags", "/v1//images", "/V1/health", "/v1/health/"):
         cases.append(Case(f"GET {path}: 404 not-found", "GET", path, None, 404, "not-found"))
     cases.append(Case("POST to an unknown route: 404 not-found", "POST", "/v1/nope", enc({}), 404, "not-found"))
+    # An encoded slash is no path separator (issue 14, item 10): DELETE of
+    # /v1/images/web%2Fversions%2F1.0.0 deleted version web:1.0.0.
+    for path in ("/v1/services%2Fsvc", "/v1/services%2fsvc", "/v1%2Fhealth", "/v1/images%2Fweb%2Fversions"):
+        cases.append(Case(f"GET {path}: 404 not-found", "GET", path, None, 404, "not-found"))
+    for method, path in (("DELETE", "/v1/images/web%2Fversions%2F1.0.0"), ("GET", "/v1/images/web%2Fversions"),
+                         ("DELETE", "/v1/services/svc%2F"), ("GET", "/v1/images/web/versions/1.0.0%2Frevoke")):
+        cases.append(Case(f"{method} {path}: 400 invalid-name", method, path, None, 400, "invalid-name"))
     for method, path, allow in (("DELETE", "/v1/events", "GET HEAD"), ("POST", "/v1/health", "GET HEAD"),
                                 ("PUT", "/v1/services", "GET HEAD POST"),
                                 ("PATCH", "/v1/images/web", "GET HEAD DELETE"),

@@ -136,6 +136,10 @@ def test_paging(d):
     got = sorted({e["resource"] for e in r.json["items"]})
     is_(got, ["image/web", "image/web/version/1.0", "image/web/version/2.0"],
         "resource=image/web keeps image/web and what is under it, not image/webx")
+    r = c.get("/v1/events?resource=image%2Fweb")
+    is_(sorted({e["resource"] for e in r.json["items"]}) if r.status == 200 else r,
+        ["image/web", "image/web/version/1.0", "image/web/version/2.0"],
+        "resource=image%2Fweb (the slash percent-encoded) filters the same")
     r = c.get(f"/v1/events?resource=image/web&limit=1&after={ids[0]}")
     ok(r.status == 200 and len(r.json["items"]) == 1 and r.json["items"][0]["resource"].startswith("image/web/"),
        "resource= pages too", repr(r))
