@@ -41,6 +41,7 @@ typedef struct Request {
         bool replied;            /* a response was queued */
         bool replayed;           /* answered from a remembered Idempotency-Key */
         bool unchanged;          /* the handler changed nothing: no audit event */
+        bool too_many_query_args; /* its arguments were cut before parsing: answered 431 */
 
         /* body */
         char *body;

@@ -64,6 +64,10 @@ struct HttpServer {
         sd_event_source *deadline_timer; /* at the earliest deadline of a receiving one */
 };
 
+/* What on_uri() returns for a request whose query arguments it cut (MAX_QUERY_ARGS): the
+ * request's first *req_cls, which on_access() turns into a Request. */
+static char too_many_query_args;
+
 static void listener_schedule(Listener *l);
 
 /* One MHD round, and a second one when the first closed connections: at connection_limit MHD
@@ -281,7 +285,8 @@ static void request_free(Request *r) {
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
         Conn *k = conn_of(c);
 
-        request_free(*req_cls);
+        if (*req_cls != &too_many_query_args) /* a request on_uri() cut that never reached on_access() */
+                request_free(*req_cls);
         *req_cls = NULL;
         /* Kept alive, the connection waits for its next request: a new deadline. */
         if (k && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -797,6 +802,30 @@ static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
  * connection's memory, so without a count a head of many tiny fields would exhaust it. */
 #define MAX_HEADER_FIELDS 100
 
+/* The same for query arguments, which MHD parses into records before any callback of ours can
+ * answer. When they exhaust the connection's memory, libmicrohttpd 0.9.75 logs a 431 that it
+ * never sends (parse_initial_message_line() queues it, then its caller overwrites the state)
+ * and the client waits for request_timeout. So on_uri() cuts the arguments of such a request
+ * before MHD parses them, and request_head_refused() answers it. */
+#define MAX_QUERY_ARGS 100
+
+/* MHD_OPTION_URI_LOG_CALLBACK: sees the request target before MHD parses its arguments. URI is
+ * MHD's own buffer, NUL-terminated, handed over as const: writing a NUL after the '?' leaves
+ * MHD no arguments to parse (it parses from there once this returns). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+        char *q = strchr(uri, '?');
+        unsigned n = 1;
+
+        if (!q || !q[1])
+                return NULL;
+        for (const char *p = q + 1; *p; p++)
+                n += *p == '&';
+        if (n <= MAX_QUERY_ARGS)
+                return NULL;
+        q[1] = 0;
+        return &too_many_query_args;
+}
+
 /* Refuses with 431 a request whose head (request line and header fields, with their CRLFs,
  * as MHD counts them) is over max_header_size, or has too many fields. Heads too big for the
  * connection's memory never get here: MHD answers those itself (docs/api.md, Limits). */
@@ -807,7 +836,9 @@ static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) 
         int fields = MHD_get_connection_values(r->connection, MHD_HEADER_KIND, NULL, NULL);
         char msg[160];
 
-        if (size > r->manager->settings.max_header_size)
+        if (r->too_many_query_args)
+                snprintf(msg, sizeof msg, "the request target has more than %d query arguments", MAX_QUERY_ARGS);
+        else if (size > r->manager->settings.max_header_size)
                 snprintf(msg, sizeof msg,
                          "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes", size,
                          r->manager->settings.max_header_size);
@@ -838,11 +869,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         Request *r = *req_cls;
         enum MHD_Result ret;
 
-        if (!r) {
+        if (!r || r == (Request *) &too_many_query_args) {
+                bool cut = r != NULL;
+
                 r = calloc(1, sizeof *r);
                 if (!r)
                         return MHD_NO;
                 *req_cls = r;
+                r->too_many_query_args = cut;
                 r->manager = l->server->manager;
                 r->connection = connection;
                 r->reply_fd = -1;
@@ -979,6 +1013,7 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   unix_socket ? 0u : cfg->connection_limit_per_peer,
                                   MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg),
                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                                  MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
                                   MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 2, MHD_OPTION_END);
         if (!l->mhd)
                 return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);
