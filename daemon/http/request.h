@@ -36,6 +36,8 @@ typedef struct Request {
         unsigned n_params;
         char request_id[65];
         char actor[112];         /* "uid:1000 gid:1000" on the unix socket, "token:NAME@ADDR" on TCP */
+        char principal[32];      /* the caller's stable identity, for Idempotency-Key: "uid:1000",
+                                  * "token:ID" (the token's row id) or "bootstrap" */
         int scope;               /* the Scope granted to the caller (route.h) */
         bool started;            /* first call seen */
         bool replied;            /* a response was queued */
@@ -84,6 +86,10 @@ const char *request_param(Request *r, unsigned n);
 const char *request_header(Request *r, const char *name);
 /* Query value NAME, percent-decoded ("%2F" too; "%00" stays encoded), valid while R is. */
 const char *request_query(Request *r, const char *name);
+/* Calls FN for each query argument in the order sent (VALUE NULL for "?flag" without '='), as
+ * libmicrohttpd decoded them; stops at FN's first non-zero result and returns it. */
+int request_query_foreach(Request *r, int (*fn)(const char *key, const char *value, void *userdata),
+                          void *userdata);
 /* ?limit=&after= with checks; limit defaults to 100, at most 1000. */
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after);
 

@@ -367,6 +367,27 @@ const char *request_query(Request *r, const char *name) {
         return copy;
 }
 
+typedef struct QueryForeach {
+        int (*fn)(const char *key, const char *value, void *userdata);
+        void *userdata;
+        int result;
+} QueryForeach;
+
+static enum MHD_Result query_foreach_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        QueryForeach *q = cls;
+
+        q->result = q->fn(key, value, q->userdata);
+        return q->result == 0 ? MHD_YES : MHD_NO;
+}
+
+int request_query_foreach(Request *r, int (*fn)(const char *key, const char *value, void *userdata),
+                          void *userdata) {
+        QueryForeach q = { .fn = fn, .userdata = userdata };
+
+        (void) MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, query_foreach_one, &q);
+        return q.result;
+}
+
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after) {
         const char *limit = request_query(r, "limit"), *after = request_query(r, "after");
         char *end;
@@ -586,6 +607,7 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
                 return AVIARY_E_FORBIDDEN;
         }
         snprintf(r->actor, sizeof r->actor, "uid:%u gid:%u", (unsigned) cred.uid, (unsigned) cred.gid);
+        snprintf(r->principal, sizeof r->principal, "uid:%u", (unsigned) cred.uid);
         if (cred.uid != 0 && (set->n_allow_uids || set->n_allow_gids) &&
             !id_listed((unsigned) cred.uid, set->allow_uids, set->n_allow_uids) &&
             !id_listed((unsigned) cred.gid, set->allow_gids, set->n_allow_gids)) {
@@ -617,6 +639,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         n = strlen(auth);
         if (boot && n == strlen(boot) && CRYPTO_memcmp(auth, boot, n) == 0) {
                 snprintf(r->actor, sizeof r->actor, "token:bootstrap@%s", addr);
+                snprintf(r->principal, sizeof r->principal, "bootstrap");
                 r->scope = SCOPE_ADMIN;
                 return AVIARY_E_OK;
         }
@@ -632,6 +655,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
                 return AVIARY_E_UNAUTHORIZED;
         }
         snprintf(r->actor, sizeof r->actor, "token:%.40s@%.46s", t.name, addr);
+        snprintf(r->principal, sizeof r->principal, "token:%lld", (long long) t.id);
         r->scope = scope_from_string(t.scope);
         /* Last use, to the minute: not a database write per request. */
         if (now_realtime() - t.last_used_at > 60 * USEC_PER_SEC)

@@ -78,6 +78,14 @@ def test_scopes(d, port):
     ev = [e for e in d.events() if e["resource"] == "image/pushed"]
     is_(ev and ev[0]["actor"], "token:ci@127.0.0.1", "the event names the token and the peer")
 
+    # Names the daemon writes in actors itself are reserved (issue 14, item 7): a token named
+    # bootstrap had the actor token:bootstrap@ADDR of token_file's.
+    snap = d.snapshot()
+    for name in ("bootstrap", "aviaryd"):
+        check_error(d.client.post("/v1/tokens", {"name": name, "scope": "read"}), 422, "invalid-field",
+                    f"a token named {name} is refused")
+    ok(d.snapshot() == snap, "and nothing was made", lambda: snapshot_diff(snap, d.snapshot()))
+
     listing = d.client.get("/v1/tokens").json["items"]
     is_(sorted(t["name"] for t in listing), ["ci", "t-admin", "t-read"], "the list shows the tokens")
     ok(all("token" not in t for t in listing), "and never a secret")

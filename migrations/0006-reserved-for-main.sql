@@ -1,0 +1,5 @@
+-- Placeholder on branch `security` only: main adds its own migration 0006 in parallel, and this
+-- branch's migration is 0007. embed-migrations.py refuses a gap in the numbers, so this empty
+-- step stands in for main's 0006 until the merge. At the merge: delete this file (and its line in
+-- daemon/meson.build), keep main's 0006, and run schema/regenerate.py. A database this branch made
+-- is at user_version 7 without main's 0006: throw it away (development databases only).
