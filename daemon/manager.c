@@ -1,6 +1,7 @@
 /* The manager: opens state, listeners and the loop; sends READY=1 once the API can answer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,10 @@
 #define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
 #define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
 #define INSTANCE_HISTORY_USEC (24ULL * 3600 * USEC_PER_SEC) /* stopped instances stay visible a day */
+/* Audit events past event_retention(_count) go a batch per loop iteration, each batch its own
+ * statement, at idle priority: a million due at once never hold the loop (nor a request) long. */
+#define EVENT_PRUNE_BATCH 1000
+#define EVENT_PRUNE_EVERY_USEC (10 * 60 * USEC_PER_SEC)
 
 int manager_new(Settings *settings, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -42,6 +47,7 @@ Manager *manager_free(Manager *m) {
         http_server_free(m->http);
         controller_free(m->controller);
         sd_event_source_disable_unref(m->housekeeping);
+        sd_event_source_disable_unref(m->event_prune);
         sd_event_source_disable_unref(m->watchdog);
         store_close(m->store);
         blobfiles_free(m->blobs);
@@ -262,6 +268,28 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int on_event_prune(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        const Settings *cfg = &m->settings;
+        usec_t now = now_realtime();
+        usec_t before = cfg->event_retention_usec && now > cfg->event_retention_usec ? now - cfg->event_retention_usec : 0;
+        int r = store_event_prune(m->store, before, cfg->event_retention_count, EVENT_PRUNE_BATCH);
+
+        if (r < 0)
+                log_warning_errno(r, "Cannot prune audit events; trying again later");
+        else
+                m->events_pruned += (uint64_t) r;
+        if (r == EVENT_PRUNE_BATCH) {
+                sd_event_source_set_time_relative(s, 0); /* more are due: the next loop iteration */
+                return 0;
+        }
+        if (m->events_pruned > 0)
+                log_info("Pruned %" PRIu64 " audit events (event_retention, event_retention_count).", m->events_pruned);
+        m->events_pruned = 0;
+        sd_event_source_set_time_relative(s, EVENT_PRUNE_EVERY_USEC);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         char path[4096];
         int r;
@@ -303,7 +331,16 @@ int manager_start(Manager *m) {
                                        on_housekeeping, m);
         if (r < 0)
                 return r;
-        return sd_event_source_set_enabled(m->housekeeping, SD_EVENT_ON);
+        r = sd_event_source_set_enabled(m->housekeeping, SD_EVENT_ON);
+        if (r < 0)
+                return r;
+        /* The first pass right after start, then every EVENT_PRUNE_EVERY_USEC. */
+        r = sd_event_add_time_relative(m->event, &m->event_prune, CLOCK_MONOTONIC, 0, 0, on_event_prune, m);
+        if (r >= 0)
+                r = sd_event_source_set_priority(m->event_prune, SD_EVENT_PRIORITY_IDLE);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->event_prune, SD_EVENT_ON);
+        return r;
 }
 
 static int on_hangup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

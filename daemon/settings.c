@@ -10,6 +10,7 @@
 #include "settings.h"
 #include "config.h" /* AVIARY_VERSION, generated */
 #include "log.h"
+#include "timeutil.h"
 
 #define MiB (1024ULL * 1024ULL)
 
@@ -27,6 +28,8 @@ void settings_init_defaults(Settings *c) {
                 .request_timeout_sec = 30,
                 .upload_min_rate = 64 * 1024,
                 .connection_limit_per_peer = 16,
+                .event_retention_usec = 365ULL * 24 * 3600 * 1000000ULL,
+                .event_retention_count = 1000000,
         };
 }
 
@@ -94,6 +97,29 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) 
         if (errno || end == s || *end || v < min || v > max)
                 return -EINVAL;
         *ret = (unsigned) v;
+        return 0;
+}
+
+/* An age: "0" (no limit), "90d", or a duration as the API writes them ("12h", "30m", "5s"). */
+static int parse_age(const char *s, uint64_t *ret_usec) {
+        uint64_t ms;
+        unsigned days;
+        size_t n = strlen(s);
+
+        if (streq(s, "0")) {
+                *ret_usec = 0;
+                return 0;
+        }
+        if (n > 1 && s[n - 1] == 'd') {
+                _cleanup_free_ char *number = strndup(s, n - 1);
+                if (!number || parse_uint(number, 1, 100000, &days) < 0)
+                        return -EINVAL;
+                *ret_usec = (uint64_t) days * 24 * 3600 * 1000000ULL;
+                return 0;
+        }
+        if (duration_parse_ms(s, &ms) < 0 || ms == 0)
+                return -EINVAL;
+        *ret_usec = ms * 1000ULL;
         return 0;
 }
 
@@ -200,6 +226,18 @@ static int settings_set(Settings *c, const char *key, const char *value) {
         }
         if (streq(key, "require_if_match"))
                 return parse_bool(value, &c->require_if_match);
+        if (streq(key, "event_retention"))
+                return parse_age(value, &c->event_retention_usec);
+        if (streq(key, "event_retention_count")) {
+                char *end;
+                unsigned long long v;
+                errno = 0;
+                v = strtoull(value, &end, 10);
+                if (errno || end == value || *end || v > (1ULL << 40))
+                        return -EINVAL;
+                c->event_retention_count = v;
+                return 0;
+        }
         return -ENOENT;
 }
 
@@ -275,7 +313,7 @@ static void usage(FILE *out) {
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel bridge bridge_create subnet tls_cert tls_key allow_uids\n"
-                "allow_gids\n");
+                "allow_gids event_retention event_retention_count\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

@@ -33,6 +33,8 @@ typedef struct Settings {
         uint64_t upload_min_rate;        /* bytes/s of body that each earn a second more; 0: none */
         unsigned connection_limit_per_peer; /* per TCP client address; 0: no limit */
         bool require_if_match;           /* PATCH/DELETE without If-Match: 428 */
+        uint64_t event_retention_usec;   /* audit events older than this are pruned; 0: none */
+        uint64_t event_retention_count;  /* at most this many audit events are kept; 0: no limit */
 } Settings;
 
 void settings_init_defaults(Settings *c);

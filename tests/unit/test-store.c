@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store-internal.h"
 #include "tap.h"
 
 /* "type name sql" of every schema object, sorted, one per line; caller frees. */
@@ -328,6 +328,11 @@ static void test_principal_migration(const char *dir) {
                "a token named bootstrap is renamed bootstrap-ID");
 }
 
+static int count_steps(void *userdata) {
+        (*(unsigned *) userdata)++;
+        return 0;
+}
+
 static int collect_resource(const EventRecord *e, void *userdata) {
         char *out = userdata;
         strcat(out, e->resource);
@@ -364,10 +369,23 @@ static void test_events(const char *dir) {
         store_event_list(s, 1, 1, "image/web", collect_resource, got);
         is_str(got, "image/web/version/1 ", "after and limit page the filtered list");
 
-        for (int i = 0; i < 13; i++) {
+        /* The filter reads the index, not the table (issue 14, item 13: 113 ms a request with
+         * 600k events): with 20000 other events it takes far fewer VM steps than them. */
+        store_begin(s);
+        for (int i = 0; i < 20000; i++) {
                 EventRecord e = {.actor = "uid:0", .action = "test", .resource = "service/x", .result = "ok"};
                 store_event_append(s, &e);
         }
+        store_commit(s);
+        {
+                unsigned steps = 0;
+                sqlite3_progress_handler(s->db, 100, count_steps, &steps);
+                got[0] = 0;
+                is_int(store_event_list(s, 0, 100, "image/nope", collect_resource, got), 0, "filter image/nope");
+                sqlite3_progress_handler(s->db, 0, NULL, NULL);
+                ok(steps < 10, "it took %u00 VM steps: an index lookup, not a walk over 20000 events", steps);
+        }
+        sqlite3_exec(s->db, "DELETE FROM events WHERE id > 7 + 13", NULL, NULL, NULL);
         /* 20 events. Count: keep the newest 5, 4 at a time. */
         n = store_event_prune(s, 0, 5, 4);
         is_int(n, 4, "a batch of 4 goes");
