@@ -7,6 +7,7 @@ the audit log, the database (idempotency replays included) or the token list; a 
 peer that is not on the allow-list is refused, one that is gets in and its uid/gid is in the
 event; with tls_cert/tls_key the TCP listener speaks HTTPS and nothing else."""
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -97,6 +98,22 @@ def test_scopes(d, port):
     ok(r2.header("Idempotent-Replayed") == "true" and not SECRET.match(r2.json.get("token", "")),
        "its replay says where the secret was, not the secret", repr(r2.json.get("token")))
     secrets["replayed"] = r1.json["token"]
+
+    # Token details are admin-only in the audit log too (issue 14, item 16): a read token saw
+    # every token's name, scope and prefix through /v1/events.
+    items, _ = c["read"].list_all("/v1/events", limit=1000)
+    token_events = [e for e in items if e["action"].startswith("token.")]
+    ok(len(token_events) >= 4, f"a read token lists the token events ({len(token_events)})")
+    is_({(e["resource"], json.dumps(e["detail"])) for e in token_events}, {("token", "null")},
+        "each without the token's name or detail")
+    text = json.dumps(items)
+    leaked = [s[:12] for s in secrets.values() if s[:12] in text]
+    is_(leaked, [], "no token prefix appears in the events a read token sees")
+    check_error(c["read"].get("/v1/events?resource=token/t-admin"), 403, "forbidden",
+                "a read token cannot ask for one token's events by name")
+    admin_view = [e for e in d.client.list_all("/v1/events", limit=1000)[0] if e["action"] == "token.create"]
+    ok(admin_view and all(e["resource"].startswith("token/") and e["detail"].get("prefix") for e in admin_view),
+       "an admin sees them whole", repr(admin_view[:1]))
 
     r = cli(d, "token", "revoke", "ci")
     is_(r.returncode, 0, "aviary token revoke ci", r.stderr)
