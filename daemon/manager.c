@@ -77,14 +77,52 @@ static int sweep_one(const char *digest, void *userdata) {
         return r < 0 ? r : 0;
 }
 
-/* A PEM file into *RET (at most 256 KiB). */
-static int pem_load(const char *path, char **ret) {
+/* Opens a file holding a secret (token_file, tls_key) for reading, refusing it unless only its
+ * owner can read or write it and that owner is root or us: a secret anyone else can read is no
+ * secret, and one they can write lets them choose it. Checked on the open file (fstat), so the
+ * file checked is the file read. Returns a FILE, or NULL with the reason logged. */
+static FILE *secret_open(const char *path, const char *setting) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+        FILE *f;
+
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                log_error_errno(errno, "Cannot read %s %s", setting, path);
+                return NULL;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                log_error("%s %s is not a regular file.", setting, path);
+                return NULL;
+        }
+        if (st.st_mode & 0077) {
+                log_error("%s %s has mode %04o: a secret must be readable and writable by its owner only "
+                          "(chmod 0600 %s).",
+                          setting, path, (unsigned) (st.st_mode & 07777), path);
+                return NULL;
+        }
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
+                log_error("%s %s belongs to uid %u: a secret must belong to root or to aviaryd's user (uid %u).",
+                          setting, path, (unsigned) st.st_uid, (unsigned) geteuid());
+                return NULL;
+        }
+        f = fdopen(fd, "re");
+        if (!f) {
+                log_error_errno(errno, "Cannot read %s %s", setting, path);
+                return NULL;
+        }
+        TAKE_FD(fd);
+        return f;
+}
+
+/* A PEM file into *RET (at most 256 KiB); SETTING names a secret's setting, checked with
+ * secret_open(), or is NULL for a public one (a certificate). */
+static int pem_load(const char *path, const char *setting, char **ret) {
         _cleanup_free_ char *text = NULL;
         size_t n;
-        FILE *f = fopen(path, "re");
+        FILE *f = setting ? secret_open(path, setting) : fopen(path, "re");
 
         if (!f)
-                return log_error_errno(errno, "Cannot read %s", path);
+                return setting ? -EPERM : log_error_errno(errno, "Cannot read %s", path);
         text = calloc(1, 256 * 1024 + 1);
         n = text ? fread(text, 1, 256 * 1024, f) : 0;
         fclose(f);
@@ -103,9 +141,9 @@ static int tls_load(Manager *m) {
                 return log_error_errno(EINVAL, "tls_cert and tls_key go together: set both, or neither");
         if (!m->settings.tls_cert)
                 return 0;
-        r = pem_load(m->settings.tls_cert, &m->tls_cert);
+        r = pem_load(m->settings.tls_cert, NULL, &m->tls_cert);
         if (r == 0)
-                r = pem_load(m->settings.tls_key, &m->tls_key);
+                r = pem_load(m->settings.tls_key, "tls_key", &m->tls_key);
         return r;
 }
 
@@ -116,9 +154,9 @@ static int token_load(Manager *m) {
 
         if (!m->settings.token_file)
                 return 0;
-        f = fopen(m->settings.token_file, "re");
+        f = secret_open(m->settings.token_file, "token_file");
         if (!f)
-                return log_error_errno(errno, "Cannot read token file %s", m->settings.token_file);
+                return -EPERM;
         n = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
         buf[n] = 0;
