@@ -44,6 +44,7 @@ void settings_done(Settings *c) {
         free(c->token_file);
         free(c->tls_cert);
         free(c->tls_key);
+        free(c->tls_priorities);
         free(c->socket_group);
         *c = (Settings) {};
 }
@@ -156,6 +157,8 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->tls_cert, value);
         if (streq(key, "tls_key"))
                 return set_string(&c->tls_key, value);
+        if (streq(key, "tls_priorities"))
+                return *value ? set_string(&c->tls_priorities, value) : -EINVAL;
         if (streq(key, "allow_uids") || streq(key, "allow_gids")) {
                 bool uids = streq(key, "allow_uids");
                 size_t n = 0;
@@ -313,7 +316,7 @@ static void usage(FILE *out) {
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel bridge bridge_create subnet tls_cert tls_key allow_uids\n"
-                "allow_gids event_retention event_retention_count\n");
+                "allow_gids tls_priorities event_retention event_retention_count\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {
@@ -425,6 +428,8 @@ int settings_finish(Settings *c) {
         if (!c->bridge && (r = set_string(&c->bridge, "aviary0")) < 0)
                 return r;
         if (!c->subnet && (r = set_string(&c->subnet, "10.88.0.0/24")) < 0)
+                return r;
+        if (!c->tls_priorities && (r = set_string(&c->tls_priorities, SETTINGS_TLS_PRIORITIES)) < 0)
                 return r;
         if (!c->libvirt_uri) {
                 snprintf(buf, sizeof buf, "qemu:///embed?root=%s/libvirt", c->state_dir);

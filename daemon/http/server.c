@@ -1018,11 +1018,13 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                 return -E2BIG;
         l = &s->listeners[s->n_listeners];
         *l = (Listener) { .server = s, .unix_socket = unix_socket };
-        /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS). */
+        /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS), with our
+         * priority string: libmicrohttpd's default ("NORMAL") still speaks TLS 1.0 and 1.1. */
         bool tls = !unix_socket && s->manager->tls_cert;
         struct MHD_OptionItem tls_options[] = {
                 { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? s->manager->tls_key : NULL },
                 { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? s->manager->tls_cert : NULL },
+                { MHD_OPTION_HTTPS_PRIORITIES, 0, tls ? cfg->tls_priorities : NULL },
                 { MHD_OPTION_END, 0, NULL },
         };
         l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
@@ -1038,9 +1040,10 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg),
                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                                   MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-                                  MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 2, MHD_OPTION_END);
+                                  MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 3, MHD_OPTION_END);
         if (!l->mhd)
-                return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);
+                return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d%s", fd,
+                                       tls ? " (is tls_priorities a valid GnuTLS priority string?)" : "");
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         if (!info) {
                 MHD_stop_daemon(l->mhd);

@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 
@@ -148,6 +150,30 @@ def test_allow_list():
                 is_(d.client.get("/v1/health").status, 200, "root is always allowed")
 
 
+def tls_handshake(port, cert, version):
+    """Whether a TLS handshake with exactly VERSION (an ssl.TLSVersion name) succeeds."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cert)
+    v = getattr(ssl.TLSVersion, version)
+    ctx.minimum_version = ctx.maximum_version = v
+    if v < ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 would not offer TLS 1.0/1.1 otherwise
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return tls.version() is not None
+    except (ssl.SSLError, ConnectionError):
+        return False
+
+
+def test_tls_versions(port, cert, desc, refused, accepted):
+    """TLS 1.0 and 1.1 are refused (issue 14, item 11: the listener negotiated them)."""
+    for v in refused:
+        ok(not tls_handshake(port, cert, v), f"{desc}: a {v} handshake is refused")
+    for v in accepted:
+        ok(tls_handshake(port, cert, v), f"{desc}: a {v} handshake succeeds")
+
+
 def test_tls():
     port = free_tcp_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,6 +195,21 @@ def test_tls():
             r = subprocess.run(["curl", "-s", "--max-time", "5", f"https://127.0.0.1:{port}/v1/health"],
                                capture_output=True, text=True, timeout=30)
             is_(r.returncode, 60, "an unknown certificate is refused by curl (60: the server presents ours)")
+            test_tls_versions(port, cert, "the default tls_priorities", refused=("TLSv1", "TLSv1_1"),
+                              accepted=("TLSv1_2", "TLSv1_3"))
+        # tls_priorities is the operator's: GnuTLS's NORMAL brings TLS 1.0 back.
+        with Daemon(config={"tls_cert": cert, "tls_key": key, "tls_priorities": "NORMAL"},
+                    args=["--listen", f"127.0.0.1:{port}"]):
+            test_tls_versions(port, cert, "tls_priorities = NORMAL", refused=(), accepted=("TLSv1", "TLSv1_2"))
+        with tempfile.TemporaryDirectory() as t2:
+            conf = os.path.join(t2, "c.conf")
+            with open(conf, "w") as f:
+                f.write(f"runtime = off\ntls_cert = {cert}\ntls_key = {key}\ntls_priorities = NOPE:+VERS-TLS9\n"
+                        f"listen = 127.0.0.1:{port}\n")
+            r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
+                                f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
+            ok(r.returncode != 0 and "tls_priorities" in r.stderr, "an invalid tls_priorities stops aviaryd at start",
+               r.stderr)
         # cert without key
         with tempfile.TemporaryDirectory() as t2:
             conf = os.path.join(t2, "c.conf")
