@@ -73,6 +73,7 @@ typedef struct Request {
         uint64_t retry_usec;     /* set by request_retry_later(); 0 once the request runs again */
         uint64_t wait_deadline;  /* the handler's own: monotonic usec, 0 before the first call */
         void *waiter;            /* the server's bookkeeping while suspended */
+        bool client_gone;        /* its client closed while it waited: never answered */
         struct {                 /* query values request_query() decoded, freed with the request */
                 const char *original;
                 char *decoded;

@@ -26,7 +26,8 @@
 #include "server.h"
 
 #define MAX_LISTENERS 8
-#define MAX_WAITERS 256
+
+typedef struct Waiter Waiter;
 
 typedef struct Listener {
         HttpServer *server;
@@ -34,14 +35,22 @@ typedef struct Listener {
         sd_event_source *io, *timer;
         bool unix_socket;
         unsigned closed; /* connections MHD closed during the current listener_run() */
+        /* Its own long polls, one slot per connection it may have (connection_limit): the
+         * callers of one listener cannot use up another's, and a connection never waits for a
+         * slot. */
+        Waiter *waiters;
+        unsigned n_waiters;
 } Listener;
 
-/* A suspended long poll: its connection, and the timer that resumes it. */
-typedef struct Waiter {
+/* A suspended long poll: its connection, the timer that resumes it, and a watch on its socket.
+ * libmicrohttpd neither reads nor times out a suspended connection, so without the watch a
+ * client that went away would keep its slot (and its connection) until the wait's deadline. */
+struct Waiter {
         Request *request;
         Listener *listener;
         sd_event_source *wake;
-} Waiter;
+        sd_event_source *hangup; /* EPOLLRDHUP on the connection's socket */
+};
 
 /* One client connection, from accept to close (MHD's socket context). Its current request
  * must have arrived by its deadline: SINCE (accepted, or the previous answer sent) plus
@@ -59,7 +68,6 @@ struct HttpServer {
         Manager *manager;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
-        Waiter waiters[MAX_WAITERS];
         Conn *conns;                     /* every open connection of every listener */
         sd_event_source *deadline_timer; /* at the earliest deadline of a receiving one */
 };
@@ -258,6 +266,7 @@ static void waiter_release(Waiter *w) {
         if (!w)
                 return;
         w->wake = sd_event_source_disable_unref(w->wake);
+        w->hangup = sd_event_source_disable_unref(w->hangup);
         if (w->request)
                 w->request->waiter = NULL;
         w->request = NULL;
@@ -310,22 +319,43 @@ static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* The client of a suspended long poll closed its side: nothing will read the answer. Its slot
+ * goes now; resumed, the request finds client_gone and on_access() has MHD close it. A client
+ * that only half-closes while it waits is taken for gone too, as by most servers. */
+static int on_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Waiter *w = userdata;
+        Request *r = w->request;
+        Listener *l = w->listener;
+
+        waiter_release(w);
+        if (r) {
+                r->client_gone = true;
+                MHD_resume_connection(r->connection);
+                listener_run(l);
+        }
+        return 0;
+}
+
 static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow);
 
 /* Parks R until its retry time: the connection is suspended, a timer resumes it. */
 static enum MHD_Result request_suspend(Request *r, Listener *l) {
-        HttpServer *srv = l->server;
+        sd_event *event = l->server->manager->event;
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         uint64_t usec = r->retry_usec;
         Waiter *w = NULL;
 
         r->retry_usec = 0;
-        for (unsigned i = 0; i < MAX_WAITERS && !w; i++)
-                if (!srv->waiters[i].request)
-                        w = &srv->waiters[i];
-        if (!w)
+        for (unsigned i = 0; i < l->n_waiters && !w; i++)
+                if (!l->waiters[i].request)
+                        w = &l->waiters[i];
+        if (!w) /* cannot happen: a slot per connection */
                 return send_error(r, AVIARY_E_TOO_MANY_REQUESTS, "too many waiting requests; poll instead", 0);
-        if (sd_event_add_time_relative(srv->manager->event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_wake, w) < 0)
-                return send_error(r, AVIARY_E_INTERNAL, "cannot wait: no timer", 0);
+        if (!info || sd_event_add_time_relative(event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_wake, w) < 0 ||
+            sd_event_add_io(event, &w->hangup, info->connect_fd, EPOLLRDHUP, on_hangup, w) < 0) {
+                waiter_release(w);
+                return send_error(r, AVIARY_E_INTERNAL, "cannot wait: no timer or socket watch", 0);
+        }
         w->request = r;
         w->listener = l;
         r->waiter = w;
@@ -914,6 +944,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                         return ret;
                 return request_begin(r, l);
         }
+        if (r->client_gone)
+                return MHD_NO; /* a long poll whose client left (on_hangup): close, answer nothing */
         if (r->replied) {
                 /* Answered early (413, 415...): drop whatever else the client sends. */
                 *upload_data_size = 0;
@@ -985,17 +1017,21 @@ HttpServer *http_server_free(HttpServer *s) {
         if (!s)
                 return NULL;
         /* Suspended connections must be resumed before their daemon stops. */
-        for (unsigned i = 0; i < MAX_WAITERS; i++)
-                if (s->waiters[i].request) {
-                        struct MHD_Connection *c = s->waiters[i].request->connection;
-                        waiter_release(&s->waiters[i]);
-                        MHD_resume_connection(c);
+        for (unsigned i = 0; i < s->n_listeners; i++)
+                for (unsigned k = 0; k < s->listeners[i].n_waiters; k++) {
+                        Waiter *w = &s->listeners[i].waiters[k];
+                        if (w->request) {
+                                struct MHD_Connection *c = w->request->connection;
+                                waiter_release(w);
+                                MHD_resume_connection(c);
+                        }
                 }
         s->deadline_timer = sd_event_source_disable_unref(s->deadline_timer);
         for (unsigned i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].io);
                 sd_event_source_disable_unref(s->listeners[i].timer);
                 MHD_stop_daemon(s->listeners[i].mhd); /* closes its connections: their Conns go */
+                free(s->listeners[i].waiters);
         }
         free(s);
         return NULL;
@@ -1017,7 +1053,10 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
         if (s->n_listeners >= MAX_LISTENERS)
                 return -E2BIG;
         l = &s->listeners[s->n_listeners];
-        *l = (Listener) { .server = s, .unix_socket = unix_socket };
+        *l = (Listener) { .server = s, .unix_socket = unix_socket, .n_waiters = cfg->connection_limit };
+        l->waiters = calloc(l->n_waiters, sizeof *l->waiters);
+        if (!l->waiters)
+                return log_oom();
         /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS), with our
          * priority string: libmicrohttpd's default ("NORMAL") still speaks TLS 1.0 and 1.1. */
         bool tls = !unix_socket && s->manager->tls_cert;
@@ -1041,12 +1080,17 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                                   MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
                                   MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 3, MHD_OPTION_END);
-        if (!l->mhd)
+        if (!l->mhd) {
+                free(l->waiters);
+                l->waiters = NULL;
                 return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d%s", fd,
                                        tls ? " (is tls_priorities a valid GnuTLS priority string?)" : "");
+        }
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         if (!info) {
                 MHD_stop_daemon(l->mhd);
+                free(l->waiters);
+                l->waiters = NULL;
                 return log_error_errno(EINVAL, "HTTP server has no epoll descriptor");
         }
         r = sd_event_add_io(s->manager->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
@@ -1056,6 +1100,8 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
         if (r < 0) {
                 sd_event_source_disable_unref(l->io);
                 MHD_stop_daemon(l->mhd);
+                free(l->waiters);
+                l->waiters = NULL;
                 return log_error_errno(r, "Cannot watch the HTTP server");
         }
         sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
