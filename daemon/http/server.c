@@ -40,7 +40,22 @@ typedef struct Listener {
          * slot. */
         Waiter *waiters;
         unsigned n_waiters;
+        /* Out of descriptors at its first connection, libmicrohttpd retries accept() at every
+         * round ("busy waiting", its words) with a log line each time: the listener then pauses
+         * ACCEPT_RETRY_USEC instead (mhd_logger() sees the message, listener_run() pauses). */
+        bool accept_starved;
+        sd_event_source *accept_retry;
+        /* mhd_logger(): a message said again within MHD_LOG_REPEAT_USEC is counted, not logged
+         * (a failing accept makes two, alternating). */
+        struct {
+                char text[160];
+                uint64_t usec;
+                unsigned repeated;
+        } said[4];
 } Listener;
+
+#define ACCEPT_RETRY_USEC (250 * 1000ULL)
+#define MHD_LOG_REPEAT_USEC (10 * 1000000ULL)
 
 /* A suspended long poll: its connection, the timer that resumes it, and a watch on its socket.
  * libmicrohttpd neither reads nor times out a suspended connection, so without the watch a
@@ -87,7 +102,23 @@ static void listener_run(Listener *l) {
         MHD_run(l->mhd);
         if (l->closed > 0)
                 MHD_run(l->mhd);
+        if (l->accept_starved) {
+                /* Only its listening socket is in MHD's epoll set then (no connection yet): off
+                 * until the timer, which runs the listener again. */
+                l->accept_starved = false;
+                sd_event_source_set_enabled(l->io, SD_EVENT_OFF);
+                sd_event_source_set_time_relative(l->accept_retry, ACCEPT_RETRY_USEC);
+                sd_event_source_set_enabled(l->accept_retry, SD_EVENT_ONESHOT);
+        }
         listener_schedule(l);
+}
+
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Listener *l = userdata;
+
+        sd_event_source_set_enabled(l->io, SD_EVENT_ON);
+        listener_run(l);
+        return 0;
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -115,13 +146,35 @@ static void listener_schedule(Listener *l) {
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+        Listener *l = cls;
         char buf[512];
+        uint64_t now = 0;
         size_t n;
 
         vsnprintf(buf, sizeof buf, fmt, ap);
         n = strlen(buf);
         while (n > 0 && buf[n - 1] == '\n')
                 buf[--n] = 0;
+        if (strstr(buf, "resource limit at FIRST connection"))
+                l->accept_starved = true;
+        /* A message that repeats (a failing accept) is said once per MHD_LOG_REPEAT_USEC. */
+        sd_event_now(l->server->manager->event, CLOCK_MONOTONIC, &now);
+        unsigned slot = 0;
+        bool known = false;
+        for (unsigned i = 0; i < ELEMENTSOF(l->said) && !known; i++)
+                if (strncmp(buf, l->said[i].text, sizeof l->said[i].text - 1) == 0)
+                        slot = i, known = true;
+                else if (l->said[i].usec < l->said[slot].usec)
+                        slot = i; /* the least recent, to reuse */
+        if (known && now - l->said[slot].usec < MHD_LOG_REPEAT_USEC) {
+                l->said[slot].repeated++;
+                return;
+        }
+        if (l->said[slot].repeated > 0)
+                log_warning("HTTP: %s (%u more times)", l->said[slot].text, l->said[slot].repeated);
+        snprintf(l->said[slot].text, sizeof l->said[slot].text, "%s", buf);
+        l->said[slot].usec = now;
+        l->said[slot].repeated = 0;
         log_warning("HTTP: %s", buf);
 }
 
@@ -1030,6 +1083,7 @@ HttpServer *http_server_free(HttpServer *s) {
         for (unsigned i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].io);
                 sd_event_source_disable_unref(s->listeners[i].timer);
+                sd_event_source_disable_unref(s->listeners[i].accept_retry);
                 MHD_stop_daemon(s->listeners[i].mhd); /* closes its connections: their Conns go */
                 free(s->listeners[i].waiters);
         }
@@ -1068,7 +1122,7 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
         };
         l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
                                   0, NULL, NULL,
-                                  on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+                                  on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, l,
                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                                   MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -1097,8 +1151,15 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
         if (r >= 0)
                 /* Accuracy 1 µs: sd-event's default (250 ms) would delay every MHD round. */
                 r = sd_event_add_time(s->manager->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l);
+        if (r >= 0)
+                r = sd_event_add_time(s->manager->event, &l->accept_retry, CLOCK_MONOTONIC, 0, 1000,
+                                      on_accept_retry, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->accept_retry, SD_EVENT_OFF);
         if (r < 0) {
                 sd_event_source_disable_unref(l->io);
+                sd_event_source_disable_unref(l->timer);
+                sd_event_source_disable_unref(l->accept_retry);
                 MHD_stop_daemon(l->mhd);
                 free(l->waiters);
                 l->waiters = NULL;

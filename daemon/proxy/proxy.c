@@ -33,6 +33,10 @@
 #define PROXY_UPSTREAM_IDLE_USEC (30 * USEC_PER_SEC_)
 #define PROXY_CLIENT_IDLE_USEC (60 * USEC_PER_SEC_)
 #define PROXY_DRAIN_USEC (2 * USEC_PER_SEC_)
+/* Out of file descriptors: accepting pauses this long (or until a client leaves), and says so
+ * at most once per PROXY_ACCEPT_LOG_USEC. */
+#define PROXY_ACCEPT_RETRY_USEC (250 * 1000ULL)
+#define PROXY_ACCEPT_LOG_USEC (10 * USEC_PER_SEC_)
 
 typedef struct Client Client;
 typedef struct Upstream Upstream;
@@ -116,6 +120,12 @@ struct Proxy {
         Pool *pools;
         ProxyStats stats;
         uint64_t connect_timeout_usec, response_head_timeout_usec;
+        /* accept() ran out of descriptors: the listener is off until the timer or a client
+         * leaving turns it back on (a readable listener would otherwise spin the loop). */
+        sd_event_source *accept_retry;
+        bool accept_paused;
+        uint64_t accept_logged_usec; /* when it last said so */
+        unsigned accept_unlogged;    /* pauses since */
 };
 
 /* What a pick callback reads: the request head in the client's Head. It is still the
@@ -333,8 +343,11 @@ static void client_free(Client *c) {
                 p->clients = c->next;
         if (c->next)
                 c->next->prev = c->prev;
-        if (p->n_clients-- >= PROXY_MAX_CLIENTS && p->listen)
+        if ((p->n_clients-- >= PROXY_MAX_CLIENTS || p->accept_paused) && p->listen) {
+                /* A descriptor (or a client slot) is free again. */
+                p->accept_paused = false;
                 (void) sd_event_source_set_enabled(p->listen, SD_EVENT_ON);
+        }
         free(c);
 }
 
@@ -1103,6 +1116,36 @@ static int client_new(Proxy *p, int fd, const struct sockaddr_in *peer) {
         return 0;
 }
 
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Proxy *p = userdata;
+
+        p->accept_paused = false;
+        if (p->listen)
+                (void) sd_event_source_set_enabled(p->listen, SD_EVENT_ON);
+        return 0;
+}
+
+/* accept() failed for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connection
+ * stays in the backlog and the listener readable: turn it off and try again in a while, or as
+ * soon as a client leaves (client_free). One log line per PROXY_ACCEPT_LOG_USEC at most. */
+static void accept_pause(Proxy *p, int error) {
+        uint64_t now = now_usec(p);
+
+        (void) sd_event_source_set_enabled(p->listen, SD_EVENT_OFF);
+        p->accept_paused = true;
+        (void) sd_event_source_set_time_relative(p->accept_retry, PROXY_ACCEPT_RETRY_USEC);
+        (void) sd_event_source_set_enabled(p->accept_retry, SD_EVENT_ONESHOT);
+        if (p->accept_logged_usec && now - p->accept_logged_usec < PROXY_ACCEPT_LOG_USEC) {
+                p->accept_unlogged++;
+                return;
+        }
+        log_warning_errno(error, "proxy :%u: cannot accept a connection (%u more times since the last report); "
+                          "pausing new connections, retrying every %llu ms or when one closes",
+                          p->port, p->accept_unlogged, PROXY_ACCEPT_RETRY_USEC / 1000);
+        p->accept_logged_usec = now;
+        p->accept_unlogged = 0;
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Proxy *p = userdata;
 
@@ -1112,7 +1155,9 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 int cfd = accept4(fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                                accept_pause(p, errno);
+                        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_warning_errno(errno, "proxy: accept failed: %m");
                         return 0;
                 }
@@ -1169,6 +1214,13 @@ int proxy_new_from_fd(sd_event *e, int fd, ProxyPickFn pick, ProxyDoneFn done, v
         r = sd_event_add_io(e, &p->listen, p->fd, EPOLLIN, on_accept, p);
         if (r < 0)
                 goto fail;
+        /* Made now, while there are descriptors: sd-event may need one (a timerfd) for it. */
+        r = sd_event_add_time_relative(e, &p->accept_retry, CLOCK_MONOTONIC, PROXY_ACCEPT_RETRY_USEC, 0,
+                                       on_accept_retry, p);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(p->accept_retry, SD_EVENT_OFF);
+        if (r < 0)
+                goto fail;
         *ret = p;
         return 0;
 fail:
@@ -1209,6 +1261,7 @@ Proxy *proxy_free(Proxy *p) {
                 client_free(p->clients);
         sd_event_source_disable_unref(p->listen);
         p->listen = NULL;
+        sd_event_source_disable_unref(p->accept_retry);
         while (p->pools) {
                 Pool *pool = p->pools;
                 while (pool->idle)
