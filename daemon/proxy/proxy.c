@@ -367,7 +367,9 @@ static void client_detach_upstream(Client *c) {
 }
 
 /* Answers the request from here with a small JSON error and closes afterwards. Only while
- * nothing of a backend's response went to the client; otherwise the connection is cut. */
+ * nothing of a backend's response went to the client; otherwise the connection is cut. The
+ * answer to HEAD has the head alone: a client reads no body after it, so body bytes would be
+ * its next response. */
 static void client_reply_error(Client *c, int status, const char *code, const char *message) {
         _cleanup_free_ char *body = NULL;
         json_t *j;
@@ -389,8 +391,9 @@ static void client_reply_error(Client *c, int status, const char *code, const ch
         c->to_client.len = 0;
         if (out_printf(&c->to_client,
                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                       "Connection: close\r\n\r\n%s\n",
-                       status, http_status_str((enum http_status) status), strlen(body) + 1, body) < 0) {
+                       "Connection: close\r\n\r\n%s%s",
+                       status, http_status_str((enum http_status) status), strlen(body) + 1,
+                       c->is_head ? "" : body, c->is_head ? "" : "\n") < 0) {
                 client_abort(c);
                 return;
         }
@@ -625,7 +628,7 @@ static int client_finish_request(Client *c) {
                 return 0;
         }
         c->busy = c->req_complete = c->resp_started = c->resp_head_queued = c->resp_complete = false;
-        c->retried_connect = c->retried_pool = c->upstream_reusable = c->local_reply = false;
+        c->retried_connect = c->retried_pool = c->upstream_reusable = c->local_reply = c->is_head = false;
         c->status = 0;
         c->group = -1;
         http_parser_init(&c->req, HTTP_REQUEST);

@@ -41,6 +41,7 @@ typedef struct Message {
 typedef struct Parsed {
         Message m[MAX_MESSAGES];
         unsigned n;
+        unsigned heads; /* responses: bit N set when the N-th answers a HEAD */
         bool error;        /* the stream did not parse */
         char problem[256]; /* the first thing that is not canonical */
         bool in_value;
@@ -151,9 +152,12 @@ static int p_headers(http_parser *p) {
                 if (m->target[0] != '/' && strcmp(m->target, "*") != 0)
                         problem(ps, "a request target not in origin form");
         }
-        /* Every response here answers a GET or POST; a 204 or 304 has no body whatever it says
-         * (RFC 9112 6.3), as any conforming client reads it. */
-        return p->type == HTTP_RESPONSE && (m->status == 204 || m->status == 304) ? 1 : 0;
+        /* A 204, a 304 and an answer to HEAD have no body whatever they say (RFC 9112 6.3),
+         * as any conforming client reads them. */
+        return p->type == HTTP_RESPONSE &&
+                               (m->status == 204 || m->status == 304 || (ps->heads & (1u << ps->n)))
+                       ? 1
+                       : 0;
 }
 
 static int p_body(http_parser *p, const char *at, size_t n) {
@@ -351,6 +355,7 @@ typedef struct Case {
         const char *bodies[4];             /* ... and their bodies (NULL: not checked) */
         const char *fields[4];             /* "Name: value" each forwarded request has exactly once;
                                             * "!Name: value": no such value */
+        unsigned heads;                    /* bit N: the client's N-th request is a HEAD */
 } Case;
 
 static const Case cases[] = {
@@ -437,6 +442,11 @@ static const Case cases[] = {
          "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", {{"GET", "/1", ""}, {"GET", "/2", ""}},
          {204, 204}, {"", ""}},
+        /* Found by fuzz-proxy-http: the proxy's own error to a HEAD carried its JSON body. */
+        {"response to HEAD refused: a 502 with no body", "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n",
+         "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n", {{"HEAD", "/h", ""}}, {502}, {""}, {NULL}, .heads = 1},
+        {"HEAD with a bad Host: a 400 with no body", "HEAD /h HTTP/1.1\r\nHost: a b\r\n\r\n", NULL, {}, {400},
+         {""}, {NULL}, .heads = 1},
         {"response: Content-Length : 5", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello", {{"GET", "/1", ""}}, {502}},
         {"response: obs-fold", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -525,7 +535,7 @@ static void check_fields(const Case *c, const Message *m, unsigned k) {
 }
 
 static void run_case(const Case *c) {
-        Parsed at_client = {};
+        Parsed at_client = {.heads = c->heads};
         unsigned want_forwarded = 0, want_responses = 0;
         char *got;
         size_t got_len;
