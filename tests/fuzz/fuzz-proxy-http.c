@@ -251,8 +251,9 @@ static int be_value(http_parser *hp, const char *at, size_t n) {
 
 static int be_headers_complete(http_parser *hp) {
         Peer *p = hp->data;
-        const Seen *s = &cur.received.items[cur.received.n - 1];
+        Seen *s = &cur.received.items[cur.received.n - 1];
 
+        s->method = hp->method; /* now: a request cut short never completes */
         if (p->in_value || p->field_len > 0)
                 be_field_done(p);
         p->in_value = false;
@@ -279,7 +280,6 @@ static int be_message_complete(http_parser *hp) {
         Seen *s = &cur.received.items[cur.received.n - 1];
         bool followup = s->target_len == strlen(FOLLOWUP_PATH) && memcmp(s->target, FOLLOWUP_PATH, s->target_len) == 0;
 
-        s->method = hp->method;
         s->complete = true;
         if (followup) {
                 /* Not the client's: it goes on a connection of its own after the input. */

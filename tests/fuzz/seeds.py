@@ -246,6 +246,7 @@ px("post-body", 0, "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 11\r\n\r\nh
 px("post-chunked-trailers", 0,
    "POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
 px("post-cut-short", HALF_CLOSE, "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 100\r\n\r\nshort")
+px("post-incomplete-body", 0, "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 15\r\n\r\nhello world")
 px("pipelined", 0, GET * 3)
 px("pipelined-then-garbage", 0, GET + "BLAH\r\n\r\n")
 px("hop-by-hop", 0, "GET / HTTP/1.1\r\nHost: svc\r\nConnection: X-Foo, keep-alive\r\nX-Foo: bar\r\n"
