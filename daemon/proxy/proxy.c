@@ -1044,15 +1044,16 @@ static int resp_status(http_parser *p, const char *at, size_t n) {
 }
 
 /* Pauses at every head's end: client_take_response_head() checks it once head_scan() has seen
- * all its bytes. A response to HEAD, a 204 and a 304 have no body whatever their fields say
- * (RFC 9112 6.3); http_parser would read one by Content-Length, and the client would take those
- * bytes for its next response. Bytes after such a head keep the connection out of the pool. */
+ * all its bytes. An interim (1xx) response, a response to HEAD, a 204 and a 304 have no body
+ * whatever their fields say (RFC 9112 6.3); http_parser would read one by Content-Length, and
+ * the client would take those bytes for its next response. Bytes after such a head are parsed
+ * as the next response (so an invalid one is a 502), and keep the connection out of the pool. */
 static int resp_headers_complete(http_parser *p) {
         Client *c = p->data;
 
         c->resp_head_ready = true;
         http_parser_pause(p, 1);
-        return c->is_head || p->status_code == 204 || p->status_code == 304 ? 1 : 0;
+        return c->is_head || p->status_code / 100 == 1 || p->status_code == 204 || p->status_code == 304 ? 1 : 0;
 }
 
 static int resp_body(http_parser *p, const char *at, size_t n) {

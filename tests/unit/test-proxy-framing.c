@@ -442,6 +442,13 @@ static const Case cases[] = {
          "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", {{"GET", "/1", ""}, {"GET", "/2", ""}},
          {204, 204}, {"", ""}},
+        /* Found by fuzz-proxy-http: a 1xx with a Content-Length had its "body" relayed after the
+         * interim head. 1xx responses have none: those bytes are the next response, here invalid. */
+        {"response: a 1xx with a Content-Length", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
+         "HTTP/1.1 109 Early\r\nContent-Length: 5\r\n\r\nhello", {{"GET", "/1", ""}}, {109, 502}},
+        {"response: 100 Continue, then the answer", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
+         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", {{"GET", "/1", ""}},
+         {100, 200}, {"", "ok"}},
         /* Found by fuzz-proxy-http: the proxy's own error to a HEAD carried its JSON body. */
         {"response to HEAD refused: a 502 with no body", "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n", {{"HEAD", "/h", ""}}, {502}, {""}, {NULL}, .heads = 1},
