@@ -573,7 +573,9 @@ static void client_begin_forward(Client *c) {
         c->idempotent =
                 m == HTTP_GET || m == HTTP_HEAD || m == HTTP_PUT || m == HTTP_DELETE || m == HTTP_OPTIONS;
         c->is_head = m == HTTP_HEAD;
-        c->keep_alive = http_should_keep_alive(&c->req) && !c->req.upgrade;
+        /* RFC 9112 6.1: HTTP/1.0 with Transfer-Encoding is faulty framing; serve it, then close. */
+        c->keep_alive = http_should_keep_alive(&c->req) && !c->req.upgrade &&
+                        !(c->req_chunked && c->req.http_major == 1 && c->req.http_minor == 0);
         c->to_upstream.len = 0;
 
         if (c->head.overflow) {
@@ -1072,7 +1074,8 @@ static int resp_message_complete(http_parser *p) {
         if (c->resp_chunked_out && out_append(&c->to_client, "0\r\n\r\n", 5) < 0)
                 return -1;
         c->resp_complete = true;
-        c->upstream_reusable = http_should_keep_alive(p);
+        c->upstream_reusable = http_should_keep_alive(p) &&
+                               !((p->flags & F_CHUNKED) && p->http_major == 1 && p->http_minor == 0);
         http_parser_pause(p, 1);
         return 0;
 }

@@ -356,6 +356,7 @@ typedef struct Case {
         const char *fields[4];             /* "Name: value" each forwarded request has exactly once;
                                             * "!Name: value": no such value */
         unsigned heads;                    /* bit N: the client's N-th request is a HEAD */
+        bool closes;                       /* the proxy closes after those responses */
 } Case;
 
 static const Case cases[] = {
@@ -430,6 +431,12 @@ static const Case cases[] = {
          {{"GET", "/x", ""}}, {200}, {NULL}, {"!X-Request-Id: a b"}},
         {"HTTP/1.0 without Host: an empty Host", "GET /x HTTP/1.0\r\n\r\n", NULL, {{"GET", "/x", ""}}, {200}, {NULL},
          {"Host: "}},
+        /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing: served,
+         * then the connection closes (the pipelined GET is not read). */
+        {"HTTP/1.0 with Transfer-Encoding: served, then closed",
+         "POST /c HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+         "GET /next HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+         NULL, {{"POST", "/c", "hi"}}, {200}, .closes = true},
 
         /* The response side: the proxy writes the framing it forwards. */
         {"response: Connection: Content-Length", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -469,7 +476,8 @@ static const Case cases[] = {
 
 /* Sends BYTES and reads what comes back into PS until WANT responses parsed, the proxy closed,
  * or nothing came for 10 s. Keeps the raw bytes for diagnostics. */
-static void run_client(const char *bytes, unsigned want, Parsed *ps, char **ret, size_t *ret_len) {
+static void run_client(const char *bytes, unsigned want, bool to_eof, Parsed *ps, char **ret, size_t *ret_len,
+                       bool *ret_eof) {
         struct sockaddr_in sa;
         struct timeval tv = {.tv_sec = 10};
         http_parser parser = {};
@@ -482,11 +490,11 @@ static void run_client(const char *bytes, unsigned want, Parsed *ps, char **ret,
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0) {
                 send_all(fd, bytes, strlen(bytes));
-                while (ps->n < want && !ps->error) {
+                while ((ps->n < want || to_eof) && !ps->error) {
                         char buf[16384];
                         ssize_t n = recv(fd, buf, sizeof buf, 0);
                         if (n <= 0) {
-                                eof = true;
+                                eof = n == 0; /* not a timeout */
                                 break;
                         }
                         out = realloc(out, len + (size_t) n + 1);
@@ -501,6 +509,7 @@ static void run_client(const char *bytes, unsigned want, Parsed *ps, char **ret,
         close(fd);
         *ret = out;
         *ret_len = len;
+        *ret_eof = eof;
 }
 
 /* Waits until the backend saw every upstream connection end: then it has parsed all it got. */
@@ -544,6 +553,7 @@ static void check_fields(const Case *c, const Message *m, unsigned k) {
 static void run_case(const Case *c) {
         Parsed at_client = {.heads = c->heads};
         unsigned want_forwarded = 0, want_responses = 0;
+        bool eof = false;
         char *got;
         size_t got_len;
 
@@ -557,7 +567,9 @@ static void run_case(const Case *c) {
         pthread_mutex_unlock(&lock);
         atomic_store(&picks, 0);
 
-        run_client(c->client, want_responses, &at_client, &got, &got_len);
+        run_client(c->client, want_responses, c->closes, &at_client, &got, &got_len, &eof);
+        if (c->closes)
+                ok(eof, "%s: the proxy closed the connection after the response", c->name);
         ok(backend_settled(), "%s: every upstream connection ended", c->name);
 
         /* What the backend received. */
