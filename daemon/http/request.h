@@ -81,11 +81,12 @@ typedef struct Request {
         unsigned n_kept;
 } Request;
 
-/* Path parameter N (0-based), percent-decoded except "%00" and "%2F" (see unescape() in
+/* Path parameter N (0-based), percent-decoded except "%00", "%2F" and "%25" (see unescape() in
  * server.c), which then fail every name check. */
 const char *request_param(Request *r, unsigned n);
 const char *request_header(Request *r, const char *name);
-/* Query value NAME, percent-decoded ("%2F" too; "%00" stays encoded), valid while R is. */
+/* Query value NAME, percent-decoded once ("%2F" and "%25" too; "%00" stays encoded), valid
+ * while R is. */
 const char *request_query(Request *r, const char *name);
 /* Calls FN for each query argument in the order sent (VALUE NULL for "?flag" without '='), as
  * libmicrohttpd decoded them; stops at FN's first non-zero result and returns it. */

@@ -428,10 +428,11 @@ const char *request_query(Request *r, const char *name) {
         const char *v = MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
         char *copy, *out;
 
-        if (!v || !strcasestr(v, "%2f"))
+        if (!v || (!strcasestr(v, "%2f") && !strstr(v, "%25")))
                 return v;
-        /* unescape() left "%2F" for the router; in a value it is a slash (resource=image%2Fweb).
-         * The decoded copy lives as long as the request, one per value looked up. */
+        /* unescape() left "%2F" (and "%25", so that "%252F" stays the text "%2F") for the router;
+         * in a value they are a slash and a percent sign (resource=image%2Fweb). One pass, so
+         * nothing is decoded twice. The copy lives as long as the request, one per value. */
         for (unsigned i = 0; i < r->n_kept; i++)
                 if (r->kept[i].original == v)
                         return r->kept[i].decoded;
@@ -439,8 +440,8 @@ const char *request_query(Request *r, const char *name) {
                 return v; /* still an answer, only with the slash encoded */
         out = copy;
         for (const char *p = v; *p; p++)
-                if (p[0] == '%' && p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) {
-                        *out++ = '/';
+                if (p[0] == '%' && p[1] == '2' && (p[2] == 'f' || p[2] == 'F' || p[2] == '5')) {
+                        *out++ = p[2] == '5' ? '%' : '/';
                         p += 2;
                 } else
                         *out++ = *p;
@@ -1029,15 +1030,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
 /* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" and
  * "%2F" stay encoded. A NUL would cut "web%00x" to "web" and act on another resource; a slash
  * would be a path separator, and "images/web%2Fversions%2F1.0" would route to version 1.0 of
- * web. Left encoded, either fails the name checks or matches no route. libmicrohttpd uses this
- * for query values too: request_query() decodes "%2F" there, where a slash is only data. */
+ * web. Left encoded, either fails the name checks or matches no route. "%25" stays encoded too,
+ * so that every '%' left is an escape left (a decoded "%252F" is not "%2F"). libmicrohttpd uses
+ * this for query values too: request_query() decodes "%2F" and "%25" there, where they are data. */
 static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
         char *out = s;
 
         for (char *p = s; *p; p++) {
                 unsigned v;
                 if (p[0] == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2]) &&
-                    sscanf(p + 1, "%2x", &v) == 1 && v != 0 && v != '/') {
+                    sscanf(p + 1, "%2x", &v) == 1 && v != 0 && v != '/' && v != '%') {
                         *out++ = (char) v;
                         p += 2;
                 } else

@@ -142,6 +142,9 @@ def test_paging(d):
     is_(sorted({e["resource"] for e in r.json["items"]}) if r.status == 200 else r,
         ["image/web", "image/web/version/1.0", "image/web/version/2.0"],
         "resource=image%2Fweb (the slash percent-encoded) filters the same")
+    r = c.get("/v1/events?resource=image%252Fweb")
+    ok(r.status == 200 and r.json["items"] == [], "resource=image%252Fweb is the text image%2Fweb: decoded once, "
+       "matching nothing", repr(r))
     r = c.get(f"/v1/events?resource=image/web&limit=1&after={ids[0]}")
     ok(r.status == 200 and len(r.json["items"]) == 1 and r.json["items"][0]["resource"].startswith("image/web/"),
        "resource= pages too", repr(r))
