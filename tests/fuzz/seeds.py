@@ -324,6 +324,9 @@ px("obs-fold-te", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding:\r\n chu
 px("te-gzip-chunked", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
 px("te-twice", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
    "0\r\n\r\n")
+px("nul-in-value", 0, b"GET / HTTP/1.1\r\nHost: svc\r\nX-A: a\x00b\r\n\r\n")
+px("nul-in-name", 0, b"GET / HTTP/1.1\r\nHost: svc\r\nX\x00A: a\r\n\r\n")
+px("backend-nul-in-value", 0, GET, b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n")
 px("bare-lf-lines", 0, "GET /lf HTTP/1.1\nHost: svc\nX-A: a\n\n")
 px("bare-cr-in-value", 0, "GET / HTTP/1.1\r\nHost: svc\r\nX-A: a\rb\r\n\r\n")
 px("two-hosts", 0, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
