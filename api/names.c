@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "names.h"
+#include "text.h"
 
 static bool is_lower_alnum(char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -59,12 +60,7 @@ bool label_value_is_valid(const char *s) {
         if (!s)
                 return false;
         n = strlen(s);
-        if (n > 256 || !utf8_is_valid(s, n))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
-                        return false;
-        return true;
+        return n <= 256 && text_is_printable(s, n);
 }
 
 bool digest_is_valid(const char *s) {
@@ -99,35 +95,13 @@ bool request_id_is_valid(const char *s) {
 }
 
 bool utf8_is_valid(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *) s, *end = p + n;
+        for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                size_t len = utf8_char(s + i, n - i, &cp);
 
-        while (p < end) {
-                unsigned c = *p, len;
-                unsigned cp;
-
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        len = 2, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        len = 3, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        len = 4, cp = c & 0x07;
-                else
+                if (len == 0)
                         return false;
-                if ((size_t) (end - p) < len)
-                        return false;
-                for (unsigned i = 1; i < len; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                        return false;
-                p += len;
+                i += len;
         }
         return true;
 }

@@ -1,6 +1,7 @@
 /* The manager: opens state, listeners and the loop; sends READY=1 once the API can answer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,10 @@
 #define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
 #define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
 #define INSTANCE_HISTORY_USEC (24ULL * 3600 * USEC_PER_SEC) /* stopped instances stay visible a day */
+/* Audit events past event_retention(_count) go a batch per loop iteration, each batch its own
+ * statement, at idle priority: a million due at once never hold the loop (nor a request) long. */
+#define EVENT_PRUNE_BATCH 1000
+#define EVENT_PRUNE_EVERY_USEC (10 * 60 * USEC_PER_SEC)
 
 int manager_new(Settings *settings, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -42,6 +47,7 @@ Manager *manager_free(Manager *m) {
         http_server_free(m->http);
         controller_free(m->controller);
         sd_event_source_disable_unref(m->housekeeping);
+        sd_event_source_disable_unref(m->event_prune);
         sd_event_source_disable_unref(m->watchdog);
         store_close(m->store);
         blobfiles_free(m->blobs);
@@ -71,14 +77,52 @@ static int sweep_one(const char *digest, void *userdata) {
         return r < 0 ? r : 0;
 }
 
-/* A PEM file into *RET (at most 256 KiB). */
-static int pem_load(const char *path, char **ret) {
+/* Opens a file holding a secret (token_file, tls_key) for reading, refusing it unless only its
+ * owner can read or write it and that owner is root or us: a secret anyone else can read is no
+ * secret, and one they can write lets them choose it. Checked on the open file (fstat), so the
+ * file checked is the file read. Returns a FILE, or NULL with the reason logged. */
+static FILE *secret_open(const char *path, const char *setting) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+        FILE *f;
+
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                log_error_errno(errno, "Cannot read %s %s", setting, path);
+                return NULL;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                log_error("%s %s is not a regular file.", setting, path);
+                return NULL;
+        }
+        if (st.st_mode & 0077) {
+                log_error("%s %s has mode %04o: a secret must be readable and writable by its owner only "
+                          "(chmod 0600 %s).",
+                          setting, path, (unsigned) (st.st_mode & 07777), path);
+                return NULL;
+        }
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
+                log_error("%s %s belongs to uid %u: a secret must belong to root or to aviaryd's user (uid %u).",
+                          setting, path, (unsigned) st.st_uid, (unsigned) geteuid());
+                return NULL;
+        }
+        f = fdopen(fd, "re");
+        if (!f) {
+                log_error_errno(errno, "Cannot read %s %s", setting, path);
+                return NULL;
+        }
+        TAKE_FD(fd);
+        return f;
+}
+
+/* A PEM file into *RET (at most 256 KiB); SETTING names a secret's setting, checked with
+ * secret_open(), or is NULL for a public one (a certificate). */
+static int pem_load(const char *path, const char *setting, char **ret) {
         _cleanup_free_ char *text = NULL;
         size_t n;
-        FILE *f = fopen(path, "re");
+        FILE *f = setting ? secret_open(path, setting) : fopen(path, "re");
 
         if (!f)
-                return log_error_errno(errno, "Cannot read %s", path);
+                return setting ? -EPERM : log_error_errno(errno, "Cannot read %s", path);
         text = calloc(1, 256 * 1024 + 1);
         n = text ? fread(text, 1, 256 * 1024, f) : 0;
         fclose(f);
@@ -97,9 +141,9 @@ static int tls_load(Manager *m) {
                 return log_error_errno(EINVAL, "tls_cert and tls_key go together: set both, or neither");
         if (!m->settings.tls_cert)
                 return 0;
-        r = pem_load(m->settings.tls_cert, &m->tls_cert);
+        r = pem_load(m->settings.tls_cert, NULL, &m->tls_cert);
         if (r == 0)
-                r = pem_load(m->settings.tls_key, &m->tls_key);
+                r = pem_load(m->settings.tls_key, "tls_key", &m->tls_key);
         return r;
 }
 
@@ -110,9 +154,9 @@ static int token_load(Manager *m) {
 
         if (!m->settings.token_file)
                 return 0;
-        f = fopen(m->settings.token_file, "re");
+        f = secret_open(m->settings.token_file, "token_file");
         if (!f)
-                return log_error_errno(errno, "Cannot read token file %s", m->settings.token_file);
+                return -EPERM;
         n = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
         buf[n] = 0;
@@ -268,6 +312,28 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int on_event_prune(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        const Settings *cfg = &m->settings;
+        usec_t now = now_realtime();
+        usec_t before = cfg->event_retention_usec && now > cfg->event_retention_usec ? now - cfg->event_retention_usec : 0;
+        int r = store_event_prune(m->store, before, cfg->event_retention_count, EVENT_PRUNE_BATCH);
+
+        if (r < 0)
+                log_warning_errno(r, "Cannot prune audit events; trying again later");
+        else
+                m->events_pruned += (uint64_t) r;
+        if (r == EVENT_PRUNE_BATCH) {
+                sd_event_source_set_time_relative(s, 0); /* more are due: the next loop iteration */
+                return 0;
+        }
+        if (m->events_pruned > 0)
+                log_info("Pruned %" PRIu64 " audit events (event_retention, event_retention_count).", m->events_pruned);
+        m->events_pruned = 0;
+        sd_event_source_set_time_relative(s, EVENT_PRUNE_EVERY_USEC);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         char path[4096];
         int r;
@@ -309,7 +375,16 @@ int manager_start(Manager *m) {
                                        on_housekeeping, m);
         if (r < 0)
                 return r;
-        return sd_event_source_set_enabled(m->housekeeping, SD_EVENT_ON);
+        r = sd_event_source_set_enabled(m->housekeeping, SD_EVENT_ON);
+        if (r < 0)
+                return r;
+        /* The first pass right after start, then every EVENT_PRUNE_EVERY_USEC. */
+        r = sd_event_add_time_relative(m->event, &m->event_prune, CLOCK_MONOTONIC, 0, 0, on_event_prune, m);
+        if (r >= 0)
+                r = sd_event_source_set_priority(m->event_prune, SD_EVENT_PRIORITY_IDLE);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->event_prune, SD_EVENT_ON);
+        return r;
 }
 
 static int on_hangup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

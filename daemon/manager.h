@@ -28,6 +28,8 @@ typedef struct Manager {
         } kept_proxy[64];
         size_t n_kept_proxy;
         sd_event_source *housekeeping;
+        sd_event_source *event_prune; /* event_retention: a batch per run (manager.c) */
+        uint64_t events_pruned;       /* by the current pass, for its one log line */
         sd_event_source *watchdog; /* WATCHDOG=1 every half WATCHDOG_USEC; NULL without one */
         uint64_t watchdog_usec;
         usec_t started_at;

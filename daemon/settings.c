@@ -29,6 +29,8 @@ void settings_init_defaults(Settings *c) {
                 .request_timeout_sec = 30,
                 .upload_min_rate = 64 * 1024,
                 .connection_limit_per_peer = 16,
+                .event_retention_usec = 365ULL * 24 * 3600 * 1000000ULL,
+                .event_retention_count = 1000000,
         };
 }
 
@@ -44,6 +46,7 @@ void settings_done(Settings *c) {
         free(c->token_file);
         free(c->tls_cert);
         free(c->tls_key);
+        free(c->tls_priorities);
         free(c->socket_group);
         *c = (Settings) {};
 }
@@ -136,6 +139,29 @@ static int parse_duration_seconds(const char *s, uint64_t *ret_ms) {
         return duration_parse_ms(s, ret_ms) < 0 ? -EINVAL : 0;
 }
 
+/* An age: "0" (no limit), "90d", or a duration as the API writes them ("12h", "30m", "5s"). */
+static int parse_age(const char *s, uint64_t *ret_usec) {
+        uint64_t ms;
+        unsigned days;
+        size_t n = strlen(s);
+
+        if (streq(s, "0")) {
+                *ret_usec = 0;
+                return 0;
+        }
+        if (n > 1 && s[n - 1] == 'd') {
+                _cleanup_free_ char *number = strndup(s, n - 1);
+                if (!number || parse_uint(number, 1, 100000, &days) < 0)
+                        return -EINVAL;
+                *ret_usec = (uint64_t) days * 24 * 3600 * 1000000ULL;
+                return 0;
+        }
+        if (duration_parse_ms(s, &ms) < 0 || ms == 0)
+                return -EINVAL;
+        *ret_usec = ms * 1000ULL;
+        return 0;
+}
+
 /* One setting by name, from the file or the command line. */
 static int settings_set(Settings *c, const char *key, const char *value) {
         unsigned u;
@@ -185,6 +211,8 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->tls_cert, value);
         if (streq(key, "tls_key"))
                 return set_string(&c->tls_key, value);
+        if (streq(key, "tls_priorities"))
+                return *value ? set_string(&c->tls_priorities, value) : -EINVAL;
         if (streq(key, "allow_uids") || streq(key, "allow_gids")) {
                 bool uids = streq(key, "allow_uids");
                 size_t n = 0;
@@ -272,6 +300,18 @@ static int settings_set(Settings *c, const char *key, const char *value) {
         }
         if (streq(key, "require_if_match"))
                 return parse_bool(value, &c->require_if_match);
+        if (streq(key, "event_retention"))
+                return parse_age(value, &c->event_retention_usec);
+        if (streq(key, "event_retention_count")) {
+                char *end;
+                unsigned long long v;
+                errno = 0;
+                v = strtoull(value, &end, 10);
+                if (errno || end == value || *end || v > (1ULL << 40))
+                        return -EINVAL;
+                c->event_retention_count = v;
+                return 0;
+        }
         return -ENOENT;
 }
 
@@ -395,7 +435,7 @@ static void usage(FILE *out) {
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
-                "tls_key allow_uids allow_gids\n");
+                "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {
@@ -511,6 +551,8 @@ int settings_finish(Settings *c) {
         if (!c->bridge && (r = set_string(&c->bridge, "aviary0")) < 0)
                 return r;
         if (!c->subnet && (r = set_string(&c->subnet, "10.88.0.0/24")) < 0)
+                return r;
+        if (!c->tls_priorities && (r = set_string(&c->tls_priorities, SETTINGS_TLS_PRIORITIES)) < 0)
                 return r;
         if (!c->libvirt_uri) {
                 snprintf(buf, sizeof buf, "qemu:///embed?root=%s/libvirt", c->state_dir);

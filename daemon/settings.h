@@ -5,6 +5,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* TLS 1.2 and 1.3 only, AEAD ciphers (AES-GCM, ChaCha20-Poly1305), forward-secret key exchange
+ * (ECDHE) for TLS 1.2: what current clients (curl, Python, Go, browsers) all speak. */
+#define SETTINGS_TLS_PRIORITIES                                                                           \
+        "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:"     \
+        "+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+
 typedef struct Settings {
         char *config_file;
         char *state_dir;
@@ -20,6 +26,7 @@ typedef struct Settings {
         char *subnet;            /* guest IPv4 subnet, default 10.88.0.0/24 */
         char *token_file;        /* a bootstrap admin token for TCP (API tokens: POST /v1/tokens) */
         char *tls_cert, *tls_key;/* PEM files: the TCP listener speaks HTTPS */
+        char *tls_priorities;    /* GnuTLS priority string for it (SETTINGS_TLS_PRIORITIES) */
         unsigned allow_uids[32]; /* unix-socket peers allowed besides root; none listed: anyone */
         size_t n_allow_uids;
         unsigned allow_gids[32]; /* ... or by their primary group */
@@ -35,6 +42,8 @@ typedef struct Settings {
         uint64_t upload_min_rate;        /* bytes/s of body that each earn a second more; 0: none */
         unsigned connection_limit_per_peer; /* per TCP client address; 0: no limit */
         bool require_if_match;           /* PATCH/DELETE without If-Match: 428 */
+        uint64_t event_retention_usec;   /* audit events older than this are pruned; 0: none */
+        uint64_t event_retention_count;  /* at most this many audit events are kept; 0: no limit */
 } Settings;
 
 void settings_init_defaults(Settings *c);

@@ -12,6 +12,12 @@
 #define TOKEN_SECRET_BYTES 32
 #define TOKEN_PREFIX "avy_"
 
+/* Names the daemon writes in actors itself ("token:bootstrap@ADDR" for token_file, "aviaryd"
+ * for the controller): a token of that name could not be told apart from them in the audit log. */
+static bool token_name_is_reserved(const char *name) {
+        return streq(name, "bootstrap") || streq(name, "aviaryd");
+}
+
 static json_t *token_json(const TokenRecord *t) {
         return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "name", t->name, "scope", t->scope, "prefix", t->prefix,
                          "created_by", t->created_by, "created_at", json_time(t->created_at), "last_used_at",
@@ -48,6 +54,9 @@ int token_create(Request *r) {
         if (name && !name_is_valid(name))
                 return reply_error(r, AVIARY_E_INVALID_FIELD,
                                    "invalid token name '%.63s': use 1-63 lowercase letters, digits and '-'", name);
+        if (name && token_name_is_reserved(name))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "the token name '%s' is reserved: aviaryd names its own actors so", name);
         if (name)
                 snprintf(t.name, sizeof t.name, "%s", name);
         else /* a name from the secret's prefix: unique enough, and says nothing about the rest */

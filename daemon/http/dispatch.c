@@ -9,7 +9,22 @@
 #include "manager.h"
 #include "route.h"
 
-/* sha256 over method, path and body: "the same request" for an Idempotency-Key. */
+/* Hashes one query argument: "?KEY=VALUE" ("?KEY" without a value), so that "a=1&b=2" and
+ * "a=1%26b=2" differ. */
+static int fingerprint_query_one(const char *key, const char *value, void *userdata) {
+        Digest *d = userdata;
+        int k = digest_update(d, "?", 1);
+
+        if (k == 0)
+                k = digest_update(d, key, strlen(key) + 1);
+        if (k == 0 && value)
+                k = digest_update(d, value, strlen(value) + 1);
+        return k;
+}
+
+/* sha256 over method, path, body and then the query arguments in order: "the same request" for
+ * an Idempotency-Key. "promote" and "promote?full=true" are different requests. (Without a
+ * query the hash is what it was before queries counted, so keys stored then still match.) */
 static int request_fingerprint(Request *r, char out[static DIGEST_STR_LEN + 1]) {
         _cleanup_(digest_freep) Digest *d = NULL;
         int k = digest_new(&d);
@@ -18,7 +33,8 @@ static int request_fingerprint(Request *r, char out[static DIGEST_STR_LEN + 1]) 
                 return k;
         if ((k = digest_update(d, r->method_name, strlen(r->method_name) + 1)) < 0 ||
             (k = digest_update(d, r->path, strlen(r->path) + 1)) < 0 ||
-            (k = digest_update(d, r->body ? r->body : "", r->body_size)) < 0)
+            (k = digest_update(d, r->body ? r->body : "", r->body_size)) < 0 ||
+            (k = request_query_foreach(r, fingerprint_query_one, d)) < 0)
                 return k;
         return digest_final(d, out);
 }
@@ -30,7 +46,7 @@ static int idempotency_replay(Request *r, const char *key, const char *fingerpri
         json_error_t jerr;
         int k;
 
-        k = store_idempotency_get(r->manager->store, r->actor, key, &rec);
+        k = store_idempotency_get(r->manager->store, r->principal, key, &rec);
         if (k <= 0)
                 return k;
         if (!streq(rec.request_hash, fingerprint))
@@ -111,7 +127,7 @@ int dispatch_request(Request *r) {
                         .etag = r->etag[0] ? r->etag : NULL,
                         .location = r->location[0] ? r->location : NULL,
                 };
-                k = text ? store_idempotency_put(store, r->actor, key, &rec) : -ENOMEM;
+                k = text ? store_idempotency_put(store, r->principal, key, &rec) : -ENOMEM;
         }
         if (k != 0) {
                 store_rollback(store);

@@ -36,11 +36,14 @@ typedef struct Request {
         unsigned n_params;
         char request_id[65];
         char actor[112];         /* "uid:1000 gid:1000" on the unix socket, "token:NAME@ADDR" on TCP */
+        char principal[32];      /* the caller's stable identity, for Idempotency-Key: "uid:1000",
+                                  * "token:ID" (the token's row id) or "bootstrap" */
         int scope;               /* the Scope granted to the caller (route.h) */
         bool started;            /* first call seen */
         bool replied;            /* a response was queued */
         bool replayed;           /* answered from a remembered Idempotency-Key */
         bool unchanged;          /* the handler changed nothing: no audit event */
+        bool too_many_query_args; /* its arguments were cut before parsing: answered 431 */
 
         /* body */
         char *body;
@@ -70,12 +73,25 @@ typedef struct Request {
         uint64_t retry_usec;     /* set by request_retry_later(); 0 once the request runs again */
         uint64_t wait_deadline;  /* the handler's own: monotonic usec, 0 before the first call */
         void *waiter;            /* the server's bookkeeping while suspended */
+        bool client_gone;        /* its client closed while it waited: never answered */
+        struct {                 /* query values request_query() decoded, freed with the request */
+                const char *original;
+                char *decoded;
+        } kept[8];
+        unsigned n_kept;
 } Request;
 
-/* Path parameter N (0-based), already percent-decoded. */
+/* Path parameter N (0-based), percent-decoded except "%00", "%2F" and "%25" (see unescape() in
+ * server.c), which then fail every name check. */
 const char *request_param(Request *r, unsigned n);
 const char *request_header(Request *r, const char *name);
+/* Query value NAME, percent-decoded once ("%2F" and "%25" too; "%00" stays encoded), valid
+ * while R is. */
 const char *request_query(Request *r, const char *name);
+/* Calls FN for each query argument in the order sent (VALUE NULL for "?flag" without '='), as
+ * libmicrohttpd decoded them; stops at FN's first non-zero result and returns it. */
+int request_query_foreach(Request *r, int (*fn)(const char *key, const char *value, void *userdata),
+                          void *userdata);
 /* ?limit=&after= with checks; limit defaults to 100, at most 1000. */
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after);
 

@@ -26,7 +26,8 @@
 #include "server.h"
 
 #define MAX_LISTENERS 8
-#define MAX_WAITERS 256
+
+typedef struct Waiter Waiter;
 
 typedef struct Listener {
         HttpServer *server;
@@ -34,14 +35,37 @@ typedef struct Listener {
         sd_event_source *io, *timer;
         bool unix_socket;
         unsigned closed; /* connections MHD closed during the current listener_run() */
+        /* Its own long polls, one slot per connection it may have (connection_limit): the
+         * callers of one listener cannot use up another's, and a connection never waits for a
+         * slot. */
+        Waiter *waiters;
+        unsigned n_waiters;
+        /* Out of descriptors at its first connection, libmicrohttpd retries accept() at every
+         * round ("busy waiting", its words) with a log line each time: the listener then pauses
+         * ACCEPT_RETRY_USEC instead (mhd_logger() sees the message, listener_run() pauses). */
+        bool accept_starved;
+        sd_event_source *accept_retry;
+        /* mhd_logger(): a message said again within MHD_LOG_REPEAT_USEC is counted, not logged
+         * (a failing accept makes two, alternating). */
+        struct {
+                char text[160];
+                uint64_t usec;
+                unsigned repeated;
+        } said[4];
 } Listener;
 
-/* A suspended long poll: its connection, and the timer that resumes it. */
-typedef struct Waiter {
+#define ACCEPT_RETRY_USEC (250 * 1000ULL)
+#define MHD_LOG_REPEAT_USEC (10 * 1000000ULL)
+
+/* A suspended long poll: its connection, the timer that resumes it, and a watch on its socket.
+ * libmicrohttpd neither reads nor times out a suspended connection, so without the watch a
+ * client that went away would keep its slot (and its connection) until the wait's deadline. */
+struct Waiter {
         Request *request;
         Listener *listener;
         sd_event_source *wake;
-} Waiter;
+        sd_event_source *hangup; /* EPOLLRDHUP on the connection's socket */
+};
 
 /* One client connection, from accept to close (MHD's socket context). Its current request
  * must have arrived by its deadline: SINCE (accepted, or the previous answer sent) plus
@@ -59,10 +83,13 @@ struct HttpServer {
         Manager *manager;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
-        Waiter waiters[MAX_WAITERS];
         Conn *conns;                     /* every open connection of every listener */
         sd_event_source *deadline_timer; /* at the earliest deadline of a receiving one */
 };
+
+/* What on_uri() returns for a request whose query arguments it cut (MAX_QUERY_ARGS): the
+ * request's first *req_cls, which on_access() turns into a Request. */
+static char too_many_query_args;
 
 static void listener_schedule(Listener *l);
 
@@ -75,7 +102,23 @@ static void listener_run(Listener *l) {
         MHD_run(l->mhd);
         if (l->closed > 0)
                 MHD_run(l->mhd);
+        if (l->accept_starved) {
+                /* Only its listening socket is in MHD's epoll set then (no connection yet): off
+                 * until the timer, which runs the listener again. */
+                l->accept_starved = false;
+                sd_event_source_set_enabled(l->io, SD_EVENT_OFF);
+                sd_event_source_set_time_relative(l->accept_retry, ACCEPT_RETRY_USEC);
+                sd_event_source_set_enabled(l->accept_retry, SD_EVENT_ONESHOT);
+        }
         listener_schedule(l);
+}
+
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Listener *l = userdata;
+
+        sd_event_source_set_enabled(l->io, SD_EVENT_ON);
+        listener_run(l);
+        return 0;
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -103,13 +146,35 @@ static void listener_schedule(Listener *l) {
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+        Listener *l = cls;
         char buf[512];
+        uint64_t now = 0;
         size_t n;
 
         vsnprintf(buf, sizeof buf, fmt, ap);
         n = strlen(buf);
         while (n > 0 && buf[n - 1] == '\n')
                 buf[--n] = 0;
+        if (strstr(buf, "resource limit at FIRST connection"))
+                l->accept_starved = true;
+        /* A message that repeats (a failing accept) is said once per MHD_LOG_REPEAT_USEC. */
+        sd_event_now(l->server->manager->event, CLOCK_MONOTONIC, &now);
+        unsigned slot = 0;
+        bool known = false;
+        for (unsigned i = 0; i < ELEMENTSOF(l->said) && !known; i++)
+                if (strncmp(buf, l->said[i].text, sizeof l->said[i].text - 1) == 0)
+                        slot = i, known = true;
+                else if (l->said[i].usec < l->said[slot].usec)
+                        slot = i; /* the least recent, to reuse */
+        if (known && now - l->said[slot].usec < MHD_LOG_REPEAT_USEC) {
+                l->said[slot].repeated++;
+                return;
+        }
+        if (l->said[slot].repeated > 0)
+                log_warning("HTTP: %s (%u more times)", l->said[slot].text, l->said[slot].repeated);
+        snprintf(l->said[slot].text, sizeof l->said[slot].text, "%s", buf);
+        l->said[slot].usec = now;
+        l->said[slot].repeated = 0;
         log_warning("HTTP: %s", buf);
 }
 
@@ -254,6 +319,7 @@ static void waiter_release(Waiter *w) {
         if (!w)
                 return;
         w->wake = sd_event_source_disable_unref(w->wake);
+        w->hangup = sd_event_source_disable_unref(w->hangup);
         if (w->request)
                 w->request->waiter = NULL;
         w->request = NULL;
@@ -262,6 +328,8 @@ static void waiter_release(Waiter *w) {
 static void request_free(Request *r) {
         if (!r)
                 return;
+        for (unsigned i = 0; i < r->n_kept; i++)
+                free(r->kept[i].decoded);
         waiter_release(r->waiter);
         for (unsigned i = 0; i < r->n_params; i++)
                 free(r->params[i]);
@@ -279,7 +347,8 @@ static void request_free(Request *r) {
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
         Conn *k = conn_of(c);
 
-        request_free(*req_cls);
+        if (*req_cls != &too_many_query_args) /* a request on_uri() cut that never reached on_access() */
+                request_free(*req_cls);
         *req_cls = NULL;
         /* Kept alive, the connection waits for its next request: a new deadline. */
         if (k && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -303,22 +372,43 @@ static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* The client of a suspended long poll closed its side: nothing will read the answer. Its slot
+ * goes now; resumed, the request finds client_gone and on_access() has MHD close it. A client
+ * that only half-closes while it waits is taken for gone too, as by most servers. */
+static int on_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Waiter *w = userdata;
+        Request *r = w->request;
+        Listener *l = w->listener;
+
+        waiter_release(w);
+        if (r) {
+                r->client_gone = true;
+                MHD_resume_connection(r->connection);
+                listener_run(l);
+        }
+        return 0;
+}
+
 static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow);
 
 /* Parks R until its retry time: the connection is suspended, a timer resumes it. */
 static enum MHD_Result request_suspend(Request *r, Listener *l) {
-        HttpServer *srv = l->server;
+        sd_event *event = l->server->manager->event;
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         uint64_t usec = r->retry_usec;
         Waiter *w = NULL;
 
         r->retry_usec = 0;
-        for (unsigned i = 0; i < MAX_WAITERS && !w; i++)
-                if (!srv->waiters[i].request)
-                        w = &srv->waiters[i];
-        if (!w)
+        for (unsigned i = 0; i < l->n_waiters && !w; i++)
+                if (!l->waiters[i].request)
+                        w = &l->waiters[i];
+        if (!w) /* cannot happen: a slot per connection */
                 return send_error(r, AVIARY_E_TOO_MANY_REQUESTS, "too many waiting requests; poll instead", 0);
-        if (sd_event_add_time_relative(srv->manager->event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_wake, w) < 0)
-                return send_error(r, AVIARY_E_INTERNAL, "cannot wait: no timer", 0);
+        if (!info || sd_event_add_time_relative(event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_wake, w) < 0 ||
+            sd_event_add_io(event, &w->hangup, info->connect_fd, EPOLLRDHUP, on_hangup, w) < 0) {
+                waiter_release(w);
+                return send_error(r, AVIARY_E_INTERNAL, "cannot wait: no timer or socket watch", 0);
+        }
         w->request = r;
         w->listener = l;
         r->waiter = w;
@@ -335,7 +425,51 @@ const char *request_header(Request *r, const char *name) {
 }
 
 const char *request_query(Request *r, const char *name) {
-        return MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
+        const char *v = MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
+        char *copy, *out;
+
+        if (!v || (!strcasestr(v, "%2f") && !strstr(v, "%25")))
+                return v;
+        /* unescape() left "%2F" (and "%25", so that "%252F" stays the text "%2F") for the router;
+         * in a value they are a slash and a percent sign (resource=image%2Fweb). One pass, so
+         * nothing is decoded twice. The copy lives as long as the request, one per value. */
+        for (unsigned i = 0; i < r->n_kept; i++)
+                if (r->kept[i].original == v)
+                        return r->kept[i].decoded;
+        if (r->n_kept >= ELEMENTSOF(r->kept) || !(copy = strdup(v)))
+                return v; /* still an answer, only with the slash encoded */
+        out = copy;
+        for (const char *p = v; *p; p++)
+                if (p[0] == '%' && p[1] == '2' && (p[2] == 'f' || p[2] == 'F' || p[2] == '5')) {
+                        *out++ = p[2] == '5' ? '%' : '/';
+                        p += 2;
+                } else
+                        *out++ = *p;
+        *out = 0;
+        r->kept[r->n_kept].original = v;
+        r->kept[r->n_kept++].decoded = copy;
+        return copy;
+}
+
+typedef struct QueryForeach {
+        int (*fn)(const char *key, const char *value, void *userdata);
+        void *userdata;
+        int result;
+} QueryForeach;
+
+static enum MHD_Result query_foreach_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        QueryForeach *q = cls;
+
+        q->result = q->fn(key, value, q->userdata);
+        return q->result == 0 ? MHD_YES : MHD_NO;
+}
+
+int request_query_foreach(Request *r, int (*fn)(const char *key, const char *value, void *userdata),
+                          void *userdata) {
+        QueryForeach q = { .fn = fn, .userdata = userdata };
+
+        (void) MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, query_foreach_one, &q);
+        return q.result;
 }
 
 int request_page(Request *r, unsigned *ret_limit, const char **ret_after) {
@@ -445,9 +579,10 @@ static enum MHD_Result send_error(Request *r, AviaryError code, const char *mess
         struct MHD_Response *resp;
         char safe[1024], allow_header[64] = "", *text;
 
-        /* A message may quote the request (a decoded path such as "/v1/%ff"): JSON needs UTF-8. */
+        /* A message may quote the request (a decoded path such as "/v1/%ff" or "/v1/%0a"): JSON
+         * needs UTF-8, and whoever prints the message must not get control characters. */
         snprintf(safe, sizeof safe, "%s", message);
-        api_message_make_utf8(safe);
+        api_message_escape(safe, sizeof safe);
         message = safe;
         text = error_envelope(code, message, r->request_id);
 
@@ -556,6 +691,7 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
                 return AVIARY_E_FORBIDDEN;
         }
         snprintf(r->actor, sizeof r->actor, "uid:%u gid:%u", (unsigned) cred.uid, (unsigned) cred.gid);
+        snprintf(r->principal, sizeof r->principal, "uid:%u", (unsigned) cred.uid);
         if (cred.uid != 0 && (set->n_allow_uids || set->n_allow_gids) &&
             !id_listed((unsigned) cred.uid, set->allow_uids, set->n_allow_uids) &&
             !id_listed((unsigned) cred.gid, set->allow_gids, set->n_allow_gids)) {
@@ -587,6 +723,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         n = strlen(auth);
         if (boot && n == strlen(boot) && CRYPTO_memcmp(auth, boot, n) == 0) {
                 snprintf(r->actor, sizeof r->actor, "token:bootstrap@%s", addr);
+                snprintf(r->principal, sizeof r->principal, "bootstrap");
                 r->scope = SCOPE_ADMIN;
                 return AVIARY_E_OK;
         }
@@ -602,6 +739,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
                 return AVIARY_E_UNAUTHORIZED;
         }
         snprintf(r->actor, sizeof r->actor, "token:%.40s@%.46s", t.name, addr);
+        snprintf(r->principal, sizeof r->principal, "token:%lld", (long long) t.id);
         r->scope = scope_from_string(t.scope);
         /* Last use, to the minute: not a database write per request. */
         if (now_realtime() - t.last_used_at > 60 * USEC_PER_SEC)
@@ -772,6 +910,30 @@ static enum MHD_Result request_data(Request *r, const char *data, size_t size) {
  * connection's memory, so without a count a head of many tiny fields would exhaust it. */
 #define MAX_HEADER_FIELDS 100
 
+/* The same for query arguments, which MHD parses into records before any callback of ours can
+ * answer. When they exhaust the connection's memory, libmicrohttpd 0.9.75 logs a 431 that it
+ * never sends (parse_initial_message_line() queues it, then its caller overwrites the state)
+ * and the client waits for request_timeout. So on_uri() cuts the arguments of such a request
+ * before MHD parses them, and request_head_refused() answers it. */
+#define MAX_QUERY_ARGS 100
+
+/* MHD_OPTION_URI_LOG_CALLBACK: sees the request target before MHD parses its arguments. URI is
+ * MHD's own buffer, NUL-terminated, handed over as const: writing a NUL after the '?' leaves
+ * MHD no arguments to parse (it parses from there once this returns). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+        char *q = strchr(uri, '?');
+        unsigned n = 1;
+
+        if (!q || !q[1])
+                return NULL;
+        for (const char *p = q + 1; *p; p++)
+                n += *p == '&';
+        if (n <= MAX_QUERY_ARGS)
+                return NULL;
+        q[1] = 0;
+        return &too_many_query_args;
+}
+
 /* Refuses with 431 a request whose head (request line and header fields, with their CRLFs,
  * as MHD counts them) is over max_header_size, or has too many fields. Heads too big for the
  * connection's memory never get here: MHD answers those itself (docs/api.md, Limits). */
@@ -782,7 +944,9 @@ static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) 
         int fields = MHD_get_connection_values(r->connection, MHD_HEADER_KIND, NULL, NULL);
         char msg[160];
 
-        if (size > r->manager->settings.max_header_size)
+        if (r->too_many_query_args)
+                snprintf(msg, sizeof msg, "the request target has more than %d query arguments", MAX_QUERY_ARGS);
+        else if (size > r->manager->settings.max_header_size)
                 snprintf(msg, sizeof msg,
                          "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes", size,
                          r->manager->settings.max_header_size);
@@ -813,11 +977,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         Request *r = *req_cls;
         enum MHD_Result ret;
 
-        if (!r) {
+        if (!r || r == (Request *) &too_many_query_args) {
+                bool cut = r != NULL;
+
                 r = calloc(1, sizeof *r);
                 if (!r)
                         return MHD_NO;
                 *req_cls = r;
+                r->too_many_query_args = cut;
                 r->manager = l->server->manager;
                 r->connection = connection;
                 r->reply_fd = -1;
@@ -831,6 +998,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                         return ret;
                 return request_begin(r, l);
         }
+        if (r->client_gone)
+                return MHD_NO; /* a long poll whose client left (on_hangup): close, answer nothing */
         if (r->replied) {
                 /* Answered early (413, 415...): drop whatever else the client sends. */
                 *upload_data_size = 0;
@@ -858,16 +1027,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         }
 }
 
-/* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" stays
- * encoded: a NUL would cut "web%00x" to "web" and act on another resource. Left encoded, it
- * fails the name checks. (An encoded slash decodes and splits the path: no route matches.) */
+/* Percent-decoding of paths and query values, as libmicrohttpd's own, except that "%00" and
+ * "%2F" stay encoded. A NUL would cut "web%00x" to "web" and act on another resource; a slash
+ * would be a path separator, and "images/web%2Fversions%2F1.0" would route to version 1.0 of
+ * web. Left encoded, either fails the name checks or matches no route. "%25" stays encoded too,
+ * so that every '%' left is an escape left (a decoded "%252F" is not "%2F"). libmicrohttpd uses
+ * this for query values too: request_query() decodes "%2F" and "%25" there, where they are data. */
 static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
         char *out = s;
 
         for (char *p = s; *p; p++) {
                 unsigned v;
                 if (p[0] == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2]) &&
-                    sscanf(p + 1, "%2x", &v) == 1 && v != 0) {
+                    sscanf(p + 1, "%2x", &v) == 1 && v != 0 && v != '/' && v != '%') {
                         *out++ = (char) v;
                         p += 2;
                 } else
@@ -900,17 +1072,22 @@ HttpServer *http_server_free(HttpServer *s) {
         if (!s)
                 return NULL;
         /* Suspended connections must be resumed before their daemon stops. */
-        for (unsigned i = 0; i < MAX_WAITERS; i++)
-                if (s->waiters[i].request) {
-                        struct MHD_Connection *c = s->waiters[i].request->connection;
-                        waiter_release(&s->waiters[i]);
-                        MHD_resume_connection(c);
+        for (unsigned i = 0; i < s->n_listeners; i++)
+                for (unsigned k = 0; k < s->listeners[i].n_waiters; k++) {
+                        Waiter *w = &s->listeners[i].waiters[k];
+                        if (w->request) {
+                                struct MHD_Connection *c = w->request->connection;
+                                waiter_release(w);
+                                MHD_resume_connection(c);
+                        }
                 }
         s->deadline_timer = sd_event_source_disable_unref(s->deadline_timer);
         for (unsigned i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].io);
                 sd_event_source_disable_unref(s->listeners[i].timer);
+                sd_event_source_disable_unref(s->listeners[i].accept_retry);
                 MHD_stop_daemon(s->listeners[i].mhd); /* closes its connections: their Conns go */
+                free(s->listeners[i].waiters);
         }
         free(s);
         return NULL;
@@ -932,17 +1109,22 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
         if (s->n_listeners >= MAX_LISTENERS)
                 return -E2BIG;
         l = &s->listeners[s->n_listeners];
-        *l = (Listener) { .server = s, .unix_socket = unix_socket };
-        /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS). */
+        *l = (Listener) { .server = s, .unix_socket = unix_socket, .n_waiters = cfg->connection_limit };
+        l->waiters = calloc(l->n_waiters, sizeof *l->waiters);
+        if (!l->waiters)
+                return log_oom();
+        /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS), with our
+         * priority string: libmicrohttpd's default ("NORMAL") still speaks TLS 1.0 and 1.1. */
         bool tls = !unix_socket && s->manager->tls_cert;
         struct MHD_OptionItem tls_options[] = {
                 { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? s->manager->tls_key : NULL },
                 { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? s->manager->tls_cert : NULL },
+                { MHD_OPTION_HTTPS_PRIORITIES, 0, tls ? cfg->tls_priorities : NULL },
                 { MHD_OPTION_END, 0, NULL },
         };
         l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
                                   0, NULL, NULL,
-                                  on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+                                  on_access, l, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, l,
                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                                   MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -952,21 +1134,37 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                                   unix_socket ? 0u : cfg->connection_limit_per_peer,
                                   MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg),
                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-                                  MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 2, MHD_OPTION_END);
-        if (!l->mhd)
-                return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d", fd);
+                                  MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+                                  MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 3, MHD_OPTION_END);
+        if (!l->mhd) {
+                free(l->waiters);
+                l->waiters = NULL;
+                return log_error_errno(EINVAL, "Cannot start the HTTP server on fd %d%s", fd,
+                                       tls ? " (is tls_priorities a valid GnuTLS priority string?)" : "");
+        }
         info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         if (!info) {
                 MHD_stop_daemon(l->mhd);
+                free(l->waiters);
+                l->waiters = NULL;
                 return log_error_errno(EINVAL, "HTTP server has no epoll descriptor");
         }
         r = sd_event_add_io(s->manager->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
         if (r >= 0)
                 /* Accuracy 1 µs: sd-event's default (250 ms) would delay every MHD round. */
                 r = sd_event_add_time(s->manager->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l);
+        if (r >= 0)
+                r = sd_event_add_time(s->manager->event, &l->accept_retry, CLOCK_MONOTONIC, 0, 1000,
+                                      on_accept_retry, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->accept_retry, SD_EVENT_OFF);
         if (r < 0) {
                 sd_event_source_disable_unref(l->io);
+                sd_event_source_disable_unref(l->timer);
+                sd_event_source_disable_unref(l->accept_retry);
                 MHD_stop_daemon(l->mhd);
+                free(l->waiters);
+                l->waiters = NULL;
                 return log_error_errno(r, "Cannot watch the HTTP server");
         }
         sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);

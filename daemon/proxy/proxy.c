@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include "head.h"
 #include "log.h"
 #include "macro.h"
 #include "proxy.h"
@@ -22,8 +23,6 @@
 
 #define PROXY_MAX_CLIENTS 4096
 #define PROXY_WINDOW (16 * 1024)  /* body bytes in flight per direction */
-#define PROXY_HEAD_MAX (8 * 1024) /* a request or response head beyond this is refused */
-#define PROXY_MAX_HEADERS 100
 /* An output buffer holds the window plus one rewritten head, which may grow a little. */
 #define PROXY_OUT_SIZE (PROXY_WINDOW + 2 * PROXY_HEAD_MAX)
 #define PROXY_IN_SIZE PROXY_WINDOW
@@ -34,6 +33,10 @@
 #define PROXY_UPSTREAM_IDLE_USEC (30 * USEC_PER_SEC_)
 #define PROXY_CLIENT_IDLE_USEC (60 * USEC_PER_SEC_)
 #define PROXY_DRAIN_USEC (2 * USEC_PER_SEC_)
+/* Out of file descriptors: accepting pauses this long (or until a client leaves), and says so
+ * at most once per PROXY_ACCEPT_LOG_USEC. */
+#define PROXY_ACCEPT_RETRY_USEC (250 * 1000ULL)
+#define PROXY_ACCEPT_LOG_USEC (10 * USEC_PER_SEC_)
 
 typedef struct Client Client;
 typedef struct Upstream Upstream;
@@ -48,20 +51,6 @@ typedef struct OutBuffer {
         size_t len;
         char data[PROXY_OUT_SIZE];
 } OutBuffer;
-
-/* A message head as http_parser delivers it, in pieces: the URL or reason phrase, then
- * name/value pairs, all copied into one bounded store. */
-typedef struct Head {
-        char store[PROXY_HEAD_MAX];
-        size_t len;
-        size_t first_len; /* URL (request) or reason (response), at store[0] */
-        struct {
-                size_t name, name_len, value, value_len;
-        } fields[PROXY_MAX_HEADERS];
-        unsigned n;
-        enum { HEAD_FIRST, HEAD_NAME, HEAD_VALUE } where;
-        bool overflow;
-} Head;
 
 struct Pool {
         struct sockaddr_in addr;
@@ -96,7 +85,7 @@ struct Client {
         Head head;                             /* the request's while reading it, then the response's */
         char request_head[2 * PROXY_HEAD_MAX]; /* rewritten, kept to replay on a retry */
         size_t request_head_len;
-        char request_id[64];
+        char request_id[65];
         InBuffer in;
         OutBuffer to_upstream, to_client;
         Upstream *up;
@@ -110,8 +99,10 @@ struct Client {
         bool has_backend; /* BACKEND is the current attempt's; false until a pick succeeded */
         struct sockaddr_in backend;
         uint64_t start_usec;
+        RequestForward forward; /* what head_check_request() decided, into head's store */
         /* Its response. */
         bool resp_started, resp_head_queued, resp_complete, resp_chunked_out, resp_interim;
+        bool resp_head_ready; /* the response parser paused at a head for client_take_response_head() */
         bool upstream_reusable;
         int status;
 };
@@ -129,6 +120,12 @@ struct Proxy {
         Pool *pools;
         ProxyStats stats;
         uint64_t connect_timeout_usec, response_head_timeout_usec;
+        /* accept() ran out of descriptors: the listener is off until the timer or a client
+         * leaving turns it back on (a readable listener would otherwise spin the loop). */
+        sd_event_source *accept_retry;
+        bool accept_paused;
+        uint64_t accept_logged_usec; /* when it last said so */
+        unsigned accept_unlogged;    /* pauses since */
 };
 
 /* What a pick callback reads: the request head in the client's Head. It is still the
@@ -192,147 +189,12 @@ static int out_flush(int fd, OutBuffer *b, size_t *written) {
         return 0;
 }
 
-static void head_reset(Head *h) {
-        h->len = h->first_len = 0;
-        h->n = 0;
-        h->where = HEAD_FIRST;
-        h->overflow = false;
-}
-
-static void head_add(Head *h, int part, const char *at, size_t n) {
-        if (h->overflow)
-                return;
-        if (n > sizeof h->store - h->len) {
-                h->overflow = true;
-                return;
-        }
-        if (part == HEAD_NAME && h->where != HEAD_NAME) {
-                if (h->n >= PROXY_MAX_HEADERS) {
-                        h->overflow = true;
-                        return;
-                }
-                h->fields[h->n].name = h->len;
-                h->fields[h->n].name_len = 0;
-                h->fields[h->n].value = h->len;
-                h->fields[h->n].value_len = 0;
-                h->n++;
-        } else if (part == HEAD_VALUE && h->where != HEAD_VALUE) {
-                if (h->n == 0) {
-                        h->overflow = true;
-                        return;
-                }
-                h->fields[h->n - 1].value = h->len;
-        }
-        h->where = part;
-        memcpy(h->store + h->len, at, n);
-        h->len += n;
-        if (part == HEAD_FIRST)
-                h->first_len += n;
-        else if (part == HEAD_NAME)
-                h->fields[h->n - 1].name_len += n;
-        else
-                h->fields[h->n - 1].value_len += n;
-}
-
-static bool name_is(const Head *h, unsigned i, const char *name) {
-        return h->fields[i].name_len == strlen(name) &&
-               strncasecmp(h->store + h->fields[i].name, name, h->fields[i].name_len) == 0;
-}
-
-static bool is_space(char ch) {
-        return ch == ' ' || ch == '\t';
-}
-
-/* Narrows [*s, *s + *len) to leave out leading and trailing blanks. */
-static void trim(const char **s, size_t *len) {
-        while (*len > 0 && is_space(**s))
-                (*s)++, (*len)--;
-        while (*len > 0 && is_space((*s)[*len - 1]))
-                (*len)--;
-}
-
-/* The value of field I, trimmed; points into the head's store. */
-static const char *field_value(const Head *h, unsigned i, size_t *ret_len) {
-        const char *v = h->store + h->fields[i].value;
-        size_t len = h->fields[i].value_len;
-
-        trim(&v, &len);
-        *ret_len = len;
-        return v;
-}
-
 const char *proxy_request_header(const ProxyRequest *req, const char *name, size_t *ret_len) {
-        const Head *h = req->head;
-
-        for (unsigned i = 0; i < h->n; i++)
-                if (name_is(h, i, name))
-                        return field_value(h, i, ret_len);
-        return NULL;
+        return head_header(req->head, name, ret_len);
 }
 
 const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len) {
-        const Head *h = req->head;
-        size_t name_len = strlen(name);
-
-        for (unsigned i = 0; i < h->n; i++) {
-                const char *v, *end;
-                size_t len;
-
-                if (!name_is(h, i, "Cookie"))
-                        continue;
-                v = field_value(h, i, &len);
-                end = v + len;
-                while (v < end) {
-                        const char *key = v, *pair_end, *eq, *value;
-                        size_t key_len, value_len;
-
-                        while (v < end && *v != ';')
-                                v++;
-                        pair_end = v;
-                        if (v < end)
-                                v++; /* past the ';' */
-                        eq = memchr(key, '=', (size_t) (pair_end - key));
-                        if (!eq)
-                                continue;
-                        key_len = (size_t) (eq - key);
-                        trim(&key, &key_len);
-                        if (key_len != name_len || memcmp(key, name, name_len) != 0)
-                                continue;
-                        value = eq + 1;
-                        value_len = (size_t) (pair_end - value);
-                        trim(&value, &value_len);
-                        *ret_len = value_len;
-                        return value;
-                }
-        }
-        return NULL;
-}
-
-/* Whether field I is hop-by-hop: a fixed list plus every name the Connection headers list. */
-static bool is_hop_by_hop(const Head *h, unsigned i) {
-        static const char *const fixed[] = {"Connection", "Keep-Alive", "Proxy-Connection",  "TE",
-                                            "Trailer",    "Upgrade",    "Proxy-Authenticate"};
-        const char *name = h->store + h->fields[i].name;
-        size_t name_len = h->fields[i].name_len;
-
-        for (size_t k = 0; k < ELEMENTSOF(fixed); k++)
-                if (name_is(h, i, fixed[k]))
-                        return true;
-        for (unsigned j = 0; j < h->n; j++) {
-                if (!name_is(h, j, "Connection"))
-                        continue;
-                const char *v = h->store + h->fields[j].value, *end = v + h->fields[j].value_len;
-                while (v < end) {
-                        while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                                v++;
-                        const char *t = v;
-                        while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                                v++;
-                        if ((size_t) (v - t) == name_len && strncasecmp(t, name, name_len) == 0)
-                                return true;
-                }
-        }
-        return false;
+        return head_cookie(req->head, name, ret_len);
 }
 
 static void random_hex(char *buf, size_t bytes) {
@@ -481,8 +343,11 @@ static void client_free(Client *c) {
                 p->clients = c->next;
         if (c->next)
                 c->next->prev = c->prev;
-        if (p->n_clients-- >= PROXY_MAX_CLIENTS && p->listen)
+        if ((p->n_clients-- >= PROXY_MAX_CLIENTS || p->accept_paused) && p->listen) {
+                /* A descriptor (or a client slot) is free again. */
+                p->accept_paused = false;
                 (void) sd_event_source_set_enabled(p->listen, SD_EVENT_ON);
+        }
         free(c);
 }
 
@@ -502,7 +367,9 @@ static void client_detach_upstream(Client *c) {
 }
 
 /* Answers the request from here with a small JSON error and closes afterwards. Only while
- * nothing of a backend's response went to the client; otherwise the connection is cut. */
+ * nothing of a backend's response went to the client; otherwise the connection is cut. The
+ * answer to HEAD has the head alone: a client reads no body after it, so body bytes would be
+ * its next response. */
 static void client_reply_error(Client *c, int status, const char *code, const char *message) {
         _cleanup_free_ char *body = NULL;
         json_t *j;
@@ -524,8 +391,9 @@ static void client_reply_error(Client *c, int status, const char *code, const ch
         c->to_client.len = 0;
         if (out_printf(&c->to_client,
                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                       "Connection: close\r\n\r\n%s\n",
-                       status, http_status_str((enum http_status) status), strlen(body) + 1, body) < 0) {
+                       "Connection: close\r\n\r\n%s%s",
+                       status, http_status_str((enum http_status) status), strlen(body) + 1,
+                       c->is_head ? "" : body, c->is_head ? "" : "\n") < 0) {
                 client_abort(c);
                 return;
         }
@@ -548,7 +416,7 @@ static bool client_can_replay(Client *c) {
 static void client_reset_response(Client *c) {
         http_parser_init(&c->resp, HTTP_RESPONSE);
         c->resp.data = c;
-        c->resp_interim = false;
+        c->resp_interim = c->resp_head_ready = false;
 }
 
 static void client_attach(Client *c, Upstream *u) {
@@ -665,51 +533,33 @@ static void client_backend_gone(Client *c) {
         client_reply_error(c, 502, "bad_gateway", "The backend went away.");
 }
 
+/* The head the backend gets: framing from what the parser decided (the body is re-chunked when
+ * it came chunked), never a field the client sent (head.h). Kept to replay on a retry. */
 static int render_request_head(Client *c) {
-        const Head *h = &c->head;
         OutBuffer *b = &c->to_upstream;
-        const char *xff = NULL;
-        size_t xff_len = 0;
-        bool have_id = false;
+        HeadOut out = {.data = b->data + b->len, .size = sizeof b->data - b->len};
+        Framing framing = c->req_chunked                       ? FRAMING_CHUNKED
+                          : c->req.flags & F_CONTENTLENGTH ? FRAMING_LENGTH
+                                                             : FRAMING_NONE;
         int r;
 
-        r = out_printf(b, "%s %.*s HTTP/1.1\r\n", http_method_str((enum http_method) c->req.method),
-                       (int) h->first_len, h->store);
-        for (unsigned i = 0; r >= 0 && i < h->n; i++) {
-                const char *name = h->store + h->fields[i].name, *value = h->store + h->fields[i].value;
-                int nl = (int) h->fields[i].name_len, vl = (int) h->fields[i].value_len;
-
-                if (is_hop_by_hop(h, i))
-                        continue;
-                if (c->req_chunked && name_is(h, i, "Content-Length"))
-                        continue;
-                if (name_is(h, i, "X-Forwarded-For")) {
-                        xff = value, xff_len = (size_t) vl;
-                        continue;
-                }
-                if (name_is(h, i, "X-Request-Id") && vl > 0) {
-                        have_id = true;
-                        snprintf(c->request_id, sizeof c->request_id, "%.*s", vl, value);
-                }
-                r = out_printf(b, "%.*s: %.*s\r\n", nl, name, vl, value);
-        }
-        if (r >= 0)
-                r = out_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int) xff_len, xff ? xff : "",
-                               xff ? ", " : "", c->ip);
-        if (r >= 0 && !have_id)
-                r = out_printf(b, "X-Request-Id: %s\r\n", c->request_id);
-        if (r >= 0)
-                r = out_append(b, "\r\n", 2);
-        if (r < 0 || b->len > sizeof c->request_head)
+        if (c->forward.request_id)
+                snprintf(c->request_id, sizeof c->request_id, "%.*s", (int) c->forward.request_id_len,
+                         c->forward.request_id);
+        r = head_render_request(&c->head, http_method_str((enum http_method) c->req.method), &c->forward,
+                                framing, c->req.content_length, c->ip, c->request_id, &out);
+        if (r < 0 || out.len > sizeof c->request_head)
                 return -ENOBUFS;
-        memcpy(c->request_head, b->data, b->len);
-        c->request_head_len = b->len;
+        b->len += out.len;
+        memcpy(c->request_head, out.data, out.len);
+        c->request_head_len = out.len;
         return 0;
 }
 
 /* The request head is complete and the request parser paused: choose a backend. */
 static void client_begin_forward(Client *c) {
-        int m = c->req.method;
+        const char *why = NULL;
+        int m = c->req.method, status;
 
         c->head_ready = false;
         c->busy = true;
@@ -723,7 +573,9 @@ static void client_begin_forward(Client *c) {
         c->idempotent =
                 m == HTTP_GET || m == HTTP_HEAD || m == HTTP_PUT || m == HTTP_DELETE || m == HTTP_OPTIONS;
         c->is_head = m == HTTP_HEAD;
-        c->keep_alive = http_should_keep_alive(&c->req) && !c->req.upgrade;
+        /* RFC 9112 6.1: HTTP/1.0 with Transfer-Encoding is faulty framing; serve it, then close. */
+        c->keep_alive = http_should_keep_alive(&c->req) && !c->req.upgrade &&
+                        !(c->req_chunked && c->req.http_major == 1 && c->req.http_minor == 0);
         c->to_upstream.len = 0;
 
         if (c->head.overflow) {
@@ -732,6 +584,11 @@ static void client_begin_forward(Client *c) {
         }
         if (m == HTTP_CONNECT) {
                 client_reply_error(c, 501, "bad_request", "CONNECT is not supported.");
+                return;
+        }
+        status = head_check_request(&c->head, &c->req, &c->forward, &why);
+        if (status != 0) {
+                client_reply_error(c, status, status == 505 ? "version_not_supported" : "bad_request", why);
                 return;
         }
         if (render_request_head(c) < 0) {
@@ -773,7 +630,7 @@ static int client_finish_request(Client *c) {
                 return 0;
         }
         c->busy = c->req_complete = c->resp_started = c->resp_head_queued = c->resp_complete = false;
-        c->retried_connect = c->retried_pool = c->upstream_reusable = c->local_reply = false;
+        c->retried_connect = c->retried_pool = c->upstream_reusable = c->local_reply = c->is_head = false;
         c->status = 0;
         c->group = -1;
         http_parser_init(&c->req, HTTP_REQUEST);
@@ -798,6 +655,8 @@ static int client_feed_request(Client *c) {
                         n = room;
         }
         parsed = http_parser_execute(&c->req, &request_settings, c->in.data, n);
+        if (!c->busy) /* the parser pauses at the head's end: these bytes are all head */
+                head_scan(&c->head, c->in.data, parsed);
         consume(c->in.data, &c->in.len, parsed);
         if (HTTP_PARSER_ERRNO(&c->req) != HPE_OK && HTTP_PARSER_ERRNO(&c->req) != HPE_PAUSED) {
                 if (!c->busy) {
@@ -815,20 +674,92 @@ static int client_feed_request(Client *c) {
         return 1;
 }
 
+/* The response parser paused at the end of a head: checks it and queues what the client gets
+ * of it. Returns 0, or -EBADMSG with *RET_WHY for an answer not to relay (502). */
+static int client_take_response_head(Client *c, const char **ret_why) {
+        const http_parser *p = &c->resp;
+        const Head *h = &c->head;
+        OutBuffer *b = &c->to_client;
+        HeadOut out = {.data = b->data + b->len, .size = sizeof b->data - b->len};
+        bool client_10 = c->req.http_major == 1 && c->req.http_minor == 0;
+        bool chunked = p->flags & F_CHUNKED, length = p->flags & F_CONTENTLENGTH;
+        bool no_body = c->is_head || p->status_code == 204 || p->status_code == 304;
+        Framing framing;
+        const char *connection = NULL;
+
+        /* http_parser takes any 1 to 3 digits ("HTTP/1.1 2 OK"): relayed as is, that is no
+         * status line, and a status 0 would read as a failed connect in the metrics. */
+        if (h->overflow || p->status_code == 101 || p->status_code < 100 || p->status_code > 599) {
+                *ret_why = "an oversized head, a status outside 100..599, or 101";
+                return -EBADMSG;
+        }
+        if (head_check_response(h, p, ret_why) < 0)
+                return -EBADMSG;
+        if (p->status_code / 100 == 1) {
+                /* 100 Continue and friends: pass on to HTTP/1.1 clients, then the real one. */
+                c->resp_interim = true;
+                if (!client_10 && out_printf(b, "HTTP/1.1 %u %.*s\r\n\r\n", p->status_code,
+                                             (int) h->first_len, h->store) < 0)
+                        goto too_big;
+                return 0;
+        }
+        (void) sd_event_source_set_enabled(c->up->timer, SD_EVENT_OFF);
+        c->status = p->status_code;
+        c->resp_chunked_out = chunked && !no_body && !client_10;
+        /* The framing the client gets is the proxy's: what the parser decided, re-chunked or
+         * de-chunked as the client speaks, never a field the backend sent (head.h). A response
+         * without a body still tells its length (HEAD, 304), but never as chunks to HTTP/1.0. */
+        if (p->status_code == 204)
+                framing = FRAMING_NONE;
+        else if (chunked)
+                framing = client_10 ? FRAMING_NONE : FRAMING_CHUNKED;
+        else if (length)
+                framing = FRAMING_LENGTH;
+        else
+                framing = FRAMING_NONE;
+        if (!no_body && !chunked && !length)
+                c->keep_alive = false; /* delimited by the backend closing */
+        if (!no_body && chunked && client_10)
+                c->keep_alive = false; /* de-chunked, delimited by our close */
+        if (!c->keep_alive)
+                connection = "close";
+        else if (client_10)
+                connection = "keep-alive";
+        if (head_render_response(h, p->status_code, framing, p->content_length, connection, &out) < 0)
+                goto too_big;
+        b->len += out.len;
+        c->resp_head_queued = true;
+        return 0;
+too_big:
+        *ret_why = "a head that does not fit the proxy's buffer";
+        return -EBADMSG;
+}
+
 static int client_feed_response(Client *c) {
         Upstream *u = c->up;
+        const char *why = NULL;
         size_t n, parsed;
+        bool in_head;
 
         if (!u || u->in.len == 0 || c->resp_complete || c->to_client.len >= PROXY_WINDOW)
                 return 0;
         n = u->in.len;
         if (n > PROXY_WINDOW - c->to_client.len)
                 n = PROXY_WINDOW - c->to_client.len;
+        in_head = !c->resp_head_queued;
         parsed = http_parser_execute(&c->resp, &response_settings, u->in.data, n);
+        if (in_head) /* the parser pauses at each head's end: these bytes are all head */
+                head_scan(&c->head, u->in.data, parsed);
         consume(u->in.data, &u->in.len, parsed);
-        if (HTTP_PARSER_ERRNO(&c->resp) != HPE_OK && HTTP_PARSER_ERRNO(&c->resp) != HPE_PAUSED) {
-                log_debug("proxy: bad response from backend: %s",
-                          http_errno_description(HTTP_PARSER_ERRNO(&c->resp)));
+        if (HTTP_PARSER_ERRNO(&c->resp) != HPE_OK && HTTP_PARSER_ERRNO(&c->resp) != HPE_PAUSED)
+                why = http_errno_description(HTTP_PARSER_ERRNO(&c->resp));
+        else if (c->resp_head_ready) {
+                c->resp_head_ready = false;
+                if (client_take_response_head(c, &why) == 0)
+                        http_parser_pause(&c->resp, 0);
+        }
+        if (why) {
+                log_debug("proxy: bad response from backend: %s", why);
                 c->upstream_reusable = false;
                 client_reply_error(c, 502, "bad_gateway", "The backend sent an invalid response.");
         }
@@ -1114,56 +1045,17 @@ static int resp_status(http_parser *p, const char *at, size_t n) {
         return 0;
 }
 
+/* Pauses at every head's end: client_take_response_head() checks it once head_scan() has seen
+ * all its bytes. An interim (1xx) response, a response to HEAD, a 204 and a 304 have no body
+ * whatever their fields say (RFC 9112 6.3); http_parser would read one by Content-Length, and
+ * the client would take those bytes for its next response. Bytes after such a head are parsed
+ * as the next response (so an invalid one is a 502), and keep the connection out of the pool. */
 static int resp_headers_complete(http_parser *p) {
         Client *c = p->data;
-        const Head *h = &c->head;
-        OutBuffer *b = &c->to_client;
-        bool client_10 = c->req.http_major == 1 && c->req.http_minor == 0;
-        bool chunked = p->flags & F_CHUNKED;
-        bool no_body = c->is_head || p->status_code == 204 || p->status_code == 304;
-        int r;
 
-        /* http_parser takes any 1 to 3 digits ("HTTP/1.1 2 OK"): relayed as is, that is no
-         * status line, and a status 0 would read as a failed connect in the metrics. */
-        if (h->overflow || p->status_code == 101 || p->status_code < 100 || p->status_code > 599)
-                return -1;
-        if (p->status_code / 100 == 1) {
-                /* 100 Continue and friends: pass on to HTTP/1.1 clients, then the real one. */
-                c->resp_interim = true;
-                if (!client_10 && out_printf(b, "HTTP/1.1 %u %.*s\r\n\r\n", p->status_code,
-                                             (int) h->first_len, h->store) < 0)
-                        return -1;
-                return 0;
-        }
-        (void) sd_event_source_set_enabled(c->up->timer, SD_EVENT_OFF);
-        c->status = p->status_code;
-        c->resp_chunked_out = chunked && !no_body && !client_10;
-        if (!no_body && !chunked && !(p->flags & F_CONTENTLENGTH))
-                c->keep_alive = false; /* delimited by the backend closing */
-        if (!no_body && chunked && client_10)
-                c->keep_alive = false; /* de-chunked, delimited by our close */
-
-        r = out_printf(b, "HTTP/1.1 %u %.*s\r\n", p->status_code, (int) h->first_len, h->store);
-        for (unsigned i = 0; r >= 0 && i < h->n; i++) {
-                if (is_hop_by_hop(h, i))
-                        continue;
-                if (chunked &&
-                    (name_is(h, i, "Content-Length") || (client_10 && name_is(h, i, "Transfer-Encoding"))))
-                        continue;
-                r = out_printf(b, "%.*s: %.*s\r\n", (int) h->fields[i].name_len,
-                               h->store + h->fields[i].name, (int) h->fields[i].value_len,
-                               h->store + h->fields[i].value);
-        }
-        if (r >= 0 && !c->keep_alive)
-                r = out_printf(b, "Connection: close\r\n");
-        else if (r >= 0 && client_10)
-                r = out_printf(b, "Connection: keep-alive\r\n");
-        if (r >= 0)
-                r = out_append(b, "\r\n", 2);
-        if (r < 0)
-                return -1;
-        c->resp_head_queued = true;
-        return c->is_head ? 1 : 0; /* 1: a response to HEAD has no body whatever it says */
+        c->resp_head_ready = true;
+        http_parser_pause(p, 1);
+        return c->is_head || p->status_code / 100 == 1 || p->status_code == 204 || p->status_code == 304 ? 1 : 0;
 }
 
 static int resp_body(http_parser *p, const char *at, size_t n) {
@@ -1182,7 +1074,8 @@ static int resp_message_complete(http_parser *p) {
         if (c->resp_chunked_out && out_append(&c->to_client, "0\r\n\r\n", 5) < 0)
                 return -1;
         c->resp_complete = true;
-        c->upstream_reusable = http_should_keep_alive(p);
+        c->upstream_reusable = http_should_keep_alive(p) &&
+                               !((p->flags & F_CHUNKED) && p->http_major == 1 && p->http_minor == 0);
         http_parser_pause(p, 1);
         return 0;
 }
@@ -1230,6 +1123,36 @@ static int client_new(Proxy *p, int fd, const struct sockaddr_in *peer) {
         return 0;
 }
 
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Proxy *p = userdata;
+
+        p->accept_paused = false;
+        if (p->listen)
+                (void) sd_event_source_set_enabled(p->listen, SD_EVENT_ON);
+        return 0;
+}
+
+/* accept() failed for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connection
+ * stays in the backlog and the listener readable: turn it off and try again in a while, or as
+ * soon as a client leaves (client_free). One log line per PROXY_ACCEPT_LOG_USEC at most. */
+static void accept_pause(Proxy *p, int error) {
+        uint64_t now = now_usec(p);
+
+        (void) sd_event_source_set_enabled(p->listen, SD_EVENT_OFF);
+        p->accept_paused = true;
+        (void) sd_event_source_set_time_relative(p->accept_retry, PROXY_ACCEPT_RETRY_USEC);
+        (void) sd_event_source_set_enabled(p->accept_retry, SD_EVENT_ONESHOT);
+        if (p->accept_logged_usec && now - p->accept_logged_usec < PROXY_ACCEPT_LOG_USEC) {
+                p->accept_unlogged++;
+                return;
+        }
+        log_warning_errno(error, "proxy :%u: cannot accept a connection (%u more times since the last report); "
+                          "pausing new connections, retrying every %llu ms or when one closes",
+                          p->port, p->accept_unlogged, PROXY_ACCEPT_RETRY_USEC / 1000);
+        p->accept_logged_usec = now;
+        p->accept_unlogged = 0;
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Proxy *p = userdata;
 
@@ -1239,7 +1162,9 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 int cfd = accept4(fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                                accept_pause(p, errno);
+                        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_warning_errno(errno, "proxy: accept failed: %m");
                         return 0;
                 }
@@ -1296,6 +1221,13 @@ int proxy_new_from_fd(sd_event *e, int fd, ProxyPickFn pick, ProxyDoneFn done, v
         r = sd_event_add_io(e, &p->listen, p->fd, EPOLLIN, on_accept, p);
         if (r < 0)
                 goto fail;
+        /* Made now, while there are descriptors: sd-event may need one (a timerfd) for it. */
+        r = sd_event_add_time_relative(e, &p->accept_retry, CLOCK_MONOTONIC, PROXY_ACCEPT_RETRY_USEC, 0,
+                                       on_accept_retry, p);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(p->accept_retry, SD_EVENT_OFF);
+        if (r < 0)
+                goto fail;
         *ret = p;
         return 0;
 fail:
@@ -1336,6 +1268,7 @@ Proxy *proxy_free(Proxy *p) {
                 client_free(p->clients);
         sd_event_source_disable_unref(p->listen);
         p->listen = NULL;
+        sd_event_source_disable_unref(p->accept_retry);
         while (p->pools) {
                 Pool *pool = p->pools;
                 while (pool->idle)

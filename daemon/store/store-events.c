@@ -3,6 +3,8 @@
 
 #include "store-internal.h"
 
+#define EVENT_COLUMNS "id, time, actor, action, resource, result, status, request_id, detail"
+
 int store_event_append(Store *s, EventRecord *e) {
         _cleanup_free_ char *text = NULL;
         int r;
@@ -32,11 +34,22 @@ int store_event_list(Store *s, int64_t after, unsigned limit, const char *resour
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, rc;
 
-        r = store_prepare(s,
-                          "SELECT id, time, actor, action, resource, result, status, request_id, detail FROM events "
-                          "WHERE id > ?1 AND (?2 IS NULL OR resource = ?2 OR substr(resource, 1, length(?2) + 1) = ?2 || '/') "
-                          "ORDER BY id LIMIT ?3",
-                          &st, "iti", after, resource, (int64_t) limit);
+        /* The resource itself, and what is under it: "R/..." sorts from "R/" to just before "R0"
+         * ('0' follows '/'). Each part is a range of events_resource; INDEXED BY because without
+         * statistics SQLite would rather walk the whole table in id order. */
+        if (resource)
+                r = store_prepare(s,
+                                  "SELECT " EVENT_COLUMNS " FROM events WHERE id IN ("
+                                  "  SELECT id FROM events INDEXED BY events_resource"
+                                  "  WHERE resource = ?2 AND id > ?1 ORDER BY id LIMIT ?3)"
+                                  " OR id IN ("
+                                  "  SELECT id FROM events INDEXED BY events_resource"
+                                  "  WHERE resource >= ?2 || '/' AND resource < ?2 || '0' AND id > ?1 ORDER BY id LIMIT ?3)"
+                                  " ORDER BY id LIMIT ?3",
+                                  &st, "iti", after, resource, (int64_t) limit);
+        else
+                r = store_prepare(s, "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?1 ORDER BY id LIMIT ?2", &st,
+                                  "ii", after, (int64_t) limit);
         if (r < 0)
                 return r;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -58,6 +71,60 @@ int store_event_list(Store *s, int64_t after, unsigned limit, const char *resour
         return rc == SQLITE_DONE ? 0 : store_error(s, rc, "event list");
 }
 
+/* The lowest id to keep: past the age limit the first event young enough, past the count limit
+ * the KEEP-th newest (ids are never reused and only the oldest go, so they run without gaps but
+ * for rolled-back inserts; with a gap this keeps fewer, never more). */
+static int prune_cutoff(Store *s, usec_t before, uint64_t keep, int64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int64_t cutoff = 0;
+        int r, rc;
+
+        if (before > 0) {
+                /* In id order from the oldest: stops at the first young event, so the cost is the
+                 * number of events due, not the table. */
+                r = store_prepare(s, "SELECT id FROM events WHERE time >= ? ORDER BY id LIMIT 1", &st, "i",
+                                  (int64_t) before);
+                if (r < 0)
+                        return r;
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW)
+                        cutoff = sqlite3_column_int64(st, 0);
+                else if (rc == SQLITE_DONE)
+                        cutoff = INT64_MAX; /* every event is older */
+                else
+                        return store_error(s, rc, "event prune");
+                sqlite3_reset(st);
+        }
+        if (keep > 0) {
+                r = store_prepare(s, "SELECT max(id) FROM events", &st, "");
+                if (r < 0)
+                        return r;
+                rc = sqlite3_step(st);
+                if (rc != SQLITE_ROW)
+                        return store_error(s, rc, "event prune");
+                if (sqlite3_column_int64(st, 0) - (int64_t) keep + 1 > cutoff)
+                        cutoff = sqlite3_column_int64(st, 0) - (int64_t) keep + 1;
+        }
+        *ret = cutoff;
+        return 0;
+}
+
+int store_event_prune(Store *s, usec_t before, uint64_t keep, unsigned batch) {
+        int64_t cutoff = 0;
+        int r;
+
+        if (before == 0 && keep == 0)
+                return 0;
+        r = prune_cutoff(s, before, keep, &cutoff);
+        if (r < 0 || cutoff <= 0)
+                return r;
+        r = store_exec(s, "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)",
+                       "ii", cutoff, (int64_t) batch);
+        if (r != 0)
+                return r > 0 ? store_error(s, r, "event prune") : r;
+        return sqlite3_changes(s->db);
+}
+
 void idempotency_record_done(IdempotencyRecord *r) {
         free(r->method);
         free(r->path);
@@ -68,14 +135,14 @@ void idempotency_record_done(IdempotencyRecord *r) {
         *r = (IdempotencyRecord) {};
 }
 
-int store_idempotency_get(Store *s, const char *actor, const char *key, IdempotencyRecord *ret) {
+int store_idempotency_get(Store *s, const char *principal, const char *key, IdempotencyRecord *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, rc;
 
         r = store_prepare(s,
                           "SELECT method, path, request_hash, status, response, etag, location FROM idempotency_keys "
-                          "WHERE actor = ? AND key = ?",
-                          &st, "tt", actor, key);
+                          "WHERE principal = ? AND key = ?",
+                          &st, "tt", principal, key);
         if (r < 0)
                 return r;
         rc = sqlite3_step(st);
@@ -99,11 +166,11 @@ int store_idempotency_get(Store *s, const char *actor, const char *key, Idempote
         return 1;
 }
 
-int store_idempotency_put(Store *s, const char *actor, const char *key, const IdempotencyRecord *rec) {
+int store_idempotency_put(Store *s, const char *principal, const char *key, const IdempotencyRecord *rec) {
         int r = store_exec(s,
-                           "INSERT INTO idempotency_keys (actor, key, method, path, request_hash, status, response, "
+                           "INSERT INTO idempotency_keys (principal, key, method, path, request_hash, status, response, "
                            "etag, location, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           "tttttittti", actor, key, rec->method, rec->path, rec->request_hash, (int64_t) rec->status,
+                           "tttttittti", principal, key, rec->method, rec->path, rec->request_hash, (int64_t) rec->status,
                            rec->response, rec->etag, rec->location, (int64_t) now_realtime());
         return r > 0 ? store_error(s, r, "idempotency put") : r;
 }

@@ -54,7 +54,14 @@ int store_token_touch(Store *s, int64_t id, usec_t when) {
 }
 
 int store_token_delete(Store *s, const char *name) {
-        int k = store_exec(s, "DELETE FROM tokens WHERE name = ?", "t", name);
+        int k = store_exec(s,
+                           "DELETE FROM idempotency_keys "
+                           "WHERE principal = (SELECT 'token:' || id FROM tokens WHERE name = ?)",
+                           "t", name);
+
+        if (k != 0)
+                return k > 0 ? store_error(s, k, "token delete") : k;
+        k = store_exec(s, "DELETE FROM tokens WHERE name = ?", "t", name);
 
         if (k != 0)
                 return k > 0 ? store_error(s, k, "token delete") : k;

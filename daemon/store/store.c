@@ -1,5 +1,7 @@
 /* Opening the database, migrations, transactions and the statement cache. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -237,10 +239,35 @@ static int migrate(Store *s, unsigned target) {
         return 0;
 }
 
+/* The database holds token hashes, the audit log and who may run what: 0600 whatever the
+ * umask. SQLite creates a database 0644 less the umask, and its -wal and -shm files with the
+ * database file's mode; so the file is made (or, from an older aviaryd, narrowed) 0600 before
+ * SQLite opens it, and leftover -wal/-shm files are narrowed too. */
+static int database_file_prepare(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        char side[4096];
+
+        if (fd < 0)
+                return log_error_errno(errno, "Cannot open the database %s", path);
+        if (fchmod(fd, 0600) < 0)
+                return log_error_errno(errno, "Cannot make the database %s mode 0600", path);
+        for (const char *suffix = "-wal"; suffix; suffix = streq(suffix, "-wal") ? "-shm" : NULL) {
+                snprintf(side, sizeof side, "%s%s", path, suffix);
+                if (chmod(side, 0600) < 0 && errno != ENOENT)
+                        return log_error_errno(errno, "Cannot make %s mode 0600", side);
+        }
+        return 0;
+}
+
 int store_open_at_version(const char *path, unsigned target, Store **ret) {
         _cleanup_(store_closep) Store *s = NULL;
         int rc, r;
 
+        if (!streq(path, ":memory:")) {
+                r = database_file_prepare(path);
+                if (r < 0)
+                        return r;
+        }
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;

@@ -152,9 +152,16 @@ typedef struct EventRecord {
 
 /* Appends an event; E->id and E->time are filled in. */
 int store_event_append(Store *s, EventRecord *e);
-/* Events with id > AFTER, oldest first; RESOURCE filters when not NULL. */
+/* Events with id > AFTER, oldest first; RESOURCE, when not NULL, keeps those of that resource
+ * and of every resource under it ("image/web" keeps "image/web/version/1.0"), found through the
+ * events_resource index: the cost follows the events that match, not the table. */
 int store_event_list(Store *s, int64_t after, unsigned limit, const char *resource,
                      int (*fn)(const EventRecord *e, void *userdata), void *userdata);
+/* Deletes up to BATCH of the oldest events that are older than BEFORE (0: no age limit) or past
+ * the newest KEEP (0: no count limit), in the caller's transaction, if any. Returns how many it
+ * deleted: fewer than BATCH means nothing more is due. Oldest means lowest id: an event logged
+ * while the clock ran backwards goes with its neighbours, not by its own time. */
+int store_event_prune(Store *s, usec_t before, uint64_t keep, unsigned batch);
 
 /* ---- idempotency keys ---- */
 
@@ -166,8 +173,10 @@ typedef struct IdempotencyRecord {
 } IdempotencyRecord;
 
 void idempotency_record_done(IdempotencyRecord *r);
-int store_idempotency_get(Store *s, const char *actor, const char *key, IdempotencyRecord *ret); /* 1 found, 0 not */
-int store_idempotency_put(Store *s, const char *actor, const char *key, const IdempotencyRecord *r);
+/* Keys belong to a PRINCIPAL, the caller's stable identity: "uid:U" (unix socket), "token:ID" (an
+ * API token's row id) or "bootstrap" (token_file); never a name or an address. */
+int store_idempotency_get(Store *s, const char *principal, const char *key, IdempotencyRecord *ret); /* 1 found, 0 not */
+int store_idempotency_put(Store *s, const char *principal, const char *key, const IdempotencyRecord *r);
 /* Forgets keys older than BEFORE; returns how many. */
 int store_idempotency_expire(Store *s, usec_t before);
 
@@ -265,6 +274,7 @@ int store_token_insert(Store *s, TokenRecord *r);
 /* The token whose secret hashes to HASH; AVIARY_E_UNAUTHORIZED when none. */
 int store_token_get_by_hash(Store *s, const char *hash, TokenRecord *ret);
 int store_token_touch(Store *s, int64_t id, usec_t when);
+/* Deletes the token and its idempotency keys (a later token may get the same row id). */
 int store_token_delete(Store *s, const char *name);                             /* _TOKEN_NOT_FOUND */
 int store_token_list(Store *s, const char *after, unsigned limit, int (*fn)(const TokenRecord *r, void *userdata),
                      void *userdata);

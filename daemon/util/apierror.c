@@ -4,20 +4,13 @@
 #include <string.h>
 
 #include "apierror.h"
-#include "names.h"
+#include "text.h"
 
-void api_message_make_utf8(char *s) {
-        size_t n = strlen(s);
+void api_message_escape(char *s, size_t size) {
+        char escaped[2048];
 
-        for (size_t i = 0; i < n;) {
-                unsigned char c = (unsigned char) s[i];
-                size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-
-                if (len <= n - i && utf8_is_valid(s + i, len))
-                        i += len;
-                else
-                        s[i++] = '?';
-        }
+        text_escape(s, strlen(s), escaped, sizeof escaped < size ? sizeof escaped : size);
+        memcpy(s, escaped, strlen(escaped) + 1);
 }
 
 int api_error_set(ApiError *e, AviaryError code, const char *fmt, ...) {
@@ -28,7 +21,7 @@ int api_error_set(ApiError *e, AviaryError code, const char *fmt, ...) {
                 va_start(ap, fmt);
                 vsnprintf(e->message, sizeof e->message, fmt, ap);
                 va_end(ap);
-                api_message_make_utf8(e->message);
+                api_message_escape(e->message, sizeof e->message);
         }
         return (int) code;
 }

@@ -3,6 +3,7 @@
 
 #include "jsonspec.h"
 #include "names.h"
+#include "text.h"
 
 static const FieldSpec *spec_find(const FieldSpec *specs, const char *name) {
         for (const FieldSpec *s = specs; s->name; s++)
@@ -27,16 +28,25 @@ static const char *type_name(FieldType t) {
         return "?";
 }
 
+/* Every string a body may carry is printable text (text_is_printable): a NUL, which jansson
+ * keeps inside a string (JSON_ALLOW_NUL) and the rest of the daemon would cut at, included. */
+static bool string_is_text(json_t *v) {
+        return text_is_printable(json_string_value(v), json_string_length(v));
+}
+
 static int check_one(const FieldSpec *s, json_t *v, const char *where, ApiError *e) {
         switch (s->type) {
         case FIELD_STRING: {
                 size_t max = s->max > 0 ? (size_t) s->max : 4096;
                 if (!json_is_string(v))
                         break;
-                if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v))
+                if (json_string_length(v) > max)
+                        return api_error_set(e, AVIARY_E_INVALID_FIELD, "field '%s%s' must be at most %zu bytes",
+                                             where, s->name, max);
+                if (!string_is_text(v))
                         return api_error_set(e, AVIARY_E_INVALID_FIELD,
-                                             "field '%s%s' must be at most %zu bytes, without NUL", where,
-                                             s->name, max);
+                                             "field '%s%s' must be printable UTF-8 text (no control characters)",
+                                             where, s->name);
                 *(const char **) s->ret = json_string_value(v);
                 return 0;
         }
@@ -59,10 +69,16 @@ static int check_one(const FieldSpec *s, json_t *v, const char *where, ApiError 
                 json_t *item;
                 if (!json_is_object(v))
                         break;
-                json_object_foreach(v, k, item)
+                json_object_foreach(v, k, item) {
                         if (!json_is_string(item))
                                 return api_error_set(e, AVIARY_E_INVALID_FIELD,
                                                      "field '%s%s.%s' must be a string", where, s->name, k);
+                        if (!string_is_text(item))
+                                return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                                     "field '%s%s.%s' must be printable UTF-8 text (no control "
+                                                     "characters)",
+                                                     where, s->name, k);
+                }
                 *(json_t **) s->ret = v;
                 return 0;
         }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "text.h"
 
 static int max_level = LOG_INFO;
 static int use_journal;
@@ -41,7 +42,7 @@ int log_get_max_level(void) {
 int log_internal(int level, int error, const char *file, int line, const char *func, const char *fmt, ...) {
         static const char *const names[] = { "emerg", "alert", "crit", "error",
                                              "warning", "notice", "info", "debug" };
-        char msg[2048];
+        char msg[2048], escaped[4096];
         va_list ap;
         int saved = errno;
 
@@ -60,9 +61,10 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                 size_t n = strlen(msg);
                 snprintf(msg + n, sizeof msg - n, ": %s", strerror(error));
         }
+        text_escape(msg, strlen(msg), escaped, sizeof escaped);
 
         if (use_journal) {
-                sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level, "CODE_FILE=%s", file,
+                sd_journal_send("MESSAGE=%s", escaped, "PRIORITY=%d", level, "CODE_FILE=%s", file,
                                 "CODE_LINE=%d", line, "CODE_FUNC=%s", func, "SYSLOG_IDENTIFIER=aviaryd",
                                 error ? "ERRNO=%d" : NULL, error, NULL);
         } else {
@@ -74,7 +76,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                 gmtime_r(&ts.tv_sec, &tm);
                 strftime(when, sizeof when, "%H:%M:%S", &tm);
                 fprintf(stderr, "%s.%03ld aviaryd %s: %s\n", when, ts.tv_nsec / 1000000,
-                        names[level & 7], msg);
+                        names[level & 7], escaped);
         }
         errno = saved;
         return -error;

@@ -246,6 +246,7 @@ px("post-body", 0, "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 11\r\n\r\nh
 px("post-chunked-trailers", 0,
    "POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
 px("post-cut-short", HALF_CLOSE, "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 100\r\n\r\nshort")
+px("post-incomplete-body", 0, "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 15\r\n\r\nhello world")
 px("pipelined", 0, GET * 3)
 px("pipelined-then-garbage", 0, GET + "BLAH\r\n\r\n")
 px("hop-by-hop", 0, "GET / HTTP/1.1\r\nHost: svc\r\nConnection: X-Foo, keep-alive\r\nX-Foo: bar\r\n"
@@ -292,5 +293,67 @@ px("backend-status-999", 0, GET, "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"
 px("backend-no-reason", 0, GET, "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")
 px("backend-connection-close", 0, GET * 2, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
 px("backend-closes-keepalive", BACKEND_CLOSES, GET * 2, OK)
+# Request smuggling and the framing rules (issue 14): each must reach the backend as exactly the
+# client's requests, or be refused.
+SMUGGLED = "GET /smuggled HTTP/1.1\r\nHost: evil\r\n\r\n"
+NEXT = "GET /next HTTP/1.1\r\nHost: svc\r\nCookie: secret=1\r\n\r\n"
+
+
+def carrier(fields):
+    return ("POST /carrier HTTP/1.1\r\nHost: svc\r\n" + fields + "Content-Length: %d\r\n\r\n" % len(SMUGGLED)
+            + SMUGGLED + NEXT)
+
+
+px("smuggle-connection-content-length", 0, carrier("Connection: Content-Length\r\n"))
+px("smuggle-connection-content-length-lower", 0, carrier("connection: content-length\r\n"))
+px("smuggle-second-connection-field", 0, carrier("Connection: keep-alive\r\nConnection: x, Content-Length\r\n"))
+px("smuggle-connection-transfer-encoding", 0,
+   "POST /c HTTP/1.1\r\nHost: svc\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+   "5\r\nhello\r\n0\r\n\r\n" + NEXT)
+px("smuggle-connection-host-xff-id", 0,
+   "GET / HTTP/1.1\r\nHost: svc\r\nConnection: Host, X-Forwarded-For, X-Request-Id\r\nX-Request-Id: r\r\n\r\n")
+px("smuggle-post-capture", 0,
+   "POST /a HTTP/1.1\r\nHost: svc\r\nConnection: Content-Length\r\nContent-Length: 60\r\n\r\n"
+   "POST /capture HTTP/1.1\r\nHost: svc\r\nContent-Length: 80\r\n\r\n" + NEXT)
+px("ws-before-colon-te", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding : chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+px("ws-before-colon-cl", 0, "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length : 5\r\n\r\nhello" + NEXT)
+px("ws-before-colon-xff", 0, "GET / HTTP/1.1\r\nHost: svc\r\nX-Forwarded-For : 6.6.6.6\r\n\r\n")
+px("space-in-field-name", 0, "GET / HTTP/1.1\r\nHost: svc\r\nContent Length: 3\r\n\r\n")
+px("line-starting-with-space", 0, "GET / HTTP/1.1\r\n Host: evil\r\nHost: svc\r\n\r\n")
+px("obs-fold-te", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n")
+px("te-gzip-chunked", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+px("te-twice", 0, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+   "0\r\n\r\n")
+px("nul-in-value", 0, b"GET / HTTP/1.1\r\nHost: svc\r\nX-A: a\x00b\r\n\r\n")
+px("nul-in-name", 0, b"GET / HTTP/1.1\r\nHost: svc\r\nX\x00A: a\r\n\r\n")
+px("backend-nul-in-value", 0, GET, b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n")
+px("bare-lf-lines", 0, "GET /lf HTTP/1.1\nHost: svc\nX-A: a\n\n")
+px("bare-cr-in-value", 0, "GET / HTTP/1.1\r\nHost: svc\r\nX-A: a\rb\r\n\r\n")
+px("two-hosts", 0, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+px("no-host-http11", 0, "GET / HTTP/1.1\r\n\r\n")
+px("host-userinfo", 0, "GET / HTTP/1.1\r\nHost: u@svc\r\n\r\n")
+px("tab-in-target", 0, "GET /a\tb HTTP/1.1\r\nHost: svc\r\n\r\n")
+px("http20-version", 0, "GET / HTTP/2.0\r\nHost: svc\r\n\r\n")
+px("absolute-form-other-host", 0, "GET http://other.example/abs?q=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+px("absolute-form-port-no-path", 0, "GET http://other.example:8080 HTTP/1.1\r\nHost: a\r\n\r\n")
+px("absolute-form-userinfo", 0, "GET http://u:p@other.example/ HTTP/1.1\r\nHost: a\r\n\r\n")
+px("absolute-form-ftp", 0, "GET ftp://other.example/ HTTP/1.1\r\nHost: a\r\n\r\n")
+px("xff-several", 0, "GET / HTTP/1.1\r\nHost: svc\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\n\r\n")
+px("xfp-xfh-from-client", 0, "GET / HTTP/1.1\r\nHost: svc\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n")
+px("request-id-twice", 0, "GET / HTTP/1.1\r\nHost: svc\r\nX-Request-Id: one\r\nX-Request-Id: two\r\n\r\n")
+GET2 = GET * 2
+px("backend-connection-content-length", 0, GET2,
+   "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello")
+px("backend-connection-transfer-encoding", 0, GET2,
+   "HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+px("backend-ws-before-colon", 0, GET2, "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello")
+px("backend-obs-fold", 0, GET2, "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 5\r\n\r\nhello")
+px("backend-te-gzip", 0, GET2, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello")
+px("backend-te-twice", 0, GET2,
+   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+px("backend-204-with-body-pipelined", 0, GET2, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello")
+px("backend-304-with-length", 0, GET2, "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n")
+px("head-with-chunked-answer", 0, "HEAD / HTTP/1.1\r\nHost: svc\r\n\r\n" + GET,
+   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
 px("empty-client", 0, "")
 px("empty-client-half-close", HALF_CLOSE, "")

@@ -116,6 +116,10 @@ BAD_NAMES = ["Web", "-web", "web-", "we_b", "web.1", "a" * 64, "", "wéb", " web
              "web\n"]
 BAD_TAGS = ["", ".1", "-1", "a/b", "a b", "a" * 129, "é", "1:0", "a\u0000"]
 BAD_LABEL_KEYS = ["", "-k", ".k", "/k", "k k", "k" * 64, "é", "k=v"]
+# Characters no string field may hold (docs/api.md, "Text").
+BAD_TEXT = [("NUL", "\u0000"), ("a newline", "\n"), ("CR", "\r"), ("a tab", "\t"), ("ESC", "\u001b"),
+            ("DEL", "\u007f"), ("U+0085", "\u0085"), ("U+009B", "\u009b"), ("U+2028", "\u2028"),
+            ("U+202E", "\u202e"), ("U+FFFE", "\ufffe")]
 
 
 def version_changes(kernel):
@@ -159,6 +163,16 @@ def version_changes(kernel):
         ("label value of 257 bytes", {"labels": {"k": "v" * 257}}, *INVALID),
         ("label value of 129 two-byte characters", {"labels": {"k": "é" * 129}}, *INVALID),
         ("label value with a newline", {"labels": {"k": "a\nb"}}, *INVALID),
+        # Labels are printable UTF-8 (docs/api.md, "Text"): a NUL was a 500 (issue 14, item 8),
+        # C1 controls were stored (item 9).
+        ("label value with NUL", {"labels": {"a": "x\u0000y"}}, *INVALID),
+        ("label value with U+0085 (NEL)", {"labels": {"a": "x\u0085y"}}, *INVALID),
+        ("label value with U+009B (CSI)", {"labels": {"a": "\u009b2J"}}, *INVALID),
+        ("label value with U+2028", {"labels": {"a": "x\u2028y"}}, *INVALID),
+        ("label value with U+202E", {"labels": {"a": "\u202egnp.exe"}}, *INVALID),
+        ("label value with U+FEFF", {"labels": {"a": "\ufeffx"}}, *INVALID),
+        ("label value with ESC", {"labels": {"a": "\u001b[2J"}}, *INVALID),
+        ("label value with DEL", {"labels": {"a": "x\u007f"}}, *INVALID),
         ("65 labels", {"labels": {f"k{i}": "v" for i in range(65)}}, *INVALID),
         ("state given", {"state": "revoked"}, *UNKNOWN),
         ("digest given", {"digest": "sha256:" + "0" * 64}, *UNKNOWN),
@@ -199,6 +213,9 @@ def service_changes(creating):
         ("health_check a string", {"health_check": "/"}, *INVALID),
         ("health_check.path without /", {"health_check": {"path": "health"}}, *INVALID),
         ("health_check.path with a space", {"health_check": {"path": "/a b"}}, *INVALID),
+        ("health_check.path with U+0085", {"health_check": {"path": "/a\u0085"}}, *INVALID),
+        ("stable_version with a newline", {"stable_version": "web:1.0.0\n"}, *INVALID),
+        ("restart_policy with ESC", {"restart_policy": "always\u001b"}, *INVALID),
         ("health_check.path a number", {"health_check": {"path": 1}}, *INVALID),
         ("health_check.interval without unit", {"health_check": {"interval": "2"}}, *INVALID),
         ("health_check.interval fractional", {"health_check": {"interval": "1.5s"}}, *INVALID),
@@ -250,7 +267,8 @@ def build_matrix(kernel):
     cases += field_cases("version.revoke", m, p, base,
                          [("reason a number", {"reason": 5}, *INVALID),
                           ("reason an object", {"reason": {}}, *INVALID),
-                          ("reason of 1025 bytes", {"reason": "r" * 1025}, *INVALID)])
+                          ("reason of 1025 bytes", {"reason": "r" * 1025}, *INVALID)]
+                         + [(f"reason with {what}", {"reason": f"a{ch}b"}, *INVALID) for what, ch in BAD_TEXT])
     for ref, status, code in (("Web/versions/1.0.0", 400, "invalid-name"), ("web/versions/.1", 400, "invalid-name"),
                               ("web/versions/sha256:xyz", 400, "invalid-name"),
                               ("web/versions/9.9.9", 404, "version-not-found"),
@@ -292,6 +310,13 @@ def routing_cases():
                  "/v1/images/web/tags", "/v1//images", "/V1/health", "/v1/health/"):
         cases.append(Case(f"GET {path}: 404 not-found", "GET", path, None, 404, "not-found"))
     cases.append(Case("POST to an unknown route: 404 not-found", "POST", "/v1/nope", enc({}), 404, "not-found"))
+    # An encoded slash is no path separator (issue 14, item 10): DELETE of
+    # /v1/images/web%2Fversions%2F1.0.0 deleted version web:1.0.0.
+    for path in ("/v1/services%2Fsvc", "/v1/services%2fsvc", "/v1%2Fhealth", "/v1/images%2Fweb%2Fversions"):
+        cases.append(Case(f"GET {path}: 404 not-found", "GET", path, None, 404, "not-found"))
+    for method, path in (("DELETE", "/v1/images/web%2Fversions%2F1.0.0"), ("GET", "/v1/images/web%2Fversions"),
+                         ("DELETE", "/v1/services/svc%2F"), ("GET", "/v1/images/web/versions/1.0.0%2Frevoke")):
+        cases.append(Case(f"{method} {path}: 400 invalid-name", method, path, None, 400, "invalid-name"))
     for method, path, allow in (("DELETE", "/v1/events", "GET HEAD"), ("POST", "/v1/health", "GET HEAD"),
                                 ("PUT", "/v1/services", "GET HEAD POST"),
                                 ("PATCH", "/v1/images/web", "GET HEAD DELETE"),
@@ -429,6 +454,19 @@ def test_header_limits(d):
     check_error(r, 431, "headers-too-large", "101 header fields: 431 headers-too-large")
     r = raw_request(d.socket_path, "GET", "/v1/health?q=" + "q" * limit, {}, None)
     check_error(r, 431, "headers-too-large", "a request line of 16 KiB counts too: 431")
+    # Query arguments (issue 14, item 14): 1000 of them in 7 KB exhausted libmicrohttpd's
+    # records, and its own 431 never came: the client waited for request_timeout (30 s here;
+    # the read gives up after 5 s).
+    args = "&".join(f"a{i}=1" for i in range(100))
+    is_(raw_request(d.socket_path, "GET", f"/v1/events?{args}", {}, None, read_timeout=5).status, 200,
+        "100 query arguments are served")
+    r = raw_request(d.socket_path, "GET", f"/v1/events?{args}&a100=1", {"X-Request-Id": "args"}, None,
+                    read_timeout=5)
+    check_error(r, 431, "headers-too-large", "101 query arguments: 431 headers-too-large", request_id="args")
+    for n in (1000, 2000):
+        args = "&".join(f"a{i}=1" for i in range(n))
+        r = raw_request(d.socket_path, "GET", f"/v1/events?{args}", {}, None, read_timeout=5)
+        check_error(r, 431, "headers-too-large", f"{n} query arguments ({len(args)} bytes): 431 at once")
 
     data, digest = random_bytes(4 << 20)
     r = raw_request(d.socket_path, "PUT", f"/v1/blobs/{digest}",

@@ -2,9 +2,11 @@
 """The audit log: every change through the API writes exactly one event naming the actor
 (uid:<our uid> gid:<our gid>), the action, the resource, result ok, the status and the request id;
 requests that are refused, and successes that changed nothing, write none; paging with
-after= and filtering by resource."""
+after= and filtering by resource; retention by age and count."""
 import datetime
 import os
+import sqlite3
+import time
 
 from aviarytest import (Daemon, RFC3339_MS, is_, like, main, ok, random_bytes, sha256_digest, snapshot_diff)
 
@@ -136,12 +138,60 @@ def test_paging(d):
     got = sorted({e["resource"] for e in r.json["items"]})
     is_(got, ["image/web", "image/web/version/1.0", "image/web/version/2.0"],
         "resource=image/web keeps image/web and what is under it, not image/webx")
+    r = c.get("/v1/events?resource=image%2Fweb")
+    is_(sorted({e["resource"] for e in r.json["items"]}) if r.status == 200 else r,
+        ["image/web", "image/web/version/1.0", "image/web/version/2.0"],
+        "resource=image%2Fweb (the slash percent-encoded) filters the same")
+    r = c.get("/v1/events?resource=image%252Fweb")
+    ok(r.status == 200 and r.json["items"] == [], "resource=image%252Fweb is the text image%2Fweb: decoded once, "
+       "matching nothing", repr(r))
     r = c.get(f"/v1/events?resource=image/web&limit=1&after={ids[0]}")
     ok(r.status == 200 and len(r.json["items"]) == 1 and r.json["items"][0]["resource"].startswith("image/web/"),
        "resource= pages too", repr(r))
 
 
+def wait_for(d, cond, timeout=10):
+    """The events once COND(events) holds, or the last ones seen after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = d.events()
+        if cond(items) or time.monotonic() > deadline:
+            return items
+        time.sleep(0.05)
+
+
+def test_retention():
+    """event_retention and event_retention_count (issue 14, item 13): events were never deleted.
+    Events made 400 days old in the database go at the next start with event_retention = 30d,
+    the younger stay; with event_retention_count = 5 only the newest 5 stay."""
+    with Daemon() as d:
+        for i in range(12):
+            d.client.post("/v1/images", {"name": f"e{i}"})
+        ids = [e["id"] for e in d.events()]
+        is_(len(ids), 12, "12 events made")
+        d.stop()
+        day = 24 * 3600 * 1000000
+        with sqlite3.connect(os.path.join(d.state_dir, "aviary.db")) as conn:
+            conn.execute("UPDATE events SET time = time - 400 * ? WHERE id <= ?", (day, ids[3]))
+        d.config_path = os.path.join(d.tmp, "retention.conf")
+        with open(d.config_path, "w") as f:
+            f.write("runtime = off\nevent_retention = 30d\nevent_retention_count = 0\n")
+        d.start()
+        got = [e["id"] for e in wait_for(d, lambda items: len(items) <= 8)]
+        is_(got, ids[4:], "event_retention = 30d: the 4 events 400 days old are pruned, the 8 others kept")
+        like(d.log(), r"Pruned 4 audit events", "the daemon logs what it pruned, once")
+        d.stop()
+        with open(d.config_path, "w") as f:
+            f.write("runtime = off\nevent_retention = 0\nevent_retention_count = 5\n")
+        d.start()
+        got = [e["id"] for e in wait_for(d, lambda items: len(items) <= 5)]
+        is_(got, ids[-5:], "event_retention_count = 5: the newest 5 are kept")
+        d.client.post("/v1/images", {"name": "one-more"})
+        is_(len(d.events()), 6, "pruning runs on a timer, off the request path: a new event is kept until then")
+
+
 def body():
+    test_retention()
     with Daemon() as d:
         log = Log(d)
         test_changes(d, log)

@@ -3,14 +3,16 @@
 body again (Idempotent-Replayed: true) with one effect, one row and one event; the same key
 with another request is 422 idempotency-key-reused and changes nothing; 20 concurrent POSTs
 with one key make exactly one service, as do a slow POST overtaken by a fast one with its
-key and a race of one key with two bodies; keys survive a restart and belong to one caller."""
+key and a race of one key with two bodies; keys survive a restart and belong to one caller: its
+stable identity (uid, token id), whatever its address or its token's name; the query counts."""
+import http.client
 import json
 import socket
 import threading
 import time
 
 from aviarytest import (Client, Daemon, check_error, free_tcp_port, is_, isnt, main, ok, parse_raw_response,
-                        snapshot_diff, upload, random_bytes)
+                        push_version, snapshot_diff, upload, random_bytes)
 
 
 def post(c, path, obj, key, **kw):
@@ -197,6 +199,60 @@ def test_restart_and_callers(d, body, first):
        "and is replayed for that caller", repr(r2))
 
 
+class SourceClient(Client):
+    """Over TCP to 127.0.0.1 from another loopback address (127.0.0.2...)."""
+
+    def __init__(self, port, token, source):
+        super().__init__(tcp_port=port, token=token)
+        self.source = source
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.tcp_port, timeout=self.timeout,
+                                          source_address=(self.source, 0))
+
+
+def test_principals(d):
+    """Keys belong to the caller's stable identity (issue 14, item 6): not to a token's name
+    (a token re-created under an old name inherited its keys), nor to the caller's address (the
+    same token from 127.0.0.2 ran the request again), and the query counts as part of the
+    request (promote, then promote?full=true with the key, replayed the first)."""
+    c = d.client
+    secret = c.post("/v1/tokens", {"name": "ci", "scope": "admin"}).json["token"]
+    a = SourceClient(d.tcp_port, secret, "127.0.0.1")
+    b = SourceClient(d.tcp_port, secret, "127.0.0.2")
+    r1 = post(a, "/v1/services", {"name": "from-a"}, "key-principal")
+    r2 = post(b, "/v1/services", {"name": "from-a"}, "key-principal")
+    is_(r1.status, 201, "token ci from 127.0.0.1: 201", repr(r1))
+    ok(r2.status == 201 and r2.raw == r1.raw and r2.header("Idempotent-Replayed") == "true",
+       "the same token and key from 127.0.0.2 is a replay, not a second request", repr(r2))
+    is_(len(events_for(d, "service/from-a", "service.create")), 1, "one service.create event")
+
+    is_(c.delete("/v1/tokens/ci").status, 204, "token ci revoked")
+    secret = c.post("/v1/tokens", {"name": "ci", "scope": "admin"}).json["token"]
+    fresh = SourceClient(d.tcp_port, secret, "127.0.0.1")
+    r = post(fresh, "/v1/services", {"name": "from-new-ci"}, "key-principal")
+    ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
+       "a new token under the old name does not inherit its keys (201, its own request)", repr(r))
+    is_(c.get("/v1/services/from-new-ci").status, 200, "and its service exists")
+
+    # The query: promote, then promote?full=true under the same key.
+    for tag in ("1", "2"):
+        push_version(c, "app", tag)
+    c.post("/v1/services", {"name": "roll", "listen": "127.0.0.1:18098"})
+    c.post("/v1/services/roll/rollouts", {"version": "app:1"})
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+    is_(c.post("/v1/services/roll/rollouts", {"version": "app:2", "strategy": {"canary": {"steps": steps}}}).status,
+        201, "a rollout with pauses")
+    base = "/v1/services/roll/rollouts/current"
+    r = c.request("POST", base + "/promote", headers={"Idempotency-Key": "key-promote"})
+    is_((r.status, (r.json or {}).get("currentStepIndex")), (200, 1), "promote with a key: step 1")
+    r = c.request("POST", base + "/promote?full=true", headers={"Idempotency-Key": "key-promote"})
+    check_error(r, 422, "idempotency-key-reused", "promote?full=true with the same key is another request: 422")
+    r = c.request("POST", base + "/promote", headers={"Idempotency-Key": "key-promote"})
+    ok(r.status == 200 and r.header("Idempotent-Replayed") == "true", "promote again with the key is a replay",
+       repr(r))
+
+
 def body():
     port = free_tcp_port()
     with Daemon(args=["--listen", f"127.0.0.1:{port}"]) as d:
@@ -205,6 +261,7 @@ def body():
         test_concurrent(d)
         test_interleaved(d)
         test_restart_and_callers(d, b, first)
+        test_principals(d)
 
 
 main(body)

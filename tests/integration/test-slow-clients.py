@@ -37,6 +37,7 @@ TOKEN_B = TOKEN.encode()
 TOKEN_FILE = os.path.join(tempfile.mkdtemp(prefix="aviary-slow-"), "token")
 with open(TOKEN_FILE, "w", encoding="utf-8") as _f:
     _f.write(TOKEN + "\n")
+os.chmod(TOKEN_FILE, 0o600)  # aviaryd refuses a secret others can read
 
 CONFIG = {"token_file": TOKEN_FILE, "connection_limit": LIMIT, "connection_limit_per_peer": PER_PEER, "request_timeout": DEADLINE,
           "upload_min_rate": "256K", "connection_timeout": 120}

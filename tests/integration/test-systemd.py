@@ -47,6 +47,7 @@ TOKEN = "systemd-test-token-0123456789abcdef"
 TOKEN_FILE = os.path.join(tempfile.mkdtemp(prefix="aviary-systemd-"), "token")
 with open(TOKEN_FILE, "w", encoding="utf-8") as _f:
     _f.write(TOKEN + "\n")
+os.chmod(TOKEN_FILE, 0o600)  # aviaryd refuses a secret others can read
 
 
 class Launched(Daemon):

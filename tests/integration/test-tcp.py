@@ -44,6 +44,7 @@ def test_token(tmp):
     token_file = os.path.join(tmp, "token")
     with open(token_file, "w") as f:
         f.write(token + "\n")
+    os.chmod(token_file, 0o600)
     port = free_tcp_port()
     with Daemon(config={"token_file": token_file}, args=["--listen", f"127.0.0.1:{port}"]) as d:
         snap = d.snapshot()
@@ -124,6 +125,7 @@ def test_refusals(tmp):
     short = os.path.join(tmp, "short-token")
     with open(short, "w") as f:
         f.write("tooshort\n")
+    os.chmod(short, 0o600)
     start_fails(tmp, "a token shorter than 16 characters", ["--listen", f"127.0.0.1:{port}"],
                 config=f"token_file = {short}\n", want=r"(?i)token.*(short|16)")
     start_fails(tmp, "a missing token file", ["--listen", f"127.0.0.1:{port}"],
@@ -150,6 +152,7 @@ def test_refusals(tmp):
     token_file = os.path.join(tmp, "token")
     with open(token_file, "w") as f:
         f.write(os.urandom(16).hex())
+    os.chmod(token_file, 0o600)
     try:
         with Daemon(config={"token_file": token_file}, args=["--listen", f"0.0.0.0:{port}"], wrapper=netns) as d:
             ok(d.running(), "--listen 0.0.0.0:PORT with a token starts (in its own network namespace)")

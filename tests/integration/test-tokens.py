@@ -7,9 +7,12 @@ the audit log, the database (idempotency replays included) or the token list; a 
 peer that is not on the allow-list is refused, one that is gets in and its uid/gid is in the
 event; with tls_cert/tls_key the TCP listener speaks HTTPS and nothing else."""
 import hashlib
+import json
 import os
 import re
+import socket
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 
@@ -78,6 +81,14 @@ def test_scopes(d, port):
     ev = [e for e in d.events() if e["resource"] == "image/pushed"]
     is_(ev and ev[0]["actor"], "token:ci@127.0.0.1", "the event names the token and the peer")
 
+    # Names the daemon writes in actors itself are reserved (issue 14, item 7): a token named
+    # bootstrap had the actor token:bootstrap@ADDR of token_file's.
+    snap = d.snapshot()
+    for name in ("bootstrap", "aviaryd"):
+        check_error(d.client.post("/v1/tokens", {"name": name, "scope": "read"}), 422, "invalid-field",
+                    f"a token named {name} is refused")
+    ok(d.snapshot() == snap, "and nothing was made", lambda: snapshot_diff(snap, d.snapshot()))
+
     listing = d.client.get("/v1/tokens").json["items"]
     is_(sorted(t["name"] for t in listing), ["ci", "t-admin", "t-read"], "the list shows the tokens")
     ok(all("token" not in t for t in listing), "and never a secret")
@@ -89,6 +100,22 @@ def test_scopes(d, port):
     ok(r2.header("Idempotent-Replayed") == "true" and not SECRET.match(r2.json.get("token", "")),
        "its replay says where the secret was, not the secret", repr(r2.json.get("token")))
     secrets["replayed"] = r1.json["token"]
+
+    # Token details are admin-only in the audit log too (issue 14, item 16): a read token saw
+    # every token's name, scope and prefix through /v1/events.
+    items, _ = c["read"].list_all("/v1/events", limit=1000)
+    token_events = [e for e in items if e["action"].startswith("token.")]
+    ok(len(token_events) >= 4, f"a read token lists the token events ({len(token_events)})")
+    is_({(e["resource"], json.dumps(e["detail"])) for e in token_events}, {("token", "null")},
+        "each without the token's name or detail")
+    text = json.dumps(items)
+    leaked = [s[:12] for s in secrets.values() if s[:12] in text]
+    is_(leaked, [], "no token prefix appears in the events a read token sees")
+    check_error(c["read"].get("/v1/events?resource=token/t-admin"), 403, "forbidden",
+                "a read token cannot ask for one token's events by name")
+    admin_view = [e for e in d.client.list_all("/v1/events", limit=1000)[0] if e["action"] == "token.create"]
+    ok(admin_view and all(e["resource"].startswith("token/") and e["detail"].get("prefix") for e in admin_view),
+       "an admin sees them whole", repr(admin_view[:1]))
 
     r = cli(d, "token", "revoke", "ci")
     is_(r.returncode, 0, "aviary token revoke ci", r.stderr)
@@ -123,6 +150,30 @@ def test_allow_list():
                 is_(d.client.get("/v1/health").status, 200, "root is always allowed")
 
 
+def tls_handshake(port, cert, version):
+    """Whether a TLS handshake with exactly VERSION (an ssl.TLSVersion name) succeeds."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cert)
+    v = getattr(ssl.TLSVersion, version)
+    ctx.minimum_version = ctx.maximum_version = v
+    if v < ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 would not offer TLS 1.0/1.1 otherwise
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return tls.version() is not None
+    except (ssl.SSLError, ConnectionError):
+        return False
+
+
+def test_tls_versions(port, cert, desc, refused, accepted):
+    """TLS 1.0 and 1.1 are refused (issue 14, item 11: the listener negotiated them)."""
+    for v in refused:
+        ok(not tls_handshake(port, cert, v), f"{desc}: a {v} handshake is refused")
+    for v in accepted:
+        ok(tls_handshake(port, cert, v), f"{desc}: a {v} handshake succeeds")
+
+
 def test_tls():
     port = free_tcp_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,6 +195,21 @@ def test_tls():
             r = subprocess.run(["curl", "-s", "--max-time", "5", f"https://127.0.0.1:{port}/v1/health"],
                                capture_output=True, text=True, timeout=30)
             is_(r.returncode, 60, "an unknown certificate is refused by curl (60: the server presents ours)")
+            test_tls_versions(port, cert, "the default tls_priorities", refused=("TLSv1", "TLSv1_1"),
+                              accepted=("TLSv1_2", "TLSv1_3"))
+        # tls_priorities is the operator's: GnuTLS's NORMAL brings TLS 1.0 back.
+        with Daemon(config={"tls_cert": cert, "tls_key": key, "tls_priorities": "NORMAL"},
+                    args=["--listen", f"127.0.0.1:{port}"]):
+            test_tls_versions(port, cert, "tls_priorities = NORMAL", refused=(), accepted=("TLSv1", "TLSv1_2"))
+        with tempfile.TemporaryDirectory() as t2:
+            conf = os.path.join(t2, "c.conf")
+            with open(conf, "w") as f:
+                f.write(f"runtime = off\ntls_cert = {cert}\ntls_key = {key}\ntls_priorities = NOPE:+VERS-TLS9\n"
+                        f"listen = 127.0.0.1:{port}\n")
+            r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
+                                f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
+            ok(r.returncode != 0 and "tls_priorities" in r.stderr, "an invalid tls_priorities stops aviaryd at start",
+               r.stderr)
         # cert without key
         with tempfile.TemporaryDirectory() as t2:
             conf = os.path.join(t2, "c.conf")

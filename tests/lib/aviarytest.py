@@ -328,8 +328,8 @@ def raw_http(sock_path, data, read_timeout=10, shut_write=False):
     a whole response is in, the peer closes, or READ_TIMEOUT passes without anything
     arriving. A send cut short by the peer (it answered early and closed) is not an error:
     whatever answer it sent is still read, as curl does. For requests http.client would
-    not send, or whose answer it would lose."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    not send, or whose answer it would lose. SOCK_PATH may also be ("127.0.0.1", PORT): TCP."""
+    s = socket.socket(socket.AF_INET if isinstance(sock_path, tuple) else socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(read_timeout)
     try:
         s.connect(sock_path)

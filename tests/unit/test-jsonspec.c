@@ -105,7 +105,7 @@ int main(void) {
                 strcat(text, "\":1}");
                 is_int(check(text, &e), AVIARY_E_UNKNOWN_FIELD, "long non-ASCII unknown field");
                 ok(utf8_is_valid(e.message, strlen(e.message)), "its truncated message is still UTF-8");
-                ok(strlen(e.message) == sizeof e.message - 1, "and as long as it can be (%zu bytes)",
+                ok(strlen(e.message) >= sizeof e.message - 4, "and as long as it can be, less the cut character (%zu bytes)",
                    strlen(e.message));
                 /* Found the same way: jansson's message quotes the token up to an invalid escape, here
                  * half of a two-byte character. */
