@@ -106,6 +106,8 @@ def main():
                   f"missing: {missing}")
             if method in ("POST", "PUT", "PATCH", "DELETE"):
                 check("507" in statuses, f"spec operation {method} {path} documents 507 (a full disk)")
+            if method == "POST":
+                check("422" in statuses, f"spec operation POST {path} documents 422 (an Idempotency-Key reused)")
         elif method == "HEAD":
             check(False, f"spec operation HEAD {path} is implied by GET {path}",
                   "the table has no GET route for this path")
