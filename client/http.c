@@ -7,10 +7,10 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "random.h"
 #include "config.h"
 #include "errors.h"
 #include "http.h"
@@ -183,13 +183,8 @@ static int seek_upload(void *userdata, curl_off_t offset, int origin) {
 
 /* 128 random bits as hex: a new key per logical POST, reused by its retries. */
 static int idempotency_header(char out[static 64]) {
-        uint8_t bytes[16];
-        if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t) sizeof(bytes))
-                return negative_errno();
         int n = snprintf(out, 64, "Idempotency-Key: ");
-        for (size_t i = 0; i < sizeof(bytes); i++)
-                n += snprintf(out + n, 64 - n, "%02x", bytes[i]);
-        return 0;
+        return random_hex(out + n, 16);
 }
 
 static int build_headers(const HttpClient *c, const HttpRequest *req, bool json_body,

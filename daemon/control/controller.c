@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include "net.h"
 #include "plan.h"
 #include "probe.h"
+#include "random.h"
 #include "rollout.h"
 #include "template.h"
 #include "traffic.h"
@@ -306,23 +306,18 @@ static void pass_drain(Controller *c, InstanceList *l) {
         }
 }
 
-static void random_hex(char *out, size_t bytes) {
-        unsigned char raw[16];
-
-        if (bytes > sizeof raw || getrandom(raw, bytes, 0) != (ssize_t) bytes)
-                memset(raw, 0x5a, sizeof raw);
-        for (size_t i = 0; i < bytes; i++)
-                sprintf(out + 2 * i, "%02x", raw[i]);
-}
-
 static int instance_create(Controller *c, const ServiceRecord *sv, int64_t version_id) {
         InstanceRecord r = { .service_id = sv->id, .version_id = version_id };
         char hex[16];
 
-        random_hex(hex, 4);
+        int k = random_hex(hex, 4);
+        if (k < 0)
+                return log_error_errno(k, "Service %s: cannot draw a random instance id", sv->name);
         /* At most 54 characters of the name, so the random part always fits. */
         snprintf(r.id, sizeof r.id, "%.54s-%.8s", sv->name, hex);
-        random_hex(hex, 3);
+        k = random_hex(hex, 3);
+        if (k < 0)
+                return log_error_errno(k, "Service %s: cannot draw a random MAC address", sv->name);
         snprintf(r.mac, sizeof r.mac, "52:54:00:%c%c:%c%c:%c%c", hex[0], hex[1], hex[2], hex[3], hex[4], hex[5]);
         snprintf(r.state, sizeof r.state, "pending");
         return instance_write(c, &r, true, "instance.create", NULL);

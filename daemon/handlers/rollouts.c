@@ -2,8 +2,9 @@
  * time are the controller's (control/rollout.c); here each request changes the row in the
  * request's transaction, and the controller picks the change up after the commit. */
 #include <string.h>
-#include <sys/random.h>
 
+#include "log.h"
+#include "random.h"
 #include "handlers.h"
 #include "jsonspec.h"
 #include "manager.h"
@@ -145,8 +146,9 @@ int rollout_create(Request *r) {
         } else if (k != AVIARY_E_ROLLOUT_NOT_FOUND)
                 return k;
 
-        if (getrandom(&salt, sizeof salt, 0) != sizeof salt)
-                salt = now_realtime();
+        k = random_bytes(&salt, sizeof salt);
+        if (k < 0)
+                return log_error_errno(k, "Cannot draw a rollout's stickiness salt");
         ro = (RolloutRecord) {
                 .service_id = s.id,
                 .from_version_id = s.stable_version_id,

@@ -1,8 +1,9 @@
 /* /v1/tokens: API tokens for the TCP listener. A token is NAME + SCOPE + a random secret shown
  * once in the creation's answer; the store keeps only its SHA-256. */
 #include <string.h>
-#include <sys/random.h>
 
+#include "log.h"
+#include "random.h"
 #include "digest.h"
 #include "handlers.h"
 #include "jsonspec.h"
@@ -32,7 +33,6 @@ int token_create(Request *r) {
                 { "scope", FIELD_STRING, .required = true, .max = 16, .ret = &scope },
                 {},
         };
-        unsigned char raw[TOKEN_SECRET_BYTES];
         char secret[sizeof TOKEN_PREFIX + 2 * TOKEN_SECRET_BYTES], digest[DIGEST_STR_LEN + 1];
         TokenRecord t = {};
         json_t *reply;
@@ -45,12 +45,10 @@ int token_create(Request *r) {
                 return k;
         if (scope_from_string(scope) == SCOPE_NONE)
                 return reply_error(r, AVIARY_E_INVALID_FIELD, "scope must be read, deploy or admin, not '%.16s'", scope);
-        if (getrandom(raw, sizeof raw, 0) != sizeof raw)
-                return -EIO;
         memcpy(secret, TOKEN_PREFIX, strlen(TOKEN_PREFIX));
-        for (size_t i = 0; i < sizeof raw; i++)
-                snprintf(secret + strlen(TOKEN_PREFIX) + 2 * i, 3, "%02x", raw[i]);
-        explicit_bzero(raw, sizeof raw);
+        k = random_hex(secret + strlen(TOKEN_PREFIX), TOKEN_SECRET_BYTES);
+        if (k < 0)
+                return log_error_errno(k, "Cannot draw a token secret");
         if (name && !name_is_valid(name))
                 return reply_error(r, AVIARY_E_INVALID_FIELD,
                                    "invalid token name '%.63s': use 1-63 lowercase letters, digits and '-'", name);

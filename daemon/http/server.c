@@ -12,9 +12,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 
+#include "random.h"
 #include "digest.h"
 #include "dispatch.h"
 #include "jsonspec.h"
@@ -747,18 +747,22 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         return AVIARY_E_OK;
 }
 
-static void request_id_init(Request *r) {
+/* The caller's X-Request-Id, or 12 random bytes in hex. -errno when the kernel gives no random
+ * bytes: the id then says so ("unavailable"), never a guessable one. */
+static int request_id_init(Request *r) {
         const char *given = request_header(r, "X-Request-Id");
-        unsigned char raw[12];
+        int k;
 
         if (given && request_id_is_valid(given)) {
                 snprintf(r->request_id, sizeof r->request_id, "%s", given);
-                return;
+                return 0;
         }
-        if (getrandom(raw, sizeof raw, 0) != sizeof raw)
-                memset(raw, 0, sizeof raw);
-        for (size_t i = 0; i < sizeof raw; i++)
-                snprintf(r->request_id + 2 * i, 3, "%02x", raw[i]);
+        k = random_hex(r->request_id, 12);
+        if (k < 0) {
+                snprintf(r->request_id, sizeof r->request_id, "unavailable");
+                return log_error_errno(k, "Cannot draw a request id");
+        }
+        return 0;
 }
 
 /* TCP callers must present the bearer token when one is configured. */
@@ -796,7 +800,8 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         AviaryError auth;
 
         auth = l->unix_socket ? authenticate_peer(r, why, sizeof why) : authenticate_token(r, why, sizeof why);
-        request_id_init(r);
+        if (request_id_init(r) < 0)
+                return refuse(r, has_body, AVIARY_E_UNAVAILABLE, "aviaryd cannot draw a request id right now", 0);
         if (auth != AVIARY_E_OK)
                 return refuse(r, has_body, auth, why, 0);
         /* An unknown method (OPTIONS...) still learns which methods the path takes. */
@@ -964,7 +969,7 @@ static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) 
                 peer_address(r, addr, sizeof addr);
                 snprintf(r->actor, sizeof r->actor, "tcp:%s", addr);
         }
-        request_id_init(r);
+        (void) request_id_init(r);
         /* Not worth reading a body after: answered at once, and the connection closes. */
         *ret = send_error(r, AVIARY_E_HEADERS_TOO_LARGE, msg, 0);
         return true;

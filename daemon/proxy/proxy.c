@@ -12,13 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 
 #include "head.h"
 #include "log.h"
 #include "macro.h"
 #include "proxy.h"
+#include "random.h"
 #include "socket.h"
 
 #define PROXY_MAX_CLIENTS 4096
@@ -197,17 +197,6 @@ const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size
         return head_cookie(req->head, name, ret_len);
 }
 
-static void random_hex(char *buf, size_t bytes) {
-        uint8_t raw[32];
-
-        if (bytes > sizeof raw)
-                bytes = sizeof raw;
-        if (getrandom(raw, bytes, GRND_NONBLOCK) != (ssize_t) bytes)
-                for (size_t i = 0; i < bytes; i++)
-                        raw[i] = (uint8_t) random();
-        for (size_t i = 0; i < bytes; i++)
-                sprintf(buf + 2 * i, "%02x", raw[i]);
-}
 
 /* ---- upstream connections and the pool ---- */
 
@@ -567,7 +556,6 @@ static void client_begin_forward(Client *c) {
         c->has_backend = false;
         c->start_usec = now_usec(c->proxy);
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-        random_hex(c->request_id, 16);
         c->req_chunked = c->req.flags & F_CHUNKED;
         c->has_body = c->req_chunked || ((c->req.flags & F_CONTENTLENGTH) && c->req.content_length > 0);
         c->idempotent =
@@ -578,6 +566,12 @@ static void client_begin_forward(Client *c) {
                         !(c->req_chunked && c->req.http_major == 1 && c->req.http_minor == 0);
         c->to_upstream.len = 0;
 
+        if (random_hex(c->request_id, 16) < 0) {
+                /* No id from the kernel's CSPRNG: say so, rather than hand out a guessable one. */
+                log_error("Proxy: the kernel gave no random bytes for a request id; answering 503.");
+                client_reply_error(c, 503, "unavailable", "aviaryd cannot draw a request id right now.");
+                return;
+        }
         if (c->head.overflow) {
                 client_reply_error(c, 431, "bad_request", "The request head is too large.");
                 return;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "random.h"
 #include "blobfiles.h"
 #include "digest.h"
 #include "log.h"
@@ -150,7 +151,11 @@ int blob_upload_begin(BlobFiles *b, const char *digest, BlobUpload **ret) {
         snprintf(u->expected, sizeof u->expected, "%s", digest);
         u->fd = openat(b->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
         if (u->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
-                snprintf(u->tmp_name, sizeof u->tmp_name, ".tmp-%08x", (unsigned) random());
+                char hex[9];
+                r = random_hex(hex, 4);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot draw a temporary blob file name");
+                snprintf(u->tmp_name, sizeof u->tmp_name, ".tmp-%s", hex);
                 u->fd = openat(b->dir_fd, u->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
         }
         if (u->fd < 0)
