@@ -16,7 +16,8 @@ import ssl
 import subprocess
 import tempfile
 
-from aviarytest import Client, Daemon, aviary_path, check_error, free_tcp_port, is_, main, ok, push_version, snapshot_diff
+from aviarytest import (Client, Daemon, aviary_path, check_error, free_tcp_port, is_, main, ok, push_version,
+                        snapshot_diff, start_refused)
 
 SECRET = re.compile(r"^avy_[0-9a-f]{64}$")
 
@@ -208,8 +209,8 @@ def test_tls():
                         f"listen = 127.0.0.1:{port}\n")
             r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
                                 f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
-            ok(r.returncode != 0 and "tls_priorities" in r.stderr, "an invalid tls_priorities stops aviaryd at start",
-               r.stderr)
+            start_refused(r.returncode, r.stderr, "an invalid tls_priorities stops aviaryd at start",
+                          want="tls_priorities")
         # cert without key
         with tempfile.TemporaryDirectory() as t2:
             conf = os.path.join(t2, "c.conf")
@@ -217,7 +218,7 @@ def test_tls():
                 f.write(f"runtime = off\ntls_cert = {cert}\n")
             r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
                                 f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
-            ok(r.returncode != 0 and "tls_key" in r.stderr, "tls_cert without tls_key is refused at start", r.stderr)
+            start_refused(r.returncode, r.stderr, "tls_cert without tls_key is refused at start", want="tls_key")
 
 
 def body():
