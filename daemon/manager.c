@@ -14,7 +14,6 @@
 #include "manager.h"
 #include "socket.h"
 
-#define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
 #define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
 #define INSTANCE_HISTORY_USEC (24ULL * 3600 * USEC_PER_SEC) /* stopped instances stay visible a day */
 /* Audit events past event_retention(_count) go a batch per loop iteration, each batch its own

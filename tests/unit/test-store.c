@@ -151,6 +151,17 @@ static void test_upgrade(const char *dir) {
         IdempotencyRecord rec = { .method = "POST", .path = "/v1/images", .request_hash = "h", .status = 201,
                                   .response = "{}" };
         is_int(store_idempotency_put(s, "uid:0", "k", &rec), 0, "the new table from migration 2 works");
+        /* Expiry of one key: kept while younger than the limit, forgotten once older. */
+        IdempotencyRecord back = {};
+        is_int(store_idempotency_forget_older(s, "uid:0", "k", now_realtime() - 3600 * USEC_PER_SEC), 0,
+               "a key stored just now is not forgotten as older than an hour ago");
+        is_int(store_idempotency_get(s, "uid:0", "k", &back), 1, "and is still there");
+        idempotency_record_done(&back);
+        is_int(store_idempotency_forget_older(s, "uid:1", "k", now_realtime() + USEC_PER_SEC), 0,
+               "another principal's key of that name is another key");
+        is_int(store_idempotency_forget_older(s, "uid:0", "k", now_realtime() + USEC_PER_SEC), 1,
+               "a key older than the limit is forgotten");
+        is_int(store_idempotency_get(s, "uid:0", "k", &back), 0, "and gone");
         store_close(s);
 
         /* A database from a newer aviary is left alone. */
