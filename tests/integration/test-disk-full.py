@@ -13,8 +13,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
-from aviarytest import (Daemon, blob_file_path, check_error, diag, file_digest, integrity_check, is_, main, ok,
+import fakeruntime
+
+from aviarytest import (Daemon, blob_file_path, check_error, diag, file_digest, integrity_check, is_, like, main, ok,
                         push_version, random_bytes, skip, snapshot_diff)
 
 MiB = 1 << 20
@@ -77,6 +80,20 @@ def test_full(d, filler):
     r = c.post("/v1/services", {"name": "svc", "stable_version": "web:1.0"})
     is_(r.status, 201, "a service is created", repr(r))
     services.append("svc")
+    # Things for the other write paths to act on: an empty image, a second service, a rollout
+    # with pauses, a token, an unreferenced blob.
+    made = [c.post("/v1/images", {"name": "empty"}),
+            c.post("/v1/services", {"name": "other", "listen": "127.0.0.1:18090"}),
+            c.post("/v1/services", {"name": "roll", "stable_version": "web:1.0", "listen": "127.0.0.1:18091"}),
+            c.post("/v1/services/roll/rollouts", {"version": "web:1.1", "strategy": {"canary": {"steps": [
+                {"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}}),
+            c.post("/v1/tokens", {"scope": "read", "name": "existing"})]
+    ok(all(r.status == 201 for r in made), "an empty image, two more services, a rollout and a token are made",
+       *[repr(r) for r in made if r.status != 201])
+    services += ["other", "roll"]
+    spare, spare_digest = random_bytes(4096)
+    is_(c.put_blob(spare, spare_digest).status, 201, "an unreferenced blob is uploaded")
+    blobs.append(spare_digest)
 
     # Upload 1 MiB blobs until one is refused.
     failed = None
@@ -109,6 +126,28 @@ def test_full(d, filler):
     check_error(r, 507, "storage-full", "creating a service on a full disk: 507 storage-full")
     r = c.patch("/v1/services/svc", {"replicas": 3})
     check_error(r, 507, "storage-full", "changing a service on a full disk: 507 storage-full")
+    # Every other write path of the API (a full disk refuses deletes too: SQLite's WAL must
+    # grow for any change).
+    for method, path, body, desc in (
+            ("POST", "/v1/images", {"name": "full"}, "creating an image"),
+            ("DELETE", "/v1/images/empty", None, "deleting an image"),
+            ("DELETE", "/v1/images/web/versions/1.2", None, "deleting a version"),
+            ("POST", "/v1/images/web/versions/1.2/revoke", {"reason": "disk"}, "revoking a version"),
+            ("DELETE", "/v1/services/other", None, "deleting a service"),
+            ("POST", "/v1/services/svc/rollouts", {"version": "web:1.1", "strategy": {"canary": {"analysis": {
+                "enabled": False}}}}, "starting a rollout"),
+            ("POST", "/v1/services/roll/rollouts/current/pause", None, "pausing a rollout"),
+            ("POST", "/v1/services/roll/rollouts/current/promote", None, "promoting a rollout"),
+            ("POST", "/v1/services/roll/rollouts/current/abort", None, "aborting a rollout"),
+            ("POST", "/v1/tokens", {"scope": "read", "name": "full"}, "creating a token"),
+            ("DELETE", "/v1/tokens/existing", None, "revoking a token"),
+            ("DELETE", f"/v1/blobs/{spare_digest}", None, "deleting a blob")):
+        r = c.request(method, path, json_body=body)
+        check_error(r, 507, "storage-full", f"{desc} on a full disk: 507 storage-full")
+    # The idempotency record is part of the transaction: a key whose request failed on a full
+    # disk is not remembered, and carries the request again once there is room.
+    r = c.request("POST", "/v1/images", json_body={"name": "keyed"}, headers={"Idempotency-Key": "full-key"})
+    check_error(r, 507, "storage-full", "a POST with an Idempotency-Key on a full disk: 507 storage-full")
     small, small_digest = random_bytes(4096)
     r = c.put_blob(small, small_digest)
     check_error(r, 507, "storage-full", "a 4 KiB upload on a full disk: 507 storage-full")
@@ -148,10 +187,89 @@ def test_full(d, filler):
     r = c.post("/v1/services", {"name": "later", "stable_version": "web:2.0"})
     is_(r.status, 201, "a service is created", repr(r))
     services.append("later")
+    r = c.request("POST", "/v1/images", json_body={"name": "keyed"}, headers={"Idempotency-Key": "full-key"})
+    ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
+       "the key of the POST refused on the full disk carries it now (201, not a replayed 507)", repr(r))
+    r = c.post("/v1/services/roll/rollouts/current/promote")
+    is_((r.status, (r.json or {}).get("currentStepIndex")), (200, 1),
+        "the rollout the full disk held back is promoted from where it was (step 0 to 1)", repr(r))
     acknowledged_state(d, blobs, versions, services, "after space was freed")
 
     d.restart()
     acknowledged_state(d, blobs, versions, services, "after a restart")
+
+
+def test_full_runtime():
+    """With the runtime on (libvirt's test driver and fake guests, tests/lib/fakeruntime.py;
+    no QEMU): an instance restart on a full disk is 507 and changes nothing in the database;
+    the controller, which meanwhile cannot record what became of the guest, keeps running;
+    once there is room it records the exit and boots the instance again."""
+    if not fakeruntime.available():
+        skip("disk full with the runtime on", "needs root (a network namespace)")
+        return
+    mounted = []
+
+    def mount(d):
+        os.makedirs(d.state_dir)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE_MIB}m,mode=0750", "tmpfs", d.state_dir],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"cannot mount a tmpfs: {p.stderr.strip()}")
+        mounted.append(d.state_dir)
+
+    try:
+        with fakeruntime.FakeRuntime("full", before_start=mount) as rt:
+            d, c = rt.daemon, rt.daemon.client
+            push_version(c, "app", "1", port=8080)
+            c.post("/v1/services", {"name": "web", "stable_version": "app:1", "replicas": 1})
+            inst = wait_instance(d, lambda i: i["state"] == "ready")
+            if not ok(inst, "an instance is ready (fake runtime)", lambda: d.log()[-2000:]):
+                return
+            filler = os.path.join(d.state_dir, "filler")
+            fill(filler)
+            snap = d.snapshot()
+            r = c.post(f"/v1/instances/{inst['id']}/restart")
+            check_error(r, 507, "storage-full", "restarting an instance on a full disk: 507 storage-full")
+            # The restart stopped the guest before its transaction failed: the controller now
+            # learns the guest is gone (libvirt's event, then each pass) and cannot write that
+            # down. Two passes (2 s each) are its chance to do harm.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                ok_now = d.running() and d.snapshot() == snap
+                if not ok_now:
+                    break
+            ok(d.running(), "the daemon keeps running while its controller cannot write", lambda: d.log()[-2000:])
+            ok(d.snapshot() == snap, "nothing changed in the database, half-written or whole",
+               lambda: snapshot_diff(snap, d.snapshot()))
+            is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok on the full disk")
+            r = c.get(f"/v1/instances/{inst['id']}")
+            is_(r.status, 200, "reads still answer", repr(r))
+            like(d.log(), rf"Instance {inst['id']}: guest gone .*; now pending",
+                 "the controller did notice the guest gone and tried to record it (its write failed)")
+
+            os.unlink(filler)
+            back = wait_instance(d, lambda i: i["state"] == "ready" and i["domain_uuid"] != inst["domain_uuid"], 30)
+            ok(back, "with room again the controller records the exit and boots the instance again",
+               lambda: d.log()[-2000:])
+            acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{inst['id']}"]
+            ok("instance.exit" in acts and acts.count("instance.boot") >= 2, "its exit and the new boot are events",
+               repr(acts))
+            ok("instance.restart" not in acts, "the refused restart left no event", repr(acts))
+            is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok afterwards")
+    finally:
+        for m in mounted:
+            subprocess.run(["umount", m], capture_output=True)
+
+
+def wait_instance(d, pred, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i in d.client.get("/v1/instances?service=web").json["items"]:
+            if pred(i):
+                return i
+        time.sleep(0.1)
+    return None
 
 
 def body():
@@ -178,6 +296,7 @@ def body():
             d.kill()
         subprocess.run(["umount", d.state_dir], capture_output=True)
         d.cleanup()
+    test_full_runtime()
 
 
 main(body)

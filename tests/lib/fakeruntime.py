@@ -48,12 +48,13 @@ def available():
 
 
 class FakeRuntime:
-    def __init__(self, name, config=None, fake_guests=True, port=8080, **daemon_kw):
+    def __init__(self, name, config=None, fake_guests=True, port=8080, before_start=None, **daemon_kw):
         self.netns = f"aviary-{name}-{os.getpid()}"
         self.config = {"libvirt_uri": "test:///default", "accel": "tcg", "subnet": SUBNET, **(config or {})}
         self.fake_guests = fake_guests
         self.port = port
         self.daemon_kw = daemon_kw
+        self.before_start = before_start  # called with the Daemon before it starts (mount its state dir...)
         self.server = None
         self.daemon = None
 
@@ -75,6 +76,8 @@ class FakeRuntime:
                     time.sleep(0.05)
             self.daemon = Daemon(runtime=True, wrapper=["ip", "netns", "exec", self.netns], ready_timeout=30,
                                  config=self.config, **self.daemon_kw)
+            if self.before_start:
+                self.before_start(self.daemon)
             self.daemon.__enter__()
             return self
         except BaseException:
