@@ -497,11 +497,16 @@ int reply_json(Request *r, unsigned status, json_t *j) {
         return j ? 0 : -ENOMEM;
 }
 
-int reply_text(Request *r, unsigned status, char *text) {
+int reply_bytes(Request *r, unsigned status, char *buf, size_t size) {
         free(r->reply_text);
         r->status = status;
-        r->reply_text = text;
-        return text ? 0 : -ENOMEM;
+        r->reply_text = buf;
+        r->reply_text_size = buf ? size : 0;
+        return buf ? 0 : -ENOMEM;
+}
+
+int reply_text(Request *r, unsigned status, char *text) {
+        return reply_bytes(r, status, text, text ? strlen(text) : 0);
 }
 
 int reply_error(Request *r, AviaryError code, const char *fmt, ...) {
@@ -631,7 +636,8 @@ static enum MHD_Result send_result(Request *r, int result) {
         }
         if (r->reply_text) {
                 char *text = TAKE_PTR(r->reply_text);
-                struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(r->reply_text_size, text,
+                                                                            MHD_RESPMEM_MUST_FREE);
                 if (!resp)
                         free(text);
                 return queue(r, r->status ? r->status : 200, resp, "text/plain; charset=utf-8");
