@@ -77,6 +77,8 @@ static atomic_bool crashing;                /* crash_after reached: answer nothi
 /* GET /fault/health?mode=: what GET /health does from then on. */
 enum { HEALTH_OK, HEALTH_FAIL, HEALTH_HANG };
 static atomic_int health_mode = HEALTH_OK;
+/* GET /fault/errors?all=1: every GET / answers 500 until all=0 (error_rate applies again). */
+static atomic_bool errors_all;
 
 static pthread_mutex_t connections_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t connections_free = PTHREAD_COND_INITIALIZER;
@@ -694,7 +696,7 @@ static void sleep_ms(unsigned milliseconds) {
 }
 
 /* How a connection goes on after an answer */
-enum { KEEP_OPEN, CLOSE, CRASH, POWER_OFF };
+enum { KEEP_OPEN, CLOSE, CRASH, POWER_OFF, CRASH_NOW };
 
 /* The value of KEY in a query string "a=1&b=2", into OUT; false when absent. */
 static bool query_value(const char *query, const char *key, char *out, size_t size) {
@@ -756,6 +758,18 @@ static int fault_control(Connection *connection, const Request *request, bool *r
                                ? KEEP_OPEN
                                : CLOSE;
         }
+        if (strcmp(request->path, "/fault/errors") == 0 && query_value(request->query, "all", mode, sizeof mode) &&
+            (strcmp(mode, "0") == 0 || strcmp(mode, "1") == 0)) {
+                atomic_store(&errors_all, mode[0] == '1');
+                log_line("every GET / fails: %s", mode[0] == '1' ? "yes" : "no");
+                return send_response(connection->fd, 200, "ok\n", false, request->close, NULL) && !request->close
+                               ? KEEP_OPEN
+                               : CLOSE;
+        }
+        if (strcmp(request->path, "/fault/crash") == 0) {
+                send_response(connection->fd, 200, "crashing\n", false, true, NULL);
+                return CRASH_NOW;
+        }
         if (strcmp(request->path, "/fault/poweroff") == 0) {
                 send_response(connection->fd, 200, "powering off\n", false, true, NULL);
                 return POWER_OFF;
@@ -788,7 +802,7 @@ static int answer(Connection *connection, const Request *request) {
                 crash = config.crash_after && index + 1 == config.crash_after;
                 if (crash)
                         atomic_store(&crashing, true);
-                inject_error = error_injected(index);
+                inject_error = error_injected(index) || atomic_load(&errors_all);
         }
 
         if (config.delay_ms)
@@ -899,6 +913,10 @@ static void *connection_thread(void *argument) {
                         reboot(RB_POWER_OFF); /* a clean shutdown: libvirt says "shutdown" */
                 }
                 _exit(0);
+        }
+        if (outcome == CRASH_NOW) {
+                linger_for_client(connection->fd);
+                terminate("GET /fault/crash");
         }
         if (outcome == CRASH) {
                 linger_for_client(connection->fd);
