@@ -16,6 +16,7 @@ int main(int argc, char **argv) {
         Settings settings;
         int r;
 
+        manager_block_signals(); /* before any thread exists (manager.h) */
         log_setup();
         settings_init_defaults(&settings);
         r = settings_parse_argv(&settings, argc, argv);

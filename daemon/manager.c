@@ -425,9 +425,8 @@ static int watchdog_setup(Manager *m) {
         return r;
 }
 
-int manager_run(Manager *m) {
+void manager_block_signals(void) {
         sigset_t mask;
-        int r;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -435,6 +434,12 @@ int manager_run(Manager *m) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        manager_block_signals(); /* main() did already; a no-op then */
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);

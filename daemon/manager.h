@@ -52,3 +52,8 @@ int manager_take_proxy_fd(Manager *m, const char *address);
 void manager_keep_proxy_fd(Manager *m, const char *address, int fd);
 
 int manager_run(Manager *m);
+/* Blocks SIGTERM, SIGINT and SIGHUP (the loop takes them through signalfd) and ignores SIGPIPE.
+ * Call before any thread exists: libvirt's threads (made while the controller starts, and per
+ * guest it re-attaches to) inherit the mask, and a signal sent to the process goes to any thread
+ * that does not block it, where its default action ends aviaryd without a word. */
+void manager_block_signals(void);
