@@ -82,11 +82,12 @@ def policies(d):
     after = crash(d, nev)
     ok(after and after["state"] == "failed" and after["ip"] is None,
        "never, a crash: the instance is failed, its address released", repr(after))
+    off = None
     if again:
         off = crash(d, again, "poweroff")
         ok(off and off["state"] == "stopped" and "shutdown" in (off["stop_reason"] or ""),
            "on-failure, a clean power-off: the instance is stopped (not booted again)", repr(off))
-    for name, gone in (("onf", again), ("nev", after)):
+    for name, gone in (("onf", off), ("nev", after)):
         if not gone:
             continue
         new = wait_for(f"{name} replaced", lambda: (lambda i: i if i and i["id"] != gone["id"] else None)(
