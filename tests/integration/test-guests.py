@@ -53,7 +53,10 @@ def crash(d, inst, how="crash"):
 
 
 def backoff_of(inst):
+    """next_start_at - stopped_at in seconds, or None when the instance has no next start."""
     t = inst["timings"]
+    if not t.get("next_start_at") or not t.get("stopped_at"):
+        return None
     return round(rfc3339(t["next_start_at"]) - rfc3339(t["stopped_at"]), 3)
 
 
