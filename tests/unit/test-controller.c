@@ -314,7 +314,6 @@ static void test_policies(void) {
         pick(onf, 0, "ready", a);
         pick(nev, 0, "ready", b);
         _cleanup_(instance_record_done) InstanceRecord ra = get(a);
-        _cleanup_(instance_record_done) InstanceRecord rb = get(b);
         StateOf sa = { a, "ready", NULL }, sb = { b, "ready", NULL };
 
         /* A failure (destroyed: not clean). */
@@ -331,7 +330,6 @@ static void test_policies(void) {
 
         /* A clean shutdown. */
         pick(nev, 0, "ready", d);
-        _cleanup_(instance_record_done) InstanceRecord ra2 = get(a);
         sa = (StateOf) { a, "ready", NULL };
         StateOf sd = { d, "ready", NULL };
         behind_back(a, "shutdown");
@@ -349,8 +347,6 @@ static void test_policies(void) {
         is_int(count_events(a, "instance.boot", a_exit), 0, "the stopped on-failure instance never boots again");
         is_int(count_events(b, "instance.boot", b_exit), 0, "nor the failed never instance");
         is_int(count_events(d, "instance.boot", fd.stopped_at), 0, "nor the stopped one");
-        (void) ra2;
-        (void) rb;
 }
 
 /* ---- draining ---- */
