@@ -35,6 +35,7 @@ struct Delivery {
         CURL *easy;
         struct curl_slist *headers;
         char *url, *body, *secret, *event;
+        bool get;
         uint64_t timeout_usec, backoff_usec;
         unsigned retries;
         sd_event_source *retry;
@@ -117,7 +118,9 @@ static int attempt_start(Delivery *d) {
         d->easy = curl_easy_init();
         if (!d->easy)
                 return -ENOMEM;
-        d->headers = curl_slist_append(d->headers, "Content-Type: application/json");
+        if (!d->get)
+                d->headers = curl_slist_append(d->headers, "Content-Type: application/json");
+        d->headers = curl_slist_append(d->headers, "Accept: application/json");
         d->headers = curl_slist_append(d->headers, "User-Agent: aviaryd-webhook");
         d->headers = curl_slist_append(d->headers, "Expect:");
         if (d->event) {
@@ -138,8 +141,12 @@ static int attempt_start(Delivery *d) {
         curl_easy_setopt(d->easy, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(d->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, d->headers);
-        curl_easy_setopt(d->easy, CURLOPT_POSTFIELDS, d->body);
-        curl_easy_setopt(d->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(d->body));
+        if (d->get)
+                curl_easy_setopt(d->easy, CURLOPT_HTTPGET, 1L);
+        else {
+                curl_easy_setopt(d->easy, CURLOPT_POSTFIELDS, d->body);
+                curl_easy_setopt(d->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(d->body));
+        }
         curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long) (d->timeout_usec / USEC_PER_MSEC));
         curl_easy_setopt(d->easy, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(d->easy, CURLOPT_WRITEDATA, d);
@@ -338,7 +345,8 @@ int webhook_send(WebhookClient *c, const WebhookRequest *r, WebhookDone done, vo
         Delivery *d;
         int k;
 
-        if (!r->url || (strncmp(r->url, "http://", 7) != 0 && strncmp(r->url, "https://", 8) != 0) || !r->body)
+        if (!r->url || (strncmp(r->url, "http://", 7) != 0 && strncmp(r->url, "https://", 8) != 0) ||
+            (!r->body && !r->get))
                 return -EINVAL;
         d = calloc(1, sizeof *d);
         if (!d)
@@ -346,7 +354,8 @@ int webhook_send(WebhookClient *c, const WebhookRequest *r, WebhookDone done, vo
         *d = (Delivery) {
                 .client = c,
                 .url = strdup(r->url),
-                .body = strdup(r->body),
+                .body = strdup(r->body ? r->body : ""),
+                .get = r->get,
                 .secret = r->secret ? strdup(r->secret) : NULL,
                 .event = r->event ? strdup(r->event) : NULL,
                 .timeout_usec = r->timeout_usec ? r->timeout_usec : 10 * USEC_PER_SEC,

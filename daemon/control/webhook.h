@@ -15,7 +15,8 @@ typedef struct WebhookClient WebhookClient;
 
 typedef struct WebhookRequest {
         const char *url;          /* http:// or https:// */
-        const char *body;         /* JSON text; copied */
+        bool get;                 /* a GET (a metrics query) instead of a POST of BODY */
+        const char *body;         /* JSON text for a POST; copied */
         const char *secret;       /* signs the body when not NULL or empty; copied */
         const char *event;        /* X-Aviary-Event, e.g. "rollout.abort"; copied, may be NULL */
         uint64_t timeout_usec;    /* per attempt, connect and answer */

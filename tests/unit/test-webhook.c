@@ -158,6 +158,18 @@ int main(void) {
         ok(now_monotonic() - start < 4 * USEC_PER_SEC, "at the attempt's timeout, not the server's 5 s");
         ok(strstr(silent.last, "X-Aviary-Signature") == NULL, "no secret: no signature header");
 
+        /* A GET, as an external metric's query is sent. */
+        o = (Outcome) {};
+        ok_server.fail_first = 0;
+        ok_server.requests = 0;
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/api/v1/query?query=up", ok_server.port);
+        WebhookRequest query = { .url = url, .get = true, .timeout_usec = 2 * USEC_PER_SEC };
+        webhook_send(c, &query, on_done, &o);
+        run_until(&o, 10 * USEC_PER_SEC);
+        ok(o.calls == 1 && o.result.ok, "a GET succeeds");
+        ok(strncmp(ok_server.last, "GET /api/v1/query?query=up HTTP/1.1\r\n", 37) == 0, "it is a GET of the URL");
+        ok(strstr(ok_server.last, "Content-Length") == NULL, "without a body");
+
         /* Refused at once. */
         WebhookRequest bad = { .url = "file:///etc/passwd", .body = "{}" };
         is_int(webhook_send(c, &bad, on_done, &o), -EINVAL, "a file:// URL is refused");
