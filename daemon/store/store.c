@@ -197,6 +197,22 @@ int store_schema_version(Store *s) {
         return r < 0 ? r : v;
 }
 
+/* 0 when PRAGMA foreign_key_check finds no row that points at nothing, else -EBADMSG. */
+static int foreign_keys_intact(Store *s) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(s->db, "PRAGMA foreign_key_check", -1, &st, NULL);
+
+        if (rc != SQLITE_OK)
+                return store_error(s, rc, "foreign_key_check");
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_ROW) {
+                log_error("A migration left rows whose foreign keys point at nothing.");
+                return -EBADMSG;
+        }
+        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "foreign_key_check");
+}
+
 static int migrate(Store *s, unsigned target) {
         int current = store_schema_version(s), app_id = 0, r;
         char sql[96];
@@ -217,11 +233,20 @@ static int migrate(Store *s, unsigned target) {
         }
         for (unsigned i = (unsigned) current; i < migrations_count && i < target; i++) {
                 const Migration *m = &migrations[i];
+                /* A migration that rebuilds a table other tables point at (SQLite's "making other
+                 * kinds of table schema changes") says so on a line of its own: foreign keys are
+                 * off around it, or dropping the old table would cascade into its children, and
+                 * foreign_key_check must find nothing before it commits. */
+                bool rebuild = strstr(m->sql, "\n-- aviary: rebuilds tables\n") != NULL;
 
+                if (rebuild && (r = exec_plain(s, "PRAGMA foreign_keys = OFF")) < 0)
+                        return r;
                 r = store_begin(s);
                 if (r < 0)
                         return r;
                 r = exec_plain(s, m->sql);
+                if (r == 0 && rebuild)
+                        r = foreign_keys_intact(s);
                 if (r == 0) {
                         snprintf(sql, sizeof sql, "PRAGMA user_version = %u; PRAGMA application_id = %d", m->number,
                                  AVIARY_APPLICATION_ID);
@@ -229,9 +254,16 @@ static int migrate(Store *s, unsigned target) {
                 }
                 if (r < 0) {
                         store_rollback(s);
+                        if (rebuild)
+                                (void) exec_plain(s, "PRAGMA foreign_keys = ON");
                         return log_error_errno(r, "Migration %s failed", m->name);
                 }
                 r = store_commit(s);
+                if (rebuild) {
+                        int k = exec_plain(s, "PRAGMA foreign_keys = ON");
+                        if (r == 0)
+                                r = k;
+                }
                 if (r < 0)
                         return r;
                 log_info("Applied migration %s.", m->name);

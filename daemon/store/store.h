@@ -123,6 +123,10 @@ typedef struct ServiceRecord {
         int64_t hc_interval_ms, hc_timeout_ms, hc_rise, hc_fall;
         int64_t stable_version_id;       /* 0: none */
         int64_t boot_timeout_ms;         /* 0: the daemon's boot_timeout */
+        char *match_hosts;               /* JSON array of host patterns on a shared listener; NULL: any */
+        char *match_path_prefix;         /* NULL: any ("/") */
+        int64_t idle_ms;                 /* scale to zero after this long without a request; 0: never */
+        char wake[16];                   /* "boot" or "snapshot" */
         int64_t generation;
         usec_t created_at, updated_at;
 } ServiceRecord;
