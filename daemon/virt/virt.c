@@ -449,6 +449,50 @@ int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret) 
         return 0;
 }
 
+int virt_domain_save(Virt *v, const char *uuid, const char *path) {
+        _cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByUUIDString(v->conn, uuid);
+
+        if (!dom)
+                return virt_error();
+        /* No flags: a running domain is restored running, and every driver takes 0. */
+        if (virDomainSaveFlags(dom, path, NULL, 0) < 0)
+                return virt_error();
+        return 0;
+}
+
+int virt_domain_restore(Virt *v, const char *path, VirtDomainInfo *ret) {
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        VirtDomainInfo d = {.running = true};
+        const char *name;
+        int r;
+
+        if (access(path, R_OK) < 0) {
+                snprintf(last_error, sizeof last_error, "%s: %s", path, strerror(errno));
+                return -ENOENT;
+        }
+        if (virDomainRestoreFlags(v->conn, path, NULL, 0) < 0)
+                return virt_error();
+        /* virDomainRestoreFlags() gives no handle: find the domain by the name in the file. */
+        _cleanup_free_ char *xml = virDomainSaveImageGetXMLDesc(v->conn, path, 0);
+        char dname[128];
+        if (!xml)
+                return virt_error();
+        r = virt_domain_name_parse(xml, dname, sizeof dname);
+        if (r < 0)
+                return r;
+        dom = virDomainLookupByName(v->conn, dname);
+        if (!dom)
+                return virt_error();
+        name = virDomainGetName(dom);
+        r = domain_metadata(dom, &d);
+        if (r < 0 || virDomainGetUUIDString(dom, d.uuid) < 0 || !name || info_set(d.name, sizeof d.name, name) < 0)
+                return r < 0 ? r : -EIO;
+        d.qemu_pid = domain_qemu_pid(v, name);
+        known_add(v, d.uuid, d.instance);
+        *ret = d;
+        return 0;
+}
+
 int virt_domain_destroy(Virt *v, const char *uuid) {
         _cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByUUIDString(v->conn, uuid);
         int r;

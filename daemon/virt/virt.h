@@ -79,6 +79,15 @@ int virt_domain_xml(const VirtDomainSpec *spec, char **ret);
  * no pid file we know). -EINVAL/-ENAMETOOLONG for a bad spec; -EIO when libvirt refuses
  * (see virt_last_error()). Never falls back to another accelerator: the caller decides. */
 int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret);
+/* Saves the memory of running domain UUID to PATH (virDomainSaveFlags) and ends the domain:
+ * it is gone, and virt_domain_restore() of PATH brings it back as it was. -ENOENT when there
+ * is no such domain, -EIO when libvirt refuses (virt_last_error()). */
+int virt_domain_save(Virt *v, const char *uuid, const char *path);
+/* Starts the domain saved in PATH again (virDomainRestoreFlags), running; fills *RET like
+ * virt_domain_start(). -ENOENT when PATH is missing, -EIO when libvirt refuses (a damaged or
+ * foreign file among them). */
+int virt_domain_restore(Virt *v, const char *path, VirtDomainInfo *ret);
+
 /* Forcibly stops a domain by uuid. -ENOENT when it is already gone, -EIO otherwise. */
 int virt_domain_destroy(Virt *v, const char *uuid);
 /* 1 when domain UUID exists and runs, 0 when it does not, negative errno when unknown. */
