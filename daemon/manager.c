@@ -217,6 +217,14 @@ void manager_keep_proxy_fd(Manager *m, const char *address, int fd) {
         }
 }
 
+static int manager_take_proxy_fd_cb(void *userdata, const char *address) {
+        return manager_take_proxy_fd(userdata, address);
+}
+
+static void manager_keep_proxy_fd_cb(void *userdata, const char *address, int fd) {
+        manager_keep_proxy_fd(userdata, address, fd);
+}
+
 /* Kept service listeners no service claimed in the first pass (the service is gone, or moved). */
 static void kept_proxy_drop_unclaimed(Manager *m) {
         for (size_t i = 0; i < m->n_kept_proxy; i++)
@@ -363,7 +371,22 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         if (m->settings.runtime) {
-                r = controller_new(m, &m->controller);
+                /* The controller gets what it works with, not the manager: the fd store as two
+                 * callbacks (routing.h). */
+                static const RoutingFdStore fds = {
+                        .take = manager_take_proxy_fd_cb,
+                        .keep = manager_keep_proxy_fd_cb,
+                };
+                RoutingFdStore mine = fds;
+                mine.userdata = m;
+                ControllerContext ctx = {
+                        .event = m->event,
+                        .store = m->store,
+                        .blobs = m->blobs,
+                        .settings = &m->settings,
+                        .fds = &mine,
+                };
+                r = controller_new(&ctx, &m->controller);
                 if (r == 0)
                         r = controller_start(m->controller);
                 if (r < 0)

@@ -12,7 +12,7 @@
 #include "bootwatch.h"
 #include "controller.h"
 #include "log.h"
-#include "manager.h"
+#include "settings.h"
 #include "net.h"
 #include "plan.h"
 #include "probe.h"
@@ -33,7 +33,11 @@
 #define MAX_WINDOWS 256
 
 struct Controller {
-        Manager *m;
+        sd_event *event;
+        Store *store;
+        BlobFiles *blobs;
+        const Settings *settings;
+        RoutingFdStore fds;
         Virt *virt;
         Traffic *traffic;
         Subnet subnet;
@@ -94,7 +98,7 @@ static int instance_list_add(const InstanceRecord *r, void *userdata) {
  * history the controller never acts on, however many there are. */
 static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) {
         *ret = (InstanceList) {};
-        return store_instance_list_active(c->m->store, service_id, instance_list_add, ret);
+        return store_instance_list_active(c->store, service_id, instance_list_add, ret);
 }
 
 /* ---- recording ---- */
@@ -102,7 +106,7 @@ static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) 
 /* Writes R (inserted when new, else updated) and an audit event about it (none when ACTION is
  * NULL) in one transaction. Takes DETAIL. */
 static int instance_write(Controller *c, InstanceRecord *r, bool new, const char *action, json_t *detail) {
-        Store *s = c->m->store;
+        Store *s = c->store;
         json_auto_t *owned = detail; /* taken: freed on return */
         char resource[96];
         EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = r->state,
@@ -133,7 +137,7 @@ static void set_reason(InstanceRecord *r, const char *reason) {
 }
 
 static void instance_release(Controller *c, InstanceRecord *r) {
-        int k = net_lease_release(c->m->store, r->id);
+        int k = net_lease_release(c->store, r->id);
         if (k < 0)
                 log_warning_errno(k, "Cannot release the address of %s", r->id);
         r->ip[0] = 0;
@@ -207,7 +211,7 @@ static void instance_exit_as(Controller *c, InstanceRecord *r, const char *reaso
         r->qemu_pid = 0;
         r->stopped_at = now;
         set_reason(r, reason);
-        if (streq(r->state, "draining") || store_service_get_by_id(c->m->store, r->service_id, &sv) != 0) {
+        if (streq(r->state, "draining") || store_service_get_by_id(c->store, r->service_id, &sv) != 0) {
                 snprintf(r->state, sizeof r->state, "stopped");
                 instance_release(c, r);
         } else if (streq(sv.restart_policy, "never") || (streq(sv.restart_policy, "on-failure") && clean)) {
@@ -343,7 +347,7 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
 
                 if (!files[i].digest[0])
                         continue;
-                k = blobfiles_path(c->m->blobs, files[i].digest, files[i].path, 4096);
+                k = blobfiles_path(c->blobs, files[i].digest, files[i].path, 4096);
                 if (k < 0) {
                         snprintf(why, size, "%s blob %s of %s:%s has no usable path in the blob store", files[i].role,
                                  files[i].digest, v->image, v->tag);
@@ -360,7 +364,7 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
                                  fd >= 0 && k == -EBADF ? "not a regular file" : strerror(-k));
                         return k;
                 }
-                if (store_blob_get(c->m->store, files[i].digest, &b) == 0 && (int64_t) st.st_size != b.size) {
+                if (store_blob_get(c->store, files[i].digest, &b) == 0 && (int64_t) st.st_size != b.size) {
                         snprintf(why, size, "%s blob %s of %s:%s has %lld bytes in the blob store, %lld recorded; "
                                  "upload it again", files[i].role, files[i].digest, v->image, v->tag,
                                  (long long) st.st_size, (long long) b.size);
@@ -373,7 +377,7 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
 /* STATE/kvm-unusable: written when KVM was found unusable (accel = auto), so later starts use
  * TCG at once. Its first line is the reason. */
 static void kvm_marker_path(Controller *c, char out[static 4200]) {
-        snprintf(out, 4200, "%s/kvm-unusable", c->m->settings.state_dir);
+        snprintf(out, 4200, "%s/kvm-unusable", c->settings->state_dir);
 }
 
 /* true when the marker exists; its first line into REASON. */
@@ -407,7 +411,7 @@ static void host_event(Controller *c, const char *action, const char *result, js
         json_auto_t *owned = detail;
         EventRecord e = { .actor = "aviaryd", .action = action, .resource = "host", .result = result,
                           .detail_json = detail };
-        int k = store_event_append(c->m->store, &e);
+        int k = store_event_append(c->store, &e);
 
         if (k != 0)
                 log_warning_errno(k < 0 ? k : EIO, "Cannot record the event %s", action);
@@ -465,9 +469,9 @@ static int64_t console_size(Controller *c, const char *id) {
 /* The boot deadline of R's service. */
 static usec_t boot_timeout_of(Controller *c, const InstanceRecord *r) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
-        uint64_t ms = c->m->settings.boot_timeout_ms;
+        uint64_t ms = c->settings->boot_timeout_ms;
 
-        if (store_service_get_by_id(c->m->store, r->service_id, &sv) == 0 && sv.boot_timeout_ms > 0)
+        if (store_service_get_by_id(c->store, r->service_id, &sv) == 0 && sv.boot_timeout_ms > 0)
                 ms = (uint64_t) sv.boot_timeout_ms;
         return ms * USEC_PER_MSEC;
 }
@@ -485,8 +489,8 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         VirtDomainSpec spec;
         int k;
 
-        if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
-            store_version_get_by_id(c->m->store, r->version_id, &v) != 0) {
+        if (store_service_get_by_id(c->store, r->service_id, &sv) != 0 ||
+            store_version_get_by_id(c->store, r->version_id, &v) != 0) {
                 instance_exited(c, r, "its service or version cannot be read", false);
                 return;
         }
@@ -495,7 +499,7 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
                 instance_exited(c, r, why, false);
                 return;
         }
-        k = net_lease_acquire(c->m->store, &c->subnet, r->id, r->ip);
+        k = net_lease_acquire(c->store, &c->subnet, r->id, r->ip);
         if (k > 0) /* the instance went away meanwhile */
                 return;
         if (k < 0) {
@@ -525,11 +529,11 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
                 .cmdline = cmdline,
                 .memory_mib = (unsigned) v.memory_mib,
                 .vcpus = (unsigned) v.vcpus,
-                .bridge = c->m->settings.bridge,
+                .bridge = c->settings->bridge,
                 .mac = r->mac,
                 .console_path = console,
                 .kvm = kvm_trial_use_kvm(&c->kvm),
-                .kvm_cpu = c->m->settings.kvm_cpu,
+                .kvm_cpu = c->settings->kvm_cpu,
         };
         char name[96];
         snprintf(name, sizeof name, "aviary-%s", r->id);
@@ -593,7 +597,7 @@ static void kvm_trial_note_ready(Controller *c, const InstanceRecord *r) {
         log_error("KVM is unusable on this host: %s. Instance %s came up under QEMU TCG (software emulation) "
                   "instead, and every guest uses TCG from now on, which is several times slower. This is kept in "
                   "%s/kvm-unusable: delete it, or set accel = kvm or tcg, to decide otherwise.",
-                  c->kvm.reason, r->id, c->m->settings.state_dir);
+                  c->kvm.reason, r->id, c->settings->state_dir);
         kvm_marker_write(c, c->kvm.reason);
         host_event(c, "host.kvm-unusable", "tcg",
                    json_pack("{s:s, s:s}", "reason", c->kvm.reason, "instance", r->id));
@@ -624,7 +628,7 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         if (!ok && w->running_at == probed)
                 snprintf(w->last_error, sizeof w->last_error, "%s", error ? error : "failed");
         /* A probe of an earlier boot (the guest was restarted meanwhile) proves nothing. */
-        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed ||
+        if (store_instance_get(c->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed ||
             !ok)
                 return;
         w->id[0] = 0; /* done watching */
@@ -645,8 +649,8 @@ static int instance_probe_target(Controller *c, const InstanceRecord *r, char pa
         _cleanup_(service_record_done) ServiceRecord sv = {};
         _cleanup_(version_record_done) VersionRecord v = {};
 
-        if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
-            store_version_get_by_id(c->m->store, r->version_id, &v) != 0)
+        if (store_service_get_by_id(c->store, r->service_id, &sv) != 0 ||
+            store_version_get_by_id(c->store, r->version_id, &v) != 0)
                 return -ENOENT;
         snprintf(path, 257, "%s", sv.hc_path);
         return (int) (sv.port ? sv.port : v.port);
@@ -721,7 +725,7 @@ static void probe_booting(Controller *c, InstanceList *l) {
                         continue;
                 port = instance_probe_target(c, r, path);
                 if (port > 0 &&
-                    probe_http(c->m->event, r->id, r->ip, (unsigned) port, path, PROBE_TIMEOUT_USEC, on_probe, c) >= 0) {
+                    probe_http(c->event, r->id, r->ip, (unsigned) port, path, PROBE_TIMEOUT_USEC, on_probe, c) >= 0) {
                         w->probing = true;
                         w->probe_running_at = r->running_at;
                 }
@@ -793,7 +797,7 @@ static int pass_actual(Controller *c) {
                         if (d->qemu_pid && r->qemu_pid != d->qemu_pid) {
                                 r->qemu_pid = d->qemu_pid;
                                 snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", d->uuid);
-                                store_instance_update(c->m->store, r);
+                                store_instance_update(c->store, r);
                         }
                         /* A pause whose event was missed (aviaryd was down, say). */
                         if (d->paused && !streq(r->state, "draining") && streq(r->domain_uuid, d->uuid))
@@ -804,7 +808,7 @@ static int pass_actual(Controller *c) {
                 virt_domain_destroy(c->virt, d->uuid);
                 snprintf(resource, sizeof resource, "instance/%s", d->instance);
                 e.resource = resource;
-                store_event_append(c->m->store, &e);
+                store_event_append(c->store, &e);
         }
         for (size_t i = 0; i < all.n; i++) {
                 InstanceRecord *r = &all.items[i];
@@ -827,7 +831,7 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
         usec_t now = now_realtime(), delay;
 
         *ret = (PlanInput) { .replicas = sv->replicas, .stable_version_id = sv->stable_version_id };
-        if (store_rollout_get_latest(c->m->store, sv->id, &ro) != 0)
+        if (store_rollout_get_latest(c->store, sv->id, &ro) != 0)
                 return;
         if (rollout_strategy(&ro, &st) < 0)
                 return;
@@ -937,7 +941,7 @@ static void canary_exit_note(Controller *c, const InstanceRecord *r, const char 
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
         int i;
 
-        if (store_rollout_get_active(c->m->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
+        if (store_rollout_get_active(c->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
             (ro.canary_weight <= 0 && !without_traffic))
                 return;
         i = window_slot(c, ro.id);
@@ -977,7 +981,7 @@ static int canary_state_one(const InstanceRecord *r, void *userdata) {
 
 /* Writes RO and the events of T (and the promotion) in one transaction. */
 static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, RolloutTransition *t) {
-        Store *s = c->m->store;
+        Store *s = c->store;
         char resource[96];
         int k;
 
@@ -1016,9 +1020,9 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         Strategy st;
         int k;
 
-        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(c->m->store, cro->service_id, &sv) != 0)
+        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(c->store, cro->service_id, &sv) != 0)
                 return 0;
-        k = store_instance_list_active(c->m->store, sv.id, canary_state_one, &cs);
+        k = store_instance_list_active(c->store, sv.id, canary_state_one, &cs);
         if (k < 0)
                 return 0;
         o.replicas = sv.replicas;
@@ -1030,7 +1034,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 traffic_canary_unhealthy(c->traffic, sv.name, cs.broken, sizeof cs.broken);
         if (!cs.broken[0]) {
                 _cleanup_(version_record_done) VersionRecord v = {};
-                if (store_version_get_by_id(c->m->store, cro->to_version_id, &v) == 0 && v.revoked)
+                if (store_version_get_by_id(c->store, cro->to_version_id, &v) == 0 && v.revoked)
                         snprintf(cs.broken, sizeof cs.broken, "the canary version %s was revoked%s%.200s", cro->to_label,
                                  v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
         }
@@ -1071,7 +1075,7 @@ static void pass_rollouts(Controller *c) {
 
         for (int i = 0; i < MAX_WINDOWS; i++)
                 c->window[i].seen = false;
-        k = store_rollout_list_active(c->m->store, pass_rollout, c);
+        k = store_rollout_list_active(c->store, pass_rollout, c);
         if (k < 0) {
                 log_warning_errno(k, "Cannot read the rollouts in progress");
                 return;
@@ -1104,7 +1108,7 @@ static int controller_pass(Controller *c) {
         int k = pass_actual(c);
 
         if (k == 0)
-                k = store_service_list(c->m->store, NULL, 1000, pass_service, c);
+                k = store_service_list(c->store, NULL, 1000, pass_service, c);
         if (k == 0)
                 k = pass_boot(c);
         traffic_sync(c->traffic);
@@ -1156,7 +1160,7 @@ static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtE
         _cleanup_(instance_record_done) InstanceRecord r = {};
         char why[128];
 
-        if (kind == VIRT_EVENT_STARTED || store_instance_get(c->m->store, instance, &r) != 0)
+        if (kind == VIRT_EVENT_STARTED || store_instance_get(c->store, instance, &r) != 0)
                 return;
         /* Only the instance's current domain counts: the stop of a guest we replaced (restart)
          * may arrive after the new one booted. */
@@ -1175,7 +1179,7 @@ json_t *controller_accel_json(Controller *c) {
         if (!c)
                 return json_pack("{s:n, s:n, s:n}", "accel", "kvm", "kvm_unusable");
         return json_pack("{s:s, s:s, s:s, s:s?}", "accel", kvm_trial_use_kvm(&c->kvm) ? "kvm" : "tcg", "accel_setting",
-                         c->m->settings.accel, "kvm",
+                         c->settings->accel, "kvm",
                          c->kvm.setting == ACCEL_TCG ? "off" : !c->kvm.device ? "absent" : kvm_state_to_string(c->kvm.state),
                          "kvm_unusable", c->kvm.state == KVM_UNUSABLE ? c->kvm.reason : NULL);
 }
@@ -1188,7 +1192,7 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         _cleanup_(instance_record_done) InstanceRecord r = {};
         _cleanup_(version_record_done) VersionRecord v = {};
         char kernel[4096], initrd[4096], why[600], ip[sizeof r.ip];
-        int k = store_instance_get(c->m->store, id, &r);
+        int k = store_instance_get(c->store, id, &r);
 
         if (k > 0)
                 return api_error_set(e, AVIARY_E_INSTANCE_NOT_FOUND, "instance '%s' not found", id);
@@ -1198,7 +1202,7 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
                 return api_error_set(e, AVIARY_E_INSTANCE_STOPPED,
                                      "instance '%s' is %s; its service starts new instances as needed", id, r.state);
         /* A guest that could not boot again stays as it is: the caller learns why at once. */
-        k = store_version_get_by_id(c->m->store, r.version_id, &v);
+        k = store_version_get_by_id(c->store, r.version_id, &v);
         if (k < 0)
                 return k;
         if (k == 0 && boot_files_check(c, &v, kernel, initrd, why, sizeof why) < 0)
@@ -1226,12 +1230,17 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
 
 /* ---- setup ---- */
 
-int controller_new(Manager *m, Controller **ret) {
+int controller_new(const ControllerContext *ctx, Controller **ret) {
         Controller *c = calloc(1, sizeof *c);
 
         if (!c)
                 return -ENOMEM;
-        c->m = m;
+        c->event = ctx->event;
+        c->store = ctx->store;
+        c->blobs = ctx->blobs;
+        c->settings = ctx->settings;
+        if (ctx->fds)
+                c->fds = *ctx->fds;
         *ret = c;
         return 0;
 }
@@ -1248,7 +1257,7 @@ Controller *controller_free(Controller *c) {
 }
 
 int controller_start(Controller *c) {
-        const Settings *set = &c->m->settings;
+        const Settings *set = c->settings;
         int k;
 
         k = subnet_parse(set->subnet, &c->subnet);
@@ -1260,7 +1269,7 @@ int controller_start(Controller *c) {
         k = net_bridge_ensure(set->bridge, &c->subnet, set->bridge_create);
         if (k < 0)
                 return k;
-        k = virt_event_loop_attach(c->m->event);
+        k = virt_event_loop_attach(c->event);
         if (k < 0)
                 return log_error_errno(k, "Cannot attach libvirt to the event loop");
         k = virt_open(set->libvirt_uri, on_virt_event, c, &c->virt);
@@ -1284,14 +1293,14 @@ int controller_start(Controller *c) {
                          : kvm_trial_use_kvm(&c->kvm) ? "KVM" : "QEMU TCG (software emulation)",
                  set->bridge, set->subnet, (unsigned long long) (set->boot_timeout_ms / 1000));
 
-        k = traffic_new(c->m, &c->traffic);
+        k = traffic_new(c->store, c->event, set->proxy_threads, &c->fds, &c->traffic);
         if (k < 0)
                 return k;
-        k = sd_event_add_defer(c->m->event, &c->kick, on_kick, c);
+        k = sd_event_add_defer(c->event, &c->kick, on_kick, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->kick, SD_EVENT_OFF);
         if (k >= 0)
-                k = sd_event_add_time_relative(c->m->event, &c->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, c);
+                k = sd_event_add_time_relative(c->event, &c->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->tick, SD_EVENT_ON);
         if (k < 0)
