@@ -22,7 +22,7 @@
 #define WORKERS 4
 #define BEFORE 400          /* requests per connection at 10% */
 #define AFTER 2500          /* per connection after the change: 10,000 in all */
-#define TOTAL (BEFORE + 600 + AFTER)
+#define MAX_REQUESTS 40000 /* per connection: before the change as many as the load makes */
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -113,14 +113,15 @@ static void start_backend(Backend *b, char letter) {
 
 typedef struct Client {
         unsigned port;
-        char seq[TOTAL];
-        uint64_t sent_at[TOTAL];
-        unsigned n;
+        char seq[MAX_REQUESTS];
+        uint64_t sent_at[MAX_REQUESTS];
+        unsigned n, stop_at;
         bool failed;
 } Client;
 
 static Client clients[WORKERS];
 static atomic_uint progress[WORKERS];
+static _Atomic uint64_t published_at; /* when the change had been published; 0 before */
 
 static void *client_main(void *arg) {
         Client *c = arg;
@@ -135,8 +136,13 @@ static void *client_main(void *arg) {
                 c->failed = true;
                 return NULL;
         }
-        for (c->n = 0; c->n < TOTAL; c->n++) {
+        c->stop_at = MAX_REQUESTS;
+        for (c->n = 0; c->n < c->stop_at; c->n++) {
                 char *body;
+                /* Once the change is out: AFTER more requests, all sent after it, and the one
+                 * that may have been in flight. */
+                if (c->stop_at == MAX_REQUESTS && atomic_load(&published_at) && c->n + AFTER + 1 < MAX_REQUESTS)
+                        c->stop_at = c->n + AFTER + 1;
                 c->sent_at[c->n] = now_usec();
                 if (send(fd, get, sizeof get - 1, MSG_NOSIGNAL) != (ssize_t) (sizeof get - 1))
                         break;
@@ -161,7 +167,7 @@ static void *client_main(void *arg) {
                 atomic_store(&progress[c - clients], c->n + 1);
         }
 out:
-        if (c->n < TOTAL)
+        if (c->n < c->stop_at)
                 c->failed = true;
         close(fd);
         return NULL;
@@ -203,14 +209,14 @@ static void wait_progress(unsigned n) {
 }
 
 int main(void) {
-        static char ref10[TOTAL], ref90[TOTAL];
+        static char ref10[MAX_REQUESTS], ref90[MAX_REQUESTS];
         Backend stable, canary;
         sd_event *e = NULL;
         ProxyPlane *plane = NULL;
         PlaneService *svc = NULL;
         unsigned port = 0;
         pthread_t t[WORKERS];
-        uint64_t switched;
+        uint64_t before_publish, after_publish;
         int fd;
 
         alarm(120);
@@ -233,32 +239,36 @@ int main(void) {
         }
         wait_progress(BEFORE);
         /* Under load: the clients keep sending while the table changes. */
-        switched = now_usec();
+        before_publish = now_usec();
         proxy_plane_publish(svc, table(&stable, &canary, 9000));
+        after_publish = now_usec();
+        atomic_store(&published_at, after_publish);
         for (int i = 0; i < WORKERS; i++)
                 pthread_join(t[i], NULL);
 
-        reference(1000, ref10, TOTAL);
-        reference(9000, ref90, TOTAL);
+        reference(1000, ref10, MAX_REQUESTS);
+        reference(9000, ref90, MAX_REQUESTS);
         for (int i = 0; i < WORKERS; i++) {
                 Client *c = &clients[i];
-                unsigned first_after = 0, from, canary_n = 0;
-                bool follows;
+                unsigned first = 0, last, from, canary_n = 0;
+                bool follows = false;
 
-                ok(!c->failed && c->n == TOTAL, "connection %d: %u requests answered, none failed", i, c->n);
+                ok(!c->failed && c->n == c->stop_at, "connection %d: %u requests answered, none failed", i, c->n);
                 ok(memcmp(c->seq, ref10, BEFORE) == 0, "connection %d: before the change, the exact 10%% sequence", i);
-                while (first_after < c->n && c->sent_at[first_after] < switched)
-                        first_after++;
-                /* The request in flight during the swap may have been picked with either table;
-                 * every one sent after it follows the new one, from a fresh cycle. */
-                from = first_after;
-                follows = first_after + AFTER <= c->n && memcmp(c->seq + from, ref90, AFTER) == 0;
-                if (!follows && first_after > 0) {
-                        from = first_after - 1;
-                        follows = memcmp(c->seq + from, ref90, AFTER) == 0;
-                }
-                ok(follows, "connection %d: the change is followed within one request (request %u of %u was the "
-                            "first sent after it)", i, first_after, c->n);
+                /* FIRST: the first request sent once the swap began; LAST: the first sent once it
+                 * was done. Only a request in flight across the swap may have been picked with
+                 * either table: from LAST on at the latest, each pick is the new table's, from a
+                 * fresh cycle. */
+                while (first < c->n && c->sent_at[first] < before_publish)
+                        first++;
+                last = first;
+                while (last < c->n && c->sent_at[last] < after_publish)
+                        last++;
+                for (from = first > 0 ? first - 1 : 0; from <= last && !follows; from++)
+                        follows = from + AFTER <= c->n && memcmp(c->seq + from, ref90, AFTER) == 0;
+                from--;
+                ok(follows, "connection %d: the change is followed within one request (request %u was the first "
+                            "sent after it, the new sequence starts at %u)", i, last, from);
                 for (unsigned k = from; k < from + AFTER && k < c->n; k++)
                         canary_n += c->seq[k] == 'C';
                 is_int((int) canary_n, AFTER * 9 / 10,
@@ -266,8 +276,8 @@ int main(void) {
                        AFTER);
         }
         for (unsigned w = 0; w < WORKERS; w++)
-                ok(proxy_plane_worker_requests(svc, w) == TOTAL,
-                   "worker %u answered exactly one connection's %d requests (%llu)", w, TOTAL,
+                ok(proxy_plane_worker_requests(svc, w) == clients[w].n,
+                   "worker %u answered exactly one connection's %u requests (%llu)", w, clients[w].n,
                    (unsigned long long) proxy_plane_worker_requests(svc, w));
 
         proxy_plane_service_remove(svc);
