@@ -22,6 +22,13 @@
 #define EVENT_PRUNE_BATCH 1000
 #define EVENT_PRUNE_EVERY_USEC (10 * 60 * USEC_PER_SEC)
 
+/* A change committed through the API: the controller looks at desired state soon. */
+static void manager_on_committed(void *userdata) {
+        Manager *m = userdata;
+
+        controller_kick(m->controller);
+}
+
 int manager_new(Settings *settings, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
@@ -34,7 +41,13 @@ int manager_new(Settings *settings, Manager **ret) {
         r = sd_event_default(&m->event);
         if (r < 0)
                 return r;
-        r = http_server_new(m, &m->http);
+        m->api = (ApiContext) {
+                .event = m->event,
+                .settings = &m->settings,
+                .on_committed = manager_on_committed,
+                .userdata = m,
+        };
+        r = http_server_new(&m->api, &m->http);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(m);
@@ -365,6 +378,11 @@ int manager_start(Manager *m) {
                 r = tls_load(m);
         if (r < 0)
                 return r;
+        m->api.store = m->store;
+        m->api.blobs = m->blobs;
+        m->api.token = m->token;
+        m->api.tls_cert = m->tls_cert;
+        m->api.tls_key = m->tls_key;
         /* Listeners first: a bad listen setting fails before any bridge or guest is touched.
          * No request is served before manager_run() starts the loop. */
         r = listeners_open(m);
@@ -391,6 +409,7 @@ int manager_start(Manager *m) {
                         r = controller_start(m->controller);
                 if (r < 0)
                         return r;
+                m->api.controller = m->controller;
         } else
                 log_notice("runtime = off: serving the registry and API only; no guests are started.");
         kept_proxy_drop_unclaimed(m);

@@ -22,6 +22,7 @@
 #include "traffic.h"
 #include "virt.h"
 #include "virt-queue.h"
+#include "virt-reaper.h"
 
 #define TICK_USEC (250 * USEC_PER_MSEC)
 #define PASS_TICKS 8                          /* a full pass every 2 s */
@@ -39,6 +40,7 @@
 struct Controller {
         sd_event *event;
         VirtQueue *jobs;        /* libvirt calls, on their worker thread */
+        VirtReaper *reaper;     /* the embedded driver's QEMUs are our children (NULL otherwise) */
         Store *store;
         BlobFiles *blobs;
         const Settings *settings;
@@ -72,6 +74,7 @@ struct Controller {
                 int64_t console_before;       /* console file size before the start */
                 bool kvm;                     /* started under KVM */
                 char version[320];            /* "image:tag" */
+                char ip[16];                  /* its lease (the row gets it with the boot) */
                 char kvm_failed[600];         /* its start under KVM failed: why ("" no) */
         } starting[MAX_PROBES];
         struct {
@@ -584,6 +587,7 @@ static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, cons
         *slot = (struct Starting) { .console_before = console_size(c, r->id), .kvm = spec.kvm };
         snprintf(slot->id, sizeof slot->id, "%s", r->id);
         snprintf(slot->version, sizeof slot->version, "%s", version);
+        memcpy(slot->ip, r->ip, sizeof slot->ip);
         snprintf(slot->kvm_failed, sizeof slot->kvm_failed, "%s", kvm_failed ? kvm_failed : "");
         k = virt_queue_start(c->jobs, &spec, r->id, instance_started, c);
         if (k < 0) {
@@ -635,6 +639,7 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
                 instance_exited(c, r, why, false);
                 return;
         }
+        memcpy(r->ip, was.ip, sizeof r->ip);
         snprintf(r->accel, sizeof r->accel, "%s", was.kvm ? "kvm" : "tcg");
         snprintf(r->state, sizeof r->state, "booting");
         snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", info->uuid);
@@ -1414,6 +1419,7 @@ Controller *controller_free(Controller *c) {
         sd_event_source_disable_unref(c->probe_timer);
         traffic_free(c->traffic);
         virt_queue_free(c->jobs); /* waits for the libvirt call that runs, if any */
+        virt_reaper_free(c->reaper);
         virt_close(c->virt);
         free(c);
         return NULL;
@@ -1474,6 +1480,13 @@ int controller_start(Controller *c) {
                 k = sd_event_source_set_enabled(c->probe_timer, SD_EVENT_OFF);
         if (k < 0)
                 return k;
+        /* The embedded driver's QEMUs run in this process's tree: reap them at once when they
+         * exit, so a destroy does not wait for PID 1 to (virt-reaper.h). */
+        if (strncmp(set->libvirt_uri, "qemu:///embed", 13) == 0) {
+                k = virt_reaper_new(c->event, &c->reaper);
+                if (k < 0)
+                        log_warning_errno(k, "Cannot become the subreaper of the guests' QEMUs; destroys wait for PID 1");
+        }
         k = virt_queue_new(c->virt, c->event, &c->jobs);
         if (k < 0)
                 return log_error_errno(k, "Cannot start the libvirt worker thread");

@@ -2,7 +2,8 @@
 #include <string.h>
 
 #include "handlers.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "jsonspec.h"
 #include "names.h"
 
@@ -96,7 +97,7 @@ int request_check_if_match(Request *r, const char *etag, const char *what) {
         const char *if_match = request_header(r, "If-Match");
 
         if (!if_match) {
-                if (r->manager->settings.require_if_match)
+                if (r->ctx->settings->require_if_match)
                         return reply_error(r, AVIARY_E_PRECONDITION_REQUIRED,
                                            "this daemon requires If-Match on changes: send %s's ETag (%s) as read, "
                                            "or If-Match: *",

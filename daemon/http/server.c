@@ -17,9 +17,12 @@
 #include "random.h"
 #include "digest.h"
 #include "dispatch.h"
+#include "reply.h"
 #include "jsonspec.h"
 #include "log.h"
-#include "manager.h"
+#include "blobfiles.h"
+#include "settings.h"
+#include "store.h"
 #include "names.h"
 #include <openssl/crypto.h>
 #include "route.h"
@@ -80,7 +83,7 @@ typedef struct Conn {
 } Conn;
 
 struct HttpServer {
-        Manager *manager;
+        const ApiContext *ctx;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
         Conn *conns;                     /* every open connection of every listener */
@@ -158,7 +161,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         if (strstr(buf, "resource limit at FIRST connection"))
                 l->accept_starved = true;
         /* A message that repeats (a failing accept) is said once per MHD_LOG_REPEAT_USEC. */
-        sd_event_now(l->server->manager->event, CLOCK_MONOTONIC, &now);
+        sd_event_now(l->server->ctx->event, CLOCK_MONOTONIC, &now);
         unsigned slot = 0;
         bool known = false;
         for (unsigned i = 0; i < ELEMENTSOF(l->said) && !known; i++)
@@ -183,7 +186,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
 static uint64_t now_usec(HttpServer *srv) {
         uint64_t now = 0;
 
-        sd_event_now(srv->manager->event, CLOCK_MONOTONIC, &now);
+        sd_event_now(srv->ctx->event, CLOCK_MONOTONIC, &now);
         return now;
 }
 
@@ -223,7 +226,7 @@ static void conn_await_request(Conn *k) {
         k->since = now_usec(srv);
         k->body_bytes = 0;
         k->receiving = true;
-        deadline_timer_arm(srv, conn_deadline(k, &srv->manager->settings));
+        deadline_timer_arm(srv, conn_deadline(k, srv->ctx->settings));
 }
 
 /* The request on C is in (or answered): what follows is ours to send, not the client's. */
@@ -280,7 +283,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
  * keeps the descriptor MHD's until then. */
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         HttpServer *srv = userdata;
-        const Settings *cfg = &srv->manager->settings;
+        const Settings *cfg = srv->ctx->settings;
         uint64_t now = now_usec(srv), next = UINT64_MAX;
         bool cut[MAX_LISTENERS] = {};
 
@@ -393,7 +396,7 @@ static enum MHD_Result send_error(Request *r, AviaryError code, const char *mess
 
 /* Parks R until its retry time: the connection is suspended, a timer resumes it. */
 static enum MHD_Result request_suspend(Request *r, Listener *l) {
-        sd_event *event = l->server->manager->event;
+        sd_event *event = l->server->ctx->event;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         uint64_t usec = r->retry_usec;
         Waiter *w = NULL;
@@ -490,38 +493,6 @@ int request_page(Request *r, unsigned *ret_limit, const char **ret_after) {
         return 0;
 }
 
-int reply_json(Request *r, unsigned status, json_t *j) {
-        json_decref(r->reply);
-        r->status = status;
-        r->reply = j;
-        return j ? 0 : -ENOMEM;
-}
-
-int reply_text(Request *r, unsigned status, char *text) {
-        free(r->reply_text);
-        r->status = status;
-        r->reply_text = text;
-        return text ? 0 : -ENOMEM;
-}
-
-int reply_error(Request *r, AviaryError code, const char *fmt, ...) {
-        va_list ap;
-
-        r->error.code = code;
-        va_start(ap, fmt);
-        vsnprintf(r->error.message, sizeof r->error.message, fmt, ap);
-        va_end(ap);
-        return (int) code;
-}
-
-void request_set_resource(Request *r, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(r->resource, sizeof r->resource, fmt, ap);
-        va_end(ap);
-}
-
 /* ---- sending ---- */
 
 static enum MHD_Result queue(Request *r, unsigned status, struct MHD_Response *resp, const char *content_type) {
@@ -556,23 +527,6 @@ static enum MHD_Result send_text(Request *r, unsigned status, char *text) {
         if (!resp)
                 free(text);
         return queue(r, status, resp, "application/json");
-}
-
-char *error_envelope(AviaryError code, const char *message, const char *request_id) {
-        json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", aviary_error_code(code), "message", message,
-                              "request_id", request_id);
-        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-
-        json_decref(j);
-        if (text) {
-                size_t n = strlen(text);
-                char *nl = realloc(text, n + 2);
-                if (nl) {
-                        nl[n] = '\n', nl[n + 1] = 0;
-                        text = nl;
-                }
-        }
-        return text;
 }
 
 static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow) {
@@ -642,20 +596,6 @@ static enum MHD_Result send_result(Request *r, int result) {
         return send_text(r, r->status ? r->status : 200, reply_dump(r->reply));
 }
 
-char *reply_dump(json_t *j) {
-        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)), *nl;
-        size_t n;
-
-        if (!text)
-                return NULL;
-        n = strlen(text);
-        nl = realloc(text, n + 2);
-        if (!nl)
-                return text;
-        nl[n] = '\n', nl[n + 1] = 0;
-        return nl;
-}
-
 /* ---- identity ---- */
 
 /* The caller's address, for actors and logs: "127.0.0.1", or "?" when unknown. */
@@ -680,7 +620,7 @@ static bool id_listed(unsigned id, const unsigned *list, size_t n) {
 /* Unix socket: the peer's uid/gid (SO_PEERCRED) against the allow-list; root always passes, and
  * with no list configured the socket's mode and group are the only gate. */
 static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
-        const Settings *set = &r->manager->settings;
+        const Settings *set = r->ctx->settings;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct ucred cred;
         socklen_t len = sizeof cred;
@@ -707,7 +647,7 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
  * in constant time) or an API token, found by the SHA-256 of the secret (only hashes are
  * stored, so the lookup reveals nothing about a secret). The secret is never logged or stored. */
 static AviaryError authenticate_token(Request *r, char *why, size_t size) {
-        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), *boot = r->manager->token;
+        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), *boot = r->ctx->token;
         char addr[INET6_ADDRSTRLEN], digest[DIGEST_STR_LEN + 1];
         TokenRecord t = {};
         size_t n;
@@ -729,7 +669,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         }
         k = n == 0 || n > 256 ? AVIARY_E_UNAUTHORIZED : digest_buffer(auth, n, digest);
         if (k == 0)
-                k = store_token_get_by_hash(r->manager->store, digest + 7, &t);
+                k = store_token_get_by_hash(r->ctx->store, digest + 7, &t);
         if (k < 0) {
                 snprintf(why, size, "cannot check the bearer token now; try again");
                 return AVIARY_E_UNAVAILABLE;
@@ -743,7 +683,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         r->scope = scope_from_string(t.scope);
         /* Last use, to the minute: not a database write per request. */
         if (now_realtime() - t.last_used_at > 60 * USEC_PER_SEC)
-                (void) store_token_touch(r->manager->store, t.id, now_realtime());
+                (void) store_token_touch(r->ctx->store, t.id, now_realtime());
         return AVIARY_E_OK;
 }
 
@@ -832,9 +772,9 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
 
         /* Blobs have their own limit; JSON routes take the smaller of theirs and max_json_body. */
         if (r->route->body == BODY_STREAM)
-                r->body_max = r->manager->settings.max_blob_size;
+                r->body_max = r->ctx->settings->max_blob_size;
         else {
-                r->body_max = r->manager->settings.max_json_body;
+                r->body_max = r->ctx->settings->max_json_body;
                 if (r->route->max_body && r->route->max_body < r->body_max)
                         r->body_max = r->route->max_body;
         }
@@ -951,10 +891,10 @@ static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) 
 
         if (r->too_many_query_args)
                 snprintf(msg, sizeof msg, "the request target has more than %d query arguments", MAX_QUERY_ARGS);
-        else if (size > r->manager->settings.max_header_size)
+        else if (size > r->ctx->settings->max_header_size)
                 snprintf(msg, sizeof msg,
                          "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes", size,
-                         r->manager->settings.max_header_size);
+                         r->ctx->settings->max_header_size);
         else if (fields > MAX_HEADER_FIELDS)
                 snprintf(msg, sizeof msg, "the request has %d header fields, over the limit of %d", fields,
                          MAX_HEADER_FIELDS);
@@ -990,7 +930,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                         return MHD_NO;
                 *req_cls = r;
                 r->too_many_query_args = cut;
-                r->manager = l->server->manager;
+                r->ctx = l->server->ctx;
                 r->connection = connection;
                 r->reply_fd = -1;
                 r->method_name = method;
@@ -1056,14 +996,14 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
 
 /* ---- listeners ---- */
 
-int http_server_new(Manager *m, HttpServer **ret) {
+int http_server_new(const ApiContext *ctx, HttpServer **ret) {
         HttpServer *s = calloc(1, sizeof *s);
         int r;
 
         if (!s)
                 return -ENOMEM;
-        s->manager = m;
-        r = sd_event_add_time(m->event, &s->deadline_timer, CLOCK_MONOTONIC, 0, 1000, on_deadline, s);
+        s->ctx = ctx;
+        r = sd_event_add_time(ctx->event, &s->deadline_timer, CLOCK_MONOTONIC, 0, 1000, on_deadline, s);
         if (r < 0) {
                 free(s);
                 return log_error_errno(r, "Cannot add the request deadline timer");
@@ -1106,7 +1046,7 @@ static size_t connection_memory(const Settings *cfg) {
 }
 
 int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
-        const Settings *cfg = &s->manager->settings;
+        const Settings *cfg = s->ctx->settings;
         const union MHD_DaemonInfo *info;
         Listener *l;
         int r;
@@ -1120,10 +1060,10 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                 return log_oom();
         /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS), with our
          * priority string: libmicrohttpd's default ("NORMAL") still speaks TLS 1.0 and 1.1. */
-        bool tls = !unix_socket && s->manager->tls_cert;
+        bool tls = !unix_socket && s->ctx->tls_cert;
         struct MHD_OptionItem tls_options[] = {
-                { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? s->manager->tls_key : NULL },
-                { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? s->manager->tls_cert : NULL },
+                { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? (void *) s->ctx->tls_key : NULL },
+                { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? (void *) s->ctx->tls_cert : NULL },
                 { MHD_OPTION_HTTPS_PRIORITIES, 0, tls ? cfg->tls_priorities : NULL },
                 { MHD_OPTION_END, 0, NULL },
         };
@@ -1154,12 +1094,12 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                 l->waiters = NULL;
                 return log_error_errno(EINVAL, "HTTP server has no epoll descriptor");
         }
-        r = sd_event_add_io(s->manager->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
+        r = sd_event_add_io(s->ctx->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
         if (r >= 0)
                 /* Accuracy 1 µs: sd-event's default (250 ms) would delay every MHD round. */
-                r = sd_event_add_time(s->manager->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l);
+                r = sd_event_add_time(s->ctx->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l);
         if (r >= 0)
-                r = sd_event_add_time(s->manager->event, &l->accept_retry, CLOCK_MONOTONIC, 0, 1000,
+                r = sd_event_add_time(s->ctx->event, &l->accept_retry, CLOCK_MONOTONIC, 0, 1000,
                                       on_accept_retry, l);
         if (r >= 0)
                 r = sd_event_source_set_enabled(l->accept_retry, SD_EVENT_OFF);

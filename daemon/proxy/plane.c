@@ -6,6 +6,7 @@
  * when the list was empty, so a burst costs one wakeup. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,8 +337,12 @@ static int on_inbox(sd_event_source *src, int fd, uint32_t revents, void *userda
  * own fd (its listener, its inbox, its few timers), which is run only when that fd is ready. */
 static void *worker_main(void *arg) {
         Worker *w = arg;
+        sigset_t all;
         int r, sd_fd;
 
+        /* Signals are the control loop's. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
         r = sd_event_new(&w->event);
         if (r >= 0)
                 r = proxy_loop_new(w->event, false, &w->loop);

@@ -2,6 +2,7 @@
  * worker, and an eventfd to wake the control loop for finished jobs. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -167,7 +168,11 @@ void virt_list_now(Virt *v, char *const *uuids, size_t n_uuids, VirtListDone don
 
 static void *worker_main(void *arg) {
         VirtQueue *q = arg;
+        sigset_t all;
 
+        /* Signals are the control loop's (SIGCHLD included: virt-reaper.h). */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
         pthread_mutex_lock(&q->lock);
         for (;;) {
                 Job *j;
