@@ -366,10 +366,11 @@ int manager_start(Manager *m) {
         snprintf(path, sizeof path, "%s/aviary.db", m->settings.state_dir);
         r = store_open(path, &m->store);
         if (r < 0)
-                return log_error_errno(r, "Cannot open the database %s", path);
+                return log_error_errno(r, "Cannot open the database %s: %s", path, store_last_error());
+        log_info("Database %s at schema version %d.", path, store_schema_version(m->store));
         r = blobfiles_open(m->settings.state_dir, &m->blobs);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot open the blob store under %s", m->settings.state_dir);
         r = blobfiles_foreach(m->blobs, sweep_one, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot sweep the blob directory");

@@ -1151,7 +1151,8 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         if (t.changed) {
                 k = rollout_commit(c, &sv, &ro, &t);
                 if (k < 0)
-                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress", (long long) ro.id, sv.name);
+                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress (%s)", (long long) ro.id,
+                                          sv.name, store_last_error());
                 for (size_t i = 0; k == 0 && i < t.n_events; i++)
                         log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
                                  ro.phase, ro.message ? ro.message : "");
@@ -1211,7 +1212,7 @@ static int controller_pass(Controller *c) {
                 k = pass_boot(c);
         traffic_sync(c->traffic);
         if (k < 0)
-                log_warning_errno(k, "Reconcile pass failed; retrying");
+                log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
         return k;
 }
 

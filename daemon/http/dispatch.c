@@ -84,6 +84,7 @@ int dispatch_request(Request *r) {
         char fingerprint[DIGEST_STR_LEN + 1];
         int k;
 
+        store_clear_error();
         if (!r->route->action)
                 return r->route->handler(r);
 

@@ -573,6 +573,10 @@ static enum MHD_Result send_result(Request *r, int result) {
                 return send_error(r, AVIARY_E_UNAVAILABLE, "the database is busy; try again", 0);
         if (result < 0) {
                 char msg[256];
+                /* What the store said goes to the log with the request id, not to the client. */
+                if (store_last_error()[0])
+                        log_error("Request %s: %s", r->request_id, store_last_error());
+                store_clear_error();
                 snprintf(msg, sizeof msg, "internal error (%s); see the daemon log for request %s", strerror(-result),
                          r->request_id);
                 return send_error(r, AVIARY_E_INTERNAL, msg, 0);

@@ -5,9 +5,29 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "log.h"
 #include "migrations.h"
 #include "store-internal.h"
+
+/* The store logs nothing: a failure is logged once, by whoever decides what it means. What
+ * SQLite said is kept here for that caller (store_last_error()). */
+static _Thread_local char last_error[512];
+
+static void set_error(const char *fmt, ...) _printf_(1, 2);
+static void set_error(const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof last_error, fmt, ap);
+        va_end(ap);
+}
+
+const char *store_last_error(void) {
+        return last_error;
+}
+
+void store_clear_error(void) {
+        last_error[0] = 0;
+}
 
 int store_error(Store *s, int rc, const char *what) {
         int err;
@@ -33,7 +53,7 @@ int store_error(Store *s, int rc, const char *what) {
         default:
                 err = EIO;
         }
-        log_error("SQLite: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), rc);
+        set_error("SQLite: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), rc);
         return -err;
 }
 
@@ -81,7 +101,7 @@ static int prepare_va(Store *s, const char *sql, sqlite3_stmt **ret, const char 
                 } else {
                         /* Cannot happen with our fixed set of statements; refuse rather than leak. */
                         sqlite3_finalize(st);
-                        log_error("SQLite statement cache is full");
+                        set_error("SQLite statement cache is full");
                         return -ENOBUFS;
                 }
         }
@@ -137,9 +157,10 @@ static int exec_plain(Store *s, const char *sql) {
         int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
 
         if (rc != SQLITE_OK) {
-                log_error("SQLite: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+                int k = store_error(NULL, rc, "exec");
+                set_error("SQLite: %.120s: %s", sql, msg ? msg : sqlite3_errstr(rc));
                 sqlite3_free(msg);
-                return store_error(NULL, rc, "exec");
+                return k;
         }
         return 0;
 }
@@ -207,11 +228,11 @@ static int migrate(Store *s, unsigned target) {
         if (r < 0)
                 return r;
         if (current > 0 && app_id != AVIARY_APPLICATION_ID) {
-                log_error("Database is not an aviary database (application_id %#x).", (unsigned) app_id);
+                set_error("not an aviary database (application_id %#x)", (unsigned) app_id);
                 return -EMEDIUMTYPE;
         }
         if ((unsigned) current > migrations_count) {
-                log_error("Database schema version %d is newer than this aviaryd knows (%u); refusing to touch it.",
+                set_error("database schema version %d is newer than this aviaryd knows (%u); refusing to touch it",
                           current, migrations_count);
                 return -EPROTONOSUPPORT;
         }
@@ -228,13 +249,15 @@ static int migrate(Store *s, unsigned target) {
                         r = exec_plain(s, sql);
                 }
                 if (r < 0) {
+                        char why[sizeof last_error];
+                        snprintf(why, sizeof why, "%s", last_error);
                         store_rollback(s);
-                        return log_error_errno(r, "Migration %s failed", m->name);
+                        set_error("migration %s failed: %s", m->name, why);
+                        return r;
                 }
                 r = store_commit(s);
                 if (r < 0)
                         return r;
-                log_info("Applied migration %s.", m->name);
         }
         return 0;
 }
@@ -247,14 +270,20 @@ static int database_file_prepare(const char *path) {
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
         char side[4096];
 
-        if (fd < 0)
-                return log_error_errno(errno, "Cannot open the database %s", path);
-        if (fchmod(fd, 0600) < 0)
-                return log_error_errno(errno, "Cannot make the database %s mode 0600", path);
+        if (fd < 0) {
+                set_error("cannot open %s: %m", path);
+                return negative_errno();
+        }
+        if (fchmod(fd, 0600) < 0) {
+                set_error("cannot make %s mode 0600: %m", path);
+                return negative_errno();
+        }
         for (const char *suffix = "-wal"; suffix; suffix = streq(suffix, "-wal") ? "-shm" : NULL) {
                 snprintf(side, sizeof side, "%s%s", path, suffix);
-                if (chmod(side, 0600) < 0 && errno != ENOENT)
-                        return log_error_errno(errno, "Cannot make %s mode 0600", side);
+                if (chmod(side, 0600) < 0 && errno != ENOENT) {
+                        set_error("cannot make %s mode 0600: %m", side);
+                        return negative_errno();
+                }
         }
         return 0;
 }

@@ -33,6 +33,12 @@ int store_schema_version(Store *s);
 int store_check(Store *s);
 const char *store_sqlite_version(void);
 
+/* What went wrong in the last failing store call on this thread, in words ("SQLite: step:
+ * database or disk is full (13)"); "" when nothing did since store_clear_error(). The store
+ * logs nothing itself: the caller that decides what a failure means logs it, once. */
+const char *store_last_error(void);
+void store_clear_error(void);
+
 int store_begin(Store *s);
 int store_commit(Store *s);
 int store_rollback(Store *s);
