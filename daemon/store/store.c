@@ -330,18 +330,28 @@ Store *store_close(Store *s) {
         return NULL;
 }
 
-int store_check(Store *s) {
-        sqlite3_stmt *st;
-        int rc, bad = 0;
+/* PRAGMA quick_check reads every page: on a health endpoint that monitors poll, its answer is
+ * kept for STORE_CHECK_KEEP_USEC (and its statement prepared once). */
+#define STORE_CHECK_KEEP_USEC (5 * USEC_PER_SEC)
 
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_error(s, rc, "quick_check");
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-                if (strcmp((const char *) sqlite3_column_text(st, 0), "ok") != 0)
+int store_check(Store *s) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        usec_t now = now_monotonic();
+        int rc, r, bad = 0;
+
+        if (s->checked_at && now - s->checked_at < STORE_CHECK_KEEP_USEC)
+                return s->check_result;
+        r = store_prepare(s, "PRAGMA quick_check", &st, "");
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const unsigned char *t = sqlite3_column_text(st, 0);
+                if (!t || strcmp((const char *) t, "ok") != 0)
                         bad = 1;
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE && !bad ? 0 : -EIO;
+        }
+        s->checked_at = now;
+        s->check_result = rc == SQLITE_DONE && !bad ? 0 : -EIO;
+        return s->check_result;
 }
 
 const char *store_sqlite_version(void) {
