@@ -1206,7 +1206,17 @@ static int pass_boot(Controller *c) {
 /* The pass over SQLite alone: each service's plan, boots, drains, the routing tables. What
  * libvirt runs is compared with the rows by pass_actual_apply(), when a listing comes back. */
 static int controller_pass(Controller *c) {
-        int k = store_service_list(c->store, NULL, 1000, pass_service, c);
+        /* The plans' new instances, drains and their events of one pass commit together: one
+         * fsync for a service of 50 new replicas, not 50 (instance_write nests as savepoints). */
+        int k = store_begin(c->store);
+
+        if (k == 0) {
+                k = store_service_list(c->store, NULL, 1000, pass_service, c);
+                if (k == 0)
+                        k = store_commit(c->store);
+                else
+                        store_rollback(c->store);
+        }
 
         if (k == 0)
                 k = pass_boot(c);
