@@ -25,15 +25,25 @@ static int image_list_one(const ImageRecord *img, void *userdata) {
 }
 
 int image_list(Request *r) {
-        json_t *items = json_array();
+        static ReplyCache cache;
+        json_t *items;
         const char *after;
         unsigned limit;
+        char key[320];
         int k;
 
         k = request_page(r, &limit, &after);
+        if (k != 0)
+                return k;
+        snprintf(key, sizeof key, "images %u %s", limit, after ? after : "");
+        if (reply_cache_hit(r, &cache, key))
+                return 0;
+        items = json_array();
+        k = store_image_list(r->ctx->store, after, limit, image_list_one, items);
+        k = reply_page(r, k, items, limit, "name");
         if (k == 0)
-                k = store_image_list(r->ctx->store, after, limit, image_list_one, items);
-        return reply_page(r, k, items, limit, "name");
+                reply_cache_keep(r, &cache, key);
+        return k;
 }
 
 int image_create(Request *r) {

@@ -81,6 +81,7 @@ typedef struct Request {
         json_t *reply;
         int reply_fd;            /* when >= 0, the body is this file (blobs) */
         char *reply_text;        /* when set, a text/plain body */
+        char *reply_json_text;   /* when set, a JSON body already rendered (reply caches) */
         uint64_t reply_fd_size;
         char etag[40];
         char location[512];

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "random.h"
+#include "requestid.h"
 #include "digest.h"
 #include "dispatch.h"
 #include "reply.h"
@@ -341,6 +342,7 @@ static void request_free(Request *r) {
         blob_upload_free(r->upload);
         json_decref(r->reply);
         free(r->reply_text);
+        free(r->reply_json_text);
         json_decref(r->event_detail);
         if (r->reply_fd >= 0)
                 close(r->reply_fd);
@@ -594,6 +596,8 @@ static enum MHD_Result send_result(Request *r, int result) {
                         free(text);
                 return queue(r, r->status ? r->status : 200, resp, "text/plain; charset=utf-8");
         }
+        if (r->reply_json_text)
+                return send_text(r, r->status ? r->status : 200, TAKE_PTR(r->reply_json_text));
         if (!r->reply)
                 return queue(r, r->status ? r->status : 204,
                              MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT), NULL);
@@ -701,7 +705,7 @@ static int request_id_init(Request *r) {
                 snprintf(r->request_id, sizeof r->request_id, "%s", given);
                 return 0;
         }
-        k = random_hex(r->request_id, 12);
+        k = request_id_new(r->request_id, 12);
         if (k < 0) {
                 snprintf(r->request_id, sizeof r->request_id, "unavailable");
                 return log_error_errno(k, "Cannot draw a request id");

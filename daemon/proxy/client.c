@@ -16,7 +16,7 @@
 #include "log.h"
 #include "macro.h"
 #include "proxy-internal.h"
-#include "random.h"
+#include "requestid.h"
 
 static const http_parser_settings request_settings, response_settings;
 
@@ -120,69 +120,6 @@ static int append_chunk_size(OutBuffer *b, size_t n) {
                 n >>= 4;
         } while (n);
         return out_append(b, buf + i, sizeof buf - i);
-}
-
-/* ---- request ids: a per-thread ChaCha20 keystream, keyed once from the kernel ---- */
-
-#define ROTL32(v, n) (((v) << (n)) | ((v) >> (32 - (n))))
-#define QR(a, b, c, d)                                                                                     \
-        (a += b, d ^= a, d = ROTL32(d, 16), c += d, b ^= c, b = ROTL32(b, 12), a += b, d ^= a,            \
-         d = ROTL32(d, 8), c += d, b ^= c, b = ROTL32(b, 7))
-
-static void chacha20_block(const uint32_t in[16], uint32_t out[16]) {
-        uint32_t x[16];
-
-        memcpy(x, in, sizeof x);
-        for (int i = 0; i < 10; i++) {
-                QR(x[0], x[4], x[8], x[12]);
-                QR(x[1], x[5], x[9], x[13]);
-                QR(x[2], x[6], x[10], x[14]);
-                QR(x[3], x[7], x[11], x[15]);
-                QR(x[0], x[5], x[10], x[15]);
-                QR(x[1], x[6], x[11], x[12]);
-                QR(x[2], x[7], x[8], x[13]);
-                QR(x[3], x[4], x[9], x[14]);
-        }
-        for (int i = 0; i < 16; i++)
-                out[i] = x[i] + in[i];
-}
-
-static _Thread_local struct {
-        bool seeded;
-        uint32_t state[16];
-        uint32_t block[16];
-        unsigned used; /* 16-byte ids taken from BLOCK (4 per block) */
-} request_ids;
-
-/* 32 hex digits of the thread's keystream: as unguessable as random_hex()'s, without a system
- * call per request. The key comes from random_bytes() once per thread; a failure there is
- * reported like random_hex()'s, and the next request tries again. */
-static int request_id_next(char out[static 33]) {
-        static const char hex[] = "0123456789abcdef";
-        const uint8_t *p;
-
-        if (!request_ids.seeded) {
-                static const uint32_t sigma[4] = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574};
-                int r = random_bytes(request_ids.state + 4, 12 * sizeof(uint32_t)); /* key, counter, nonce */
-                if (r < 0)
-                        return r;
-                memcpy(request_ids.state, sigma, sizeof sigma);
-                request_ids.used = 4;
-                request_ids.seeded = true;
-        }
-        if (request_ids.used == 4) {
-                chacha20_block(request_ids.state, request_ids.block);
-                if (++request_ids.state[12] == 0)
-                        request_ids.state[13]++;
-                request_ids.used = 0;
-        }
-        p = (const uint8_t *) (request_ids.block + 4 * request_ids.used++);
-        for (int i = 0; i < 16; i++) {
-                out[2 * i] = hex[p[i] >> 4];
-                out[2 * i + 1] = hex[p[i] & 15];
-        }
-        out[32] = 0;
-        return 0;
 }
 
 /* ---- clients ---- */
@@ -485,7 +422,7 @@ static void client_begin_forward(Client *c) {
                         !(c->req_chunked && c->req.http_major == 1 && c->req.http_minor == 0);
         out_reset(&c->to_upstream);
 
-        if (request_id_next(c->request_id) < 0) {
+        if (request_id_new(c->request_id, 16) < 0) {
                 /* No key from the kernel's CSPRNG: say so, rather than hand out a guessable id. */
                 log_error("Proxy: the kernel gave no random bytes for request ids; answering 503.");
                 client_reply_error(c, 503, "unavailable", "aviaryd cannot draw a request id right now.");

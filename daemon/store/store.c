@@ -354,6 +354,10 @@ int store_check(Store *s) {
         return s->check_result;
 }
 
+int64_t store_generation(Store *s) {
+        return (int64_t) sqlite3_total_changes64(s->db);
+}
+
 const char *store_sqlite_version(void) {
         return sqlite3_libversion();
 }

@@ -39,6 +39,10 @@ const char *store_sqlite_version(void);
 const char *store_last_error(void);
 void store_clear_error(void);
 
+/* Moves with every row this store changed (aviaryd is the database's only writer): an answer
+ * read at one generation holds while the generation is the same. */
+int64_t store_generation(Store *s);
+
 int store_begin(Store *s);
 int store_commit(Store *s);
 int store_rollback(Store *s);
