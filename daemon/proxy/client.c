@@ -166,7 +166,7 @@ void client_free(Client *c) {
         if (c->next)
                 c->next->prev = c->prev;
         p->n_clients--;
-        free(c);
+        proxy_loop_release(p->loop, &c->watch);
         proxy_client_left(p);
 }
 

@@ -18,6 +18,8 @@ struct ProxyLoop {
         int extra_fd; /* registered level-triggered with a NULL watch (driven mode) */
         sd_event_source *io, *timer; /* attached mode only */
         uint64_t wake_at;            /* the earliest deadline asked for; UINT64_MAX none */
+        unsigned dispatching;        /* inside a batch: released watches wait in RELEASED */
+        IoWatch *released;
         DeadlineOwner *owners;
 };
 
@@ -28,7 +30,11 @@ uint64_t proxy_now(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
 }
 
+/* One epoll_wait hands over events of many sockets; handling one may close and free another
+ * whose event comes later in the same batch (a client freeing its upstream): such objects are
+ * released, not freed, until the batch is done. */
 static void loop_dispatch(ProxyLoop *l, const struct epoll_event *ev, int n, bool *ret_extra_ready) {
+        l->dispatching++;
         for (int i = 0; i < n; i++) {
                 IoWatch *w = ev[i].data.ptr;
                 if (!w) {
@@ -36,8 +42,27 @@ static void loop_dispatch(ProxyLoop *l, const struct epoll_event *ev, int n, boo
                                 *ret_extra_ready = true;
                         continue;
                 }
-                w->fn(w, ev[i].events);
+                if (w->fn)
+                        w->fn(w, ev[i].events);
         }
+        if (--l->dispatching == 0)
+                while (l->released) {
+                        IoWatch *w = l->released;
+                        l->released = w->next_released;
+                        free(w);
+                }
+}
+
+void proxy_loop_release(ProxyLoop *l, IoWatch *w) {
+        if (!w)
+                return;
+        w->fn = NULL;
+        if (!l || !l->dispatching) {
+                free(w);
+                return;
+        }
+        w->next_released = l->released;
+        l->released = w;
 }
 
 static void loop_expire(ProxyLoop *l) {

@@ -20,7 +20,8 @@ typedef struct ProxyLoop ProxyLoop;
  * that owns the socket. */
 typedef struct IoWatch IoWatch;
 struct IoWatch {
-        void (*fn)(IoWatch *w, uint32_t revents);
+        void (*fn)(IoWatch *w, uint32_t revents); /* NULL once released */
+        IoWatch *next_released;
 };
 
 /* Something with deadlines (a Proxy): EXPIRE runs when the loop's earliest deadline is due,
@@ -44,6 +45,11 @@ sd_event *proxy_loop_event(ProxyLoop *l);
 int proxy_loop_add(ProxyLoop *l, int fd, IoWatch *w);
 /* Removes FD before it closes, when W may be freed while FD stays open elsewhere. */
 void proxy_loop_remove(ProxyLoop *l, int fd);
+
+/* Frees the object W is the first member of (malloc'd), after its socket was closed. During a
+ * batch of events the memory is kept until the batch ends: an event of the same batch may
+ * still name it, and finds it released instead of freed. */
+void proxy_loop_release(ProxyLoop *l, IoWatch *w);
 
 void proxy_loop_add_owner(ProxyLoop *l, DeadlineOwner *o);
 void proxy_loop_remove_owner(ProxyLoop *l, DeadlineOwner *o);

@@ -49,7 +49,7 @@ void upstream_free(Upstream *u) {
                 pool_unlink(u);
         if (u->fd >= 0)
                 close(u->fd); /* leaves the epoll set with it */
-        free(u);
+        proxy_loop_release(u->proxy->loop, &u->watch);
 }
 
 static void on_upstream_io(IoWatch *w, uint32_t revents) {
