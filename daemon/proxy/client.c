@@ -15,22 +15,12 @@
 
 #include "log.h"
 #include "macro.h"
-#include "proxy-internal.h"
+#include "engine.h"
 #include "requestid.h"
 
 static const http_parser_settings request_settings, response_settings;
 
 /* ---- buffers ---- */
-
-size_t in_room(InBuffer *b) {
-        if (b->start > 0 && b->end == sizeof b->data) {
-                memmove(b->data, b->data + b->start, b->end - b->start);
-                b->end -= b->start;
-                b->start = 0;
-        } else if (b->start == b->end)
-                b->start = b->end = 0;
-        return sizeof b->data - b->end;
-}
 
 static void in_consume(InBuffer *b, size_t n) {
         b->start += n;
@@ -149,6 +139,16 @@ static void client_detach_upstream(Client *c) {
         if (u) {
                 u->pool->inflight--;
                 upstream_free(u);
+        }
+}
+
+/* A descriptor (or a client slot) is free again: the listener accepts again. */
+static void proxy_client_left(Proxy *p) {
+        if (p->freeing || !p->listen)
+                return;
+        if (p->n_clients + 1 >= PROXY_MAX_CLIENTS || p->accept_paused) {
+                p->accept_paused = false;
+                (void) sd_event_source_set_enabled(p->listen, SD_EVENT_ON);
         }
 }
 

@@ -11,7 +11,7 @@
 
 #include "log.h"
 #include "macro.h"
-#include "proxy-internal.h"
+#include "engine.h"
 #include "socket.h"
 
 const char *proxy_request_header(const ProxyRequest *req, const char *name, size_t *ret_len) {
@@ -20,10 +20,6 @@ const char *proxy_request_header(const ProxyRequest *req, const char *name, size
 
 const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len) {
         return head_cookie(req->head, name, ret_len);
-}
-
-void proxy_want_deadline(Proxy *p, uint64_t usec) {
-        proxy_loop_want(p->loop, usec);
 }
 
 /* Every connection's deadline at once, when the earliest is due: a walk over this proxy's
@@ -61,16 +57,6 @@ static uint64_t proxy_expire(DeadlineOwner *o, uint64_t now) {
                         if (u->deadline && u->deadline < next)
                                 next = u->deadline;
         return next;
-}
-
-/* A descriptor (or a client slot) is free again. */
-void proxy_client_left(Proxy *p) {
-        if (p->freeing || !p->listen)
-                return;
-        if (p->n_clients + 1 >= PROXY_MAX_CLIENTS || p->accept_paused) {
-                p->accept_paused = false;
-                (void) sd_event_source_set_enabled(p->listen, SD_EVENT_ON);
-        }
 }
 
 int proxy_add_client(Proxy *p, int fd, const struct sockaddr_in *peer) {
@@ -162,6 +148,8 @@ int proxy_new_on_loop(ProxyLoop *loop, int fd, ProxyPickFn pick, ProxyDoneFn don
                 return -ENOMEM;
         }
         p->owner.expire = proxy_expire;
+        p->upstream_event = client_upstream_event;
+        p->upstream_timeout = client_upstream_timeout;
         p->loop = proxy_loop_ref(loop);
         p->event = sd_event_ref(e);
         p->connect_timeout_usec = PROXY_CONNECT_TIMEOUT_USEC;

@@ -74,7 +74,7 @@ static RoutedService *service_find(Routing *r, const char *name) {
         return NULL;
 }
 
-static RoutedService *service_create(Routing *r, const char *name) {
+static RoutedService *routed_service_new(Routing *r, const char *name) {
         for (size_t i = 0; i < MAX_SERVICES; i++)
                 if (!r->services[i]) {
                         RoutedService *s = calloc(1, sizeof *s);
@@ -297,7 +297,7 @@ void routing_apply(Routing *r, const RouteSpec *spec) {
         RoutedService *s = service_find(r, spec->name);
 
         if (!s)
-                s = service_create(r, spec->name);
+                s = routed_service_new(r, spec->name);
         if (!s) {
                 log_oom();
                 return;

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "proxy-internal.h"
+#include "engine.h"
 
 static bool same_address(const struct sockaddr_in *a, const struct sockaddr_in *b) {
         return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
@@ -65,7 +65,7 @@ static void on_upstream_io(IoWatch *w, uint32_t revents) {
                         upstream_free(u);
                 return;
         }
-        client_upstream_event(u->client, u, revents);
+        u->proxy->upstream_event(u->client, u, revents);
 }
 
 int upstream_connect(Proxy *p, Pool *pool, Upstream **ret) {
@@ -167,7 +167,7 @@ void upstream_expire(Upstream *u, uint64_t now) {
                 upstream_free(u); /* idle too long */
                 return;
         }
-        client_upstream_timeout(c);
+        u->proxy->upstream_timeout(c);
 }
 
 void pools_free(Proxy *p) {

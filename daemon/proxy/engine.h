@@ -1,6 +1,7 @@
 /* The proxy engine's own structures, shared by proxy.c (listener, deadlines, the public API),
  * client.c (the client state machine) and upstream.c (backend connections and their pool).
- * Nothing outside those three files includes this. */
+ * Nothing outside those three files includes this. Calls go one way: proxy.c → client.c →
+ * upstream.c; an upstream reaches its client through the proxy's two function pointers. */
 #pragma once
 
 #include <http_parser.h>
@@ -8,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "head.h"
 #include "loop.h"
@@ -129,6 +131,9 @@ struct Proxy {
         uint64_t accept_logged_usec; /* when it last said so */
         unsigned accept_unlogged;    /* pauses since */
         bool freeing;
+        /* client.c's, for upstream.c: an event on, or the deadline of, a client's upstream. */
+        void (*upstream_event)(Client *c, Upstream *u, uint32_t revents);
+        void (*upstream_timeout)(Client *c);
 };
 
 /* What a pick callback reads: the request head in the client's Head. It is still the
@@ -152,16 +157,24 @@ static inline size_t out_len(const OutBuffer *b) {
         return b->end - b->start;
 }
 /* Room at the end, compacting first when the front was consumed. */
-size_t in_room(InBuffer *b);
+static inline size_t in_room(InBuffer *b) {
+        if (b->start > 0 && b->end == sizeof b->data) {
+                memmove(b->data, b->data + b->start, b->end - b->start);
+                b->end -= b->start;
+                b->start = 0;
+        } else if (b->start == b->end)
+                b->start = b->end = 0;
+        return sizeof b->data - b->end;
+}
 int out_append(OutBuffer *b, const void *data, size_t n);
 void out_reset(OutBuffer *b);
 /* Room to render into at the end of B (compacted first); commit with out_commit(). */
 char *out_tail(OutBuffer *b, size_t *ret_room);
 void out_commit(OutBuffer *b, size_t n);
 
-/* proxy.c */
-void proxy_want_deadline(Proxy *p, uint64_t usec);
-void proxy_client_left(Proxy *p);
+static inline void proxy_want_deadline(Proxy *p, uint64_t usec) {
+        proxy_loop_want(p->loop, usec);
+}
 
 /* upstream.c */
 Pool *pool_get(Proxy *p, const struct sockaddr_in *addr);
