@@ -68,6 +68,7 @@ struct Controller {
                 char path[257];
         } boot[MAX_PROBES];
         bool listing;           /* a listing of the domains is on the libvirt worker */
+        bool results_tx;        /* a batch of libvirt results is one transaction (results_begin) */
         /* Domain starts queued on the libvirt worker ("" free). */
         struct Starting {
                 char id[64];
@@ -1187,16 +1188,37 @@ static void pass_rollouts(Controller *c) {
                 }
 }
 
+/* The results of the libvirt worker handed back at once (several boots) commit together. */
+static void results_begin(void *userdata) {
+        Controller *c = userdata;
+
+        c->results_tx = store_begin(c->store) == 0;
+}
+
+static void results_end(void *userdata) {
+        Controller *c = userdata;
+
+        if (c->results_tx && store_commit(c->store) < 0)
+                log_warning("Cannot record the guests libvirt just started or stopped (%s); the next pass looks again",
+                            store_last_error());
+        c->results_tx = false;
+}
+
 static int pass_boot(Controller *c) {
         InstanceList l = {};
         usec_t now = now_realtime();
+        bool tx;
         int k = instances_load(c, 0, &l);
 
         if (k < 0)
                 return k;
+        /* The address leases of every boot of this pass in one transaction. */
+        tx = store_begin(c->store) == 0;
         for (size_t i = 0; i < l.n; i++)
                 if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
                         instance_boot(c, &l.items[i], false, NULL);
+        if (tx && store_commit(c->store) < 0)
+                log_warning("Cannot record the address leases of this pass (%s); retrying", store_last_error());
         probe_booting(c, &l);
         pass_drain(c, &l);
         instance_list_done(&l);
@@ -1501,6 +1523,7 @@ int controller_start(Controller *c) {
         k = virt_queue_new(c->virt, c->event, &c->jobs);
         if (k < 0)
                 return log_error_errno(k, "Cannot start the libvirt worker thread");
+        virt_queue_set_batch(c->jobs, results_begin, results_end, c);
         /* libvirt probes QEMU's capabilities at the first domain start (4 s on these hosts):
          * now, on the worker, while nothing waits for it. */
         (void) virt_queue_warm(c->jobs, kvm_trial_use_kvm(&c->kvm));

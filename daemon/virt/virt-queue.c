@@ -57,6 +57,8 @@ struct VirtQueue {
         bool stop;
         int done_fd;
         sd_event_source *done_source;
+        void (*batch_begin)(void *userdata), (*batch_end)(void *userdata);
+        void *batch_userdata;
 };
 
 static void job_free(Job *j) {
@@ -215,6 +217,8 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         q->done_list = NULL;
         q->done_tail = &q->done_list;
         pthread_mutex_unlock(&q->lock);
+        if (list && q->batch_begin)
+                q->batch_begin(q->batch_userdata);
         while (list) {
                 Job *next = list->next;
                 q->pending--;
@@ -222,7 +226,15 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 job_free(list);
                 list = next;
         }
+        if (q->batch_end)
+                q->batch_end(q->batch_userdata);
         return 0;
+}
+
+void virt_queue_set_batch(VirtQueue *q, void (*begin)(void *userdata), void (*end)(void *userdata), void *userdata) {
+        q->batch_begin = begin;
+        q->batch_end = end;
+        q->batch_userdata = userdata;
 }
 
 static int queue_push(VirtQueue *q, Job *j) {

@@ -42,6 +42,9 @@ int virt_queue_list(VirtQueue *q, char *const *uuids, size_t n_uuids, VirtListDo
 /* Makes libvirt probe QEMU's capabilities now (for KVM or TCG guests), so the first guest does
  * not wait for it. No callback: a failure only means the first start probes instead. */
 int virt_queue_warm(VirtQueue *q, bool kvm);
+/* BEGIN and END run around each batch of results handed back at once (the controller makes
+ * the batch one database transaction: several boots, one fsync). Either may be NULL. */
+void virt_queue_set_batch(VirtQueue *q, void (*begin)(void *userdata), void (*end)(void *userdata), void *userdata);
 /* Jobs queued or running. */
 unsigned virt_queue_pending(VirtQueue *q);
 
