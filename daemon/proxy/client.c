@@ -545,8 +545,12 @@ static int client_feed_request(Client *c) {
                         client_abort(c);
                 return 1;
         }
-        if (c->head_ready)
+        if (c->head_ready) {
                 client_begin_forward(c);
+                /* A body that came with the head goes to the backend with it. */
+                if (!c->dead && !c->local_reply && c->busy && in_len(&c->in) > 0)
+                        (void) client_feed_request(c);
+        }
         return 1;
 }
 
@@ -645,8 +649,13 @@ static int client_feed_response(Client *c) {
                 why = http_errno_description(HTTP_PARSER_ERRNO(&c->resp));
         else if (c->resp_head_ready) {
                 c->resp_head_ready = false;
-                if (client_take_response_head(c, &why) == 0)
+                if (client_take_response_head(c, &why) == 0) {
                         http_parser_pause(&c->resp, 0);
+                        /* The body that came with a final head goes out with it, in one send
+                         * (an interim head goes out alone first: what follows may be refused). */
+                        if (in_len(&u->in) > 0 && !c->resp_complete && !c->resp_interim)
+                                (void) client_feed_response(c);
+                }
         }
         if (why) {
                 log_debug("proxy: bad response from backend: %s", why);
