@@ -69,6 +69,7 @@ struct Controller {
         } boot[MAX_PROBES];
         bool listing;           /* a listing of the domains is on the libvirt worker */
         bool results_tx;        /* a batch of libvirt results is one transaction (results_begin) */
+        bool virt_inline;       /* the first pass at start: libvirt calls on this thread, waited for */
         /* Domain starts queued on the libvirt worker ("" free). */
         struct Starting {
                 char id[64];
@@ -184,6 +185,13 @@ static void on_destroyed(void *userdata, const char *tag, int r, const char *err
 /* Stops domain UUID of instance ID on the libvirt worker: the loop goes on meanwhile. A start
  * queued after it (the same instance booting again, under the same domain name) runs after it. */
 static void guest_destroy(Controller *c, const char *uuid, const char *id) {
+        /* At start, before the loop runs (the first pass, before READY=1), a destroy is done
+         * when the pass is: what READY=1 promises includes the orphans being gone. */
+        if (c->virt_inline) {
+                int k = virt_domain_destroy(c->virt, uuid);
+                on_destroyed(c, id, k, virt_last_error());
+                return;
+        }
         if (virt_queue_destroy(c->jobs, uuid, id, on_destroyed, c) < 0)
                 log_oom();
 }
@@ -533,6 +541,12 @@ static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, cons
 
         if (instance_starting(c, r->id))
                 return;
+        /* While KVM is on trial, one start under KVM at a time: if QEMU refuses KVM, the next
+         * boots must already know (they go to TCG), as when starts ran one by one. */
+        if (!force_tcg && kvm_trial_use_kvm(&c->kvm) && kvm_trial_on_trial(&c->kvm))
+                for (unsigned i = 0; i < MAX_PROBES; i++)
+                        if (c->starting[i].id[0] && c->starting[i].kvm)
+                                return; /* the next pass boots it */
         for (unsigned i = 0; i < MAX_PROBES && !slot; i++)
                 if (!c->starting[i].id[0])
                         slot = &c->starting[i];
@@ -1516,7 +1530,7 @@ int controller_start(Controller *c) {
         /* The embedded driver's QEMUs run in this process's tree: reap them at once when they
          * exit, so a destroy does not wait for PID 1 to (virt-reaper.h). */
         if (strncmp(set->libvirt_uri, "qemu:///embed", 13) == 0) {
-                k = virt_reaper_new(c->event, &c->reaper);
+                k = virt_reaper_new(&c->reaper);
                 if (k < 0)
                         log_warning_errno(k, "Cannot become the subreaper of the guests' QEMUs; destroys wait for PID 1");
         }
@@ -1535,7 +1549,9 @@ int controller_start(Controller *c) {
                 k = guest_uuids(c, &uuids, &n);
                 if (k < 0)
                         return log_error_errno(k, "Cannot read the instances");
+                c->virt_inline = true;
                 virt_list_now(c->virt, uuids, n, on_first_listing, c);
+                c->virt_inline = false;
                 strv_free_n(uuids, n);
         }
         return controller_pass(c);

@@ -1,6 +1,8 @@
 /* The QEMU reaper (virt-reaper.h). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +15,9 @@
 #include "virt-reaper.h"
 
 struct VirtReaper {
-        sd_event_source *sigchld;
-        unsigned long reaped;
+        pthread_t thread;
+        atomic_bool stop;
+        atomic_ulong reaped;
 };
 
 /* Whether PID is a zombie QEMU: state Z, and a command name of QEMU's. */
@@ -34,8 +37,7 @@ static bool zombie_qemu(pid_t pid) {
         return strstr(stat, "(qemu") != NULL;
 }
 
-static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        VirtReaper *r = userdata;
+static void reap(VirtReaper *r) {
         char path[64], list[4096];
         _cleanup_fclose_ FILE *f = NULL;
 
@@ -44,20 +46,37 @@ static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, voi
         snprintf(path, sizeof path, "/proc/self/task/%d/children", (int) getpid());
         f = fopen(path, "re");
         if (!f || !fgets(list, sizeof list, f))
-                return 0;
+                return;
         for (char *p = list, *end; *p; p = end) {
                 long pid = strtol(p, &end, 10);
                 if (end == p)
                         break;
                 if (pid > 0 && zombie_qemu((pid_t) pid) && waitpid((pid_t) pid, NULL, WNOHANG) == (pid_t) pid) {
-                        r->reaped++;
+                        atomic_fetch_add(&r->reaped, 1);
                         log_debug("Reaped QEMU process %ld.", pid);
                 }
         }
-        return 0;
 }
 
-int virt_reaper_new(sd_event *e, VirtReaper **ret) {
+/* A thread of its own, not the control loop: libvirt's destroy, on the libvirt worker, waits
+ * for the QEMU to be gone while it holds the domain's lock, and the control loop may be waiting
+ * for that lock (a lifecycle event asks libvirt about the domain). Reaping from the loop would
+ * be a deadlock. SIGCHLD is blocked everywhere; this thread alone takes it. */
+static void *reaper_main(void *arg) {
+        VirtReaper *r = arg;
+        struct timespec tick = {.tv_nsec = 200 * 1000 * 1000};
+        sigset_t chld;
+
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        while (!atomic_load(&r->stop)) {
+                if (sigtimedwait(&chld, NULL, &tick) == SIGCHLD)
+                        reap(r);
+        }
+        return NULL;
+}
+
+int virt_reaper_new(VirtReaper **ret) {
         VirtReaper *r;
         int k;
 
@@ -69,12 +88,13 @@ int virt_reaper_new(sd_event *e, VirtReaper **ret) {
                 free(r);
                 return k;
         }
-        k = sd_event_add_signal(e, &r->sigchld, SIGCHLD, on_sigchld, r);
+        k = -pthread_create(&r->thread, NULL, reaper_main, r);
         if (k < 0) {
                 (void) prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
                 free(r);
                 return k;
         }
+        (void) pthread_setname_np(r->thread, "aviary-reaper");
         *ret = r;
         return 0;
 }
@@ -82,11 +102,12 @@ int virt_reaper_new(sd_event *e, VirtReaper **ret) {
 VirtReaper *virt_reaper_free(VirtReaper *r) {
         if (!r)
                 return NULL;
-        sd_event_source_disable_unref(r->sigchld);
+        atomic_store(&r->stop, true);
+        pthread_join(r->thread, NULL);
         free(r);
         return NULL;
 }
 
-unsigned long virt_reaper_reaped(const VirtReaper *r) {
-        return r ? r->reaped : 0;
+unsigned long virt_reaper_reaped(VirtReaper *r) {
+        return r ? atomic_load(&r->reaped) : 0;
 }

@@ -8,15 +8,15 @@
  * Only what libvirt does not wait for itself is reaped: zombies of QEMU binaries that became
  * children of aviaryd's main thread by re-parenting. libvirt's own children (forked by the
  * libvirt worker and libvirt's threads, and waited for by them) are listed under those threads
- * and are never touched. SIGCHLD must be blocked in every thread (main() does it first). */
+ * and are never touched. SIGCHLD must be blocked in every thread (main() does it first); a
+ * thread of the reaper's own takes it (not the control loop: see reaper_main()). */
 #pragma once
-
-#include <systemd/sd-event.h>
 
 typedef struct VirtReaper VirtReaper;
 
-/* Becomes the subreaper and watches SIGCHLD on E. */
-int virt_reaper_new(sd_event *e, VirtReaper **ret);
+/* Becomes the subreaper and starts the reaping thread. */
+int virt_reaper_new(VirtReaper **ret);
+/* Stops the thread (within 200 ms). Accepts NULL. */
 VirtReaper *virt_reaper_free(VirtReaper *r);
 /* Zombies reaped so far. */
-unsigned long virt_reaper_reaped(const VirtReaper *r);
+unsigned long virt_reaper_reaped(VirtReaper *r);
