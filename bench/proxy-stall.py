@@ -50,7 +50,7 @@ def body(d):
 
 gt.run(body)
 i, b = result["idle"], result["busy"]
-print(f"idle (20 s):               {i['requests']} requests, p99 {i['p99_ms']} ms, worst {i['max_ms']} ms, {i['failed']} failed")
+print(f"idle (20 s): {i['requests']} requests, p99 {i['p99_ms']} ms, worst {i['max_ms']} ms, {i['failed']} failed")
 print(f"while 4 guests start ({result['scale_s']:.1f} s): {b['requests']} requests, p99 {b['p99_ms']} ms, "
       f"worst {b['max_ms']} ms, {b['failed']} failed")
 print(f"stall figure (worst while starting - idle p99): {b['max_ms'] - i['p99_ms']:.1f} ms")

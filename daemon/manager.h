@@ -5,6 +5,7 @@
 #include <systemd/sd-event.h>
 
 #include "blobfiles.h"
+#include "http/request.h"
 #include "settings.h"
 #include "store.h"
 
@@ -17,6 +18,7 @@ typedef struct Manager {
         Store *store;
         BlobFiles *blobs;
         HttpServer *http;
+        ApiContext api;          /* what the API server and handlers are lent (filled at start) */
         Controller *controller;  /* NULL with runtime = off */
         char *token;             /* bearer token for TCP, from settings.token_file */
         char *tls_cert, *tls_key;/* PEM text of settings.tls_cert/tls_key, or NULL: plain HTTP */

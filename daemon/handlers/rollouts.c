@@ -7,7 +7,8 @@
 #include "random.h"
 #include "handlers.h"
 #include "jsonspec.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "rollout.h"
 
 /* Ready and wanted canary guests of RO, for the status. */
@@ -30,7 +31,7 @@ static json_t *rollout_json(Request *r, const ServiceRecord *s, const RolloutRec
         int wanted = -1;
 
         if (rollout_is_active(ro)) {
-                if (store_instance_list_active(r->manager->store, s->id, canary_count_one, &c) < 0)
+                if (store_instance_list_active(r->ctx->store, s->id, canary_count_one, &c) < 0)
                         c.ready = -1;
                 if (rollout_strategy(ro, &st) == 0)
                         wanted = (int) rollout_canary_wanted(ro, &st, s->replicas);
@@ -46,16 +47,16 @@ static int rollout_from_path(Request *r, const ServiceRecord *s, RolloutRecord *
         int k;
 
         if (streq(id, "current")) {
-                k = store_rollout_get_active(r->manager->store, s->id, ret);
+                k = store_rollout_get_active(r->ctx->store, s->id, ret);
                 if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
-                        k = store_rollout_get_latest(r->manager->store, s->id, ret);
+                        k = store_rollout_get_latest(r->ctx->store, s->id, ret);
                 if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
                         return reply_error(r, k, "service '%s' has had no rollout", s->name);
                 return k;
         }
         if (cursor_id_parse(id, &n) < 0)
                 return reply_error(r, AVIARY_E_ROLLOUT_NOT_FOUND, "no rollout '%.32s': use a number or 'current'", id);
-        k = store_rollout_get(r->manager->store, s->id, n, ret);
+        k = store_rollout_get(r->ctx->store, s->id, n, ret);
         if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
                 return reply_error(r, k, "service '%s' has no rollout %lld", s->name, (long long) n);
         return k;
@@ -73,7 +74,7 @@ static int label_of(Store *st, int64_t version_id, char **ret) {
 static int append_event(Request *r, const char *action, const char *result, json_t *detail) {
         EventRecord e = { .actor = r->actor, .action = action, .resource = r->resource, .result = result,
                           .request_id = r->request_id, .detail_json = detail };
-        int k = store_event_append(r->manager->store, &e);
+        int k = store_event_append(r->ctx->store, &e);
 
         json_decref(detail);
         return k;
@@ -123,7 +124,7 @@ int rollout_create(Request *r) {
 
         if (asprintf(&to_label, "%s:%s", v.image, v.tag) < 0)
                 return -ENOMEM;
-        if (s.stable_version_id && (k = label_of(r->manager->store, s.stable_version_id, &from_label)) < 0)
+        if (s.stable_version_id && (k = label_of(r->ctx->store, s.stable_version_id, &from_label)) < 0)
                 return k;
         strategy_json = strategy_to_json(&st);
         strategy_text = strategy_json ? json_dumps(strategy_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -131,12 +132,12 @@ int rollout_create(Request *r) {
                 return -ENOMEM;
 
         /* A rollout in progress gives way to the new one. */
-        k = store_rollout_get_active(r->manager->store, s.id, &old);
+        k = store_rollout_get_active(r->ctx->store, s.id, &old);
         if (k == 0) {
                 char why[512];
                 snprintf(why, sizeof why, "superseded by a new rollout to %s", to_label);
                 rollout_abort(&old, why, now_realtime());
-                k = store_rollout_update(r->manager->store, &old);
+                k = store_rollout_update(r->ctx->store, &old);
                 if (k == 0)
                         k = append_event(r, "rollout.abort", "Degraded",
                                          json_pack("{s:I, s:s, s:s}", "rollout", (json_int_t) old.id, "reason", why, "cause",
@@ -164,7 +165,7 @@ int rollout_create(Request *r) {
                 ro.canary_weight = 10000;
                 ro.step_index = (int64_t) st.n_steps;
                 ro.step_started_at = now_realtime();
-                if (r->manager->controller) {
+                if (r->ctx->controller) {
                         snprintf(ro.phase, sizeof ro.phase, "Progressing");
                         ro.message = strdup("first deploy: waiting for guests");
                 } else {
@@ -174,14 +175,14 @@ int rollout_create(Request *r) {
                         ro.message = strdup("first deploy: all at once (runtime off: no guests run)");
                 }
                 s.stable_version_id = v.id;
-                k = store_service_update(r->manager->store, &s);
+                k = store_service_update(r->ctx->store, &s);
                 if (k != 0)
                         return k;
         } else {
                 snprintf(ro.phase, sizeof ro.phase, "Progressing");
                 ro.message = strdup("starting");
         }
-        k = store_rollout_insert(r->manager->store, &ro);
+        k = store_rollout_insert(r->ctx->store, &ro);
         if (k != 0)
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:s?, s:s?, s:I}", "rollout", (json_int_t) ro.id, "to", ro.to_label, "from",
@@ -216,7 +217,7 @@ int rollout_list(Request *r) {
         if (k == 0 && after && cursor_id_parse(after, &after_id) < 0)
                 k = reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a rollout id");
         if (k == 0)
-                k = store_rollout_list(r->manager->store, s.id, after_id, limit, rollout_list_one, &c);
+                k = store_rollout_list(r->ctx->store, s.id, after_id, limit, rollout_list_one, &c);
         return reply_page(r, k, items, limit, "id");
 }
 
@@ -247,7 +248,7 @@ static int rollout_serves(Request *r, const ServiceRecord *s, const RolloutRecor
         *ret_ready = 0;
         if (!streq(ro->phase, "Healthy") || s->stable_version_id != ro->to_version_id)
                 return 1; /* superseded since, or not meant to serve */
-        k = store_instance_list_active(r->manager->store, s->id, count_ready, &c);
+        k = store_instance_list_active(r->ctx->store, s->id, count_ready, &c);
         if (k < 0)
                 return k;
         *ret_ready = c.ready;
@@ -322,7 +323,7 @@ static int rollout_act(Request *r, const char *action) {
                 return reply_error(r, AVIARY_E_INTERNAL, "rollout %lld has a strategy this aviaryd cannot read",
                                    (long long) ro.id);
         if (streq(action, "retry") && streq(ro.phase, "Degraded")) {
-                k = store_rollout_get_active(r->manager->store, s.id, &active);
+                k = store_rollout_get_active(r->ctx->store, s.id, &active);
                 if (k == 0)
                         return reply_error(r, AVIARY_E_ROLLOUT_STATE, "rollout %lld is in progress: abort it first",
                                            (long long) active.id);
@@ -337,7 +338,7 @@ static int rollout_act(Request *r, const char *action) {
         k = rollout_action(&ro, &st, action, full && streq(full, "true"), r->actor, now_realtime(), &r->error);
         if (k != 0)
                 return k;
-        k = store_rollout_update(r->manager->store, &ro);
+        k = store_rollout_update(r->ctx->store, &ro);
         if (k != 0)
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:I, s:I}", "rollout", (json_int_t) ro.id, "phase", ro.phase, "step",

@@ -6,7 +6,8 @@
 #include "controller.h"
 #include "handlers.h"
 #include "jsonspec.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "match.h"
 #include "socket.h"
 
@@ -18,14 +19,14 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         char interval[32], timeout[32], boot_timeout[32], ref[256] = "";
         json_t *j, *rollout = json_null();
 
-        if (s->stable_version_id && store_version_get_by_id(r->manager->store, s->stable_version_id, &v) == 0)
+        if (s->stable_version_id && store_version_get_by_id(r->ctx->store, s->stable_version_id, &v) == 0)
                 snprintf(ref, sizeof ref, "%s:%s", v.image, v.tag);
         duration_format_ms((uint64_t) s->hc_interval_ms, interval);
         duration_format_ms((uint64_t) s->hc_timeout_ms, timeout);
         /* The deadline that applies: the service's own, else the daemon's. */
-        duration_format_ms(s->boot_timeout_ms > 0 ? (uint64_t) s->boot_timeout_ms : r->manager->settings.boot_timeout_ms,
+        duration_format_ms(s->boot_timeout_ms > 0 ? (uint64_t) s->boot_timeout_ms : r->ctx->settings->boot_timeout_ms,
                            boot_timeout);
-        if (store_rollout_get_active(r->manager->store, s->id, &ro) == 0)
+        if (store_rollout_get_active(r->ctx->store, s->id, &ro) == 0)
                 rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", ro.phase, "to",
                                     ro.to_label, "weights", "stable", (json_int_t) (10000 - ro.canary_weight), "canary",
                                     (json_int_t) ro.canary_weight);
@@ -132,7 +133,7 @@ int deployable_version_resolve(Request *r, const char *field, const char *ref, V
                                    "%s must be IMAGE:VERSION or IMAGE@sha256:DIGEST, not '%.128s'", field, ref);
         if (k < 0)
                 return k;
-        k = store_version_get(r->manager->store, image, tag, ret);
+        k = store_version_get(r->ctx->store, image, tag, ret);
         if (k == AVIARY_E_VERSION_NOT_FOUND)
                 return reply_error(r, AVIARY_E_VERSION_NOT_FOUND, "%s %s not found; push it first", field, ref);
         if (k != 0)
@@ -268,7 +269,7 @@ static int listen_check(Request *r, const ServiceRecord *s) {
 
         if (!s->listen)
                 return 0;
-        k = store_service_list(r->manager->store, NULL, 100000, listen_check_one, &c);
+        k = store_service_list(r->ctx->store, NULL, 100000, listen_check_one, &c);
         if (k < 0)
                 return k;
         if (k > 0)
@@ -384,7 +385,7 @@ int service_list(Request *r) {
 
         k = request_page(r, &limit, &after);
         if (k == 0)
-                k = store_service_list(r->manager->store, after, limit, service_list_one, ctx);
+                k = store_service_list(r->ctx->store, after, limit, service_list_one, ctx);
         return reply_page(r, k, items, limit, "name");
 }
 
@@ -412,7 +413,7 @@ int service_create(Request *r) {
         k = listen_check(r, &s);
         if (k != 0)
                 return k;
-        k = store_service_insert(r->manager->store, &s);
+        k = store_service_insert(r->ctx->store, &s);
         if (k != 0)
                 return service_conflict(r, k, &s);
         snprintf(r->location, sizeof r->location, "/v1/services/%s", s.name);
@@ -427,7 +428,7 @@ int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
         k = request_name_param(r, 0, "service", &name);
         if (k != 0)
                 return k;
-        k = store_service_get(r->manager->store, name, ret);
+        k = store_service_get(r->ctx->store, name, ret);
         if (k == AVIARY_E_SERVICE_NOT_FOUND)
                 return reply_error(r, k, "service '%s' not found", name);
         if (k != 0)
@@ -462,7 +463,7 @@ int service_update(Request *r) {
                 return k;
         if (s.stable_version_id != stable_before) {
                 _cleanup_(rollout_record_done) RolloutRecord ro = {};
-                k = store_rollout_get_active(r->manager->store, s.id, &ro);
+                k = store_rollout_get_active(r->ctx->store, s.id, &ro);
                 if (k == 0)
                         return reply_error(r, AVIARY_E_ROLLOUT_IN_PROGRESS,
                                            "service '%s' has rollout %lld in progress (to %s): abort it or let it finish "
@@ -475,7 +476,7 @@ int service_update(Request *r) {
         k = listen_check(r, &s);
         if (k != 0)
                 return k;
-        k = store_service_update(r->manager->store, &s);
+        k = store_service_update(r->ctx->store, &s);
         if (k != 0)
                 return service_conflict(r, k, &s);
         r->event_detail = json_deep_copy(body);
@@ -486,7 +487,7 @@ int service_traffic(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         int k = service_from_path(r, &s, false);
 
-        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->manager->controller, s.name));
+        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->ctx->controller, s.name));
 }
 
 int service_delete(Request *r) {
@@ -496,7 +497,7 @@ int service_delete(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "service/%s", s.name);
-        k = store_service_delete(r->manager->store, s.id);
+        k = store_service_delete(r->ctx->store, s.id);
         if (k != 0)
                 return k;
         r->status = 204;

@@ -33,6 +33,16 @@ int store_schema_version(Store *s);
 int store_check(Store *s);
 const char *store_sqlite_version(void);
 
+/* What went wrong in the last failing store call on this thread, in words ("SQLite: step:
+ * database or disk is full (13)"); "" when nothing did since store_clear_error(). The store
+ * logs nothing itself: the caller that decides what a failure means logs it, once. */
+const char *store_last_error(void);
+void store_clear_error(void);
+
+/* Moves with every row this store changed (aviaryd is the database's only writer): an answer
+ * read at one generation holds while the generation is the same. */
+int64_t store_generation(Store *s);
+
 int store_begin(Store *s);
 int store_commit(Store *s);
 int store_rollback(Store *s);

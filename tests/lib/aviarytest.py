@@ -555,13 +555,14 @@ class Daemon:
         return False
 
     def check_sanitizers(self):
-        """Under ASan/UBSan (tests/run.sh with AVIARY_SANITIZE=1) a report in the daemon's
-        log is a failure of the test that ran it."""
+        """Under ASan/UBSan or TSan (tests/run.sh with AVIARY_SANITIZE=1) a report in the
+        daemon's log is a failure of the test that ran it."""
         try:
             text = self.log()
         except OSError:
             return
-        reports = re.findall(r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|runtime error:).*$", text, re.M)
+        reports = re.findall(r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:).*$",
+                             text, re.M)
         if reports or os.environ.get("AVIARY_SANITIZE"):
             TAP.ok(not reports, "the daemon ran without sanitizer reports", *(reports[:5] + [text[-4000:]]
                                                                                if reports else []))
