@@ -956,9 +956,9 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
                 return;
         }
         /* Finished: the losing side's guests stay a while (inspection, or a quick way back). */
-        delay = (streq(ro.phase, "Degraded") ? st.abort_scale_down_delay_ms : st.scale_down_delay_ms) * USEC_PER_MSEC;
+        delay = (ro.phase == ROLLOUT_DEGRADED ? st.abort_scale_down_delay_ms : st.scale_down_delay_ms) * USEC_PER_MSEC;
         if (ro.finished_at && now < ro.finished_at + delay)
-                ret->keep_version_id = streq(ro.phase, "Degraded") ? ro.to_version_id : ro.from_version_id;
+                ret->keep_version_id = ro.phase == ROLLOUT_DEGRADED ? ro.to_version_id : ro.from_version_id;
 }
 
 static int pass_service(const ServiceRecord *sv, void *userdata) {
@@ -1109,7 +1109,7 @@ static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, R
         }
         for (size_t i = 0; k == 0 && i < t->n_events; i++) {
                 EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
-                                  .result = ro->phase, .detail_json = t->event[i].detail };
+                                  .result = rollout_phase_to_string(ro->phase), .detail_json = t->event[i].detail };
                 if (t->event[i].detail)
                         json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
                 k = store_event_append(s, &e);
@@ -1170,7 +1170,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                                           sv.name, store_last_error());
                 for (size_t i = 0; k == 0 && i < t.n_events; i++)
                         log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
-                                 ro.phase, ro.message ? ro.message : "");
+                                 rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
                 if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
                         int w = window_slot(c, ro.id);
                         traffic_sync(c->traffic);

@@ -27,7 +27,7 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         duration_format_ms(s->boot_timeout_ms > 0 ? (uint64_t) s->boot_timeout_ms : r->ctx->settings->boot_timeout_ms,
                            boot_timeout);
         if (store_rollout_get_active(r->ctx->store, s->id, &ro) == 0)
-                rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", ro.phase, "to",
+                rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", rollout_phase_to_string(ro.phase), "to",
                                     ro.to_label, "weights", "stable", (json_int_t) (10000 - ro.canary_weight), "canary",
                                     (json_int_t) ro.canary_weight);
         j = json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:I, s:s, s:{s:s, s:s, s:s, s:I, s:I}, s:I, s:o, s:o}", "name",

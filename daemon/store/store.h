@@ -233,6 +233,19 @@ int store_instance_prune(Store *s, usec_t before);
 
 /* ---- rollouts ---- */
 
+/* A rollout's phase: one enum, one string table (the strings are the API's and the column's). */
+typedef enum RolloutPhase {
+        ROLLOUT_PROGRESSING,
+        ROLLOUT_PAUSED,
+        ROLLOUT_HEALTHY,
+        ROLLOUT_DEGRADED,
+        _ROLLOUT_PHASE_MAX,
+        _ROLLOUT_PHASE_INVALID = -1,
+} RolloutPhase;
+
+const char *rollout_phase_to_string(RolloutPhase p);   /* "Progressing"...; NULL when invalid */
+RolloutPhase rollout_phase_from_string(const char *s); /* _ROLLOUT_PHASE_INVALID when unknown */
+
 typedef struct RolloutRecord {
         int64_t id;
         int64_t service_id;
@@ -240,7 +253,7 @@ typedef struct RolloutRecord {
         int64_t to_version_id;           /* 0: deleted since (only once finished) */
         char *from_label, *to_label;     /* "image:tag" at creation; from_label NULL when none */
         char *strategy;                  /* expanded strategy JSON */
-        char phase[16];                  /* Progressing Paused Healthy Degraded */
+        RolloutPhase phase;
         int64_t step_index;
         usec_t step_started_at;
         int64_t canary_weight;           /* basis points */
