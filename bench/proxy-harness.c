@@ -1,9 +1,12 @@
-/* aviary's reverse proxy engine alone, for bench/proxy-vs-haproxy.sh: proxy_new() on
- * 127.0.0.1:PORT, picking round-robin (backend_pick over two ready slots) between two
- * loopback backends, on one sd-event loop (one thread) until SIGTERM or SIGINT.
- * Prints the proxy's counters to stderr on exit.
- * Usage: proxy-harness PORT BACKEND_PORT_A BACKEND_PORT_B */
+/* aviary's data plane as aviaryd runs it, for bench/proxy-vs-haproxy.sh: proxy/routing.c with
+ * THREADS proxy worker threads (proxy_threads), one service listening on 127.0.0.1:PORT whose
+ * routing table has two ready loopback backends in the stable group. The same code path as the
+ * daemon: the workers' loops, the routing table and cursors, the per-request metrics and the
+ * ejection bookkeeping (routing_apply(), the same callbacks). Runs until SIGTERM or SIGINT,
+ * then prints each worker's request count to stderr.
+ * Usage: proxy-harness PORT BACKEND_PORT_A BACKEND_PORT_B [THREADS] */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,80 +14,76 @@
 #include <string.h>
 #include <systemd/sd-event.h>
 
-#include "proxy.h"
-#include "select.h"
-
-typedef struct Harness {
-        BackendSet set;
-        struct sockaddr_in backend[2];
-} Harness;
-
-static int pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
-        Harness *h = userdata;
-        int i = backend_pick(&h->set);
-        if (i < 0)
-                return -1;
-        *ret_backend = h->backend[i];
-        *ret_group = i;
-        return 0;
-}
+#include "routing.h"
 
 int main(int argc, char **argv) {
-        Harness h = {0};
+        static RouteSpec spec;
         sd_event *e = NULL;
-        Proxy *p = NULL;
+        Routing *routing = NULL;
         char address[64];
+        unsigned threads = argc > 4 ? (unsigned) atoi(argv[4]) : 1;
         sigset_t ss;
+        json_t *view;
         int r;
 
-        if (argc != 4) {
-                fprintf(stderr, "usage: %s PORT BACKEND_PORT_A BACKEND_PORT_B\n", argv[0]);
+        if (argc < 4) {
+                fprintf(stderr, "usage: %s PORT BACKEND_PORT_A BACKEND_PORT_B [THREADS]\n", argv[0]);
                 return 2;
-        }
-        signal(SIGPIPE, SIG_IGN);
-        backend_set_init(&h.set, 2);
-        for (int i = 0; i < 2; i++) {
-                h.backend[i] = (struct sockaddr_in){
-                        .sin_family = AF_INET,
-                        .sin_port = htons((unsigned short) atoi(argv[2 + i])),
-                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                };
-                backend_set_ready(&h.set, (size_t) i, true);
         }
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
-        sigprocmask(SIG_BLOCK, &ss, NULL);
+        sigprocmask(SIG_BLOCK, &ss, NULL); /* before the workers start: they inherit it */
+        signal(SIGPIPE, SIG_IGN);
 
         r = sd_event_default(&e);
-        if (r < 0)
-                goto fail;
-        r = sd_event_add_signal(e, NULL, SIGTERM, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(e, NULL, SIGTERM, NULL, NULL);
         if (r >= 0)
                 r = sd_event_add_signal(e, NULL, SIGINT, NULL, NULL);
+        if (r >= 0)
+                r = routing_new(e, threads, NULL, &routing);
         if (r < 0)
                 goto fail;
         snprintf(address, sizeof address, "127.0.0.1:%s", argv[1]);
-        r = proxy_new(e, address, pick, NULL, &h, &p);
-        if (r < 0)
+        spec.name = "bench";
+        spec.listen = address;
+        spec.n[SPLIT_STABLE] = 2;
+        for (int i = 0; i < 2; i++) {
+                spec.backend[SPLIT_STABLE][i].addr = (struct sockaddr_in) {
+                        .sin_family = AF_INET,
+                        .sin_port = htons((unsigned short) atoi(argv[2 + i])),
+                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                };
+                snprintf(spec.backend[SPLIT_STABLE][i].id, sizeof spec.backend[0][0].id, "backend-%c", 'a' + i);
+        }
+        snprintf(spec.hc_path, sizeof spec.hc_path, "/");
+        spec.hc_interval_usec = 1000000, spec.hc_timeout_usec = 500000, spec.hc_rise = 2, spec.hc_fall = 3;
+        routing_begin(routing);
+        routing_apply(routing, &spec);
+        routing_end(routing);
+        if (!routing_port(routing, "bench")) {
+                r = -EADDRINUSE;
                 goto fail;
-        fprintf(stderr, "proxy-harness: listening on 127.0.0.1:%u\n", proxy_get_port(p));
+        }
+        fprintf(stderr, "proxy-harness: listening on %s, %u worker thread(s)\n", address, routing_threads(routing));
         r = sd_event_loop(e);
         if (r < 0)
                 goto fail;
-
-        const ProxyStats *s = proxy_get_stats(p);
-        fprintf(stderr,
-                "proxy-harness: clients %" PRIu64 ", requests %" PRIu64 ", upstream connects %" PRIu64
-                ", reuses %" PRIu64 ", retries %" PRIu64 "\n",
-                s->clients_accepted, s->requests, s->upstream_connects, s->upstream_reuses,
-                s->upstream_retries);
-        proxy_free(p);
+        view = routing_service_json(routing, "bench");
+        if (view) {
+                json_t *stable = json_object_get(json_object_get(view, "versions"), "stable");
+                fprintf(stderr, "proxy-harness: requests %" JSON_INTEGER_FORMAT ", by status %s\n",
+                        json_integer_value(json_object_get(stable, "requests")),
+                        json_dumps(json_object_get(stable, "by_status"), JSON_COMPACT));
+                json_decref(view);
+        }
+        routing_free(routing);
         sd_event_unref(e);
         return 0;
 fail:
         fprintf(stderr, "proxy-harness: %s\n", strerror(-r));
-        proxy_free(p);
+        routing_free(routing);
         sd_event_unref(e);
         return 1;
 }

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Reverse proxy throughput and latency: aviary's proxy engine (daemon/proxy, run alone by
-# bench/proxy-harness.c) against HAProxy in the same run, both single-threaded, both
-# round-robin over the same two loopback keep-alive backends (bench/backend.c). Plus wrk
-# straight at one backend, as the floor. Loopback only; every load is bounded (wrk -d).
-# Usage: bench/proxy-vs-haproxy.sh [SECONDS] [ROUNDS]   (defaults 10 and 2)
-# Needs: a build, haproxy, wrk (apt-get install -y haproxy wrk).
+# The service proxy against HAProxy, in one run, at 1 and 2 threads: aviary's data plane as
+# aviaryd runs it (bench/proxy-harness.c: proxy/routing.c with proxy_threads workers, the
+# daemon's routing tables, metrics and callbacks) and HAProxy with nbthread 1 and 2, both
+# round-robin over the same two loopback keep-alive backends (bench/backend.c), both adding the
+# same headers (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id), both
+# keeping connections alive on both sides. wrk straight at a backend is the floor.
+#
+# Rounds are interleaved (direct, aviary, haproxy, in an order that rotates), and every figure
+# is the median of the rounds: one disturbed round on a shared machine moves a mean, not a
+# median. Loopback only; every load is bounded (wrk -d).
+# Usage: bench/proxy-vs-haproxy.sh [SECONDS] [ROUNDS]   (defaults 8 and 5)
+#        BUILD=build-dp bench/proxy-vs-haproxy.sh        (another build directory)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
-secs=${1:-10}
-rounds=${2:-2}
+secs=${1:-8}
+rounds=${2:-5}
 conns=32
-for tool in haproxy wrk cc pkg-config; do
-        command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y haproxy wrk)" >&2; exit 1; }
-done
-[ -f build/daemon/libaviaryd-core.a ] || tests/setup.sh
+build=${BUILD:-build}
+if ! command -v haproxy >/dev/null || ! command -v wrk >/dev/null; then
+        apt-get install -y haproxy wrk >/dev/null
+fi
+[ -x "$build/bench/proxy-harness" ] || { meson setup "$build" >/dev/null 2>&1 || true; ninja -C "$build" >/dev/null; }
+backend=$build/bench/backend harness=$build/bench/proxy-harness
 
 work=$(mktemp -d /tmp/aviary-bench.XXXXXX)
 pids=()
@@ -24,23 +32,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---- the two helpers: from build/bench/ when meson built them, else a one-off cc ----
-if [ -x build/bench/backend ] && [ -x build/bench/proxy-harness ]; then
-        backend=build/bench/backend harness=build/bench/proxy-harness
-else
-        echo "building bench/backend.c and bench/proxy-harness.c into $work" >&2
-        cflags="-std=c17 -O2 -g -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter"
-        cc $cflags -o "$work/backend" bench/backend.c
-        # shellcheck disable=SC2046
-        cc $cflags -Ibuild -Idaemon -Idaemon/util -Idaemon/proxy -Iapi \
-                $(pkg-config --cflags libsystemd) -o "$work/proxy-harness" bench/proxy-harness.c \
-                -Wl,--start-group build/daemon/libaviaryd-core.a build/libaviary-api.a \
-                $(pkg-config --libs jansson libcrypto libmicrohttpd sqlite3 libsystemd libnl-3.0 \
-                        libnl-route-3.0 libvirt libxml-2.0) -lhttp_parser -Wl,--end-group
-        backend=$work/backend harness=$work/proxy-harness
-fi
-
-# ---- free loopback ports ----
 used=$(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u)
 ports=()
 for p in $(seq $((20000 + $$ % 20000)) 65000); do
@@ -63,14 +54,37 @@ wait_http() { # URL: up to 5 s for a 200
 wait_http "http://127.0.0.1:$pa/"
 wait_http "http://127.0.0.1:$pb/"
 
-"$harness" "$pavi" "$pa" "$pb" 2>"$work/harness.log" & aviary_pid=$!; pids+=($aviary_pid)
+to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" -> ms
+        awk -v v="$1" 'BEGIN {
+                if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 }
+                else if (v ~ /ms$/) { sub(/ms$/, "", v); print v + 0 }
+                else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000 }
+                else print v }'
+}
 
-# HAProxy, one process and one thread (our proxy runs on one sd-event loop), keep-alive on
-# both sides, connections to backends reused across clients. It adds the two headers our
-# proxy adds to every request (X-Forwarded-For and X-Request-Id), so both do the same work.
-cat >"$work/haproxy.cfg" <<CFG
+run_wrk() { # NAME URL DURATION WRK_THREADS -> appends "rps p50 p99" to $work/NAME
+        local out rps p50 p99
+        out=$(wrk -t"$4" -c"$conns" -d"$3"s --latency "$2")
+        if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+                echo "$1: errors under load:" >&2
+                echo "$out" >&2
+                exit 1
+        fi
+        rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+        printf '  %-12s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms\n' "$1" "$rps" "$p50" "$p99" >&2
+        echo "$rps $p50 $p99" >>"$work/$1"
+}
+
+median_col() { sort -g -k"$1" "$2" | awk -v c="$1" '{v[NR] = $c} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+summary=()
+for threads in 1 2; do
+        "$harness" "$pavi" "$pa" "$pb" "$threads" 2>"$work/harness-$threads.log" & aviary_pid=$!; pids+=($aviary_pid)
+        cat >"$work/haproxy.cfg" <<CFG
 global
-        nbthread 1
+        nbthread $threads
         maxconn 4096
         pidfile $work/haproxy.pid
 defaults
@@ -85,73 +99,56 @@ frontend fe
         bind 127.0.0.1:$phap
         unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid
         unique-id-header X-Request-Id
+        http-request set-header X-Forwarded-Proto http
+        http-request set-header X-Forwarded-Host %[req.hdr(host)]
         default_backend be
 backend be
         balance roundrobin
         server a 127.0.0.1:$pa
         server b 127.0.0.1:$pb
 CFG
-haproxy -c -q -f "$work/haproxy.cfg"
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & haproxy_pid=$!; pids+=($haproxy_pid)
-wait_http "http://127.0.0.1:$pavi/"
-wait_http "http://127.0.0.1:$phap/"
-
-to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" -> ms
-        awk -v v="$1" 'BEGIN {
-                if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 }
-                else if (v ~ /ms$/) { sub(/ms$/, "", v); print v + 0 }
-                else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000 }
-                else print v }'
-}
-
-run_wrk() { # NAME URL DURATION -> appends "rps p50 p99" to $work/NAME
-        local out
-        out=$(wrk -t1 -c"$conns" -d"$3"s --latency "$2")
-        if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
-                echo "$1: errors under load:" >&2
-                echo "$out" >&2
-                exit 1
-        fi
-        local rps p50 p99
-        rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-        printf '  %-10s %12.0f req/s   p50 %7.3f ms   p99 %7.3f ms\n' "$1" "$rps" "$p50" "$p99" >&2
-        echo "$rps $p50 $p99" >>"$work/$1"
-}
-
-mean_col() { awk -v c="$1" '{s += $c; n++} END {printf "%.6f", s / n}' "$2"; }
-
-echo "warm-up (2 s each, not counted)" >&2
-run_wrk warm-a "http://127.0.0.1:$pavi/" 2
-run_wrk warm-h "http://127.0.0.1:$phap/" 2
-echo "baseline: wrk straight at backend A (${secs} s)" >&2
-run_wrk direct "http://127.0.0.1:$pa/" "$secs"
-for i in $(seq "$rounds"); do
-        echo "round $i/$rounds (${secs} s each)" >&2
-        if [ $((i % 2)) -eq 1 ]; then
-                run_wrk aviary "http://127.0.0.1:$pavi/" "$secs"
-                run_wrk haproxy "http://127.0.0.1:$phap/" "$secs"
-        else
-                run_wrk haproxy "http://127.0.0.1:$phap/" "$secs"
-                run_wrk aviary "http://127.0.0.1:$pavi/" "$secs"
-        fi
+        haproxy -c -q -f "$work/haproxy.cfg"
+        haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & haproxy_pid=$!; pids+=($haproxy_pid)
+        wait_http "http://127.0.0.1:$pavi/"
+        wait_http "http://127.0.0.1:$phap/"
+        # wrk gets as many threads as the proxies: the same client on both sides.
+        echo "== $threads proxy thread(s): warm-up (2 s each, not counted)" >&2
+        run_wrk "warm-a$threads" "http://127.0.0.1:$pavi/" 2 "$threads"
+        run_wrk "warm-h$threads" "http://127.0.0.1:$phap/" 2 "$threads"
+        for i in $(seq "$rounds"); do
+                echo "round $i/$rounds (${secs} s each)" >&2
+                case $((i % 3)) in
+                1) order="direct aviary haproxy" ;;
+                2) order="aviary haproxy direct" ;;
+                0) order="haproxy direct aviary" ;;
+                esac
+                for who in $order; do
+                        case $who in
+                        direct) run_wrk "direct$threads" "http://127.0.0.1:$pa/" "$secs" "$threads" ;;
+                        aviary) run_wrk "aviary$threads" "http://127.0.0.1:$pavi/" "$secs" "$threads" ;;
+                        haproxy) run_wrk "haproxy$threads" "http://127.0.0.1:$phap/" "$secs" "$threads" ;;
+                        esac
+                done
+        done
+        aviary_rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$aviary_pid/status")
+        haproxy_rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$haproxy_pid/status")
+        kill "$aviary_pid" "$haproxy_pid"
+        wait "$aviary_pid" "$haproxy_pid" 2>/dev/null || true
+        summary+=("$threads|$aviary_rss|$haproxy_rss")
 done
 
-aviary_rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$aviary_pid/status")
-haproxy_rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$haproxy_pid/status")
-kill "$aviary_pid"; wait "$aviary_pid" || true
-
-printf 'HTTP/1.1 keep-alive proxy, GET / -> "ok\\n", wrk -t1 -c%d -d%ss --latency, %d rounds (mean), %s CPUs\n' \
-        "$conns" "$secs" "$rounds" "$(nproc)"
-echo "both proxies single-threaded (haproxy nbthread 1), round-robin over the same 2 loopback backends,"
-echo "keep-alive + upstream connection reuse on both, both add X-Forwarded-For and X-Request-Id"
-printf '%-40s %12s %10s %10s\n' "" "req/s" "p50 ms" "p99 ms"
-row() { printf '%-40s %12.0f %10.3f %10.3f\n' "$1" "$(mean_col 1 "$work/$2")" "$(mean_col 2 "$work/$2")" "$(mean_col 3 "$work/$2")"; }
-row "baseline: wrk -> backend (no proxy)" direct
-row "haproxy $(haproxy -v | awk 'NR == 1 {print $3}') (nbthread 1)" haproxy
-row "aviary proxy engine (1 sd-event loop)" aviary
-ratio() { echo "$(mean_col "$1" "$work/aviary") / $(mean_col "$1" "$work/haproxy")" | bc -l; }
-printf 'ratio aviary / haproxy: req/s %.2f, p50 %.2f, p99 %.2f\n' "$(ratio 1)" "$(ratio 2)" "$(ratio 3)"
-printf 'peak RSS: aviary harness %s, haproxy %s\n' "$aviary_rss" "$haproxy_rss"
-sed -n 's/^proxy-harness: clients/aviary counters: clients/p' "$work/harness.log"
+printf '\nHTTP/1.1 keep-alive proxy, GET / -> "ok\\n", wrk -c%d -d%ss --latency (wrk threads = proxy threads),\n' "$conns" "$secs"
+printf '%d interleaved rounds, medians; %s CPUs; haproxy %s; aviary: its data plane as aviaryd runs it\n' \
+        "$rounds" "$(nproc)" "$(haproxy -v | awk 'NR == 1 {print $3}')"
+printf '%-36s %12s %10s %10s\n' "" "req/s" "p50 ms" "p99 ms"
+row() { printf '%-36s %12.0f %10.3f %10.3f\n' "$1" "$(median_col 1 "$work/$2")" "$(median_col 2 "$work/$2")" "$(median_col 3 "$work/$2")"; }
+ratio() { echo "$(median_col "$1" "$work/aviary$2") / $(median_col "$1" "$work/haproxy$2")" | bc -l; }
+for s in "${summary[@]}"; do
+        IFS='|' read -r threads arss hrss <<<"$s"
+        row "baseline: wrk -> backend" "direct$threads"
+        row "haproxy (nbthread $threads)" "haproxy$threads"
+        row "aviary (proxy_threads $threads)" "aviary$threads"
+        printf 'ratio aviary / haproxy, %d thread(s): req/s %.2f, p50 %.2f, p99 %.2f (peak RSS %s / %s)\n' "$threads" \
+                "$(ratio 1 "$threads")" "$(ratio 2 "$threads")" "$(ratio 3 "$threads")" "$arss" "$hrss"
+done
+for threads in 1 2; do sed -n 's/^proxy-harness: requests/aviary counters ('"$threads"' thread(s)): requests/p' "$work/harness-$threads.log"; done

@@ -22,6 +22,8 @@ static const Field service_lines[] = {
         {"Restart policy", "restart_policy", FIELD_TEXT},
         {"Health check", "health_check", FIELD_MAP},
         {"Boot timeout", "boot_timeout", FIELD_TEXT},
+        {"Match", "match", FIELD_MAP},
+        {"Scale to zero", "scale_to_zero", FIELD_MAP},
         {"Generation", "generation", FIELD_TEXT},
         {"Created", "created_at", FIELD_TIME},
         {"Updated", "updated_at", FIELD_TIME},
@@ -67,6 +69,38 @@ static int service_parse(Cli *cli, json_t *body) {
                 else
                         r = cli_set_string(body, "boot_timeout", "--boot-timeout", v);
                 if (r != 0)
+                        return r;
+        }
+        /* --match-host (repeatable) and --match-path-prefix build "match"; "none" clears it. */
+        size_t cursor = 0;
+        const char *host = cli_option_next(cli, "match-host", &cursor);
+        const char *prefix = cli_option(cli, "match-path-prefix");
+        if (host && streq(host, "none")) {
+                if (json_object_set_new(body, "match", json_null()) < 0)
+                        return -ENOMEM;
+        } else if (host || prefix) {
+                json_t *match = json_object(), *hosts = json_array();
+                if (!match || !hosts || json_object_set_new(body, "match", match) < 0 ||
+                    json_object_set_new(match, "hosts", hosts) < 0)
+                        return -ENOMEM;
+                for (; host; host = cli_option_next(cli, "match-host", &cursor))
+                        if (json_array_append_new(hosts, json_string(host)) < 0)
+                                return -ENOMEM;
+                if (prefix && (r = cli_set_string(match, "path_prefix", "--match-path-prefix", prefix)) != 0)
+                        return r;
+        }
+        const char *idle = cli_option(cli, "scale-to-zero"), *wake = cli_option(cli, "wake");
+        if (wake && !idle)
+                return cli_usage("--wake goes with --scale-to-zero IDLE");
+        if (idle && streq(idle, "off")) {
+                if (json_object_set_new(body, "scale_to_zero", json_null()) < 0)
+                        return -ENOMEM;
+        } else if (idle) {
+                json_t *sleep = json_object();
+                if (!sleep || json_object_set_new(body, "scale_to_zero", sleep) < 0)
+                        return -ENOMEM;
+                if ((r = cli_set_string(sleep, "idle", "--scale-to-zero", idle)) != 0 ||
+                    (wake && (r = cli_set_string(sleep, "wake", "--wake", wake)) != 0))
                         return r;
         }
         return 0;

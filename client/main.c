@@ -41,6 +41,8 @@ const Option cli_global_options[] = {
 
 /* ---- options shared by several commands */
 
+static const char *const wake_modes[] = {"boot", "snapshot", NULL};
+
 #define SERVICE_OPTIONS(replicas_default, restart_default, listen_default, port_default, boot_default)       \
         {"image", 0, "IMAGE:VERSION", "the stable version (or IMAGE@sha256:DIGEST)", NULL,                  \
          .complete = COMPLETE_IMAGE_REF},                                                                    \
@@ -52,7 +54,17 @@ const Option cli_global_options[] = {
          restart_policies},                                                                                   \
         {"boot-timeout", 0, "DURATION",                                                                     \
          "how long a guest may take to pass its health check, e.g. 90s; \"default\": the daemon's",         \
-         boot_default}
+         boot_default},                                                                                       \
+        {"match-host", 0, "HOST",                                                                           \
+         "on a shared listener, a Host this service answers (api.example.com, *.example.com); \"none\" "   \
+         "clears the match rules",                                                                          \
+         "any host", .flags = OPTION_REPEATABLE},                                                            \
+        {"match-path-prefix", 0, "PREFIX", "on a shared listener, the path prefix this service answers (/v2/)", \
+         "any path"},                                                                                         \
+        {"scale-to-zero", 0, "IDLE", "sleep after IDLE without a request (e.g. 5m) and wake on the next; off: never", \
+         "off"},                                                                                              \
+        {"wake", 0, "HOW", "with --scale-to-zero: wake by a cold boot or from a memory snapshot", "boot",    \
+         wake_modes}
 
 #define FOLLOW_OPTIONS                                                                                      \
         {"wait", 0, NULL, "follow the rollout until it is Healthy or Degraded (exit status below)"},        \

@@ -21,6 +21,13 @@
 #define EVENT_PRUNE_BATCH 1000
 #define EVENT_PRUNE_EVERY_USEC (10 * 60 * USEC_PER_SEC)
 
+/* A change committed through the API: the controller looks at desired state soon. */
+static void manager_on_committed(void *userdata) {
+        Manager *m = userdata;
+
+        controller_kick(m->controller);
+}
+
 int manager_new(Settings *settings, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
@@ -33,7 +40,13 @@ int manager_new(Settings *settings, Manager **ret) {
         r = sd_event_default(&m->event);
         if (r < 0)
                 return r;
-        r = http_server_new(m, &m->http);
+        m->api = (ApiContext) {
+                .event = m->event,
+                .settings = &m->settings,
+                .on_committed = manager_on_committed,
+                .userdata = m,
+        };
+        r = http_server_new(&m->api, &m->http);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(m);
@@ -216,6 +229,14 @@ void manager_keep_proxy_fd(Manager *m, const char *address, int fd) {
         }
 }
 
+static int manager_take_proxy_fd_cb(void *userdata, const char *address) {
+        return manager_take_proxy_fd(userdata, address);
+}
+
+static void manager_keep_proxy_fd_cb(void *userdata, const char *address, int fd) {
+        manager_keep_proxy_fd(userdata, address, fd);
+}
+
 /* Kept service listeners no service claimed in the first pass (the service is gone, or moved). */
 static void kept_proxy_drop_unclaimed(Manager *m) {
         for (size_t i = 0; i < m->n_kept_proxy; i++)
@@ -344,10 +365,11 @@ int manager_start(Manager *m) {
         snprintf(path, sizeof path, "%s/aviary.db", m->settings.state_dir);
         r = store_open(path, &m->store);
         if (r < 0)
-                return log_error_errno(r, "Cannot open the database %s", path);
+                return log_error_errno(r, "Cannot open the database %s: %s", path, store_last_error());
+        log_info("Database %s at schema version %d.", path, store_schema_version(m->store));
         r = blobfiles_open(m->settings.state_dir, &m->blobs);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot open the blob store under %s", m->settings.state_dir);
         r = blobfiles_foreach(m->blobs, sweep_one, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot sweep the blob directory");
@@ -356,17 +378,38 @@ int manager_start(Manager *m) {
                 r = tls_load(m);
         if (r < 0)
                 return r;
+        m->api.store = m->store;
+        m->api.blobs = m->blobs;
+        m->api.token = m->token;
+        m->api.tls_cert = m->tls_cert;
+        m->api.tls_key = m->tls_key;
         /* Listeners first: a bad listen setting fails before any bridge or guest is touched.
          * No request is served before manager_run() starts the loop. */
         r = listeners_open(m);
         if (r < 0)
                 return r;
         if (m->settings.runtime) {
-                r = controller_new(m, &m->controller);
+                /* The controller gets what it works with, not the manager: the fd store as two
+                 * callbacks (routing.h). */
+                static const RoutingFdStore fds = {
+                        .take = manager_take_proxy_fd_cb,
+                        .keep = manager_keep_proxy_fd_cb,
+                };
+                RoutingFdStore mine = fds;
+                mine.userdata = m;
+                ControllerContext ctx = {
+                        .event = m->event,
+                        .store = m->store,
+                        .blobs = m->blobs,
+                        .settings = &m->settings,
+                        .fds = &mine,
+                };
+                r = controller_new(&ctx, &m->controller);
                 if (r == 0)
                         r = controller_start(m->controller);
                 if (r < 0)
                         return r;
+                m->api.controller = m->controller;
         } else
                 log_notice("runtime = off: serving the registry and API only; no guests are started.");
         kept_proxy_drop_unclaimed(m);
@@ -432,6 +475,7 @@ void manager_block_signals(void) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 }
@@ -439,7 +483,6 @@ void manager_block_signals(void) {
 int manager_run(Manager *m) {
         int r;
 
-        manager_block_signals(); /* main() did already; a no-op then */
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);

@@ -300,6 +300,12 @@ static int settings_set(Settings *c, const char *key, const char *value) {
         }
         if (streq(key, "require_if_match"))
                 return parse_bool(value, &c->require_if_match);
+        if (streq(key, "proxy_threads")) {
+                r = parse_uint(value, 0, 256, &u);
+                if (r == 0)
+                        c->proxy_threads = u;
+                return r;
+        }
         if (streq(key, "event_retention"))
                 return parse_age(value, &c->event_retention_usec);
         if (streq(key, "event_retention_count")) {
@@ -352,6 +358,7 @@ static const char *setting_expects(const char *key) {
                 { "upload_min_rate", "bytes per second from 0 to 1T, with K, M, G or T" },
                 { "connection_limit", "a whole number from 1 to 65536" },
                 { "connection_limit_per_peer", "a whole number from 0 to 65536" },
+                { "proxy_threads", "a whole number from 0 (one per CPU) to 256" },
                 { "connection_timeout", "seconds, a whole number from 1 to 86400" },
                 { "request_timeout", "seconds, a whole number from 1 to 86400" },
                 { "boot_timeout", "seconds from 1 to 86400, or a duration like 90s or 2m" },
@@ -435,7 +442,8 @@ static void usage(FILE *out) {
                 "socket_mode max_blob_size max_json_body connection_limit connection_timeout\n"
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
-                "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n");
+                "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n"
+                "proxy_threads\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

@@ -44,6 +44,7 @@ typedef struct Settings {
         bool require_if_match;           /* PATCH/DELETE without If-Match: 428 */
         uint64_t event_retention_usec;   /* audit events older than this are pruned; 0: none */
         uint64_t event_retention_count;  /* at most this many audit events are kept; 0: no limit */
+        unsigned proxy_threads;          /* service proxy worker threads; 0: one per CPU */
 } Settings;
 
 void settings_init_defaults(Settings *c);

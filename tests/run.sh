@@ -6,7 +6,10 @@
 # tests/meson.build) runs a second time on a build with AddressSanitizer and
 # UndefinedBehaviorSanitizer (build-asan/); a report fails the test that caused it, and both runs
 # count in the last line; so does the replay of the fuzz seed corpus under libFuzzer with the
-# same sanitizers (tests/fuzz/replay-asan.sh).
+# same sanitizers (tests/fuzz/replay-asan.sh), and a ThreadSanitizer build (build-tsan/) runs the
+# proxy's unit tests and the data-plane guest test (the proxy's worker threads, the libvirt worker
+# and the control loop at once), where a report fails the test (tests/tsan.supp says what in
+# uninstrumented libvirt and GLib is not reported).
 # Usage: tests/run.sh [meson test options, e.g. --suite unit]
 set -uo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -43,6 +46,26 @@ if [ -n "${AVIARY_SANITIZE:-}" ]; then
         tests/fuzz/replay-asan.sh | tee build/fuzz-replay.tap
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         logs+=(build/fuzz-replay.tap)
+fi
+
+if [ -n "${AVIARY_SANITIZE:-}" ]; then
+        echo "==> the proxy's threads under ThreadSanitizer (build-tsan/)"
+        if [ -d build-tsan ]; then
+                meson setup --reconfigure build-tsan -Db_sanitize=thread -Db_lundef=false ${AVIARY_MESON_OPTIONS:-} >/dev/null
+        else
+                meson setup build-tsan -Db_sanitize=thread -Db_lundef=false ${AVIARY_MESON_OPTIONS:-} >/dev/null
+        fi
+        if ninja -C build-tsan >/dev/null; then
+                TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
+                AVIARY_SANITIZE=1 meson test -C build-tsan --print-errorlogs --num-processes 1 \
+                        test-proxy test-proxy-plane test-proxy-framing test-proxy-fdlimit dataplane
+                [ $? -eq 0 ] || status=1
+                logs+=(build-tsan/meson-logs/testlog.json)
+        else
+                printf 'not ok 1 - the ThreadSanitizer build (build-tsan/) compiles\n1..1\n' >build/tsan-build.tap
+                logs+=(build/tsan-build.tap)
+                status=1
+        fi
 fi
 
 python3 tests/lib/tap-summary.py "${logs[@]}"

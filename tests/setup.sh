@@ -16,7 +16,7 @@ packages=(
         python3 python3-yaml curl sqlite3 jq bc systemd openssl util-linux mandoc man-db
         clang libclang-rt-14-dev
         zsh fish
-        nodejs python3-jsonschema
+        nodejs python3-jsonschema prometheus
 )
 
 missing=()

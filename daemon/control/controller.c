@@ -12,7 +12,7 @@
 #include "bootwatch.h"
 #include "controller.h"
 #include "log.h"
-#include "manager.h"
+#include "settings.h"
 #include "net.h"
 #include "plan.h"
 #include "probe.h"
@@ -21,10 +21,15 @@
 #include "template.h"
 #include "traffic.h"
 #include "virt.h"
+#include "virt-queue.h"
+#include "virt-reaper.h"
 
 #define TICK_USEC (250 * USEC_PER_MSEC)
 #define PASS_TICKS 8                          /* a full pass every 2 s */
 #define PROBE_TIMEOUT_USEC (500 * USEC_PER_MSEC)
+/* A booting guest is probed again as soon as its last probe ended and this passed, so "ready"
+ * follows its first answer within a few ms rather than up to a tick. */
+#define PROBE_EVERY_USEC (20 * USEC_PER_MSEC)
 #define QUICK_EXIT_USEC (60 * USEC_PER_SEC)   /* dying sooner than this after ready counts toward crash-loop */
 #define CRASH_LOOP_LIMIT 3
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
@@ -33,13 +38,20 @@
 #define MAX_WINDOWS 256
 
 struct Controller {
-        Manager *m;
+        sd_event *event;
+        VirtQueue *jobs;        /* libvirt calls, on their worker thread */
+        VirtReaper *reaper;     /* the embedded driver's QEMUs are our children (NULL otherwise) */
+        Store *store;
+        BlobFiles *blobs;
+        const Settings *settings;
+        RoutingFdStore fds;
         Virt *virt;
         Traffic *traffic;
         Subnet subnet;
         KvmTrial kvm;
         char console_dir[4096];
         sd_event_source *kick, *tick;
+        sd_event_source *probe_timer; /* readiness probes of booting guests, every PROBE_EVERY_USEC */
         unsigned ticks;
         /* What is known of each booting guest beyond its row (in memory: after a restart the
          * deadline still holds, from running_at; the console baseline is unknown). */
@@ -51,7 +63,22 @@ struct Controller {
                 bool seen;                    /* still booting in this tick */
                 int64_t console_at_boot;      /* console file size at the start; -1 unknown */
                 char last_error[128];         /* the last readiness probe's failure ("" none yet) */
+                char ip[16];                  /* what its readiness probe asks ("" not yet known) */
+                unsigned port;
+                char path[257];
         } boot[MAX_PROBES];
+        bool listing;           /* a listing of the domains is on the libvirt worker */
+        bool results_tx;        /* a batch of libvirt results is one transaction (results_begin) */
+        bool virt_inline;       /* the first pass at start: libvirt calls on this thread, waited for */
+        /* Domain starts queued on the libvirt worker ("" free). */
+        struct Starting {
+                char id[64];
+                int64_t console_before;       /* console file size before the start */
+                bool kvm;                     /* started under KVM */
+                char version[320];            /* "image:tag" */
+                char ip[16];                  /* its lease (the row gets it with the boot) */
+                char kvm_failed[600];         /* its start under KVM failed: why ("" no) */
+        } starting[MAX_PROBES];
         struct {
                 int64_t rollout;              /* an active rollout's analysis window (0 free) */
                 usec_t started;               /* monotonic */
@@ -94,7 +121,7 @@ static int instance_list_add(const InstanceRecord *r, void *userdata) {
  * history the controller never acts on, however many there are. */
 static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) {
         *ret = (InstanceList) {};
-        return store_instance_list_active(c->m->store, service_id, instance_list_add, ret);
+        return store_instance_list_active(c->store, service_id, instance_list_add, ret);
 }
 
 /* ---- recording ---- */
@@ -102,7 +129,7 @@ static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) 
 /* Writes R (inserted when new, else updated) and an audit event about it (none when ACTION is
  * NULL) in one transaction. Takes DETAIL. */
 static int instance_write(Controller *c, InstanceRecord *r, bool new, const char *action, json_t *detail) {
-        Store *s = c->m->store;
+        Store *s = c->store;
         json_auto_t *owned = detail; /* taken: freed on return */
         char resource[96];
         EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = r->state,
@@ -133,7 +160,7 @@ static void set_reason(InstanceRecord *r, const char *reason) {
 }
 
 static void instance_release(Controller *c, InstanceRecord *r) {
-        int k = net_lease_release(c->m->store, r->id);
+        int k = net_lease_release(c->store, r->id);
         if (k < 0)
                 log_warning_errno(k, "Cannot release the address of %s", r->id);
         r->ip[0] = 0;
@@ -148,6 +175,25 @@ static void guest_gone(Controller *c, const char *ip) {
                 return;
         traffic_sync(c->traffic);
         traffic_backend_gone(c->traffic, ip);
+}
+
+static void on_destroyed(void *userdata, const char *tag, int r, const char *error) {
+        if (r < 0 && r != -ENOENT)
+                log_warning("Instance %s: cannot stop its guest: %s", tag, error);
+}
+
+/* Stops domain UUID of instance ID on the libvirt worker: the loop goes on meanwhile. A start
+ * queued after it (the same instance booting again, under the same domain name) runs after it. */
+static void guest_destroy(Controller *c, const char *uuid, const char *id) {
+        /* At start, before the loop runs (the first pass, before READY=1), a destroy is done
+         * when the pass is: what READY=1 promises includes the orphans being gone. */
+        if (c->virt_inline) {
+                int k = virt_domain_destroy(c->virt, uuid);
+                on_destroyed(c, id, k, virt_last_error());
+                return;
+        }
+        if (virt_queue_destroy(c->jobs, uuid, id, on_destroyed, c) < 0)
+                log_oom();
 }
 
 static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason, bool without_traffic);
@@ -166,11 +212,8 @@ static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why
                             "if the guest comes up there, KVM is marked unusable.", r->id, why);
         else
                 log_notice("Instance %s: %s; trying again under QEMU TCG.", r->id, why);
-        if (r->domain_uuid[0]) {
-                int k = virt_domain_destroy(c->virt, r->domain_uuid);
-                if (k < 0 && k != -ENOENT)
-                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
-        }
+        if (r->domain_uuid[0])
+                guest_destroy(c, r->domain_uuid, r->id);
         snprintf(reason, sizeof reason, "%s; trying again under TCG", why);
         set_reason(r, reason);
         r->domain_uuid[0] = 0;
@@ -207,7 +250,7 @@ static void instance_exit_as(Controller *c, InstanceRecord *r, const char *reaso
         r->qemu_pid = 0;
         r->stopped_at = now;
         set_reason(r, reason);
-        if (streq(r->state, "draining") || store_service_get_by_id(c->m->store, r->service_id, &sv) != 0) {
+        if (streq(r->state, "draining") || store_service_get_by_id(c->store, r->service_id, &sv) != 0) {
                 snprintf(r->state, sizeof r->state, "stopped");
                 instance_release(c, r);
         } else if (streq(sv.restart_policy, "never") || (streq(sv.restart_policy, "on-failure") && clean)) {
@@ -257,9 +300,7 @@ static void instance_paused(Controller *c, InstanceRecord *r, const char *libvir
         snprintf(why, sizeof why, "its vCPUs stopped (libvirt: %s%s%s)", libvirt_reason, qemu[0] ? "; QEMU: " : "", qemu);
         log_warning("Instance %s: %s; stopping it.", r->id, why);
         if (r->domain_uuid[0]) {
-                int k = virt_domain_destroy(c->virt, r->domain_uuid);
-                if (k < 0 && k != -ENOENT)
-                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
+                guest_destroy(c, r->domain_uuid, r->id);
                 r->domain_uuid[0] = 0;
         }
         instance_exited(c, r, why, false);
@@ -278,14 +319,10 @@ static void instance_stop(Controller *c, InstanceRecord *r, const char *reason) 
 /* Stops the guest of a draining R for good, its address released. */
 static void instance_drained(Controller *c, InstanceRecord *r, const char *how) {
         char ip[sizeof r->ip];
-        int k;
 
         snprintf(ip, sizeof ip, "%s", r->ip);
-        if (r->domain_uuid[0]) {
-                k = virt_domain_destroy(c->virt, r->domain_uuid);
-                if (k < 0 && k != -ENOENT)
-                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
-        }
+        if (r->domain_uuid[0])
+                guest_destroy(c, r->domain_uuid, r->id);
         snprintf(r->state, sizeof r->state, "stopped");
         r->stopped_at = now_realtime();
         instance_release(c, r);
@@ -343,7 +380,7 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
 
                 if (!files[i].digest[0])
                         continue;
-                k = blobfiles_path(c->m->blobs, files[i].digest, files[i].path, 4096);
+                k = blobfiles_path(c->blobs, files[i].digest, files[i].path, 4096);
                 if (k < 0) {
                         snprintf(why, size, "%s blob %s of %s:%s has no usable path in the blob store", files[i].role,
                                  files[i].digest, v->image, v->tag);
@@ -360,7 +397,7 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
                                  fd >= 0 && k == -EBADF ? "not a regular file" : strerror(-k));
                         return k;
                 }
-                if (store_blob_get(c->m->store, files[i].digest, &b) == 0 && (int64_t) st.st_size != b.size) {
+                if (store_blob_get(c->store, files[i].digest, &b) == 0 && (int64_t) st.st_size != b.size) {
                         snprintf(why, size, "%s blob %s of %s:%s has %lld bytes in the blob store, %lld recorded; "
                                  "upload it again", files[i].role, files[i].digest, v->image, v->tag,
                                  (long long) st.st_size, (long long) b.size);
@@ -373,7 +410,7 @@ static int boot_files_check(Controller *c, const VersionRecord *v, char kernel[s
 /* STATE/kvm-unusable: written when KVM was found unusable (accel = auto), so later starts use
  * TCG at once. Its first line is the reason. */
 static void kvm_marker_path(Controller *c, char out[static 4200]) {
-        snprintf(out, 4200, "%s/kvm-unusable", c->m->settings.state_dir);
+        snprintf(out, 4200, "%s/kvm-unusable", c->settings->state_dir);
 }
 
 /* true when the marker exists; its first line into REASON. */
@@ -407,7 +444,7 @@ static void host_event(Controller *c, const char *action, const char *result, js
         json_auto_t *owned = detail;
         EventRecord e = { .actor = "aviaryd", .action = action, .resource = "host", .result = result,
                           .detail_json = detail };
-        int k = store_event_append(c->m->store, &e);
+        int k = store_event_append(c->store, &e);
 
         if (k != 0)
                 log_warning_errno(k < 0 ? k : EIO, "Cannot record the event %s", action);
@@ -465,28 +502,58 @@ static int64_t console_size(Controller *c, const char *id) {
 /* The boot deadline of R's service. */
 static usec_t boot_timeout_of(Controller *c, const InstanceRecord *r) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
-        uint64_t ms = c->m->settings.boot_timeout_ms;
+        uint64_t ms = c->settings->boot_timeout_ms;
 
-        if (store_service_get_by_id(c->m->store, r->service_id, &sv) == 0 && sv.boot_timeout_ms > 0)
+        if (store_service_get_by_id(c->store, r->service_id, &sv) == 0 && sv.boot_timeout_ms > 0)
                 ms = (uint64_t) sv.boot_timeout_ms;
         return ms * USEC_PER_MSEC;
 }
 
 static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why);
 
-/* Boots R's guest: address lease, command line, domain. A failure is an exit. */
-static void instance_boot(Controller *c, InstanceRecord *r) {
+/* A domain start on the libvirt worker: what instance_started() needs once it returns. */
+static struct Starting *starting_find(Controller *c, const char *id) {
+        for (unsigned i = 0; i < MAX_PROBES; i++)
+                if (c->starting[i].id[0] && streq(c->starting[i].id, id))
+                        return &c->starting[i];
+        return NULL;
+}
+
+static bool instance_starting(Controller *c, const char *id) {
+        return starting_find(c, id) != NULL;
+}
+
+static void instance_started(void *userdata, const char *id, int k, const VirtDomainInfo *info, const char *error);
+static int instance_probe_target(Controller *c, const InstanceRecord *r, char path[static 257]);
+
+/* Boots R's guest: address lease, command line, then the domain start on the libvirt worker
+ * (instance_started() goes on when it returns). A failure is an exit. FORCE_TCG: the start
+ * under KVM just failed (KVM_FAILED says how) and this is its try under TCG. */
+static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, const char *kvm_failed) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         _cleanup_(version_record_done) VersionRecord v = {};
         _cleanup_free_ char *cmdline = NULL;
         char kernel[4096], initrd[4096], console[4096 + 80], prefix[8], netmask[16], gateway[16], version[320];
-        char why[600];
-        VirtDomainInfo info = {};
+        char why[600], name[96];
+        struct Starting *slot = NULL;
         VirtDomainSpec spec;
         int k;
 
-        if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
-            store_version_get_by_id(c->m->store, r->version_id, &v) != 0) {
+        if (instance_starting(c, r->id))
+                return;
+        /* While KVM is on trial, one start under KVM at a time: if QEMU refuses KVM, the next
+         * boots must already know (they go to TCG), as when starts ran one by one. */
+        if (!force_tcg && kvm_trial_use_kvm(&c->kvm) && kvm_trial_on_trial(&c->kvm))
+                for (unsigned i = 0; i < MAX_PROBES; i++)
+                        if (c->starting[i].id[0] && c->starting[i].kvm)
+                                return; /* the next pass boots it */
+        for (unsigned i = 0; i < MAX_PROBES && !slot; i++)
+                if (!c->starting[i].id[0])
+                        slot = &c->starting[i];
+        if (!slot)
+                return; /* as many starts queued as there are slots: the next pass boots it */
+        if (store_service_get_by_id(c->store, r->service_id, &sv) != 0 ||
+            store_version_get_by_id(c->store, r->version_id, &v) != 0) {
                 instance_exited(c, r, "its service or version cannot be read", false);
                 return;
         }
@@ -495,7 +562,7 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
                 instance_exited(c, r, why, false);
                 return;
         }
-        k = net_lease_acquire(c->m->store, &c->subnet, r->id, r->ip);
+        k = net_lease_acquire(c->store, &c->subnet, r->id, r->ip);
         if (k > 0) /* the instance went away meanwhile */
                 return;
         if (k < 0) {
@@ -515,8 +582,9 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
         }
         snprintf(console, sizeof console, "%s/%s.log", c->console_dir, r->id);
         snprintf(version, sizeof version, "%s:%s", v.image, v.tag);
+        snprintf(name, sizeof name, "aviary-%s", r->id);
         spec = (VirtDomainSpec) {
-                .name = NULL,
+                .name = name,
                 .instance = r->id,
                 .service = sv.name,
                 .version = version,
@@ -525,58 +593,97 @@ static void instance_boot(Controller *c, InstanceRecord *r) {
                 .cmdline = cmdline,
                 .memory_mib = (unsigned) v.memory_mib,
                 .vcpus = (unsigned) v.vcpus,
-                .bridge = c->m->settings.bridge,
+                .bridge = c->settings->bridge,
                 .mac = r->mac,
                 .console_path = console,
-                .kvm = kvm_trial_use_kvm(&c->kvm),
-                .kvm_cpu = c->m->settings.kvm_cpu,
+                .kvm = !force_tcg && kvm_trial_use_kvm(&c->kvm),
+                .kvm_cpu = c->settings->kvm_cpu,
         };
-        char name[96];
-        snprintf(name, sizeof name, "aviary-%s", r->id);
-        spec.name = name;
+        *slot = (struct Starting) { .console_before = console_size(c, r->id), .kvm = spec.kvm };
+        snprintf(slot->id, sizeof slot->id, "%s", r->id);
+        snprintf(slot->version, sizeof slot->version, "%s", version);
+        memcpy(slot->ip, r->ip, sizeof slot->ip);
+        snprintf(slot->kvm_failed, sizeof slot->kvm_failed, "%s", kvm_failed ? kvm_failed : "");
+        k = virt_queue_start(c->jobs, &spec, r->id, instance_started, c);
+        if (k < 0) {
+                slot->id[0] = 0;
+                log_oom();
+        }
+}
 
-        int64_t console_before = console_size(c, r->id);
-        char kvm_failed[600] = "";
-        k = virt_domain_start(c->virt, &spec, &info);
-        if (k == -EIO && spec.kvm && kvm_trial_on_trial(&c->kvm)) {
+/* The domain start of instance ID returned (on the loop again): K and INFO are
+ * virt_domain_start()'s, ERROR libvirt's words. */
+static void instance_started(void *userdata, const char *id, int k, const VirtDomainInfo *info, const char *error) {
+        Controller *c = userdata;
+        _cleanup_(instance_record_done) InstanceRecord row = {};
+        struct Starting *slot = starting_find(c, id), was;
+        InstanceRecord *r = &row;
+        char why[600], name[96];
+
+        if (!slot)
+                return;
+        was = *slot;
+        slot->id[0] = 0;
+        snprintf(name, sizeof name, "aviary-%s", id);
+        if (store_instance_get(c->store, id, r) != 0 || !streq(r->state, "pending")) {
+                /* Stopped or deleted while its domain started: not wanted any more. */
+                if (k == 0) {
+                        log_info("Instance %s: no longer wanted; stopping the guest that just started.", id);
+                        guest_destroy(c, info->uuid, id);
+                }
+                return;
+        }
+        if (k == -EIO && was.kvm && kvm_trial_on_trial(&c->kvm)) {
                 /* QEMU may abort at once on a KVM it cannot use (a CPU feature the nested
                  * hypervisor refuses): that guest gets its try under TCG now. */
                 char qemu[300] = "";
-                snprintf(why, sizeof why, "QEMU could not start the guest under KVM: %s", virt_last_error());
+                snprintf(why, sizeof why, "QEMU could not start the guest under KVM: %s", error);
                 one_line(why);
                 if (virt_domain_log_error(c->virt, name, qemu, sizeof qemu) == 0 && !strstr(why, qemu))
                         snprintf(why + strlen(why), sizeof why - strlen(why), " (QEMU: %s)", qemu);
                 if (kvm_trial_failed(&c->kvm, why))
                         log_warning("Instance %s: %s. Trying QEMU TCG (software emulation); if the guest comes up "
-                                    "there, KVM is marked unusable.", r->id, why);
-                snprintf(kvm_failed, sizeof kvm_failed, "%s", why);
-                spec.kvm = false;
-                k = virt_domain_start(c->virt, &spec, &info);
+                                    "there, KVM is marked unusable.", id, why);
+                instance_boot(c, r, true, why);
+                return;
         }
         if (k < 0) {
-                snprintf(why, sizeof why, "boot failed: %s", virt_last_error());
+                snprintf(why, sizeof why, "boot failed: %s", error && error[0] ? error : strerror(-k));
                 one_line(why);
-                log_warning("Instance %s: %s", r->id, why);
+                log_warning("Instance %s: %s", id, why);
                 instance_exited(c, r, why, false);
                 return;
         }
-        snprintf(r->accel, sizeof r->accel, "%s", spec.kvm ? "kvm" : "tcg");
+        memcpy(r->ip, was.ip, sizeof r->ip);
+        snprintf(r->accel, sizeof r->accel, "%s", was.kvm ? "kvm" : "tcg");
         snprintf(r->state, sizeof r->state, "booting");
-        snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", info.uuid);
-        r->qemu_pid = info.qemu_pid;
+        snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", info->uuid);
+        r->qemu_pid = info->qemu_pid;
         r->running_at = now_realtime();
         r->ready_at = 0;
         r->stopped_at = 0;
         r->next_start_at = 0;
         BootWatch *w = boot_watch(c, r->id, r->running_at, true);
         if (w)
-                w->console_at_boot = console_before;
-        log_info("Instance %s: booting %s at %s under %s (QEMU pid %d).", r->id, version, r->ip,
-                 spec.kvm ? "KVM" : "TCG", (int) info.qemu_pid);
+                w->console_at_boot = was.console_before;
+        log_info("Instance %s: booting %s at %s under %s (QEMU pid %d).", r->id, was.version, r->ip,
+                 was.kvm ? "KVM" : "TCG", (int) info->qemu_pid);
         instance_commit(c, r, "instance.boot",
-                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?}", "version", version, "ip", r->ip, "domain",
-                                  info.uuid, "qemu_pid", (int) info.qemu_pid, "accel", r->accel, "kvm_failed",
-                                  kvm_failed[0] ? kvm_failed : NULL));
+                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?}", "version", was.version, "ip", r->ip, "domain",
+                                  info->uuid, "qemu_pid", (int) info->qemu_pid, "accel", r->accel, "kvm_failed",
+                                  was.kvm_failed[0] ? was.kvm_failed : NULL));
+        /* Probed from now on, not from the next tick. */
+        if (w) {
+                char path[257];
+                int port = instance_probe_target(c, r, path);
+                if (port > 0) {
+                        memcpy(w->ip, r->ip, sizeof w->ip); /* both 16 bytes, NUL-terminated */
+                        w->port = (unsigned) port;
+                        snprintf(w->path, sizeof w->path, "%s", path);
+                        (void) sd_event_source_set_time_relative(c->probe_timer, PROBE_EVERY_USEC);
+                        (void) sd_event_source_set_enabled(c->probe_timer, SD_EVENT_ON);
+                }
+        }
 }
 
 /* ---- readiness ---- */
@@ -593,7 +700,7 @@ static void kvm_trial_note_ready(Controller *c, const InstanceRecord *r) {
         log_error("KVM is unusable on this host: %s. Instance %s came up under QEMU TCG (software emulation) "
                   "instead, and every guest uses TCG from now on, which is several times slower. This is kept in "
                   "%s/kvm-unusable: delete it, or set accel = kvm or tcg, to decide otherwise.",
-                  c->kvm.reason, r->id, c->m->settings.state_dir);
+                  c->kvm.reason, r->id, c->settings->state_dir);
         kvm_marker_write(c, c->kvm.reason);
         host_event(c, "host.kvm-unusable", "tcg",
                    json_pack("{s:s, s:s}", "reason", c->kvm.reason, "instance", r->id));
@@ -624,7 +731,7 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         if (!ok && w->running_at == probed)
                 snprintf(w->last_error, sizeof w->last_error, "%s", error ? error : "failed");
         /* A probe of an earlier boot (the guest was restarted meanwhile) proves nothing. */
-        if (store_instance_get(c->m->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed ||
+        if (store_instance_get(c->store, id, &r) != 0 || !streq(r.state, "booting") || r.running_at != probed ||
             !ok)
                 return;
         w->id[0] = 0; /* done watching */
@@ -645,8 +752,8 @@ static int instance_probe_target(Controller *c, const InstanceRecord *r, char pa
         _cleanup_(service_record_done) ServiceRecord sv = {};
         _cleanup_(version_record_done) VersionRecord v = {};
 
-        if (store_service_get_by_id(c->m->store, r->service_id, &sv) != 0 ||
-            store_version_get_by_id(c->m->store, r->version_id, &v) != 0)
+        if (store_service_get_by_id(c->store, r->service_id, &sv) != 0 ||
+            store_version_get_by_id(c->store, r->version_id, &v) != 0)
                 return -ENOENT;
         snprintf(path, 257, "%s", sv.hc_path);
         return (int) (sv.port ? sv.port : v.port);
@@ -661,12 +768,37 @@ static void instance_boot_timed_out(Controller *c, InstanceRecord *r, usec_t tim
         snprintf(why, sizeof why, "not healthy %s after boot: GET %s on %s:%d: %s", deadline, path, r->ip, port,
                  w && w->last_error[0] ? w->last_error : "no health check has answered yet");
         log_warning("Instance %s: %s; stopping it.", r->id, why);
-        if (r->domain_uuid[0]) {
-                int k = virt_domain_destroy(c->virt, r->domain_uuid);
-                if (k < 0 && k != -ENOENT)
-                        log_warning("Instance %s: cannot stop its guest: %s", r->id, virt_last_error());
-        }
+        if (r->domain_uuid[0])
+                guest_destroy(c, r->domain_uuid, r->id);
         instance_exit_as(c, r, why, false, "instance.boot-timeout");
+}
+
+/* Starts W's next readiness probe unless one is in flight; the probe timer runs while any is
+ * watched. */
+static void probe_start(Controller *c, BootWatch *w) {
+        if (w->probing || !w->ip[0])
+                return;
+        if (probe_http(c->event, w->id, w->ip, w->port, w->path, PROBE_TIMEOUT_USEC, on_probe, c) >= 0) {
+                w->probing = true;
+                w->probe_running_at = w->running_at;
+        }
+        (void) sd_event_source_set_enabled(c->probe_timer, SD_EVENT_ON);
+}
+
+/* Every PROBE_EVERY_USEC while guests boot: each gets its next probe as soon as the last one
+ * ended. Deadlines stay the tick's (probe_booting), which reads the rows. */
+static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Controller *c = userdata;
+        bool any = false;
+
+        for (unsigned i = 0; i < MAX_PROBES; i++)
+                if (c->boot[i].id[0] && c->boot[i].ip[0]) {
+                        any = true;
+                        probe_start(c, &c->boot[i]);
+                }
+        if (!any)
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        return sd_event_source_set_time(s, usec + PROBE_EVERY_USEC);
 }
 
 /* Readiness is the service's HTTP health check answering 2xx/3xx (probe_http); each booting
@@ -717,14 +849,17 @@ static void probe_booting(Controller *c, InstanceList *l) {
                                 break;
                         }
                 }
-                if (!r->ip[0] || !w || w->probing)
+                if (!r->ip[0] || !w)
                         continue;
-                port = instance_probe_target(c, r, path);
-                if (port > 0 &&
-                    probe_http(c->m->event, r->id, r->ip, (unsigned) port, path, PROBE_TIMEOUT_USEC, on_probe, c) >= 0) {
-                        w->probing = true;
-                        w->probe_running_at = r->running_at;
+                if (!w->ip[0]) {
+                        port = instance_probe_target(c, r, path);
+                        if (port <= 0)
+                                continue;
+                        memcpy(w->ip, r->ip, sizeof w->ip); /* both 16 bytes, NUL-terminated */
+                        w->port = (unsigned) port;
+                        snprintf(w->path, sizeof w->path, "%s", path);
                 }
+                probe_start(c, w);
         }
         /* Forget guests no longer booting; a probe in flight clears its own. */
         for (unsigned i = 0; i < MAX_PROBES; i++)
@@ -733,33 +868,6 @@ static void probe_booting(Controller *c, InstanceList *l) {
 }
 
 /* ---- the pass ---- */
-
-typedef struct DomainList {
-        VirtDomainInfo *items;
-        size_t n, allocated;
-} DomainList;
-
-static int domain_list_add(const VirtDomainInfo *d, void *userdata) {
-        DomainList *l = userdata;
-
-        if (l->n == l->allocated) {
-                size_t want = l->allocated ? l->allocated * 2 : 16;
-                VirtDomainInfo *p = realloc(l->items, want * sizeof *p);
-                if (!p)
-                        return -ENOMEM;
-                l->items = p;
-                l->allocated = want;
-        }
-        l->items[l->n++] = *d;
-        return 0;
-}
-
-static const VirtDomainInfo *domain_of(const DomainList *l, const char *instance) {
-        for (size_t i = 0; i < l->n; i++)
-                if (streq(l->items[i].instance, instance))
-                        return &l->items[i];
-        return NULL;
-}
 
 static InstanceRecord *instance_of(const InstanceList *l, const char *id) {
         for (size_t i = 0; i < l->n; i++)
@@ -772,52 +880,61 @@ static bool has_guest(const InstanceRecord *r) {
         return streq(r->state, "booting") || streq(r->state, "ready") || streq(r->state, "draining");
 }
 
-/* Domains and instances that disagree: orphans go, lost guests are exits. */
-static int pass_actual(Controller *c) {
-        DomainList domains = {};
+/* Domains and instances that disagree: orphans go, lost guests are exits. DOMAINS is what the
+ * libvirt worker listed; RUNNING[i] says whether UUIDS[i] (of an instance that holds a guest,
+ * as the rows were when the listing was asked for) runs. The rows are read again here: they may
+ * have changed while the listing ran. */
+static void pass_actual_apply(Controller *c, const VirtDomainInfo *domains, size_t n_domains, char *const *uuids,
+                              const int *running, size_t n_uuids) {
         InstanceList all = {};
-        int k;
 
-        k = virt_domain_list(c->virt, domain_list_add, &domains);
-        if (k == 0)
-                k = instances_load(c, 0, &all);
-        if (k < 0)
-                goto out;
-        for (size_t i = 0; i < domains.n; i++) {
-                const VirtDomainInfo *d = &domains.items[i];
+        if (instances_load(c, 0, &all) < 0)
+                return;
+        for (size_t i = 0; i < n_domains; i++) {
+                const VirtDomainInfo *d = &domains[i];
                 InstanceRecord *r = instance_of(&all, d->instance);
                 EventRecord e = { .actor = "aviaryd", .action = "instance.orphan-removed", .result = "stopped" };
                 char resource[96];
 
                 if (r && has_guest(r)) {
-                        if (d->qemu_pid && r->qemu_pid != d->qemu_pid) {
+                        if (d->qemu_pid && r->qemu_pid != d->qemu_pid && streq(r->domain_uuid, d->uuid)) {
                                 r->qemu_pid = d->qemu_pid;
-                                snprintf(r->domain_uuid, sizeof r->domain_uuid, "%s", d->uuid);
-                                store_instance_update(c->m->store, r);
+                                store_instance_update(c->store, r);
                         }
                         /* A pause whose event was missed (aviaryd was down, say). */
                         if (d->paused && !streq(r->state, "draining") && streq(r->domain_uuid, d->uuid))
                                 instance_paused(c, r, d->pause_reason);
                         continue;
                 }
+                /* Its start is under way, or its row moved on since the listing (a boot that
+                 * committed meanwhile): not an orphan. */
+                if (r && (instance_starting(c, r->id) || (r->domain_uuid[0] && !streq(r->domain_uuid, d->uuid))))
+                        continue;
                 log_notice("Removing domain %s: no instance of ours wants it.", d->name);
-                virt_domain_destroy(c->virt, d->uuid);
+                guest_destroy(c, d->uuid, d->instance);
                 snprintf(resource, sizeof resource, "instance/%s", d->instance);
                 e.resource = resource;
-                store_event_append(c->m->store, &e);
+                store_event_append(c->store, &e);
         }
         for (size_t i = 0; i < all.n; i++) {
                 InstanceRecord *r = &all.items[i];
-                /* Not listed: confirm by uuid first (a domain whose metadata could not be read
-                 * just now is skipped by the list, but it still runs). */
-                if (has_guest(r) && !domain_of(&domains, r->id) &&
-                    (!r->domain_uuid[0] || virt_domain_running(c->virt, r->domain_uuid) == 0))
+                bool listed = false, asked = false, gone = false;
+
+                if (!has_guest(r))
+                        continue;
+                for (size_t k = 0; k < n_domains && !listed; k++)
+                        listed = streq(domains[k].instance, r->id);
+                for (size_t k = 0; k < n_uuids && !listed && !asked; k++)
+                        if (streq(uuids[k], r->domain_uuid)) {
+                                asked = true;
+                                gone = running[k] == 0;
+                        }
+                /* Not listed: gone when libvirt confirmed it by uuid. A guest that booted after
+                 * the listing was asked for waits for the next pass. */
+                if (!listed && (gone || !r->domain_uuid[0]))
                         instance_exited(c, r, "the guest is not running", false);
         }
-out:
-        free(domains.items);
         instance_list_done(&all);
-        return k;
 }
 
 /* What SV wants from the plan, rollouts included. */
@@ -827,7 +944,7 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
         usec_t now = now_realtime(), delay;
 
         *ret = (PlanInput) { .replicas = sv->replicas, .stable_version_id = sv->stable_version_id };
-        if (store_rollout_get_latest(c->m->store, sv->id, &ro) != 0)
+        if (store_rollout_get_latest(c->store, sv->id, &ro) != 0)
                 return;
         if (rollout_strategy(&ro, &st) < 0)
                 return;
@@ -839,9 +956,9 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
                 return;
         }
         /* Finished: the losing side's guests stay a while (inspection, or a quick way back). */
-        delay = (streq(ro.phase, "Degraded") ? st.abort_scale_down_delay_ms : st.scale_down_delay_ms) * USEC_PER_MSEC;
+        delay = (ro.phase == ROLLOUT_DEGRADED ? st.abort_scale_down_delay_ms : st.scale_down_delay_ms) * USEC_PER_MSEC;
         if (ro.finished_at && now < ro.finished_at + delay)
-                ret->keep_version_id = streq(ro.phase, "Degraded") ? ro.to_version_id : ro.from_version_id;
+                ret->keep_version_id = ro.phase == ROLLOUT_DEGRADED ? ro.to_version_id : ro.from_version_id;
 }
 
 static int pass_service(const ServiceRecord *sv, void *userdata) {
@@ -937,7 +1054,7 @@ static void canary_exit_note(Controller *c, const InstanceRecord *r, const char 
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
         int i;
 
-        if (store_rollout_get_active(c->m->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
+        if (store_rollout_get_active(c->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
             (ro.canary_weight <= 0 && !without_traffic))
                 return;
         i = window_slot(c, ro.id);
@@ -977,7 +1094,7 @@ static int canary_state_one(const InstanceRecord *r, void *userdata) {
 
 /* Writes RO and the events of T (and the promotion) in one transaction. */
 static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, RolloutTransition *t) {
-        Store *s = c->m->store;
+        Store *s = c->store;
         char resource[96];
         int k;
 
@@ -992,7 +1109,7 @@ static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, R
         }
         for (size_t i = 0; k == 0 && i < t->n_events; i++) {
                 EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
-                                  .result = ro->phase, .detail_json = t->event[i].detail };
+                                  .result = rollout_phase_to_string(ro->phase), .detail_json = t->event[i].detail };
                 if (t->event[i].detail)
                         json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
                 k = store_event_append(s, &e);
@@ -1016,9 +1133,9 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         Strategy st;
         int k;
 
-        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(c->m->store, cro->service_id, &sv) != 0)
+        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(c->store, cro->service_id, &sv) != 0)
                 return 0;
-        k = store_instance_list_active(c->m->store, sv.id, canary_state_one, &cs);
+        k = store_instance_list_active(c->store, sv.id, canary_state_one, &cs);
         if (k < 0)
                 return 0;
         o.replicas = sv.replicas;
@@ -1030,7 +1147,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 traffic_canary_unhealthy(c->traffic, sv.name, cs.broken, sizeof cs.broken);
         if (!cs.broken[0]) {
                 _cleanup_(version_record_done) VersionRecord v = {};
-                if (store_version_get_by_id(c->m->store, cro->to_version_id, &v) == 0 && v.revoked)
+                if (store_version_get_by_id(c->store, cro->to_version_id, &v) == 0 && v.revoked)
                         snprintf(cs.broken, sizeof cs.broken, "the canary version %s was revoked%s%.200s", cro->to_label,
                                  v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
         }
@@ -1049,10 +1166,11 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         if (t.changed) {
                 k = rollout_commit(c, &sv, &ro, &t);
                 if (k < 0)
-                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress", (long long) ro.id, sv.name);
+                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress (%s)", (long long) ro.id,
+                                          sv.name, store_last_error());
                 for (size_t i = 0; k == 0 && i < t.n_events; i++)
                         log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
-                                 ro.phase, ro.message ? ro.message : "");
+                                 rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
                 if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
                         int w = window_slot(c, ro.id);
                         traffic_sync(c->traffic);
@@ -1071,7 +1189,7 @@ static void pass_rollouts(Controller *c) {
 
         for (int i = 0; i < MAX_WINDOWS; i++)
                 c->window[i].seen = false;
-        k = store_rollout_list_active(c->m->store, pass_rollout, c);
+        k = store_rollout_list_active(c->store, pass_rollout, c);
         if (k < 0) {
                 log_warning_errno(k, "Cannot read the rollouts in progress");
                 return;
@@ -1084,33 +1202,133 @@ static void pass_rollouts(Controller *c) {
                 }
 }
 
+/* The results of the libvirt worker handed back at once (several boots) commit together. */
+static void results_begin(void *userdata) {
+        Controller *c = userdata;
+
+        c->results_tx = store_begin(c->store) == 0;
+}
+
+static void results_end(void *userdata) {
+        Controller *c = userdata;
+
+        if (c->results_tx && store_commit(c->store) < 0)
+                log_warning("Cannot record the guests libvirt just started or stopped (%s); the next pass looks again",
+                            store_last_error());
+        c->results_tx = false;
+}
+
 static int pass_boot(Controller *c) {
         InstanceList l = {};
         usec_t now = now_realtime();
+        bool tx;
         int k = instances_load(c, 0, &l);
 
         if (k < 0)
                 return k;
+        /* The address leases of every boot of this pass in one transaction. */
+        tx = store_begin(c->store) == 0;
         for (size_t i = 0; i < l.n; i++)
                 if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
-                        instance_boot(c, &l.items[i]);
+                        instance_boot(c, &l.items[i], false, NULL);
+        if (tx && store_commit(c->store) < 0)
+                log_warning("Cannot record the address leases of this pass (%s); retrying", store_last_error());
         probe_booting(c, &l);
         pass_drain(c, &l);
         instance_list_done(&l);
         return 0;
 }
 
+/* The pass over SQLite alone: each service's plan, boots, drains, the routing tables. What
+ * libvirt runs is compared with the rows by pass_actual_apply(), when a listing comes back. */
 static int controller_pass(Controller *c) {
-        int k = pass_actual(c);
+        /* The plans' new instances, drains and their events of one pass commit together: one
+         * fsync for a service of 50 new replicas, not 50 (instance_write nests as savepoints). */
+        int k = store_begin(c->store);
 
-        if (k == 0)
-                k = store_service_list(c->m->store, NULL, 1000, pass_service, c);
+        if (k == 0) {
+                k = store_service_list(c->store, NULL, 1000, pass_service, c);
+                if (k == 0)
+                        k = store_commit(c->store);
+                else
+                        store_rollback(c->store);
+        }
+
         if (k == 0)
                 k = pass_boot(c);
         traffic_sync(c->traffic);
         if (k < 0)
-                log_warning_errno(k, "Reconcile pass failed; retrying");
+                log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
         return k;
+}
+
+/* The uuids of the domains of instances that hold a guest: a listing says for each whether
+ * libvirt still runs it. */
+static int guest_uuids(Controller *c, char ***ret, size_t *ret_n) {
+        InstanceList all = {};
+        char **uuids;
+        size_t n = 0;
+        int k = instances_load(c, 0, &all);
+
+        if (k < 0)
+                return k;
+        uuids = calloc(all.n + 1, sizeof *uuids);
+        for (size_t i = 0; uuids && i < all.n; i++)
+                if (has_guest(&all.items[i]) && all.items[i].domain_uuid[0])
+                        if (!(uuids[n++] = strdup(all.items[i].domain_uuid)))
+                                n--;
+        instance_list_done(&all);
+        if (!uuids)
+                return -ENOMEM;
+        *ret = uuids;
+        *ret_n = n;
+        return 0;
+}
+
+static void strv_free_n(char **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static void on_first_listing(void *userdata, int k, const VirtDomainInfo *domains, size_t n_domains,
+                             char *const *uuids, const int *running, size_t n_uuids) {
+        Controller *c = userdata;
+
+        if (k < 0)
+                log_warning_errno(k, "Cannot list the running guests at start; the next pass tries again");
+        else
+                pass_actual_apply(c, domains, n_domains, uuids, running, n_uuids);
+}
+
+static void on_listed(void *userdata, int k, const VirtDomainInfo *domains, size_t n_domains, char *const *uuids,
+                      const int *running, size_t n_uuids) {
+        Controller *c = userdata;
+
+        c->listing = false;
+        if (k < 0)
+                log_warning_errno(k, "Cannot list the running guests; retrying at the next pass");
+        else
+                pass_actual_apply(c, domains, n_domains, uuids, running, n_uuids);
+        controller_pass(c);
+}
+
+/* The full pass: a listing of the domains on the libvirt worker, then (in on_listed) the
+ * comparison with the rows and the pass over SQLite. One listing at a time. */
+static void controller_full_pass(Controller *c) {
+        char **uuids = NULL;
+        size_t n = 0;
+
+        if (c->listing)
+                return;
+        if (guest_uuids(c, &uuids, &n) < 0 || virt_queue_list(c->jobs, uuids, n, on_listed, c) < 0) {
+                log_warning("Cannot ask libvirt for the running guests; retrying at the next pass");
+                strv_free_n(uuids, n);
+                controller_pass(c);
+                return;
+        }
+        strv_free_n(uuids, n);
+        c->listing = true;
 }
 
 static int on_kick(sd_event_source *s, void *userdata) {
@@ -1128,11 +1346,12 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         pass_rollouts(c);
         traffic_health_tick(c->traffic);
         if (++c->ticks % PASS_TICKS == 0)
-                controller_pass(c);
+                controller_full_pass(c);
         else if (instances_load(c, 0, &l) == 0) {
                 usec_t now = now_realtime();
                 for (size_t i = 0; i < l.n; i++)
-                        if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now) {
+                        if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now &&
+                            !instance_starting(c, l.items[i].id)) {
                                 controller_kick(c);
                                 break;
                         }
@@ -1156,7 +1375,7 @@ static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtE
         _cleanup_(instance_record_done) InstanceRecord r = {};
         char why[128];
 
-        if (kind == VIRT_EVENT_STARTED || store_instance_get(c->m->store, instance, &r) != 0)
+        if (kind == VIRT_EVENT_STARTED || store_instance_get(c->store, instance, &r) != 0)
                 return;
         /* Only the instance's current domain counts: the stop of a guest we replaced (restart)
          * may arrive after the new one booted. */
@@ -1175,7 +1394,7 @@ json_t *controller_accel_json(Controller *c) {
         if (!c)
                 return json_pack("{s:n, s:n, s:n}", "accel", "kvm", "kvm_unusable");
         return json_pack("{s:s, s:s, s:s, s:s?}", "accel", kvm_trial_use_kvm(&c->kvm) ? "kvm" : "tcg", "accel_setting",
-                         c->m->settings.accel, "kvm",
+                         c->settings->accel, "kvm",
                          c->kvm.setting == ACCEL_TCG ? "off" : !c->kvm.device ? "absent" : kvm_state_to_string(c->kvm.state),
                          "kvm_unusable", c->kvm.state == KVM_UNUSABLE ? c->kvm.reason : NULL);
 }
@@ -1188,7 +1407,7 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         _cleanup_(instance_record_done) InstanceRecord r = {};
         _cleanup_(version_record_done) VersionRecord v = {};
         char kernel[4096], initrd[4096], why[600], ip[sizeof r.ip];
-        int k = store_instance_get(c->m->store, id, &r);
+        int k = store_instance_get(c->store, id, &r);
 
         if (k > 0)
                 return api_error_set(e, AVIARY_E_INSTANCE_NOT_FOUND, "instance '%s' not found", id);
@@ -1198,17 +1417,15 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
                 return api_error_set(e, AVIARY_E_INSTANCE_STOPPED,
                                      "instance '%s' is %s; its service starts new instances as needed", id, r.state);
         /* A guest that could not boot again stays as it is: the caller learns why at once. */
-        k = store_version_get_by_id(c->m->store, r.version_id, &v);
+        k = store_version_get_by_id(c->store, r.version_id, &v);
         if (k < 0)
                 return k;
         if (k == 0 && boot_files_check(c, &v, kernel, initrd, why, sizeof why) < 0)
                 return api_error_set(e, AVIARY_E_RUNTIME, "cannot restart %s: %s", id, why);
         snprintf(ip, sizeof ip, "%s", r.ip);
-        if (r.domain_uuid[0]) {
-                k = virt_domain_destroy(c->virt, r.domain_uuid);
-                if (k < 0 && k != -ENOENT)
-                        return api_error_set(e, AVIARY_E_RUNTIME, "cannot stop the guest of %s: %s", id, virt_last_error());
-        }
+        /* The old guest stops on the libvirt worker, before the new one starts there. */
+        if (r.domain_uuid[0])
+                guest_destroy(c, r.domain_uuid, r.id);
         r.domain_uuid[0] = 0;
         r.qemu_pid = 0;
         r.restarts = 0;
@@ -1226,12 +1443,17 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
 
 /* ---- setup ---- */
 
-int controller_new(Manager *m, Controller **ret) {
+int controller_new(const ControllerContext *ctx, Controller **ret) {
         Controller *c = calloc(1, sizeof *c);
 
         if (!c)
                 return -ENOMEM;
-        c->m = m;
+        c->event = ctx->event;
+        c->store = ctx->store;
+        c->blobs = ctx->blobs;
+        c->settings = ctx->settings;
+        if (ctx->fds)
+                c->fds = *ctx->fds;
         *ret = c;
         return 0;
 }
@@ -1241,14 +1463,17 @@ Controller *controller_free(Controller *c) {
                 return NULL;
         sd_event_source_disable_unref(c->kick);
         sd_event_source_disable_unref(c->tick);
+        sd_event_source_disable_unref(c->probe_timer);
         traffic_free(c->traffic);
+        virt_queue_free(c->jobs); /* waits for the libvirt call that runs, if any */
+        virt_reaper_free(c->reaper);
         virt_close(c->virt);
         free(c);
         return NULL;
 }
 
 int controller_start(Controller *c) {
-        const Settings *set = &c->m->settings;
+        const Settings *set = c->settings;
         int k;
 
         k = subnet_parse(set->subnet, &c->subnet);
@@ -1260,7 +1485,7 @@ int controller_start(Controller *c) {
         k = net_bridge_ensure(set->bridge, &c->subnet, set->bridge_create);
         if (k < 0)
                 return k;
-        k = virt_event_loop_attach(c->m->event);
+        k = virt_event_loop_attach(c->event);
         if (k < 0)
                 return log_error_errno(k, "Cannot attach libvirt to the event loop");
         k = virt_open(set->libvirt_uri, on_virt_event, c, &c->virt);
@@ -1284,18 +1509,50 @@ int controller_start(Controller *c) {
                          : kvm_trial_use_kvm(&c->kvm) ? "KVM" : "QEMU TCG (software emulation)",
                  set->bridge, set->subnet, (unsigned long long) (set->boot_timeout_ms / 1000));
 
-        k = traffic_new(c->m, &c->traffic);
+        k = traffic_new(c->store, c->event, set->proxy_threads, &c->fds, &c->traffic);
         if (k < 0)
                 return k;
-        k = sd_event_add_defer(c->m->event, &c->kick, on_kick, c);
+        k = sd_event_add_defer(c->event, &c->kick, on_kick, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->kick, SD_EVENT_OFF);
+        /* Accuracy 1 ms: sd-event's default (250 ms) would let a tick slip by a whole tick. */
         if (k >= 0)
-                k = sd_event_add_time_relative(c->m->event, &c->tick, CLOCK_MONOTONIC, TICK_USEC, 0, on_tick, c);
+                k = sd_event_add_time_relative(c->event, &c->tick, CLOCK_MONOTONIC, TICK_USEC, USEC_PER_MSEC, on_tick, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->tick, SD_EVENT_ON);
+        if (k >= 0)
+                k = sd_event_add_time_relative(c->event, &c->probe_timer, CLOCK_MONOTONIC, PROBE_EVERY_USEC, USEC_PER_MSEC,
+                                               on_probe_timer, c);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->probe_timer, SD_EVENT_OFF);
         if (k < 0)
                 return k;
-        /* The first pass adopts running guests and replaces lost ones before READY=1. */
+        /* The embedded driver's QEMUs run in this process's tree: reap them at once when they
+         * exit, so a destroy does not wait for PID 1 to (virt-reaper.h). */
+        if (strncmp(set->libvirt_uri, "qemu:///embed", 13) == 0) {
+                k = virt_reaper_new(&c->reaper);
+                if (k < 0)
+                        log_warning_errno(k, "Cannot become the subreaper of the guests' QEMUs; destroys wait for PID 1");
+        }
+        k = virt_queue_new(c->virt, c->event, &c->jobs);
+        if (k < 0)
+                return log_error_errno(k, "Cannot start the libvirt worker thread");
+        virt_queue_set_batch(c->jobs, results_begin, results_end, c);
+        /* libvirt probes QEMU's capabilities at the first domain start (4 s on these hosts):
+         * now, on the worker, while nothing waits for it. */
+        (void) virt_queue_warm(c->jobs, kvm_trial_use_kvm(&c->kvm));
+        /* The first pass adopts running guests and replaces lost ones before READY=1. The loop
+         * does not run yet, so its listing runs here, on this thread. */
+        {
+                char **uuids = NULL;
+                size_t n = 0;
+                k = guest_uuids(c, &uuids, &n);
+                if (k < 0)
+                        return log_error_errno(k, "Cannot read the instances");
+                c->virt_inline = true;
+                virt_list_now(c->virt, uuids, n, on_first_listing, c);
+                c->virt_inline = false;
+                strv_free_n(uuids, n);
+        }
         return controller_pass(c);
 }

@@ -5,12 +5,28 @@
 
 #include <jansson.h>
 
-#include "apierror.h"
+#include <systemd/sd-event.h>
 
-typedef struct Manager Manager;
+#include "apierror.h"
+#include "blobfiles.h"
+#include "proxy/routing.h"
+#include "store.h"
+
+typedef struct Settings Settings;
 typedef struct Controller Controller;
 
-int controller_new(Manager *m, Controller **ret);
+/* What the controller works with, lent by its owner (the manager) for the controller's life:
+ * the control loop, the store, the blob files, the settings, and systemd's fd store for the
+ * service listeners (FDS may be NULL: listeners close with the process). */
+typedef struct ControllerContext {
+        sd_event *event;
+        Store *store;
+        BlobFiles *blobs;
+        const Settings *settings;
+        const RoutingFdStore *fds;
+} ControllerContext;
+
+int controller_new(const ControllerContext *ctx, Controller **ret);
 Controller *controller_free(Controller *c);
 
 /* Connects to libvirt, prepares the bridge, adopts running guests and runs the first pass.

@@ -26,7 +26,7 @@ static void set_message(RolloutRecord *r, RolloutTransition *t, const char *fmt,
         }
 }
 
-static void set_phase(RolloutRecord *r, RolloutTransition *t, const char *phase);
+static void set_phase(RolloutRecord *r, RolloutTransition *t, RolloutPhase phase);
 
 /* ---- analysis counters ---- */
 
@@ -129,7 +129,7 @@ static void transition(RolloutTransition *t, const char *action, json_t *detail)
 }
 
 void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
-        set_phase(r, NULL, "Degraded");
+        set_phase(r, NULL, ROLLOUT_DEGRADED);
         r->canary_weight = 0;
         r->paused = false;
         r->pause_until = 0;
@@ -238,9 +238,9 @@ static bool count_window(RolloutRecord *r, const Strategy *s, RolloutAnalysis *a
         return false;
 }
 
-static void set_phase(RolloutRecord *r, RolloutTransition *t, const char *phase) {
-        if (!streq(r->phase, phase)) {
-                snprintf(r->phase, sizeof r->phase, "%s", phase);
+static void set_phase(RolloutRecord *r, RolloutTransition *t, RolloutPhase phase) {
+        if (r->phase != phase) {
+                r->phase = phase;
                 if (t)
                         t->changed = true;
         }
@@ -272,7 +272,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                 /* No steps, no analysis: it is done when it serves. */
                 unsigned want = o->replicas > 0 ? (unsigned) o->replicas : 0;
                 if (o->canary_ready >= want) {
-                        set_phase(r, t, "Healthy");
+                        set_phase(r, t, ROLLOUT_HEALTHY);
                         r->finished_at = now;
                         r->canary_weight = 10000;
                         set_message(r, t, "first deploy: %u of %u guests ready; %s is the stable version",
@@ -281,7 +281,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                                                    "ready", (json_int_t) o->canary_ready));
                         goto out;
                 }
-                set_phase(r, t, "Progressing");
+                set_phase(r, t, ROLLOUT_PROGRESSING);
                 set_message(r, t, "first deploy: waiting for guests (%u of %u ready)", o->canary_ready, want);
                 if (past_deadline(r, s, now))
                         abort_with(r, t, now, "deadline", NULL,
@@ -292,7 +292,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
         if (o->window && count_window(r, s, &a, o->window, t, now))
                 goto out;
         if (r->paused) {
-                set_phase(r, t, "Paused");
+                set_phase(r, t, ROLLOUT_PAUSED);
                 set_message(r, t, "paused by an operator with the canary at %s; resume to continue",
                             percent((unsigned) r->canary_weight, pct));
                 goto out;
@@ -304,7 +304,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
 
                 if (!step) {
                         if (s->analysis.enabled && !a.passed_since_weight && !a.promote_full) {
-                                set_phase(r, t, "Progressing");
+                                set_phase(r, t, ROLLOUT_PROGRESSING);
                                 set_message(r, t,
                                             "all steps done with the canary at %s; waiting for a passing analysis window "
                                             "(at least %llu canary requests in %llu ms)",
@@ -317,7 +317,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                                    deadline);
                                 goto out;
                         }
-                        set_phase(r, t, "Healthy");
+                        set_phase(r, t, ROLLOUT_HEALTHY);
                         r->finished_at = now;
                         r->canary_weight = 10000;
                         r->pause_until = 0;
@@ -331,7 +331,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                 case STEP_SET_WEIGHT:
                         want = rollout_canary_replicas(r, s, o->replicas, step->weight_bp);
                         if (step->weight_bp > 0 && o->canary_ready < want) {
-                                set_phase(r, t, "Progressing");
+                                set_phase(r, t, ROLLOUT_PROGRESSING);
                                 set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before %s",
                                             i + 1, n, o->canary_ready, want, percent(step->weight_bp, pct));
                                 if (past_deadline(r, s, now))
@@ -345,7 +345,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                 a.consecutive_successes = 0;
                         }
                         r->canary_weight = step->weight_bp;
-                        set_phase(r, t, "Progressing");
+                        set_phase(r, t, ROLLOUT_PROGRESSING);
                         advance(r, now);
                         set_message(r, t, "step %zu/%zu: canary at %s", i + 1, n, percent(step->weight_bp, pct));
                         transition(t, "rollout.step",
@@ -353,10 +353,10 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         continue;
                 case STEP_PAUSE:
                         if (step->pause_ms == 0) {
-                                if (!streq(r->phase, "Paused") || r->pause_until)
+                                if (r->phase != ROLLOUT_PAUSED || r->pause_until)
                                         transition(t, "rollout.pause",
                                                    json_pack("{s:I, s:s}", "step", (json_int_t) i, "reason", "pause step: until promoted"));
-                                set_phase(r, t, "Paused");
+                                set_phase(r, t, ROLLOUT_PAUSED);
                                 set_message(r, t, "step %zu/%zu: paused with the canary at %s until promoted", i + 1, n,
                                             percent((unsigned) r->canary_weight, pct));
                                 goto out;
@@ -370,13 +370,13 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                 t->changed = true;
                                 continue;
                         }
-                        set_phase(r, t, "Paused");
+                        set_phase(r, t, ROLLOUT_PAUSED);
                         format_rfc3339(r->pause_until, until);
                         set_message(r, t, "step %zu/%zu: canary at %s; pause until %s", i + 1, n,
                                     percent((unsigned) r->canary_weight, pct), until);
                         goto out;
                 case STEP_ANALYSIS:
-                        set_phase(r, t, "Progressing");
+                        set_phase(r, t, ROLLOUT_PROGRESSING);
                         if (a.step_passes >= step->analysis.consecutive_success_limit) {
                                 a.step_passes = 0;
                                 advance(r, now);
@@ -401,17 +401,81 @@ out:
         rollout_analysis_done(&a);
 }
 
-int rollout_action(RolloutRecord *r, const Strategy *s, const char *action, bool full, const char *actor, usec_t now,
+static const char *const rollout_action_names[_ROLLOUT_ACTION_MAX] = {
+        [ROLLOUT_ACTION_PROMOTE] = "promote",
+        [ROLLOUT_ACTION_PAUSE] = "pause",
+        [ROLLOUT_ACTION_RESUME] = "resume",
+        [ROLLOUT_ACTION_ABORT] = "abort",
+        [ROLLOUT_ACTION_RETRY] = "retry",
+};
+
+const char *rollout_action_to_string(RolloutAction a) {
+        return a >= 0 && a < _ROLLOUT_ACTION_MAX ? rollout_action_names[a] : NULL;
+}
+
+RolloutAction rollout_action_from_string(const char *s) {
+        for (int i = 0; s && i < _ROLLOUT_ACTION_MAX; i++)
+                if (streq(s, rollout_action_names[i]))
+                        return (RolloutAction) i;
+        return _ROLLOUT_ACTION_INVALID;
+}
+
+int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *superseded, ApiError *e) {
+        char why[512];
+        RolloutRecord ro;
+
+        if (in->to_version_id == in->stable_version_id)
+                return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "%s is already the stable version of '%s'", in->to_label,
+                                     in->service);
+        if (superseded && rollout_is_active(superseded)) {
+                snprintf(why, sizeof why, "superseded by a new rollout to %s", in->to_label);
+                rollout_abort(superseded, why, in->now);
+        }
+        ro = (RolloutRecord) {
+                .service_id = in->service_id,
+                .from_version_id = in->stable_version_id,
+                .to_version_id = in->to_version_id,
+                .from_label = in->from_label ? strdup(in->from_label) : NULL,
+                .to_label = strdup(in->to_label),
+                .strategy = strdup(in->strategy_text),
+                .salt = (int64_t) (in->salt >> 1),
+                .phase = ROLLOUT_PROGRESSING,
+        };
+        if (!in->stable_version_id) {
+                /* The first deploy has nothing to compare with: its version is stable at once, and
+                 * the rollout is Healthy when it serves (rollout_evaluate). */
+                ro.canary_weight = 10000;
+                ro.step_index = (int64_t) in->n_steps;
+                ro.step_started_at = in->now;
+                if (in->runtime)
+                        ro.message = strdup("first deploy: waiting for guests");
+                else {
+                        /* runtime = off: no guest will ever run, so there is nothing to wait for. */
+                        ro.phase = ROLLOUT_HEALTHY;
+                        ro.finished_at = in->now;
+                        ro.message = strdup("first deploy: all at once (runtime off: no guests run)");
+                }
+        } else
+                ro.message = strdup("starting");
+        if (!ro.to_label || !ro.strategy || !ro.message || (in->from_label && !ro.from_label)) {
+                rollout_record_done(&ro);
+                return -ENOMEM;
+        }
+        *ret = ro;
+        return 0;
+}
+
+int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bool full, const char *actor, usec_t now,
                    ApiError *e) {
         RolloutAnalysis a;
         char why[256];
 
-        if (streq(action, "retry")) {
-                if (!streq(r->phase, "Degraded"))
+        if (action == ROLLOUT_ACTION_RETRY) {
+                if (r->phase != ROLLOUT_DEGRADED)
                         return api_error_set(e, AVIARY_E_ROLLOUT_STATE,
                                              "rollout %lld is %s: only a Degraded rollout can be retried", (long long) r->id,
-                                             r->phase);
-                set_phase(r, NULL, "Progressing");
+                                             rollout_phase_to_string(r->phase));
+                set_phase(r, NULL, ROLLOUT_PROGRESSING);
                 r->step_index = 0;
                 r->step_started_at = now;
                 r->canary_weight = 0;
@@ -426,35 +490,35 @@ int rollout_action(RolloutRecord *r, const Strategy *s, const char *action, bool
         }
         if (!rollout_is_active(r))
                 return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "rollout %lld is %s: it has finished", (long long) r->id,
-                                     r->phase);
-        if (streq(action, "abort")) {
+                                     rollout_phase_to_string(r->phase));
+        if (action == ROLLOUT_ACTION_ABORT) {
                 snprintf(why, sizeof why, "aborted by %s", actor);
                 rollout_abort(r, why, now);
                 return 0;
         }
-        if (streq(action, "pause")) {
+        if (action == ROLLOUT_ACTION_PAUSE) {
                 if (r->paused)
                         return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "rollout %lld is already paused", (long long) r->id);
                 r->paused = true;
-                set_phase(r, NULL, "Paused");
+                set_phase(r, NULL, ROLLOUT_PAUSED);
                 snprintf(why, sizeof why, "paused by %s", actor);
                 set_text(&r->message, why);
                 return 0;
         }
-        if (streq(action, "resume")) {
+        if (action == ROLLOUT_ACTION_RESUME) {
                 if (!r->paused)
                         return api_error_set(e, AVIARY_E_ROLLOUT_STATE,
                                              "rollout %lld was not paused by the pause action (a pause step ends with promote)",
                                              (long long) r->id);
                 r->paused = false;
-                set_phase(r, NULL, "Progressing");
+                set_phase(r, NULL, ROLLOUT_PROGRESSING);
                 snprintf(why, sizeof why, "resumed by %s", actor);
                 set_text(&r->message, why);
                 return 0;
         }
-        if (streq(action, "promote")) {
+        if (action == ROLLOUT_ACTION_PROMOTE) {
                 r->paused = false;
-                set_phase(r, NULL, "Progressing");
+                set_phase(r, NULL, ROLLOUT_PROGRESSING);
                 if (full || (size_t) r->step_index >= s->n_steps) {
                         rollout_analysis_load(r, &a);
                         a.promote_full = true;
@@ -469,7 +533,7 @@ int rollout_action(RolloutRecord *r, const Strategy *s, const char *action, bool
                 set_text(&r->message, why);
                 return 0;
         }
-        return api_error_set(e, AVIARY_E_NOT_FOUND, "unknown rollout action '%s'", action);
+        return api_error_set(e, AVIARY_E_NOT_FOUND, "unknown rollout action %d", (int) action);
 }
 
 json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_ready, int canary_wanted) {
@@ -493,7 +557,7 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:s?, "
                          "s:O?, s:s, s:s, s:s?}",
                          "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label, "phase",
-                         r->phase, "message", r->message ? r->message : "", "currentStepIndex", (json_int_t) r->step_index,
+                         rollout_phase_to_string(r->phase), "message", r->message ? r->message : "", "currentStepIndex", (json_int_t) r->step_index,
                          "currentStep", json_array_get(steps, (size_t) r->step_index), "steps", steps, "paused", r->paused,
                          "pausedUntil", r->pause_until ? until : NULL, "weights", weights_json(r), "canary", "ready",
                          canary_ready >= 0 ? json_integer(canary_ready) : json_null(), "replicas",

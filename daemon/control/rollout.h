@@ -73,10 +73,45 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
 /* Aborts R (active): weight 0, Degraded, REASON recorded. */
 void rollout_abort(RolloutRecord *r, const char *reason, usec_t now);
 
-/* The API's actions. Return 0, or AVIARY_E_ROLLOUT_STATE with E filled when the action does not
- * fit the phase. "retry" only checks the phase; the caller checks the service still fits. */
-int rollout_action(RolloutRecord *r, const Strategy *s, const char *action, bool full, const char *actor, usec_t now,
+/* The API's actions on a rollout: one enum, one string table (the strings are the routes'). */
+typedef enum RolloutAction {
+        ROLLOUT_ACTION_PROMOTE,
+        ROLLOUT_ACTION_PAUSE,
+        ROLLOUT_ACTION_RESUME,
+        ROLLOUT_ACTION_ABORT,
+        ROLLOUT_ACTION_RETRY,
+        _ROLLOUT_ACTION_MAX,
+        _ROLLOUT_ACTION_INVALID = -1,
+} RolloutAction;
+
+const char *rollout_action_to_string(RolloutAction a);
+RolloutAction rollout_action_from_string(const char *s);
+
+/* Return 0, or AVIARY_E_ROLLOUT_STATE with E filled when ACTION does not fit the phase. Retry only
+ * checks the phase; the caller checks the service still fits. */
+int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bool full, const char *actor, usec_t now,
                    ApiError *e);
+
+/* What starting a rollout needs to know; all borrowed. */
+typedef struct RolloutStart {
+        int64_t service_id;
+        const char *service;
+        int64_t stable_version_id;   /* 0: none, a first deploy */
+        const char *from_label;      /* the stable version's IMAGE:TAG, NULL when none */
+        int64_t to_version_id;
+        const char *to_label;
+        const char *strategy_text;   /* the expanded strategy (strategy_to_json) */
+        size_t n_steps;
+        uint64_t salt;               /* random, for stickiness */
+        bool runtime;                /* guests run: a first deploy waits for them */
+        usec_t now;
+} RolloutStart;
+
+/* Starting a rollout, as a pure function: the new row in *RET (to insert), and SUPERSEDED (the
+ * service's active rollout, or NULL) aborted in place when there is one: the caller writes both
+ * and their events. AVIARY_E_ROLLOUT_STATE when the version is already stable. A first deploy's
+ * version must also be made the service's stable one by the caller. */
+int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *superseded, ApiError *e);
 
 /* The rollout as the API shows it. Takes nothing; new reference. CANARY_READY/-WANTED may be -1
  * when unknown. */

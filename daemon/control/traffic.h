@@ -1,14 +1,21 @@
-/* Per-service HTTP proxies and their routing table (ready guests by version group). */
+/* Traffic: turns what SQLite says about each service (its listener, its ready guests by version
+ * group, its rollout's weight and stickiness, its health check) into a RouteSpec for
+ * proxy/routing.c, which owns the routing state and the data plane. The controller calls
+ * traffic_sync() after every change it makes. */
 #pragma once
 
 #include <jansson.h>
+#include <systemd/sd-event.h>
 
 #include "proxy/metrics.h"
+#include "proxy/routing.h"
+#include "store.h"
 
-typedef struct Manager Manager;
 typedef struct Traffic Traffic;
 
-int traffic_new(Manager *m, Traffic **ret);
+/* THREADS proxy worker threads (0: one per CPU) serving from loop E's control side; FDS are the
+ * fd-store operations (may be NULL). STORE is read at every sync; the caller keeps it open. */
+int traffic_new(Store *store, sd_event *e, unsigned threads, const RoutingFdStore *fds, Traffic **ret);
 Traffic *traffic_free(Traffic *t);
 /* Matches listeners and backends to SQLite: every service with a listen address gets a proxy to
  * its ready guests. Cheap; called after every change the controller makes. */
@@ -16,16 +23,15 @@ void traffic_sync(Traffic *t);
 /* Analysis windows: *RET (may be NULL) gets the service's counters since the last call, and a
  * new window starts. -ENOENT when the service has no running proxy (nothing can be measured). */
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret);
-/* Active health checks: probes each guest in the tables whose interval passed (the service's
- * health_check: GET path, timeout, rise, fall); a guest failing FALL in a row gets no traffic
- * until it passes RISE. Called by the controller's tick. */
+/* Active health checks and ejection expiry (routing_health_tick). Called by the controller's tick. */
 void traffic_health_tick(Traffic *t);
 /* 1 with WHY filled when SERVICE has canary guests and all of them fail their active health
  * checks (passive ejection never takes a group's last guest); 0 otherwise. */
 int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size);
-/* Requests in flight to guest IP, over every service's proxy (draining waits for 0). */
+/* Requests in flight to guest IP, over every worker (draining waits for 0): the last complete
+ * answer of the workers, UINT_MAX while none is in (routing_inflight). */
 unsigned traffic_inflight(Traffic *t, const char *ip);
-/* The guest at IP is gone (it died, or was destroyed): every proxy drops its connections to it
+/* The guest at IP is gone (it died, or was destroyed): every worker drops its connections to it
  * and sends the idempotent requests waiting on it elsewhere (proxy_backend_down). Call it after
  * traffic_sync() took the guest out of the tables. */
 void traffic_backend_gone(Traffic *t, const char *ip);

@@ -5,7 +5,8 @@
 #include "blobfiles.h"
 #include "handlers.h"
 #include "log.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 
 static json_t *blob_to_json(const BlobRecord *b) {
         return json_pack("{s:s, s:I, s:o}", "digest", b->digest, "size", (json_int_t) b->size, "created_at",
@@ -34,7 +35,7 @@ int blob_list(Request *r) {
 
         k = request_page(r, &limit, &after);
         if (k == 0)
-                k = store_blob_list(r->manager->store, after, limit, blob_list_one, items);
+                k = store_blob_list(r->ctx->store, after, limit, blob_list_one, items);
         return reply_page(r, k, items, limit, "digest");
 }
 
@@ -45,12 +46,12 @@ int blob_get(Request *r) {
 
         if (k != 0)
                 return k;
-        k = store_blob_get(r->manager->store, digest, &b);
+        k = store_blob_get(r->ctx->store, digest, &b);
         if (k > 0)
                 return reply_error(r, AVIARY_E_BLOB_NOT_FOUND, "blob %s not found", digest);
         if (k < 0)
                 return k;
-        k = blobfiles_open_read(r->manager->blobs, digest, &r->reply_fd, &r->reply_fd_size);
+        k = blobfiles_open_read(r->ctx->blobs, digest, &r->reply_fd, &r->reply_fd_size);
         if (k < 0)
                 return k;
         snprintf(r->etag, sizeof r->etag, "\"%.32s\"", digest + 7);
@@ -66,15 +67,15 @@ int blob_put_begin(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "blob/%s", digest);
-        k = store_blob_get(r->manager->store, digest, &b);
+        k = store_blob_get(r->ctx->store, digest, &b);
         if (k < 0)
                 return k;
-        if (k == 0 && blobfiles_exists(r->manager->blobs, digest)) {
+        if (k == 0 && blobfiles_exists(r->ctx->blobs, digest)) {
                 /* Already here: answer now and skip the upload. */
                 r->unchanged = true;
                 return reply_json(r, 200, blob_to_json(&b));
         }
-        return blob_upload_begin(r->manager->blobs, digest, &r->upload);
+        return blob_upload_begin(r->ctx->blobs, digest, &r->upload);
 }
 
 int blob_put_data(Request *r, const char *data, size_t size) {
@@ -85,7 +86,7 @@ int blob_put_data(Request *r, const char *data, size_t size) {
  * disk is full), a file without a row must not stay visible. Only this request linked it,
  * and nothing else ran in between. */
 static void blob_remove_uncommitted(Request *r) {
-        int k = blobfiles_remove(r->manager->blobs, request_param(r, 0));
+        int k = blobfiles_remove(r->ctx->blobs, request_param(r, 0));
         if (k < 0)
                 log_warning_errno(k, "Cannot remove the file of blob %s, whose row was not written "
                                   "(it goes at the next start)", request_param(r, 0));
@@ -103,12 +104,12 @@ int blob_put_finish(Request *r) {
                 return k;
         if (blob_upload_created_name(r->upload))
                 r->after_rollback = blob_remove_uncommitted;
-        k = store_blob_add(r->manager->store, digest, (int64_t) blob_upload_size(r->upload));
+        k = store_blob_add(r->ctx->store, digest, (int64_t) blob_upload_size(r->upload));
         if (k < 0)
                 return k;
         if (k == 0)
                 r->unchanged = true;
-        k = store_blob_get(r->manager->store, digest, &b);
+        k = store_blob_get(r->ctx->store, digest, &b);
         if (k != 0)
                 return k < 0 ? k : -EIO;
         snprintf(r->location, sizeof r->location, "/v1/blobs/%s", digest);
@@ -116,7 +117,7 @@ int blob_put_finish(Request *r) {
 }
 
 static void blob_remove_file(Request *r) {
-        int k = blobfiles_remove(r->manager->blobs, request_param(r, 0));
+        int k = blobfiles_remove(r->ctx->blobs, request_param(r, 0));
         if (k < 0)
                 log_warning_errno(k, "Cannot remove the file of deleted blob %s", request_param(r, 0));
 }
@@ -128,7 +129,7 @@ int blob_delete(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "blob/%s", digest);
-        k = store_blob_delete(r->manager->store, digest);
+        k = store_blob_delete(r->ctx->store, digest);
         if (k == AVIARY_E_BLOB_IN_USE)
                 return reply_error(r, k, "blob %s is used by an image version; delete the version first", digest);
         if (k == AVIARY_E_BLOB_NOT_FOUND)

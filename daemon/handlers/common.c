@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "handlers.h"
-#include "manager.h"
+#include "reply.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "jsonspec.h"
 #include "names.h"
 
@@ -96,7 +98,7 @@ int request_check_if_match(Request *r, const char *etag, const char *what) {
         const char *if_match = request_header(r, "If-Match");
 
         if (!if_match) {
-                if (r->manager->settings.require_if_match)
+                if (r->ctx->settings->require_if_match)
                         return reply_error(r, AVIARY_E_PRECONDITION_REQUIRED,
                                            "this daemon requires If-Match on changes: send %s's ETag (%s) as read, "
                                            "or If-Match: *",
@@ -143,4 +145,38 @@ int version_ref_parse(const char *s, char **ret_image, char **ret_ref) {
                 return -EINVAL;
         }
         return 0;
+}
+
+bool reply_cache_hit(Request *r, ReplyCache *c, const char *key) {
+        char *text;
+
+        if (!c->text || c->generation != store_generation(r->ctx->store) || !streq(c->key, key))
+                return false;
+        text = strdup(c->text);
+        if (!text)
+                return false;
+        free(r->reply_json_text);
+        r->reply_json_text = text;
+        r->status = 200;
+        return true;
+}
+
+void reply_cache_keep(Request *r, ReplyCache *c, const char *key) {
+        char *text, *copy;
+
+        if (!r->reply || r->status != 200 || strlen(key) >= sizeof c->key)
+                return;
+        text = reply_dump(r->reply);
+        copy = text ? strdup(text) : NULL;
+        if (!copy) {
+                free(text);
+                return;
+        }
+        free(c->text);
+        c->text = copy;
+        c->generation = store_generation(r->ctx->store);
+        snprintf(c->key, sizeof c->key, "%s", key);
+        json_decref(r->reply);
+        r->reply = NULL;
+        r->reply_json_text = text;
 }

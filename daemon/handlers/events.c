@@ -4,7 +4,8 @@
 #include <string.h>
 
 #include "handlers.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "route.h"
 
 typedef struct EventList {
@@ -48,6 +49,6 @@ int event_list(Request *r) {
                 return reply_error(r, AVIARY_E_FORBIDDEN, "the events of a token by name need an admin token; "
                                                           "resource=token lists token events without names");
         l.items = json_array();
-        k = store_event_list(r->manager->store, after_id, limit, resource, event_list_one, &l);
+        k = store_event_list(r->ctx->store, after_id, limit, resource, event_list_one, &l);
         return reply_page(r, k, l.items, limit, "id");
 }

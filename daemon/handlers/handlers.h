@@ -74,6 +74,18 @@ json_t *page_json(json_t *items, unsigned limit, const char *next);
 /* Ends a list handler: with K != 0 drops ITEMS and returns K; else replies with the page
  * whose cursor is the last item's CURSOR_KEY (a string or an integer). Takes ITEMS. */
 int reply_page(Request *r, int k, json_t *items, unsigned limit, const char *cursor_key);
+/* A GET answer kept while the database does not change (store_generation()): a list read by
+ * pollers is rendered once per change, not once per request. One entry per cache (the last
+ * KEY asked); control loop only. */
+typedef struct ReplyCache {
+        char key[320];
+        int64_t generation;
+        char *text;
+} ReplyCache;
+/* True when R got the kept answer for KEY. */
+bool reply_cache_hit(Request *r, ReplyCache *c, const char *key);
+/* After a successful reply_json(): renders it once, keeps the text for KEY, answers with it. */
+void reply_cache_keep(Request *r, ReplyCache *c, const char *key);
 /* Parses the request's JSON body, filling R's error on failure. */
 int request_json_body(Request *r, json_t **ret);
 /* The image name in path parameter N, checked. */

@@ -4,11 +4,12 @@
 #include "config.h"
 #include "controller.h"
 #include "handlers.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 
 /* OBJ with how guests run merged in (accel, kvm, kvm_unusable). */
 static json_t *with_accel(Request *r, json_t *obj) {
-        json_auto_t *accel = controller_accel_json(r->manager->controller);
+        json_auto_t *accel = controller_accel_json(r->ctx->controller);
 
         if (obj && accel && json_object_update(obj, accel) < 0)
                 return json_decref(obj), NULL;
@@ -16,7 +17,7 @@ static json_t *with_accel(Request *r, json_t *obj) {
 }
 
 int health_get(Request *r) {
-        int db = store_check(r->manager->store);
+        int db = store_check(r->ctx->store);
 
         return reply_json(r, db == 0 ? 200 : 503,
                           with_accel(r, json_pack("{s:s, s:s}", "status", db == 0 ? "ok" : "degraded", "database",
@@ -27,6 +28,6 @@ int version_info_get(Request *r) {
         return reply_json(r, 200,
                           with_accel(r, json_pack("{s:s, s:s, s:i, s:s, s:s}", "version", AVIARY_VERSION, "api",
                                                   AVIARY_API_VERSION, "schema_version",
-                                                  store_schema_version(r->manager->store), "sqlite",
+                                                  store_schema_version(r->ctx->store), "sqlite",
                                                   store_sqlite_version(), "libmicrohttpd", MHD_get_version())));
 }

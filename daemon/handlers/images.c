@@ -5,7 +5,8 @@
 #include "digest.h"
 #include "handlers.h"
 #include "jsonspec.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "template.h"
 
 #define MAX_LABELS 64
@@ -24,15 +25,25 @@ static int image_list_one(const ImageRecord *img, void *userdata) {
 }
 
 int image_list(Request *r) {
-        json_t *items = json_array();
+        static ReplyCache cache;
+        json_t *items;
         const char *after;
         unsigned limit;
+        char key[320];
         int k;
 
         k = request_page(r, &limit, &after);
+        if (k != 0)
+                return k;
+        snprintf(key, sizeof key, "images %u %s", limit, after ? after : "");
+        if (reply_cache_hit(r, &cache, key))
+                return 0;
+        items = json_array();
+        k = store_image_list(r->ctx->store, after, limit, image_list_one, items);
+        k = reply_page(r, k, items, limit, "name");
         if (k == 0)
-                k = store_image_list(r->manager->store, after, limit, image_list_one, items);
-        return reply_page(r, k, items, limit, "name");
+                reply_cache_keep(r, &cache, key);
+        return k;
 }
 
 int image_create(Request *r) {
@@ -54,12 +65,12 @@ int image_create(Request *r) {
                 return reply_error(r, AVIARY_E_INVALID_FIELD,
                                    "invalid image name '%s': use 1-63 lowercase letters, digits and '-'", name);
         request_set_resource(r, "image/%s", name);
-        k = store_image_create(r->manager->store, name);
+        k = store_image_create(r->ctx->store, name);
         if (k == AVIARY_E_IMAGE_EXISTS)
                 return reply_error(r, k, "image '%s' already exists", name);
         if (k != 0)
                 return k;
-        k = store_image_get(r->manager->store, name, &img);
+        k = store_image_get(r->ctx->store, name, &img);
         if (k != 0)
                 return k < 0 ? k : -EIO;
         snprintf(r->location, sizeof r->location, "/v1/images/%s", name);
@@ -92,7 +103,7 @@ static int image_etag(Request *r, const ImageRecord *img, char out[static 40]) {
         snprintf(id, sizeof id, "image %lld\n", (long long) img->id);
         k = digest_update(d, id, strlen(id));
         if (k == 0)
-                k = store_version_list(r->manager->store, img->name, 0, INT32_MAX, image_etag_add, d);
+                k = store_version_list(r->ctx->store, img->name, 0, INT32_MAX, image_etag_add, d);
         if (k == 0)
                 k = digest_final(d, sum);
         if (k != 0)
@@ -110,7 +121,7 @@ int image_get(Request *r) {
         k = request_name_param(r, 0, "image", &name);
         if (k != 0)
                 return k;
-        k = store_image_get(r->manager->store, name, &img);
+        k = store_image_get(r->ctx->store, name, &img);
         if (k > 0)
                 return image_not_found(r, name);
         if (k < 0)
@@ -126,7 +137,7 @@ int image_get(Request *r) {
                 json_decref(j);
                 return -ENOMEM;
         }
-        k = store_version_list(r->manager->store, name, 0, 1000, version_list_one, versions);
+        k = store_version_list(r->ctx->store, name, 0, 1000, version_list_one, versions);
         if (k != 0) {
                 json_decref(j);
                 return k;
@@ -143,7 +154,7 @@ int image_delete(Request *r) {
         k = request_name_param(r, 0, "image", &name);
         if (k != 0)
                 return k;
-        k = store_image_get(r->manager->store, name, &img);
+        k = store_image_get(r->ctx->store, name, &img);
         if (k == AVIARY_E_IMAGE_NOT_FOUND)
                 return image_not_found(r, name);
         if (k == 0)
@@ -155,7 +166,7 @@ int image_delete(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "image/%s", name);
-        k = store_image_delete(r->manager->store, name);
+        k = store_image_delete(r->ctx->store, name);
         if (k == AVIARY_E_IMAGE_NOT_FOUND)
                 return image_not_found(r, name);
         if (k == AVIARY_E_VERSION_IN_USE)
@@ -183,14 +194,14 @@ int version_list(Request *r) {
                 return k;
         if (after && cursor_id_parse(after, &after_id) < 0)
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a cursor from a previous page");
-        k = store_image_get(r->manager->store, name, &img);
+        k = store_image_get(r->ctx->store, name, &img);
         if (k > 0)
                 return image_not_found(r, name);
         if (k < 0)
                 return k;
         image_record_done(&img);
         items = json_array();
-        k = store_version_list(r->manager->store, name, after_id, limit, version_list_one, items);
+        k = store_version_list(r->ctx->store, name, after_id, limit, version_list_one, items);
         if (k != 0) {
                 json_decref(items);
                 return k;
@@ -201,7 +212,7 @@ int version_list(Request *r) {
                 VersionRecord v = {};
                 const char *last = json_string_value(
                         json_object_get(json_array_get(items, json_array_size(items) - 1), "version"));
-                if (store_version_get(r->manager->store, name, last, &v) == 0)
+                if (store_version_get(r->ctx->store, name, last, &v) == 0)
                         snprintf(next, sizeof next, "%lld", (long long) v.id);
                 version_record_done(&v);
         }
@@ -235,7 +246,7 @@ static int blob_check(Request *r, const char *field, const char *digest) {
         if (!digest_is_valid(digest))
                 return reply_error(r, AVIARY_E_INVALID_FIELD,
                                    "field '%s' must be a digest: sha256: and 64 lowercase hex digits", field);
-        k = store_blob_get(r->manager->store, digest, &b);
+        k = store_blob_get(r->ctx->store, digest, &b);
         if (k > 0)
                 return reply_error(r, AVIARY_E_BLOB_MISSING, "%s blob %s has not been uploaded; PUT /v1/blobs/%s first",
                                    field, digest, digest);
@@ -327,7 +338,7 @@ int version_create(Request *r) {
                 return k;
 
         request_set_resource(r, "image/%s/version/%s", name, tag);
-        k = store_version_get(r->manager->store, name, tag, &existing);
+        k = store_version_get(r->ctx->store, name, tag, &existing);
         if (k < 0)
                 return k;
         if (k == 0) {
@@ -340,10 +351,10 @@ int version_create(Request *r) {
                 r->unchanged = true;
                 return reply_json(r, 200, version_to_json(&existing));
         }
-        k = store_image_ensure(r->manager->store, name, &image_id);
+        k = store_image_ensure(r->ctx->store, name, &image_id);
         if (k < 0)
                 return k;
-        k = store_version_insert(r->manager->store, image_id, &v);
+        k = store_version_insert(r->ctx->store, image_id, &v);
         if (k == AVIARY_E_VERSION_EXISTS)
                 return reply_error(r, k, "a version with digest %s already exists", v.digest);
         if (k != 0)
@@ -367,7 +378,7 @@ static int version_from_path(Request *r, VersionRecord *ret) {
         if (!tag_is_valid(ref) && !digest_is_valid(ref))
                 return reply_error(r, AVIARY_E_INVALID_NAME, "'%.128s' is neither a version tag nor a sha256: digest",
                                    ref);
-        k = store_version_get(r->manager->store, name, ref, ret);
+        k = store_version_get(r->ctx->store, name, ref, ret);
         if (k == AVIARY_E_VERSION_NOT_FOUND)
                 return reply_error(r, k, "version %s%s%s not found", name, digest_is_valid(ref) ? "@" : ":", ref);
         return k;
@@ -401,7 +412,7 @@ int version_delete(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "image/%s/version/%s", v.image, v.tag);
-        k = store_version_delete(r->manager->store, v.id);
+        k = store_version_delete(r->ctx->store, v.id);
         if (k == AVIARY_E_VERSION_IN_USE)
                 return reply_error(r, k, "%s:%s is in use by a service; point the service elsewhere first", v.image,
                                    v.tag);
@@ -433,14 +444,14 @@ int version_revoke(Request *r) {
                         return k;
         }
         request_set_resource(r, "image/%s/version/%s", v.image, v.tag);
-        k = store_version_revoke(r->manager->store, v.id, reason);
+        k = store_version_revoke(r->ctx->store, v.id, reason);
         if (k < 0)
                 return k;
         if (k == 0)
                 r->unchanged = true;
         else
                 r->event_detail = json_pack("{s:s, s:s?}", "digest", v.digest, "reason", reason);
-        k = store_version_get_by_id(r->manager->store, v.id, &after);
+        k = store_version_get_by_id(r->ctx->store, v.id, &after);
         if (k != 0)
                 return k < 0 ? k : -EIO;
         return reply_json(r, 200, version_to_json(&after));

@@ -7,7 +7,8 @@
 
 #include "controller.h"
 #include "handlers.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 
 #define CONSOLE_TAIL_MAX 10000
 #define CONSOLE_READ_MAX (1024 * 1024)
@@ -18,12 +19,12 @@ static json_t *instance_to_json(Request *r, const InstanceRecord *in) {
         char version[320] = "";
         json_t *boot_ms = json_null(), *deadline = json_null(), *j;
 
-        store_service_get_by_id(r->manager->store, in->service_id, &sv);
+        store_service_get_by_id(r->ctx->store, in->service_id, &sv);
         if (streq(in->state, "booting") && in->running_at) {
-                uint64_t ms = sv.boot_timeout_ms > 0 ? (uint64_t) sv.boot_timeout_ms : r->manager->settings.boot_timeout_ms;
+                uint64_t ms = sv.boot_timeout_ms > 0 ? (uint64_t) sv.boot_timeout_ms : r->ctx->settings->boot_timeout_ms;
                 deadline = json_time(in->running_at + ms * USEC_PER_MSEC);
         }
-        if (store_version_get_by_id(r->manager->store, in->version_id, &v) == 0)
+        if (store_version_get_by_id(r->ctx->store, in->version_id, &v) == 0)
                 snprintf(version, sizeof version, "%s:%s", v.image, v.tag);
         if (in->ready_at && in->running_at && in->ready_at >= in->running_at)
                 boot_ms = json_integer((json_int_t) ((in->ready_at - in->running_at) / USEC_PER_MSEC));
@@ -62,11 +63,11 @@ int instance_list(Request *r) {
         if (k == 0 && service) {
                 if (!name_is_valid(service))
                         k = reply_error(r, AVIARY_E_INVALID_QUERY, "service must be a service name");
-                else if ((k = store_service_get(r->manager->store, service, &sv)) == AVIARY_E_SERVICE_NOT_FOUND)
+                else if ((k = store_service_get(r->ctx->store, service, &sv)) == AVIARY_E_SERVICE_NOT_FOUND)
                         k = reply_error(r, k, "service '%s' not found", service);
         }
         if (k == 0)
-                k = store_instance_list(r->manager->store, service ? sv.id : 0, after, limit, instance_list_one, ctx);
+                k = store_instance_list(r->ctx->store, service ? sv.id : 0, after, limit, instance_list_one, ctx);
         return reply_page(r, k, items, limit, "id");
 }
 
@@ -77,7 +78,7 @@ static int instance_from_path(Request *r, InstanceRecord *ret) {
 
         if (!name_is_valid(id))
                 return reply_error(r, AVIARY_E_INVALID_NAME, "invalid instance id '%.64s'", id);
-        k = store_instance_get(r->manager->store, id, ret);
+        k = store_instance_get(r->ctx->store, id, ret);
         if (k == AVIARY_E_INSTANCE_NOT_FOUND)
                 return reply_error(r, k, "instance '%s' not found", id);
         return k;
@@ -97,13 +98,13 @@ int instance_restart(Request *r) {
 
         if (k != 0)
                 return k;
-        if (!r->manager->controller)
+        if (!r->ctx->controller)
                 return reply_error(r, AVIARY_E_UNAVAILABLE, "this aviaryd runs without guests (runtime = off)");
         request_set_resource(r, "instance/%s", in.id);
-        k = controller_instance_restart(r->manager->controller, in.id, &r->error);
+        k = controller_instance_restart(r->ctx->controller, in.id, &r->error);
         if (k != 0)
                 return k;
-        k = store_instance_get(r->manager->store, in.id, &after);
+        k = store_instance_get(r->ctx->store, in.id, &after);
         return k != 0 ? (k < 0 ? k : -EIO) : reply_json(r, 202, instance_to_json(r, &after));
 }
 
@@ -128,7 +129,7 @@ int instance_console(Request *r) {
                         return reply_error(r, AVIARY_E_INVALID_QUERY, "tail must be a number of lines from 1 to %d",
                                            CONSOLE_TAIL_MAX);
         }
-        snprintf(path, sizeof path, "%s/console/%s.log", r->manager->settings.state_dir, in.id);
+        snprintf(path, sizeof path, "%s/console/%s.log", r->ctx->settings->state_dir, in.id);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return reply_text(r, 200, strdup(""));

@@ -7,7 +7,8 @@
 #include "random.h"
 #include "handlers.h"
 #include "jsonspec.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "rollout.h"
 
 /* Ready and wanted canary guests of RO, for the status. */
@@ -30,7 +31,7 @@ static json_t *rollout_json(Request *r, const ServiceRecord *s, const RolloutRec
         int wanted = -1;
 
         if (rollout_is_active(ro)) {
-                if (store_instance_list_active(r->manager->store, s->id, canary_count_one, &c) < 0)
+                if (store_instance_list_active(r->ctx->store, s->id, canary_count_one, &c) < 0)
                         c.ready = -1;
                 if (rollout_strategy(ro, &st) == 0)
                         wanted = (int) rollout_canary_wanted(ro, &st, s->replicas);
@@ -46,16 +47,16 @@ static int rollout_from_path(Request *r, const ServiceRecord *s, RolloutRecord *
         int k;
 
         if (streq(id, "current")) {
-                k = store_rollout_get_active(r->manager->store, s->id, ret);
+                k = store_rollout_get_active(r->ctx->store, s->id, ret);
                 if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
-                        k = store_rollout_get_latest(r->manager->store, s->id, ret);
+                        k = store_rollout_get_latest(r->ctx->store, s->id, ret);
                 if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
                         return reply_error(r, k, "service '%s' has had no rollout", s->name);
                 return k;
         }
         if (cursor_id_parse(id, &n) < 0)
                 return reply_error(r, AVIARY_E_ROLLOUT_NOT_FOUND, "no rollout '%.32s': use a number or 'current'", id);
-        k = store_rollout_get(r->manager->store, s->id, n, ret);
+        k = store_rollout_get(r->ctx->store, s->id, n, ret);
         if (k == AVIARY_E_ROLLOUT_NOT_FOUND)
                 return reply_error(r, k, "service '%s' has no rollout %lld", s->name, (long long) n);
         return k;
@@ -73,7 +74,7 @@ static int label_of(Store *st, int64_t version_id, char **ret) {
 static int append_event(Request *r, const char *action, const char *result, json_t *detail) {
         EventRecord e = { .actor = r->actor, .action = action, .resource = r->resource, .result = result,
                           .request_id = r->request_id, .detail_json = detail };
-        int k = store_event_append(r->manager->store, &e);
+        int k = store_event_append(r->ctx->store, &e);
 
         json_decref(detail);
         return k;
@@ -94,7 +95,7 @@ int rollout_create(Request *r) {
                 { "strategy", FIELD_OBJECT, .nullable = true, .ret = &strategy },
                 {},
         };
-        bool analysed;
+        bool analysed, superseding;
         int k;
 
         k = service_from_path(r, &s, false);
@@ -109,8 +110,6 @@ int rollout_create(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "service/%s", s.name);
-        if (v.id == s.stable_version_id)
-                return reply_error(r, AVIARY_E_ROLLOUT_STATE, "%s is already the stable version of '%s'", version, s.name);
         analysed = st.analysis.enabled;
         for (size_t i = 0; i < st.n_steps; i++)
                 analysed = analysed || st.steps[i].kind == STEP_ANALYSIS;
@@ -123,65 +122,53 @@ int rollout_create(Request *r) {
 
         if (asprintf(&to_label, "%s:%s", v.image, v.tag) < 0)
                 return -ENOMEM;
-        if (s.stable_version_id && (k = label_of(r->manager->store, s.stable_version_id, &from_label)) < 0)
+        if (s.stable_version_id && (k = label_of(r->ctx->store, s.stable_version_id, &from_label)) < 0)
                 return k;
         strategy_json = strategy_to_json(&st);
         strategy_text = strategy_json ? json_dumps(strategy_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (!strategy_text)
                 return -ENOMEM;
-
-        /* A rollout in progress gives way to the new one. */
-        k = store_rollout_get_active(r->manager->store, s.id, &old);
-        if (k == 0) {
-                char why[512];
-                snprintf(why, sizeof why, "superseded by a new rollout to %s", to_label);
-                rollout_abort(&old, why, now_realtime());
-                k = store_rollout_update(r->manager->store, &old);
-                if (k == 0)
-                        k = append_event(r, "rollout.abort", "Degraded",
-                                         json_pack("{s:I, s:s, s:s}", "rollout", (json_int_t) old.id, "reason", why, "cause",
-                                                   "superseded"));
-                if (k != 0)
-                        return k;
-        } else if (k != AVIARY_E_ROLLOUT_NOT_FOUND)
+        k = store_rollout_get_active(r->ctx->store, s.id, &old);
+        if (k != 0 && k != AVIARY_E_ROLLOUT_NOT_FOUND)
                 return k;
-
+        superseding = k == 0;
         k = random_bytes(&salt, sizeof salt);
         if (k < 0)
                 return log_error_errno(k, "Cannot draw a rollout's stickiness salt");
-        ro = (RolloutRecord) {
+
+        /* What the rollout is, decided by control/; written here in the request's transaction. */
+        RolloutStart start = {
                 .service_id = s.id,
-                .from_version_id = s.stable_version_id,
+                .service = s.name,
+                .stable_version_id = s.stable_version_id,
+                .from_label = from_label,
                 .to_version_id = v.id,
-                .from_label = TAKE_PTR(from_label),
-                .to_label = TAKE_PTR(to_label),
-                .strategy = TAKE_PTR(strategy_text),
-                .salt = (int64_t) (salt >> 1),
+                .to_label = to_label,
+                .strategy_text = strategy_text,
+                .n_steps = st.n_steps,
+                .salt = salt,
+                .runtime = r->ctx->controller != NULL,
+                .now = now_realtime(),
         };
-        if (!s.stable_version_id) {
-                /* The first deploy has nothing to compare with: its version is stable at once, and
-                 * the rollout is Healthy when it serves (control/rollout.c). */
-                ro.canary_weight = 10000;
-                ro.step_index = (int64_t) st.n_steps;
-                ro.step_started_at = now_realtime();
-                if (r->manager->controller) {
-                        snprintf(ro.phase, sizeof ro.phase, "Progressing");
-                        ro.message = strdup("first deploy: waiting for guests");
-                } else {
-                        /* runtime = off: no guest will ever run, so there is nothing to wait for. */
-                        snprintf(ro.phase, sizeof ro.phase, "Healthy");
-                        ro.finished_at = ro.step_started_at;
-                        ro.message = strdup("first deploy: all at once (runtime off: no guests run)");
-                }
-                s.stable_version_id = v.id;
-                k = store_service_update(r->manager->store, &s);
+        k = rollout_start(&start, &ro, superseding ? &old : NULL, &r->error);
+        if (k != 0)
+                return k;
+        if (superseding) {
+                k = store_rollout_update(r->ctx->store, &old);
+                if (k == 0)
+                        k = append_event(r, "rollout.abort", rollout_phase_to_string(old.phase),
+                                         json_pack("{s:I, s:s, s:s}", "rollout", (json_int_t) old.id, "reason",
+                                                   old.abort_reason ? old.abort_reason : "", "cause", "superseded"));
                 if (k != 0)
                         return k;
-        } else {
-                snprintf(ro.phase, sizeof ro.phase, "Progressing");
-                ro.message = strdup("starting");
         }
-        k = store_rollout_insert(r->manager->store, &ro);
+        if (!s.stable_version_id) {
+                s.stable_version_id = v.id;
+                k = store_service_update(r->ctx->store, &s);
+                if (k != 0)
+                        return k;
+        }
+        k = store_rollout_insert(r->ctx->store, &ro);
         if (k != 0)
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:s?, s:s?, s:I}", "rollout", (json_int_t) ro.id, "to", ro.to_label, "from",
@@ -216,7 +203,7 @@ int rollout_list(Request *r) {
         if (k == 0 && after && cursor_id_parse(after, &after_id) < 0)
                 k = reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a rollout id");
         if (k == 0)
-                k = store_rollout_list(r->manager->store, s.id, after_id, limit, rollout_list_one, &c);
+                k = store_rollout_list(r->ctx->store, s.id, after_id, limit, rollout_list_one, &c);
         return reply_page(r, k, items, limit, "id");
 }
 
@@ -245,9 +232,9 @@ static int rollout_serves(Request *r, const ServiceRecord *s, const RolloutRecor
         int k;
 
         *ret_ready = 0;
-        if (!streq(ro->phase, "Healthy") || s->stable_version_id != ro->to_version_id)
+        if (ro->phase != ROLLOUT_HEALTHY || s->stable_version_id != ro->to_version_id)
                 return 1; /* superseded since, or not meant to serve */
-        k = store_instance_list_active(r->manager->store, s->id, count_ready, &c);
+        k = store_instance_list_active(r->ctx->store, s->id, count_ready, &c);
         if (k < 0)
                 return k;
         *ret_ready = c.ready;
@@ -293,16 +280,16 @@ int rollout_get(Request *r) {
                                            ro.to_label);
                 return reply_error(r, AVIARY_E_WAIT_TIMEOUT,
                                    "rollout %lld of '%s' is still %s after the wait timeout: %s", (long long) ro.id, s.name,
-                                   ro.phase, ro.message ? ro.message : "");
+                                   rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
         }
-        if (wait && streq(wait, "Healthy") && streq(ro.phase, "Degraded"))
+        if (wait && streq(wait, "Healthy") && ro.phase == ROLLOUT_DEGRADED)
                 return reply_error(r, AVIARY_E_ROLLOUT_DEGRADED, "rollout %lld of '%s' is Degraded: %s", (long long) ro.id,
                                    s.name, ro.abort_reason ? ro.abort_reason : (ro.message ? ro.message : ""));
         return reply_json(r, 200, rollout_json(r, &s, &ro));
 }
 
 /* Loads the rollout of the path, applies ACTION and writes it back. */
-static int rollout_act(Request *r, const char *action) {
+static int rollout_act(Request *r, RolloutAction action) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {}, active = {};
         const char *full = request_query(r, "full");
@@ -315,14 +302,14 @@ static int rollout_act(Request *r, const char *action) {
                 return k;
         if (full && !streq(full, "true") && !streq(full, "false"))
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "full must be true or false");
-        if (full && !streq(action, "promote"))
+        if (full && action != ROLLOUT_ACTION_PROMOTE)
                 return reply_error(r, AVIARY_E_INVALID_QUERY, "full applies to promote only");
         request_set_resource(r, "service/%s", s.name);
         if (rollout_strategy(&ro, &st) < 0)
                 return reply_error(r, AVIARY_E_INTERNAL, "rollout %lld has a strategy this aviaryd cannot read",
                                    (long long) ro.id);
-        if (streq(action, "retry") && streq(ro.phase, "Degraded")) {
-                k = store_rollout_get_active(r->manager->store, s.id, &active);
+        if (action == ROLLOUT_ACTION_RETRY && ro.phase == ROLLOUT_DEGRADED) {
+                k = store_rollout_get_active(r->ctx->store, s.id, &active);
                 if (k == 0)
                         return reply_error(r, AVIARY_E_ROLLOUT_STATE, "rollout %lld is in progress: abort it first",
                                            (long long) active.id);
@@ -337,30 +324,30 @@ static int rollout_act(Request *r, const char *action) {
         k = rollout_action(&ro, &st, action, full && streq(full, "true"), r->actor, now_realtime(), &r->error);
         if (k != 0)
                 return k;
-        k = store_rollout_update(r->manager->store, &ro);
+        k = store_rollout_update(r->ctx->store, &ro);
         if (k != 0)
                 return k;
-        r->event_detail = json_pack("{s:I, s:s, s:I, s:I}", "rollout", (json_int_t) ro.id, "phase", ro.phase, "step",
+        r->event_detail = json_pack("{s:I, s:s, s:I, s:I}", "rollout", (json_int_t) ro.id, "phase", rollout_phase_to_string(ro.phase), "step",
                                     (json_int_t) ro.step_index, "canaryWeight", (json_int_t) ro.canary_weight);
         return reply_json(r, 200, rollout_json(r, &s, &ro));
 }
 
 int rollout_promote(Request *r) {
-        return rollout_act(r, "promote");
+        return rollout_act(r, ROLLOUT_ACTION_PROMOTE);
 }
 
 int rollout_pause(Request *r) {
-        return rollout_act(r, "pause");
+        return rollout_act(r, ROLLOUT_ACTION_PAUSE);
 }
 
 int rollout_resume(Request *r) {
-        return rollout_act(r, "resume");
+        return rollout_act(r, ROLLOUT_ACTION_RESUME);
 }
 
 int rollout_abort_request(Request *r) {
-        return rollout_act(r, "abort");
+        return rollout_act(r, ROLLOUT_ACTION_ABORT);
 }
 
 int rollout_retry(Request *r) {
-        return rollout_act(r, "retry");
+        return rollout_act(r, ROLLOUT_ACTION_RETRY);
 }

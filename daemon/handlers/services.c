@@ -6,7 +6,9 @@
 #include "controller.h"
 #include "handlers.h"
 #include "jsonspec.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
+#include "match.h"
 #include "socket.h"
 
 static const char *const restart_policies[] = { "always", "on-failure", "never" };
@@ -17,15 +19,15 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         char interval[32], timeout[32], boot_timeout[32], ref[256] = "";
         json_t *j, *rollout = json_null();
 
-        if (s->stable_version_id && store_version_get_by_id(r->manager->store, s->stable_version_id, &v) == 0)
+        if (s->stable_version_id && store_version_get_by_id(r->ctx->store, s->stable_version_id, &v) == 0)
                 snprintf(ref, sizeof ref, "%s:%s", v.image, v.tag);
         duration_format_ms((uint64_t) s->hc_interval_ms, interval);
         duration_format_ms((uint64_t) s->hc_timeout_ms, timeout);
         /* The deadline that applies: the service's own, else the daemon's. */
-        duration_format_ms(s->boot_timeout_ms > 0 ? (uint64_t) s->boot_timeout_ms : r->manager->settings.boot_timeout_ms,
+        duration_format_ms(s->boot_timeout_ms > 0 ? (uint64_t) s->boot_timeout_ms : r->ctx->settings->boot_timeout_ms,
                            boot_timeout);
-        if (store_rollout_get_active(r->manager->store, s->id, &ro) == 0)
-                rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", ro.phase, "to",
+        if (store_rollout_get_active(r->ctx->store, s->id, &ro) == 0)
+                rollout = json_pack("{s:I, s:s, s:s, s:{s:I, s:I}}", "id", (json_int_t) ro.id, "phase", rollout_phase_to_string(ro.phase), "to",
                                     ro.to_label, "weights", "stable", (json_int_t) (10000 - ro.canary_weight), "canary",
                                     (json_int_t) ro.canary_weight);
         j = json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:I, s:s, s:{s:s, s:s, s:s, s:I, s:I}, s:I, s:o, s:o}", "name",
@@ -36,7 +38,17 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
                          (json_int_t) s->hc_fall, "generation", (json_int_t) s->generation, "created_at",
                          json_time(s->created_at), "updated_at", json_time(s->updated_at));
         if (j) {
+                json_t *hosts = s->match_hosts ? json_loads(s->match_hosts, 0, NULL) : NULL;
+                char idle[32];
                 json_object_set_new(j, "boot_timeout", json_string(boot_timeout));
+                json_object_set_new(j, "match", (hosts || s->match_path_prefix)
+                                                        ? json_pack("{s:o, s:s?}", "hosts", hosts ? hosts : json_array(),
+                                                                    "path_prefix", s->match_path_prefix)
+                                                        : json_null());
+                duration_format_ms((uint64_t) s->idle_ms, idle);
+                json_object_set_new(j, "scale_to_zero",
+                                    s->idle_ms > 0 ? json_pack("{s:s, s:s}", "idle", idle, "wake", s->wake[0] ? s->wake : "boot")
+                                                   : json_null());
                 json_object_set_new(j, "rollout", rollout ? rollout : json_null());
         }
         return j;
@@ -121,7 +133,7 @@ int deployable_version_resolve(Request *r, const char *field, const char *ref, V
                                    "%s must be IMAGE:VERSION or IMAGE@sha256:DIGEST, not '%.128s'", field, ref);
         if (k < 0)
                 return k;
-        k = store_version_get(r->manager->store, image, tag, ret);
+        k = store_version_get(r->ctx->store, image, tag, ret);
         if (k == AVIARY_E_VERSION_NOT_FOUND)
                 return reply_error(r, AVIARY_E_VERSION_NOT_FOUND, "%s %s not found; push it first", field, ref);
         if (k != 0)
@@ -144,12 +156,137 @@ static int stable_version_resolve(Request *r, const char *ref, int64_t *ret_id) 
         return k;
 }
 
+/* "match": {"hosts": [...], "path_prefix": "/v2/"} (null: none) into S. */
+static int match_apply(Request *r, json_t *match, ServiceRecord *s) {
+        json_t *hosts = NULL, *host;
+        const char *prefix = NULL;
+        bool has_prefix = false, has_hosts = false;
+        const FieldSpec specs[] = {
+                { "hosts", FIELD_STRING_ARRAY, .nullable = true, .max = MATCH_MAX_HOSTS, .ret = &hosts,
+                  .ret_present = &has_hosts },
+                { "path_prefix", FIELD_STRING, .nullable = true, .max = 256, .ret = &prefix, .ret_present = &has_prefix },
+                {},
+        };
+        size_t i;
+        int k;
+
+        if (!match) {
+                free(s->match_hosts);
+                free(s->match_path_prefix);
+                s->match_hosts = s->match_path_prefix = NULL;
+                return 0;
+        }
+        k = json_check_fields(match, specs, "match.", &r->error);
+        if (k != 0)
+                return k;
+        json_array_foreach(hosts, i, host)
+                if (!json_is_string(host) || !match_host_pattern_valid(json_string_value(host)))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "match.hosts[%zu] must be a lowercase host name, or one under \"*.\" "
+                                           "(\"*.example.com\")",
+                                           i);
+        if (prefix && !match_path_prefix_valid(prefix))
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "match.path_prefix must start with '/' and be printable ASCII without spaces");
+        free(s->match_hosts);
+        s->match_hosts = hosts && json_array_size(hosts) > 0 ? json_dumps(hosts, JSON_COMPACT) : NULL;
+        free(s->match_path_prefix);
+        s->match_path_prefix = prefix ? strdup(prefix) : NULL;
+        return 0;
+}
+
+/* "scale_to_zero": {"idle": "5m", "wake": "boot"|"snapshot"}, or null (off), into S. */
+static int scale_to_zero_apply(Request *r, json_t *sleep, ServiceRecord *s) {
+        const char *idle = NULL, *wake = NULL;
+        const FieldSpec specs[] = {
+                { "idle", FIELD_STRING, .required = true, .max = 16, .ret = &idle },
+                { "wake", FIELD_STRING, .max = 16, .ret = &wake },
+                {},
+        };
+        uint64_t ms;
+        int k;
+
+        if (!sleep) {
+                s->idle_ms = 0;
+                return 0;
+        }
+        k = json_check_fields(sleep, specs, "scale_to_zero.", &r->error);
+        if (k != 0)
+                return k;
+        if (duration_parse_ms(idle, &ms) < 0 || ms < 1000 || ms > 30ULL * 24 * 3600 * 1000)
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "scale_to_zero.idle must be a duration from 1s to 30 days, like \"5m\"");
+        if (wake && !streq(wake, "boot") && !streq(wake, "snapshot"))
+                return reply_error(r, AVIARY_E_INVALID_FIELD, "scale_to_zero.wake must be boot or snapshot, not '%.16s'",
+                                   wake);
+        s->idle_ms = (int64_t) ms;
+        snprintf(s->wake, sizeof s->wake, "%s", wake ? wake : "boot");
+        return 0;
+}
+
+/* The Match of S; its host strings point into *RET_HOSTS (a reference the caller drops). */
+static void service_match(const ServiceRecord *s, Match *ret, json_t **ret_hosts) {
+        json_t *host;
+        size_t i;
+
+        *ret = (Match) { .path_prefix = s->match_path_prefix };
+        *ret_hosts = s->match_hosts ? json_loads(s->match_hosts, 0, NULL) : NULL;
+        json_array_foreach(*ret_hosts, i, host)
+                if (json_is_string(host) && ret->n_hosts < MATCH_MAX_HOSTS)
+                        ret->hosts[ret->n_hosts++] = json_string_value(host);
+}
+
+typedef struct ListenCheck {
+        const ServiceRecord *s;
+        char other[64], what[160];
+} ListenCheck;
+
+static int listen_check_one(const ServiceRecord *o, void *userdata) {
+        ListenCheck *c = userdata;
+        json_t *a_hosts = NULL, *b_hosts = NULL;
+        Match a, b;
+        bool conflict;
+
+        if (o->id == c->s->id || !o->listen || !streq(o->listen, c->s->listen))
+                return 0;
+        service_match(c->s, &a, &a_hosts);
+        service_match(o, &b, &b_hosts);
+        conflict = match_conflict(&a, &b, c->what, sizeof c->what);
+        json_decref(a_hosts);
+        json_decref(b_hosts);
+        if (conflict) {
+                snprintf(c->other, sizeof c->other, "%s", o->name);
+                return 1;
+        }
+        return 0;
+}
+
+/* Services may share a listen address when their match rules tell their requests apart:
+ * 409 listen-in-use naming the other service otherwise. */
+static int listen_check(Request *r, const ServiceRecord *s) {
+        ListenCheck c = { .s = s };
+        int k;
+
+        if (!s->listen)
+                return 0;
+        k = store_service_list(r->ctx->store, NULL, 100000, listen_check_one, &c);
+        if (k < 0)
+                return k;
+        if (k > 0)
+                return reply_error(r, AVIARY_E_LISTEN_IN_USE,
+                                   "service '%s' listens on %s too, and both would answer the same requests (%s): give "
+                                   "them different match rules (hosts, path_prefix)",
+                                   c.other, s->listen, c.what);
+        return 0;
+}
+
 /* Applies the fields of BODY to S. CREATING admits (and requires) "name". */
 static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creating) {
         const char *name = NULL, *listen = NULL, *policy = NULL, *stable = NULL, *boot_timeout = NULL;
         bool has_listen = false, has_port = false, has_stable = false, has_boot_timeout = false;
         int64_t port = 0, replicas = s->replicas;
-        json_t *hc = NULL;
+        json_t *hc = NULL, *match = NULL, *sleep = NULL;
+        bool has_match = false, has_sleep = false;
         const FieldSpec specs[] = {
                 { "name", FIELD_STRING, .required = true, .max = 63, .ret = &name },
                 { "listen", FIELD_STRING, .nullable = true, .max = 64, .ret = &listen, .ret_present = &has_listen },
@@ -162,6 +299,8 @@ static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creati
                 { "health_check", FIELD_OBJECT, .ret = &hc },
                 { "boot_timeout", FIELD_STRING, .nullable = true, .max = 16, .ret = &boot_timeout,
                   .ret_present = &has_boot_timeout },
+                { "match", FIELD_OBJECT, .nullable = true, .ret = &match, .ret_present = &has_match },
+                { "scale_to_zero", FIELD_OBJECT, .nullable = true, .ret = &sleep, .ret_present = &has_sleep },
                 {},
         };
         int k;
@@ -200,6 +339,10 @@ static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creati
                         return k;
         }
         if (hc && (k = health_check_apply(r, hc, s)) != 0)
+                return k;
+        if (has_match && (k = match_apply(r, match, s)) != 0)
+                return k;
+        if (has_sleep && (k = scale_to_zero_apply(r, sleep, s)) != 0)
                 return k;
         if (has_boot_timeout) {
                 uint64_t ms = 0;
@@ -242,7 +385,7 @@ int service_list(Request *r) {
 
         k = request_page(r, &limit, &after);
         if (k == 0)
-                k = store_service_list(r->manager->store, after, limit, service_list_one, ctx);
+                k = store_service_list(r->ctx->store, after, limit, service_list_one, ctx);
         return reply_page(r, k, items, limit, "name");
 }
 
@@ -267,7 +410,10 @@ int service_create(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "service/%s", s.name);
-        k = store_service_insert(r->manager->store, &s);
+        k = listen_check(r, &s);
+        if (k != 0)
+                return k;
+        k = store_service_insert(r->ctx->store, &s);
         if (k != 0)
                 return service_conflict(r, k, &s);
         snprintf(r->location, sizeof r->location, "/v1/services/%s", s.name);
@@ -282,7 +428,7 @@ int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match) {
         k = request_name_param(r, 0, "service", &name);
         if (k != 0)
                 return k;
-        k = store_service_get(r->manager->store, name, ret);
+        k = store_service_get(r->ctx->store, name, ret);
         if (k == AVIARY_E_SERVICE_NOT_FOUND)
                 return reply_error(r, k, "service '%s' not found", name);
         if (k != 0)
@@ -317,7 +463,7 @@ int service_update(Request *r) {
                 return k;
         if (s.stable_version_id != stable_before) {
                 _cleanup_(rollout_record_done) RolloutRecord ro = {};
-                k = store_rollout_get_active(r->manager->store, s.id, &ro);
+                k = store_rollout_get_active(r->ctx->store, s.id, &ro);
                 if (k == 0)
                         return reply_error(r, AVIARY_E_ROLLOUT_IN_PROGRESS,
                                            "service '%s' has rollout %lld in progress (to %s): abort it or let it finish "
@@ -327,7 +473,10 @@ int service_update(Request *r) {
                         return k;
         }
         request_set_resource(r, "service/%s", s.name);
-        k = store_service_update(r->manager->store, &s);
+        k = listen_check(r, &s);
+        if (k != 0)
+                return k;
+        k = store_service_update(r->ctx->store, &s);
         if (k != 0)
                 return service_conflict(r, k, &s);
         r->event_detail = json_deep_copy(body);
@@ -338,7 +487,7 @@ int service_traffic(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         int k = service_from_path(r, &s, false);
 
-        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->manager->controller, s.name));
+        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->ctx->controller, s.name));
 }
 
 int service_delete(Request *r) {
@@ -348,7 +497,7 @@ int service_delete(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "service/%s", s.name);
-        k = store_service_delete(r->manager->store, s.id);
+        k = store_service_delete(r->ctx->store, s.id);
         if (k != 0)
                 return k;
         r->status = 204;

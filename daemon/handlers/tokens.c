@@ -7,7 +7,8 @@
 #include "digest.h"
 #include "handlers.h"
 #include "jsonspec.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
 #include "route.h"
 
 #define TOKEN_SECRET_BYTES 32
@@ -67,7 +68,7 @@ int token_create(Request *r) {
                 return k;
         snprintf(t.hash, sizeof t.hash, "%s", digest + 7);
         request_set_resource(r, "token/%s", t.name);
-        k = store_token_insert(r->manager->store, &t);
+        k = store_token_insert(r->ctx->store, &t);
         if (k == AVIARY_E_TOKEN_EXISTS)
                 return reply_error(r, k, "a token named '%s' exists; revoke it first or choose another name", t.name);
         if (k != 0)
@@ -93,7 +94,7 @@ int token_list(Request *r) {
         int k = request_page(r, &limit, &after);
 
         if (k == 0)
-                k = store_token_list(r->manager->store, after, limit, token_list_one, items);
+                k = store_token_list(r->ctx->store, after, limit, token_list_one, items);
         return reply_page(r, k, items, limit, "name");
 }
 
@@ -104,7 +105,7 @@ int token_delete(Request *r) {
         if (k != 0)
                 return k;
         request_set_resource(r, "token/%s", name);
-        k = store_token_delete(r->manager->store, name);
+        k = store_token_delete(r->ctx->store, name);
         if (k == AVIARY_E_TOKEN_NOT_FOUND)
                 return reply_error(r, k, "no token named '%s'", name);
         if (k != 0)

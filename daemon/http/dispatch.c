@@ -2,12 +2,14 @@
 #include <errno.h>
 #include <string.h>
 
-#include "control/controller.h"
 #include "digest.h"
 #include "dispatch.h"
 #include "log.h"
-#include "manager.h"
+#include "settings.h"
+#include "blobfiles.h"
+#include "reply.h"
 #include "route.h"
+#include "store.h"
 
 /* Hashes one query argument: "?KEY=VALUE" ("?KEY" without a value), so that "a=1&b=2" and
  * "a=1%26b=2" differ. */
@@ -47,9 +49,9 @@ static int idempotency_replay(Request *r, const char *key, const char *fingerpri
         int k;
 
         /* A key older than 24 hours is gone, also before the hourly housekeeping deletes it. */
-        k = store_idempotency_forget_older(r->manager->store, r->principal, key, now_realtime() - IDEMPOTENCY_KEEP_USEC);
+        k = store_idempotency_forget_older(r->ctx->store, r->principal, key, now_realtime() - IDEMPOTENCY_KEEP_USEC);
         if (k >= 0)
-                k = store_idempotency_get(r->manager->store, r->principal, key, &rec);
+                k = store_idempotency_get(r->ctx->store, r->principal, key, &rec);
         if (k <= 0)
                 return k;
         if (!streq(rec.request_hash, fingerprint))
@@ -76,15 +78,16 @@ static int event_append(Request *r) {
                 .detail_json = r->event_detail,
         };
 
-        return store_event_append(r->manager->store, &e);
+        return store_event_append(r->ctx->store, &e);
 }
 
 int dispatch_request(Request *r) {
-        Store *store = r->manager->store;
+        Store *store = r->ctx->store;
         const char *key = NULL;
         char fingerprint[DIGEST_STR_LEN + 1];
         int k;
 
+        store_clear_error();
         if (!r->route->action)
                 return r->route->handler(r);
 
@@ -143,8 +146,8 @@ int dispatch_request(Request *r) {
                 r->after_rollback(r);
         if (k == 0 && r->after_commit)
                 r->after_commit(r);
-        if (k == 0)
-                controller_kick(r->manager->controller); /* desired state may have changed */
+        if (k == 0 && r->ctx->on_committed)
+                r->ctx->on_committed(r->ctx->userdata); /* desired state may have changed */
         if (k == 0)
                 log_info("%s %s → %u [%s %s]", r->method_name, r->path, r->status ? r->status : 200, r->actor,
                          r->request_id);

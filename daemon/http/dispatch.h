@@ -10,7 +10,3 @@
 /* Returns what the handler returned (0, positive AVIARY_E_*, negative errno). */
 int dispatch_request(Request *r);
 
-/* The JSON text of a reply (pretty, newline-terminated); caller frees. */
-char *reply_dump(json_t *j);
-/* {"error":{...}} text; caller frees. */
-char *error_envelope(AviaryError code, const char *message, const char *request_id);

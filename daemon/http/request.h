@@ -7,9 +7,31 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <systemd/sd-event.h>
+
 #include "apierror.h"
 
-typedef struct Manager Manager;
+typedef struct Settings Settings;
+typedef struct Store Store;
+typedef struct BlobFiles BlobFiles;
+typedef struct Controller Controller;
+
+/* What the API server and its handlers work with, lent by the manager (which fills it in as it
+ * opens each part, before the loop runs). Narrower than the manager: no listeners, no fd store,
+ * no housekeeping. */
+typedef struct ApiContext {
+        sd_event *event;
+        const Settings *settings;
+        Store *store;
+        BlobFiles *blobs;
+        Controller *controller;         /* NULL with runtime = off */
+        const char *token;              /* the bootstrap bearer token (token_file), or NULL */
+        const char *tls_cert, *tls_key; /* PEM text, or NULL: plain HTTP */
+        /* After a change committed: desired state may have moved (the manager kicks the
+         * controller). May be NULL. */
+        void (*on_committed)(void *userdata);
+        void *userdata;
+} ApiContext;
 typedef struct Route Route;
 typedef struct BlobUpload BlobUpload;
 struct MHD_Connection;
@@ -26,7 +48,7 @@ typedef enum HttpMethod {
 #define ROUTE_MAX_PARAMS 4
 
 typedef struct Request {
-        Manager *manager;
+        const ApiContext *ctx;
         struct MHD_Connection *connection;
         HttpMethod method;
         const char *method_name;
@@ -60,6 +82,7 @@ typedef struct Request {
         int reply_fd;            /* when >= 0, the body is this file (blobs) */
         char *reply_text;        /* when set, a text/plain body... */
         size_t reply_text_size;  /* ...of this many bytes (it may hold NULs) */
+        char *reply_json_text;   /* when set, a JSON body already rendered (reply caches) */
         uint64_t reply_fd_size;
         char etag[40];
         char location[512];

@@ -15,11 +15,15 @@
 #include <sys/socket.h>
 
 #include "random.h"
+#include "requestid.h"
 #include "digest.h"
 #include "dispatch.h"
+#include "reply.h"
 #include "jsonspec.h"
 #include "log.h"
-#include "manager.h"
+#include "blobfiles.h"
+#include "settings.h"
+#include "store.h"
 #include "names.h"
 #include <openssl/crypto.h>
 #include "route.h"
@@ -80,7 +84,7 @@ typedef struct Conn {
 } Conn;
 
 struct HttpServer {
-        Manager *manager;
+        const ApiContext *ctx;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
         Conn *conns;                     /* every open connection of every listener */
@@ -158,7 +162,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         if (strstr(buf, "resource limit at FIRST connection"))
                 l->accept_starved = true;
         /* A message that repeats (a failing accept) is said once per MHD_LOG_REPEAT_USEC. */
-        sd_event_now(l->server->manager->event, CLOCK_MONOTONIC, &now);
+        sd_event_now(l->server->ctx->event, CLOCK_MONOTONIC, &now);
         unsigned slot = 0;
         bool known = false;
         for (unsigned i = 0; i < ELEMENTSOF(l->said) && !known; i++)
@@ -183,7 +187,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
 static uint64_t now_usec(HttpServer *srv) {
         uint64_t now = 0;
 
-        sd_event_now(srv->manager->event, CLOCK_MONOTONIC, &now);
+        sd_event_now(srv->ctx->event, CLOCK_MONOTONIC, &now);
         return now;
 }
 
@@ -223,7 +227,7 @@ static void conn_await_request(Conn *k) {
         k->since = now_usec(srv);
         k->body_bytes = 0;
         k->receiving = true;
-        deadline_timer_arm(srv, conn_deadline(k, &srv->manager->settings));
+        deadline_timer_arm(srv, conn_deadline(k, srv->ctx->settings));
 }
 
 /* The request on C is in (or answered): what follows is ours to send, not the client's. */
@@ -280,7 +284,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
  * keeps the descriptor MHD's until then. */
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         HttpServer *srv = userdata;
-        const Settings *cfg = &srv->manager->settings;
+        const Settings *cfg = srv->ctx->settings;
         uint64_t now = now_usec(srv), next = UINT64_MAX;
         bool cut[MAX_LISTENERS] = {};
 
@@ -338,6 +342,7 @@ static void request_free(Request *r) {
         blob_upload_free(r->upload);
         json_decref(r->reply);
         free(r->reply_text);
+        free(r->reply_json_text);
         json_decref(r->event_detail);
         if (r->reply_fd >= 0)
                 close(r->reply_fd);
@@ -393,7 +398,7 @@ static enum MHD_Result send_error(Request *r, AviaryError code, const char *mess
 
 /* Parks R until its retry time: the connection is suspended, a timer resumes it. */
 static enum MHD_Result request_suspend(Request *r, Listener *l) {
-        sd_event *event = l->server->manager->event;
+        sd_event *event = l->server->ctx->event;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         uint64_t usec = r->retry_usec;
         Waiter *w = NULL;
@@ -416,116 +421,6 @@ static enum MHD_Result request_suspend(Request *r, Listener *l) {
         return MHD_YES;
 }
 
-const char *request_param(Request *r, unsigned n) {
-        return n < r->n_params ? r->params[n] : NULL;
-}
-
-const char *request_header(Request *r, const char *name) {
-        return MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, name);
-}
-
-const char *request_query(Request *r, const char *name) {
-        const char *v = MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
-        char *copy, *out;
-
-        if (!v || (!strcasestr(v, "%2f") && !strstr(v, "%25")))
-                return v;
-        /* unescape() left "%2F" (and "%25", so that "%252F" stays the text "%2F") for the router;
-         * in a value they are a slash and a percent sign (resource=image%2Fweb). One pass, so
-         * nothing is decoded twice. The copy lives as long as the request, one per value. */
-        for (unsigned i = 0; i < r->n_kept; i++)
-                if (r->kept[i].original == v)
-                        return r->kept[i].decoded;
-        if (r->n_kept >= ELEMENTSOF(r->kept) || !(copy = strdup(v)))
-                return v; /* still an answer, only with the slash encoded */
-        out = copy;
-        for (const char *p = v; *p; p++)
-                if (p[0] == '%' && p[1] == '2' && (p[2] == 'f' || p[2] == 'F' || p[2] == '5')) {
-                        *out++ = p[2] == '5' ? '%' : '/';
-                        p += 2;
-                } else
-                        *out++ = *p;
-        *out = 0;
-        r->kept[r->n_kept].original = v;
-        r->kept[r->n_kept++].decoded = copy;
-        return copy;
-}
-
-typedef struct QueryForeach {
-        int (*fn)(const char *key, const char *value, void *userdata);
-        void *userdata;
-        int result;
-} QueryForeach;
-
-static enum MHD_Result query_foreach_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-        QueryForeach *q = cls;
-
-        q->result = q->fn(key, value, q->userdata);
-        return q->result == 0 ? MHD_YES : MHD_NO;
-}
-
-int request_query_foreach(Request *r, int (*fn)(const char *key, const char *value, void *userdata),
-                          void *userdata) {
-        QueryForeach q = { .fn = fn, .userdata = userdata };
-
-        (void) MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, query_foreach_one, &q);
-        return q.result;
-}
-
-int request_page(Request *r, unsigned *ret_limit, const char **ret_after) {
-        const char *limit = request_query(r, "limit"), *after = request_query(r, "after");
-        char *end;
-        unsigned long v = 100;
-
-        if (limit) {
-                errno = 0;
-                v = strtoul(limit, &end, 10);
-                if (errno || end == limit || *end || v < 1 || v > 1000)
-                        return reply_error(r, AVIARY_E_INVALID_QUERY, "limit must be an integer from 1 to 1000");
-        }
-        if (after && (!*after || strlen(after) > 256))
-                return reply_error(r, AVIARY_E_INVALID_QUERY, "after must be a cursor from a previous page");
-        *ret_limit = (unsigned) v;
-        *ret_after = after;
-        return 0;
-}
-
-int reply_json(Request *r, unsigned status, json_t *j) {
-        json_decref(r->reply);
-        r->status = status;
-        r->reply = j;
-        return j ? 0 : -ENOMEM;
-}
-
-int reply_bytes(Request *r, unsigned status, char *buf, size_t size) {
-        free(r->reply_text);
-        r->status = status;
-        r->reply_text = buf;
-        r->reply_text_size = buf ? size : 0;
-        return buf ? 0 : -ENOMEM;
-}
-
-int reply_text(Request *r, unsigned status, char *text) {
-        return reply_bytes(r, status, text, text ? strlen(text) : 0);
-}
-
-int reply_error(Request *r, AviaryError code, const char *fmt, ...) {
-        va_list ap;
-
-        r->error.code = code;
-        va_start(ap, fmt);
-        vsnprintf(r->error.message, sizeof r->error.message, fmt, ap);
-        va_end(ap);
-        return (int) code;
-}
-
-void request_set_resource(Request *r, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(r->resource, sizeof r->resource, fmt, ap);
-        va_end(ap);
-}
 
 /* ---- sending ---- */
 
@@ -561,23 +456,6 @@ static enum MHD_Result send_text(Request *r, unsigned status, char *text) {
         if (!resp)
                 free(text);
         return queue(r, status, resp, "application/json");
-}
-
-char *error_envelope(AviaryError code, const char *message, const char *request_id) {
-        json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", aviary_error_code(code), "message", message,
-                              "request_id", request_id);
-        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-
-        json_decref(j);
-        if (text) {
-                size_t n = strlen(text);
-                char *nl = realloc(text, n + 2);
-                if (nl) {
-                        nl[n] = '\n', nl[n + 1] = 0;
-                        text = nl;
-                }
-        }
-        return text;
 }
 
 static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow) {
@@ -624,6 +502,10 @@ static enum MHD_Result send_result(Request *r, int result) {
                 return send_error(r, AVIARY_E_UNAVAILABLE, "the database is busy; try again", 0);
         if (result < 0) {
                 char msg[256];
+                /* What the store said goes to the log with the request id, not to the client. */
+                if (store_last_error()[0])
+                        log_error("Request %s: %s", r->request_id, store_last_error());
+                store_clear_error();
                 snprintf(msg, sizeof msg, "internal error (%s); see the daemon log for request %s", strerror(-result),
                          r->request_id);
                 return send_error(r, AVIARY_E_INTERNAL, msg, 0);
@@ -642,24 +524,12 @@ static enum MHD_Result send_result(Request *r, int result) {
                         free(text);
                 return queue(r, r->status ? r->status : 200, resp, "text/plain; charset=utf-8");
         }
+        if (r->reply_json_text)
+                return send_text(r, r->status ? r->status : 200, TAKE_PTR(r->reply_json_text));
         if (!r->reply)
                 return queue(r, r->status ? r->status : 204,
                              MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT), NULL);
         return send_text(r, r->status ? r->status : 200, reply_dump(r->reply));
-}
-
-char *reply_dump(json_t *j) {
-        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)), *nl;
-        size_t n;
-
-        if (!text)
-                return NULL;
-        n = strlen(text);
-        nl = realloc(text, n + 2);
-        if (!nl)
-                return text;
-        nl[n] = '\n', nl[n + 1] = 0;
-        return nl;
 }
 
 /* ---- identity ---- */
@@ -686,7 +556,7 @@ static bool id_listed(unsigned id, const unsigned *list, size_t n) {
 /* Unix socket: the peer's uid/gid (SO_PEERCRED) against the allow-list; root always passes, and
  * with no list configured the socket's mode and group are the only gate. */
 static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
-        const Settings *set = &r->manager->settings;
+        const Settings *set = r->ctx->settings;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct ucred cred;
         socklen_t len = sizeof cred;
@@ -713,7 +583,7 @@ static AviaryError authenticate_peer(Request *r, char *why, size_t size) {
  * in constant time) or an API token, found by the SHA-256 of the secret (only hashes are
  * stored, so the lookup reveals nothing about a secret). The secret is never logged or stored. */
 static AviaryError authenticate_token(Request *r, char *why, size_t size) {
-        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), *boot = r->manager->token;
+        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION), *boot = r->ctx->token;
         char addr[INET6_ADDRSTRLEN], digest[DIGEST_STR_LEN + 1];
         TokenRecord t = {};
         size_t n;
@@ -735,7 +605,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         }
         k = n == 0 || n > 256 ? AVIARY_E_UNAUTHORIZED : digest_buffer(auth, n, digest);
         if (k == 0)
-                k = store_token_get_by_hash(r->manager->store, digest + 7, &t);
+                k = store_token_get_by_hash(r->ctx->store, digest + 7, &t);
         if (k < 0) {
                 snprintf(why, size, "cannot check the bearer token now; try again");
                 return AVIARY_E_UNAVAILABLE;
@@ -749,7 +619,7 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         r->scope = scope_from_string(t.scope);
         /* Last use, to the minute: not a database write per request. */
         if (now_realtime() - t.last_used_at > 60 * USEC_PER_SEC)
-                (void) store_token_touch(r->manager->store, t.id, now_realtime());
+                (void) store_token_touch(r->ctx->store, t.id, now_realtime());
         return AVIARY_E_OK;
 }
 
@@ -763,7 +633,7 @@ static int request_id_init(Request *r) {
                 snprintf(r->request_id, sizeof r->request_id, "%s", given);
                 return 0;
         }
-        k = random_hex(r->request_id, 12);
+        k = request_id_new(r->request_id, 12);
         if (k < 0) {
                 snprintf(r->request_id, sizeof r->request_id, "unavailable");
                 return log_error_errno(k, "Cannot draw a request id");
@@ -838,9 +708,9 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
 
         /* Blobs have their own limit; JSON routes take the smaller of theirs and max_json_body. */
         if (r->route->body == BODY_STREAM)
-                r->body_max = r->manager->settings.max_blob_size;
+                r->body_max = r->ctx->settings->max_blob_size;
         else {
-                r->body_max = r->manager->settings.max_json_body;
+                r->body_max = r->ctx->settings->max_json_body;
                 if (r->route->max_body && r->route->max_body < r->body_max)
                         r->body_max = r->route->max_body;
         }
@@ -957,10 +827,10 @@ static bool request_head_refused(Request *r, Listener *l, enum MHD_Result *ret) 
 
         if (r->too_many_query_args)
                 snprintf(msg, sizeof msg, "the request target has more than %d query arguments", MAX_QUERY_ARGS);
-        else if (size > r->manager->settings.max_header_size)
+        else if (size > r->ctx->settings->max_header_size)
                 snprintf(msg, sizeof msg,
                          "the request line and headers are %zu bytes, over the limit of %" PRIu64 " bytes", size,
-                         r->manager->settings.max_header_size);
+                         r->ctx->settings->max_header_size);
         else if (fields > MAX_HEADER_FIELDS)
                 snprintf(msg, sizeof msg, "the request has %d header fields, over the limit of %d", fields,
                          MAX_HEADER_FIELDS);
@@ -996,7 +866,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                         return MHD_NO;
                 *req_cls = r;
                 r->too_many_query_args = cut;
-                r->manager = l->server->manager;
+                r->ctx = l->server->ctx;
                 r->connection = connection;
                 r->reply_fd = -1;
                 r->method_name = method;
@@ -1062,14 +932,14 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
 
 /* ---- listeners ---- */
 
-int http_server_new(Manager *m, HttpServer **ret) {
+int http_server_new(const ApiContext *ctx, HttpServer **ret) {
         HttpServer *s = calloc(1, sizeof *s);
         int r;
 
         if (!s)
                 return -ENOMEM;
-        s->manager = m;
-        r = sd_event_add_time(m->event, &s->deadline_timer, CLOCK_MONOTONIC, 0, 1000, on_deadline, s);
+        s->ctx = ctx;
+        r = sd_event_add_time(ctx->event, &s->deadline_timer, CLOCK_MONOTONIC, 0, 1000, on_deadline, s);
         if (r < 0) {
                 free(s);
                 return log_error_errno(r, "Cannot add the request deadline timer");
@@ -1112,7 +982,7 @@ static size_t connection_memory(const Settings *cfg) {
 }
 
 int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
-        const Settings *cfg = &s->manager->settings;
+        const Settings *cfg = s->ctx->settings;
         const union MHD_DaemonInfo *info;
         Listener *l;
         int r;
@@ -1126,10 +996,10 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                 return log_oom();
         /* HTTPS on TCP when a certificate is configured (libmicrohttpd with GnuTLS), with our
          * priority string: libmicrohttpd's default ("NORMAL") still speaks TLS 1.0 and 1.1. */
-        bool tls = !unix_socket && s->manager->tls_cert;
+        bool tls = !unix_socket && s->ctx->tls_cert;
         struct MHD_OptionItem tls_options[] = {
-                { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? s->manager->tls_key : NULL },
-                { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? s->manager->tls_cert : NULL },
+                { MHD_OPTION_HTTPS_MEM_KEY, 0, tls ? (void *) s->ctx->tls_key : NULL },
+                { MHD_OPTION_HTTPS_MEM_CERT, 0, tls ? (void *) s->ctx->tls_cert : NULL },
                 { MHD_OPTION_HTTPS_PRIORITIES, 0, tls ? cfg->tls_priorities : NULL },
                 { MHD_OPTION_END, 0, NULL },
         };
@@ -1160,12 +1030,12 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
                 l->waiters = NULL;
                 return log_error_errno(EINVAL, "HTTP server has no epoll descriptor");
         }
-        r = sd_event_add_io(s->manager->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
+        r = sd_event_add_io(s->ctx->event, &l->io, info->epoll_fd, EPOLLIN, on_io, l);
         if (r >= 0)
                 /* Accuracy 1 µs: sd-event's default (250 ms) would delay every MHD round. */
-                r = sd_event_add_time(s->manager->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l);
+                r = sd_event_add_time(s->ctx->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l);
         if (r >= 0)
-                r = sd_event_add_time(s->manager->event, &l->accept_retry, CLOCK_MONOTONIC, 0, 1000,
+                r = sd_event_add_time(s->ctx->event, &l->accept_retry, CLOCK_MONOTONIC, 0, 1000,
                                       on_accept_retry, l);
         if (r >= 0)
                 r = sd_event_source_set_enabled(l->accept_retry, SD_EVENT_OFF);

@@ -4,10 +4,13 @@
 
 #include <stdbool.h>
 
-typedef struct Manager Manager;
+#include "request.h"
+
 typedef struct HttpServer HttpServer;
 
-int http_server_new(Manager *m, HttpServer **ret);
+/* CTX stays the caller's and must outlive the server; its parts may be filled in later, before
+ * the loop runs. */
+int http_server_new(const ApiContext *ctx, HttpServer **ret);
 HttpServer *http_server_free(HttpServer *s);
 
 /* Serves on listening socket FD (taken over). UNIX_SOCKET: callers are identified by

@@ -123,3 +123,27 @@ int metrics_latency_quantile(const GroupMetrics *g, double q, uint64_t *ret_us) 
         }
         return -ENODATA; /* not reached: seen ends at count >= rank */
 }
+
+static void live_add(_Atomic uint64_t *c) {
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us) {
+        if ((unsigned) g >= _SPLIT_GROUP_MAX)
+                return;
+        if (http_status < 100 || http_status > 599) {
+                live_add(&m->group[g].status[METRICS_CONNECT_ERROR]);
+                return;
+        }
+        live_add(&m->group[g].status[METRICS_1XX + (http_status / 100 - 1)]);
+        live_add(&m->group[g].latency[metrics_latency_bucket(latency_us)]);
+}
+
+void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum) {
+        for (unsigned g = 0; g < _SPLIT_GROUP_MAX; g++) {
+                for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                        sum->group[g].status[c] += atomic_load_explicit(&m->group[g].status[c], memory_order_relaxed);
+                for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+                        sum->group[g].latency[b] += atomic_load_explicit(&m->group[g].latency[b], memory_order_relaxed);
+        }
+}

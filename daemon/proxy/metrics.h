@@ -3,6 +3,7 @@
  * counters, no locks: they are written and read on the proxy's event loop. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "proxy/select.h"
@@ -60,3 +61,21 @@ int metrics_latency_quantile(const GroupMetrics *g, double q, uint64_t *ret_us);
  * [*ret_low, *ret_high) in microseconds. */
 unsigned metrics_latency_bucket(uint64_t latency_us);
 void metrics_latency_bucket_bounds(unsigned bucket, uint64_t *ret_low, uint64_t *ret_high);
+
+/* One worker thread's counters of one service: only that thread writes them (a plain add made
+ * visible with a relaxed store: no lock, no locked instruction on the request path), and the
+ * control thread merges every thread's into a ProxyMetrics when it reads them. */
+typedef struct LiveGroupMetrics {
+        _Atomic uint64_t status[_METRICS_STATUS_CLASS_MAX];
+        _Atomic uint64_t latency[METRICS_LATENCY_BUCKETS];
+} LiveGroupMetrics;
+
+typedef struct LiveMetrics {
+        LiveGroupMetrics group[_SPLIT_GROUP_MAX];
+} LiveMetrics;
+
+/* STATUS 100..599 records a response after LATENCY_US; anything else a connect error. Owner
+ * thread only. */
+void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us);
+/* Adds M's counters to *SUM (any thread). */
+void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum);

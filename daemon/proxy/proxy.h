@@ -1,12 +1,19 @@
-/* HTTP/1.1 reverse proxy engine on the daemon's sd-event loop: one listener, a pick callback
+/* HTTP/1.1 reverse proxy engine for one thread's loop: an optional listener, a pick callback
  * that names the backend for each request, requests and responses streamed through fixed
- * buffers, and keep-alive upstream connections pooled per backend address. */
+ * buffers, and keep-alive upstream connections pooled per backend address. Nothing in it is
+ * shared between threads: the data plane (plane.h) runs one Proxy per service per worker
+ * thread. The pieces: client.c (the client state machine), upstream.c (backend connections
+ * and their pool), head.c (head parse, checks and render), loop.c (I/O and deadlines). */
 #pragma once
 
 #include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
+
+#include "loop.h"
 
 typedef struct Proxy Proxy;
 
@@ -41,13 +48,18 @@ typedef int (*ProxyPickFn)(void *userdata, const ProxyRequest *req, struct socka
 typedef void (*ProxyDoneFn)(void *userdata, int group, const struct sockaddr_in *backend, int status,
                             uint64_t latency_usec);
 
+/* A worker thread accepted FD (from PEER) on its listener: return true when the callback took
+ * it (handed it to another thread's Proxy, say), false to serve it here. */
+typedef bool (*ProxyAcceptFn)(void *userdata, int fd, const struct sockaddr_in *peer);
+
+/* Written by the proxy's own thread only; any thread may read them (relaxed atomics). */
 typedef struct ProxyStats {
-        uint64_t clients_accepted;
-        uint64_t requests;          /* requests answered, by a backend or locally */
-        uint64_t upstream_connects; /* fresh connections started to backends */
-        uint64_t upstream_reuses;   /* requests sent on a pooled connection */
-        uint64_t upstream_retries;  /* retries after a connect or stale-pool failure */
-        uint64_t backend_down_failovers; /* requests in flight to a backend declared down */
+        _Atomic uint64_t clients_accepted;
+        _Atomic uint64_t requests;          /* requests answered, by a backend or locally */
+        _Atomic uint64_t upstream_connects; /* fresh connections started to backends */
+        _Atomic uint64_t upstream_reuses;   /* requests sent on a pooled connection */
+        _Atomic uint64_t upstream_retries;  /* retries after a connect or stale-pool failure */
+        _Atomic uint64_t backend_down_failovers; /* requests in flight to a backend declared down */
 } ProxyStats;
 
 /* ADDRESS is "IPV4:PORT" (port 0 picks a free one: see proxy_get_port()). PICK is required,
@@ -57,6 +69,13 @@ int proxy_new(sd_event *e, const char *address, ProxyPickFn pick, ProxyDoneFn do
 /* The same on a listening IPv4 TCP socket FD (one kept across a restart in systemd's file
  * descriptor store, say). Takes FD, also on failure (it is closed then). */
 int proxy_new_from_fd(sd_event *e, int fd, ProxyPickFn pick, ProxyDoneFn done, void *userdata, Proxy **ret);
+/* On LOOP (loop.h), serving listening socket FD (taken, made non-blocking), or none (FD -1):
+ * such a proxy is handed its clients with proxy_add_client(). */
+int proxy_new_on_loop(ProxyLoop *loop, int fd, ProxyPickFn pick, ProxyDoneFn done, void *userdata, Proxy **ret);
+/* Every client the listener accepts goes to FN first (accept-and-hand-off, plane.c). */
+void proxy_set_accept_hook(Proxy *p, ProxyAcceptFn fn);
+/* Serves client FD (connected, non-blocking; taken, also on failure) from PEER. */
+int proxy_add_client(Proxy *p, int fd, const struct sockaddr_in *peer);
 /* The listening socket (to hand to systemd's file descriptor store); the proxy keeps owning it. */
 int proxy_get_fd(const Proxy *p);
 /* Closes the listener, every client and every upstream connection. Accepts NULL. */
@@ -70,7 +89,7 @@ const ProxyStats *proxy_get_stats(const Proxy *p);
 /* Requests sent or being sent to BACKEND (connecting included) whose response is not yet fully
  * relayed to the client and that have not failed: 0 means a draining guest can be stopped
  * without cutting a request short. Port 0 in BACKEND matches every port of its address.
- * Counts by walking the live clients. */
+ * Counted per backend as requests attach and detach. */
 unsigned proxy_backend_inflight(const Proxy *p, const struct sockaddr_in *backend);
 
 /* BACKEND (port 0: every port of its address) is gone for good, e.g. its guest died: no

@@ -10,7 +10,6 @@
 #include "random.h"
 #include "blobfiles.h"
 #include "digest.h"
-#include "log.h"
 
 struct BlobFiles {
         int dir_fd; /* <state>/blobs/sha256 */
@@ -44,12 +43,12 @@ int blobfiles_open(const char *state_dir, BlobFiles **ret) {
 
         state_fd = open(state_dir, O_DIRECTORY | O_CLOEXEC | O_RDONLY);
         if (state_fd < 0)
-                return log_error_errno(errno, "Cannot open state directory %s", state_dir);
+                return negative_errno(); /* the manager says which directory */
         r = mkdir_at(state_fd, "blobs", &blobs_fd);
         if (r == 0)
                 r = mkdir_at(blobs_fd, "sha256", &fd);
         if (r < 0)
-                return log_error_errno(r, "Cannot create %s/blobs/sha256", state_dir);
+                return r;
 
         /* Remove temporaries left by a crash mid-upload. */
         d = fdopendir(dup(fd));
@@ -154,12 +153,12 @@ int blob_upload_begin(BlobFiles *b, const char *digest, BlobUpload **ret) {
                 char hex[9];
                 r = random_hex(hex, 4);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot draw a temporary blob file name");
+                        return r; /* the request's 500 says so, with its request id */
                 snprintf(u->tmp_name, sizeof u->tmp_name, ".tmp-%s", hex);
                 u->fd = openat(b->dir_fd, u->tmp_name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
         }
         if (u->fd < 0)
-                return log_error_errno(errno, "Cannot create a temporary blob file");
+                return negative_errno(); /* ENOSPC is a 507; anything else a 500, logged with its request */
         r = digest_new(&u->digest);
         if (r < 0)
                 return r;

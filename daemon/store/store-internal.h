@@ -10,6 +10,8 @@
 struct Store {
         sqlite3 *db;
         unsigned tx_depth;
+        usec_t checked_at;  /* store_check(): when quick_check last ran (monotonic), and its result */
+        int check_result;
         unsigned n_cached;
         struct {
                 const char *sql; /* identity: the string literal's address */

@@ -14,8 +14,26 @@ void rollout_record_done(RolloutRecord *r) {
         *r = (RolloutRecord) {};
 }
 
+static const char *const rollout_phase_names[_ROLLOUT_PHASE_MAX] = {
+        [ROLLOUT_PROGRESSING] = "Progressing",
+        [ROLLOUT_PAUSED] = "Paused",
+        [ROLLOUT_HEALTHY] = "Healthy",
+        [ROLLOUT_DEGRADED] = "Degraded",
+};
+
+const char *rollout_phase_to_string(RolloutPhase p) {
+        return p >= 0 && p < _ROLLOUT_PHASE_MAX ? rollout_phase_names[p] : NULL;
+}
+
+RolloutPhase rollout_phase_from_string(const char *s) {
+        for (int i = 0; s && i < _ROLLOUT_PHASE_MAX; i++)
+                if (streq(s, rollout_phase_names[i]))
+                        return (RolloutPhase) i;
+        return _ROLLOUT_PHASE_INVALID;
+}
+
 bool rollout_is_active(const RolloutRecord *r) {
-        return streq(r->phase, "Progressing") || streq(r->phase, "Paused");
+        return r->phase == ROLLOUT_PROGRESSING || r->phase == ROLLOUT_PAUSED;
 }
 
 #define ROLLOUT_COLUMNS                                                                                        \
@@ -31,7 +49,11 @@ static int rollout_from_row(sqlite3_stmt *st, RolloutRecord *r) {
         r->from_label = store_column_strdup(st, 4);
         r->to_label = store_column_strdup(st, 5);
         r->strategy = store_column_strdup(st, 6);
-        store_column_copy(st, 7, r->phase, sizeof r->phase);
+        {
+                char phase[16];
+                store_column_copy(st, 7, phase, sizeof phase);
+                r->phase = rollout_phase_from_string(phase);
+        }
         r->step_index = sqlite3_column_int64(st, 8);
         r->step_started_at = (usec_t) sqlite3_column_int64(st, 9);
         r->canary_weight = sqlite3_column_int64(st, 10);
@@ -63,7 +85,7 @@ int store_rollout_insert(Store *s, RolloutRecord *r) {
                        "analysis, message, abort_reason, created_at, updated_at, finished_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        "iIIttttiiiiIitttiiI", r->service_id, r->from_version_id, r->to_version_id, r->from_label,
-                       r->to_label, r->strategy, r->phase, r->step_index, (int64_t) r->step_started_at,
+                       r->to_label, r->strategy, rollout_phase_to_string(r->phase), r->step_index, (int64_t) r->step_started_at,
                        r->canary_weight, (int64_t) r->paused, (int64_t) r->pause_until, r->salt,
                        r->analysis ? r->analysis : "{}", r->message ? r->message : "", r->abort_reason,
                        (int64_t) r->created_at, (int64_t) r->updated_at, (int64_t) r->finished_at);
@@ -117,7 +139,7 @@ int store_rollout_update(Store *s, RolloutRecord *r) {
                        "UPDATE rollouts SET phase = ?, step_index = ?, step_started_at = ?, canary_weight = ?, "
                        "paused = ?, pause_until = ?, analysis = ?, message = ?, abort_reason = ?, updated_at = ?, "
                        "finished_at = ? WHERE id = ?",
-                       "tiiiiIttti" "Ii", r->phase, r->step_index, (int64_t) r->step_started_at, r->canary_weight,
+                       "tiiiiIttti" "Ii", rollout_phase_to_string(r->phase), r->step_index, (int64_t) r->step_started_at, r->canary_weight,
                        (int64_t) r->paused, (int64_t) r->pause_until, r->analysis ? r->analysis : "{}",
                        r->message ? r->message : "", r->abort_reason, (int64_t) r->updated_at,
                        (int64_t) r->finished_at, r->id);

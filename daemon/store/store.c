@@ -5,9 +5,29 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "log.h"
 #include "migrations.h"
 #include "store-internal.h"
+
+/* The store logs nothing: a failure is logged once, by whoever decides what it means. What
+ * SQLite said is kept here for that caller (store_last_error()). */
+static _Thread_local char last_error[512];
+
+static void set_error(const char *fmt, ...) _printf_(1, 2);
+static void set_error(const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof last_error, fmt, ap);
+        va_end(ap);
+}
+
+const char *store_last_error(void) {
+        return last_error;
+}
+
+void store_clear_error(void) {
+        last_error[0] = 0;
+}
 
 int store_error(Store *s, int rc, const char *what) {
         int err;
@@ -33,7 +53,7 @@ int store_error(Store *s, int rc, const char *what) {
         default:
                 err = EIO;
         }
-        log_error("SQLite: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), rc);
+        set_error("SQLite: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), rc);
         return -err;
 }
 
@@ -81,7 +101,7 @@ static int prepare_va(Store *s, const char *sql, sqlite3_stmt **ret, const char 
                 } else {
                         /* Cannot happen with our fixed set of statements; refuse rather than leak. */
                         sqlite3_finalize(st);
-                        log_error("SQLite statement cache is full");
+                        set_error("SQLite statement cache is full");
                         return -ENOBUFS;
                 }
         }
@@ -137,9 +157,10 @@ static int exec_plain(Store *s, const char *sql) {
         int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
 
         if (rc != SQLITE_OK) {
-                log_error("SQLite: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+                int k = store_error(NULL, rc, "exec");
+                set_error("SQLite: %.120s: %s", sql, msg ? msg : sqlite3_errstr(rc));
                 sqlite3_free(msg);
-                return store_error(NULL, rc, "exec");
+                return k;
         }
         return 0;
 }
@@ -197,6 +218,22 @@ int store_schema_version(Store *s) {
         return r < 0 ? r : v;
 }
 
+/* 0 when PRAGMA foreign_key_check finds no row that points at nothing, else -EBADMSG. */
+static int foreign_keys_intact(Store *s) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(s->db, "PRAGMA foreign_key_check", -1, &st, NULL);
+
+        if (rc != SQLITE_OK)
+                return store_error(s, rc, "foreign_key_check");
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_ROW) {
+                set_error("a migration left rows whose foreign keys point at nothing");
+                return -EBADMSG;
+        }
+        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "foreign_key_check");
+}
+
 static int migrate(Store *s, unsigned target) {
         int current = store_schema_version(s), app_id = 0, r;
         char sql[96];
@@ -207,34 +244,52 @@ static int migrate(Store *s, unsigned target) {
         if (r < 0)
                 return r;
         if (current > 0 && app_id != AVIARY_APPLICATION_ID) {
-                log_error("Database is not an aviary database (application_id %#x).", (unsigned) app_id);
+                set_error("not an aviary database (application_id %#x)", (unsigned) app_id);
                 return -EMEDIUMTYPE;
         }
         if ((unsigned) current > migrations_count) {
-                log_error("Database schema version %d is newer than this aviaryd knows (%u); refusing to touch it.",
+                set_error("database schema version %d is newer than this aviaryd knows (%u); refusing to touch it",
                           current, migrations_count);
                 return -EPROTONOSUPPORT;
         }
         for (unsigned i = (unsigned) current; i < migrations_count && i < target; i++) {
                 const Migration *m = &migrations[i];
+                /* A migration that rebuilds a table other tables point at (SQLite's "making other
+                 * kinds of table schema changes") says so on a line of its own: foreign keys are
+                 * off around it, or dropping the old table would cascade into its children, and
+                 * foreign_key_check must find nothing before it commits. */
+                bool rebuild = strstr(m->sql, "\n-- aviary: rebuilds tables\n") != NULL;
 
+                if (rebuild && (r = exec_plain(s, "PRAGMA foreign_keys = OFF")) < 0)
+                        return r;
                 r = store_begin(s);
                 if (r < 0)
                         return r;
                 r = exec_plain(s, m->sql);
+                if (r == 0 && rebuild)
+                        r = foreign_keys_intact(s);
                 if (r == 0) {
                         snprintf(sql, sizeof sql, "PRAGMA user_version = %u; PRAGMA application_id = %d", m->number,
                                  AVIARY_APPLICATION_ID);
                         r = exec_plain(s, sql);
                 }
                 if (r < 0) {
+                        char why[sizeof last_error];
+                        snprintf(why, sizeof why, "%s", last_error);
                         store_rollback(s);
-                        return log_error_errno(r, "Migration %s failed", m->name);
+                        if (rebuild)
+                                (void) exec_plain(s, "PRAGMA foreign_keys = ON");
+                        set_error("migration %s failed: %s", m->name, why);
+                        return r;
                 }
                 r = store_commit(s);
+                if (rebuild) {
+                        int k = exec_plain(s, "PRAGMA foreign_keys = ON");
+                        if (r == 0)
+                                r = k;
+                }
                 if (r < 0)
                         return r;
-                log_info("Applied migration %s.", m->name);
         }
         return 0;
 }
@@ -247,14 +302,20 @@ static int database_file_prepare(const char *path) {
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
         char side[4096];
 
-        if (fd < 0)
-                return log_error_errno(errno, "Cannot open the database %s", path);
-        if (fchmod(fd, 0600) < 0)
-                return log_error_errno(errno, "Cannot make the database %s mode 0600", path);
+        if (fd < 0) {
+                set_error("cannot open %s: %m", path);
+                return negative_errno();
+        }
+        if (fchmod(fd, 0600) < 0) {
+                set_error("cannot make %s mode 0600: %m", path);
+                return negative_errno();
+        }
         for (const char *suffix = "-wal"; suffix; suffix = streq(suffix, "-wal") ? "-shm" : NULL) {
                 snprintf(side, sizeof side, "%s%s", path, suffix);
-                if (chmod(side, 0600) < 0 && errno != ENOENT)
-                        return log_error_errno(errno, "Cannot make %s mode 0600", side);
+                if (chmod(side, 0600) < 0 && errno != ENOENT) {
+                        set_error("cannot make %s mode 0600: %m", side);
+                        return negative_errno();
+                }
         }
         return 0;
 }
@@ -301,18 +362,32 @@ Store *store_close(Store *s) {
         return NULL;
 }
 
-int store_check(Store *s) {
-        sqlite3_stmt *st;
-        int rc, bad = 0;
+/* PRAGMA quick_check reads every page: on a health endpoint that monitors poll, its answer is
+ * kept for STORE_CHECK_KEEP_USEC (and its statement prepared once). */
+#define STORE_CHECK_KEEP_USEC (5 * USEC_PER_SEC)
 
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_error(s, rc, "quick_check");
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-                if (strcmp((const char *) sqlite3_column_text(st, 0), "ok") != 0)
+int store_check(Store *s) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        usec_t now = now_monotonic();
+        int rc, r, bad = 0;
+
+        if (s->checked_at && now - s->checked_at < STORE_CHECK_KEEP_USEC)
+                return s->check_result;
+        r = store_prepare(s, "PRAGMA quick_check", &st, "");
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const unsigned char *t = sqlite3_column_text(st, 0);
+                if (!t || strcmp((const char *) t, "ok") != 0)
                         bad = 1;
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE && !bad ? 0 : -EIO;
+        }
+        s->checked_at = now;
+        s->check_result = rc == SQLITE_DONE && !bad ? 0 : -EIO;
+        return s->check_result;
+}
+
+int64_t store_generation(Store *s) {
+        return (int64_t) sqlite3_total_changes64(s->db);
 }
 
 const char *store_sqlite_version(void) {

@@ -33,6 +33,16 @@ int store_schema_version(Store *s);
 int store_check(Store *s);
 const char *store_sqlite_version(void);
 
+/* What went wrong in the last failing store call on this thread, in words ("SQLite: step:
+ * database or disk is full (13)"); "" when nothing did since store_clear_error(). The store
+ * logs nothing itself: the caller that decides what a failure means logs it, once. */
+const char *store_last_error(void);
+void store_clear_error(void);
+
+/* Moves with every row this store changed (aviaryd is the database's only writer): an answer
+ * read at one generation holds while the generation is the same. */
+int64_t store_generation(Store *s);
+
 int store_begin(Store *s);
 int store_commit(Store *s);
 int store_rollback(Store *s);
@@ -123,6 +133,10 @@ typedef struct ServiceRecord {
         int64_t hc_interval_ms, hc_timeout_ms, hc_rise, hc_fall;
         int64_t stable_version_id;       /* 0: none */
         int64_t boot_timeout_ms;         /* 0: the daemon's boot_timeout */
+        char *match_hosts;               /* JSON array of host patterns on a shared listener; NULL: any */
+        char *match_path_prefix;         /* NULL: any ("/") */
+        int64_t idle_ms;                 /* scale to zero after this long without a request; 0: never */
+        char wake[16];                   /* "boot" or "snapshot" */
         int64_t generation;
         usec_t created_at, updated_at;
 } ServiceRecord;
@@ -224,6 +238,19 @@ int store_instance_prune(Store *s, usec_t before);
 
 /* ---- rollouts ---- */
 
+/* A rollout's phase: one enum, one string table (the strings are the API's and the column's). */
+typedef enum RolloutPhase {
+        ROLLOUT_PROGRESSING,
+        ROLLOUT_PAUSED,
+        ROLLOUT_HEALTHY,
+        ROLLOUT_DEGRADED,
+        _ROLLOUT_PHASE_MAX,
+        _ROLLOUT_PHASE_INVALID = -1,
+} RolloutPhase;
+
+const char *rollout_phase_to_string(RolloutPhase p);   /* "Progressing"...; NULL when invalid */
+RolloutPhase rollout_phase_from_string(const char *s); /* _ROLLOUT_PHASE_INVALID when unknown */
+
 typedef struct RolloutRecord {
         int64_t id;
         int64_t service_id;
@@ -231,7 +258,7 @@ typedef struct RolloutRecord {
         int64_t to_version_id;           /* 0: deleted since (only once finished) */
         char *from_label, *to_label;     /* "image:tag" at creation; from_label NULL when none */
         char *strategy;                  /* expanded strategy JSON */
-        char phase[16];                  /* Progressing Paused Healthy Degraded */
+        RolloutPhase phase;
         int64_t step_index;
         usec_t step_started_at;
         int64_t canary_weight;           /* basis points */

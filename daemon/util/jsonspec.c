@@ -24,6 +24,8 @@ static const char *type_name(FieldType t) {
                 return "an object";
         case FIELD_STRING_MAP:
                 return "an object of strings";
+        case FIELD_STRING_ARRAY:
+                return "an array of strings";
         }
         return "?";
 }
@@ -87,6 +89,21 @@ static int check_one(const FieldSpec *s, json_t *v, const char *where, ApiError 
                         break;
                 *(json_t **) s->ret = v;
                 return 0;
+        case FIELD_STRING_ARRAY: {
+                size_t i, max = s->max > 0 ? (size_t) s->max : 64;
+                json_t *item;
+                if (!json_is_array(v))
+                        break;
+                if (json_array_size(v) > max)
+                        return api_error_set(e, AVIARY_E_INVALID_FIELD, "field '%s%s' holds at most %zu items", where,
+                                             s->name, max);
+                json_array_foreach(v, i, item)
+                        if (!json_is_string(item) || !string_is_text(item))
+                                return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                                     "field '%s%s[%zu]' must be printable text", where, s->name, i);
+                *(json_t **) s->ret = v;
+                return 0;
+        }
         }
         return api_error_set(e, AVIARY_E_INVALID_FIELD, "field '%s%s' must be %s", where, s->name,
                              type_name(s->type));

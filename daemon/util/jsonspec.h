@@ -14,6 +14,7 @@ typedef enum FieldType {
         FIELD_BOOLEAN,     /* bool * */
         FIELD_OBJECT,      /* json_t ** (borrowed reference) */
         FIELD_STRING_MAP,  /* json_t ** (borrowed): object whose values are all strings */
+        FIELD_STRING_ARRAY,/* json_t ** (borrowed): array of printable strings, at most max (0: 64) */
 } FieldType;
 
 typedef struct FieldSpec {

@@ -1,6 +1,7 @@
 /* Logging backend. Under systemd (JOURNAL_STREAM names our stderr) records go to the
  * journal with CODE_FILE/CODE_LINE fields; otherwise to stderr with a timestamp. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,10 +13,11 @@
 
 static int max_level = LOG_INFO;
 static int use_journal;
-static unsigned errors_logged;
+/* Any thread logs (the proxy workers, the libvirt worker, libvirt's own threads). */
+static atomic_uint errors_logged;
 
 unsigned log_errors_logged(void) {
-        return errors_logged;
+        return atomic_load_explicit(&errors_logged, memory_order_relaxed);
 }
 
 void log_setup(void) {
@@ -49,7 +51,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         if (error < 0)
                 error = -error;
         if (level <= LOG_ERR)
-                errors_logged++;
+                atomic_fetch_add_explicit(&errors_logged, 1, memory_order_relaxed);
         if (level > max_level)
                 return -error;
 

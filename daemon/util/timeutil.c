@@ -22,14 +22,42 @@ usec_t now_monotonic(void) {
         return now(CLOCK_MONOTONIC);
 }
 
-void format_rfc3339(usec_t t, char out[static 32]) {
-        time_t sec = (time_t) (t / USEC_PER_SEC);
-        struct tm tm;
-        char buf[24];
+static void put_digits(char *p, unsigned v, int n) {
+        while (n-- > 0) {
+                p[n] = (char) ('0' + v % 10);
+                v /= 10;
+        }
+}
 
-        gmtime_r(&sec, &tm);
-        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(out, 32, "%s.%03uZ", buf, (unsigned) ((t % USEC_PER_SEC) / 1000));
+/* Without gmtime_r, strftime and snprintf (a list of events formats two times per row): the
+ * civil date from days since the epoch (Howard Hinnant's days_from_civil, inverted). */
+void format_rfc3339(usec_t t, char out[static 32]) {
+        uint64_t sec = t / USEC_PER_SEC, days = sec / 86400, rem = sec % 86400;
+        int64_t z = (int64_t) days + 719468, era = z / 146097;
+        unsigned doe = (unsigned) (z - era * 146097);
+        unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        unsigned mp = (5 * doy + 2) / 153;
+        unsigned day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+        unsigned year = (unsigned) (yoe + era * 400 + (month <= 2));
+
+        if (year > 9999) /* not a date this API will see: keep the format's width */
+                year = 9999;
+        put_digits(out, year, 4);
+        out[4] = '-';
+        put_digits(out + 5, month, 2);
+        out[7] = '-';
+        put_digits(out + 8, day, 2);
+        out[10] = 'T';
+        put_digits(out + 11, (unsigned) (rem / 3600), 2);
+        out[13] = ':';
+        put_digits(out + 14, (unsigned) (rem / 60 % 60), 2);
+        out[16] = ':';
+        put_digits(out + 17, (unsigned) (rem % 60), 2);
+        out[19] = '.';
+        put_digits(out + 20, (unsigned) ((t % USEC_PER_SEC) / 1000), 3);
+        out[23] = 'Z';
+        out[24] = 0;
 }
 
 int duration_parse_ms(const char *s, uint64_t *ret_ms) {

@@ -13,3 +13,6 @@
  * returns. -EINVAL when it is not ours or is malformed, -ENAMETOOLONG when a value does
  * not fit. */
 int virt_metadata_parse(const char *xml, VirtDomainInfo *d);
+
+/* The <name> of a domain's XML (as virDomainSaveImageGetXMLDesc() gives it) into OUT. */
+int virt_domain_name_parse(const char *xml, char *out, size_t size);

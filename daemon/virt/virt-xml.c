@@ -261,3 +261,22 @@ int virt_metadata_parse(const char *xml, VirtDomainInfo *d) {
                 r = copy_attribute(root, "version", d->version, sizeof d->version);
         return r;
 }
+
+int virt_domain_name_parse(const char *xml, char *out, size_t size) {
+        _cleanup_(xmlFreeDocp) xmlDocPtr doc = NULL;
+        xmlNodePtr root;
+
+        doc = xmlReadMemory(xml, (int) strlen(xml), NULL, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        root = doc ? xmlDocGetRootElement(doc) : NULL;
+        if (!root || !xmlStrEqual(root->name, BAD_CAST "domain"))
+                return -EINVAL;
+        for (xmlNodePtr n = root->children; n; n = n->next)
+                if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST "name")) {
+                        _cleanup_(xmlFreep) xmlChar *text = xmlNodeGetContent(n);
+                        if (!text || strlen((const char *) text) >= size)
+                                return -ENAMETOOLONG;
+                        strcpy(out, (const char *) text);
+                        return 0;
+                }
+        return -EINVAL;
+}

@@ -2,6 +2,7 @@
  * has re-attached to running guests), start/destroy/list our transient domains, and turn
  * libvirt lifecycle events into VirtEvents for domains that carry our metadata. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -33,6 +34,9 @@ struct Virt {
         void *userdata;
         char *run_dir; /* where the driver keeps <name>.pid, NULL when unknown */
         char *log_dir; /* where it keeps QEMU's own <name>.log, NULL when unknown */
+        /* The loop thread (lifecycle events) and the libvirt worker (starts, listings) both
+         * note domains here. */
+        pthread_mutex_t known_lock;
         Known *known;
 };
 
@@ -76,6 +80,7 @@ bool virt_kvm_available(void) {
         return fd >= 0 && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
 }
 
+/* Callers hold known_lock. */
 static Known *known_find(Virt *v, const char *uuid) {
         for (Known *k = v->known; k; k = k->next)
                 if (streq(k->uuid, uuid))
@@ -84,17 +89,22 @@ static Known *known_find(Virt *v, const char *uuid) {
 }
 
 static void known_add(Virt *v, const char *uuid, const char *instance) {
-        Known *k = known_find(v, uuid);
+        Known *k;
 
+        pthread_mutex_lock(&v->known_lock);
+        k = known_find(v, uuid);
         if (!k) {
                 k = calloc(1, sizeof *k);
-                if (!k)
+                if (!k) {
+                        pthread_mutex_unlock(&v->known_lock);
                         return (void) log_oom();
+                }
                 snprintf(k->uuid, sizeof k->uuid, "%s", uuid);
                 k->next = v->known;
                 v->known = k;
         }
         snprintf(k->instance, sizeof k->instance, "%s", instance);
+        pthread_mutex_unlock(&v->known_lock);
 }
 
 static void known_remove(Virt *v, Known *gone) {
@@ -228,7 +238,11 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 
         if (virDomainGetUUIDString(dom, uuid) < 0)
                 return 0;
+        pthread_mutex_lock(&v->known_lock);
         k = known_find(v, uuid);
+        if (k)
+                snprintf(instance, sizeof instance, "%s", k->instance);
+        pthread_mutex_unlock(&v->known_lock);
         if (!k) {
                 VirtDomainInfo d = {};
 
@@ -236,14 +250,15 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
                 if (domain_metadata(dom, &d) < 0)
                         return 0; /* not ours, or gone and unknowable */
                 known_add(v, uuid, d.instance);
-                k = known_find(v, uuid);
-                if (!k)
-                        return 0;
+                snprintf(instance, sizeof instance, "%s", d.instance);
         }
-
-        snprintf(instance, sizeof instance, "%s", k->instance);
-        if (kind == VIRT_EVENT_STOPPED)
-                known_remove(v, k);
+        if (kind == VIRT_EVENT_STOPPED) {
+                pthread_mutex_lock(&v->known_lock);
+                k = known_find(v, uuid);
+                if (k)
+                        known_remove(v, k);
+                pthread_mutex_unlock(&v->known_lock);
+        }
         log_debug("Domain %s (instance %s): %s, %s", uuid, instance,
                   kind == VIRT_EVENT_STARTED ? "started" : kind == VIRT_EVENT_STOPPED ? "stopped" : "paused", reason);
         if (v->handler)
@@ -370,6 +385,7 @@ int virt_open(const char *uri, VirtEventHandler handler, void *userdata, Virt **
         if (!v)
                 return -ENOMEM;
         *v = (Virt){.callback_id = -1, .handler = handler, .userdata = userdata};
+        pthread_mutex_init(&v->known_lock, NULL);
         /* Where the QEMU driver writes <name>.pid and QEMU's stderr; for other URIs the pid
          * and the log stay unknown. */
         if (root)
@@ -404,6 +420,7 @@ Virt *virt_close(Virt *v) {
                 virConnectClose(v->conn);
         while (v->known)
                 known_remove(v, v->known);
+        pthread_mutex_destroy(&v->known_lock);
         free(v->run_dir);
         free(v->log_dir);
         free(v);
@@ -444,6 +461,50 @@ int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret) 
                 return r;
         }
         d.qemu_pid = domain_qemu_pid(v, spec->name);
+        known_add(v, d.uuid, d.instance);
+        *ret = d;
+        return 0;
+}
+
+int virt_domain_save(Virt *v, const char *uuid, const char *path) {
+        _cleanup_(virDomainFreep) virDomainPtr dom = virDomainLookupByUUIDString(v->conn, uuid);
+
+        if (!dom)
+                return virt_error();
+        /* No flags: a running domain is restored running, and every driver takes 0. */
+        if (virDomainSaveFlags(dom, path, NULL, 0) < 0)
+                return virt_error();
+        return 0;
+}
+
+int virt_domain_restore(Virt *v, const char *path, VirtDomainInfo *ret) {
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        VirtDomainInfo d = {.running = true};
+        const char *name;
+        int r;
+
+        if (access(path, R_OK) < 0) {
+                snprintf(last_error, sizeof last_error, "%s: %s", path, strerror(errno));
+                return -ENOENT;
+        }
+        if (virDomainRestoreFlags(v->conn, path, NULL, 0) < 0)
+                return virt_error();
+        /* virDomainRestoreFlags() gives no handle: find the domain by the name in the file. */
+        _cleanup_free_ char *xml = virDomainSaveImageGetXMLDesc(v->conn, path, 0);
+        char dname[128];
+        if (!xml)
+                return virt_error();
+        r = virt_domain_name_parse(xml, dname, sizeof dname);
+        if (r < 0)
+                return r;
+        dom = virDomainLookupByName(v->conn, dname);
+        if (!dom)
+                return virt_error();
+        name = virDomainGetName(dom);
+        r = domain_metadata(dom, &d);
+        if (r < 0 || virDomainGetUUIDString(dom, d.uuid) < 0 || !name || info_set(d.name, sizeof d.name, name) < 0)
+                return r < 0 ? r : -EIO;
+        d.qemu_pid = domain_qemu_pid(v, name);
         known_add(v, d.uuid, d.instance);
         *ret = d;
         return 0;
@@ -502,6 +563,12 @@ int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata)
                 virDomainFree(doms[i]);
         free(doms);
         return r;
+}
+
+int virt_warm_capabilities(Virt *v, bool kvm) {
+        _cleanup_free_ char *caps = virConnectGetDomainCapabilities(v->conn, NULL, NULL, NULL, kvm ? "kvm" : "qemu", 0);
+
+        return caps ? 0 : virt_error();
 }
 
 int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size) {

@@ -1,6 +1,8 @@
 /* The guest runtime: the only interface to libvirt (only virt/ includes libvirt headers).
  * Guests are transient domains carrying our <metadata>, so a restarted aviaryd can find
- * and adopt them. All calls run on the manager's sd-event loop thread. */
+ * and adopt them. virt_open(), virt_close() and the event handler belong to the control loop's
+ * thread; the domain calls may run on any one thread at a time besides it (the libvirt worker,
+ * virt-queue.h), and the daemon makes them only there once its loop runs. */
 #pragma once
 
 #include <stdbool.h>
@@ -79,6 +81,15 @@ int virt_domain_xml(const VirtDomainSpec *spec, char **ret);
  * no pid file we know). -EINVAL/-ENAMETOOLONG for a bad spec; -EIO when libvirt refuses
  * (see virt_last_error()). Never falls back to another accelerator: the caller decides. */
 int virt_domain_start(Virt *v, const VirtDomainSpec *spec, VirtDomainInfo *ret);
+/* Saves the memory of running domain UUID to PATH (virDomainSaveFlags) and ends the domain:
+ * it is gone, and virt_domain_restore() of PATH brings it back as it was. -ENOENT when there
+ * is no such domain, -EIO when libvirt refuses (virt_last_error()). */
+int virt_domain_save(Virt *v, const char *uuid, const char *path);
+/* Starts the domain saved in PATH again (virDomainRestoreFlags), running; fills *RET like
+ * virt_domain_start(). -ENOENT when PATH is missing, -EIO when libvirt refuses (a damaged or
+ * foreign file among them). */
+int virt_domain_restore(Virt *v, const char *path, VirtDomainInfo *ret);
+
 /* Forcibly stops a domain by uuid. -ENOENT when it is already gone, -EIO otherwise. */
 int virt_domain_destroy(Virt *v, const char *uuid);
 /* 1 when domain UUID exists and runs, 0 when it does not, negative errno when unknown. */
@@ -86,6 +97,9 @@ int virt_domain_running(Virt *v, const char *uuid);
 /* Calls fn for every running domain that carries our metadata; others are skipped. A
  * non-zero return from fn ends the walk and is returned. */
 int virt_domain_list(Virt *v, int (*fn)(const VirtDomainInfo *d, void *userdata), void *userdata);
+/* Makes libvirt probe QEMU's capabilities for KVM (or TCG) guests now, which it otherwise does at
+ * the first domain start (seconds on a loaded host). */
+int virt_warm_capabilities(Virt *v, bool kvm);
 /* libvirt's message for the last failure a virt_* call returned on this thread (kept
  * apart from libvirt's own last error, which later calls reset). */
 const char *virt_last_error(void);

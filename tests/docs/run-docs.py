@@ -94,8 +94,13 @@ cleanup() {
                 ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
                 ip netns delete "$ns" 2>/dev/null
         done
-        pkill -9 -s 0 -f aviaryd 2>/dev/null
-        pkill -9 -s 0 -f systemd-socket-activate 2>/dev/null
+        # Everything else in the session's own network namespace: aviaryd, and the QEMUs it
+        # started there, which left the session (libvirt daemonizes them).
+        me=$(readlink /proc/$$/ns/net)
+        for p in /proc/[0-9]*; do
+                pid=${p#/proc/}
+                [ "$pid" != $$ ] && [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$me" ] && kill -9 "$pid" 2>/dev/null
+        done
 }
 trap cleanup EXIT
 cd "$1"

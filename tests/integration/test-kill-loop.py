@@ -524,13 +524,17 @@ def qemu_started(instance_id):
 
 def guest_state(d):
     """A consistent view: instances, QEMUs and leases, read until two instance reads agree
-    around the process listing (a boot may be under way)."""
+    around the process listing (a boot may be under way). A domain start runs on aviaryd's
+    libvirt worker: from QEMU's exec until libvirt returns (a second or so here) its instance is
+    still pending, so a view with a QEMU for a pending instance is taken again, for up to 10 s:
+    a start under way ends in booting, an orphan stays and is reported."""
     for _ in range(40):
         before = guest_instances(d)
         procs = qemu_instances(d.state_dir)
         leases = db_query(d.state_dir, "SELECT ip, instance_id FROM leases")
         after = guest_instances(d)
-        if before is not None and before == after:
+        starting = after is not None and any(i["state"] == "pending" and i["id"] in procs.values() for i in after)
+        if before is not None and before == after and not starting:
             return after, procs, leases
         time.sleep(0.25)
     return after, procs, leases

@@ -6,8 +6,8 @@ follows "next" through every service exactly once."""
 from aviarytest import (Daemon, RFC3339_MS, check_error, create_service, is_, like, main, ok, push_version,
                         snapshot_diff)
 
-FIELDS = ["boot_timeout", "created_at", "generation", "health_check", "listen", "name", "port", "replicas",
-          "restart_policy", "rollout", "stable_digest", "stable_version", "updated_at"]
+FIELDS = ["boot_timeout", "created_at", "generation", "health_check", "listen", "match", "name", "port", "replicas",
+          "restart_policy", "rollout", "scale_to_zero", "stable_digest", "stable_version", "updated_at"]
 
 
 def unchanged(d, snap, desc):
@@ -144,6 +144,49 @@ def test_listen(d):
     is_(r.status, 201, "the same port on another address is no conflict", repr(r))
     r = c.patch("/v1/services/la", {"listen": "127.0.0.1:18090"})
     is_(r.status, 200, "a service may PATCH its own address again", repr(r))
+
+    # One listener, many services: told apart by host and path prefix.
+    r = c.post("/v1/services", {"name": "api", "listen": "127.0.0.1:18095",
+                                "match": {"hosts": ["api.example.com", "*.example.com"], "path_prefix": "/v2/"}})
+    is_(r.status, 201, "a service with match rules", repr(r))
+    is_(r.json and r.json.get("match"), {"hosts": ["api.example.com", "*.example.com"], "path_prefix": "/v2/"},
+        "shows them")
+    r = c.post("/v1/services", {"name": "site", "listen": "127.0.0.1:18095"})
+    is_(r.status, 201, "a catch-all on the same listener: no conflict (a host rule beats any host)", repr(r))
+    r = c.post("/v1/services", {"name": "api1", "listen": "127.0.0.1:18095",
+                                "match": {"hosts": ["api.example.com"], "path_prefix": "/v1/"}})
+    is_(r.status, 201, "the same host with another prefix: no conflict", repr(r))
+    snap = d.snapshot()
+    r = c.post("/v1/services", {"name": "dup", "listen": "127.0.0.1:18095",
+                                "match": {"hosts": ["www.example.com", "api.example.com"], "path_prefix": "/v2/"}})
+    check_error(r, 409, "listen-in-use", "the same host and prefix as another: 409 listen-in-use")
+    like(r.json["error"]["message"], r"service 'api' .*host api\.example\.com, path prefix /v2/",
+         "naming the other service and the overlap")
+    check_error(c.post("/v1/services", {"name": "dup", "listen": "127.0.0.1:18095"}), 409, "listen-in-use",
+                "a second catch-all: 409, naming the first", )
+    check_error(c.patch("/v1/services/api1", {"match": {"hosts": ["api.example.com"], "path_prefix": "/v2/"}}),
+                409, "listen-in-use", "a PATCH into a conflict: 409")
+    for bad in ({"hosts": ["API.example.com"]}, {"hosts": ["a b"]}, {"hosts": "api.example.com"},
+                {"path_prefix": "v2/"}, {"hosts": ["x"] * 17}, {"other": 1}):
+        r = c.post("/v1/services", {"name": "bad", "listen": "127.0.0.1:18096", "match": bad})
+        ok(r.status == 422 and r.error_code() in ("invalid-field", "unknown-field"), f"a bad match {bad!r}: 422",
+           repr(r))
+    unchanged(d, snap, "the refused ones changed nothing")
+    r = c.patch("/v1/services/api1", {"match": None})
+    check_error(r, 409, "listen-in-use", "without its rules api1 would be a second catch-all: 409")
+
+    # Scale to zero: off by default, on with an idle time and a wake mode.
+    r = c.post("/v1/services", {"name": "sleepy", "scale_to_zero": {"idle": "5m", "wake": "snapshot"}})
+    is_(r.json and r.json.get("scale_to_zero"), {"idle": "5m", "wake": "snapshot"}, "scale_to_zero as set", repr(r))
+    r = c.patch("/v1/services/sleepy", {"scale_to_zero": {"idle": "90s"}})
+    is_(r.json and r.json.get("scale_to_zero"), {"idle": "90s", "wake": "boot"}, "wake defaults to boot")
+    r = c.patch("/v1/services/sleepy", {"scale_to_zero": None})
+    is_(r.json and r.json.get("scale_to_zero"), None, "null turns it off")
+    for bad in ({"idle": "0s"}, {"idle": "soon"}, {"wake": "boot"}, {"idle": "5m", "wake": "hibernate"},
+                {"idle": "31d"}):
+        r = c.patch("/v1/services/sleepy", {"scale_to_zero": bad})
+        ok(r.status == 422, f"a bad scale_to_zero {bad!r}: 422", repr(r))
+    is_(c.get("/v1/services/sleepy").json.get("scale_to_zero"), None, "and they changed nothing")
 
     is_(c.delete("/v1/services/la").status, 204, "deleting the first service frees its address")
     r = c.patch("/v1/services/lb", {"listen": "127.0.0.1:18090"})

@@ -560,8 +560,8 @@ class Daemon:
         return False
 
     def check_sanitizers(self):
-        """Under ASan/UBSan (tests/run.sh with AVIARY_SANITIZE=1) a report in the daemon's
-        log is a failure of the test that ran it."""
+        """Under ASan/UBSan or TSan (tests/run.sh with AVIARY_SANITIZE=1) a report in the
+        daemon's log is a failure of the test that ran it."""
         try:
             text = self.log()
         except OSError:
@@ -597,7 +597,8 @@ class Daemon:
         return self.client.list_all("/v1/events", limit=1000)[0]
 
 
-SANITIZER_REPORT = re.compile(r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer).*$", re.M)
+SANITIZER_REPORT = re.compile(
+    r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: \w+Sanitizer).*$", re.M)
 
 
 def start_refused(returncode, stderr, desc, want=None):

@@ -111,7 +111,7 @@ static inline int fix_rollout(Store *s, int64_t service, int64_t from, int64_t t
                 .message = (char *) "test",
                 .analysis = (char *) "{}",
         };
-        snprintf(r.phase, sizeof r.phase, "Paused");
+        r.phase = ROLLOUT_PAUSED;
         k = store_rollout_insert(s, &r);
         free(text);
         if (k == 0 && ret_id)

@@ -8,7 +8,10 @@
  * after it; a guest that served 60 s starts the count again; restart policies on-failure and
  * never; draining waits for requests in flight; rollouts: promotion and scaleDownDelay, the
  * progress deadline and abortScaleDownDelay, a canary paused behind aviaryd's back, and a
- * failed analysis. Behaviour, not internals: these hold when the rollout driver moves out. */
+ * failed analysis. Behaviour, not internals: these hold when the rollout driver moves out.
+ * libvirt calls run on the controller's libvirt worker (virt/virt-queue.h) and their results
+ * come back on the loop, so nothing here is done when a call returns: every check runs the loop
+ * until what it wants holds (wait_until), within the bound it names. */
 #include <fcntl.h>
 #include <libvirt/libvirt.h>
 #include <sched.h>
@@ -24,11 +27,17 @@
 
 #include "control/controller.h"
 #include "control/rollout.h"
-#include "manager.h"
+#include "settings.h"
 
 extern char **environ;
 
-static Manager m;
+/* What the manager would lend the controller (ControllerContext), and the controller. */
+static struct {
+        Settings settings;
+        Store *store;
+        BlobFiles *blobs;
+        Controller *controller;
+} m;
 static FakeHttp fake;
 static virConnectPtr other; /* the second connection: what happens behind aviaryd's back */
 static char state_dir[] = "/tmp/aviary-test-controller.XXXXXX";
@@ -354,15 +363,17 @@ static void test_policies(void) {
 static void test_drain(void) {
         int64_t dr = fix_service(m.store, "dr", "127.0.0.1:18081", v1, 2, NULL, 250, 1, 3);
         Want w = { dr, 0, "ready", 2 };
-        int fds[2];
+        int fds[4];
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(18081), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 
         kick();
         if (!ok(dr && wait_until(have, &w, 5000), "a service of 2 ready guests behind a proxy"))
                 return;
-        /* One request in flight to each guest: its answer's body arrives over 3 s. */
+        /* Requests in flight to each guest, whose answers' bodies arrive over 3 s. Connections go
+         * to the 2 proxy workers in turn and each worker has its own round-robin over the guests
+         * (docs/design/traffic.md): 4 connections, 2 on each worker, one to each guest there. */
         usec_t t0 = now_monotonic();
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 4; i++) {
                 fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 connect(fds[i], (struct sockaddr *) &sa, sizeof sa);
                 const char *req = "GET /drip?ms=3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -399,7 +410,7 @@ static void test_drain(void) {
         ok(drained, "its instance.stop event says drain: done");
         /* Both clients got their whole answer: nothing was cut. */
         unsigned whole = 0;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 4; i++) {
                 char buf[512] = "";
                 size_t len = 0;
                 usec_t end = now_monotonic() + 5 * USEC_PER_SEC;
@@ -415,7 +426,7 @@ static void test_drain(void) {
                 whole += strstr(buf, "200 OK") && strstr(buf, "ddddddddd\n");
                 close(fds[i]);
         }
-        is_int(whole, 2, "both requests in flight got their whole answer");
+        is_int(whole, 4, "the 4 requests in flight got their whole answer");
 }
 
 /* ---- rollouts ---- */
@@ -435,7 +446,7 @@ static int64_t start_rollout(int64_t to, const char *strategy) {
         fix_rollout(m.store, ro_svc, s.stable_version_id, to, 0, strategy, 99, &id);
         RolloutRecord r = {};
         store_rollout_get(m.store, ro_svc, id, &r);
-        snprintf(r.phase, sizeof r.phase, "Progressing");
+        r.phase = ROLLOUT_PROGRESSING;
         r.step_started_at = now_realtime();
         store_rollout_update(m.store, &r);
         rollout_record_done(&r);
@@ -446,14 +457,14 @@ static int64_t start_rollout(int64_t to, const char *strategy) {
 
 typedef struct RolloutWant {
         int64_t id;
-        const char *phase;
+        RolloutPhase phase;
         int64_t weight; /* -1: any */
 } RolloutWant;
 
 static bool rollout_is(const void *arg) {
         const RolloutWant *w = arg;
         RolloutRecord r = {};
-        bool yes = store_rollout_get(m.store, ro_svc, w->id, &r) == 0 && streq(r.phase, w->phase) &&
+        bool yes = store_rollout_get(m.store, ro_svc, w->id, &r) == 0 && r.phase == w->phase &&
                    (w->weight < 0 || r.canary_weight == w->weight);
         rollout_record_done(&r);
         return yes;
@@ -477,7 +488,7 @@ static void test_promote_and_scale_down_delay(void) {
         int64_t id = start_rollout(rv2, "{\"canary\": {\"steps\": [{\"setWeight\": 50}, {\"pause\": {}}], "
                                         "\"canaryReplicas\": 1, \"analysis\": {\"enabled\": false}, "
                                         "\"scaleDownDelay\": \"3s\"}}");
-        RolloutWant paused = { id, "Paused", 5000 };
+        RolloutWant paused = { id, ROLLOUT_PAUSED, 5000 };
         ok(wait_until(rollout_is, &paused, 8000), "a rollout to v2 boots its canary and holds at 50%%");
         is_int(count_state(ro_svc, rv2, "ready"), 1, "with one canary guest ready");
 
@@ -486,11 +497,11 @@ static void test_promote_and_scale_down_delay(void) {
         Strategy st;
         ApiError e = {};
         rollout_strategy(&r, &st);
-        is_int(rollout_action(&r, &st, "promote", true, "uid:0", now_realtime(), &e), 0, "promote?full=true");
+        is_int(rollout_action(&r, &st, ROLLOUT_ACTION_PROMOTE, true, "uid:0", now_realtime(), &e), 0, "promote?full=true");
         store_rollout_update(m.store, &r);
         rollout_record_done(&r);
         kick();
-        RolloutWant healthy = { id, "Healthy", -1 };
+        RolloutWant healthy = { id, ROLLOUT_HEALTHY, -1 };
         ok(wait_until(rollout_is, &healthy, 5000), "the rollout is Healthy");
         ServiceRecord s = {};
         store_service_get(m.store, "ro", &s);
@@ -516,7 +527,7 @@ static void test_deadline_and_abort_delay(void) {
         int64_t id = start_rollout(rv3, "{\"canary\": {\"steps\": [{\"setWeight\": 50}, {\"pause\": {}}], "
                                         "\"canaryReplicas\": 1, \"analysis\": {\"enabled\": false}, "
                                         "\"progressDeadline\": \"2s\", \"abortScaleDownDelay\": \"3s\"}}");
-        RolloutWant degraded = { id, "Degraded", 0 };
+        RolloutWant degraded = { id, ROLLOUT_DEGRADED, 0 };
         usec_t t0 = now_realtime();
         ok(wait_until(rollout_is, &degraded, 6000), "a canary that never gets ready: Degraded at its progressDeadline");
         RolloutRecord r = rollout_row(id);
@@ -539,11 +550,11 @@ static void test_deadline_and_abort_delay(void) {
 static void test_canary_paused(void) {
         int64_t id = start_rollout(rv4, "{\"canary\": {\"steps\": [{\"setWeight\": 50}, {\"pause\": {}}], "
                                         "\"canaryReplicas\": 1, \"analysis\": {\"enabled\": false}}}");
-        RolloutWant paused = { id, "Paused", 5000 };
+        RolloutWant paused = { id, ROLLOUT_PAUSED, 5000 };
         char canary[64];
         ok(wait_until(rollout_is, &paused, 8000) && pick(ro_svc, rv4, "ready", canary), "a canary at 50%%");
         is_int(behind_back(canary, "suspend"), 0, "its domain is paused behind aviaryd's back");
-        RolloutWant degraded = { id, "Degraded", 0 };
+        RolloutWant degraded = { id, ROLLOUT_DEGRADED, 0 };
         ok(wait_until(rollout_is, &degraded, 3000), "the rollout aborts: Degraded, weight 0");
         RolloutRecord r = rollout_row(id);
         ok(r.abort_reason && strstr(r.abort_reason, canary) && strstr(r.abort_reason, "vCPUs stopped"),
@@ -555,12 +566,12 @@ static void test_analysis_fails(void) {
         int64_t id = start_rollout(rv5, "{\"canary\": {\"steps\": [{\"setWeight\": 50}, {\"pause\": {}}], "
                                         "\"canaryReplicas\": 1, \"analysis\": {\"interval\": \"1s\", "
                                         "\"minSampleSize\": 5, \"failureLimit\": 0}}}");
-        RolloutWant paused = { id, "Paused", 5000 };
+        RolloutWant paused = { id, ROLLOUT_PAUSED, 5000 };
         char canary[64];
         ok(wait_until(rollout_is, &paused, 8000) && pick(ro_svc, rv5, "ready", canary), "a canary at 50%% with analysis");
         _cleanup_(instance_record_done) InstanceRecord c = get(canary);
         atomic_store(&fake_guest(&fake, c.ip)->status, 500); /* its health checks still pass */
-        RolloutWant degraded = { id, "Degraded", 0 };
+        RolloutWant degraded = { id, ROLLOUT_DEGRADED, 0 };
         usec_t end = now_monotonic() + 6 * USEC_PER_SEC;
         unsigned sent = 0, errors = 0;
         while (!rollout_is(&degraded) && now_monotonic() < end) {
@@ -621,7 +632,7 @@ int main(void) {
         m.settings.bridge = strdup("aviary0");
         m.settings.subnet = strdup("10.88.0.0/24");
         snprintf(m.settings.accel, sizeof m.settings.accel, "tcg");
-        m.event = loop;
+        m.settings.proxy_threads = 2; /* not one per CPU: test_drain() counts on two */
         snprintf(path, sizeof path, "%s/aviary.db", state_dir);
         if (store_open(path, &m.store) < 0 || blobfiles_open(state_dir, &m.blobs) < 0)
                 return 1;
@@ -637,7 +648,8 @@ int main(void) {
         web = fix_service(m.store, "web", "127.0.0.1:18080", v1, 2, NULL, 250, 1, 3);
         ro_svc = fix_service(m.store, "ro", "127.0.0.1:18082", v1, 2, NULL, 250, 1, 3);
 
-        is_int(controller_new(&m, &m.controller), 0, "controller_new");
+        ControllerContext ctx = { .event = loop, .store = m.store, .blobs = m.blobs, .settings = &m.settings };
+        is_int(controller_new(&ctx, &m.controller), 0, "controller_new");
         is_int(controller_start(m.controller), 0, "controller_start: bridge, libvirt's test driver, the first pass");
         other = virConnectOpen("test:///default");
         ok(other != NULL, "a second connection to the same test driver");

@@ -24,7 +24,7 @@ static Strategy strategy(void) {
 static void fresh(RolloutRecord *r) {
         rollout_record_done(r);
         *r = (RolloutRecord) { .id = 7, .step_started_at = T0 };
-        snprintf(r->phase, sizeof r->phase, "Progressing");
+        r->phase = ROLLOUT_PROGRESSING;
         r->to_label = strdup("web:v2");
         r->from_label = strdup("web:v1");
         r->strategy = strdup("{}");
@@ -74,7 +74,7 @@ int main(void) {
         ok(strstr(r.message, "waiting for canary guests (0 of 1 ready)") != NULL, "the message says why: %s", r.message);
         is_str(step(&r, &s, T0 + SEC, 1, NULL, &t), "rollout.step", "canary ready: the weight moves");
         is_int(r.canary_weight, 1000, "to 10%%");
-        is_str(r.phase, "Paused", "and the timed pause holds it");
+        is_str(rollout_phase_to_string(r.phase), "Paused", "and the timed pause holds it");
         is_int(r.step_index, 1, "at step 1");
         ok(r.pause_until == T0 + 31 * SEC, "pause until step start + 30 s");
         is_str(step(&r, &s, T0 + 20 * SEC, 1, NULL, &t), "", "mid-pause: nothing happens");
@@ -83,31 +83,31 @@ int main(void) {
         is_int(r.canary_weight, 5000, "50%%");
         is_int(t.n_events, 2, "two transitions in one evaluation: the step and the pause");
         is_str(t.event[1].action, "rollout.pause", "the second is the pause-until-promote");
-        is_str(r.phase, "Paused", "which holds");
+        is_str(rollout_phase_to_string(r.phase), "Paused", "which holds");
         is_str(step(&r, &s, T0 + 3600 * SEC, 1, NULL, &t), "", "an hour later it still holds (no deadline on pauses)");
-        is_str(r.phase, "Paused", "still Paused");
+        is_str(rollout_phase_to_string(r.phase), "Paused", "still Paused");
 
-        is_int(rollout_action(&r, &s, "promote", false, "uid:0", T0 + 3601 * SEC, &e), 0, "promote");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PROMOTE, false, "uid:0", T0 + 3601 * SEC, &e), 0, "promote");
         is_int(r.step_index, 4, "skips the pause");
         is_str(step(&r, &s, T0 + 3602 * SEC, 1, NULL, &t), "", "100%% needs 2 canary guests; one is ready");
         is_int(r.canary_weight, 5000, "so the weight stays at 50%%");
         is_str(step(&r, &s, T0 + 3603 * SEC, 2, NULL, &t), "rollout.step", "two ready: 100%%");
         is_int(r.canary_weight, 10000, "weight 100%%");
-        is_str(r.phase, "Progressing", "all steps done but no passing window since the weight changed");
+        is_str(rollout_phase_to_string(r.phase), "Progressing", "all steps done but no passing window since the weight changed");
         ok(!t.promote, "so no promotion yet");
         is_str(step(&r, &s, T0 + 3604 * SEC, 2, &unsure, &t), "rollout.analysis", "an inconclusive window is recorded");
-        ok(!t.promote && streq(r.phase, "Progressing"), "and never passes");
+        ok(!t.promote && streq(rollout_phase_to_string(r.phase), "Progressing"), "and never passes");
         is_str(step(&r, &s, T0 + 3605 * SEC, 2, &unsure, &t), "", "a second inconclusive one is not another event");
         is_str(step(&r, &s, T0 + 3606 * SEC, 2, &pass, &t), "rollout.healthy", "a passing window promotes");
         ok(t.promote, "the caller is told to make the canary stable");
-        is_str(r.phase, "Healthy", "Healthy");
+        is_str(rollout_phase_to_string(r.phase), "Healthy", "Healthy");
         ok(r.finished_at == T0 + 3606 * SEC, "finished now");
         rollout_analysis_load(&r, &a);
         is_int(a.windows, 3, "three windows counted");
         is_int(a.inconclusive, 2, "two inconclusive");
         ok(a.last && streq(json_string_value(json_object_get(a.last, "verdict")), "Pass"), "the last window is kept");
         rollout_analysis_done(&a);
-        is_int(rollout_action(&r, &s, "abort", false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "a finished rollout cannot be aborted");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_ABORT, false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "a finished rollout cannot be aborted");
         ok(strstr(e.message, "Healthy") != NULL, "the message says its phase: %s", e.message);
 
         /* A bad canary: failureLimit 1 means the second failed window aborts. */
@@ -117,20 +117,20 @@ int main(void) {
         is_str(step(&r, &s, T0 + 5 * SEC, 1, &fail, &t), "rollout.analysis", "first failed window: an event");
         is_int(r.canary_weight, 1000, "one failure is tolerated");
         is_str(step(&r, &s, T0 + 10 * SEC, 1, &fail, &t), "rollout.abort", "second failed window: abort");
-        is_str(r.phase, "Degraded", "Degraded");
+        is_str(rollout_phase_to_string(r.phase), "Degraded", "Degraded");
         is_int(r.canary_weight, 0, "canary weight 0 at once");
         ok(r.abort_reason && strstr(r.abort_reason, "successRate 0.500 < 0.990"), "the reason names the metric: %s",
            r.abort_reason ? r.abort_reason : "(null)");
         ok(json_object_get(t.event[0].detail, "window") != NULL, "the abort event carries the window");
 
         /* Retry starts over. */
-        is_int(rollout_action(&r, &s, "retry", false, "uid:0", T0 + 20 * SEC, &e), 0, "retry a Degraded rollout");
-        is_str(r.phase, "Progressing", "Progressing again");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_RETRY, false, "uid:0", T0 + 20 * SEC, &e), 0, "retry a Degraded rollout");
+        is_str(rollout_phase_to_string(r.phase), "Progressing", "Progressing again");
         ok(r.step_index == 0 && r.canary_weight == 0 && !r.abort_reason && !r.finished_at, "from step 0, weight 0");
         rollout_analysis_load(&r, &a);
         is_int(a.failures, 0, "with fresh counters");
         rollout_analysis_done(&a);
-        is_int(rollout_action(&r, &s, "retry", false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "retry needs Degraded");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_RETRY, false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "retry needs Degraded");
 
         /* Broken canary guests abort. */
         fresh(&r);
@@ -140,33 +140,33 @@ int main(void) {
                 rollout_transition_done(&t);
                 rollout_evaluate(&r, &s, &o, &t);
         }
-        is_str(r.phase, "Degraded", "crash-looping canary: Degraded");
+        is_str(rollout_phase_to_string(r.phase), "Degraded", "crash-looping canary: Degraded");
         ok(strstr(r.abort_reason, "crash-looping") != NULL, "reason: %s", r.abort_reason);
 
         /* The progress deadline. */
         fresh(&r);
         s.progress_deadline_ms = 60000;
         step(&r, &s, T0 + 59 * SEC, 0, NULL, &t);
-        is_str(r.phase, "Progressing", "59 s without a ready canary: still waiting");
+        is_str(rollout_phase_to_string(r.phase), "Progressing", "59 s without a ready canary: still waiting");
         step(&r, &s, T0 + 61 * SEC, 0, NULL, &t);
-        is_str(r.phase, "Degraded", "61 s: past the 60 s deadline");
+        is_str(rollout_phase_to_string(r.phase), "Degraded", "61 s: past the 60 s deadline");
         ok(strstr(r.abort_reason, "progress deadline") != NULL, "reason: %s", r.abort_reason);
 
         /* Pause and resume. */
         fresh(&r);
-        is_int(rollout_action(&r, &s, "resume", false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "resume needs a pause");
-        is_int(rollout_action(&r, &s, "pause", false, "uid:0", T0, &e), 0, "pause");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_RESUME, false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "resume needs a pause");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PAUSE, false, "uid:0", T0, &e), 0, "pause");
         is_str(step(&r, &s, T0 + SEC, 1, NULL, &t), "", "paused: the ready canary does not move the weight");
         is_int(r.canary_weight, 0, "weight stays 0");
-        is_str(r.phase, "Paused", "Paused");
+        is_str(rollout_phase_to_string(r.phase), "Paused", "Paused");
         is_str(step(&r, &s, T0 + 2 * SEC, 1, &fail, &t), "rollout.analysis", "analysis runs while paused");
-        is_int(rollout_action(&r, &s, "pause", false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "pausing twice is refused");
-        is_int(rollout_action(&r, &s, "resume", false, "uid:0", T0, &e), 0, "resume");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PAUSE, false, "uid:0", T0, &e), AVIARY_E_ROLLOUT_STATE, "pausing twice is refused");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_RESUME, false, "uid:0", T0, &e), 0, "resume");
         step(&r, &s, T0 + 3 * SEC, 1, NULL, &t);
         is_int(r.canary_weight, 1000, "resumed: the weight moves");
 
         /* promote?full=true skips everything, even the analysis requirement. */
-        is_int(rollout_action(&r, &s, "promote", true, "uid:0", T0 + 4 * SEC, &e), 0, "promote fully");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PROMOTE, true, "uid:0", T0 + 4 * SEC, &e), 0, "promote fully");
         is_str(step(&r, &s, T0 + 5 * SEC, 1, NULL, &t), "rollout.healthy", "healthy at the next evaluation");
         ok(t.promote, "promoted");
 
@@ -184,7 +184,7 @@ int main(void) {
         step(&r, &s, T0 + 3 * SEC, 1, &pass, &t);
         is_int(r.step_index, 1, "pass, fail, pass: not two in a row yet");
         is_str(step(&r, &s, T0 + 4 * SEC, 1, &pass, &t), "rollout.step", "second pass in a row: the step passes");
-        is_str(r.phase, "Healthy", "and with a pass since the weight, the rollout is done");
+        is_str(rollout_phase_to_string(r.phase), "Healthy", "and with a pass since the weight, the rollout is done");
 
         rollout_transition_done(&t);
         /* A first deploy: no from, no steps; Healthy when replicas of its guests are ready. */
@@ -195,7 +195,7 @@ int main(void) {
         r.step_index = (int64_t) s.n_steps;
         ok(rollout_is_first_deploy(&r), "a rollout from nothing is a first deploy");
         is_str(step(&r, &s, T0 + SEC, 1, NULL, &t), "", "first deploy, 1 of 2 guests ready: no event");
-        is_str(r.phase, "Progressing", "still Progressing: it does not serve yet");
+        is_str(rollout_phase_to_string(r.phase), "Progressing", "still Progressing: it does not serve yet");
         ok(strstr(r.message, "first deploy: waiting for guests (1 of 2 ready)") != NULL, "says why: %s", r.message);
         is_str(step(&r, &s, T0 + 2 * SEC, 2, NULL, &t), "rollout.healthy", "2 of 2 ready: Healthy");
         ok(!t.promote, "nothing to promote: its version is already stable");
@@ -207,7 +207,7 @@ int main(void) {
         RolloutObservation broken = { .now = T0 + SEC, .replicas = 2, .canary_broken = "guest web-1 is crash-looping" };
         rollout_transition_done(&t);
         rollout_evaluate(&r, &s, &broken, &t);
-        is_str(r.phase, "Degraded", "a first deploy whose guest crash-loops is Degraded");
+        is_str(rollout_phase_to_string(r.phase), "Degraded", "a first deploy whose guest crash-loops is Degraded");
         ok(r.abort_reason && strstr(r.abort_reason, "first deploy failed: guest web-1 is crash-looping"), "with why: %s",
            r.abort_reason ? r.abort_reason : "(none)");
         fresh(&r);

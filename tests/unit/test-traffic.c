@@ -1,11 +1,20 @@
-/* control/traffic.c through traffic.h: services' proxies and their routing tables, built from a
- * store, with fake guests on 127.0.0.x (tests/unit/fakehttp.h) and requests through the real
- * proxy on 127.0.0.1. Behaviour, not internals, so these hold when traffic.c becomes a route
- * table and a proxy of its own: the split to the request, the tester header, stickiness by
- * header and by cookie, the fallback to stable, passive ejection (5 failures, 10 s, never a
+/* control/traffic.c through traffic.h (and so proxy/routing.c, the route tables and the data
+ * plane's workers behind it): services' proxies and their routing tables, built from a store,
+ * with fake guests on 127.0.0.x (tests/unit/fakehttp.h) and requests through the real proxy on
+ * 127.0.0.1. Behaviour, not internals: the split to the request, the tester header, stickiness
+ * by header and by cookie, the fallback to stable, passive ejection (5 failures, 10 s, never a
  * group's last guest), active health (fall and rise to the probe), the canary's health,
- * requests in flight, a guest gone, analysis windows, listeners that move and close. */
+ * requests in flight, a guest gone, analysis windows, listeners that move and close.
+ *
+ * The proxy runs on worker threads. The split, the equal share within a group and the
+ * ejection count are exact per worker (docs/design/traffic.md, "Exact, with several threads"),
+ * so most of this runs with one worker, where exact per worker is exact per request;
+ * test_two_workers() then checks what changes with two: the split is still exact over whole
+ * cycles of each worker, and the requests in flight are summed over the workers. What the
+ * workers do reaches the control loop asynchronously (in-flight counts, ejections, counters of
+ * requests just answered): the test runs the loop until it is in, within a stated bound. */
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -20,10 +29,11 @@
 #include "timeutil.h"
 
 #include "control/traffic.h"
-#include "manager.h"
 #include "proxy/select.h"
 
-static Manager m;
+static struct {
+        Store *store;
+} m;
 static FakeHttp fake;
 static Traffic *traffic;
 static unsigned guest_port, proxy_port;
@@ -51,6 +61,54 @@ static void sync_now(void) {
 
 static json_t *service_json(void) {
         return traffic_service_json(traffic, "web");
+}
+
+/* Requests the traffic view counted for the service, both groups. */
+static int64_t counted(void) {
+        json_auto_t *j = service_json();
+        json_t *v = json_object_get(j, "versions");
+        return json_integer_value(json_object_get(json_object_get(v, "stable"), "requests")) +
+               json_integer_value(json_object_get(json_object_get(v, "canary"), "requests"));
+}
+
+/* A worker counts a request when it ends, which may be just after its client has the answer:
+ * runs the loop until the view counted N in all, for up to 2 s. Returns what it counted. */
+static int64_t wait_counted(int64_t n) {
+        usec_t end = now_monotonic() + 2 * USEC_PER_SEC;
+        while (counted() < n && now_monotonic() < end)
+                step(-1, 2);
+        return counted();
+}
+
+/* The requests in flight to IP, as the workers answer (traffic_inflight() is the last complete
+ * answer, and asks again): asked every 10 ms for 300 ms, so the value returned answers a
+ * question asked after the state the caller set up (each answer takes a loop turn of every
+ * worker, well under the 300 ms). */
+static unsigned inflight(const char *ip) {
+        unsigned v = UINT_MAX;
+        for (int i = 0; i < 30; i++) {
+                v = traffic_inflight(traffic, ip);
+                run_for(10);
+        }
+        return v;
+}
+
+/* Whether a connect to PORT on 127.0.0.1 is refused within MS: a listener closed by the workers
+ * closes asynchronously (proxy_plane_service_remove()). */
+static bool refused_within(unsigned port, unsigned ms) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        usec_t end = now_monotonic() + ms * USEC_PER_MSEC;
+
+        do {
+                int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                int k = connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 ? errno : 0;
+                close(fd);
+                if (k == ECONNREFUSED)
+                        return true;
+                run_for(20);
+        } while (now_monotonic() < end);
+        return false;
 }
 
 static bool backend_flag(const char *group, const char *ip, const char *flag) {
@@ -97,10 +155,11 @@ static void test_listen_and_stable(void) {
                "the stable group holds the 2 ready guests");
         unsigned a = count_to(10, "", "127.0.0.2");
         is_int(a, 5, "10 requests: exactly 5 to each stable guest (equal share, exact)");
+        wait_counted(10);
         json_decref(j);
         j = service_json();
         is_int(json_integer_value(json_object_get(json_object_get(json_object_get(j, "versions"), "stable"), "requests")),
-               10, "the stable group counted the 10");
+               10, "the stable group counted the 10 (within 2 s: a worker counts a request as it ends)");
 }
 
 static int64_t rollout_id;
@@ -130,7 +189,7 @@ static int64_t new_rollout(const char *strategy, int64_t weight, int64_t salt) {
         int64_t id = 0;
 
         if (store_rollout_get(m.store, svc, rollout_id, &old) == 0) {
-                snprintf(old.phase, sizeof old.phase, "Degraded");
+                old.phase = ROLLOUT_DEGRADED;
                 old.finished_at = now_realtime();
                 store_rollout_update(m.store, &old);
         }
@@ -234,10 +293,14 @@ static void test_passive_ejection(void) {
         atomic_store(&good->status, 200);
         atomic_store(&bad->status, 200);
 
-        /* 10 s out: still out at 9.5 s, back after 10 s (the next pick takes it back). */
+        /* 10 s out: still out at 9.5 s, back after 10 s. The control side ends an ejection on its
+         * tick (traffic_health_tick(), every 250 ms in the controller) with a new table; the tick
+         * at 9.5 s must not, the one at 10.2 s must. */
         run_for((unsigned) ((ejected_at + 9500 * USEC_PER_MSEC - now_monotonic()) / USEC_PER_MSEC));
+        traffic_health_tick(traffic);
         is_int(count_to(4, "", "127.0.0.2"), 0, "9.5 s after the ejection the guest still gets nothing");
         run_for((unsigned) ((ejected_at + 10200 * USEC_PER_MSEC - now_monotonic()) / USEC_PER_MSEC));
+        traffic_health_tick(traffic);
         is_int(count_to(4, "", "127.0.0.2"), 2, "10 s after it, it is taken back: 2 of the next 4 requests");
         ok(!backend_flag("stable", "127.0.0.2", "ejected"), "and the traffic view no longer shows it ejected");
 }
@@ -309,14 +372,16 @@ static void test_inflight_and_gone(void) {
         int fd;
         size_t len = 0;
 
-        is_int(traffic_inflight(traffic, "127.0.0.2"), 0, "nothing in flight to 127.0.0.2");
+        is_int(traffic_inflight(traffic, "127.0.0.2"), UINT_MAX,
+               "asked for the first time, no worker has answered yet: UINT_MAX (the workers answer asynchronously)");
+        is_int(inflight("127.0.0.2"), 0, "once they have: nothing in flight to 127.0.0.2");
         /* A slow GET in flight (the fake guest answers after 1.5 s) to whichever guest it picks. */
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         connect(fd, (struct sockaddr *) &sa, sizeof sa);
         const char *req = "GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
         (void) !send(fd, req, strlen(req), MSG_NOSIGNAL);
         run_for(100);
-        unsigned on2 = traffic_inflight(traffic, "127.0.0.2"), on3 = traffic_inflight(traffic, "127.0.0.3");
+        unsigned on2 = inflight("127.0.0.2"), on3 = inflight("127.0.0.3");
         is_int(on2 + on3, 1, "one request in flight, counted at its guest");
         const char *victim = on2 ? "127.0.0.2" : "127.0.0.3", *other = on2 ? "127.0.0.3" : "127.0.0.2";
         const char *victim_id = on2 ? "web-a" : "web-b";
@@ -344,7 +409,7 @@ static void test_inflight_and_gone(void) {
         ok(strstr(buf, want) != NULL, "a guest gone with a request in flight: the request is answered by %s", other);
         ok(now_monotonic() - t0 < 10 * USEC_PER_SEC, "after its own 1.5 s there, not the proxy's 30 s response timeout (%.1f s)",
            (double) (now_monotonic() - t0) / USEC_PER_SEC);
-        is_int(traffic_inflight(traffic, victim), 0, "nothing in flight to the gone guest any more");
+        is_int(inflight(victim), 0, "nothing in flight to the gone guest any more");
         set_instance_state(victim_id, "ready");
         sync_now();
 }
@@ -353,10 +418,12 @@ static void test_windows(void) {
         ProxyMetrics w = {};
 
         is_int(traffic_window_take(traffic, "nosuch", &w), -ENOENT, "no such service: -ENOENT, nothing to measure");
-        is_int(traffic_window_take(traffic, "web", NULL), 0, "a window starts");
         set_weight(rollout_id, 5000);
+        int64_t before = counted(); /* the requests before ended long ago: all counted */
+        is_int(traffic_window_take(traffic, "web", NULL), 0, "a window starts");
         for (int i = 0; i < 20; i++)
                 get("/", "");
+        is_int(wait_counted(before + 20), before + 20, "the workers counted the 20 requests (within 2 s)");
         is_int(traffic_window_take(traffic, "web", &w), 0, "and closes");
         is_int(metrics_total(&w.group[SPLIT_CANARY]), 10, "it counted the canary's 10 of the 20 requests");
         is_int(metrics_total(&w.group[SPLIT_STABLE]), 10, "and stable's 10");
@@ -379,14 +446,15 @@ static void test_listeners(void) {
         store_service_update(m.store, &s);
         sync_now();
         is_int(get_on((unsigned) port, "/", "").status, 200, "the listen address moved: the new one serves");
-        is_int(get_on(proxy_port, "/", "").status, 0, "and the old one is closed");
+        ok(refused_within(proxy_port, 1000), "and the old one is closed (within 1 s: the workers close it)");
+        is_int(get_on(proxy_port, "/", "").status, 0, "no answer there");
         free(s.listen);
         s.listen = NULL;
         store_service_update(m.store, &s);
         sync_now();
         json_auto_t *j = service_json();
         ok(!json_is_true(json_object_get(j, "listening")), "no listen address: no proxy");
-        is_int(get_on((unsigned) port, "/", "").status, 0, "and nothing listens");
+        ok(refused_within((unsigned) port, 1000), "and nothing listens (within 1 s)");
         service_record_done(&s);
         store_service_delete(m.store, svc);
         sync_now();
@@ -394,6 +462,69 @@ static void test_listeners(void) {
         ok(!json_is_true(json_object_get(gone, "listening")) &&
                    json_integer_value(json_object_get(json_object_get(gone, "weights"), "stable")) == 10000,
            "a deleted service has no proxy and the all-stable view");
+}
+
+/* With two workers: connections go to the workers in turn (accept-and-hand-off), and each
+ * worker has its own round-robin. */
+static void test_two_workers(void) {
+        char listen[32];
+        int64_t two, rid = 0;
+        int port;
+
+        traffic = traffic_free(traffic);
+        is_int(traffic_new(m.store, loop, 2, NULL, &traffic), 0, "traffic_new, two proxy workers");
+        port = fake_listen(&fake, "127.0.0.1", 0);
+        close(fake.listen_fd[--fake.n_listen]);
+        proxy_port = (unsigned) port;
+        snprintf(listen, sizeof listen, "127.0.0.1:%u", proxy_port);
+        two = fix_service(m.store, "two", listen, v1, 1, NULL, 100, 3, 2);
+        fix_ready_instance(m.store, "two-a", two, v1, "127.0.0.2");
+        ok(two && fix_rollout(m.store, two, v1, v2, 1000, NULL, 5, &rid) == 0, "a service at 10%% on two workers");
+        fix_ready_instance(m.store, "two-c", two, v2, "127.0.0.4");
+        sync_now();
+        /* 400 connections, 200 on each worker: 20 whole cycles of 10 on each, so exact again
+         * (a window that is not whole cycles on each worker is within 2 of n x weight). */
+        is_int(count_to(400, "", "127.0.0.4"), 40, "400 requests at 10%% over two workers: exactly 40 to the canary");
+
+        /* Two slow requests on two connections: one on each worker, both to the one stable guest
+         * at weight 0. The count in flight is the sum of the workers' answers. */
+        RolloutRecord r = {};
+        if (store_rollout_get(m.store, two, rid, &r) == 0) {
+                r.canary_weight = 0;
+                store_rollout_update(m.store, &r);
+        }
+        rollout_record_done(&r);
+        sync_now();
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) proxy_port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        const char *req = "GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        int fds[2];
+        for (int i = 0; i < 2; i++) {
+                fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                connect(fds[i], (struct sockaddr *) &sa, sizeof sa);
+                (void) !send(fds[i], req, strlen(req), MSG_NOSIGNAL);
+        }
+        run_for(100);
+        is_int(inflight("127.0.0.2"), 2, "two requests in flight on two workers: 2, the sum of their answers");
+        unsigned answered = 0;
+        for (int i = 0; i < 2; i++) {
+                char buf[512] = "";
+                size_t len = 0;
+                usec_t end = now_monotonic() + 5 * USEC_PER_SEC;
+                while (now_monotonic() < end) {
+                        step(fds[i], 20);
+                        ssize_t k = recv(fds[i], buf + len, sizeof buf - 1 - len, MSG_DONTWAIT);
+                        if (k > 0)
+                                len += (size_t) k;
+                        buf[len] = 0;
+                        if (k == 0 || strstr(buf, "\r\n\r\n"))
+                                break;
+                }
+                answered += strstr(buf, "X-Guest: 127.0.0.2") != NULL;
+                close(fds[i]);
+        }
+        is_int(answered, 2, "both are answered by the stable guest");
+        is_int(inflight("127.0.0.2"), 0, "and then nothing is in flight on either worker");
 }
 
 int main(void) {
@@ -404,7 +535,6 @@ int main(void) {
         if (!mkdtemp(dir) || sd_event_new(&loop) < 0)
                 return 1;
         snprintf(path, sizeof path, "%s/aviary.db", dir);
-        m.event = loop;
         if (store_open(path, &m.store) < 0)
                 return 1;
         /* Fake guests on 127.0.0.2-5, all on one port. */
@@ -425,7 +555,7 @@ int main(void) {
         ok(v1 && v2 && svc, "two versions and a service are recorded");
         fix_ready_instance(m.store, "web-a", svc, v1, "127.0.0.2");
         fix_ready_instance(m.store, "web-b", svc, v1, "127.0.0.3");
-        is_int(traffic_new(&m, &traffic), 0, "traffic_new");
+        is_int(traffic_new(m.store, loop, 1, NULL, &traffic), 0, "traffic_new, one proxy worker");
 
         test_listen_and_stable();
         test_split();
@@ -438,6 +568,7 @@ int main(void) {
         test_inflight_and_gone();
         test_windows();
         test_listeners();
+        test_two_workers();
 
         traffic_free(traffic);
         fake_stop(&fake);

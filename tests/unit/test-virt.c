@@ -5,6 +5,7 @@
 #include <libvirt/libvirt.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "tap.h"
@@ -284,6 +285,40 @@ static void test_driver(void) {
                         virDomainFree(dom);
                 if (other)
                         virConnectClose(other);
+        }
+
+        /* Save (the domain is gone) and restore (it is back, ours, the same). */
+        {
+                char path[] = "/tmp/aviary-test-virt-save.XXXXXX";
+                int fd = mkstemp(path);
+                VirtDomainInfo back = {};
+                close(fd);
+                unlink(path);
+                is_int(virt_domain_save(v, info.uuid, path), 0, "save the domain's memory");
+                listed = (Listed){};
+                virt_domain_list(v, collect, &listed);
+                is_int(listed.count, 0, "saved: the domain is gone");
+                is_int(virt_domain_restore(v, path, &back), 0, "restore it");
+                is_str(back.instance, "i-1", "restored: our metadata");
+                is_str(back.uuid, info.uuid, "the same uuid");
+                listed = (Listed){};
+                virt_domain_list(v, collect, &listed);
+                is_int(listed.count, 1, "listed again");
+                unlink(path);
+                is_int(virt_domain_restore(v, path, &back), -ENOENT, "a missing save file: -ENOENT");
+                FILE *f = fopen(path, "we");
+                fputs("not a save image", f);
+                fclose(f);
+                is_int(virt_domain_restore(v, path, &back), -EIO, "a damaged save file: -EIO");
+                ok(strlen(virt_last_error()) > 0, "with libvirt's words: %s", virt_last_error());
+                unlink(path);
+                is_int(virt_domain_save(v, "00000000-0000-0000-0000-000000000000", path), -ENOENT,
+                       "saving an unknown domain: -ENOENT");
+                for (int i = 0; i < 100 && seen.stopped == 0; i++)
+                        run_for(10);
+                ok(seen.stopped == 1, "the save was one STOPPED event (%d)", seen.stopped);
+                run_for(50);
+                seen.stopped = 0;
         }
 
         is_int(virt_domain_start(v, &spec, &info), -EIO, "same name twice refused");

@@ -1,5 +1,6 @@
-/* Readiness and health probes on the loop: a non-blocking TCP connect to a guest's address and
- * port, or an HTTP GET whose status says whether the guest is healthy. Part of the controller. */
+/* Readiness and health probes on the control loop: a non-blocking TCP connect to a guest's
+ * address and port, or an HTTP GET whose status says whether the guest is healthy. The
+ * controller uses them for readiness at boot, proxy/routing.c for active health checks. */
 #pragma once
 
 #include <stdbool.h>

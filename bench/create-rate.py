@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Create rate against raw libvirt on test:///default (no QEMU): how fast aviaryd turns a
+service's replicas into running domains, against bench/libvirt-create (virDomainCreateXML in
+a loop on aviaryd's own domain XML). Two shapes: one POST of a 50-replica service, and 50 POSTs
+of 1-replica services. aviaryd runs in a network namespace of its own (it makes its bridge
+there). Rounds alternate raw and aviaryd; medians. Root only.
+Usage: bench/create-rate.py [ROUNDS]   (BUILD=build-dp for another build directory)"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+os.environ.setdefault("AVIARYD", os.path.join(BUILD, "daemon", "aviaryd"))
+from aviarytest import Daemon  # noqa: E402
+
+N = 50
+
+
+def raw_rate():
+    out = subprocess.run([os.path.join(BUILD, "bench", "libvirt-create"), str(N)], capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.strip())
+
+
+def booted(d):
+    r = d.request("GET", "/v1/instances?limit=1000")
+    return sum(1 for i in r.json["items"] if i["state"] in ("booting", "ready"))
+
+
+def aviaryd_rate(shape):
+    ns = f"aviary-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        with Daemon(runtime=True, wrapper=["ip", "netns", "exec", ns], ready_timeout=60,
+                    config={"libvirt_uri": "test:///default", "accel": "tcg", "subnet": "10.88.0.0/16",
+                            "boot_timeout": "1h"}) as d:
+            kernel = d.client.put_blob(b"not a kernel: test:///default boots nothing").json["digest"]
+            r = d.request("POST", "/v1/images/app/versions",
+                          json_body={"version": "1.0", "kernel": kernel, "cmdline": "console=ttyS0", "memory_mib": 128,
+                                     "port": 8080})
+            assert r.status in (200, 201), r.json
+            t0 = time.monotonic()
+            if shape == "one":
+                r = d.request("POST", "/v1/services", json_body={"name": "web", "stable_version": "app:1.0",
+                                                                 "replicas": N})
+                assert r.status == 201, r.json
+            else:
+                for i in range(N):
+                    r = d.request("POST", "/v1/services", json_body={"name": f"web{i}", "stable_version": "app:1.0",
+                                                                     "replicas": 1})
+                    assert r.status == 201, r.json
+            while booted(d) < N:
+                if time.monotonic() - t0 > 120:
+                    raise RuntimeError(f"only {booted(d)} of {N} domains after 120 s")
+                time.sleep(0.02)  # the poll competes with the work on aviaryd's loop: not too often
+            return N / (time.monotonic() - t0)
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    raw, one, many = [], [], []
+    for i in range(rounds):
+        raw.append(raw_rate())
+        one.append(aviaryd_rate("one"))
+        many.append(aviaryd_rate("many"))
+        print(f"round {i + 1}: raw {raw[-1]:.0f}/s, 1 POST x {N}: {one[-1]:.0f}/s, {N} POSTs x 1: {many[-1]:.0f}/s",
+              file=sys.stderr)
+    r, o, m = statistics.median(raw), statistics.median(one), statistics.median(many)
+    print(f"create rate on test:///default, {N} domains, {rounds} rounds, medians")
+    print(f"  raw virDomainCreateXML loop      {r:8.0f} /s")
+    print(f"  aviaryd, 1 POST of {N} replicas   {o:8.0f} /s   ratio {o / r:.2f}")
+    print(f"  aviaryd, {N} POSTs of 1 replica  {m:8.0f} /s   ratio {m / r:.2f}")
+    print(json.dumps({"raw": r, "one_post": o, "many_posts": m}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+/* Routing tables (route-table.h): immutable once published, swapped by pointer, read by every
+ * worker through its own cursor. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "route-table.h"
+
+RouteTable *route_table_new(size_t n_stable, size_t n_canary) {
+        size_t n[_SPLIT_GROUP_MAX] = {n_stable, n_canary};
+        RouteTable *t;
+
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
+                if (n[g] > BACKEND_SET_MAX)
+                        n[g] = BACKEND_SET_MAX;
+        t = calloc(1, sizeof *t + (n[0] + n[1]) * sizeof(RouteBackend));
+        if (!t)
+                return NULL;
+        atomic_init(&t->n_ref, 1);
+        t->group[SPLIT_STABLE] = (RouteGroup) {.n = n[0], .backend = (RouteBackend *) (t + 1)};
+        t->group[SPLIT_CANARY] = (RouteGroup) {.n = n[1], .backend = (RouteBackend *) (t + 1) + n[0]};
+        return t;
+}
+
+RouteTable *route_table_ref(RouteTable *t) {
+        if (t)
+                atomic_fetch_add_explicit(&t->n_ref, 1, memory_order_relaxed);
+        return t;
+}
+
+void route_table_unref(RouteTable *t) {
+        if (t && atomic_fetch_sub_explicit(&t->n_ref, 1, memory_order_acq_rel) == 1)
+                free(t);
+}
+
+void route_slot_init(RouteSlot *s) {
+        atomic_init(&s->current, NULL);
+        pthread_mutex_init(&s->lock, NULL);
+}
+
+void route_slot_done(RouteSlot *s) {
+        route_table_unref(atomic_exchange(&s->current, NULL));
+        pthread_mutex_destroy(&s->lock);
+}
+
+/* The lock makes "read the pointer, take a reference" one step against the swap, so a table
+ * is never freed between a worker's load and its reference. Workers take it only when the
+ * pointer moved, which is once per published table. */
+void route_slot_publish(RouteSlot *s, RouteTable *t) {
+        RouteTable *old;
+
+        pthread_mutex_lock(&s->lock);
+        old = atomic_exchange_explicit(&s->current, t, memory_order_acq_rel);
+        pthread_mutex_unlock(&s->lock);
+        route_table_unref(old);
+}
+
+RouteTable *route_slot_get(RouteSlot *s) {
+        RouteTable *t;
+
+        pthread_mutex_lock(&s->lock);
+        t = route_table_ref(atomic_load_explicit(&s->current, memory_order_acquire));
+        pthread_mutex_unlock(&s->lock);
+        return t;
+}
+
+void route_cursor_init(RouteCursor *c) {
+        memset(c, 0, sizeof *c);
+        split_init(&c->split, 0);
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
+                backend_set_init(&c->set[g], 0);
+}
+
+void route_cursor_done(RouteCursor *c) {
+        route_table_unref(c->table);
+        c->table = NULL;
+}
+
+static bool same_members(const RouteGroup *a, const RouteGroup *b) {
+        if (!a || a->n != b->n)
+                return false;
+        for (size_t i = 0; i < a->n; i++)
+                if (a->backend[i].addr.sin_addr.s_addr != b->backend[i].addr.sin_addr.s_addr ||
+                    a->backend[i].addr.sin_port != b->backend[i].addr.sin_port)
+                        return false;
+        return true;
+}
+
+/* A new table: the weight's cycle and each group's rotation carry on where nothing changed
+ * (split_set_weight and backend_set_ready are no-ops then), and restart where it did. */
+static void cursor_adopt(RouteCursor *c, RouteTable *t) {
+        RouteTable *old = c->table;
+
+        split_set_weight(&c->split, t->canary_bp);
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
+                const RouteGroup *ng = &t->group[g];
+                bool same = same_members(old ? &old->group[g] : NULL, ng);
+                if (!same) {
+                        backend_set_init(&c->set[g], ng->n);
+                        memset(c->failures[g], 0, sizeof c->failures[g]);
+                }
+                for (size_t i = 0; i < ng->n; i++) {
+                        /* Taken back after an ejection: its count starts over. */
+                        if (same && ng->backend[i].usable && !old->group[g].backend[i].usable)
+                                c->failures[g][i] = 0;
+                        backend_set_ready(&c->set[g], i, ng->backend[i].usable);
+                }
+        }
+        c->table = t;
+        route_table_unref(old);
+}
+
+bool route_cursor_sync(RouteCursor *c, RouteSlot *s) {
+        RouteTable *t;
+
+        if (atomic_load_explicit(&s->current, memory_order_acquire) == c->table)
+                return false;
+        t = route_slot_get(s);
+        if (!t)
+                return false;
+        if (t == c->table) { /* swapped and swapped back meanwhile */
+                route_table_unref(t);
+                return false;
+        }
+        cursor_adopt(c, t);
+        return true;
+}
+
+static SplitGroup pick_group(RouteCursor *c, const ProxyRequest *req) {
+        const RouteTable *t = c->table;
+        const char *v;
+        size_t len;
+
+        if (t->rollout_id && t->tester_header && (v = proxy_request_header(req, "X-Aviary-Version", &len))) {
+                if (len == 6 && strncasecmp(v, "canary", 6) == 0)
+                        return SPLIT_CANARY;
+                if (len == 6 && strncasecmp(v, "stable", 6) == 0)
+                        return SPLIT_STABLE;
+        }
+        if (t->rollout_id && (t->sticky_header[0] || t->sticky_cookie[0])) {
+                v = t->sticky_header[0] ? proxy_request_header(req, t->sticky_header, &len)
+                                        : proxy_request_cookie(req, t->sticky_cookie, &len);
+                if (v && len > 0)
+                        return sticky_pick(sticky_bucket(v, len, t->salt), t->canary_bp);
+        }
+        return split_pick(&c->split);
+}
+
+int route_pick(RouteCursor *c, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
+        SplitGroup g;
+        int i;
+
+        if (!c->table)
+                return -EHOSTUNREACH;
+        g = pick_group(c, req);
+        i = backend_pick(&c->set[g]);
+        if (i < 0 && g == SPLIT_CANARY) { /* no canary guest (yet, or ejected): serve from stable */
+                g = SPLIT_STABLE;
+                i = backend_pick(&c->set[g]);
+        }
+        if (i < 0)
+                return -EHOSTUNREACH;
+        *ret_backend = c->table->group[g].backend[i].addr;
+        *ret_group = (int) g;
+        return 0;
+}
+
+bool route_outcome(RouteCursor *c, int group, const struct sockaddr_in *backend, bool failed) {
+        const RouteGroup *rg;
+
+        if (!c->table || !backend || group < 0 || group >= _SPLIT_GROUP_MAX)
+                return false;
+        rg = &c->table->group[group];
+        for (size_t i = 0; i < rg->n; i++) {
+                if (rg->backend[i].addr.sin_addr.s_addr != backend->sin_addr.s_addr ||
+                    rg->backend[i].addr.sin_port != backend->sin_port)
+                        continue;
+                c->failures[group][i] = failed ? c->failures[group][i] + 1 : 0;
+                return c->failures[group][i] == ROUTE_EJECT_AFTER_FAILURES;
+        }
+        return false;
+}

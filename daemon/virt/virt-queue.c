@@ -1,0 +1,399 @@
+/* The libvirt worker (virt-queue.h): a job list under a mutex, a condition variable to wake the
+ * worker, and an eventfd to wake the control loop for finished jobs. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "virt-queue.h"
+
+typedef enum JobKind {
+        JOB_START,
+        JOB_DESTROY,
+        JOB_LIST,
+        JOB_WARM,
+} JobKind;
+
+typedef struct Job {
+        JobKind kind;
+        struct Job *next;
+        char tag[96];
+        void *userdata;
+        union {
+                VirtStartDone start;
+                VirtDestroyDone destroy;
+                VirtListDone list;
+        } done;
+        /* in */
+        VirtDomainSpec spec; /* START: its strings point into STRINGS */
+        char *strings[13];
+        char uuid[37]; /* DESTROY */
+        char **uuids;  /* LIST */
+        size_t n_uuids;
+        bool kvm; /* WARM */
+        /* out */
+        int r;
+        char error[512];
+        VirtDomainInfo info;
+        VirtDomainInfo *domains;
+        size_t n_domains;
+        int *running;
+} Job;
+
+struct VirtQueue {
+        Virt *virt;
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        Job *todo, **todo_tail;
+        Job *done_list, **done_tail;
+        unsigned pending;
+        bool stop;
+        int done_fd;
+        sd_event_source *done_source;
+        void (*batch_begin)(void *userdata), (*batch_end)(void *userdata);
+        void *batch_userdata;
+};
+
+static void job_free(Job *j) {
+        if (!j)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(j->strings); i++)
+                free(j->strings[i]);
+        for (size_t i = 0; i < j->n_uuids; i++)
+                free(j->uuids[i]);
+        free(j->uuids);
+        free(j->domains);
+        free(j->running);
+        free(j);
+}
+
+/* ---- the work (any thread) ---- */
+
+typedef struct DomainList {
+        VirtDomainInfo *items;
+        size_t n, allocated;
+} DomainList;
+
+static int domain_list_add(const VirtDomainInfo *d, void *userdata) {
+        DomainList *l = userdata;
+
+        if (l->n == l->allocated) {
+                size_t want = l->allocated ? l->allocated * 2 : 16;
+                VirtDomainInfo *p = realloc(l->items, want * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                l->items = p;
+                l->allocated = want;
+        }
+        l->items[l->n++] = *d;
+        return 0;
+}
+
+static void run_list(Virt *v, Job *j) {
+        DomainList l = {};
+
+        j->r = virt_domain_list(v, domain_list_add, &l);
+        if (j->r < 0)
+                snprintf(j->error, sizeof j->error, "%s", virt_last_error());
+        j->domains = l.items;
+        j->n_domains = l.n;
+        j->running = calloc(j->n_uuids ? j->n_uuids : 1, sizeof *j->running);
+        for (size_t i = 0; j->running && i < j->n_uuids; i++) {
+                bool listed = false;
+                for (size_t k = 0; k < l.n && !listed; k++)
+                        listed = streq(l.items[k].uuid, j->uuids[i]);
+                /* Not listed: confirm by uuid (a domain whose metadata could not be read just now
+                 * is left out of the listing, but it still runs). */
+                j->running[i] = listed ? 1 : virt_domain_running(v, j->uuids[i]);
+        }
+        if (!j->running && j->r >= 0)
+                j->r = -ENOMEM;
+}
+
+static void job_run(Virt *v, Job *j) {
+        switch (j->kind) {
+        case JOB_START:
+                j->r = virt_domain_start(v, &j->spec, &j->info);
+                break;
+        case JOB_DESTROY:
+                j->r = virt_domain_destroy(v, j->uuid);
+                break;
+        case JOB_LIST:
+                run_list(v, j);
+                return;
+        case JOB_WARM:
+                j->r = virt_warm_capabilities(v, j->kvm);
+                break;
+        }
+        if (j->r < 0)
+                snprintf(j->error, sizeof j->error, "%s", virt_last_error());
+}
+
+static void job_report(Job *j) {
+        switch (j->kind) {
+        case JOB_START:
+                if (j->done.start)
+                        j->done.start(j->userdata, j->tag, j->r, &j->info, j->error);
+                break;
+        case JOB_DESTROY:
+                if (j->done.destroy)
+                        j->done.destroy(j->userdata, j->tag, j->r, j->error);
+                break;
+        case JOB_LIST:
+                if (j->done.list)
+                        j->done.list(j->userdata, j->r, j->domains, j->n_domains, j->uuids, j->running, j->n_uuids);
+                break;
+        case JOB_WARM:
+                if (j->r < 0)
+                        log_debug("libvirt: warming the capability cache failed: %s", j->error);
+                break;
+        }
+}
+
+void virt_list_now(Virt *v, char *const *uuids, size_t n_uuids, VirtListDone done, void *userdata) {
+        Job j = {.kind = JOB_LIST, .uuids = (char **) uuids, .n_uuids = n_uuids};
+
+        run_list(v, &j);
+        done(userdata, j.r, j.domains, j.n_domains, uuids, j.running, n_uuids);
+        free(j.domains);
+        free(j.running);
+}
+
+/* ---- the worker ---- */
+
+static void *worker_main(void *arg) {
+        VirtQueue *q = arg;
+        sigset_t all;
+
+        /* Signals are the control loop's (SIGCHLD included: virt-reaper.h). */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+        pthread_mutex_lock(&q->lock);
+        for (;;) {
+                Job *j;
+                bool was_empty;
+
+                while (!q->todo && !q->stop)
+                        pthread_cond_wait(&q->wake, &q->lock);
+                if (q->stop)
+                        break;
+                j = q->todo;
+                q->todo = j->next;
+                if (!q->todo)
+                        q->todo_tail = &q->todo;
+                pthread_mutex_unlock(&q->lock);
+
+                job_run(q->virt, j);
+
+                pthread_mutex_lock(&q->lock);
+                j->next = NULL;
+                was_empty = !q->done_list;
+                *q->done_tail = j;
+                q->done_tail = &j->next;
+                if (was_empty) {
+                        uint64_t one = 1;
+                        (void) !write(q->done_fd, &one, sizeof one);
+                }
+        }
+        pthread_mutex_unlock(&q->lock);
+        return NULL;
+}
+
+static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        VirtQueue *q = userdata;
+        uint64_t n;
+        Job *list;
+
+        (void) !read(fd, &n, sizeof n);
+        pthread_mutex_lock(&q->lock);
+        list = q->done_list;
+        q->done_list = NULL;
+        q->done_tail = &q->done_list;
+        pthread_mutex_unlock(&q->lock);
+        if (list && q->batch_begin)
+                q->batch_begin(q->batch_userdata);
+        while (list) {
+                Job *next = list->next;
+                q->pending--;
+                job_report(list);
+                job_free(list);
+                list = next;
+        }
+        if (q->batch_end)
+                q->batch_end(q->batch_userdata);
+        return 0;
+}
+
+void virt_queue_set_batch(VirtQueue *q, void (*begin)(void *userdata), void (*end)(void *userdata), void *userdata) {
+        q->batch_begin = begin;
+        q->batch_end = end;
+        q->batch_userdata = userdata;
+}
+
+static int queue_push(VirtQueue *q, Job *j) {
+        j->next = NULL;
+        pthread_mutex_lock(&q->lock);
+        *q->todo_tail = j;
+        q->todo_tail = &j->next;
+        pthread_cond_signal(&q->wake);
+        pthread_mutex_unlock(&q->lock);
+        q->pending++;
+        return 0;
+}
+
+int virt_queue_new(Virt *v, sd_event *e, VirtQueue **ret) {
+        VirtQueue *q = calloc(1, sizeof *q);
+        int r;
+
+        if (!q)
+                return -ENOMEM;
+        q->virt = v;
+        pthread_mutex_init(&q->lock, NULL);
+        pthread_cond_init(&q->wake, NULL);
+        q->todo_tail = &q->todo;
+        q->done_tail = &q->done_list;
+        q->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (q->done_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = sd_event_add_io(e, &q->done_source, q->done_fd, EPOLLIN, on_done, q);
+        if (r < 0)
+                goto fail;
+        r = -pthread_create(&q->thread, NULL, worker_main, q);
+        if (r < 0)
+                goto fail;
+        (void) pthread_setname_np(q->thread, "aviary-libvirt");
+        q->started = true;
+        *ret = q;
+        return 0;
+fail:
+        virt_queue_free(q);
+        return r;
+}
+
+VirtQueue *virt_queue_free(VirtQueue *q) {
+        if (!q)
+                return NULL;
+        if (q->started) {
+                pthread_mutex_lock(&q->lock);
+                q->stop = true;
+                pthread_cond_signal(&q->wake);
+                pthread_mutex_unlock(&q->lock);
+                pthread_join(q->thread, NULL);
+        }
+        while (q->todo) {
+                Job *j = q->todo;
+                q->todo = j->next;
+                job_free(j);
+        }
+        while (q->done_list) {
+                Job *j = q->done_list;
+                q->done_list = j->next;
+                job_free(j);
+        }
+        sd_event_source_disable_unref(q->done_source);
+        if (q->done_fd >= 0)
+                close(q->done_fd);
+        pthread_cond_destroy(&q->wake);
+        pthread_mutex_destroy(&q->lock);
+        free(q);
+        return NULL;
+}
+
+static Job *job_new(JobKind kind, const char *tag, void *userdata) {
+        Job *j = calloc(1, sizeof *j);
+
+        if (!j)
+                return NULL;
+        j->kind = kind;
+        j->userdata = userdata;
+        if (tag)
+                snprintf(j->tag, sizeof j->tag, "%s", tag);
+        return j;
+}
+
+/* A copy of S into J->strings[I], or NULL for NULL; false on ENOMEM. */
+static bool keep_string(Job *j, size_t i, const char *s, const char **ret) {
+        *ret = NULL;
+        if (!s)
+                return true;
+        j->strings[i] = strdup(s);
+        *ret = j->strings[i];
+        return j->strings[i] != NULL;
+}
+
+int virt_queue_start(VirtQueue *q, const VirtDomainSpec *spec, const char *tag, VirtStartDone done, void *userdata) {
+        Job *j = job_new(JOB_START, tag, userdata);
+        VirtDomainSpec *c;
+        bool ok;
+
+        if (!j)
+                return -ENOMEM;
+        j->done.start = done;
+        c = &j->spec;
+        *c = *spec;
+        ok = keep_string(j, 0, spec->name, &c->name) && keep_string(j, 1, spec->instance, &c->instance) &&
+             keep_string(j, 2, spec->service, &c->service) && keep_string(j, 3, spec->version, &c->version) &&
+             keep_string(j, 4, spec->kernel, &c->kernel) && keep_string(j, 5, spec->initrd, &c->initrd) &&
+             keep_string(j, 6, spec->cmdline, &c->cmdline) && keep_string(j, 7, spec->bridge, &c->bridge) &&
+             keep_string(j, 8, spec->mac, &c->mac) && keep_string(j, 9, spec->console_path, &c->console_path) &&
+             keep_string(j, 10, spec->kvm_cpu, &c->kvm_cpu);
+        if (!ok) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        return queue_push(q, j);
+}
+
+int virt_queue_destroy(VirtQueue *q, const char *uuid, const char *tag, VirtDestroyDone done, void *userdata) {
+        Job *j = job_new(JOB_DESTROY, tag, userdata);
+
+        if (!j)
+                return -ENOMEM;
+        j->done.destroy = done;
+        snprintf(j->uuid, sizeof j->uuid, "%s", uuid);
+        return queue_push(q, j);
+}
+
+int virt_queue_list(VirtQueue *q, char *const *uuids, size_t n_uuids, VirtListDone done, void *userdata) {
+        Job *j = job_new(JOB_LIST, NULL, userdata);
+
+        if (!j)
+                return -ENOMEM;
+        j->done.list = done;
+        j->uuids = calloc(n_uuids ? n_uuids : 1, sizeof *j->uuids);
+        if (!j->uuids) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_uuids; i++) {
+                j->uuids[i] = strdup(uuids[i]);
+                j->n_uuids++;
+                if (!j->uuids[i]) {
+                        job_free(j);
+                        return -ENOMEM;
+                }
+        }
+        return queue_push(q, j);
+}
+
+int virt_queue_warm(VirtQueue *q, bool kvm) {
+        Job *j = job_new(JOB_WARM, NULL, NULL);
+
+        if (!j)
+                return -ENOMEM;
+        j->kvm = kvm;
+        return queue_push(q, j);
+}
+
+unsigned virt_queue_pending(VirtQueue *q) {
+        return q ? q->pending : 0;
+}
