@@ -100,6 +100,10 @@ static void service_unlisten(RoutedService *s, bool forget) {
                 fd_keep(s->routing, s->listen, -1);
         proxy_plane_service_remove(s->plane);
         s->plane = NULL;
+        /* The workers of a new listener start with no table: the next publish must not be
+         * skipped as "the one they have". */
+        route_table_unref(s->published);
+        s->published = NULL;
 }
 
 /* FORGET: the service is gone, so systemd need not keep its listener either (at shutdown the
