@@ -529,8 +529,11 @@ class Daemon:
         return self.kill(signal.SIGTERM)
 
     def restart(self, sig=signal.SIGTERM):
-        """Stops (with SIG) and starts again on the same state dir and socket."""
-        self.kill(sig)
+        """Stops (with SIG) and starts again on the same state dir and socket. A SIGTERM must
+        end aviaryd with status 0, as at the end of `with Daemon()`."""
+        status = self.kill(sig)
+        if sig == signal.SIGTERM and status not in (0, None):
+            TAP.ok(False, f"aviaryd exits with status 0 on SIGTERM (it exited with {status})", self.log()[-3000:])
         return self.start()
 
     def log(self):
