@@ -2,6 +2,7 @@
  * an observation, so tests/unit/test-rollout.c can walk a rollout through its life without
  * guests or a clock. */
 #include <math.h>
+#include <threads.h>
 #include <string.h>
 
 #include "rollout.h"
@@ -68,10 +69,62 @@ int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a) {
         return 0;
 }
 
-int rollout_strategy(const RolloutRecord *r, Strategy *ret) {
-        json_auto_t *j = r->strategy ? json_loads(r->strategy, 0, NULL) : NULL;
+/* A rollout's strategy never changes once stored, yet the rollout driver, the plan and the
+ * traffic sync each need it on every pass: each thread keeps the last few it parsed, keyed by
+ * the rollout's id and a hash and length of the text (no heap: a thread's cache dies with it). */
+#define STRATEGY_CACHE_SIZE 8
 
-        return j && strategy_parse(j, ret, NULL) == 0 ? 0 : -EINVAL;
+static thread_local struct StrategyCacheEntry {
+        int64_t id;             /* 0 free */
+        uint64_t hash;
+        size_t length;
+        uint64_t used;          /* the entry least recently used goes first */
+        Strategy strategy;
+} strategy_cache[STRATEGY_CACHE_SIZE];
+static thread_local uint64_t strategy_cache_clock;
+static thread_local unsigned strategy_parse_count;
+
+static uint64_t text_hash(const char *s, size_t *ret_length) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                h = (h ^ (unsigned char) s[n]) * UINT64_C(1099511628211);
+        *ret_length = n;
+        return h;
+}
+
+int rollout_strategy(const RolloutRecord *r, Strategy *ret) {
+        struct StrategyCacheEntry *victim = &strategy_cache[0];
+        json_auto_t *j = NULL;
+        size_t length;
+        uint64_t hash;
+
+        if (!r->strategy)
+                return -EINVAL;
+        hash = text_hash(r->strategy, &length);
+        for (size_t i = 0; i < STRATEGY_CACHE_SIZE; i++) {
+                struct StrategyCacheEntry *e = &strategy_cache[i];
+                if (e->id && e->id == r->id && e->hash == hash && e->length == length) {
+                        e->used = ++strategy_cache_clock;
+                        *ret = e->strategy;
+                        return 0;
+                }
+                if (e->used < victim->used)
+                        victim = e;
+        }
+        strategy_parse_count++;
+        j = json_loads(r->strategy, 0, NULL);
+        if (!j || strategy_parse(j, ret, NULL) != 0)
+                return -EINVAL;
+        if (r->id > 0)
+                *victim = (struct StrategyCacheEntry) { .id = r->id, .hash = hash, .length = length,
+                                                         .used = ++strategy_cache_clock, .strategy = *ret };
+        return 0;
+}
+
+unsigned rollout_strategy_parses(void) {
+        return strategy_parse_count;
 }
 
 /* ---- sizes and specs ---- */

@@ -55,8 +55,11 @@ typedef struct RolloutTransition {
 void rollout_transition_done(RolloutTransition *t);
 
 /* The stored strategy of R, parsed: 0, or -EINVAL when the text is not a strategy this aviaryd
- * reads. */
+ * reads. Parsed once per rollout and thread: later calls for the same rollout id and text copy
+ * the cached result. */
 int rollout_strategy(const RolloutRecord *r, Strategy *ret);
+/* How many times this thread parsed a strategy text (for tests). */
+unsigned rollout_strategy_parses(void);
 
 /* Canary guests wanted at WEIGHT_BP: the strategy's canaryReplicas, else
  * ceil(replicas x weight), at least 1 (0 when the rollout is not active). */
