@@ -201,9 +201,11 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 traffic_canary_unhealthy(d->traffic, sv.name, cs.broken, sizeof cs.broken);
         if (!cs.broken[0]) {
                 _cleanup_(version_record_done) VersionRecord v = {};
-                if (store_version_get_by_id(d->store, cro->to_version_id, &v) == 0 && v.revoked)
+                if (store_version_get_by_id(d->store, cro->to_version_id, &v) == 0 && v.revoked) {
                         snprintf(cs.broken, sizeof cs.broken, "the canary version %s was revoked%s%.200s", cro->to_label,
                                  v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
+                        o.canary_broken_kind = ROLLOUT_ABORT_MANUAL; /* an operator's decision */
+                }
         }
         o.canary_broken = cs.broken[0] ? cs.broken : NULL;
         if (window_close(d, &sv, cro, &st, &window))

@@ -34,6 +34,7 @@ typedef struct RolloutObservation {
         int64_t replicas;          /* the service's */
         unsigned canary_ready;     /* ready guests of the canary version */
         const char *canary_broken; /* non-NULL: why the canary cannot go on (abort), in words */
+        RolloutAbortKind canary_broken_kind; /* ...and its kind (NONE: unhealthy) */
         const AnalysisResult *window; /* an analysis window that just closed, or NULL */
 } RolloutObservation;
 
@@ -73,8 +74,8 @@ const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy 
 /* Moves an active rollout forward by what OBS shows. */
 void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservation *obs, RolloutTransition *ret);
 
-/* Aborts R (active): weight 0, Degraded, REASON recorded. */
-void rollout_abort(RolloutRecord *r, const char *reason, usec_t now);
+/* Aborts R (active): weight 0, Degraded, KIND and REASON recorded. */
+void rollout_abort(RolloutRecord *r, RolloutAbortKind kind, const char *reason, usec_t now);
 
 /* The API's actions on a rollout: one enum, one string table (the strings are the routes'). */
 typedef enum RolloutAction {

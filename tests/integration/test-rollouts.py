@@ -98,7 +98,9 @@ def bad_canary(d):
        repr(rollout(d)))
     if not got:
         return
-    ok("analysis failed" in (got.get("abortReason") or ""), f"the reason names the analysis: {got.get('abortReason')}")
+    ok("analysis failed" in ((got.get("abortReason") or {}).get("detail") or ""),
+       f"the reason names the analysis: {got.get('abortReason')}")
+    is_((got.get("abortReason") or {}).get("kind"), "analysis", "abortReason.kind is analysis")
     is_(got["weights"], {"stable": 10000, "canary": 0}, "canary weight is 0")
     metrics = {m["name"]: m for m in ((got["analysis"].get("last") or {}).get("metrics") or [])}
     ok(metrics.get("successRate", {}).get("verdict") == "Fail",
@@ -166,8 +168,9 @@ def stickiness(d):
     is_(d.request("POST", "/v1/images/app/versions/1.3/revoke", json_body={"reason": "test"}).status, 200,
         "the canary's version is revoked mid-rollout")
     got = wait_rollout(d, "Degraded", lambda r: r["phase"] == "Degraded", 10)
-    ok(got and "revoked" in (got.get("abortReason") or ""), "and the rollout aborts, saying why",
+    ok(got and "revoked" in ((got.get("abortReason") or {}).get("detail") or ""), "and the rollout aborts, saying why",
        repr(got and got.get("abortReason")))
+    is_(got and (got.get("abortReason") or {}).get("kind"), "manual", "a revocation is an operator's decision: kind manual")
 
 
 def body(d):
