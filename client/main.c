@@ -71,10 +71,12 @@ static const char *const wake_modes[] = {"boot", "snapshot", NULL};
         {"timeout", 0, "DURATION", "with --wait: how long to follow it, e.g. 90s, 30m, 1h", "30m"}
 
 #define FOLLOW_EXIT_STATUS                                                                                  \
-        "Exit status with --wait: 0 when the rollout is Healthy (the new version is stable); 1 when it "  \
-        "ended Degraded (the reason on stderr), when --timeout passed first (the rollout goes on in "      \
-        "aviaryd; the message says how to follow or abort it), or when the daemon refused or could not "   \
-        "be reached; 2 for wrong usage (nothing was sent)."
+        "Exit status with --wait: 0 when the rollout is Healthy (the new version is stable and serves); "  \
+        "3 when --timeout passed first (the rollout goes on in aviaryd; the message says how to follow or " \
+        "abort it); when it ended Degraded (the reason on stderr), one status per abortReason.kind: 10 "   \
+        "analysis, 11 check, 12 webhook, 13 unhealthy, 14 deadline, 15 manual (aborted, or its version "   \
+        "revoked), 16 superseded; 1 when the daemon refused or could not be reached (or named no kind); "  \
+        "2 for wrong usage (nothing was sent)."
 
 #define FOLLOW_OUTPUT                                                                                       \
         "On a terminal --wait redraws one view in place (phase, step, weights, canary guests, message and " \
@@ -319,6 +321,8 @@ int main(int argc, char **argv) {
         }
         if (r == CLI_USAGE_SAID)
                 return 2;
+        if (CLI_EXIT_STATUS(r) > 0)
+                return CLI_EXIT_STATUS(r);
         if (r == -ENOMEM)
                 output_error("out of memory");
         return r == 0 ? 0 : 1;

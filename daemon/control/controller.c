@@ -2,7 +2,7 @@
  * service's plan start or stop instances, boot pending instances whose backoff has passed.
  * A pass runs when kicked (API change, libvirt event) and every PASS_USEC as a safety net;
  * booting instances are probed every TICK_USEC until their health check answers, and active
- * rollouts are evaluated on the same tick (control/rollout.c). */
+ * rollouts are moved on the same tick (control/driver.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 
 #include "bootwatch.h"
 #include "controller.h"
+#include "driver.h"
 #include "log.h"
 #include "settings.h"
 #include "net.h"
@@ -35,7 +36,6 @@
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 #define MAX_PROBES 256
 #define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC) /* in-flight requests of a stopping guest may take this long */
-#define MAX_WINDOWS 256
 
 struct Controller {
         sd_event *event;
@@ -47,6 +47,7 @@ struct Controller {
         RoutingFdStore fds;
         Virt *virt;
         Traffic *traffic;
+        RolloutDriver *rollouts;
         Subnet subnet;
         KvmTrial kvm;
         char console_dir[4096];
@@ -79,13 +80,6 @@ struct Controller {
                 char ip[16];                  /* its lease (the row gets it with the boot) */
                 char kvm_failed[600];         /* its start under KVM failed: why ("" no) */
         } starting[MAX_PROBES];
-        struct {
-                int64_t rollout;              /* an active rollout's analysis window (0 free) */
-                usec_t started;               /* monotonic */
-                int64_t weight, step;         /* a new weight or step starts a new window */
-                bool seen;                    /* still active in this pass */
-                char canary_exit[300];        /* a canary guest with traffic died: why ("" none) */
-        } window[MAX_WINDOWS];
 };
 
 typedef struct InstanceList {
@@ -196,7 +190,6 @@ static void guest_destroy(Controller *c, const char *uuid, const char *id) {
                 log_oom();
 }
 
-static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason, bool without_traffic);
 static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r);
 
 /* ---- lifecycle ---- */
@@ -283,7 +276,7 @@ static void instance_exit_as(Controller *c, InstanceRecord *r, const char *reaso
         if (had_guest)
                 guest_gone(c, ip);
         if (was_running)
-                canary_exit_note(c, r, reason, timed_out);
+                rollout_driver_canary_exit(c->rollouts, r, reason, timed_out);
 }
 
 static void instance_exited(Controller *c, InstanceRecord *r, const char *reason, bool clean) {
@@ -541,6 +534,18 @@ static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, cons
 
         if (instance_starting(c, r->id))
                 return;
+        /* A restart was asked for (controller_instance_restart() records it): the old guest
+         * goes first. The libvirt worker runs its jobs in order, so it is gone before the new
+         * start; its address stays leased to the instance. */
+        if (r->domain_uuid[0]) {
+                log_info("Instance %s: stopping its guest for the restart asked for.", r->id);
+                guest_destroy(c, r->domain_uuid, r->id);
+                r->domain_uuid[0] = 0;
+                r->qemu_pid = 0;
+                if (store_instance_update(c->store, r) < 0)
+                        log_warning("Instance %s: cannot record that its guest stopped (%s)", r->id, store_last_error());
+                guest_gone(c, r->ip);
+        }
         /* While KVM is on trial, one start under KVM at a time: if QEMU refuses KVM, the next
          * boots must already know (they go to TCG), as when starts ran one by one. */
         if (!force_tcg && kvm_trial_use_kvm(&c->kvm) && kvm_trial_on_trial(&c->kvm))
@@ -910,6 +915,9 @@ static void pass_actual_apply(Controller *c, const VirtDomainInfo *domains, size
                  * committed meanwhile): not an orphan. */
                 if (r && (instance_starting(c, r->id) || (r->domain_uuid[0] && !streq(r->domain_uuid, d->uuid))))
                         continue;
+                /* A restart asked for: the next boot of the row stops it first. */
+                if (r && streq(r->state, "pending") && streq(r->domain_uuid, d->uuid))
+                        continue;
                 log_notice("Removing domain %s: no instance of ours wants it.", d->name);
                 guest_destroy(c, d->uuid, d->instance);
                 snprintf(resource, sizeof resource, "instance/%s", d->instance);
@@ -983,223 +991,6 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
         }
         instance_list_done(&l);
         return 0;
-}
-
-/* ---- rollouts ---- */
-
-/* The analysis window slot of rollout ID (a free one when new; NULL when the table is full). */
-static int window_slot(Controller *c, int64_t id) {
-        int free_slot = -1;
-
-        for (int i = 0; i < MAX_WINDOWS; i++) {
-                if (c->window[i].rollout == id)
-                        return i;
-                if (!c->window[i].rollout && free_slot < 0)
-                        free_slot = i;
-        }
-        return free_slot;
-}
-
-/* A new window starts with each weight and step: what came before says nothing about them. */
-static void window_restart(Controller *c, int i, const ServiceRecord *sv, const RolloutRecord *ro) {
-        if (c->window[i].rollout != ro->id)
-                c->window[i].canary_exit[0] = 0; /* a slot of another rollout's */
-        c->window[i].rollout = ro->id;
-        c->window[i].started = now_monotonic();
-        c->window[i].weight = ro->canary_weight;
-        c->window[i].step = ro->step_index;
-        c->window[i].seen = true;
-        traffic_window_take(c->traffic, sv->name, NULL);
-}
-
-/* Closes the window of RO when its interval passed; true with *RET filled when one closed. A
- * service whose proxy does not run cannot be measured: that window fails. */
-static bool window_close(Controller *c, const ServiceRecord *sv, const RolloutRecord *ro, const Strategy *st,
-                         AnalysisResult *ret) {
-        const AnalysisSpec *spec = rollout_current_spec(ro, st);
-        usec_t now = now_monotonic();
-        ProxyMetrics diff;
-        int i = window_slot(c, ro->id);
-
-        if (i < 0)
-                return false;
-        c->window[i].seen = true;
-        if (c->window[i].rollout != ro->id || c->window[i].weight != ro->canary_weight ||
-            c->window[i].step != ro->step_index) {
-                window_restart(c, i, sv, ro);
-                return false;
-        }
-        if (!spec->enabled || ro->canary_weight == 0 || now - c->window[i].started < spec->interval_ms * USEC_PER_MSEC)
-                return false;
-        c->window[i].started = now;
-        if (traffic_window_take(c->traffic, sv->name, &diff) < 0) {
-                *ret = (AnalysisResult) { .verdict = ANALYSIS_FAIL, .n_metrics = 1 };
-                ret->metric[0] = (AnalysisMetric) { .name = "successRate", .verdict = ANALYSIS_FAIL };
-                snprintf(ret->metric[0].detail, sizeof ret->metric[0].detail,
-                         "unreadable: the service's proxy is not running (listen %s)", sv->listen ? sv->listen : "unset");
-                return true;
-        }
-        analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
-        return true;
-}
-
-/* A canary guest that had traffic died on its own (crashed, was killed, shut down, never
- * answered its health check), or missed its boot deadline (WITHOUT_TRAFFIC: with or without
- * traffic): the rollout aborts at the next tick. Waiting for a crash loop would leave a
- * version that just failed in production for three more boots and backoffs (10 s and more);
- * the canary exists to find exactly this, and `retry` restarts a rollout aborted by a fault of
- * the host. Kept in memory: an exit noticed just before aviaryd dies is forgotten with it, and
- * crash-loop detection still applies. */
-static void canary_exit_note(Controller *c, const InstanceRecord *r, const char *reason, bool without_traffic) {
-        _cleanup_(rollout_record_done) RolloutRecord ro = {};
-        int i;
-
-        if (store_rollout_get_active(c->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
-            (ro.canary_weight <= 0 && !without_traffic))
-                return;
-        i = window_slot(c, ro.id);
-        if (i < 0)
-                return;
-        if (c->window[i].rollout != ro.id) {
-                c->window[i].rollout = ro.id;
-                c->window[i].weight = -1; /* the window proper starts at the next tick */
-                c->window[i].seen = true;
-                c->window[i].canary_exit[0] = 0;
-        }
-        if (!c->window[i].canary_exit[0])
-                snprintf(c->window[i].canary_exit, sizeof c->window[i].canary_exit, "canary instance %s exited (%s)",
-                         r->id, reason);
-        log_warning("Rollout %lld: canary instance %s failed with %.2f%% of the traffic (%s); aborting.",
-                    (long long) ro.id, r->id, (double) ro.canary_weight / 100, reason);
-}
-
-typedef struct CanaryState {
-        int64_t version_id;
-        unsigned ready;
-        char broken[300];
-} CanaryState;
-
-static int canary_state_one(const InstanceRecord *r, void *userdata) {
-        CanaryState *cs = userdata;
-
-        if (r->version_id != cs->version_id)
-                return 0;
-        if (streq(r->state, "ready"))
-                cs->ready++;
-        else if (streq(r->state, "crash-loop") && !cs->broken[0])
-                snprintf(cs->broken, sizeof cs->broken, "canary guest %s is crash-looping (%s)", r->id,
-                         r->stop_reason ? r->stop_reason : "no reason recorded");
-        return 0;
-}
-
-/* Writes RO and the events of T (and the promotion) in one transaction. */
-static int rollout_commit(Controller *c, ServiceRecord *sv, RolloutRecord *ro, RolloutTransition *t) {
-        Store *s = c->store;
-        char resource[96];
-        int k;
-
-        snprintf(resource, sizeof resource, "service/%s", sv->name);
-        k = store_begin(s);
-        if (k < 0)
-                return k;
-        k = store_rollout_update(s, ro);
-        if (k == 0 && t->promote) {
-                sv->stable_version_id = ro->to_version_id;
-                k = store_service_update(s, sv);
-        }
-        for (size_t i = 0; k == 0 && i < t->n_events; i++) {
-                EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
-                                  .result = rollout_phase_to_string(ro->phase), .detail_json = t->event[i].detail };
-                if (t->event[i].detail)
-                        json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
-                k = store_event_append(s, &e);
-        }
-        if (k != 0) {
-                store_rollback(s);
-                return k < 0 ? k : -EIO;
-        }
-        return store_commit(s);
-}
-
-static int pass_rollout(const RolloutRecord *cro, void *userdata) {
-        Controller *c = userdata;
-        _cleanup_(service_record_done) ServiceRecord sv = {};
-        RolloutRecord ro = *cro;
-        RolloutTransition t = {};
-        CanaryState cs = { .version_id = cro->to_version_id };
-        AnalysisResult window;
-        RolloutObservation o = { .now = now_realtime() };
-        int64_t weight = cro->canary_weight;
-        Strategy st;
-        int k;
-
-        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(c->store, cro->service_id, &sv) != 0)
-                return 0;
-        k = store_instance_list_active(c->store, sv.id, canary_state_one, &cs);
-        if (k < 0)
-                return 0;
-        o.replicas = sv.replicas;
-        o.canary_ready = cs.ready;
-        k = window_slot(c, cro->id);
-        if (!cs.broken[0] && k >= 0 && c->window[k].rollout == cro->id && c->window[k].canary_exit[0])
-                snprintf(cs.broken, sizeof cs.broken, "%s", c->window[k].canary_exit);
-        if (!cs.broken[0] && ro.canary_weight > 0)
-                traffic_canary_unhealthy(c->traffic, sv.name, cs.broken, sizeof cs.broken);
-        if (!cs.broken[0]) {
-                _cleanup_(version_record_done) VersionRecord v = {};
-                if (store_version_get_by_id(c->store, cro->to_version_id, &v) == 0 && v.revoked)
-                        snprintf(cs.broken, sizeof cs.broken, "the canary version %s was revoked%s%.200s", cro->to_label,
-                                 v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
-        }
-        o.canary_broken = cs.broken[0] ? cs.broken : NULL;
-        if (window_close(c, &sv, cro, &st, &window))
-                o.window = &window;
-
-        /* Work on copies of the strings: the store's row dies with the callback. */
-        ro.from_label = cro->from_label ? strdup(cro->from_label) : NULL;
-        ro.to_label = strdup(cro->to_label);
-        ro.strategy = strdup(cro->strategy);
-        ro.analysis = strdup(cro->analysis);
-        ro.message = strdup(cro->message);
-        ro.abort_reason = cro->abort_reason ? strdup(cro->abort_reason) : NULL;
-        rollout_evaluate(&ro, &st, &o, &t);
-        if (t.changed) {
-                k = rollout_commit(c, &sv, &ro, &t);
-                if (k < 0)
-                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress (%s)", (long long) ro.id,
-                                          sv.name, store_last_error());
-                for (size_t i = 0; k == 0 && i < t.n_events; i++)
-                        log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
-                                 rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
-                if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
-                        int w = window_slot(c, ro.id);
-                        traffic_sync(c->traffic);
-                        if (w >= 0 && rollout_is_active(&ro))
-                                window_restart(c, w, &sv, &ro); /* the new weight's window starts now */
-                        controller_kick(c);
-                }
-        }
-        rollout_transition_done(&t);
-        rollout_record_done(&ro);
-        return 0;
-}
-
-static void pass_rollouts(Controller *c) {
-        int k;
-
-        for (int i = 0; i < MAX_WINDOWS; i++)
-                c->window[i].seen = false;
-        k = store_rollout_list_active(c->store, pass_rollout, c);
-        if (k < 0) {
-                log_warning_errno(k, "Cannot read the rollouts in progress");
-                return;
-        }
-        /* Forget the windows of rollouts that ended. */
-        for (int i = 0; i < MAX_WINDOWS; i++)
-                if (!c->window[i].seen) {
-                        c->window[i].rollout = 0;
-                        c->window[i].canary_exit[0] = 0;
-                }
 }
 
 /* The results of the libvirt worker handed back at once (several boots) commit together. */
@@ -1343,7 +1134,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Controller *c = userdata;
         InstanceList l = {};
 
-        pass_rollouts(c);
+        if (rollout_driver_pass(c->rollouts) > 0)
+                controller_kick(c);
         traffic_health_tick(c->traffic);
         if (++c->ticks % PASS_TICKS == 0)
                 controller_full_pass(c);
@@ -1406,7 +1198,7 @@ json_t *controller_traffic_json(Controller *c, const char *service) {
 int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         _cleanup_(instance_record_done) InstanceRecord r = {};
         _cleanup_(version_record_done) VersionRecord v = {};
-        char kernel[4096], initrd[4096], why[600], ip[sizeof r.ip];
+        char kernel[4096], initrd[4096], why[600];
         int k = store_instance_get(c->store, id, &r);
 
         if (k > 0)
@@ -1422,12 +1214,8 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
                 return k;
         if (k == 0 && boot_files_check(c, &v, kernel, initrd, why, sizeof why) < 0)
                 return api_error_set(e, AVIARY_E_RUNTIME, "cannot restart %s: %s", id, why);
-        snprintf(ip, sizeof ip, "%s", r.ip);
-        /* The old guest stops on the libvirt worker, before the new one starts there. */
-        if (r.domain_uuid[0])
-                guest_destroy(c, r.domain_uuid, r.id);
-        r.domain_uuid[0] = 0;
-        r.qemu_pid = 0;
+        /* Only the wish is written here; the next pass stops the old guest (its domain_uuid stays
+         * in the row until then, also across a restart of aviaryd) and boots the instance. */
         r.restarts = 0;
         r.next_start_at = 0;
         r.stopped_at = now_realtime();
@@ -1436,7 +1224,7 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         k = instance_commit(c, &r, NULL, NULL); /* the API writes this change's event */
         if (k < 0)
                 return k;
-        guest_gone(c, ip);
+        traffic_sync(c->traffic); /* a pending instance takes no new requests */
         controller_kick(c);
         return 0;
 }
@@ -1464,6 +1252,7 @@ Controller *controller_free(Controller *c) {
         sd_event_source_disable_unref(c->kick);
         sd_event_source_disable_unref(c->tick);
         sd_event_source_disable_unref(c->probe_timer);
+        rollout_driver_free(c->rollouts);
         traffic_free(c->traffic);
         virt_queue_free(c->jobs); /* waits for the libvirt call that runs, if any */
         virt_reaper_free(c->reaper);
@@ -1510,6 +1299,9 @@ int controller_start(Controller *c) {
                  set->bridge, set->subnet, (unsigned long long) (set->boot_timeout_ms / 1000));
 
         k = traffic_new(c->store, c->event, set->proxy_threads, &c->fds, &c->traffic);
+        if (k < 0)
+                return k;
+        k = rollout_driver_new(c->store, c->traffic, &c->rollouts);
         if (k < 0)
                 return k;
         k = sd_event_add_defer(c->event, &c->kick, on_kick, c);

@@ -2,6 +2,7 @@
  * an observation, so tests/unit/test-rollout.c can walk a rollout through its life without
  * guests or a clock. */
 #include <math.h>
+#include <threads.h>
 #include <string.h>
 
 #include "rollout.h"
@@ -68,10 +69,62 @@ int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a) {
         return 0;
 }
 
-int rollout_strategy(const RolloutRecord *r, Strategy *ret) {
-        json_auto_t *j = r->strategy ? json_loads(r->strategy, 0, NULL) : NULL;
+/* A rollout's strategy never changes once stored, yet the rollout driver, the plan and the
+ * traffic sync each need it on every pass: each thread keeps the last few it parsed, keyed by
+ * the rollout's id and a hash and length of the text (no heap: a thread's cache dies with it). */
+#define STRATEGY_CACHE_SIZE 8
 
-        return j && strategy_parse(j, ret, NULL) == 0 ? 0 : -EINVAL;
+static thread_local struct StrategyCacheEntry {
+        int64_t id;             /* 0 free */
+        uint64_t hash;
+        size_t length;
+        uint64_t used;          /* the entry least recently used goes first */
+        Strategy strategy;
+} strategy_cache[STRATEGY_CACHE_SIZE];
+static thread_local uint64_t strategy_cache_clock;
+static thread_local unsigned strategy_parse_count;
+
+static uint64_t text_hash(const char *s, size_t *ret_length) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                h = (h ^ (unsigned char) s[n]) * UINT64_C(1099511628211);
+        *ret_length = n;
+        return h;
+}
+
+int rollout_strategy(const RolloutRecord *r, Strategy *ret) {
+        struct StrategyCacheEntry *victim = &strategy_cache[0];
+        json_auto_t *j = NULL;
+        size_t length;
+        uint64_t hash;
+
+        if (!r->strategy)
+                return -EINVAL;
+        hash = text_hash(r->strategy, &length);
+        for (size_t i = 0; i < STRATEGY_CACHE_SIZE; i++) {
+                struct StrategyCacheEntry *e = &strategy_cache[i];
+                if (e->id && e->id == r->id && e->hash == hash && e->length == length) {
+                        e->used = ++strategy_cache_clock;
+                        *ret = e->strategy;
+                        return 0;
+                }
+                if (e->used < victim->used)
+                        victim = e;
+        }
+        strategy_parse_count++;
+        j = json_loads(r->strategy, 0, NULL);
+        if (!j || strategy_parse(j, ret, NULL) != 0)
+                return -EINVAL;
+        if (r->id > 0)
+                *victim = (struct StrategyCacheEntry) { .id = r->id, .hash = hash, .length = length,
+                                                         .used = ++strategy_cache_clock, .strategy = *ret };
+        return 0;
+}
+
+unsigned rollout_strategy_parses(void) {
+        return strategy_parse_count;
 }
 
 /* ---- sizes and specs ---- */
@@ -128,7 +181,7 @@ static void transition(RolloutTransition *t, const char *action, json_t *detail)
         t->changed = true;
 }
 
-void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
+void rollout_abort(RolloutRecord *r, RolloutAbortKind kind, const char *reason, usec_t now) {
         set_phase(r, NULL, ROLLOUT_DEGRADED);
         r->canary_weight = 0;
         r->paused = false;
@@ -136,6 +189,7 @@ void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
         r->finished_at = now;
         set_text(&r->abort_reason, reason);
         set_text(&r->message, reason);
+        r->abort_kind = kind;
 }
 
 bool rollout_is_first_deploy(const RolloutRecord *r) {
@@ -173,9 +227,9 @@ static const char *percent(unsigned bp, char buf[static 16]) {
         return buf;
 }
 
-static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const char *cause, json_t *extra,
+static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, RolloutAbortKind kind, json_t *extra,
                        const char *fmt, ...) _printf_(6, 7);
-static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const char *cause, json_t *extra,
+static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, RolloutAbortKind kind, json_t *extra,
                        const char *fmt, ...) {
         char why[512];
         va_list ap;
@@ -184,8 +238,9 @@ static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const
         va_start(ap, fmt);
         vsnprintf(why, sizeof why, fmt, ap);
         va_end(ap);
-        rollout_abort(r, why, now);
-        detail = json_pack("{s:s, s:s, s:I}", "reason", why, "cause", cause, "step", (json_int_t) r->step_index);
+        rollout_abort(r, kind, why, now);
+        detail = json_pack("{s:s, s:s, s:s, s:I}", "reason", why, "kind", rollout_abort_kind_to_string(kind), "cause",
+                           rollout_abort_kind_to_string(kind), "step", (json_int_t) r->step_index);
         if (detail && extra)
                 json_object_set(detail, "window", extra);
         transition(t, "rollout.abort", detail);
@@ -217,7 +272,7 @@ static bool count_window(RolloutRecord *r, const Strategy *s, RolloutAnalysis *a
                 a->step_passes = 0;
                 m = first_failed(w);
                 if (a->failures > spec->failure_limit) {
-                        abort_with(r, t, now, "analysis", a->last, "analysis failed (%u failed windows, limit %u): %s %s",
+                        abort_with(r, t, now, ROLLOUT_ABORT_ANALYSIS, a->last, "analysis failed (%u failed windows, limit %u): %s %s",
                                    a->failures, spec->failure_limit, m ? m->name : "?", m ? m->detail : "");
                         return true;
                 }
@@ -261,11 +316,12 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
 
         if (o->canary_broken) {
                 if (rollout_is_first_deploy(r))
-                        abort_with(r, t, now, "canary-unhealthy", NULL,
+                        abort_with(r, t, now, o->canary_broken_kind ? o->canary_broken_kind : ROLLOUT_ABORT_UNHEALTHY, NULL,
                                    "first deploy failed: %s (the service has no earlier version to go back to)",
                                    o->canary_broken);
                 else
-                        abort_with(r, t, now, "canary-unhealthy", NULL, "%s", o->canary_broken);
+                        abort_with(r, t, now, o->canary_broken_kind ? o->canary_broken_kind : ROLLOUT_ABORT_UNHEALTHY, NULL, "%s",
+                                   o->canary_broken);
                 goto out;
         }
         if (rollout_is_first_deploy(r)) {
@@ -284,7 +340,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                 set_phase(r, t, ROLLOUT_PROGRESSING);
                 set_message(r, t, "first deploy: waiting for guests (%u of %u ready)", o->canary_ready, want);
                 if (past_deadline(r, s, now))
-                        abort_with(r, t, now, "deadline", NULL,
+                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
                                    "progress deadline: first deploy, guests not ready within %s (%u of %u)", deadline,
                                    o->canary_ready, want);
                 goto out;
@@ -312,7 +368,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                             (unsigned long long) s->analysis.min_sample_size,
                                             (unsigned long long) s->analysis.interval_ms);
                                 if (past_deadline(r, s, now))
-                                        abort_with(r, t, now, "deadline", NULL,
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
                                                    "progress deadline: no passing analysis window within %s after the last step",
                                                    deadline);
                                 goto out;
@@ -335,7 +391,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                 set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before %s",
                                             i + 1, n, o->canary_ready, want, percent(step->weight_bp, pct));
                                 if (past_deadline(r, s, now))
-                                        abort_with(r, t, now, "deadline",
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE,
                                                    NULL, "progress deadline: canary guests not ready within %s (%u of %u)",
                                                    deadline, o->canary_ready, want);
                                 goto out;
@@ -389,7 +445,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                     i + 1, n, percent((unsigned) r->canary_weight, pct), a.step_passes,
                                     step->analysis.consecutive_success_limit);
                         if (past_deadline(r, s, now))
-                                abort_with(r, t, now, "deadline", NULL, "progress deadline: the analysis step did not pass within %s",
+                                abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL, "progress deadline: the analysis step did not pass within %s",
                                            deadline);
                         goto out;
                 }
@@ -429,7 +485,7 @@ int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *sup
                                      in->service);
         if (superseded && rollout_is_active(superseded)) {
                 snprintf(why, sizeof why, "superseded by a new rollout to %s", in->to_label);
-                rollout_abort(superseded, why, in->now);
+                rollout_abort(superseded, ROLLOUT_ABORT_SUPERSEDED, why, in->now);
         }
         ro = (RolloutRecord) {
                 .service_id = in->service_id,
@@ -483,6 +539,7 @@ int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bo
                 r->pause_until = 0;
                 r->finished_at = 0;
                 set_text(&r->abort_reason, NULL);
+                r->abort_kind = ROLLOUT_ABORT_NONE;
                 set_text(&r->analysis, "{}");
                 snprintf(why, sizeof why, "retried by %s", actor);
                 set_text(&r->message, why);
@@ -493,7 +550,7 @@ int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bo
                                      rollout_phase_to_string(r->phase));
         if (action == ROLLOUT_ACTION_ABORT) {
                 snprintf(why, sizeof why, "aborted by %s", actor);
-                rollout_abort(r, why, now);
+                rollout_abort(r, ROLLOUT_ABORT_MANUAL, why, now);
                 return 0;
         }
         if (action == ROLLOUT_ACTION_PAUSE) {
@@ -542,7 +599,11 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         json_t *analysis = r->analysis ? json_loads(r->analysis, 0, NULL) : NULL;
         json_t *bg = json_object_get(json_object_get(strategy, "canary"), "analysis");
         char created[32], updated[32], finished[32], until[32];
+        json_t *abort_reason = NULL;
 
+        if (r->abort_reason || r->abort_kind != ROLLOUT_ABORT_NONE)
+                abort_reason = json_pack("{s:s?, s:s}", "kind", rollout_abort_kind_to_string(r->abort_kind), "detail",
+                                         r->abort_reason ? r->abort_reason : "");
         if (!json_is_object(analysis)) {
                 json_decref(analysis);
                 analysis = json_object();
@@ -554,7 +615,7 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         format_rfc3339(r->updated_at, updated);
         format_rfc3339(r->finished_at, finished);
         format_rfc3339(r->pause_until, until);
-        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:s?, "
+        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:o?, "
                          "s:O?, s:s, s:s, s:s?}",
                          "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label, "phase",
                          rollout_phase_to_string(r->phase), "message", r->message ? r->message : "", "currentStepIndex", (json_int_t) r->step_index,
@@ -562,6 +623,6 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
                          "pausedUntil", r->pause_until ? until : NULL, "weights", weights_json(r), "canary", "ready",
                          canary_ready >= 0 ? json_integer(canary_ready) : json_null(), "replicas",
                          canary_wanted >= 0 ? json_integer(canary_wanted) : json_null(), "analysis", analysis,
-                         "abortReason", r->abort_reason, "strategy", strategy, "createdAt", created, "updatedAt", updated,
+                         "abortReason", abort_reason, "strategy", strategy, "createdAt", created, "updatedAt", updated,
                          "finishedAt", r->finished_at ? finished : NULL);
 }

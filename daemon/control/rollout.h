@@ -34,6 +34,7 @@ typedef struct RolloutObservation {
         int64_t replicas;          /* the service's */
         unsigned canary_ready;     /* ready guests of the canary version */
         const char *canary_broken; /* non-NULL: why the canary cannot go on (abort), in words */
+        RolloutAbortKind canary_broken_kind; /* ...and its kind (NONE: unhealthy) */
         const AnalysisResult *window; /* an analysis window that just closed, or NULL */
 } RolloutObservation;
 
@@ -55,8 +56,11 @@ typedef struct RolloutTransition {
 void rollout_transition_done(RolloutTransition *t);
 
 /* The stored strategy of R, parsed: 0, or -EINVAL when the text is not a strategy this aviaryd
- * reads. */
+ * reads. Parsed once per rollout and thread: later calls for the same rollout id and text copy
+ * the cached result. */
 int rollout_strategy(const RolloutRecord *r, Strategy *ret);
+/* How many times this thread parsed a strategy text (for tests). */
+unsigned rollout_strategy_parses(void);
 
 /* Canary guests wanted at WEIGHT_BP: the strategy's canaryReplicas, else
  * ceil(replicas x weight), at least 1 (0 when the rollout is not active). */
@@ -70,8 +74,8 @@ const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy 
 /* Moves an active rollout forward by what OBS shows. */
 void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservation *obs, RolloutTransition *ret);
 
-/* Aborts R (active): weight 0, Degraded, REASON recorded. */
-void rollout_abort(RolloutRecord *r, const char *reason, usec_t now);
+/* Aborts R (active): weight 0, Degraded, KIND and REASON recorded. */
+void rollout_abort(RolloutRecord *r, RolloutAbortKind kind, const char *reason, usec_t now);
 
 /* The API's actions on a rollout: one enum, one string table (the strings are the routes'). */
 typedef enum RolloutAction {

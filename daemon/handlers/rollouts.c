@@ -157,8 +157,9 @@ int rollout_create(Request *r) {
                 k = store_rollout_update(r->ctx->store, &old);
                 if (k == 0)
                         k = append_event(r, "rollout.abort", rollout_phase_to_string(old.phase),
-                                         json_pack("{s:I, s:s, s:s}", "rollout", (json_int_t) old.id, "reason",
-                                                   old.abort_reason ? old.abort_reason : "", "cause", "superseded"));
+                                         json_pack("{s:I, s:s, s:s, s:s}", "rollout", (json_int_t) old.id, "reason",
+                                                   old.abort_reason ? old.abort_reason : "", "kind", "superseded", "cause",
+                                                   "superseded"));
                 if (k != 0)
                         return k;
         }
@@ -329,6 +330,8 @@ static int rollout_act(Request *r, RolloutAction action) {
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:I, s:I}", "rollout", (json_int_t) ro.id, "phase", rollout_phase_to_string(ro.phase), "step",
                                     (json_int_t) ro.step_index, "canaryWeight", (json_int_t) ro.canary_weight);
+        if (r->event_detail && action == ROLLOUT_ACTION_ABORT)
+                json_object_set_new(r->event_detail, "kind", json_string(rollout_abort_kind_to_string(ro.abort_kind)));
         return reply_json(r, 200, rollout_json(r, &s, &ro));
 }
 

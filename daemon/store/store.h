@@ -251,6 +251,24 @@ typedef enum RolloutPhase {
 const char *rollout_phase_to_string(RolloutPhase p);   /* "Progressing"...; NULL when invalid */
 RolloutPhase rollout_phase_from_string(const char *s); /* _ROLLOUT_PHASE_INVALID when unknown */
 
+/* What ended an aborted rollout, for a CI job to act on (abortReason.kind; the exit status of
+ * `aviary deploy --wait`). */
+typedef enum RolloutAbortKind {
+        ROLLOUT_ABORT_NONE,             /* not aborted */
+        ROLLOUT_ABORT_ANALYSIS,         /* analysis windows failed */
+        ROLLOUT_ABORT_CHECK,            /* a check step's request failed */
+        ROLLOUT_ABORT_WEBHOOK,          /* a webhook step said no or did not answer */
+        ROLLOUT_ABORT_UNHEALTHY,        /* canary guests died, crash-looped, missed their boot deadline */
+        ROLLOUT_ABORT_DEADLINE,         /* the progress deadline passed */
+        ROLLOUT_ABORT_MANUAL,           /* an operator aborted it (or revoked its version) */
+        ROLLOUT_ABORT_SUPERSEDED,       /* a newer rollout of the service replaced it */
+        _ROLLOUT_ABORT_KIND_MAX,
+        _ROLLOUT_ABORT_KIND_INVALID = -1,
+} RolloutAbortKind;
+
+const char *rollout_abort_kind_to_string(RolloutAbortKind k);    /* "analysis"...; NULL for NONE and invalid */
+RolloutAbortKind rollout_abort_kind_from_string(const char *s);  /* NONE for NULL, _INVALID when unknown */
+
 typedef struct RolloutRecord {
         int64_t id;
         int64_t service_id;
@@ -268,6 +286,7 @@ typedef struct RolloutRecord {
         char *analysis;                  /* JSON: counters and the last window */
         char *message;
         char *abort_reason;              /* NULL unless aborted */
+        RolloutAbortKind abort_kind;     /* NONE unless aborted */
         usec_t created_at, updated_at, finished_at;
 } RolloutRecord;
 

@@ -373,7 +373,9 @@ def test_canary_health(d):
     ok(got, f"the rollout aborts by itself ({took:.1f} s: two checks 1 s apart, each failing at its 500 ms timeout)",
        repr(rollout(d)))
     if got:
-        like(got.get("abortReason") or "", r"canary guests unhealthy.*health check", "the reason names the health check")
+        like((got.get("abortReason") or {}).get("detail") or "", r"canary guests unhealthy.*health check",
+             "the reason names the health check")
+        is_((got.get("abortReason") or {}).get("kind"), "unhealthy", "abortReason.kind is unhealthy")
         is_(got["weights"], {"stable": 10000, "canary": 0}, "the canary weight is 0")
     out, _ = bg.communicate(timeout=60)
     res = json.loads(out) if out else {}

@@ -15,6 +15,7 @@ lease."""
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -210,6 +211,28 @@ def body(d):
        repr([e["action"] for e in mine]))
     spurious = [e for e in mine if e["action"] in ("instance.exit", "instance.crash-loop")]
     is_(spurious, [], "the old guest's stop is not taken for an exit of the new one")
+
+    # A restart is desired state: the API writes the wish (pending, the old guest's domain
+    # still in the row), the controller acts on it. Written while aviaryd is down, it is carried
+    # out at the next start: the old QEMU stopped, the instance booted again at its address,
+    # and the old domain never taken for an orphan.
+    target = live(d, "web")[0]
+    last_event = max(e["id"] for e in d.events())
+    d.stop()
+    with sqlite3.connect(os.path.join(d.state_dir, "aviary.db")) as conn:
+        conn.execute("UPDATE instances SET state = 'pending', stop_reason = 'restart requested', restarts = 0, "
+                     "next_start_at = 0 WHERE id = ?", (target["id"],))
+    ok(os.path.exists(f"/proc/{target['qemu_pid']}"), "the old guest still runs while aviaryd is down")
+    d.start()
+    again = wait_for("the restarted guest ready", lambda: [i for i in live(d, "web") if i["id"] == target["id"]
+                                                          and i["qemu_pid"] != target["qemu_pid"]], 60)
+    ok(again, "a restart recorded while aviaryd was down is carried out at its start")
+    if again:
+        is_(again[0]["ip"], target["ip"], "at the same address")
+    ok(wait_for("the old QEMU gone", lambda: not os.path.exists(f"/proc/{target['qemu_pid']}"), 10),
+       "and the old QEMU is gone")
+    orphans = [e for e in d.events() if e["id"] > last_event and e["action"] == "instance.orphan-removed"]
+    is_(orphans, [], "the old guest was stopped for the restart, not removed as an orphan")
 
     # Scale up to 3, then down to 1.
     r = d.request("PATCH", "/v1/services/web", json_body={"replicas": 3})

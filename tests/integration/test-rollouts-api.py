@@ -112,7 +112,8 @@ def body(d):
     is_(r.status, 201, "a rollout to app:3 starts while app:2's is in progress", repr(r))
     old = c.get(base).json
     is_(old.get("phase"), "Degraded", "the rollout to app:2 was aborted")
-    ok("superseded" in (old.get("abortReason") or ""), f"with the reason: {old.get('abortReason')}")
+    ok("superseded" in ((old.get("abortReason") or {}).get("detail") or ""), f"with the reason: {old.get('abortReason')}")
+    is_((old.get("abortReason") or {}).get("kind"), "superseded", "abortReason.kind is superseded")
     is_(old.get("weights"), {"stable": 10000, "canary": 0}, "its weight is 0")
     cur = c.get("/v1/services/web/rollouts/current").json
     is_(cur.get("to"), "app:3", "current is the new rollout")
@@ -122,7 +123,11 @@ def body(d):
     r = post(c, "/v1/services/web/rollouts/current/abort")
     is_((r.status, r.json.get("phase"), r.json.get("weights")), (200, "Degraded", {"stable": 10000, "canary": 0}),
         "abort: Degraded, weight 0")
-    ok("aborted by uid:" in (r.json.get("abortReason") or ""), "the reason names who aborted")
+    ok("aborted by uid:" in ((r.json.get("abortReason") or {}).get("detail") or ""), "the reason names who aborted")
+    is_((r.json.get("abortReason") or {}).get("kind"), "manual", "abortReason.kind is manual")
+    abort_events = [e for e in c.get("/v1/events?limit=1000").json.get("items", []) if e["action"] == "rollout.abort"]
+    is_(sorted((e.get("detail") or {}).get("kind") or "none" for e in abort_events), ["manual", "superseded"],
+        "each rollout.abort event carries its kind", repr(abort_events))
     check_error(post(c, "/v1/services/web/rollouts/current/abort"), 409, "rollout-state", "aborting twice is refused")
     check_error(c.get("/v1/services/web/rollouts/current?wait=Healthy"), 409, "rollout-degraded",
                 "wait=Healthy on a Degraded rollout answers 409 rollout-degraded")

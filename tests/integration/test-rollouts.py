@@ -142,7 +142,9 @@ def bad_canary(d):
        repr(rollout(d)))
     if not got:
         return
-    ok("analysis failed" in (got.get("abortReason") or ""), f"the reason names the analysis: {got.get('abortReason')}")
+    ok("analysis failed" in ((got.get("abortReason") or {}).get("detail") or ""),
+       f"the reason names the analysis: {got.get('abortReason')}")
+    is_((got.get("abortReason") or {}).get("kind"), "analysis", "abortReason.kind is analysis")
     is_(got["weights"], {"stable": 10000, "canary": 0}, "canary weight is 0")
     metrics = {m["name"]: m for m in ((got["analysis"].get("last") or {}).get("metrics") or [])}
     ok(metrics.get("successRate", {}).get("verdict") == "Fail",
@@ -183,8 +185,10 @@ def relative_rollbacks(d):
         bg.kill()
         bg.wait()
         verdicts = analysis_verdicts(got or rollout(d))
-        ok(got and f"{metric} " in (got.get("abortReason") or "") + " ",
-           f"{what}: rolled back by {metric} ({(got or {}).get('abortReason')})", repr(got and got.get("analysis")))
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and f"{metric} " in (reason.get("detail") or "") + " ", f"{what}: rolled back by {metric} ({reason})",
+           repr(got and got.get("analysis")))
+        is_(reason.get("kind"), "analysis", f"{what}: abortReason.kind is analysis")
         is_(verdicts.get(metric), "Fail", f"{what}: {metric} failed", repr(verdicts))
         others = {k: v for k, v in verdicts.items() if k != metric}
         ok(others and all(v in ("Pass", "Skipped") for v in others.values()),
@@ -205,7 +209,9 @@ def progress_deadline(d):
         return
     took = rfc3339(got["finishedAt"]) - rfc3339(got["createdAt"])
     ok(8 <= took <= 8 + 2, f"at its progressDeadline of 8 s ({took:.2f} s after it started; a tick or a pass late)")
-    like(got.get("abortReason") or "", r"progress deadline", "the reason names the progress deadline")
+    like((got.get("abortReason") or {}).get("detail") or "", r"progress deadline",
+         "the reason names the progress deadline")
+    is_((got.get("abortReason") or {}).get("kind"), "deadline", "abortReason.kind is deadline")
     is_(weights, {0}, "the canary weight was 0 all along", repr(weights))
     booting = [i for i in instances(d, "web") if i["version"] == "app:deaf"]
     ok(booting and all(i["state"] in ("booting", "pending") for i in booting) and time.time() - t0 < 60,
@@ -272,8 +278,9 @@ def stickiness(d):
     is_(d.request("POST", "/v1/images/app/versions/1.3/revoke", json_body={"reason": "test"}).status, 200,
         "the canary's version is revoked mid-rollout")
     got = wait_rollout(d, "Degraded", lambda r: r["phase"] == "Degraded", 10)
-    ok(got and "revoked" in (got.get("abortReason") or ""), "and the rollout aborts, saying why",
+    ok(got and "revoked" in ((got.get("abortReason") or {}).get("detail") or ""), "and the rollout aborts, saying why",
        repr(got and got.get("abortReason")))
+    is_(got and (got.get("abortReason") or {}).get("kind"), "manual", "a revocation is an operator's decision: kind manual")
 
 
 def body(d):

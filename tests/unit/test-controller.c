@@ -439,7 +439,7 @@ static int64_t start_rollout(int64_t to, const char *strategy) {
         store_service_get(m.store, "ro", &s);
         RolloutRecord old = {};
         if (store_rollout_get_active(m.store, ro_svc, &old) == 0) {
-                rollout_abort(&old, "superseded", now_realtime());
+                rollout_abort(&old, ROLLOUT_ABORT_SUPERSEDED, "superseded", now_realtime());
                 store_rollout_update(m.store, &old);
         }
         rollout_record_done(&old);
@@ -535,6 +535,7 @@ static void test_deadline_and_abort_delay(void) {
         ok(after >= 2.0 && after < 4.0, "2 s after it started, within a tick or few (%.2f s)", after);
         ok(r.abort_reason && strstr(r.abort_reason, "deadline"), "the reason names the deadline: %s",
            r.abort_reason ? r.abort_reason : "(none)");
+        is_int(r.abort_kind, ROLLOUT_ABORT_DEADLINE, "its kind is deadline");
         is_int(r.canary_weight, 0, "the canary never got traffic: weight 0");
         /* abortScaleDownDelay 3s: the canary guest stays for inspection, then goes. */
         Until almost = { r.finished_at + 2500 * USEC_PER_MSEC };
@@ -559,6 +560,7 @@ static void test_canary_paused(void) {
         RolloutRecord r = rollout_row(id);
         ok(r.abort_reason && strstr(r.abort_reason, canary) && strstr(r.abort_reason, "vCPUs stopped"),
            "the reason names the canary and its stopped vCPUs: %s", r.abort_reason ? r.abort_reason : "(none)");
+        is_int(r.abort_kind, ROLLOUT_ABORT_UNHEALTHY, "its kind is unhealthy");
         rollout_record_done(&r);
 }
 
@@ -584,6 +586,7 @@ static void test_analysis_fails(void) {
         RolloutRecord r = rollout_row(id);
         ok(r.abort_reason && strstr(r.abort_reason, "analysis"), "the reason names the analysis: %s",
            r.abort_reason ? r.abort_reason : "(none)");
+        is_int(r.abort_kind, ROLLOUT_ABORT_ANALYSIS, "its kind is analysis");
         rollout_record_done(&r);
         unsigned to_canary = 0;
         for (int i = 0; i < 10; i++)

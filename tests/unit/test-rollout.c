@@ -1,5 +1,6 @@
 /* The rollout state machine walked through its life without guests or a clock: steps, pauses,
  * canary readiness, analysis windows, aborts, deadlines and the API's actions. */
+#include <errno.h>
 #include <string.h>
 
 #include "rollout.h"
@@ -217,6 +218,34 @@ int main(void) {
         is_str(step(&r, &s, T0 + 11 * 60 * SEC, 0, NULL, &t), "rollout.abort", "no guest ready after the progress deadline");
         ok(strstr(r.abort_reason ? r.abort_reason : "", "progress deadline: first deploy") != NULL, "says so: %s",
            r.abort_reason ? r.abort_reason : "(none)");
+
+        /* The stored strategy is parsed once per rollout, then read from the thread's cache. */
+        {
+                Strategy got;
+                unsigned before;
+
+                fresh(&r);
+                free(r.strategy);
+                r.strategy = strdup("{\"canary\": {\"steps\": [{\"setWeight\": 20}, {\"pause\": {}}]}}");
+                before = rollout_strategy_parses();
+                is_int(rollout_strategy(&r, &got), 0, "a stored strategy parses");
+                is_int(got.n_steps, 2, "with its two steps");
+                is_int(got.steps[0].weight_bp, 2000, "20%% first");
+                is_int(rollout_strategy(&r, &got), 0, "read again");
+                is_int(got.steps[0].weight_bp, 2000, "the same result");
+                is_int(rollout_strategy_parses() - before, 1, "parsed once for two reads");
+                free(r.strategy);
+                r.strategy = strdup("{\"canary\": {\"steps\": [{\"setWeight\": 30}]}}");
+                is_int(rollout_strategy(&r, &got), 0, "another text under the same id");
+                is_int(got.steps[0].weight_bp, 3000, "is not taken for the cached one");
+                r.id = 8;
+                is_int(rollout_strategy(&r, &got), 0, "another rollout");
+                is_int(rollout_strategy_parses() - before, 3, "each new (id, text) is parsed once");
+                free(r.strategy);
+                r.strategy = strdup("{\"canary\": {\"steps\": 5}}");
+                ok(rollout_strategy(&r, &got) == -EINVAL, "a text that is no strategy is refused");
+                ok(rollout_strategy(&r, &got) == -EINVAL, "every time (failures are not cached)");
+        }
 
         rollout_transition_done(&t);
         rollout_record_done(&r);

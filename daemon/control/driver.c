@@ -1,0 +1,262 @@
+/* The rollout driver (driver.h). Each pass reads the active rollouts, observes each one (its
+ * canary guests' readiness, deaths noted since the last pass, the canary's health checks, a
+ * revoked version, the analysis window that closed) and lets rollout_evaluate() decide; the row,
+ * its events and a promotion are written in one transaction. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "log.h"
+#include "rollout.h"
+
+#define MAX_WINDOWS 256
+
+struct RolloutDriver {
+        Store *store;
+        Traffic *traffic;
+        unsigned changed;                     /* in this pass: weights moved or rollouts ended */
+        struct {
+                int64_t rollout;              /* an active rollout's analysis window (0 free) */
+                usec_t started;               /* monotonic */
+                int64_t weight, step;         /* a new weight or step starts a new window */
+                bool seen;                    /* still active in this pass */
+                char canary_exit[300];        /* a canary guest with traffic died: why ("" none) */
+        } window[MAX_WINDOWS];
+};
+
+int rollout_driver_new(Store *store, Traffic *traffic, RolloutDriver **ret) {
+        RolloutDriver *d = calloc(1, sizeof *d);
+
+        if (!d)
+                return -ENOMEM;
+        d->store = store;
+        d->traffic = traffic;
+        *ret = d;
+        return 0;
+}
+
+RolloutDriver *rollout_driver_free(RolloutDriver *d) {
+        free(d);
+        return NULL;
+}
+
+/* The analysis window slot of rollout ID (a free one when new; NULL when the table is full). */
+static int window_slot(RolloutDriver *d, int64_t id) {
+        int free_slot = -1;
+
+        for (int i = 0; i < MAX_WINDOWS; i++) {
+                if (d->window[i].rollout == id)
+                        return i;
+                if (!d->window[i].rollout && free_slot < 0)
+                        free_slot = i;
+        }
+        return free_slot;
+}
+
+/* A new window starts with each weight and step: what came before says nothing about them. */
+static void window_restart(RolloutDriver *d, int i, const ServiceRecord *sv, const RolloutRecord *ro) {
+        if (d->window[i].rollout != ro->id)
+                d->window[i].canary_exit[0] = 0; /* a slot of another rollout's */
+        d->window[i].rollout = ro->id;
+        d->window[i].started = now_monotonic();
+        d->window[i].weight = ro->canary_weight;
+        d->window[i].step = ro->step_index;
+        d->window[i].seen = true;
+        traffic_window_take(d->traffic, sv->name, NULL);
+}
+
+/* Closes the window of RO when its interval passed; true with *RET filled when one closed. A
+ * service whose proxy does not run cannot be measured: that window fails. */
+static bool window_close(RolloutDriver *d, const ServiceRecord *sv, const RolloutRecord *ro, const Strategy *st,
+                         AnalysisResult *ret) {
+        const AnalysisSpec *spec = rollout_current_spec(ro, st);
+        usec_t now = now_monotonic();
+        ProxyMetrics diff;
+        int i = window_slot(d, ro->id);
+
+        if (i < 0)
+                return false;
+        d->window[i].seen = true;
+        if (d->window[i].rollout != ro->id || d->window[i].weight != ro->canary_weight ||
+            d->window[i].step != ro->step_index) {
+                window_restart(d, i, sv, ro);
+                return false;
+        }
+        if (!spec->enabled || ro->canary_weight == 0 || now - d->window[i].started < spec->interval_ms * USEC_PER_MSEC)
+                return false;
+        d->window[i].started = now;
+        if (traffic_window_take(d->traffic, sv->name, &diff) < 0) {
+                *ret = (AnalysisResult) { .verdict = ANALYSIS_FAIL, .n_metrics = 1 };
+                ret->metric[0] = (AnalysisMetric) { .name = "successRate", .verdict = ANALYSIS_FAIL };
+                snprintf(ret->metric[0].detail, sizeof ret->metric[0].detail,
+                         "unreadable: the service's proxy is not running (listen %s)", sv->listen ? sv->listen : "unset");
+                return true;
+        }
+        analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
+        return true;
+}
+
+/* A canary guest that had traffic died on its own (crashed, was killed, shut down, never
+ * answered its health check), or missed its boot deadline (WITHOUT_TRAFFIC: with or without
+ * traffic): the rollout aborts at the next tick. Waiting for a crash loop would leave a
+ * version that just failed in production for three more boots and backoffs (10 s and more);
+ * the canary exists to find exactly this, and `retry` restarts a rollout aborted by a fault of
+ * the host. Kept in memory: an exit noticed just before aviaryd dies is forgotten with it, and
+ * crash-loop detection still applies. */
+void rollout_driver_canary_exit(RolloutDriver *d, const InstanceRecord *r, const char *reason, bool without_traffic) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        int i;
+
+        if (store_rollout_get_active(d->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
+            (ro.canary_weight <= 0 && !without_traffic))
+                return;
+        i = window_slot(d, ro.id);
+        if (i < 0)
+                return;
+        if (d->window[i].rollout != ro.id) {
+                d->window[i].rollout = ro.id;
+                d->window[i].weight = -1; /* the window proper starts at the next tick */
+                d->window[i].seen = true;
+                d->window[i].canary_exit[0] = 0;
+        }
+        if (!d->window[i].canary_exit[0])
+                snprintf(d->window[i].canary_exit, sizeof d->window[i].canary_exit, "canary instance %s exited (%s)",
+                         r->id, reason);
+        log_warning("Rollout %lld: canary instance %s failed with %.2f%% of the traffic (%s); aborting.",
+                    (long long) ro.id, r->id, (double) ro.canary_weight / 100, reason);
+}
+
+typedef struct CanaryState {
+        int64_t version_id;
+        unsigned ready;
+        char broken[300];
+} CanaryState;
+
+static int canary_state_one(const InstanceRecord *r, void *userdata) {
+        CanaryState *cs = userdata;
+
+        if (r->version_id != cs->version_id)
+                return 0;
+        if (streq(r->state, "ready"))
+                cs->ready++;
+        else if (streq(r->state, "crash-loop") && !cs->broken[0])
+                snprintf(cs->broken, sizeof cs->broken, "canary guest %s is crash-looping (%s)", r->id,
+                         r->stop_reason ? r->stop_reason : "no reason recorded");
+        return 0;
+}
+
+/* Writes RO and the events of T (and the promotion) in one transaction. */
+static int rollout_commit(RolloutDriver *d, ServiceRecord *sv, RolloutRecord *ro, RolloutTransition *t) {
+        Store *s = d->store;
+        char resource[96];
+        int k;
+
+        snprintf(resource, sizeof resource, "service/%s", sv->name);
+        k = store_begin(s);
+        if (k < 0)
+                return k;
+        k = store_rollout_update(s, ro);
+        if (k == 0 && t->promote) {
+                sv->stable_version_id = ro->to_version_id;
+                k = store_service_update(s, sv);
+        }
+        for (size_t i = 0; k == 0 && i < t->n_events; i++) {
+                EventRecord e = { .actor = "aviaryd", .action = t->event[i].action, .resource = resource,
+                                  .result = rollout_phase_to_string(ro->phase), .detail_json = t->event[i].detail };
+                if (t->event[i].detail)
+                        json_object_set_new(t->event[i].detail, "rollout", json_integer(ro->id));
+                k = store_event_append(s, &e);
+        }
+        if (k != 0) {
+                store_rollback(s);
+                return k < 0 ? k : -EIO;
+        }
+        return store_commit(s);
+}
+
+static int pass_rollout(const RolloutRecord *cro, void *userdata) {
+        RolloutDriver *d = userdata;
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        RolloutRecord ro = *cro;
+        RolloutTransition t = {};
+        CanaryState cs = { .version_id = cro->to_version_id };
+        AnalysisResult window;
+        RolloutObservation o = { .now = now_realtime() };
+        int64_t weight = cro->canary_weight;
+        Strategy st;
+        int k;
+
+        if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(d->store, cro->service_id, &sv) != 0)
+                return 0;
+        k = store_instance_list_active(d->store, sv.id, canary_state_one, &cs);
+        if (k < 0)
+                return 0;
+        o.replicas = sv.replicas;
+        o.canary_ready = cs.ready;
+        k = window_slot(d, cro->id);
+        if (!cs.broken[0] && k >= 0 && d->window[k].rollout == cro->id && d->window[k].canary_exit[0])
+                snprintf(cs.broken, sizeof cs.broken, "%s", d->window[k].canary_exit);
+        if (!cs.broken[0] && ro.canary_weight > 0)
+                traffic_canary_unhealthy(d->traffic, sv.name, cs.broken, sizeof cs.broken);
+        if (!cs.broken[0]) {
+                _cleanup_(version_record_done) VersionRecord v = {};
+                if (store_version_get_by_id(d->store, cro->to_version_id, &v) == 0 && v.revoked) {
+                        snprintf(cs.broken, sizeof cs.broken, "the canary version %s was revoked%s%.200s", cro->to_label,
+                                 v.revoke_reason ? ": " : "", v.revoke_reason ? v.revoke_reason : "");
+                        o.canary_broken_kind = ROLLOUT_ABORT_MANUAL; /* an operator's decision */
+                }
+        }
+        o.canary_broken = cs.broken[0] ? cs.broken : NULL;
+        if (window_close(d, &sv, cro, &st, &window))
+                o.window = &window;
+
+        /* Work on copies of the strings: the store's row dies with the callback. */
+        ro.from_label = cro->from_label ? strdup(cro->from_label) : NULL;
+        ro.to_label = strdup(cro->to_label);
+        ro.strategy = strdup(cro->strategy);
+        ro.analysis = strdup(cro->analysis);
+        ro.message = strdup(cro->message);
+        ro.abort_reason = cro->abort_reason ? strdup(cro->abort_reason) : NULL;
+        rollout_evaluate(&ro, &st, &o, &t);
+        if (t.changed) {
+                k = rollout_commit(d, &sv, &ro, &t);
+                if (k < 0)
+                        log_warning_errno(k, "Rollout %lld of %s: cannot record its progress (%s)", (long long) ro.id,
+                                          sv.name, store_last_error());
+                for (size_t i = 0; k == 0 && i < t.n_events; i++)
+                        log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
+                                 rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
+                if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
+                        int w = window_slot(d, ro.id);
+                        traffic_sync(d->traffic);
+                        if (w >= 0 && rollout_is_active(&ro))
+                                window_restart(d, w, &sv, &ro); /* the new weight's window starts now */
+                        d->changed++;
+                }
+        }
+        rollout_transition_done(&t);
+        rollout_record_done(&ro);
+        return 0;
+}
+
+unsigned rollout_driver_pass(RolloutDriver *d) {
+        int k;
+
+        d->changed = 0;
+        for (int i = 0; i < MAX_WINDOWS; i++)
+                d->window[i].seen = false;
+        k = store_rollout_list_active(d->store, pass_rollout, d);
+        if (k < 0) {
+                log_warning_errno(k, "Cannot read the rollouts in progress");
+                return d->changed;
+        }
+        /* Forget the windows of rollouts that ended. */
+        for (int i = 0; i < MAX_WINDOWS; i++)
+                if (!d->window[i].seen) {
+                        d->window[i].rollout = 0;
+                        d->window[i].canary_exit[0] = 0;
+                }
+        return d->changed;
+}
+
