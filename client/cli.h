@@ -219,6 +219,7 @@ int cmd_instance_restart(Cli *cli);
 int cmd_logs(Cli *cli);
 
 int cmd_deploy(Cli *cli);
+int cmd_rollback(Cli *cli);
 int cmd_rollout_status(Cli *cli);
 int cmd_rollout_ls(Cli *cli);
 int cmd_rollout_promote(Cli *cli);

@@ -1072,6 +1072,36 @@ int cmd_deploy(Cli *cli) {
         return rows ? rollout_rows(cli, rows, rollout) : -ENOMEM;
 }
 
+int cmd_rollback(Cli *cli) {
+        json_auto_t *body = json_object(), *rollout = NULL;
+        _cleanup_free_ char *path = NULL;
+        FollowOptions follow = {};
+        const char *to = cli_option(cli, "to");
+
+        if (!body)
+                return -ENOMEM;
+        int r = follow_parse(cli, &follow);
+        if (r != 0)
+                return r;
+        if (to && json_object_set_new(body, "version", json_string(to)) < 0)
+                return -ENOMEM;
+        const char *service = cli->args[0];
+        r = http_path(&path, "v1", "services", service, "rollback", NULL);
+        if (r < 0)
+                return r;
+        r = http_call(cli->http, "POST", path, body, &rollout);
+        if (r != 0)
+                return r;
+        if (!json_is_object(rollout)) {
+                output_error("the server's reply holds no JSON object");
+                return -EBADMSG;
+        }
+        if (follow.wait)
+                return rollout_follow(cli, service, rollout, &follow);
+        json_auto_t *rows = json_pack("[O]", rollout);
+        return rows ? rollout_rows(cli, rows, rollout) : -ENOMEM;
+}
+
 /* SERVICE [ID] of the rollout commands: ID defaults to "current". */
 static const char *rollout_id_argument(Cli *cli) {
         return cli->n_args > 1 ? cli->args[1] : "current";

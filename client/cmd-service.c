@@ -9,7 +9,7 @@ static const Field service_columns[] = {
         {"NAME", "name", FIELD_TEXT},          {"VERSION", "stable_version", FIELD_TEXT},
         {"REPLICAS", "replicas", FIELD_TEXT},  {"LISTEN", "listen", FIELD_TEXT},
         {"PORT", "port", FIELD_TEXT},          {"RESTART", "restart_policy", FIELD_TEXT},
-        {"UPDATED", "updated_at", FIELD_TIME},
+        {"REVOKED", "revoked", FIELD_FLAGS},   {"UPDATED", "updated_at", FIELD_TIME},
 };
 
 static const Field service_lines[] = {
@@ -24,6 +24,7 @@ static const Field service_lines[] = {
         {"Boot timeout", "boot_timeout", FIELD_TEXT},
         {"Match", "match", FIELD_MAP},
         {"Scale to zero", "scale_to_zero", FIELD_MAP},
+        {"Revoked", "revoked", FIELD_FLAGS},
         {"Generation", "generation", FIELD_TEXT},
         {"Created", "created_at", FIELD_TIME},
         {"Updated", "updated_at", FIELD_TIME},
@@ -34,6 +35,7 @@ static const Field traffic_lines[] = {
         {"Listen", "listen", FIELD_TEXT},
         {"Listening", "listening", FIELD_TEXT},
         {"Weights (bp)", "weights", FIELD_MAP},
+        {"Revoked", "revoked", FIELD_FLAGS},
         {"Stable requests", "versions.stable.requests", FIELD_TEXT},
         {"Stable by status", "versions.stable.by_status", FIELD_MAP},
         {"Stable success", "versions.stable.success_rate", FIELD_TEXT},

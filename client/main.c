@@ -181,6 +181,20 @@ const Command cli_commands[] = {
          "against the stable version and aborts it by itself when it does worse (docs/rollouts.md). Without "
          "--wait it prints the new rollout and exits 0.\n\n" FOLLOW_OUTPUT "\n\n" FOLLOW_EXIT_STATUS,
          cmd_deploy},
+        {"rollback", "make the previous stable version of SERVICE (or --to VERSION) stable again",
+         (const Argument[]){{"SERVICE", .complete = COMPLETE_SERVICE}, {}},
+         (const Option[]){
+                 {"to", 0, "IMAGE:VERSION", "the version to go back to", "the version stable before the last rollout",
+                  .complete = COMPLETE_IMAGE_REF},
+                 FOLLOW_OPTIONS,
+                 {},
+         },
+         "An all-at-once rollout without analysis (POST /v1/services/SERVICE/rollback). While the previous "
+         "version's guests are still kept after the last rollout (its scaleDownDelay, default 30s: keep it "
+         "hours if you want quick rollbacks), they take the traffic at once, with no boot. Refused for a "
+         "revoked version. Without --wait it prints the rollout and exits 0.\n\n" FOLLOW_OUTPUT
+         "\n\n" FOLLOW_EXIT_STATUS,
+         cmd_rollback},
         {"rollout status", "show a rollout (default: the current one); --wait follows it", ROLLOUT_ARGUMENTS,
          (const Option[]){FOLLOW_OPTIONS, {}},
          "ID is the rollout's number, or \"current\" (the default: the active rollout, else the latest).\n\n"

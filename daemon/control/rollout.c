@@ -480,8 +480,18 @@ int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *sup
         char why[512];
         RolloutRecord ro;
 
+        bool analysed = in->strategy->analysis.enabled;
+
         if (in->to_version_id == in->stable_version_id)
                 return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "%s is already the stable version of '%s'", in->to_label,
+                                     in->service);
+        for (size_t i = 0; i < in->strategy->n_steps; i++)
+                analysed = analysed || in->strategy->steps[i].kind == STEP_ANALYSIS;
+        if (analysed && !in->listen && in->stable_version_id)
+                return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                     "service '%s' has no listen address, so aviaryd's proxy does not see its traffic and "
+                                     "cannot analyse a canary: give the service a listen address, or turn analysis off "
+                                     "with \"strategy\": {\"canary\": {\"analysis\": {\"enabled\": false}}}",
                                      in->service);
         if (superseded && rollout_is_active(superseded)) {
                 snprintf(why, sizeof why, "superseded by a new rollout to %s", in->to_label);
@@ -501,7 +511,7 @@ int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *sup
                 /* The first deploy has nothing to compare with: its version is stable at once, and
                  * the rollout is Healthy when it serves (rollout_evaluate). */
                 ro.canary_weight = 10000;
-                ro.step_index = (int64_t) in->n_steps;
+                ro.step_index = (int64_t) in->strategy->n_steps;
                 ro.step_started_at = in->now;
                 if (in->runtime)
                         ro.message = strdup("first deploy: waiting for guests");

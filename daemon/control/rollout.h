@@ -104,8 +104,9 @@ typedef struct RolloutStart {
         const char *from_label;      /* the stable version's IMAGE:TAG, NULL when none */
         int64_t to_version_id;
         const char *to_label;
-        const char *strategy_text;   /* the expanded strategy (strategy_to_json) */
-        size_t n_steps;
+        const Strategy *strategy;
+        const char *strategy_text;   /* the same, expanded (strategy_to_json) */
+        bool listen;                 /* the service has a listen address: its proxy can measure */
         uint64_t salt;               /* random, for stickiness */
         bool runtime;                /* guests run: a first deploy waits for them */
         usec_t now;
@@ -113,7 +114,9 @@ typedef struct RolloutStart {
 
 /* Starting a rollout, as a pure function: the new row in *RET (to insert), and SUPERSEDED (the
  * service's active rollout, or NULL) aborted in place when there is one: the caller writes both
- * and their events. AVIARY_E_ROLLOUT_STATE when the version is already stable. A first deploy's
+ * and their events. AVIARY_E_ROLLOUT_STATE when the version is already stable;
+ * AVIARY_E_INVALID_FIELD when the strategy analyses a canary the service's proxy cannot see
+ * (no listen address; a first deploy has no canary to analyse). A first deploy's
  * version must also be made the service's stable one by the caller. */
 int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *superseded, ApiError *e);
 

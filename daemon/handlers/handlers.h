@@ -44,6 +44,7 @@ int deployable_version_resolve(Request *r, const char *field, const char *ref, V
 
 /* rollouts.c */
 int rollout_create(Request *r);
+int service_rollback(Request *r);
 int rollout_list(Request *r);
 int rollout_get(Request *r);
 int rollout_promote(Request *r);

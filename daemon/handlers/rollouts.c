@@ -1,6 +1,7 @@
 /* /v1/services/{name}/rollouts: start a rollout, watch it, act on it. The transitions over
  * time are the controller's (control/rollout.c); here each request changes the row in the
  * request's transaction, and the controller picks the change up after the commit. */
+#include <limits.h>
 #include <string.h>
 
 #include "log.h"
@@ -80,55 +81,26 @@ static int append_event(Request *r, const char *action, const char *result, json
         return k;
 }
 
-int rollout_create(Request *r) {
-        _cleanup_(json_decrefp) json_t *body = NULL, *strategy_json = NULL;
-        _cleanup_(service_record_done) ServiceRecord s = {};
-        _cleanup_(version_record_done) VersionRecord v = {};
+/* Starts a rollout of S to V with strategy ST, in the request's transaction: supersedes the
+ * one in progress, makes V stable at once on a first deploy, answers 201 with the rollout.
+ * DETAIL (taken; may be NULL) joins the request's event detail. */
+static int rollout_open(Request *r, ServiceRecord *s, const VersionRecord *v, const Strategy *st, json_t *detail) {
+        _cleanup_(json_decrefp) json_t *strategy_json = NULL, *extra = detail;
         _cleanup_(rollout_record_done) RolloutRecord ro = {}, old = {};
         _cleanup_free_ char *to_label = NULL, *from_label = NULL, *strategy_text = NULL;
-        const char *version = NULL;
-        json_t *strategy = NULL;
-        Strategy st;
         uint64_t salt = 0;
-        const FieldSpec specs[] = {
-                { "version", FIELD_STRING, .required = true, .max = 256, .ret = &version },
-                { "strategy", FIELD_OBJECT, .nullable = true, .ret = &strategy },
-                {},
-        };
-        bool analysed, superseding;
+        bool superseding;
         int k;
 
-        k = service_from_path(r, &s, false);
-        if (k == 0)
-                k = request_json_body(r, &body);
-        if (k == 0)
-                k = json_check_fields(body, specs, "", &r->error);
-        if (k == 0)
-                k = deployable_version_resolve(r, "version", version, &v);
-        if (k == 0)
-                k = strategy_parse(strategy, &st, &r->error);
-        if (k != 0)
-                return k;
-        request_set_resource(r, "service/%s", s.name);
-        analysed = st.analysis.enabled;
-        for (size_t i = 0; i < st.n_steps; i++)
-                analysed = analysed || st.steps[i].kind == STEP_ANALYSIS;
-        if (analysed && !s.listen && s.stable_version_id)
-                return reply_error(r, AVIARY_E_INVALID_FIELD,
-                                   "service '%s' has no listen address, so aviaryd's proxy does not see its traffic and "
-                                   "cannot analyse a canary: give the service a listen address, or turn analysis off "
-                                   "with \"strategy\": {\"canary\": {\"analysis\": {\"enabled\": false}}}",
-                                   s.name);
-
-        if (asprintf(&to_label, "%s:%s", v.image, v.tag) < 0)
+        if (asprintf(&to_label, "%s:%s", v->image, v->tag) < 0)
                 return -ENOMEM;
-        if (s.stable_version_id && (k = label_of(r->ctx->store, s.stable_version_id, &from_label)) < 0)
+        if (s->stable_version_id && (k = label_of(r->ctx->store, s->stable_version_id, &from_label)) < 0)
                 return k;
-        strategy_json = strategy_to_json(&st);
+        strategy_json = strategy_to_json(st);
         strategy_text = strategy_json ? json_dumps(strategy_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (!strategy_text)
                 return -ENOMEM;
-        k = store_rollout_get_active(r->ctx->store, s.id, &old);
+        k = store_rollout_get_active(r->ctx->store, s->id, &old);
         if (k != 0 && k != AVIARY_E_ROLLOUT_NOT_FOUND)
                 return k;
         superseding = k == 0;
@@ -138,14 +110,15 @@ int rollout_create(Request *r) {
 
         /* What the rollout is, decided by control/; written here in the request's transaction. */
         RolloutStart start = {
-                .service_id = s.id,
-                .service = s.name,
-                .stable_version_id = s.stable_version_id,
+                .service_id = s->id,
+                .service = s->name,
+                .stable_version_id = s->stable_version_id,
                 .from_label = from_label,
-                .to_version_id = v.id,
+                .to_version_id = v->id,
                 .to_label = to_label,
+                .strategy = st,
                 .strategy_text = strategy_text,
-                .n_steps = st.n_steps,
+                .listen = s->listen != NULL,
                 .salt = salt,
                 .runtime = r->ctx->controller != NULL,
                 .now = now_realtime(),
@@ -163,9 +136,9 @@ int rollout_create(Request *r) {
                 if (k != 0)
                         return k;
         }
-        if (!s.stable_version_id) {
-                s.stable_version_id = v.id;
-                k = store_service_update(r->ctx->store, &s);
+        if (!s->stable_version_id) {
+                s->stable_version_id = v->id;
+                k = store_service_update(r->ctx->store, s);
                 if (k != 0)
                         return k;
         }
@@ -173,10 +146,127 @@ int rollout_create(Request *r) {
         if (k != 0)
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:s?, s:s?, s:I}", "rollout", (json_int_t) ro.id, "to", ro.to_label, "from",
-                                    ro.from_label, "preset", st.preset[0] ? st.preset : NULL, "steps",
-                                    (json_int_t) st.n_steps);
-        snprintf(r->location, sizeof r->location, "/v1/services/%s/rollouts/%lld", s.name, (long long) ro.id);
-        return reply_json(r, 201, rollout_json(r, &s, &ro));
+                                    ro.from_label, "preset", st->preset[0] ? st->preset : NULL, "steps",
+                                    (json_int_t) st->n_steps);
+        if (r->event_detail && extra)
+                json_object_update(r->event_detail, extra);
+        snprintf(r->location, sizeof r->location, "/v1/services/%s/rollouts/%lld", s->name, (long long) ro.id);
+        return reply_json(r, 201, rollout_json(r, s, &ro));
+}
+
+int rollout_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        const char *version = NULL;
+        json_t *strategy = NULL;
+        Strategy st;
+        const FieldSpec specs[] = {
+                { "version", FIELD_STRING, .required = true, .max = 256, .ret = &version },
+                { "strategy", FIELD_OBJECT, .nullable = true, .ret = &strategy },
+                {},
+        };
+        int k;
+
+        k = service_from_path(r, &s, false);
+        if (k == 0)
+                k = request_json_body(r, &body);
+        if (k == 0)
+                k = json_check_fields(body, specs, "", &r->error);
+        if (k == 0)
+                k = deployable_version_resolve(r, "version", version, &v);
+        if (k == 0)
+                k = strategy_parse(strategy, &st, &r->error);
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        return rollout_open(r, &s, &v, &st, NULL);
+}
+
+/* The version SERVICE was stable on before its last successful rollout ("previous"): the
+ * newest Healthy rollout's from. */
+typedef struct Previous {
+        int64_t stable_version_id;
+        int64_t version_id;     /* 0: none found */
+        int64_t rollout_id;
+} Previous;
+
+static int previous_one(const RolloutRecord *ro, void *userdata) {
+        Previous *p = userdata;
+
+        if (ro->phase == ROLLOUT_HEALTHY && ro->to_version_id == p->stable_version_id && ro->from_version_id &&
+            ro->id > p->rollout_id) {
+                p->version_id = ro->from_version_id;
+                p->rollout_id = ro->id;
+        }
+        return 0;
+}
+
+/* POST /v1/services/{name}/rollback [{"version": "IMAGE:TAG"}]: makes the previous stable
+ * version (or the one named) stable again, as an all-at-once rollout without analysis. While
+ * the previous version's guests are still kept after the last rollout (scaleDownDelay), they
+ * are ready at once: the switch is one routing change, with no boot. */
+int service_rollback(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        const char *version = NULL;
+        const FieldSpec specs[] = {
+                { "version", FIELD_STRING, .max = 256, .ret = &version },
+                {},
+        };
+        Previous p = {};
+        Strategy st;
+        int k;
+
+        k = service_from_path(r, &s, false);
+        if (k == 0 && r->body_size > 0) {
+                k = request_json_body(r, &body);
+                if (k == 0)
+                        k = json_check_fields(body, specs, "", &r->error);
+        }
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        if (!s.stable_version_id)
+                return reply_error(r, AVIARY_E_ROLLOUT_STATE, "service '%s' has no stable version yet: nothing to roll back",
+                                   s.name);
+        if (version) {
+                k = deployable_version_resolve(r, "version", version, &v);
+                if (k != 0)
+                        return k;
+        } else {
+                p.stable_version_id = s.stable_version_id;
+                k = store_rollout_list(r->ctx->store, s.id, 0, UINT_MAX, previous_one, &p);
+                if (k < 0)
+                        return k;
+                if (!p.version_id)
+                        return reply_error(r, AVIARY_E_ROLLOUT_STATE,
+                                           "service '%s' has no previous stable version to go back to (no successful "
+                                           "rollout brought its current one, or that version was deleted since); name "
+                                           "one with {\"version\": \"IMAGE:TAG\"}",
+                                           s.name);
+                k = store_version_get_by_id(r->ctx->store, p.version_id, &v);
+                if (k == AVIARY_E_VERSION_NOT_FOUND)
+                        return reply_error(r, AVIARY_E_VERSION_NOT_FOUND,
+                                           "the previous stable version of '%s' was deleted; name one with "
+                                           "{\"version\": \"IMAGE:TAG\"}", s.name);
+                if (k != 0)
+                        return k;
+                if (v.revoked)
+                        return reply_error(r, AVIARY_E_VERSION_REVOKED,
+                                           "the previous stable version %s:%s of '%s' is revoked and cannot be deployed%s%s",
+                                           v.image, v.tag, s.name, v.revoke_reason ? ": " : "",
+                                           v.revoke_reason ? v.revoke_reason : "");
+        }
+        if (v.id == s.stable_version_id)
+                return reply_error(r, AVIARY_E_ROLLOUT_STATE, "%s:%s is already the stable version of '%s'", v.image, v.tag,
+                                   s.name);
+        k = strategy_preset("AllAtOnce", &st);
+        if (k < 0)
+                return k;
+        st.analysis.enabled = false; /* going back to what served before: nothing to compare */
+        return rollout_open(r, &s, &v, &st, json_pack("{s:b}", "rollback", true));
 }
 
 typedef struct ListContext {

@@ -13,6 +13,22 @@
 
 static const char *const restart_policies[] = { "always", "on-failure", "never" };
 
+/* {"stable": B, "canary": B}: whether the version S serves as stable, and the canary of its
+ * rollout in progress, were revoked since. Revoking stops no guest: this says that they run a
+ * version that should not, so that an operator rolls forward or back. */
+static json_t *service_revoked_json(Request *r, const ServiceRecord *s) {
+        _cleanup_(version_record_done) VersionRecord stable = {}, canary = {};
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        bool stable_revoked = false, canary_revoked = false;
+
+        if (s->stable_version_id && store_version_get_by_id(r->ctx->store, s->stable_version_id, &stable) == 0)
+                stable_revoked = stable.revoked;
+        if (store_rollout_get_active(r->ctx->store, s->id, &ro) == 0 && ro.to_version_id != s->stable_version_id &&
+            store_version_get_by_id(r->ctx->store, ro.to_version_id, &canary) == 0)
+                canary_revoked = canary.revoked;
+        return json_pack("{s:b, s:b}", "stable", stable_revoked, "canary", canary_revoked);
+}
+
 static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         _cleanup_(version_record_done) VersionRecord v = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -50,6 +66,7 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
                                     s->idle_ms > 0 ? json_pack("{s:s, s:s}", "idle", idle, "wake", s->wake[0] ? s->wake : "boot")
                                                    : json_null());
                 json_object_set_new(j, "rollout", rollout ? rollout : json_null());
+                json_object_set_new(j, "revoked", service_revoked_json(r, s));
         }
         return j;
 }
@@ -487,7 +504,14 @@ int service_traffic(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         int k = service_from_path(r, &s, false);
 
-        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->ctx->controller, s.name));
+        json_t *j;
+
+        if (k != 0)
+                return k;
+        j = controller_traffic_json(r->ctx->controller, s.name);
+        if (j)
+                json_object_set_new(j, "revoked", service_revoked_json(r, &s));
+        return reply_json(r, 200, j);
 }
 
 int service_delete(Request *r) {

@@ -43,6 +43,7 @@ const Route routes[] = {
         { HTTP_POST, "/v1/services/{name}/rollouts/{id}/resume", rollout_resume, BODY_NONE, .action = "rollout.resume" },
         { HTTP_POST, "/v1/services/{name}/rollouts/{id}/abort", rollout_abort_request, BODY_NONE, .action = "rollout.abort" },
         { HTTP_POST, "/v1/services/{name}/rollouts/{id}/retry", rollout_retry, BODY_NONE, .action = "rollout.retry" },
+        { HTTP_POST, "/v1/services/{name}/rollback", service_rollback, BODY_JSON, 4 * KiB, "rollout.rollback" },
 
         { HTTP_GET, "/v1/instances", instance_list },
         { HTTP_GET, "/v1/instances/{id}", instance_get },

@@ -92,6 +92,10 @@ def api_routes(d):
     for action in ("pause", "pause", "resume", "resume", "promote", "abort", "abort", "retry", "retry"):
         c.post(f"/v1/services/svc/rollouts/{rid}/{action}")
     c.post("/v1/services/svc/rollouts/999/promote")
+    c.post("/v1/services/svc/rollback", {"version": "web:3"})          # 409 revoked
+    c.post("/v1/services/svc/rollback", {"bogus": 1})                  # 422
+    c.post("/v1/services/svc/rollback")                                # 409: no earlier successful rollout
+    c.post("/v1/services/svc/rollback", {"version": "web:4"})          # 201 (web:2 was deleted)
     c.delete("/v1/services/svc")
     c.delete("/v1/services/svc")                                        # 404
     # instances, without guests: 503 for a restart, 404 and 400 for lookups

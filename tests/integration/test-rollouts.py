@@ -14,8 +14,11 @@ minimum) by successRateVsStable alone; a canary that never gets ready is Degrade
 progressDeadline, never having had traffic; a canary with too little traffic stays inconclusive
 instead of passing; a rollout survives SIGKILL of aviaryd and continues from the same step with
 the same weights, its proxy splitting exactly again at once; with stickiness each user keeps one
-version, and a user on the canary stays there as the weight rises."""
+version, and a user on the canary stays there as the weight rises; `aviary rollback` under load
+gives the traffic back to the guests a deploy kept (scaleDownDelay) with no new QEMU and no failed
+request, and is refused for a revoked version."""
 import datetime
+import json
 import os
 import signal
 import time
@@ -23,7 +26,7 @@ import time
 import subprocess
 
 from aviarytest import aviary_path, db_query, diag, is_, like, main, ok
-from guesttest import GuestTest, extra_picks, instances, live, push, sticky_bucket, traffic, wait_for
+from guesttest import GuestTest, extra_picks, instances, live, push, qemu_pids, sticky_bucket, traffic, wait_for
 
 gt = GuestTest("ro")
 URL = "http://127.0.0.1:18080/"
@@ -283,6 +286,41 @@ def stickiness(d):
     is_(got and (got.get("abortReason") or {}).get("kind"), "manual", "a revocation is an operator's decision: kind manual")
 
 
+def rollback(d):
+    """A deploy that keeps the old guests 10 minutes, then `aviary rollback` under load: the kept
+    guests take the traffic back with no new QEMU and no failed request."""
+    before = d.request("GET", "/v1/services/web").json["stable_version"]
+    start(d, "app:1.0", {"canary": {"steps": [{"setWeight": 100}], "analysis": {"enabled": False},
+                                    "scaleDownDelay": "10m"}})
+    done = wait_rollout(d, "Healthy", lambda r: r["phase"] in ("Healthy", "Degraded"), 180)
+    if not ok(done and done["phase"] == "Healthy", f"a deploy from {before} to app:1.0 is Healthy", repr(done)):
+        return
+    ok(wait_for("4 guests: 2 new, 2 kept", lambda: len(live(d, "web")) == 4, 60),
+       f"{before}'s guests are kept for the scaleDownDelay", repr(instances(d, "web")))
+    pids = set(qemu_pids(d.state_dir))
+    bg = gt.load_background(URL, 20, rate=40)
+    time.sleep(2)
+    cli = subprocess.run([aviary_path(), "--socket", d.socket_path, "rollback", "web", "--wait", "--timeout", "2m"],
+                         capture_output=True, text=True, timeout=180)
+    is_(cli.returncode, 0, "aviary rollback web --wait exits 0", cli.stdout, cli.stderr)
+    is_(d.request("GET", "/v1/services/web").json["stable_version"], before, f"{before} is stable again")
+    is_(set(qemu_pids(d.state_dir)) - pids, set(), "no new QEMU process: the kept guests took the traffic back")
+    out, _ = bg.communicate(timeout=60)
+    try:
+        res = json.loads(out)
+    except ValueError:
+        res = {}
+    ok(res.get("requests", 0) > 0 and set(res.get("by_status", {})) == {"200"} and not res.get("errors"),
+       "no failed request through the rollback under load", repr(res))
+    events = d.request("GET", "/v1/events?resource=service/web&limit=1000").json["items"]
+    ok(any(e["action"] == "rollout.rollback" and (e.get("detail") or {}).get("rollback") for e in events),
+       "the rollback is an event")
+    cli = subprocess.run([aviary_path(), "--socket", d.socket_path, "rollback", "web", "--to", "app:1.3"],
+                         capture_output=True, text=True, timeout=30)
+    ok(cli.returncode == 1 and "version-revoked" in cli.stderr, "a rollback to a revoked version is refused",
+       cli.stderr)
+
+
 def body(d):
     for tag, extra in (("1.0", ""), ("1.1", ""), ("1.2", ""), ("1.3", ""), ("bad", "app.error_rate=0.5"),
                        ("slow", "app.delay_ms=300"), ("flaky", "app.error_rate=0.2"), ("deaf", "app.port=9090")):
@@ -310,6 +348,7 @@ def body(d):
         progress_deadline(d)
         inconclusive_and_restart(d)
         stickiness(d)
+        rollback(d)
     n = db_query(d.state_dir, "SELECT count(*) FROM rollouts WHERE phase IN ('Progressing', 'Paused')")[0][0]
     is_(n, 0, "no rollout is left in progress")
 
