@@ -10,8 +10,10 @@ acknowledged blob, version and service is there, and the blob files match their 
 Once space is freed (the filler removed, blobs deleted through the API) everything works
 again, also after a restart."""
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -209,13 +211,17 @@ def test_full(d, filler):
 
 def test_full_runtime():
     """With the runtime on (libvirt's test driver and fake guests, tests/lib/fakeruntime.py;
-    no QEMU): an instance restart on a full disk is 507 and changes nothing in the database;
-    the controller, which meanwhile cannot record what became of the guest, keeps running;
-    once there is room it records the exit and boots the instance again."""
+    no QEMU). An instance restart on a full disk is 507 and changes nothing: a restart is a wish
+    the API writes, and it could not be written, so the guest is not touched either. A
+    controller write: a guest of service "late" boots while nothing answers on its port; with
+    the disk full, its port starts answering, and the controller, which cannot record that it
+    is ready, keeps running and leaves the database as it was; once there is room it records
+    it (the next pass probes the guest again)."""
     if not fakeruntime.available():
         skip("disk full with the runtime on", "needs root (a network namespace)")
         return
     mounted = []
+    late_server = []
 
     def mount(d):
         os.makedirs(d.state_dir)
@@ -229,51 +235,72 @@ def test_full_runtime():
         with fakeruntime.FakeRuntime("full", before_start=mount) as rt:
             d, c = rt.daemon, rt.daemon.client
             push_version(c, "app", "1", port=8080)
+            push_version(c, "app", "2", port=8081)  # the fake guests answer on 8080 only, for now
             c.post("/v1/services", {"name": "web", "stable_version": "app:1", "replicas": 1})
+            c.post("/v1/services", {"name": "late", "stable_version": "app:2", "replicas": 1})
             inst = wait_instance(d, lambda i: i["state"] == "ready")
-            if not ok(inst, "an instance is ready (fake runtime)", lambda: d.log()[-2000:]):
+            late = wait_instance(d, lambda i: i["state"] == "booting", service="late")
+            if not ok(inst and late, "web's instance is ready, late's boots and is not ready (fake runtime)",
+                      lambda: d.log()[-2000:]):
                 return
             filler = os.path.join(d.state_dir, "filler")
             fill(filler)
             snap = d.snapshot()
             r = c.post(f"/v1/instances/{inst['id']}/restart")
             check_error(r, 507, "storage-full", "restarting an instance on a full disk: 507 storage-full")
-            # The restart stopped the guest before its transaction failed: the controller now
-            # learns the guest is gone (libvirt's event, then each pass) and cannot write that
-            # down. Two passes (2 s each) are its chance to do harm.
+
+            # late's guest answers from now on: its readiness probe (each pass, 2 s) passes, and
+            # the controller cannot write it down. Two passes and the probes' answers are its
+            # chance to do harm.
+            late_server.append(subprocess.Popen(
+                ["ip", "netns", "exec", rt.netns, sys.executable, "-c", fakeruntime.SERVER, "8081"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            tried = f"Instance {late['id']}: its guest answers, but that cannot be recorded"
+            wait_for_log(d, tried, 10)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and d.running() and d.snapshot() == snap:
                 time.sleep(0.5)
-                ok_now = d.running() and d.snapshot() == snap
-                if not ok_now:
-                    break
+            like(d.log(), re.escape(tried), "the controller found late's guest ready and tried to record it "
+                 "(its write failed, and it says so)")
             ok(d.running(), "the daemon keeps running while its controller cannot write", lambda: d.log()[-2000:])
             ok(d.snapshot() == snap, "nothing changed in the database, half-written or whole",
                lambda: snapshot_diff(snap, d.snapshot()))
             is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok on the full disk")
-            r = c.get(f"/v1/instances/{inst['id']}")
-            is_(r.status, 200, "reads still answer", repr(r))
-            like(d.log(), rf"Instance {inst['id']}: guest gone .*; now pending",
-                 "the controller did notice the guest gone and tried to record it (its write failed)")
+            r = c.get(f"/v1/instances/{late['id']}")
+            is_((r.status, r.json and r.json.get("state")), (200, "booting"),
+                "reads still answer, and late's instance is still booting there", repr(r))
 
             os.unlink(filler)
-            back = wait_instance(d, lambda i: i["state"] == "ready" and i["domain_uuid"] != inst["domain_uuid"], 30)
-            ok(back, "with room again the controller records the exit and boots the instance again",
+            ready = wait_instance(d, lambda i: i["id"] == late["id"] and i["state"] == "ready", 30, service="late")
+            ok(ready and ready["domain_uuid"] == late["domain_uuid"],
+               "with room again the controller records late's instance ready (the same guest, probed again)",
                lambda: d.log()[-2000:])
+            acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{late['id']}"]
+            is_(acts.count("instance.ready"), 1, "its instance.ready event, once", repr(acts))
+            now = c.get(f"/v1/instances/{inst['id']}").json or {}
+            is_((now.get("state"), now.get("domain_uuid")), ("ready", inst["domain_uuid"]),
+                "the refused restart touched nothing: web's instance is ready on the same guest")
             acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{inst['id']}"]
-            ok("instance.exit" in acts and acts.count("instance.boot") >= 2, "its exit and the new boot are events",
-               repr(acts))
             ok("instance.restart" not in acts, "the refused restart left no event", repr(acts))
             is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok afterwards")
     finally:
+        for p in late_server:
+            p.kill()
+            p.wait()
         for m in mounted:
             subprocess.run(["umount", m], capture_output=True)
 
 
-def wait_instance(d, pred, timeout=20):
+def wait_for_log(d, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and text not in d.log():
+        time.sleep(0.1)
+
+
+def wait_instance(d, pred, timeout=20, service="web"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for i in d.client.get("/v1/instances?service=web").json["items"]:
+        for i in d.client.get(f"/v1/instances?service={service}").json["items"]:
             if pred(i):
                 return i
         time.sleep(0.1)
