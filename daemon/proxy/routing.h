@@ -74,7 +74,9 @@ int routing_canary_unhealthy(Routing *r, const char *service, char *why, size_t 
  * new window starts. -ENOENT when the service has no running proxy. */
 int routing_window_take(Routing *r, const char *service, ProxyMetrics *ret);
 /* Requests in flight to the guest at IP over every worker: the answer to the previous call's
- * question (asked again now), or UINT_MAX while no complete answer is in. */
+ * question (asked again now), or UINT_MAX while no complete answer is in, which is also the
+ * first answer after IP was not asked about for a second (a drain before, or another guest that
+ * had the address, is not now). */
 unsigned routing_inflight(Routing *r, const char *ip);
 /* The guest at IP is gone: requests waiting on it go elsewhere now (proxy_backend_down). */
 void routing_backend_gone(Routing *r, const char *ip);
