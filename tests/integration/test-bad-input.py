@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Bad input, table-driven, over every route that takes a JSON body (POST/PATCH: images,
-versions, revocation, services, rollouts, tokens): malformed
+versions, revocation, services, rollouts, rollback, tokens): malformed
 JSON, non-objects, wrong types, unknown and missing fields, out-of-range integers, invalid
 names, oversized bodies, wrong Content-Type, invalid UTF-8. Each must get its documented
 4xx status and code in the JSON error envelope, with request_id equal to X-Request-Id, and
@@ -18,8 +18,8 @@ JSON = {"Content-Type": "application/json"}
 KiB = 1024
 
 # The routes with a JSON body: path, a valid body to derive cases from, the body limit
-# (docs/configuration.md: 4 KiB images, revocation and tokens, 16 KiB services, 64 KiB versions
-# and rollouts).
+# (docs/configuration.md: 4 KiB images, revocation, rollback and tokens, 16 KiB services, 64 KiB
+# versions and rollouts).
 # Every case below is a refusal: none may change anything.
 ROUTES = {
     "image.create": ("POST", "/v1/images", {"name": "fresh"}, 4 * KiB),
@@ -28,6 +28,7 @@ ROUTES = {
     "service.create": ("POST", "/v1/services", {"name": "fresh"}, 16 * KiB),
     "service.update": ("PATCH", "/v1/services/svc", {"replicas": 2}, 16 * KiB),
     "rollout.create": ("POST", "/v1/services/svc/rollouts", {"version": "web:2.0.0"}, 64 * KiB),
+    "rollout.rollback": ("POST", "/v1/services/svc/rollback", {"version": "web:2.0.0"}, 4 * KiB),
     "token.create": ("POST", "/v1/tokens", {"scope": "read", "name": "fresh"}, 4 * KiB),
 }
 
@@ -74,7 +75,7 @@ def generic_cases(route, method, path, base, limit):
     add("nested 33 levels deep", nested(33), 400, "malformed-json")
     add("nested 1000 levels deep", nested(1000), 400, "malformed-json")
     add("nested 33 levels and malformed after", nested(33)[:-1], 400, "malformed-json")
-    if route != "version.revoke":  # revocation takes an empty body
+    if route not in ("version.revoke", "rollout.rollback"):  # these take an empty body
         add("empty body", b"", 400, "malformed-json")
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/json-patch+json",
                   "application/jsonx", None):
@@ -379,6 +380,26 @@ def build_matrix(kernel):
                                ("nosuch", 404, "service-not-found")):
         cases.append(Case(f"rollout.create: /v1/services/{name}/rollouts", m, f"/v1/services/{name}/rollouts",
                           enc(base), status, code))
+
+    m, p, base, _ = ROUTES["rollout.rollback"]
+    cases += field_cases("rollout.rollback", m, p, base, [
+        ("version null", {"version": None}, *INVALID),
+        ("version a number", {"version": 2}, *INVALID),
+        ("version a list", {"version": ["web:2.0.0"]}, *INVALID),
+        ("version without tag", {"version": "web"}, *INVALID),
+        ("version bad image name", {"version": "Web:2.0.0"}, *INVALID),
+        ("version of 257 bytes", {"version": "web:" + "1" * 253}, *INVALID),
+        ("version unknown tag", {"version": "web:9.9.9"}, 404, "version-not-found"),
+        ("version the stable one", {"version": "web:1.0.0"}, 409, "rollout-state"),
+        ("version revoked", {"version": "web:3.0.0"}, 409, "version-revoked"),
+        ("strategy given", {"strategy": {"preset": "AllAtOnce"}}, *UNKNOWN),
+    ])
+    cases.append(Case("rollout.rollback: no body, and no rollout brought svc's stable version", m, p, None, 409,
+                      "rollout-state"))
+    for name, status, code in (("Svc", 400, "invalid-name"), ("nosuch", 404, "service-not-found"),
+                               ("other", 409, "rollout-state")):
+        cases.append(Case(f"rollout.rollback: /v1/services/{name}/rollback", m, f"/v1/services/{name}/rollback",
+                          enc(base if name != "other" else {}), status, code))
 
     m, p, base, _ = ROUTES["token.create"]
     cases += field_cases("token.create", m, p, base, token_changes())

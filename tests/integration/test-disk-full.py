@@ -148,6 +148,7 @@ def test_full(d, filler):
             ("POST", "/v1/services/roll/rollouts/current/pause", None, "pausing a rollout"),
             ("POST", "/v1/services/roll/rollouts/current/promote", None, "promoting a rollout"),
             ("POST", "/v1/services/roll/rollouts/current/abort", None, "aborting a rollout"),
+            ("POST", "/v1/services/svc/rollback", {"version": "web:1.1"}, "rolling a service back"),
             ("POST", "/v1/tokens", {"scope": "read", "name": "full"}, "creating a token"),
             ("DELETE", "/v1/tokens/existing", None, "revoking a token"),
             ("DELETE", f"/v1/blobs/{spare_digest}", None, "deleting a blob")):

@@ -264,8 +264,8 @@ def replayed(first, again):
 
 
 def test_every_post_route(d):
-    """The POST routes test_replay leaves out: image create, rollout create and each rollout
-    action. A replay answers the first answer (status and body, byte for byte) and does nothing:
+    """The POST routes test_replay leaves out: image create, rollout create, each rollout
+    action and the rollback. A replay answers the first answer (status and body, byte for byte) and does nothing:
     one event, and the rollout's state is what later requests made it, not the replay's."""
     c = d.client
 
@@ -327,6 +327,19 @@ def test_every_post_route(d):
     counts = {e: n_events("service/idem", e) for _, _, e, _, _ in firsts}
     is_(counts, {"rollout.pause": 1, "rollout.resume": 1, "rollout.promote": 2, "rollout.abort": 1,
                  "rollout.retry": 1}, "after all the replays: one event per action done (promote twice)")
+
+    # The rollback route: a rollout too, made by the first request only.
+    c.post("/v1/services", {"name": "back", "listen": "127.0.0.1:18096"})
+    c.post("/v1/services/back/rollouts", {"version": "idem:1"})  # the first deploy: stable idem:1
+    r1 = key_post("/v1/services/back/rollback", {"version": "idem:2"}, "key-rollback")
+    r2 = key_post("/v1/services/back/rollback", {"version": "idem:2"}, "key-rollback")
+    is_(r1.status, 201, "a rollback with a key: 201", repr(r1))
+    ok(replayed(r1, r2), "the same rollback again is its replay (201, the same body)", repr(r2))
+    is_(len(c.get("/v1/services/back/rollouts").json["items"]), 2,
+        "no third rollout was made (the first deploy and the rollback)")
+    is_(n_events("service/back", "rollout.rollback"), 1, "one rollout.rollback event")
+    check_error(key_post("/v1/services/back/rollback", {"version": "idem:3"}, "key-rollback"), 422,
+                "idempotency-key-reused", "the key with another version: 422")
 
 
 def test_expiry(d):

@@ -39,13 +39,14 @@ SCOPES = ("read", "deploy", "admin")
 
 
 def documented_scope(method, pattern):
-    """docs/api.md: read for every GET, deploy for blobs, images, versions and rollouts, admin
-    for services, instances and tokens; docs/security.md: which tokens exist is for admins."""
+    """docs/api.md: read for every GET, deploy for blobs, images, versions and rollouts (a
+    rollback included), admin for services, instances and tokens; docs/security.md: which tokens
+    exist is for admins."""
     if pattern == "/v1/tokens" or pattern.startswith("/v1/tokens/"):
         return "admin"
     if method in ("GET", "HEAD"):
         return "read"
-    if pattern.startswith(("/v1/blobs", "/v1/images")) or "/rollouts" in pattern:
+    if pattern.startswith(("/v1/blobs", "/v1/images")) or "/rollouts" in pattern or pattern.endswith("/rollback"):
         return "deploy"
     return "admin"
 

@@ -12,15 +12,16 @@ static void request_reset(Request *r) {
         *r = (Request) {};
 }
 
-/* docs/api.md: "read for every GET, deploy for blobs, images, versions and rollouts, admin for
- * services, instances and tokens" (and docs/security.md: which tokens exist is for admins). */
+/* docs/api.md: "read for every GET, deploy for blobs, images, versions and rollouts (a rollback
+ * included), admin for services, instances and tokens" (and docs/security.md: which tokens exist
+ * is for admins). */
 static Scope documented_scope(HttpMethod method, const char *pattern) {
         if (streq(pattern, "/v1/tokens") || strncmp(pattern, "/v1/tokens/", 11) == 0)
                 return SCOPE_ADMIN; /* listing them too */
         if (method == HTTP_GET || method == HTTP_HEAD)
                 return SCOPE_READ;
         if (strncmp(pattern, "/v1/blobs", 9) == 0 || strncmp(pattern, "/v1/images", 10) == 0 ||
-            strstr(pattern, "/rollouts"))
+            strstr(pattern, "/rollouts") || streq(pattern, "/v1/services/{name}/rollback"))
                 return SCOPE_DEPLOY;
         return SCOPE_ADMIN;
 }
