@@ -20,7 +20,15 @@ one daemon and one service of two guests for all of it. Each guest names itself 
   30 s drain timeout (drain "timeout"), that request cut; the guest that stays is not touched.
 - A canary that stops answering its health check (its /health hangs) with traffic on it: the
   rollout aborts (Degraded, the reason names the health check), the canary weight is 0, and
-  no request fails meanwhile."""
+  no request fails meanwhile.
+
+One proxy worker (proxy_threads = 1). The rotation within a group, the split and the count of
+failures in a row are each worker's own (docs/design/traffic.md, "Exact, with several
+threads"), and each loadgen run is a new connection, which the next worker in turn takes: with
+two workers, "8 requests in turn, 4 to A" and "ejected after exactly 5" would be about whichever
+worker a run landed on. With one they are about the service, to the request. Several workers
+are checked by tests/unit/test-proxy-plane.c (4, each thread's exact sequence) and
+tests/unit/test-traffic.c (2), and test-rollouts and test-dataplane run the default."""
 import json
 import subprocess
 import sys
@@ -295,7 +303,7 @@ def drain_start(d):
     is_(d.request("PATCH", "/v1/services/web", json_body={"replicas": 1}).status, 200, "web scales to 1")
     draining = wait_for("2 draining", lambda: (lambda x: x if len(x) == 2 else None)(
         [i for i in instances(d, "web") if i["state"] == "draining"]), 10)
-    if not ok(draining, "two guests drain"):
+    if not ok(draining, "two guests drain", lambda: repr(instances(d, "web")), lambda: d.log()[-3000:]):
         log.stop.set()
         return None
     done_id, timeout_id = sorted(i["id"] for i in draining)
@@ -408,4 +416,4 @@ def body(d):
         drain_finish(d, st)
 
 
-main(lambda: gt.run(body))
+main(lambda: gt.run(body, config={"proxy_threads": 1}))

@@ -3,9 +3,10 @@
 tests/lib/guesttest.py). Traffic goes through the service's proxy on 127.0.0.1:18080 in that
 namespace; every answer names its guest's version (X-Guest-Version).
 
-Checked: the observed split over 2,000 requests is exactly the weight at 10%, 50% and 90% (to
-the request: smooth weighted round-robin is exact over every cycle; the only allowance is one
-more pick per connect the proxy retried, counted by the proxy itself); a good canary is promoted
+Checked: the observed split over 2,000 requests is the weight at 10%, 50% and 90% to within
+one request per proxy worker (each worker's smooth weighted round-robin is within one request of
+its share over any window; see check_split) and one more pick per connect the proxy retried,
+counted by the proxy itself; a good canary is promoted
 and becomes stable, and the old guests stay (without traffic) for scaleDownDelay and go after
 it; a bad canary (half its answers 500) is rolled back by analysis alone, serves nothing after
 the abort, and is kept for abortScaleDownDelay, then stopped; a slow canary (app.delay_ms) is
@@ -13,7 +14,7 @@ rolled back by latencyP99VsStable alone, a flaky one (app.error_rate, above the 
 minimum) by successRateVsStable alone; a canary that never gets ready is Degraded at its
 progressDeadline, never having had traffic; a canary with too little traffic stays inconclusive
 instead of passing; a rollout survives SIGKILL of aviaryd and continues from the same step with
-the same weights, its proxy splitting exactly again at once; with stickiness each user keeps one
+the same weights, its proxy splitting as exactly again at once; with stickiness each user keeps one
 version, and a user on the canary stays there as the weight rises; `aviary rollback` under load
 gives the traffic back to the guests a deploy kept (scaleDownDelay) with no new QEMU and no failed
 request, and is refused for a revoked version."""
@@ -30,7 +31,14 @@ from guesttest import GuestTest, extra_picks, instances, live, push, qemu_pids, 
 
 gt = GuestTest("ro")
 URL = "http://127.0.0.1:18080/"
-FAST = {"interval": "1s", "minSampleSize": 10, "failureLimit": 1}
+# Set, not left to the default (one per CPU), so that the split's bound is known here; 2 is
+# the default on our 2-core build machines.
+PROXY_THREADS = 2
+# The relative p99 (latencyP99VsStable) is off here: at 90% the canary's guests get nine times
+# stable's share of loadgen's 8 connections and, under TCG, queue (a p99 of about 300 ms against
+# stable's 30 ms on a loaded 2-core machine), so a good canary fails it. relative_rollbacks()
+# checks that metric alone, at 50%.
+FAST = {"interval": "1s", "minSampleSize": 10, "failureLimit": 1, "latencyP99": {"maxRatioToStable": 0}}
 
 
 def rollout(d, rid="current"):
@@ -63,19 +71,23 @@ def rfc3339(text):
 
 
 def check_split(d, weight, canary, label, n=2000):
-    """N requests through the proxy: exactly N x WEIGHT to the canary. Smooth weighted
-    round-robin is exact over every cycle and a new weight starts a new cycle (proxy/select.h);
-    each call here comes right after the weight was set, or after a whole number of cycles, and
-    nothing else picks (health checks do not go through the split). The one allowance: a connect
-    the proxy retried is one more pick, which the proxy counts as a connect error."""
+    """N requests through the proxy: N x WEIGHT to the canary, to within PROXY_THREADS requests.
+    Each proxy worker runs its own smooth weighted round-robin (docs/design/traffic.md, "Exact,
+    with several threads"), which is within one request of the weight over any window of its
+    picks; loadgen's 8 keep-alive connections are spread over the workers, each serving however
+    many requests its connections send, so the whole is within one request per worker (exact
+    per worker is checked to the request by tests/unit/test-proxy-plane.c and test-traffic.c,
+    and with one worker by test-guest-traffic.py). Nothing else picks (health checks do not go
+    through the split); a connect the proxy retried is one more pick, which the proxy counts as
+    a connect error."""
     before = traffic(d, "web")
     res = gt.load(URL, n)
     extra = extra_picks(before, traffic(d, "web"))
     got = (res or {}).get("by_version", {}).get(canary, 0)
     want = n * weight // 10000
-    ok(res and res["by_status"] == {str(200): n} and abs(got - want) <= extra,
-       f"{label}: {got} of {n} requests to the canary at {weight / 100:.0f}% (exactly {want}; retried connects "
-       f"{extra})", repr(res))
+    ok(res and res["by_status"] == {str(200): n} and abs(got - want) <= PROXY_THREADS + extra,
+       f"{label}: {got} of {n} requests to the canary at {weight / 100:.0f}% ({want}, within one per proxy worker "
+       f"({PROXY_THREADS}) and retried connects ({extra}))", repr(res))
     return res
 
 
@@ -262,7 +274,8 @@ def stickiness(d):
     seen = []
     for weight in (2000, 6000):
         ok(wait_rollout(d, f"at {weight / 100:.0f}%", lambda r: r["weights"]["canary"] == weight and r["phase"] == "Paused",
-                        180), f"sticky rollout at {weight / 100:.0f}%")
+                        180), f"sticky rollout at {weight / 100:.0f}%", lambda: repr(rollout(d)),
+           lambda: repr(instances(d, "web")), lambda: d.log()[-4000:])
         res = gt.load(URL, 0, header="X-User", users=300, per_user=3)
         users = res["users"] if res else {}
         ok(users and all(len(set(v)) == 1 for v in users.values()),
@@ -353,4 +366,4 @@ def body(d):
     is_(n, 0, "no rollout is left in progress")
 
 
-main(lambda: gt.run(body))
+main(lambda: gt.run(body, config={"proxy_threads": PROXY_THREADS}))
