@@ -1301,7 +1301,12 @@ int controller_start(Controller *c) {
         k = traffic_new(c->store, c->event, set->proxy_threads, &c->fds, &c->traffic);
         if (k < 0)
                 return k;
-        k = rollout_driver_new(c->store, c->traffic, &c->rollouts);
+        {
+                _cleanup_free_ char *key = NULL;
+                if (asprintf(&key, "%s/webhook.key", set->state_dir) < 0)
+                        return -ENOMEM;
+                k = rollout_driver_new(c->store, c->traffic, c->event, key, &c->rollouts);
+        }
         if (k < 0)
                 return k;
         k = sd_event_add_defer(c->event, &c->kick, on_kick, c);

@@ -9,12 +9,14 @@
 #include "driver.h"
 #include "log.h"
 #include "rollout.h"
+#include "steps.h"
 
 #define MAX_WINDOWS 256
 
 struct RolloutDriver {
         Store *store;
         Traffic *traffic;
+        StepRunner *steps;                    /* check and webhook steps, end hooks */
         unsigned changed;                     /* in this pass: weights moved or rollouts ended */
         struct {
                 int64_t rollout;              /* an active rollout's analysis window (0 free) */
@@ -25,18 +27,27 @@ struct RolloutDriver {
         } window[MAX_WINDOWS];
 };
 
-int rollout_driver_new(Store *store, Traffic *traffic, RolloutDriver **ret) {
+int rollout_driver_new(Store *store, Traffic *traffic, sd_event *e, const char *key_path, RolloutDriver **ret) {
         RolloutDriver *d = calloc(1, sizeof *d);
+        int k;
 
         if (!d)
                 return -ENOMEM;
         d->store = store;
         d->traffic = traffic;
+        k = step_runner_new(e, key_path, &d->steps);
+        if (k < 0) {
+                free(d);
+                return k;
+        }
         *ret = d;
         return 0;
 }
 
 RolloutDriver *rollout_driver_free(RolloutDriver *d) {
+        if (!d)
+                return NULL;
+        step_runner_free(d->steps);
         free(d);
         return NULL;
 }
@@ -131,6 +142,7 @@ typedef struct CanaryState {
         int64_t version_id;
         unsigned ready;
         char broken[300];
+        StepJob *job;           /* a check step's targets, when one runs (NULL otherwise) */
 } CanaryState;
 
 static int canary_state_one(const InstanceRecord *r, void *userdata) {
@@ -138,9 +150,14 @@ static int canary_state_one(const InstanceRecord *r, void *userdata) {
 
         if (r->version_id != cs->version_id)
                 return 0;
-        if (streq(r->state, "ready"))
+        if (streq(r->state, "ready")) {
                 cs->ready++;
-        else if (streq(r->state, "crash-loop") && !cs->broken[0])
+                if (cs->job && cs->job->n_guests < STEP_MAX_GUESTS && r->ip[0]) {
+                        snprintf(cs->job->guest[cs->job->n_guests].ip, sizeof cs->job->guest[0].ip, "%s", r->ip);
+                        snprintf(cs->job->guest[cs->job->n_guests].instance, sizeof cs->job->guest[0].instance, "%s", r->id);
+                        cs->job->n_guests++;
+                }
+        } else if (streq(r->state, "crash-loop") && !cs->broken[0])
                 snprintf(cs->broken, sizeof cs->broken, "canary guest %s is crash-looping (%s)", r->id,
                          r->stop_reason ? r->stop_reason : "no reason recorded");
         return 0;
@@ -182,13 +199,19 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         RolloutTransition t = {};
         CanaryState cs = { .version_id = cro->to_version_id };
         AnalysisResult window;
-        RolloutObservation o = { .now = now_realtime() };
+        RolloutObservation o = { .now = now_realtime(), .step_index = -1 };
         int64_t weight = cro->canary_weight;
+        StepJob job = { .rollout = cro->id, .step = cro->step_index };
+        char step_detail[512] = "";
+        const Step *current;
         Strategy st;
         int k;
 
         if (rollout_strategy(cro, &st) < 0 || store_service_get_by_id(d->store, cro->service_id, &sv) != 0)
                 return 0;
+        current = cro->step_index >= 0 && (size_t) cro->step_index < st.n_steps ? &st.steps[cro->step_index] : NULL;
+        if (current && (current->kind == STEP_CHECK || current->kind == STEP_WEBHOOK) && !cro->paused)
+                cs.job = &job;
         k = store_instance_list_active(d->store, sv.id, canary_state_one, &cs);
         if (k < 0)
                 return 0;
@@ -210,6 +233,24 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         o.canary_broken = cs.broken[0] ? cs.broken : NULL;
         if (window_close(d, &sv, cro, &st, &window))
                 o.window = &window;
+        if (cs.job && !o.canary_broken &&
+            (current->kind == STEP_WEBHOOK || cs.ready >= rollout_canary_wanted(cro, &st, sv.replicas))) {
+                _cleanup_(version_record_done) VersionRecord v = {};
+                json_auto_t *status = rollout_to_json(cro, sv.name, (int) cs.ready,
+                                                      (int) rollout_canary_wanted(cro, &st, sv.replicas));
+                _cleanup_free_ char *body = status ? json_dumps(status, JSON_COMPACT) : NULL;
+
+                job.kind = current->kind;
+                job.check = current->kind == STEP_CHECK ? &st.checks[current->spec] : NULL;
+                job.webhook = current->kind == STEP_WEBHOOK ? &st.webhooks[current->spec] : NULL;
+                job.body = body;
+                job.port = (unsigned) sv.port;
+                if (!job.port && store_version_get_by_id(d->store, cro->to_version_id, &v) == 0)
+                        job.port = (unsigned) v.port;
+                o.step_index = cro->step_index;
+                o.step_outcome = (int) step_runner_poll(d->steps, &job, step_detail, sizeof step_detail);
+                o.step_detail = step_detail;
+        }
 
         /* Work on copies of the strings: the store's row dies with the callback. */
         ro.from_label = cro->from_label ? strdup(cro->from_label) : NULL;
@@ -240,6 +281,27 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         return 0;
 }
 
+/* Rollout ID is no longer active: its onSuccess or onAbort hook gets its final state. */
+static void rollout_ended(RolloutDriver *d, int64_t id) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        Strategy st;
+
+        step_runner_forget(d->steps, id);
+        if (store_rollout_get_by_id(d->store, id, &ro) != 0 || rollout_is_active(&ro) || rollout_strategy(&ro, &st) < 0 ||
+            store_service_get_by_id(d->store, ro.service_id, &sv) != 0)
+                return;
+        const WebhookSpec *hook = ro.phase == ROLLOUT_HEALTHY ? &st.on_success : &st.on_abort;
+        if (!hook->url[0])
+                return;
+        json_auto_t *status = rollout_to_json(&ro, sv.name, -1, -1);
+        _cleanup_free_ char *body = status ? json_dumps(status, JSON_COMPACT) : NULL;
+        if (body && step_runner_hook(d->steps, hook, ro.phase == ROLLOUT_HEALTHY ? "rollout.healthy" : "rollout.abort",
+                                     body) < 0)
+                log_warning("Rollout %lld: cannot call its %s hook %s", (long long) id,
+                            ro.phase == ROLLOUT_HEALTHY ? "onSuccess" : "onAbort", hook->url);
+}
+
 unsigned rollout_driver_pass(RolloutDriver *d) {
         int k;
 
@@ -251,7 +313,11 @@ unsigned rollout_driver_pass(RolloutDriver *d) {
                 log_warning_errno(k, "Cannot read the rollouts in progress");
                 return d->changed;
         }
-        /* Forget the windows of rollouts that ended. */
+        /* Rollouts that ended (here, or by an API action): their hooks are told, their steps
+         * and windows forgotten. */
+        for (int i = 0; i < MAX_WINDOWS; i++)
+                if (d->window[i].rollout && !d->window[i].seen)
+                        rollout_ended(d, d->window[i].rollout);
         for (int i = 0; i < MAX_WINDOWS; i++)
                 if (!d->window[i].seen) {
                         d->window[i].rollout = 0;

@@ -16,6 +16,7 @@ typedef struct WebhookClient WebhookClient;
 typedef struct WebhookRequest {
         const char *url;          /* http:// or https:// */
         bool get;                 /* a GET (a metrics query) instead of a POST of BODY */
+        const char *method;       /* "GET" or "HEAD" (a check step's request) overrides GET; NULL: by GET */
         const char *body;         /* JSON text for a POST; copied */
         const char *secret;       /* signs the body when not NULL or empty; copied */
         const char *event;        /* X-Aviary-Event, e.g. "rollout.abort"; copied, may be NULL */

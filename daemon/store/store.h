@@ -298,6 +298,8 @@ int store_rollout_get_latest(Store *s, int64_t service_id, RolloutRecord *ret);
 /* Writes every mutable field of R; updated_at is set. */
 int store_rollout_update(Store *s, RolloutRecord *r);
 /* The service's rollouts with id > AFTER, oldest first. */
+/* By its id alone; AVIARY_E_ROLLOUT_NOT_FOUND. */
+int store_rollout_get_by_id(Store *s, int64_t id, RolloutRecord *ret);
 int store_rollout_list(Store *s, int64_t service_id, int64_t after, unsigned limit,
                        int (*fn)(const RolloutRecord *r, void *userdata), void *userdata);
 /* Every rollout in progress, of every service. */
