@@ -48,6 +48,8 @@ void settings_done(Settings *c) {
         free(c->tls_key);
         free(c->tls_priorities);
         free(c->socket_group);
+        free(c->metrics_listen);
+        free(c->metrics_token_file);
         *c = (Settings) {};
 }
 
@@ -173,6 +175,10 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->socket_path, value);
         if (streq(key, "listen"))
                 return set_string(&c->listen, value);
+        if (streq(key, "metrics_listen"))
+                return *value ? set_string(&c->metrics_listen, value) : -EINVAL;
+        if (streq(key, "metrics_token"))
+                return *value ? set_string(&c->metrics_token_file, value) : -EINVAL;
         if (streq(key, "libvirt_uri"))
                 return set_string(&c->libvirt_uri, value);
         if (streq(key, "runtime"))
@@ -443,7 +449,7 @@ static void usage(FILE *out) {
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
                 "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n"
-                "proxy_threads\n");
+                "proxy_threads metrics_listen metrics_token\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

@@ -81,6 +81,8 @@ typedef struct Request {
         json_t *reply;
         int reply_fd;            /* when >= 0, the body is this file (blobs) */
         char *reply_text;        /* when set, a text/plain body */
+        const char *reply_content_type; /* of reply_text, when not text/plain (a static string) */
+        uint64_t started_usec;   /* monotonic: its first call, for the API latency metric */
         char *reply_json_text;   /* when set, a JSON body already rendered (reply caches) */
         uint64_t reply_fd_size;
         char etag[40];

@@ -28,6 +28,8 @@
 #include <openssl/crypto.h>
 #include "route.h"
 #include "server.h"
+#include "telemetry.h"
+#include "timeutil.h"
 
 #define MAX_LISTENERS 8
 
@@ -38,6 +40,8 @@ typedef struct Listener {
         struct MHD_Daemon *mhd;
         sd_event_source *io, *timer;
         bool unix_socket;
+        bool metrics_only;         /* metrics_listen: GET /metrics alone */
+        const char *metrics_token; /* its bearer token, or NULL */
         unsigned closed; /* connections MHD closed during the current listener_run() */
         /* Its own long polls, one slot per connection it may have (connection_limit): the
          * callers of one listener cannot use up another's, and a connection never waits for a
@@ -262,6 +266,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                         srv->conns->prev = k;
                 srv->conns = k;
                 *socket_context = k;
+                telemetry_api_connection(+1);
                 conn_await_request(k);
                 return;
         }
@@ -276,6 +281,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 k->next->prev = k->prev;
         *socket_context = NULL;
         free(k);
+        telemetry_api_connection(-1);
 }
 
 /* Cuts off every connection whose request has not arrived by its deadline. MHD cannot queue
@@ -442,6 +448,9 @@ static enum MHD_Result queue(Request *r, unsigned status, struct MHD_Response *r
         ret = MHD_queue_response(r->connection, status, resp);
         MHD_destroy_response(resp);
         r->replied = true;
+        /* A 405 names a route of the path with another method: counted as unmatched. */
+        telemetry_api_request(r->route && r->route->method == r->method ? (int) (r->route - routes) : -1, status,
+                              now_monotonic() - r->started_usec);
         /* MHD reads no more of a request once an answer is queued. */
         conn_request_received(r->connection);
         return ret;
@@ -521,7 +530,8 @@ static enum MHD_Result send_result(Request *r, int result) {
                 struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
                 if (!resp)
                         free(text);
-                return queue(r, r->status ? r->status : 200, resp, "text/plain; charset=utf-8");
+                return queue(r, r->status ? r->status : 200, resp,
+                             r->reply_content_type ? r->reply_content_type : "text/plain; charset=utf-8");
         }
         if (r->reply_json_text)
                 return send_text(r, r->status ? r->status : 200, TAKE_PTR(r->reply_json_text));
@@ -622,6 +632,26 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         return AVIARY_E_OK;
 }
 
+/* metrics_listen: its metrics_token when one is set (constant time), else anyone; scope read. */
+static AviaryError authenticate_scraper(Request *r, Listener *l, char *why, size_t size) {
+        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+        char addr[INET6_ADDRSTRLEN];
+
+        peer_address(r, addr, sizeof addr);
+        snprintf(r->actor, sizeof r->actor, "metrics:%s", addr);
+        snprintf(r->principal, sizeof r->principal, "metrics");
+        if (l->metrics_token) {
+                size_t n = strlen(l->metrics_token);
+                if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != n ||
+                    CRYPTO_memcmp(auth + 7, l->metrics_token, n) != 0) {
+                        snprintf(why, size, "this listener wants its metrics_token (Authorization: Bearer TOKEN)");
+                        return AVIARY_E_UNAUTHORIZED;
+                }
+        }
+        r->scope = SCOPE_READ;
+        return AVIARY_E_OK;
+}
+
 /* The caller's X-Request-Id, or 12 random bytes in hex. -errno when the kernel gives no random
  * bytes: the id then says so ("unavailable"), never a guessable one. */
 static int request_id_init(Request *r) {
@@ -674,7 +704,9 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         char why[200];
         AviaryError auth;
 
-        auth = l->unix_socket ? authenticate_peer(r, why, sizeof why) : authenticate_token(r, why, sizeof why);
+        auth = l->metrics_only ? authenticate_scraper(r, l, why, sizeof why)
+               : l->unix_socket ? authenticate_peer(r, why, sizeof why)
+                                : authenticate_token(r, why, sizeof why);
         if (request_id_init(r) < 0)
                 return refuse(r, has_body, AVIARY_E_UNAVAILABLE, "aviaryd cannot draw a request id right now", 0);
         if (auth != AVIARY_E_OK)
@@ -683,6 +715,8 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         m = router_match(r, r->method, r->path, &allow);
         if (m < 0)
                 return send_result(r, m);
+        if (l->metrics_only && m != AVIARY_E_NOT_FOUND && strcmp(r->route->pattern, "/metrics") != 0)
+                m = AVIARY_E_NOT_FOUND; /* this listener serves /metrics alone */
         if (m == AVIARY_E_NOT_FOUND) {
                 char msg[600];
                 snprintf(msg, sizeof msg, "no such API route: %s", r->path);
@@ -874,6 +908,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                 if (!r->path)
                         return MHD_NO;
                 r->started = true;
+                r->started_usec = now_monotonic();
                 if (request_head_refused(r, l, &ret))
                         return ret;
                 return request_begin(r, l);
@@ -1055,4 +1090,14 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
 
 unsigned http_server_listener_count(HttpServer *s) {
         return s->n_listeners;
+}
+
+int http_server_add_metrics_listener(HttpServer *s, int fd, const char *token) {
+        int r = http_server_add_listener(s, fd, false);
+
+        if (r < 0)
+                return r;
+        s->listeners[s->n_listeners - 1].metrics_only = true;
+        s->listeners[s->n_listeners - 1].metrics_token = token;
+        return 0;
 }
