@@ -410,6 +410,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         m->api.store = m->store;
+        store_on_commit(m->store, http_server_wake, m->http);
         m->api.blobs = m->blobs;
         m->api.token = m->token;
         m->api.tls_cert = m->tls_cert;

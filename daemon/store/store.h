@@ -174,6 +174,8 @@ int store_event_append(Store *s, EventRecord *e);
  * events_resource index: the cost follows the events that match, not the table. */
 int store_event_list(Store *s, int64_t after, unsigned limit, const char *resource,
                      int (*fn)(const EventRecord *e, void *userdata), void *userdata);
+/* The newest event's id (0 when there is none). */
+int store_event_last_id(Store *s, int64_t *ret);
 /* Deletes up to BATCH of the oldest events that are older than BEFORE (0: no age limit) or past
  * the newest KEEP (0: no count limit), in the caller's transaction, if any. Returns how many it
  * deleted: fewer than BATCH means nothing more is due. Oldest means lowest id: an event logged
