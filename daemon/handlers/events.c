@@ -59,7 +59,7 @@ static bool type_matches(const char *type, const char *action) {
 
 static int stream_one(const EventRecord *e, void *userdata) {
         StreamBatch *b = userdata;
-        EventList l = { .items = json_array(), .redact = b->s->redact };
+        EventList l = { .redact = b->s->redact };
         _cleanup_free_ char *text = NULL;
         int k;
 
@@ -67,6 +67,7 @@ static int stream_one(const EventRecord *e, void *userdata) {
         b->s->last_id = e->id;
         if (b->s->type && !type_matches(b->s->type, e->action))
                 return 0;
+        l.items = json_array();
         k = l.items ? event_list_one(e, &l) : -ENOMEM;
         if (k == 0)
                 text = json_dumps(json_array_get(l.items, 0), JSON_COMPACT);
