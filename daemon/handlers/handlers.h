@@ -8,6 +8,7 @@
 
 /* health.c */
 int health_get(Request *r);
+int metrics_get(Request *r);
 int version_info_get(Request *r);
 
 /* blobs.c */

@@ -371,7 +371,6 @@ int rollout_list(Request *r) {
         return reply_page(r, k, items, limit, "id");
 }
 
-#define WAIT_POLL_USEC (250 * USEC_PER_MSEC)
 #define WAIT_DEFAULT_MS (10 * 60 * 1000)
 #define WAIT_MAX_MS (60 * 60 * 1000)
 
@@ -406,8 +405,8 @@ static int rollout_serves(Request *r, const ServiceRecord *s, const RolloutRecor
 }
 
 /* ?wait=done|Healthy&timeout=D: answers when the rollout finished and, when Healthy, its
- * version serves (rollout_serves), polling the store while the connection is suspended
- * (request_retry_later). */
+ * version serves (rollout_serves), looking again after each commit while the connection is
+ * suspended (request_retry_later; the server resumes waiting requests when the store commits). */
 int rollout_get(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -433,7 +432,9 @@ int rollout_get(Request *r) {
                 if (!r->wait_deadline)
                         r->wait_deadline = now_monotonic() + timeout_ms * USEC_PER_MSEC;
                 if (now_monotonic() < r->wait_deadline) {
-                        request_retry_later(r, WAIT_POLL_USEC);
+                        /* Looked at again after every commit (the server wakes long polls), else at
+                         * the deadline. */
+                        request_retry_later(r, r->wait_deadline - now_monotonic());
                         return 0;
                 }
                 if (!serves)

@@ -8,6 +8,7 @@
 const Route routes[] = {
         { HTTP_GET, "/v1/health", health_get },
         { HTTP_GET, "/v1/version", version_info_get },
+        { HTTP_GET, "/metrics", metrics_get },
 
         { HTTP_GET, "/v1/blobs", blob_list },
         { HTTP_GET, "/v1/blobs/{digest}", blob_get },

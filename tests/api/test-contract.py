@@ -23,7 +23,7 @@ KERNEL, KDIGEST = random_bytes(4096)
 
 
 def api_routes(d):
-    for method, path in [("GET", "/v1/health"), ("GET", "/v1/version"), ("GET", "/v1/health?x=1")]:
+    for method, path in [("GET", "/v1/health"), ("GET", "/v1/version"), ("GET", "/v1/health?x=1"), ("GET", "/metrics")]:
         d.request(method, path)
     c = d.client
     # blobs
@@ -167,7 +167,7 @@ def coverage():
         ok(any(200 <= s < 300 for s in statuses), f"{method} {template}: a 2xx was validated",
            f"seen: {sorted(statuses)}")
         ok(any(400 <= s < 500 for s in statuses) or method in ("GET", "HEAD") and template in (
-            "/v1/health", "/v1/version", "/v1/blobs", "/v1/images", "/v1/services", "/v1/tokens"),
+            "/v1/health", "/v1/version", "/metrics", "/v1/blobs", "/v1/images", "/v1/services", "/v1/tokens"),
            f"{method} {template}: a 4xx was validated (or it has no input to get wrong)", f"seen: {sorted(statuses)}")
 
 
