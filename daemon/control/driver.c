@@ -9,14 +9,35 @@
 #include "driver.h"
 #include "log.h"
 #include "rollout.h"
+#include "jsonpath.h"
 #include "steps.h"
+#include "webhook.h"
 
 #define MAX_WINDOWS 256
+#define MAX_FETCHES 64
+
+/* An external metric's reading in flight (its slot in the driver: freed with it). */
+typedef struct Fetch {
+        RolloutDriver *driver;
+        bool used;
+        int64_t rollout;
+        unsigned metric;
+        unsigned epoch;               /* the window it reads for */
+        char json_path[129];
+} Fetch;
+
+typedef struct Reading {
+        bool done, readable;
+        double value;
+        char error[120];
+} Reading;
 
 struct RolloutDriver {
         Store *store;
         Traffic *traffic;
         StepRunner *steps;                    /* check and webhook steps, end hooks */
+        WebhookClient *fetcher;               /* external analysis metrics */
+        Fetch fetch[MAX_FETCHES];
         unsigned changed;                     /* in this pass: weights moved or rollouts ended */
         struct {
                 int64_t rollout;              /* an active rollout's analysis window (0 free) */
@@ -24,6 +45,9 @@ struct RolloutDriver {
                 int64_t weight, step;         /* a new weight or step starts a new window */
                 bool seen;                    /* still active in this pass */
                 char canary_exit[300];        /* a canary guest with traffic died: why ("" none) */
+                unsigned epoch;               /* raised whenever a window starts */
+                unsigned fetched_epoch;       /* the window whose external metrics were asked for */
+                Reading reading[STRATEGY_MAX_EXTERNAL];
         } window[MAX_WINDOWS];
 };
 
@@ -36,7 +60,10 @@ int rollout_driver_new(Store *store, Traffic *traffic, sd_event *e, const char *
         d->store = store;
         d->traffic = traffic;
         k = step_runner_new(e, key_path, &d->steps);
+        if (k >= 0)
+                k = webhook_client_new(e, &d->fetcher);
         if (k < 0) {
+                step_runner_free(d->steps);
                 free(d);
                 return k;
         }
@@ -48,6 +75,7 @@ RolloutDriver *rollout_driver_free(RolloutDriver *d) {
         if (!d)
                 return NULL;
         step_runner_free(d->steps);
+        webhook_client_free(d->fetcher); /* no callback after this */
         free(d);
         return NULL;
 }
@@ -71,6 +99,7 @@ static void window_restart(RolloutDriver *d, int i, const ServiceRecord *sv, con
                 d->window[i].canary_exit[0] = 0; /* a slot of another rollout's */
         d->window[i].rollout = ro->id;
         d->window[i].started = now_monotonic();
+        d->window[i].epoch++;
         d->window[i].weight = ro->canary_weight;
         d->window[i].step = ro->step_index;
         d->window[i].seen = true;
@@ -97,6 +126,7 @@ static bool window_close(RolloutDriver *d, const ServiceRecord *sv, const Rollou
         if (!spec->enabled || ro->canary_weight == 0 || now - d->window[i].started < spec->interval_ms * USEC_PER_MSEC)
                 return false;
         d->window[i].started = now;
+        d->window[i].epoch++;
         if (traffic_window_take(d->traffic, sv->name, &diff) < 0) {
                 *ret = (AnalysisResult) { .verdict = ANALYSIS_FAIL, .n_metrics = 1 };
                 ret->metric[0] = (AnalysisMetric) { .name = "successRate", .verdict = ANALYSIS_FAIL };
@@ -105,8 +135,79 @@ static bool window_close(RolloutDriver *d, const ServiceRecord *sv, const Rollou
                 return true;
         }
         analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
+        /* The external metrics asked for during this window. */
+        for (size_t m = 0; m < st->n_external; m++) {
+                const Reading *x = &d->window[i].reading[m];
+                bool ours = d->window[i].fetched_epoch == d->window[i].epoch - 1;
+                analysis_add_external(ret, &st->external[m], ours && x->done && x->readable, x->value,
+                                      !ours || !x->done ? "no answer before the window closed" : x->error);
+        }
         return true;
 }
+
+static void on_fetched(const WebhookResult *res, void *userdata) {
+        Fetch *f = userdata;
+        RolloutDriver *d = f->driver;
+        int i = window_slot(d, f->rollout);
+        Reading *x;
+
+        f->used = false;
+        if (i < 0 || d->window[i].rollout != f->rollout || d->window[i].fetched_epoch != f->epoch ||
+            f->metric >= STRATEGY_MAX_EXTERNAL)
+                return; /* a window gone by */
+        x = &d->window[i].reading[f->metric];
+        x->done = true;
+        if (!res->ok) {
+                snprintf(x->error, sizeof x->error, "%s%ld %.80s", res->status ? "status " : "", res->status,
+                         res->status ? "" : res->error);
+                return;
+        }
+        json_auto_t *j = json_loads(res->body, 0, NULL);
+        if (!j) {
+                snprintf(x->error, sizeof x->error, "the answer is not JSON (or over 8 KiB)");
+                return;
+        }
+        int k = jsonpath_number(j, f->json_path, &x->value);
+        if (k == 0)
+                x->readable = true;
+        else
+                snprintf(x->error, sizeof x->error, "%.100s: %s", f->json_path,
+                         k == -ENOENT ? "nothing there" : k == -EDOM ? "not a number" : "not a path");
+}
+
+/* Asks for the external metrics of the window of slot I (RO's) that just started. */
+static void external_start(RolloutDriver *d, int i, const Strategy *st) {
+        d->window[i].fetched_epoch = d->window[i].epoch;
+        memset(d->window[i].reading, 0, sizeof d->window[i].reading);
+        for (size_t m = 0; m < st->n_external; m++) {
+                Fetch *f = NULL;
+                for (size_t k = 0; k < MAX_FETCHES && !f; k++)
+                        if (!d->fetch[k].used)
+                                f = &d->fetch[k];
+                if (!f) {
+                        snprintf(d->window[i].reading[m].error, sizeof d->window[i].reading[m].error,
+                                 "too many readings in flight");
+                        d->window[i].reading[m].done = true;
+                        continue;
+                }
+                *f = (Fetch) { .driver = d, .used = true, .rollout = d->window[i].rollout, .metric = (unsigned) m,
+                               .epoch = d->window[i].epoch };
+                snprintf(f->json_path, sizeof f->json_path, "%s", st->external[m].json_path);
+                WebhookRequest req = {
+                        .url = st->external[m].url,
+                        .get = true,
+                        .timeout_usec = st->external[m].timeout_ms * USEC_PER_MSEC,
+                        .retries = 0,
+                };
+                if (webhook_send(d->fetcher, &req, on_fetched, f) < 0) {
+                        f->used = false;
+                        snprintf(d->window[i].reading[m].error, sizeof d->window[i].reading[m].error,
+                                 "cannot send the request");
+                        d->window[i].reading[m].done = true;
+                }
+        }
+}
+
 
 /* A canary guest that had traffic died on its own (crashed, was killed, shut down, never
  * answered its health check), or missed its boot deadline (WITHOUT_TRAFFIC: with or without
@@ -233,6 +334,10 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         o.canary_broken = cs.broken[0] ? cs.broken : NULL;
         if (window_close(d, &sv, cro, &st, &window))
                 o.window = &window;
+        k = window_slot(d, cro->id);
+        if (k >= 0 && d->window[k].rollout == cro->id && st.n_external > 0 && rollout_current_spec(cro, &st)->enabled &&
+            cro->canary_weight > 0 && d->window[k].fetched_epoch != d->window[k].epoch)
+                external_start(d, k, &st);
         if (cs.job && !o.canary_broken &&
             (current->kind == STEP_WEBHOOK || cs.ready >= rollout_canary_wanted(cro, &st, sv.replicas))) {
                 _cleanup_(version_record_done) VersionRecord v = {};

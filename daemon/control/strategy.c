@@ -566,6 +566,20 @@ static bool steps_equal(const Strategy *sa, const Strategy *sb) {
         return true;
 }
 
+static bool external_equal(const Strategy *a, const Strategy *b) {
+        if (a->n_external != b->n_external)
+                return false;
+        for (size_t i = 0; i < a->n_external; i++) {
+                const ExternalMetric *x = &a->external[i], *y = &b->external[i];
+                if (!streq(x->name, y->name) || !streq(x->url, y->url) || !streq(x->json_path, y->json_path) ||
+                    x->timeout_ms != y->timeout_ms || x->failure_condition != y->failure_condition ||
+                    x->condition.op != y->condition.op || x->condition.a != y->condition.a ||
+                    x->condition.b != y->condition.b)
+                        return false;
+        }
+        return true;
+}
+
 bool strategy_equal(const Strategy *a, const Strategy *b) {
         return streq(a->preset, b->preset) && a->canary_replicas == b->canary_replicas &&
                analysis_spec_equal(&a->analysis, &b->analysis) && a->progress_deadline_ms == b->progress_deadline_ms &&
@@ -573,7 +587,7 @@ bool strategy_equal(const Strategy *a, const Strategy *b) {
                a->scale_down_delay_ms == b->scale_down_delay_ms && streq(a->sticky_header, b->sticky_header) &&
                streq(a->sticky_cookie, b->sticky_cookie) && a->tester_header == b->tester_header &&
                webhook_spec_equal(&a->on_abort, &b->on_abort) && webhook_spec_equal(&a->on_success, &b->on_success) &&
-               steps_equal(a, b);
+               external_equal(a, b) && steps_equal(a, b);
 }
 
 /* HTTP token characters (RFC 9110 tchar), which is also what a cookie name may use (RFC 6265). */
@@ -618,6 +632,92 @@ static int stickiness_parse(json_t *obj, Strategy *s, ApiError *e) {
 }
 
 /* The "canary" object over S (defaults, or a preset's when HAS_PRESET). */
+/* canary.analysis.metrics: [{"name", "provider": {"web": {"url", "jsonPath", "timeout"}},
+ * "failureCondition" | "successCondition"}]. */
+static int external_parse(json_t *list, Strategy *s, ApiError *e) {
+        static const char path[] = "strategy.canary.analysis.metrics";
+        char where[FIELD_PATH_MAX], field[FIELD_PATH_MAX];
+
+        if (!json_is_array(list) || json_array_size(list) > STRATEGY_MAX_EXTERNAL)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of at most %d metrics",
+                                   STRATEGY_MAX_EXTERNAL);
+        s->n_external = 0;
+        for (size_t i = 0; i < json_array_size(list); i++) {
+                const char *name = NULL, *failure = NULL, *success = NULL, *url = NULL, *jpath = NULL, *timeout = NULL;
+                json_t *provider = NULL, *web = NULL;
+                const FieldSpec specs[] = {
+                        {"name", FIELD_STRING, .required = true, .max = 63, .ret = &name},
+                        {"provider", FIELD_OBJECT, .required = true, .ret = &provider},
+                        {"failureCondition", FIELD_STRING, .max = 63, .ret = &failure},
+                        {"successCondition", FIELD_STRING, .max = 63, .ret = &success},
+                        {},
+                };
+                const FieldSpec pspecs[] = {
+                        {"web", FIELD_OBJECT, .required = true, .ret = &web},
+                        {},
+                };
+                const FieldSpec wspecs[] = {
+                        {"url", FIELD_STRING, .required = true, .max = 512, .ret = &url},
+                        {"jsonPath", FIELD_STRING, .required = true, .max = 128, .ret = &jpath},
+                        {"timeout", FIELD_STRING, .ret = &timeout},
+                        {},
+                };
+                ExternalMetric m = {.timeout_ms = 5000};
+                json_t *item = json_array_get(list, i);
+                int r;
+
+                field_path(where, "%s[%zu]", path, i);
+                if (!json_is_object(item))
+                        return field_error(e, AVIARY_E_INVALID_FIELD, where, "must be an object");
+                field_path(where, "%s[%zu].", path, i);
+                r = json_check_fields(item, specs, where, e);
+                if (r == 0) {
+                        field_path(where, "%s[%zu].provider.", path, i);
+                        r = json_check_fields(provider, pspecs, where, e);
+                }
+                if (r == 0) {
+                        field_path(where, "%s[%zu].provider.web.", path, i);
+                        r = json_check_fields(web, wspecs, where, e);
+                }
+                if (r != 0)
+                        return r;
+                field_path(where, "%s[%zu].provider.web", path, i);
+                if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+                        field_path(field, "%s.url", where);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be an http:// or https:// URL");
+                }
+                if (jpath[0] != '$') {
+                        field_path(field, "%s.jsonPath", where);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must be a JSONPath from $, e.g. $.data.result[0].value[1]");
+                }
+                r = duration_field(timeout, where, "timeout", 100, NULL, &m.timeout_ms, e);
+                if (r != 0)
+                        return r;
+                if (!!failure == !!success) {
+                        field_path(field, "%s[%zu]", path, i);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "needs one of failureCondition and successCondition, e.g. \"> 0.01\"");
+                }
+                if (condition_parse(failure ? failure : success, &m.condition) < 0) {
+                        field_path(field, "%s[%zu].%s", path, i, failure ? "failureCondition" : "successCondition");
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must be a condition: < N, <= N, > N, >= N, == N or A..B");
+                }
+                for (size_t k = 0; k < s->n_external; k++)
+                        if (streq(s->external[k].name, name)) {
+                                field_path(field, "%s[%zu].name", path, i);
+                                return field_error(e, AVIARY_E_INVALID_FIELD, field, "repeats '%s'", name);
+                        }
+                snprintf(m.name, sizeof m.name, "%s", name);
+                snprintf(m.url, sizeof m.url, "%s", url);
+                snprintf(m.json_path, sizeof m.json_path, "%s", jpath);
+                m.failure_condition = failure != NULL;
+                s->external[s->n_external++] = m;
+        }
+        return 0;
+}
+
 static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *e) {
         static const char path[] = "strategy.canary";
         const char *deadline = NULL, *abort_delay = NULL, *scale_down_delay = NULL;
@@ -650,7 +750,13 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
         s->tester_header = tester;
 
         if (analysis) {
-                r = analysis_parse(analysis, "strategy.canary.analysis", false, &s->analysis, e);
+                json_t *metrics = json_object_get(analysis, "metrics");
+                json_auto_t *rest = json_copy(analysis);
+                if (!rest || (metrics && json_object_del(rest, "metrics") < 0))
+                        return -ENOMEM;
+                r = analysis_parse(rest, "strategy.canary.analysis", false, &s->analysis, e);
+                if (r == 0 && metrics && !json_is_null(metrics))
+                        r = external_parse(metrics, s, e);
                 if (r != 0)
                         return r;
         }
@@ -838,6 +944,33 @@ static json_t *stickiness_to_json(const Strategy *s) {
         return json_null();
 }
 
+static json_t *external_to_json(const Strategy *s) {
+        json_auto_t *list = json_array();
+
+        for (size_t i = 0; list && i < s->n_external; i++) {
+                const ExternalMetric *m = &s->external[i];
+                char cond[64], timeout[32];
+                condition_format(&m->condition, cond);
+                duration_format_ms(m->timeout_ms, timeout);
+                if (json_array_append_new(list, json_pack("{s:s, s:{s:{s:s, s:s, s:s}}, s:s}", "name", m->name, "provider",
+                                                          "web", "url", m->url, "jsonPath", m->json_path, "timeout",
+                                                          timeout, m->failure_condition ? "failureCondition"
+                                                                                        : "successCondition",
+                                                          cond)) < 0)
+                        return NULL;
+        }
+        return TAKE_PTR(list);
+}
+
+/* The background analysis with its external metrics. */
+static json_t *background_to_json(const Strategy *s) {
+        json_auto_t *j = analysis_spec_to_json(&s->analysis);
+
+        if (!j || !put(j, "metrics", external_to_json(s)))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
 json_t *strategy_to_json(const Strategy *s) {
         json_auto_t *j = json_object(), *canary = json_object(), *steps = json_array();
 
@@ -848,7 +981,7 @@ json_t *strategy_to_json(const Strategy *s) {
                         return NULL;
         if (!put(canary, "steps", TAKE_PTR(steps)) ||
             !put(canary, "canaryReplicas", json_integer((json_int_t) s->canary_replicas)) ||
-            !put(canary, "analysis", analysis_spec_to_json(&s->analysis)) ||
+            !put(canary, "analysis", background_to_json(s)) ||
             !put(canary, "progressDeadline", duration_to_json(s->progress_deadline_ms)) ||
             !put(canary, "abortScaleDownDelay", duration_to_json(s->abort_scale_down_delay_ms)) ||
             !put(canary, "scaleDownDelay", duration_to_json(s->scale_down_delay_ms)) ||

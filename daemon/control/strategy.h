@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "apierror.h"
+#include "condition.h"
 
 typedef enum StepKind {
         STEP_SET_WEIGHT,
@@ -41,6 +42,19 @@ typedef struct WebhookSpec {
         bool gate;                  /* wait until it answers 2xx (polled), within progressDeadline */
 } WebhookSpec;
 
+/* An analysis metric read from outside each window (Argo's web provider; a Prometheus instant
+ * query is the main case): a number at JSON_PATH in the answer to a GET of URL, held to a
+ * condition. An unreadable value fails the window, as for the built-in metrics. */
+typedef struct ExternalMetric {
+        char name[64];
+        char url[513];
+        char json_path[129];
+        uint64_t timeout_ms;        /* default 5s */
+        Condition condition;
+        bool failure_condition;     /* the window fails when it holds (else: passes only when it holds) */
+} ExternalMetric;
+
+#define STRATEGY_MAX_EXTERNAL 4
 #define STRATEGY_MAX_CHECKS 4
 #define STRATEGY_MAX_WEBHOOKS 8
 
@@ -86,6 +100,8 @@ typedef struct Strategy {
         WebhookSpec webhooks[STRATEGY_MAX_WEBHOOKS]; /* of the webhook steps */
         size_t n_webhooks;
         WebhookSpec on_abort, on_success;   /* fire-and-forget hooks at the end (url "" none) */
+        ExternalMetric external[STRATEGY_MAX_EXTERNAL]; /* canary.analysis.metrics: every window's */
+        size_t n_external;
 } Strategy;
 
 #define STRATEGY_DEFAULT_PRESET "Canary10Percent5Minutes"

@@ -30,7 +30,7 @@ typedef struct WebhookResult {
         long status;              /* the last answer's HTTP status, 0 when none came */
         unsigned attempts;
         char error[256];          /* why the last attempt failed ("" when ok) */
-        char body[1024];          /* the start of the last answer's body */
+        char body[8192];          /* the start of the last answer's body */
 } WebhookResult;
 
 /* Called once per webhook_send(), on the loop, when it succeeded or ran out of attempts. */

@@ -68,6 +68,24 @@ static void write_instances(PromText *p, Store *store, const ServiceNames *l) {
                                             (uint64_t) counts[i][k]);
 }
 
+/* A service running a revoked version, as stable or as the canary of its rollout. */
+static void write_revoked(PromText *p, Store *store, const ServiceNames *l) {
+        promtext_family(p, "aviary_service_version_revoked", "gauge",
+                        "1 when the version a service serves in this role (stable, canary) was revoked since; "
+                        "revoking stops no guest.");
+        for (size_t i = 0; i < l->n; i++) {
+                _cleanup_(service_record_done) ServiceRecord s = {};
+                bool stable, canary;
+                if (store_service_get_by_id(store, l->ids[i], &s) != 0)
+                        continue;
+                service_revoked(store, &s, &stable, &canary);
+                promtext_sample_u64(p, "aviary_service_version_revoked",
+                                    (const char *const[]) { "service", l->names[i], "role", "stable", NULL }, stable);
+                promtext_sample_u64(p, "aviary_service_version_revoked",
+                                    (const char *const[]) { "service", l->names[i], "role", "canary", NULL }, canary);
+        }
+}
+
 /* Each service's newest rollout: its phase as a state set, its weight, step and analysis. */
 static void write_rollouts(PromText *p, Store *store, const ServiceNames *l) {
         _cleanup_free_ RolloutRecord *ro = calloc(l->n ? l->n : 1, sizeof *ro);
@@ -143,6 +161,7 @@ int metrics_get(Request *r) {
         controller_write_metrics(r->ctx->controller, &p);
         write_instances(&p, r->ctx->store, &l);
         write_rollouts(&p, r->ctx->store, &l);
+        write_revoked(&p, r->ctx->store, &l);
         telemetry_write(&p, route_name, routes_count);
         telemetry_write_process(&p, AVIARY_VERSION);
         text = promtext_take(&p, NULL);

@@ -16,17 +16,23 @@ static const char *const restart_policies[] = { "always", "on-failure", "never" 
 /* {"stable": B, "canary": B}: whether the version S serves as stable, and the canary of its
  * rollout in progress, were revoked since. Revoking stops no guest: this says that they run a
  * version that should not, so that an operator rolls forward or back. */
-static json_t *service_revoked_json(Request *r, const ServiceRecord *s) {
+void service_revoked(Store *store, const ServiceRecord *s, bool *ret_stable, bool *ret_canary) {
         _cleanup_(version_record_done) VersionRecord stable = {}, canary = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
-        bool stable_revoked = false, canary_revoked = false;
 
-        if (s->stable_version_id && store_version_get_by_id(r->ctx->store, s->stable_version_id, &stable) == 0)
-                stable_revoked = stable.revoked;
-        if (store_rollout_get_active(r->ctx->store, s->id, &ro) == 0 && ro.to_version_id != s->stable_version_id &&
-            store_version_get_by_id(r->ctx->store, ro.to_version_id, &canary) == 0)
-                canary_revoked = canary.revoked;
-        return json_pack("{s:b, s:b}", "stable", stable_revoked, "canary", canary_revoked);
+        *ret_stable = *ret_canary = false;
+        if (s->stable_version_id && store_version_get_by_id(store, s->stable_version_id, &stable) == 0)
+                *ret_stable = stable.revoked;
+        if (store_rollout_get_active(store, s->id, &ro) == 0 && ro.to_version_id != s->stable_version_id &&
+            store_version_get_by_id(store, ro.to_version_id, &canary) == 0)
+                *ret_canary = canary.revoked;
+}
+
+static json_t *service_revoked_json(Request *r, const ServiceRecord *s) {
+        bool stable, canary;
+
+        service_revoked(r->ctx->store, s, &stable, &canary);
+        return json_pack("{s:b, s:b}", "stable", stable, "canary", canary);
 }
 
 static json_t *service_to_json(Request *r, const ServiceRecord *s) {

@@ -112,6 +112,15 @@ def test_api(d):
     ok(not any(name == "aviary_api_requests_total" and ("route", "/v1/services/nope") in labels
                for name, labels in after), "no label holds a path as sent (route templates only)")
 
+    # Revoked versions are flagged per role.
+    is_((value(after, "aviary_service_version_revoked", service="web", role="stable"),
+         value(after, "aviary_service_version_revoked", service="web", role="canary")), (0, 0), "nothing revoked: 0 and 0")
+    is_(c.post("/v1/images/app/versions/2/revoke", {}).status, 200, "the canary app:2 is revoked")
+    s = parse(scrape(c).raw.decode())
+    is_((value(s, "aviary_service_version_revoked", service="web", role="stable"),
+         value(s, "aviary_service_version_revoked", service="web", role="canary")), (0, 1),
+        "aviary_service_version_revoked says the canary's version is")
+
     # Bad input changes nothing and answers JSON.
     snap = d.snapshot()
     check_error(c.request("POST", "/metrics"), 405, "method-not-allowed", "POST /metrics: 405")

@@ -291,6 +291,22 @@ def gates(d):
         ok(got and got["phase"] == "Degraded" and reason.get("kind") == "webhook" and "2 attempt" in reason.get("detail", ""),
            "a webhook that times out (with its retry) aborts: kind webhook", repr(got))
 
+        # 4. An external metric (a fake Prometheus) over its failureCondition: analysis aborts.
+        ro = start(d, "app:1.0", {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}], "analysis": {
+            "interval": "1s", "minSampleSize": 1000000, "failureLimit": 0,
+            "metrics": [{"name": "checkout-errors", "failureCondition": "> 0.01", "provider": {"web": {
+                "url": f"{HOOKS}/prom?query=sum(rate(errors[1m]))", "jsonPath": "$.data.result[0].value[1]"}}}]}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 180)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "analysis" and "checkout-errors" in
+           reason.get("detail", ""), "an external metric over its failureCondition aborts (kind analysis)", repr(got))
+        last = ((got or {}).get("analysis") or {}).get("last") or {}
+        ext = [m for m in last.get("metrics", []) if m.get("name") == "checkout-errors"]
+        ok(ext and ext[0].get("value") == 0.05 and ext[0].get("verdict") == "Fail",
+           "the window shows the metric's value read from the JSON path, and its verdict", repr(last))
+        ok([r for r in hook_requests(folder) if r["path"].startswith("/prom") and r["method"] == "GET"],
+           "aviaryd asked the provider with a GET")
+
         # Every webhook request was signed with aviaryd's key.
         with open(os.path.join(d.state_dir, "webhook.key"), encoding="utf-8") as f:
             key = f.read().strip()

@@ -5,6 +5,7 @@ hookserver.py PORT DIR. Every request is appended to DIR/requests.jsonl as
   /gate  403 {"approved": false} until the file DIR/open exists, then 200;
   /slow  sleeps 5 s, then 200 (longer than a test's webhook timeout);
   /fail  500;
+  /prom  a Prometheus instant-query answer whose value is 0.05 (as Prometheus writes it, a string);
   anything else 200 {"ok": true}.
 It stops by itself after 15 minutes."""
 import http.server
@@ -36,14 +37,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, answer = 403, {"approved": False}
         elif self.path == "/fail":
             status, answer = 500, {"ok": False}
+        elif self.path.startswith("/prom"):
+            status, answer = 200, {"status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": {"service": "web"}, "value": [time.time(), "0.05"]}]}}
         else:
             status, answer = 200, {"ok": True}
         data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the caller gave up first (the /slow timeout)
 
     do_GET = do_POST = do_HEAD = handle_any
 

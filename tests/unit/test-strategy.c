@@ -345,6 +345,23 @@ static const struct {
          "strategy.canary.onAbort.gate", NULL},
         {"{\"canary\": {\"onSuccess\": {\"url\": \"nope\"}}}", AVIARY_E_INVALID_FIELD, "strategy.canary.onSuccess.url",
          NULL},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"provider\": {\"web\": {\"url\": \"http://m/\", "
+         "\"jsonPath\": \"$.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0]", "failureCondition"},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"> 1\", "
+         "\"successCondition\": \"< 2\", \"provider\": {\"web\": {\"url\": \"http://m/\", \"jsonPath\": \"$.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0]", "one of"},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"about 1\", "
+         "\"provider\": {\"web\": {\"url\": \"http://m/\", \"jsonPath\": \"$.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0].failureCondition", NULL},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"> 1\", "
+         "\"provider\": {\"web\": {\"url\": \"http://m/\", \"jsonPath\": \"data.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0].provider.web.jsonPath", NULL},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"> 1\", "
+         "\"provider\": {\"prometheus\": {}}}]}}}",
+         AVIARY_E_UNKNOWN_FIELD, "strategy.canary.analysis.metrics[0].provider.prometheus", NULL},
+        {"{\"canary\": {\"steps\": [{\"analysis\": {\"metrics\": []}}]}}", AVIARY_E_UNKNOWN_FIELD,
+         "strategy.canary.steps[0].analysis.metrics", NULL},
 };
 
 static void test_bad(void) {
@@ -448,6 +465,7 @@ static void test_round_trip(void) {
            "the second webhook (timeout default 10s)");
         ok(streq(s.on_abort.url, "http://chat.example/abort") && s.on_success.retries == 5, "the end hooks");
         round_trip("check and webhook steps", &s);
+
         {
                 json_auto_t *j = strategy_to_json(&s);
                 json_t *step0 = json_array_get(json_object_get(json_object_get(j, "canary"), "steps"), 0);
@@ -458,6 +476,21 @@ static void test_round_trip(void) {
                        "\"timeout\":\"5s\"}}",
                        "a check step, expanded");
         }
+
+        is_int(parse_text("{\"canary\": {\"analysis\": {\"interval\": \"30s\", \"metrics\": ["
+                          "{\"name\": \"checkout-errors\", \"failureCondition\": \"> 0.01\", \"provider\": {\"web\": {"
+                          "\"url\": \"http://127.0.0.1:9090/api/v1/query?query=sum(rate(errors[5m]))\","
+                          " \"jsonPath\": \"$.data.result[0].value[1]\", \"timeout\": \"2s\"}}},"
+                          "{\"name\": \"apdex\", \"successCondition\": \"0.9..1\", \"provider\": {\"web\": {"
+                          "\"url\": \"https://m.example/apdex\", \"jsonPath\": \"$.value\"}}}]}}}",
+                          &s, &e),
+               0, "external analysis metrics: %s", e.message);
+        ok(s.n_external == 2 && streq(s.external[0].name, "checkout-errors") && s.external[0].failure_condition &&
+                   s.external[0].condition.op == COND_GT && s.external[0].timeout_ms == 2000 &&
+                   !s.external[1].failure_condition && s.external[1].condition.op == COND_RANGE &&
+                   s.external[1].timeout_ms == 5000,
+           "their names, conditions and timeouts (default 5s)");
+        round_trip("external metrics", &s);
 
         is_int(parse_text("{\"preset\": \"Linear10PercentEvery3Minutes\", \"canary\": {\"stickiness\": "
                           "{\"cookie\": "
