@@ -138,6 +138,7 @@ typedef struct ServiceRecord {
         int64_t boot_timeout_ms;         /* 0: the daemon's boot_timeout */
         char *match_hosts;               /* JSON array of host patterns on a shared listener; NULL: any */
         char *match_path_prefix;         /* NULL: any ("/") */
+        char *notify;                    /* JSON [{"url", "secret"?}] of rollout notifications; NULL: none */
         int64_t idle_ms;                 /* scale to zero after this long without a request; 0: never */
         char wake[16];                   /* "boot" or "snapshot" */
         int64_t generation;
