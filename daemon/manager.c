@@ -21,6 +21,15 @@
 #define EVENT_PRUNE_BATCH 1000
 #define EVENT_PRUNE_EVERY_USEC (10 * 60 * USEC_PER_SEC)
 
+/* Anything committed to the store: event streams and long polls wake, and so do the
+ * notifications of rollout events. */
+static void manager_store_committed(void *userdata) {
+        Manager *m = userdata;
+
+        http_server_wake(m->http);
+        notifier_wake(m->notifier);
+}
+
 /* A change committed through the API: the controller looks at desired state soon. */
 static void manager_on_committed(void *userdata) {
         Manager *m = userdata;
@@ -58,6 +67,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         http_server_free(m->http);
         controller_free(m->controller);
+        notifier_free(m->notifier);
         sd_event_source_disable_unref(m->housekeeping);
         sd_event_source_disable_unref(m->event_prune);
         sd_event_source_disable_unref(m->watchdog);
@@ -67,6 +77,12 @@ Manager *manager_free(Manager *m) {
         if (m->token)
                 explicit_bzero(m->token, strlen(m->token));
         free(m->token);
+        if (m->metrics_token)
+                explicit_bzero(m->metrics_token, strlen(m->metrics_token));
+        free(m->metrics_token);
+        if (m->notify_secret)
+                explicit_bzero(m->notify_secret, strlen(m->notify_secret));
+        free(m->notify_secret);
         free(m->tls_cert);
         if (m->tls_key)
                 explicit_bzero(m->tls_key, strlen(m->tls_key));
@@ -159,14 +175,15 @@ static int tls_load(Manager *m) {
         return r;
 }
 
-static int token_load(Manager *m) {
+/* A bearer token from the first line of PATH (SETTING names it in messages) into *RET. */
+static int token_read(const char *path, const char *setting, char **ret) {
         char buf[512];
         size_t n;
         FILE *f;
 
-        if (!m->settings.token_file)
+        if (!path)
                 return 0;
-        f = secret_open(m->settings.token_file, "token_file");
+        f = secret_open(path, setting);
         if (!f)
                 return -EPERM;
         n = fread(buf, 1, sizeof buf - 1, f);
@@ -175,11 +192,21 @@ static int token_load(Manager *m) {
         buf[strcspn(buf, "\r\n")] = 0;
         if (strlen(buf) < 16) {
                 explicit_bzero(buf, sizeof buf);
-                return log_error_errno(EINVAL, "Token in %s is shorter than 16 characters", m->settings.token_file);
+                return log_error_errno(EINVAL, "Token in %s (%s) is shorter than 16 characters", path, setting);
         }
-        m->token = strdup(buf);
+        *ret = strdup(buf);
         explicit_bzero(buf, sizeof buf);
-        return m->token ? 0 : -ENOMEM;
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int token_load(Manager *m) {
+        int r = token_read(m->settings.token_file, "token_file", &m->token);
+
+        if (r == 0)
+                r = token_read(m->settings.metrics_token_file, "metrics_token", &m->metrics_token);
+        if (r == 0)
+                r = token_read(m->settings.notify_secret_file, "notify_secret", &m->notify_secret);
+        return r;
 }
 
 /* The same rule for our own TCP listener and one systemd hands us: off loopback, only
@@ -302,6 +329,17 @@ static int listeners_open(Manager *m) {
                 if (r < 0)
                         return r;
         }
+        /* The metrics listener too: GET /metrics alone; off loopback only with metrics_token. */
+        _cleanup_close_ int metrics_fd = -1;
+        if (m->settings.metrics_listen) {
+                r = socket_listen_tcp(m->settings.metrics_listen, m->metrics_token != NULL, &metrics_fd);
+                if (r == -EPERM)
+                        log_error("Refusing to serve metrics on non-loopback %s without a bearer token: set "
+                                  "metrics_token (a file holding it), or listen on 127.0.0.1 or [::1].",
+                                  m->settings.metrics_listen);
+                if (r < 0)
+                        return r;
+        }
         r = socket_listen_unix(m->settings.socket_path, m->settings.socket_mode, m->settings.socket_group, &fd);
         if (r < 0)
                 return r;
@@ -315,6 +353,13 @@ static int listeners_open(Manager *m) {
                         return r;
                 log_info("Serving the API on %s %s (bearer tokens required).", m->tls_cert ? "https" : "tcp",
                          m->settings.listen);
+        }
+        if (metrics_fd >= 0) {
+                r = http_server_add_metrics_listener(m->http, TAKE_FD(metrics_fd), m->metrics_token);
+                if (r < 0)
+                        return r;
+                log_info("Serving GET /metrics alone on %s%s.", m->settings.metrics_listen,
+                         m->metrics_token ? " (bearer metrics_token required)" : "");
         }
         return 0;
 }
@@ -379,6 +424,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         m->api.store = m->store;
+        r = notifier_new(m->event, m->store, m->settings.notify, m->notify_secret, &m->notifier);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up rollout notifications");
+        store_on_commit(m->store, manager_store_committed, m);
         m->api.blobs = m->blobs;
         m->api.token = m->token;
         m->api.tls_cert = m->tls_cert;

@@ -5,6 +5,7 @@
 #include <systemd/sd-event.h>
 
 #include "blobfiles.h"
+#include "control/notify.h"
 #include "http/request.h"
 #include "settings.h"
 #include "store.h"
@@ -20,6 +21,9 @@ typedef struct Manager {
         HttpServer *http;
         ApiContext api;          /* what the API server and handlers are lent (filled at start) */
         Controller *controller;  /* NULL with runtime = off */
+        Notifier *notifier;      /* rollout notifications (control/notify.c) */
+        char *notify_secret;     /* from settings.notify_secret_file */
+        char *metrics_token;     /* bearer token of metrics_listen, from settings.metrics_token_file */
         char *token;             /* bearer token for TCP, from settings.token_file */
         char *tls_cert, *tls_key;/* PEM text of settings.tls_cert/tls_key, or NULL: plain HTTP */
         /* Service proxy listeners kept across a restart in systemd's fd store

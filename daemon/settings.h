@@ -45,6 +45,11 @@ typedef struct Settings {
         uint64_t event_retention_usec;   /* audit events older than this are pruned; 0: none */
         uint64_t event_retention_count;  /* at most this many audit events are kept; 0: no limit */
         unsigned proxy_threads;          /* service proxy worker threads; 0: one per CPU */
+        unsigned event_heartbeat_sec;    /* an idle event stream sends a comment this often */
+        char *metrics_listen;            /* "ADDR:PORT" serving GET /metrics alone, or NULL */
+        char *metrics_token_file;        /* metrics_token: a file holding its bearer token */
+        char *notify;                    /* every service's rollout events are POSTed here too, or NULL */
+        char *notify_secret_file;        /* notify_secret: a file whose first line signs them */
 } Settings;
 
 void settings_init_defaults(Settings *c);

@@ -431,6 +431,59 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         set_message(r, t, "step %zu/%zu: canary at %s; pause until %s", i + 1, n,
                                     percent((unsigned) r->canary_weight, pct), until);
                         goto out;
+                case STEP_CHECK:
+                case STEP_WEBHOOK: {
+                        bool check = step->kind == STEP_CHECK;
+                        const WebhookSpec *w = check ? NULL : &s->webhooks[step->spec];
+                        bool ours = o->step_index == (int64_t) i;
+
+                        set_phase(r, t, ROLLOUT_PROGRESSING);
+                        /* A check needs its canary guests up; it runs before any weight moves
+                         * when it comes first (canary guests are there at 0%). */
+                        want = rollout_canary_wanted(r, s, o->replicas);
+                        if (check && o->canary_ready < want) {
+                                set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before the check",
+                                            i + 1, n, o->canary_ready, want);
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: canary guests not ready within %s (%u of %u)",
+                                                   deadline, o->canary_ready, want);
+                                goto out;
+                        }
+                        if (ours && o->step_outcome == 1) {
+                                advance(r, now);
+                                set_message(r, t, "step %zu/%zu: %s", i + 1, n, o->step_detail ? o->step_detail : "passed");
+                                transition(t, "rollout.step",
+                                           json_pack("{s:I, s:s, s:s?, s:o}", "step", (json_int_t) i, check ? "check" : "webhook",
+                                                     "passed", "detail", o->step_detail, "weights", weights_json(r)));
+                                continue;
+                        }
+                        if (ours && o->step_outcome == 2) {
+                                abort_with(r, t, now, check ? ROLLOUT_ABORT_CHECK : ROLLOUT_ABORT_WEBHOOK, NULL, "%s",
+                                           o->step_detail ? o->step_detail : "the step failed");
+                                goto out;
+                        }
+                        if (check)
+                                set_message(r, t, "step %zu/%zu: checking the canary guests", i + 1, n);
+                        else if (w->gate)
+                                set_message(r, t, "step %zu/%zu: waiting for the gate %.200s to say yes%s%.300s", i + 1, n,
+                                            w->url, ours && o->step_detail && o->step_detail[0] ? "; last: " : "",
+                                            ours && o->step_detail ? o->step_detail : "");
+                        else
+                                set_message(r, t, "step %zu/%zu: calling the webhook %.200s", i + 1, n, w->url);
+                        if (past_deadline(r, s, now)) {
+                                if (w && w->gate)
+                                        abort_with(r, t, now, ROLLOUT_ABORT_WEBHOOK, NULL,
+                                                   "the gate %.200s did not say yes within %s%s%.200s", w->url, deadline,
+                                                   ours && o->step_detail && o->step_detail[0] ? ": " : "",
+                                                   ours && o->step_detail ? o->step_detail : "");
+                                else
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: the %s step did not end within %s",
+                                                   check ? "check" : "webhook", deadline);
+                        }
+                        goto out;
+                }
                 case STEP_ANALYSIS:
                         set_phase(r, t, ROLLOUT_PROGRESSING);
                         if (a.step_passes >= step->analysis.consecutive_success_limit) {

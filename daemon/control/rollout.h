@@ -35,6 +35,11 @@ typedef struct RolloutObservation {
         unsigned canary_ready;     /* ready guests of the canary version */
         const char *canary_broken; /* non-NULL: why the canary cannot go on (abort), in words */
         RolloutAbortKind canary_broken_kind; /* ...and its kind (NONE: unhealthy) */
+        /* The current check or webhook step's outcome (control/steps.c runs it): the step's
+         * index, 0 running / 1 passed / 2 failed (StepOutcome), and what it found. */
+        int64_t step_index;
+        int step_outcome;
+        const char *step_detail;
         const AnalysisResult *window; /* an analysis window that just closed, or NULL */
 } RolloutObservation;
 

@@ -9,6 +9,7 @@
 
 #include "proxy/metrics.h"
 #include "proxy/routing.h"
+#include "promtext.h"
 #include "store.h"
 
 typedef struct Traffic Traffic;
@@ -36,5 +37,8 @@ unsigned traffic_inflight(Traffic *t, const char *ip);
  * and sends the idempotent requests waiting on it elsewhere (proxy_backend_down). Call it after
  * traffic_sync() took the guest out of the tables. */
 void traffic_backend_gone(Traffic *t, const char *ip);
+/* The proxies' Prometheus families (aviary_proxy_*), every service's, into P. T may be NULL
+ * (runtime off): the families without samples. */
+void traffic_write_metrics(Traffic *t, PromText *p);
 /* {"service","listen","listening","weights","versions":{"stable":{...},"canary":{...}}}, new ref. */
 json_t *traffic_service_json(Traffic *t, const char *service);

@@ -2,7 +2,9 @@
  * time are the controller's (control/rollout.c); here each request changes the row in the
  * request's transaction, and the controller picks the change up after the commit. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "random.h"
@@ -154,6 +156,75 @@ static int rollout_open(Request *r, ServiceRecord *s, const VersionRecord *v, co
         return reply_json(r, 201, rollout_json(r, s, &ro));
 }
 
+/* "http://HOST:PORT/..." into HOST (brackets dropped) and PORT (80 or 443 by default). */
+static int url_host_port(const char *url, char host[static 256], unsigned *port) {
+        const char *p = strstr(url, "://"), *end;
+        bool tls = strncmp(url, "https", 5) == 0;
+
+        if (!p)
+                return -EINVAL;
+        p += 3;
+        if (*p == '[') {
+                end = strchr(p, ']');
+                if (!end)
+                        return -EINVAL;
+                snprintf(host, 256, "%.*s", (int) (end - p - 1), p + 1);
+                p = end + 1;
+        } else {
+                size_t n = strcspn(p, ":/?#");
+                snprintf(host, 256, "%.*s", (int) n, p);
+                p += n;
+        }
+        *port = tls ? 443 : 80;
+        if (*p == ':')
+                *port = (unsigned) strtoul(p + 1, NULL, 10);
+        return 0;
+}
+
+static bool host_is_local(const char *h) {
+        return streq(h, "localhost") || strncmp(h, "127.", 4) == 0 || streq(h, "::1") || streq(h, "0.0.0.0") ||
+               streq(h, "::") || streq(h, "0");
+}
+
+/* The strategy's webhooks must not call aviaryd's own API (a rollout that promotes itself, or
+ * a loop of requests): a URL on the TCP listener's port at its address or at a local one is
+ * refused. */
+static int webhooks_check(Request *r, const Strategy *st) {
+        const WebhookSpec *all[STRATEGY_MAX_WEBHOOKS + 2];
+        const char *listen = r->ctx->settings->listen;
+        char api_host[256] = "", host[256];
+        unsigned api_port = 0, port;
+        size_t n = 0;
+
+        if (!listen)
+                return 0;
+        {
+                const char *colon = strrchr(listen, ':');
+                if (!colon)
+                        return 0;
+                snprintf(api_host, sizeof api_host, "%.*s", (int) (colon - listen), listen);
+                if (api_host[0] == '[') {
+                        memmove(api_host, api_host + 1, strlen(api_host));
+                        api_host[strcspn(api_host, "]")] = 0;
+                }
+                api_port = (unsigned) strtoul(colon + 1, NULL, 10);
+        }
+        for (size_t i = 0; i < st->n_webhooks; i++)
+                all[n++] = &st->webhooks[i];
+        all[n++] = &st->on_abort;
+        all[n++] = &st->on_success;
+        for (size_t i = 0; i < n; i++) {
+                if (!all[i]->url[0] || url_host_port(all[i]->url, host, &port) < 0 || port != api_port)
+                        continue;
+                if (strcasecmp(host, api_host) == 0 || (host_is_local(host) && host_is_local(api_host)))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "webhook %.200s points at aviaryd's own API (%s): a rollout must not call the "
+                                           "API that drives it",
+                                           all[i]->url, listen);
+        }
+        return 0;
+}
+
 int rollout_create(Request *r) {
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_(service_record_done) ServiceRecord s = {};
@@ -177,6 +248,8 @@ int rollout_create(Request *r) {
                 k = deployable_version_resolve(r, "version", version, &v);
         if (k == 0)
                 k = strategy_parse(strategy, &st, &r->error);
+        if (k == 0)
+                k = webhooks_check(r, &st);
         if (k != 0)
                 return k;
         request_set_resource(r, "service/%s", s.name);
@@ -298,7 +371,6 @@ int rollout_list(Request *r) {
         return reply_page(r, k, items, limit, "id");
 }
 
-#define WAIT_POLL_USEC (250 * USEC_PER_MSEC)
 #define WAIT_DEFAULT_MS (10 * 60 * 1000)
 #define WAIT_MAX_MS (60 * 60 * 1000)
 
@@ -333,8 +405,8 @@ static int rollout_serves(Request *r, const ServiceRecord *s, const RolloutRecor
 }
 
 /* ?wait=done|Healthy&timeout=D: answers when the rollout finished and, when Healthy, its
- * version serves (rollout_serves), polling the store while the connection is suspended
- * (request_retry_later). */
+ * version serves (rollout_serves), looking again after each commit while the connection is
+ * suspended (request_retry_later; the server resumes waiting requests when the store commits). */
 int rollout_get(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -360,7 +432,9 @@ int rollout_get(Request *r) {
                 if (!r->wait_deadline)
                         r->wait_deadline = now_monotonic() + timeout_ms * USEC_PER_MSEC;
                 if (now_monotonic() < r->wait_deadline) {
-                        request_retry_later(r, WAIT_POLL_USEC);
+                        /* Looked at again after every commit (the server wakes long polls), else at
+                         * the deadline. */
+                        request_retry_later(r, r->wait_deadline - now_monotonic());
                         return 0;
                 }
                 if (!serves)

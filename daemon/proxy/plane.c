@@ -47,6 +47,7 @@ struct WorkerService {
         Proxy *proxy; /* NULL until the worker added it, and after it removed it */
         RouteCursor cursor;
         LiveMetrics metrics;
+        ProxyStats stats; /* the proxy's counters (proxy_set_stats): kept here, where control reads them */
         WorkerService *next_active; /* the worker's list of services it serves */
 };
 
@@ -250,6 +251,7 @@ static void worker_service_add(Worker *w, PlaneService *s) {
                 log_error_errno(r, "Service %s: proxy worker %u cannot serve it", s->name, w->index);
                 return;
         }
+        proxy_set_stats(ws->proxy, &ws->stats);
         proxy_set_timeouts(ws->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
         if (acceptor && p->n_workers > 1)
                 proxy_set_accept_hook(ws->proxy, on_accept_hand_off);
@@ -550,6 +552,19 @@ void proxy_plane_worker_metrics(PlaneService *s, unsigned worker, ProxyMetrics *
         memset(ret, 0, sizeof *ret);
         if (worker < s->plane->n_workers)
                 live_metrics_add_to(&s->ws[worker].metrics, ret);
+}
+
+void proxy_plane_stats(PlaneService *s, PlaneStats *ret) {
+        *ret = (PlaneStats) {};
+        for (unsigned i = 0; i < s->plane->n_workers; i++) {
+                const ProxyStats *st = &s->ws[i].stats;
+                uint64_t accepted = atomic_load_explicit(&st->clients_accepted, memory_order_relaxed);
+                uint64_t closed = atomic_load_explicit(&st->clients_closed, memory_order_relaxed);
+                ret->connections_open += accepted > closed ? accepted - closed : 0;
+                ret->connections_accepted += accepted;
+                ret->bytes_received += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
+                ret->bytes_sent += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
+        }
 }
 
 uint64_t proxy_plane_worker_requests(PlaneService *s, unsigned worker) {

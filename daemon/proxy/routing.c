@@ -42,6 +42,7 @@ typedef struct RoutedService {
         char listen[80];
         bool listen_failed; /* logged once per listen address */
         PlaneService *plane;
+        uint64_t plane_serial; /* a new one for each PlaneService: its counters start at 0 */
         RouteSpec spec;
         usec_t ejected_until[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* monotonic; 0 when not ejected */
         uint64_t ejections;
@@ -67,6 +68,7 @@ struct Routing {
         RoutedService *services[MAX_SERVICES];
         Inflight inflight[MAX_INFLIGHT];
         uint64_t next_cookie;
+        uint64_t next_plane_serial;
 };
 
 static RoutedService *service_find(Routing *r, const char *name) {
@@ -166,6 +168,7 @@ static void service_listen(RoutedService *s, const char *listen) {
                 log_warning_errno(k, "Service %s: cannot serve traffic on %s", s->name, want);
                 return;
         }
+        s->plane_serial = ++r->next_plane_serial;
         if (!kept)
                 fd_keep(r, want, proxy_plane_service_fd(s->plane));
         log_info("Service %s: proxy listening on %s%s, %u worker thread(s).", s->name, want,
@@ -527,6 +530,18 @@ int routing_window_take(Routing *r, const char *service, ProxyMetrics *ret) {
         if (ret)
                 metrics_diff(&now, &s->window_start, ret);
         s->window_start = now;
+        return 0;
+}
+
+int routing_metrics(Routing *r, const char *service, RoutingMetrics *ret) {
+        RoutedService *s = r ? service_find(r, service) : NULL;
+
+        if (!s || !s->plane)
+                return -ENOENT;
+        proxy_plane_metrics(s->plane, &ret->by_group);
+        proxy_plane_stats(s->plane, &ret->stats);
+        ret->ejections = s->ejections;
+        ret->serial = s->plane_serial;
         return 0;
 }
 

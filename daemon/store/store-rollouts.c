@@ -141,6 +141,13 @@ int store_rollout_get(Store *s, int64_t service_id, int64_t id, RolloutRecord *r
         return k < 0 ? k : rollout_get_one(s, st, ret);
 }
 
+int store_rollout_get_by_id(Store *s, int64_t id, RolloutRecord *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s, "SELECT " ROLLOUT_COLUMNS " FROM rollouts WHERE id = ?", &st, "i", id);
+
+        return k < 0 ? k : rollout_get_one(s, st, ret);
+}
+
 int store_rollout_get_active(Store *s, int64_t service_id, RolloutRecord *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int k = store_prepare(s,

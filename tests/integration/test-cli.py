@@ -607,6 +607,9 @@ def test_events_follow_json(d):
         event = parse_json(line or "")
         ok(isinstance(event, dict) and event.get("action") == "service.create" and line.count("\n") == 1,
            "the new event arrives as one more line, written as it came", line)
+        followers = [x for x in d.client.get("/metrics").raw.decode().splitlines()
+                     if x.startswith("aviary_event_stream_followers ")]
+        is_(followers, ["aviary_event_stream_followers 1"], "events --follow uses the event stream (one follower)")
     finally:
         p.kill()
         p.wait(timeout=10)

@@ -3,25 +3,33 @@
 tests/lib/guesttest.py). Traffic goes through the service's proxy on 127.0.0.1:18080 in that
 namespace; every answer names its guest's version (X-Guest-Version).
 
-Checked: the observed split over 2,000 requests is the weight at 10%, 50% and 90% to within
-one request per proxy worker (each worker's smooth weighted round-robin is within one request of
-its share over any window; see check_split) and one more pick per connect the proxy retried,
-counted by the proxy itself; a good canary is promoted
-and becomes stable, and the old guests stay (without traffic) for scaleDownDelay and go after
-it; a bad canary (half its answers 500) is rolled back by analysis alone, serves nothing after
-the abort, and is kept for abortScaleDownDelay, then stopped; a slow canary (app.delay_ms) is
-rolled back by latencyP99VsStable alone, a flaky one (app.error_rate, above the absolute
-minimum) by successRateVsStable alone; a canary that never gets ready is Degraded at its
-progressDeadline, never having had traffic; a canary with too little traffic stays inconclusive
-instead of passing; a rollout survives SIGKILL of aviaryd and continues from the same step with
-the same weights, its proxy splitting as exactly again at once; with stickiness each user keeps one
-version, and a user on the canary stays there as the weight rises; `aviary rollback` under load
-gives the traffic back to the guests a deploy kept (scaleDownDelay) with no new QEMU and no failed
-request, and is refused for a revoked version."""
+Checked: the observed split over 2,000 requests is the weight at 10%, 50% and 90% to within one
+request per proxy worker (each worker's smooth weighted round-robin is within one request of its
+share over any window; see check_split) and one more pick per connect the proxy retried, counted by
+the proxy itself; a good canary is promoted and becomes stable, and the old guests stay (without
+traffic) for scaleDownDelay and go after it; a bad canary (half its answers 500) is rolled back by
+analysis alone, serves nothing after the abort, and is kept for abortScaleDownDelay, then stopped;
+a slow canary (app.delay_ms) is rolled back by latencyP99VsStable alone, a flaky one
+(app.error_rate, above the absolute minimum) by successRateVsStable alone; a canary that never gets
+ready is Degraded at its progressDeadline, never having had traffic; a canary with too little
+traffic stays inconclusive instead of passing; a rollout survives SIGKILL of aviaryd and continues
+from the same step with the same weights, its proxy splitting as exactly again at once; with
+stickiness each user keeps one version, and a user on the canary stays there as the weight rises;
+`aviary rollback` under load gives the traffic back to the guests a deploy kept (scaleDownDelay)
+with no new QEMU and no failed request, and is refused for a revoked version; check and webhook
+steps with real guests (a failing check aborts at weight 0 with no canary request through the
+listener, a gate holds the rollout until its webhook says yes, a webhook that times out aborts, an
+external metric over its failureCondition aborts, the end hooks are called, every webhook POST is
+signed)."""
 import datetime
+import hashlib
+import hmac
 import json
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import time
 
 import subprocess
@@ -334,6 +342,112 @@ def rollback(d):
        cli.stderr)
 
 
+HOOKS = "http://127.0.0.1:18200"
+
+
+def hook_requests(folder):
+    try:
+        with open(os.path.join(folder, "requests.jsonl"), encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+    except FileNotFoundError:
+        return []
+
+
+def signature_ok(key, req):
+    """X-Aviary-Signature: t=T,v1=HEX with HEX = HMAC-SHA256(key, "T." + body)."""
+    sig = {k: v for k, _, v in (p.partition("=") for p in req["headers"].get("X-Aviary-Signature", "").split(","))}
+    want = hmac.new(key.encode(), f"{sig.get('t')}.{req['body']}".encode(), hashlib.sha256).hexdigest()
+    return "t" in sig and hmac.compare_digest(want, sig.get("v1", ""))
+
+
+def gates(d):
+    """Check and webhook steps with real guests: a failing check aborts before any weight moves;
+    a gate holds the rollout until its webhook says yes; a webhook that times out aborts; the
+    end hooks are called; every webhook request is signed."""
+    folder = tempfile.mkdtemp(prefix="aviary-hooks-")
+    server = subprocess.Popen(["ip", "netns", "exec", gt.netns, sys.executable,
+                               os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib/hookserver.py"),
+                               "18200", folder])
+    try:
+        ok(wait_for("the hook server", lambda: gt.in_netns("curl", "-s", "-o", "/dev/null", f"{HOOKS}/ping").returncode == 0,
+                    10), "a webhook receiver listens in the test's namespace")
+        before = d.request("GET", "/v1/services/web/traffic").json["versions"].get("canary", {}).get("requests", 0)
+
+        # 1. A check of a canary that answers 500 on half its requests: aborted at weight 0.
+        ro = start(d, "app:bad", {"canary": {
+            "steps": [{"check": {"requests": [{"path": "/", "expect": {"status": 200}}], "repeat": 20}},
+                      {"setWeight": 50}, {"pause": {}}],
+            "analysis": {"enabled": False}, "onAbort": {"url": f"{HOOKS}/on-abort"}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 180)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "check",
+           "a failing check aborts the rollout (abortReason.kind check)", repr(got))
+        like(reason.get("detail", ""), r"check: GET / on 10\.88\.\d+\.\d+:8080 \(instance web-\w+\), try \d+ of 20: "
+             r"status 500, expected status 200", "the reason names the failing request and its answer")
+        steps = [e for e in d.request("GET", "/v1/events?resource=service/web&limit=1000").json["items"]
+                 if e["action"] == "rollout.step" and (e.get("detail") or {}).get("rollout") == ro.get("id")]
+        is_(steps, [], "no weight was ever set: the check came first")
+        after = d.request("GET", "/v1/services/web/traffic").json["versions"].get("canary", {}).get("requests", 0)
+        is_(after, before, "the public listener served no request to the canary")
+        ok(wait_for("the onAbort hook", lambda: [r for r in hook_requests(folder) if r["path"] == "/on-abort"], 20),
+           "the onAbort hook was called")
+
+        # 2. A check that passes, then a gate that says no, then yes.
+        ro = start(d, "app:1.1", {"canary": {
+            "steps": [{"check": {"requests": [{"path": "/health", "expect": {"status": 200, "bodyContains": "ok"}}],
+                                 "repeat": 3}},
+                      {"webhook": {"url": f"{HOOKS}/gate", "gate": True, "timeout": "2s"}},
+                      {"setWeight": 100}],
+            "analysis": {"enabled": False}, "onSuccess": {"url": f"{HOOKS}/on-success"}}})
+        asked = wait_for("the gate asked twice", lambda: len([r for r in hook_requests(folder) if r["path"] == "/gate"]) >= 2,
+                         120)
+        ok(asked, "the gate is asked again while it says no")
+        held = rollout(d)
+        ok(held.get("id") == ro.get("id") and held["phase"] == "Progressing" and held["weights"]["canary"] == 0
+           and "waiting for the gate" in held.get("message", ""), "the rollout waits at the gate, weight 0", repr(held))
+        open(os.path.join(folder, "open"), "w").close()
+        done = wait_rollout(d, "Healthy", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Healthy", "Degraded"), 180)
+        ok(done and done["phase"] == "Healthy", "once the gate says yes the rollout goes on to Healthy", repr(done))
+        ok(wait_for("the onSuccess hook", lambda: [r for r in hook_requests(folder) if r["path"] == "/on-success"], 20),
+           "the onSuccess hook was called")
+
+        # 3. A webhook that does not answer within its timeout, twice: aborted.
+        ro = start(d, "app:1.2", {"canary": {"steps": [{"webhook": {"url": f"{HOOKS}/slow", "timeout": "1s", "retries": 1}},
+                                                       {"setWeight": 100}], "analysis": {"enabled": False}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 60)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "webhook" and "2 attempt" in reason.get("detail", ""),
+           "a webhook that times out (with its retry) aborts: kind webhook", repr(got))
+
+        # 4. An external metric (a fake Prometheus) over its failureCondition: analysis aborts.
+        ro = start(d, "app:1.0", {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}], "analysis": {
+            "interval": "1s", "minSampleSize": 1000000, "failureLimit": 0,
+            "metrics": [{"name": "checkout-errors", "failureCondition": "> 0.01", "provider": {"web": {
+                "url": f"{HOOKS}/prom?query=sum(rate(errors[1m]))", "jsonPath": "$.data.result[0].value[1]"}}}]}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 180)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "analysis" and "checkout-errors" in
+           reason.get("detail", ""), "an external metric over its failureCondition aborts (kind analysis)", repr(got))
+        last = ((got or {}).get("analysis") or {}).get("last") or {}
+        ext = [m for m in last.get("metrics", []) if m.get("name") == "checkout-errors"]
+        ok(ext and ext[0].get("value") == 0.05 and ext[0].get("verdict") == "Fail",
+           "the window shows the metric's value read from the JSON path, and its verdict", repr(last))
+        ok([r for r in hook_requests(folder) if r["path"].startswith("/prom") and r["method"] == "GET"],
+           "aviaryd asked the provider with a GET")
+
+        # Every webhook request was signed with aviaryd's key.
+        with open(os.path.join(d.state_dir, "webhook.key"), encoding="utf-8") as f:
+            key = f.read().strip()
+        posts = [r for r in hook_requests(folder) if r["method"] == "POST"]
+        ok(posts and all(signature_ok(key, r) for r in posts), f"all {len(posts)} webhook POSTs carry a valid signature",
+           repr([r["headers"].get("X-Aviary-Signature") for r in posts]))
+        ok(all(json.loads(r["body"]).get("service") == "web" for r in posts), "each body is the rollout's status JSON")
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def body(d):
     for tag, extra in (("1.0", ""), ("1.1", ""), ("1.2", ""), ("1.3", ""), ("bad", "app.error_rate=0.5"),
                        ("slow", "app.delay_ms=300"), ("flaky", "app.error_rate=0.2"), ("deaf", "app.port=9090")):
@@ -362,6 +476,7 @@ def body(d):
         inconclusive_and_restart(d)
         stickiness(d)
         rollback(d)
+        gates(d)
     n = db_query(d.state_dir, "SELECT count(*) FROM rollouts WHERE phase IN ('Progressing', 'Paused')")[0][0]
     is_(n, 0, "no rollout is left in progress")
 
