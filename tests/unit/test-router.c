@@ -14,8 +14,10 @@ static void request_reset(Request *r) {
 
 /* docs/api.md: "read for every GET, deploy for blobs, images, versions and rollouts (a rollback
  * included), admin for services, instances and tokens" (and docs/security.md: which tokens exist
- * is for admins). */
+ * is for admins); the web view's files need no credentials at all (SCOPE_NONE). */
 static Scope documented_scope(HttpMethod method, const char *pattern) {
+        if (strncmp(pattern, "/ui/", 4) == 0)
+                return SCOPE_NONE;
         if (streq(pattern, "/v1/tokens") || strncmp(pattern, "/v1/tokens/", 11) == 0)
                 return SCOPE_ADMIN; /* listing them too */
         if (method == HTTP_GET || method == HTTP_HEAD)
