@@ -27,6 +27,7 @@ typedef enum CommandKind {
         CMD_ADOPT,
         CMD_INFLIGHT,
         CMD_BACKEND_DOWN,
+        CMD_RELEASE,
         CMD_STOP,
 } CommandKind;
 
@@ -36,6 +37,7 @@ typedef struct Command {
         int fd;                /* ADOPT */
         struct sockaddr_in addr; /* ADOPT: the peer; INFLIGHT, BACKEND_DOWN: the backend */
         uint64_t cookie;
+        char *failure; /* RELEASE: why the wake failed; NULL it woke */
         struct Command *next;
 } Command;
 
@@ -47,6 +49,8 @@ struct WorkerService {
         Proxy *proxy; /* NULL until the worker added it, and after it removed it */
         RouteCursor cursor;
         LiveMetrics metrics;
+        _Atomic uint64_t last_request; /* proxy_now() of the last pick or outcome; written by the worker */
+        uint64_t wake_asked;           /* the worker's: the table generation it asked a wake for (0 none) */
         WorkerService *next_active; /* the worker's list of services it serves */
 };
 
@@ -62,6 +66,7 @@ struct PlaneService {
         bool removed; /* control's: proxy_plane_service_remove() was called (events for it are dropped) */
         RouteSlot slot;
         WorkerService *ws; /* one per worker */
+        _Atomic unsigned held; /* requests held over every worker (proxy_set_hold) */
 };
 
 struct Worker {
@@ -88,6 +93,8 @@ struct ProxyPlane {
         Worker *workers;
         unsigned next_acceptor;
         uint64_t connect_timeout_usec, response_head_timeout_usec;
+        unsigned hold_limit; /* 0: no holding */
+        uint64_t hold_timeout_usec;
         PlaneEventFn fn;
         void *userdata;
         /* worker → control */
@@ -201,17 +208,37 @@ static int on_events(sd_event_source *src, int fd, uint32_t revents, void *userd
 
 /* ---- the request path (worker threads) ---- */
 
+/* A relaxed store of the worker's own value: no locked instruction on the request path. */
+static void note_request(WorkerService *ws) {
+        atomic_store_explicit(&ws->last_request, proxy_now(), memory_order_relaxed);
+}
+
 static int on_pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
         WorkerService *ws = userdata;
+        const RouteTable *t;
+        int r;
 
         route_cursor_sync(&ws->cursor, &ws->service->slot);
-        return route_pick(&ws->cursor, req, ret_backend, ret_group);
+        note_request(ws);
+        r = route_pick(&ws->cursor, req, ret_backend, ret_group);
+        t = ws->cursor.table;
+        if (r != -EHOSTUNREACH || !t || !t->hold)
+                return r;
+        /* Asleep or waking: the request waits, and control hears of it once per table (and
+         * again after each release). */
+        if (ws->wake_asked != t->generation) {
+                PlaneEvent e = {.kind = PLANE_EVENT_WAKE, .service = ws->service, .worker = ws->worker->index};
+                ws->wake_asked = t->generation;
+                event_post(ws->worker->plane, &e);
+        }
+        return -EAGAIN;
 }
 
 static void on_done(void *userdata, int group, const struct sockaddr_in *backend, int status, uint64_t latency_usec) {
         WorkerService *ws = userdata;
         bool failed = status == 0 || status >= 500;
 
+        note_request(ws);
         if (group < 0 || group >= _SPLIT_GROUP_MAX)
                 return;
         live_metrics_record(&ws->metrics, (SplitGroup) group, status, latency_usec);
@@ -251,6 +278,8 @@ static void worker_service_add(Worker *w, PlaneService *s) {
                 return;
         }
         proxy_set_timeouts(ws->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
+        if (p->hold_limit > 0)
+                proxy_set_hold(ws->proxy, &s->held, p->hold_limit, p->hold_timeout_usec);
         if (acceptor && p->n_workers > 1)
                 proxy_set_accept_hook(ws->proxy, on_accept_hand_off);
         ws->next_active = w->active;
@@ -306,12 +335,20 @@ static void worker_command(Worker *w, Command *c) {
                         proxy_backend_down(a->proxy, &c->addr);
                 }
                 break;
+        case CMD_RELEASE:
+                if (ws->proxy) {
+                        ws->wake_asked = 0; /* the next held request asks again */
+                        route_cursor_sync(&ws->cursor, &c->service->slot);
+                        proxy_release_held(ws->proxy, c->failure);
+                }
+                break;
         case CMD_STOP:
                 w->stop = true;
                 break;
         }
         if (c->service)
                 service_unref(c->service);
+        free(c->failure);
         free(c);
 }
 
@@ -447,6 +484,7 @@ ProxyPlane *proxy_plane_free(ProxyPlane *p) {
                                 close(c->fd);
                         if (c->service)
                                 service_unref(c->service);
+                        free(c->failure);
                         free(c);
                 }
                 if (w->inbox_fd >= 0)
@@ -538,6 +576,43 @@ int proxy_plane_service_fd(const PlaneService *s) {
 
 void proxy_plane_publish(PlaneService *s, RouteTable *t) {
         route_slot_publish(&s->slot, t);
+}
+
+void proxy_plane_set_hold(ProxyPlane *p, unsigned limit, uint64_t timeout_usec) {
+        p->hold_limit = limit;
+        p->hold_timeout_usec = timeout_usec;
+}
+
+void proxy_plane_release(PlaneService *s, const char *failure) {
+        ProxyPlane *p = s->plane;
+
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                Command *c = calloc(1, sizeof *c);
+                if (!c || (failure && !(c->failure = strdup(failure)))) {
+                        free(c);
+                        log_oom(); /* that worker's held requests wait out their timeout */
+                        continue;
+                }
+                c->kind = CMD_RELEASE;
+                c->service = service_ref(s);
+                c->fd = -1;
+                worker_post(&p->workers[i], c);
+        }
+}
+
+uint64_t proxy_plane_last_request(PlaneService *s) {
+        uint64_t last = 0;
+
+        for (unsigned i = 0; i < s->plane->n_workers; i++) {
+                uint64_t t = atomic_load_explicit(&s->ws[i].last_request, memory_order_relaxed);
+                if (t > last)
+                        last = t;
+        }
+        return last;
+}
+
+unsigned proxy_plane_held(PlaneService *s) {
+        return atomic_load_explicit(&s->held, memory_order_relaxed);
 }
 
 void proxy_plane_metrics(PlaneService *s, ProxyMetrics *ret) {

@@ -29,11 +29,12 @@ typedef struct PlaneService PlaneService;
 typedef enum PlaneEventKind {
         PLANE_EVENT_EJECT,    /* BACKEND in GROUP failed ROUTE_EJECT_AFTER_FAILURES requests in a row on a worker */
         PLANE_EVENT_INFLIGHT, /* a worker's answer to proxy_plane_inflight_query(): COUNT requests to BACKEND */
+        PLANE_EVENT_WAKE,     /* a worker holds a request for SERVICE, whose table says hold: wake it */
 } PlaneEventKind;
 
 typedef struct PlaneEvent {
         PlaneEventKind kind;
-        PlaneService *service; /* EJECT: whose table; valid during the call */
+        PlaneService *service; /* EJECT, WAKE: whose table; valid during the call */
         unsigned worker;
         int group;
         struct sockaddr_in backend;
@@ -64,6 +65,19 @@ int proxy_plane_service_fd(const PlaneService *s);
 /* Publishes T (the caller's reference is taken): every worker routes with it from its next
  * pick on. */
 void proxy_plane_publish(PlaneService *s, RouteTable *t);
+/* Holding requests while a service wakes (a table with hold set and no usable guest): at most
+ * LIMIT held per service over every worker, each at most TIMEOUT_USEC (proxy_set_hold). For
+ * services added from now on; without it a held request is answered 503 at once. */
+void proxy_plane_set_hold(ProxyPlane *p, unsigned limit, uint64_t timeout_usec);
+/* The service's held requests go to a new pick on every worker, after taking the newest table
+ * (FAILURE NULL: it woke), or are answered 503 naming FAILURE. A worker asks to wake the service
+ * again (PLANE_EVENT_WAKE) at the next request it holds. */
+void proxy_plane_release(PlaneService *s, const char *failure);
+/* When the last request of the service was picked or ended, on any worker: proxy_now()'s
+ * clock (monotonic µs), 0 when none yet. Each worker writes its own; this merges. */
+uint64_t proxy_plane_last_request(PlaneService *s);
+/* Requests the service holds now, over every worker. */
+unsigned proxy_plane_held(PlaneService *s);
 /* The service's counters, every worker's merged, into *RET (overwritten). */
 void proxy_plane_metrics(PlaneService *s, ProxyMetrics *ret);
 /* One worker's counters only (tests: the split per thread). */

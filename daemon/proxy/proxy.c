@@ -276,6 +276,32 @@ const ProxyStats *proxy_get_stats(const Proxy *p) {
         return &p->stats;
 }
 
+void proxy_set_hold(Proxy *p, _Atomic unsigned *count, unsigned limit, uint64_t timeout_usec) {
+        p->hold_count = count;
+        p->hold_limit = limit;
+        p->hold_timeout_usec = timeout_usec;
+}
+
+void proxy_release_held(Proxy *p, const char *failure) {
+        Client *next;
+
+        for (Client *c = p->clients; c; c = next) {
+                next = c->next; /* client_run() may free C, never another client */
+                if (!c->held)
+                        continue;
+                client_release(c, failure);
+                client_run(c);
+        }
+}
+
+unsigned proxy_held(const Proxy *p) {
+        unsigned n = 0;
+
+        for (const Client *c = p->clients; c; c = c->next)
+                n += c->held;
+        return n;
+}
+
 /* ADDR is BACKEND, or one of its ports when BACKEND's port is 0. */
 static bool backend_matches(const struct sockaddr_in *addr, const struct sockaddr_in *backend) {
         return addr->sin_addr.s_addr == backend->sin_addr.s_addr &&

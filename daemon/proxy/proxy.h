@@ -32,8 +32,10 @@ const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size
 
 /* Chooses the backend for one request: returns 0 and fills *ret_backend and *ret_group (an
  * opaque tag handed back to ProxyDoneFn), or <0 when nothing can serve, which answers the
- * client 503. REQ is the request (see above). Called again (once) when an idempotent request
- * could not connect, with the same request, still readable. */
+ * client 503; -EAGAIN holds the request instead (its service is asleep or waking: see
+ * proxy_set_hold), and -ENOENT answers 404 (no service on a shared listener matches it).
+ * REQ is the request (see above). Called again (once) when an idempotent request could not
+ * connect, with the same request, still readable, and again for a held request released. */
 typedef int (*ProxyPickFn)(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend,
                            int *ret_group);
 
@@ -78,6 +80,17 @@ void proxy_set_accept_hook(Proxy *p, ProxyAcceptFn fn);
 int proxy_add_client(Proxy *p, int fd, const struct sockaddr_in *peer);
 /* The listening socket (to hand to systemd's file descriptor store); the proxy keeps owning it. */
 int proxy_get_fd(const Proxy *p);
+/* Requests whose pick says -EAGAIN wait, on their connection, until proxy_release_held():
+ * at most LIMIT of them in all the proxies sharing COUNT (the caller's counter, which must
+ * outlive them; one per service over its worker threads), each at most TIMEOUT_USEC. Past
+ * either bound the client gets a JSON 503 with Retry-After. Without this call a pick's -EAGAIN
+ * answers 503 at once. */
+void proxy_set_hold(Proxy *p, _Atomic unsigned *count, unsigned limit, uint64_t timeout_usec);
+/* Every held request goes to a new pick now (FAILURE NULL: the service woke), or is answered a
+ * JSON 503 whose message is FAILURE (the wake failed). */
+void proxy_release_held(Proxy *p, const char *failure);
+/* Requests this proxy holds now. */
+unsigned proxy_held(const Proxy *p);
 /* Closes the listener, every client and every upstream connection. Accepts NULL. */
 Proxy *proxy_free(Proxy *p);
 /* Overrides the defaults (connect 2 s, response head 30 s) for connections started later;

@@ -35,6 +35,9 @@ typedef struct RouteTable {
         uint64_t salt;
         char sticky_header[64], sticky_cookie[64];
         bool tester_header;
+        /* The service is asleep or waking (scale to zero): a request no guest can take waits
+         * for one (proxy_set_hold) instead of a 503, and asks control to wake the service. */
+        bool hold;
         RouteGroup group[_SPLIT_GROUP_MAX];
 } RouteTable;
 

@@ -65,6 +65,8 @@ struct Routing {
         RoutedService *services[MAX_SERVICES];
         Inflight inflight[MAX_INFLIGHT];
         uint64_t next_cookie;
+        RoutingWakeFn wake;
+        void *wake_userdata;
 };
 
 static RoutedService *service_find(Routing *r, const char *name) {
@@ -222,7 +224,7 @@ static unsigned usable_count(RoutedService *s, int g, usec_t now) {
 
 static bool table_equal(const RouteTable *a, const RouteTable *b) {
         if (!a || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
-            a->tester_header != b->tester_header || !streq(a->sticky_header, b->sticky_header) ||
+            a->tester_header != b->tester_header || a->hold != b->hold || !streq(a->sticky_header, b->sticky_header) ||
             !streq(a->sticky_cookie, b->sticky_cookie))
                 return false;
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
@@ -259,6 +261,7 @@ static void service_publish(RoutedService *s) {
         memcpy(t->sticky_header, spec->sticky_header, sizeof t->sticky_header);
         memcpy(t->sticky_cookie, spec->sticky_cookie, sizeof t->sticky_cookie);
         t->tester_header = spec->tester_header;
+        t->hold = spec->hold;
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
                 for (size_t i = 0; i < t->group[g].n; i++) {
                         RouteBackend *b = &t->group[g].backend[i];
@@ -272,10 +275,15 @@ static void service_publish(RoutedService *s) {
                 route_table_unref(t);
                 return;
         }
+        bool woke = s->published && s->published->hold && !t->hold;
         t->generation = ++s->generation;
         route_table_unref(s->published);
         s->published = route_table_ref(t);
         proxy_plane_publish(s->plane, t);
+        /* Awake again (a guest is ready, or the service may no longer sleep): what was held goes
+         * to a pick with this table. */
+        if (woke)
+                proxy_plane_release(s->plane, NULL);
 }
 
 static bool same_group(const RouteSpec *a, const RouteSpec *b, int g) {
@@ -461,6 +469,31 @@ static void on_plane_event(void *userdata, const PlaneEvent *e) {
                 on_eject(r, proxy_plane_service_userdata(e->service), e);
         else if (e->kind == PLANE_EVENT_INFLIGHT)
                 on_inflight_answer(r, e);
+        else if (e->kind == PLANE_EVENT_WAKE && r->wake)
+                r->wake(r->wake_userdata, ((RoutedService *) proxy_plane_service_userdata(e->service))->name);
+}
+
+void routing_set_wake(Routing *r, unsigned limit, uint64_t timeout_usec, RoutingWakeFn fn, void *userdata) {
+        proxy_plane_set_hold(r->plane, limit, timeout_usec);
+        r->wake = fn;
+        r->wake_userdata = userdata;
+}
+
+void routing_wake_failed(Routing *r, const char *service, const char *why) {
+        RoutedService *s = r ? service_find(r, service) : NULL;
+
+        if (s && s->plane)
+                proxy_plane_release(s->plane, why);
+}
+
+usec_t routing_last_request(Routing *r, const char *service) {
+        RoutedService *s = r ? service_find(r, service) : NULL;
+        uint64_t last = s && s->plane ? proxy_plane_last_request(s->plane) : 0, now;
+
+        if (!last)
+                return 0;
+        now = proxy_now();
+        return now_realtime() - (now > last ? now - last : 0);
 }
 
 /* The controller asks every tick while a guest drains: each call returns the last complete
@@ -555,12 +588,18 @@ json_t *routing_service_json(Routing *r, const char *service) {
         ProxyMetrics m = {};
 
         if (!s)
-                return json_pack("{s:s, s:n, s:b, s:{s:i, s:i}, s:{}}", "service", service, "listen", "listening",
-                                 false, "weights", "stable", (int) SPLIT_BASIS_POINTS, "canary", 0, "versions");
+                return json_pack("{s:s, s:n, s:b, s:b, s:i, s:n, s:{s:i, s:i}, s:{}}", "service", service, "listen",
+                                 "listening", false, "holding", false, "held", 0, "last_request_at", "weights", "stable", (int) SPLIT_BASIS_POINTS, "canary", 0, "versions");
         if (s->plane)
                 proxy_plane_metrics(s->plane, &m);
-        return json_pack("{s:s, s:s?, s:b, s:{s:i, s:i}, s:{s:o, s:o}}", "service", s->name, "listen",
-                         s->listen[0] ? s->listen : NULL, "listening", s->plane != NULL, "weights", "stable",
+        usec_t last = routing_last_request(r, service);
+        char when[32] = "";
+        if (last)
+                format_rfc3339(last, when);
+        return json_pack("{s:s, s:s?, s:b, s:b, s:i, s:s?, s:{s:i, s:i}, s:{s:o, s:o}}", "service", s->name, "listen",
+                         s->listen[0] ? s->listen : NULL, "listening", s->plane != NULL, "holding", s->spec.hold,
+                         "held", s->plane ? (int) proxy_plane_held(s->plane) : 0, "last_request_at",
+                         when[0] ? when : NULL, "weights", "stable",
                          (int) (SPLIT_BASIS_POINTS - s->spec.canary_bp), "canary", (int) s->spec.canary_bp, "versions",
                          "stable", group_json(s, &m, SPLIT_STABLE), "canary", group_json(s, &m, SPLIT_CANARY));
 }
