@@ -36,6 +36,7 @@
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 #define MAX_PROBES 256
 #define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC) /* in-flight requests of a stopping guest may take this long */
+#define MAX_AWAKE 256                          /* scale-to-zero services tracked (traffic.c serves 256) */
 
 struct Controller {
         sd_event *event;
@@ -80,6 +81,14 @@ struct Controller {
                 char ip[16];                  /* its lease (the row gets it with the boot) */
                 char kvm_failed[600];         /* its start under KVM failed: why ("" no) */
         } starting[MAX_PROBES];
+        /* Scale to zero: what is known of each awake service that may sleep (in memory: after a
+         * restart an awake service's idle time counts from the start). */
+        struct Awake {
+                int64_t service_id;           /* 0 free */
+                usec_t since;                 /* awake, or seen awake, since (realtime) */
+                usec_t wake_started;          /* a wake is under way since; 0 none */
+                char why[32];                 /* what woke it */
+        } awake[MAX_AWAKE];
 };
 
 typedef struct InstanceList {
@@ -191,6 +200,8 @@ static void guest_destroy(Controller *c, const char *uuid, const char *id) {
 }
 
 static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r);
+static void service_woke(Controller *c, const InstanceRecord *r);
+static void service_wake_check(Controller *c, const InstanceRecord *r, const char *reason);
 
 /* ---- lifecycle ---- */
 
@@ -277,6 +288,8 @@ static void instance_exit_as(Controller *c, InstanceRecord *r, const char *reaso
                 guest_gone(c, ip);
         if (was_running)
                 rollout_driver_canary_exit(c->rollouts, r, reason, timed_out);
+        if (booting)
+                service_wake_check(c, r, reason);
 }
 
 static void instance_exited(Controller *c, InstanceRecord *r, const char *reason, bool clean) {
@@ -748,7 +761,8 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
                         json_pack("{s:I, s:s}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC),
                                   "accel", r.accel));
         kvm_trial_note_ready(c, &r);
-        traffic_sync(c->traffic);
+        traffic_sync(c->traffic); /* held requests (a service waking) go to it now */
+        service_woke(c, &r);
         controller_kick(c); /* old instances may go now */
 }
 
@@ -969,6 +983,239 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
                 ret->keep_version_id = ro.phase == ROLLOUT_DEGRADED ? ro.to_version_id : ro.from_version_id;
 }
 
+/* ---- sleep and wake (scale to zero) ---- */
+
+/* The Awake entry of SERVICE_ID: found, or (CREATE) made (awake since now), or NULL. */
+static struct Awake *awake_of(Controller *c, int64_t service_id, bool create) {
+        struct Awake *free_slot = NULL;
+
+        for (unsigned i = 0; i < MAX_AWAKE; i++) {
+                if (c->awake[i].service_id == service_id)
+                        return &c->awake[i];
+                if (!c->awake[i].service_id && !free_slot)
+                        free_slot = &c->awake[i];
+        }
+        if (!create || !free_slot)
+                return NULL;
+        *free_slot = (struct Awake) { .service_id = service_id, .since = now_realtime() };
+        return free_slot;
+}
+
+/* Appends an audit event about service SV. Takes DETAIL. */
+static void service_event(Controller *c, const char *service, const char *action, const char *result, json_t *detail) {
+        json_auto_t *owned = detail;
+        char resource[96];
+        EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = result,
+                          .detail_json = detail };
+        int k;
+
+        snprintf(resource, sizeof resource, "service/%s", service);
+        k = store_event_append(c->store, &e);
+        if (k != 0)
+                log_warning("Cannot record the event %s of service %s (%s)", action, service, store_last_error());
+}
+
+static unsigned instances_count(const InstanceList *l, const char *state) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < l->n; i++)
+                n += streq(l->items[i].state, state);
+        return n;
+}
+
+static bool holds_guest_slot(const InstanceRecord *r) {
+        return streq(r->state, "pending") || streq(r->state, "booting") || streq(r->state, "ready");
+}
+
+/* Puts SV's guests to sleep: every instance of L that has or wants a guest becomes asleep and
+ * keeps its address lease and MAC (a woken guest has the same IP and MAC); its guest stops on the
+ * libvirt worker. The proxy holds SV's requests from the table this publishes on. WHY becomes the
+ * instances' stop_reason. Returns how many went to sleep. */
+static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
+        usec_t now = now_realtime();
+        unsigned n = 0;
+        struct Awake *a;
+
+        for (size_t i = 0; i < l->n; i++) {
+                InstanceRecord *r = &l->items[i];
+
+                if (!holds_guest_slot(r))
+                        continue;
+                if (r->domain_uuid[0])
+                        guest_destroy(c, r->domain_uuid, r->id);
+                snprintf(r->state, sizeof r->state, "asleep");
+                r->domain_uuid[0] = 0;
+                r->qemu_pid = 0;
+                r->stopped_at = now;
+                r->next_start_at = 0;
+                set_reason(r, why);
+                if (instance_commit(c, r, NULL, NULL) < 0)
+                        log_warning("Instance %s: cannot record that it sleeps (%s)", r->id, store_last_error());
+                n++;
+        }
+        a = awake_of(c, sv->id, false);
+        if (a)
+                a->service_id = 0;
+        traffic_sync(c->traffic); /* no guest: requests are held from now on */
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i].state, "asleep") && l->items[i].ip[0])
+                        traffic_backend_gone(c->traffic, l->items[i].ip);
+        return n;
+}
+
+/* Wakes SV: its asleep instances of a version it serves become pending (same address and MAC)
+ * and boot at the next pass; asleep instances of any other version stop (the plan starts what
+ * the service now wants). WHY says what woke it. Returns how many boot. */
+static unsigned service_wake(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
+        usec_t now = now_realtime();
+        PlanInput in;
+        unsigned n = 0;
+        struct Awake *a;
+
+        plan_input(c, sv, &in);
+        for (size_t i = 0; i < l->n; i++) {
+                InstanceRecord *r = &l->items[i];
+                bool served = sv->replicas > 0 && in.stable_version_id &&
+                              (r->version_id == in.stable_version_id ||
+                               (in.canary_version_id && r->version_id == in.canary_version_id));
+
+                if (!streq(r->state, "asleep"))
+                        continue;
+                if (served) {
+                        snprintf(r->state, sizeof r->state, "pending");
+                        r->next_start_at = 0;
+                        r->restarts = 0;
+                        set_reason(r, NULL);
+                        n++;
+                } else {
+                        snprintf(r->state, sizeof r->state, "stopped");
+                        set_reason(r, "stopped while asleep: the service no longer runs its version");
+                        instance_release(c, r);
+                }
+                if (instance_commit(c, r, NULL, NULL) < 0)
+                        log_warning("Instance %s: cannot record its wake (%s)", r->id, store_last_error());
+        }
+        a = awake_of(c, sv->id, true);
+        if (a) {
+                a->since = now;
+                a->wake_started = now;
+                snprintf(a->why, sizeof a->why, "%s", why);
+        }
+        log_info("Service %s: waking %u guest(s) (%s).", sv->name, n, why);
+        controller_kick(c);
+        return n;
+}
+
+/* Instance R of a waking service is ready: the wake is done. */
+static void service_woke(Controller *c, const InstanceRecord *r) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        struct Awake *a = awake_of(c, r->service_id, false);
+        usec_t now = now_realtime();
+
+        if (!a || !a->wake_started || store_service_get_by_id(c->store, r->service_id, &sv) != 0)
+                return;
+        log_info("Service %s: awake, %.2fs after its wake (%s); instance %s serves.", sv.name,
+                 (double) (now - a->wake_started) / USEC_PER_SEC, a->why, r->id);
+        service_event(c, sv.name, "service.awake", "ready",
+                      json_pack("{s:s, s:I, s:s}", "instance", r->id, "wake_ms",
+                                (json_int_t) ((now - a->wake_started) / USEC_PER_MSEC), "woken_by", a->why));
+        a->wake_started = 0;
+        a->since = now;
+}
+
+/* Booting instance R of its service exited (REASON): when the service was waking and no other
+ * guest of it is coming up, the wake failed, and the requests held for it get a 503 that says
+ * why (the instance's row says it too, and its restart policy applies as for any exit). */
+static void service_wake_check(Controller *c, const InstanceRecord *r, const char *reason) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        struct Awake *a = awake_of(c, r->service_id, false);
+        InstanceList l = {};
+        bool coming = false;
+        char why[900];
+
+        if (!a || !a->wake_started || store_service_get_by_id(c->store, r->service_id, &sv) != 0)
+                return;
+        if (instances_load(c, sv.id, &l) == 0)
+                for (size_t i = 0; i < l.n && !coming; i++)
+                        coming = !streq(l.items[i].id, r->id) &&
+                                 (streq(l.items[i].state, "booting") || streq(l.items[i].state, "ready") ||
+                                  instance_starting(c, l.items[i].id));
+        instance_list_done(&l);
+        if (coming)
+                return;
+        snprintf(why, sizeof why, "service %s could not wake: instance %s: %s", sv.name, r->id, reason);
+        log_warning("%s", why);
+        service_event(c, sv.name, "service.wake-failed", "failed", json_pack("{s:s, s:s}", "instance", r->id, "reason", reason));
+        a->wake_started = 0;
+        traffic_wake_failed(c->traffic, sv.name, why);
+}
+
+static bool rollout_in_progress(Controller *c, int64_t service_id) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+
+        return store_rollout_get_active(c->store, service_id, &ro) == 0;
+}
+
+/* SV, awake, may sleep: when no request came for its idle time (counted from its last request,
+ * its wake, or the moment this aviaryd first saw it awake, whichever is last), its guests go to
+ * sleep. Never during a rollout (idle counts from the rollout's end), nor while a guest of it
+ * boots. True when it went to sleep. */
+static bool sleep_if_idle(Controller *c, const ServiceRecord *sv, InstanceList *l, bool rollout) {
+        struct Awake *a = awake_of(c, sv->id, true);
+        usec_t now = now_realtime(), last, from;
+        unsigned ready = instances_count(l, "ready"), n;
+        char idle[32], why[96];
+
+        if (!a)
+                return false;
+        if (rollout) {
+                a->since = now;
+                return false;
+        }
+        last = traffic_last_request(c->traffic, sv->name);
+        from = last > a->since ? last : a->since;
+        if (a->wake_started || ready == 0 || instances_count(l, "pending") + instances_count(l, "booting") > 0 ||
+            now < from + (usec_t) sv->idle_ms * USEC_PER_MSEC)
+                return false;
+        duration_format_ms((uint64_t) sv->idle_ms, idle);
+        snprintf(why, sizeof why, "asleep: no request for %s", idle);
+        n = service_sleep(c, sv, l, why);
+        log_info("Service %s: no request for %s: %u guest(s) asleep.", sv->name, idle, n);
+        service_event(c, sv->name, "service.sleep", "asleep",
+                      json_pack("{s:s, s:I, s:I}", "reason", "idle", "idle_ms", (json_int_t) sv->idle_ms, "instances",
+                                (json_int_t) n));
+        return true;
+}
+
+/* A worker holds a request for SERVICE, which has no ready guest: wake it, or say why not. */
+static void on_wake_request(void *userdata, const char *service) {
+        Controller *c = userdata;
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        InstanceList l = {};
+        char why[700];
+
+        if (store_service_get(c->store, service, &sv) != 0 || instances_load(c, sv.id, &l) < 0)
+                return;
+        if (instances_count(&l, "asleep") > 0) {
+                unsigned n = service_wake(c, &sv, &l, "request");
+                service_event(c, sv.name, "service.wake", "waking",
+                              json_pack("{s:s, s:I}", "reason", "request", "instances", (json_int_t) n));
+        } else if (instances_count(&l, "ready") > 0)
+                traffic_sync(c->traffic); /* the table is behind: the next one releases them */
+        else if (instances_count(&l, "pending") + instances_count(&l, "booting") == 0) {
+                const InstanceRecord *broken = NULL;
+                for (size_t i = 0; i < l.n && !broken; i++)
+                        if (l.items[i].stop_reason)
+                                broken = &l.items[i];
+                snprintf(why, sizeof why, "service %s has no guest that can start%s%s%s%s", sv.name,
+                         broken ? ": instance " : "", broken ? broken->id : "", broken ? ": " : "",
+                         broken ? broken->stop_reason : "");
+                traffic_wake_failed(c->traffic, sv.name, why);
+        }
+        /* else: pending or booting guests; the requests wait for the first to be ready. */
+        instance_list_done(&l);
+}
+
 static int pass_service(const ServiceRecord *sv, void *userdata) {
         Controller *c = userdata;
         InstanceList l = {};
@@ -978,6 +1225,29 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
 
         if (k < 0)
                 return k;
+        if (instances_count(&l, "asleep") > 0) {
+                /* Asleep: nothing to plan, unless something wants it awake. */
+                const char *why = rollout_in_progress(c, sv->id)          ? "rollout"
+                                  : sv->idle_ms == 0                      ? "scale_to_zero off"
+                                  : !sv->stable_version_id || !sv->replicas ? "scaled to 0"
+                                                                          : NULL;
+                if (why) {
+                        unsigned n = service_wake(c, sv, &l, why);
+                        service_event(c, sv->name, "service.wake", "waking",
+                                      json_pack("{s:s, s:I}", "reason", why, "instances", (json_int_t) n));
+                }
+                instance_list_done(&l);
+                return 0;
+        }
+        if (sv->idle_ms > 0 && sleep_if_idle(c, sv, &l, rollout_in_progress(c, sv->id))) {
+                instance_list_done(&l);
+                return 0;
+        }
+        if (sv->idle_ms == 0) {
+                struct Awake *a = awake_of(c, sv->id, false);
+                if (a)
+                        a->service_id = 0;
+        }
         plan_input(c, sv, &in);
         plan_service(&in, l.items, l.n, &p);
         for (unsigned i = 0; i < p.start; i++)
@@ -1229,6 +1499,53 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         return 0;
 }
 
+int controller_service_sleep(Controller *c, const char *name, ApiError *e) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        InstanceList l = {};
+        int k = store_service_get(c->store, name, &sv);
+
+        if (k != 0)
+                return k > 0 ? api_error_set(e, k, "service '%s' not found", name) : k;
+        if (sv.idle_ms == 0)
+                return api_error_set(e, AVIARY_E_SCALE_TO_ZERO_OFF,
+                                     "service '%s' does not scale to zero, so nothing would wake it: set scale_to_zero "
+                                     "first", name);
+        if (rollout_in_progress(c, sv.id))
+                return api_error_set(e, AVIARY_E_ROLLOUT_IN_PROGRESS,
+                                     "service '%s' has a rollout in progress and stays awake until it ends", name);
+        k = instances_load(c, sv.id, &l);
+        if (k < 0)
+                return k;
+        (void) service_sleep(c, &sv, &l, "asleep: put to sleep through the API");
+        instance_list_done(&l);
+        return 0;
+}
+
+int controller_service_wake(Controller *c, const char *name, ApiError *e) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        InstanceList l = {};
+        int k = store_service_get(c->store, name, &sv);
+
+        if (k != 0)
+                return k > 0 ? api_error_set(e, k, "service '%s' not found", name) : k;
+        k = instances_load(c, sv.id, &l);
+        if (k < 0)
+                return k;
+        if (instances_count(&l, "asleep") > 0)
+                (void) service_wake(c, &sv, &l, "api");
+        else if (sv.idle_ms > 0) {
+                struct Awake *a = awake_of(c, sv.id, true);
+                if (a)
+                        a->since = now_realtime(); /* its idle time starts again */
+        }
+        instance_list_done(&l);
+        return 0;
+}
+
+usec_t controller_last_request(Controller *c, const char *service) {
+        return c ? traffic_last_request(c->traffic, service) : 0;
+}
+
 /* ---- setup ---- */
 
 int controller_new(const ControllerContext *ctx, Controller **ret) {
@@ -1301,6 +1618,7 @@ int controller_start(Controller *c) {
         k = traffic_new(c->store, c->event, set->proxy_threads, &c->fds, &c->traffic);
         if (k < 0)
                 return k;
+        traffic_set_wake(c->traffic, set->wake_queue, set->wake_timeout_ms * USEC_PER_MSEC, on_wake_request, c);
         k = rollout_driver_new(c->store, c->traffic, &c->rollouts);
         if (k < 0)
                 return k;

@@ -120,6 +120,19 @@ int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const Ins
         return k < 0 ? k : instance_rows(s, st, fn, userdata);
 }
 
+int store_instance_count_asleep(Store *s, int64_t service_id) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s, "SELECT count(*) FROM instances WHERE service_id = ? AND state = 'asleep'", &st, "i",
+                              service_id), rc;
+
+        if (k < 0)
+                return k;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc, "instance count");
+        return sqlite3_column_int(st, 0);
+}
+
 int store_instance_prune(Store *s, usec_t before) {
         int k = store_exec(s,
                            "DELETE FROM instances WHERE state IN ('stopped', 'failed') AND stopped_at IS NOT NULL "

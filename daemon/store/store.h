@@ -200,7 +200,7 @@ typedef struct InstanceRecord {
         char id[64];
         int64_t service_id;
         int64_t version_id;
-        char state[16];                  /* pending booting ready draining stopped failed crash-loop */
+        char state[16];                  /* pending booting ready draining stopped failed crash-loop asleep */
         char ip[16];                     /* "" until leased */
         char mac[18];
         char domain_uuid[37];            /* "" when no domain */
@@ -227,6 +227,9 @@ int store_instance_list(Store *s, int64_t service_id, const char *after, unsigne
 /* Every instance of SERVICE_ID (0: all) not stopped or failed, oldest id first. */
 int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
                                void *userdata);
+
+/* How many instances of SERVICE_ID are asleep (scale to zero). */
+int store_instance_count_asleep(Store *s, int64_t service_id);
 
 /* Deletes stopped and failed instances that stopped before BEFORE; returns how many. */
 int store_instance_prune(Store *s, usec_t before);
