@@ -52,6 +52,7 @@ struct Controller {
         Subnet subnet;
         KvmTrial kvm;
         char console_dir[4096];
+        char snapshot_dir[4096];      /* wake: snapshot: the guests' saved memory, one file per instance */
         sd_event_source *kick, *tick;
         sd_event_source *probe_timer; /* readiness probes of booting guests, every PROBE_EVERY_USEC */
         unsigned ticks;
@@ -80,6 +81,7 @@ struct Controller {
                 char version[320];            /* "image:tag" */
                 char ip[16];                  /* its lease (the row gets it with the boot) */
                 char kvm_failed[600];         /* its start under KVM failed: why ("" no) */
+                bool restoring;               /* a restore from its snapshot, not a cold boot */
         } starting[MAX_PROBES];
         /* Scale to zero: what is known of each awake service that may sleep (in memory: after a
          * restart an awake service's idle time counts from the start). */
@@ -116,6 +118,7 @@ static int instance_list_add(const InstanceRecord *r, void *userdata) {
         }
         l->items[l->n] = *r;
         l->items[l->n].stop_reason = r->stop_reason ? strdup(r->stop_reason) : NULL;
+        l->items[l->n].snapshot = r->snapshot ? strdup(r->snapshot) : NULL;
         l->n++;
         return 0;
 }
@@ -202,6 +205,65 @@ static void guest_destroy(Controller *c, const char *uuid, const char *id) {
 static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r);
 static void service_woke(Controller *c, const InstanceRecord *r);
 static void service_wake_check(Controller *c, const InstanceRecord *r, const char *reason);
+
+/* ---- snapshots (wake: snapshot) ---- */
+
+static void snapshot_path(Controller *c, const char *id, char out[static 4200]) {
+        snprintf(out, 4200, "%s/%s.save", c->snapshot_dir, id);
+}
+
+/* R's snapshot is used, or may not be: its file goes, and the row forgets it (the caller writes
+ * the row). A snapshot is restored once at most. */
+static void snapshot_forget(InstanceRecord *r) {
+        if (r->snapshot && unlink(r->snapshot) < 0 && errno != ENOENT)
+                log_warning_errno(errno, "Instance %s: cannot remove its snapshot %s", r->id, r->snapshot);
+        free(r->snapshot);
+        r->snapshot = NULL;
+        r->snapshot_version = 0;
+        r->snapshot_accel[0] = 0;
+}
+
+/* The memory of asleep instance ID was saved into PATH (tag ID), or not (R < 0). */
+static void on_saved(void *userdata, const char *id, int k, const char *error) {
+        Controller *c = userdata;
+        _cleanup_(instance_record_done) InstanceRecord r = {};
+        char path[4200];
+        struct stat st;
+
+        snapshot_path(c, id, path);
+        if (store_instance_get(c->store, id, &r) != 0 || !streq(r.state, "asleep") || r.snapshot) {
+                /* Woken (or gone) while its memory was being saved: it boots cold. */
+                (void) unlink(path);
+                return;
+        }
+        if (k < 0) {
+                log_warning("Instance %s: cannot save its memory (%s): it wakes by a cold boot.", id, error);
+                (void) unlink(path);
+                instance_commit(c, &r, "instance.snapshot-failed", json_pack("{s:s}", "reason", error));
+                return;
+        }
+        r.snapshot = strdup(path);
+        r.snapshot_version = r.version_id;
+        snprintf(r.snapshot_accel, sizeof r.snapshot_accel, "%s", r.accel);
+        log_info("Instance %s: asleep, its memory saved (%lld MiB).", id,
+                 stat(path, &st) == 0 ? (long long) (st.st_size >> 20) : -1LL);
+        instance_commit(c, &r, "instance.snapshot",
+                        json_pack("{s:I}", "bytes", (json_int_t) (stat(path, &st) == 0 ? st.st_size : 0)));
+}
+
+/* Puts R's running guest to sleep: its memory saved when SNAPSHOT (the domain is gone after),
+ * else stopped. */
+static void guest_sleep(Controller *c, InstanceRecord *r, bool snapshot) {
+        char path[4200];
+
+        if (!r->domain_uuid[0])
+                return;
+        snapshot_path(c, r->id, path);
+        if (snapshot && streq(r->state, "ready") && !c->virt_inline &&
+            virt_queue_save(c->jobs, r->domain_uuid, path, r->id, on_saved, c) >= 0)
+                return;
+        guest_destroy(c, r->domain_uuid, r->id);
+}
 
 /* ---- lifecycle ---- */
 
@@ -588,6 +650,27 @@ static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, cons
                                 false);
                 return;
         }
+        /* Asleep with a snapshot: restored, when it was taken of this version under the
+         * accelerator this boot would use; never otherwise. */
+        if (r->snapshot) {
+                bool kvm = !force_tcg && kvm_trial_use_kvm(&c->kvm);
+                if (r->snapshot_version == r->version_id && streq(r->snapshot_accel, kvm ? "kvm" : "tcg")) {
+                        *slot = (struct Starting) { .console_before = console_size(c, r->id), .kvm = kvm,
+                                                    .restoring = true };
+                        snprintf(slot->id, sizeof slot->id, "%s", r->id);
+                        snprintf(slot->version, sizeof slot->version, "%s:%s", v.image, v.tag);
+                        memcpy(slot->ip, r->ip, sizeof slot->ip);
+                        if (virt_queue_restore(c->jobs, r->snapshot, r->id, instance_started, c) >= 0)
+                                return;
+                        slot->id[0] = 0;
+                }
+                log_notice("Instance %s: not restoring its snapshot (taken of %s, under %s): booting cold.", r->id,
+                           r->snapshot_version == r->version_id ? "this version" : "another version",
+                           r->snapshot_accel[0] ? r->snapshot_accel : "?");
+                snapshot_forget(r);
+                if (store_instance_update(c->store, r) < 0)
+                        log_warning("Instance %s: cannot record that its snapshot is gone (%s)", r->id, store_last_error());
+        }
         snprintf(prefix, sizeof prefix, "%u", c->subnet.prefix);
         subnet_netmask(&c->subnet, netmask);
         ip_format(c->subnet.gateway, gateway);
@@ -651,6 +734,19 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
                 }
                 return;
         }
+        if (was.restoring) {
+                /* A snapshot is used once, whatever came of it. */
+                snapshot_forget(r);
+                if (k < 0) {
+                        snprintf(why, sizeof why, "restoring its snapshot failed: %s", error && error[0] ? error : strerror(-k));
+                        one_line(why);
+                        log_warning("Instance %s: %s; booting cold instead.", id, why);
+                        set_reason(r, why);
+                        instance_commit(c, r, "instance.restore-failed", json_pack("{s:s}", "reason", why));
+                        instance_boot(c, r, false, NULL);
+                        return;
+                }
+        }
         if (k == -EIO && was.kvm && kvm_trial_on_trial(&c->kvm)) {
                 /* QEMU may abort at once on a KVM it cannot use (a CPU feature the nested
                  * hypervisor refuses): that guest gets its try under TCG now. */
@@ -684,12 +780,12 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
         BootWatch *w = boot_watch(c, r->id, r->running_at, true);
         if (w)
                 w->console_at_boot = was.console_before;
-        log_info("Instance %s: booting %s at %s under %s (QEMU pid %d).", r->id, was.version, r->ip,
-                 was.kvm ? "KVM" : "TCG", (int) info->qemu_pid);
+        log_info("Instance %s: %s %s at %s under %s (QEMU pid %d).", r->id, was.restoring ? "restored" : "booting",
+                 was.version, r->ip, was.kvm ? "KVM" : "TCG", (int) info->qemu_pid);
         instance_commit(c, r, "instance.boot",
-                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?}", "version", was.version, "ip", r->ip, "domain",
+                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:b}", "version", was.version, "ip", r->ip, "domain",
                                   info->uuid, "qemu_pid", (int) info->qemu_pid, "accel", r->accel, "kvm_failed",
-                                  was.kvm_failed[0] ? was.kvm_failed : NULL));
+                                  was.kvm_failed[0] ? was.kvm_failed : NULL, "restored", was.restoring));
         /* Probed from now on, not from the next tick. */
         if (w) {
                 char path[257];
@@ -1041,8 +1137,8 @@ static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceLi
 
                 if (!holds_guest_slot(r))
                         continue;
-                if (r->domain_uuid[0])
-                        guest_destroy(c, r->domain_uuid, r->id);
+                snapshot_forget(r); /* an older one, if any: the guest ran since */
+                guest_sleep(c, r, streq(sv->wake, "snapshot"));
                 snprintf(r->state, sizeof r->state, "asleep");
                 r->domain_uuid[0] = 0;
                 r->qemu_pid = 0;
@@ -1090,6 +1186,7 @@ static unsigned service_wake(Controller *c, const ServiceRecord *sv, InstanceLis
                 } else {
                         snprintf(r->state, sizeof r->state, "stopped");
                         set_reason(r, "stopped while asleep: the service no longer runs its version");
+                        snapshot_forget(r);
                         instance_release(c, r);
                 }
                 if (instance_commit(c, r, NULL, NULL) < 0)
@@ -1172,10 +1269,15 @@ static bool sleep_if_idle(Controller *c, const ServiceRecord *sv, InstanceList *
                 a->since = now;
                 return false;
         }
+        /* A guest on its way up (the first boot, a scale-up, a restart): idle counts from when
+         * none is. */
+        if (instances_count(l, "pending") + instances_count(l, "booting") > 0) {
+                a->since = now;
+                return false;
+        }
         last = traffic_last_request(c->traffic, sv->name);
         from = last > a->since ? last : a->since;
-        if (a->wake_started || ready == 0 || instances_count(l, "pending") + instances_count(l, "booting") > 0 ||
-            now < from + (usec_t) sv->idle_ms * USEC_PER_MSEC)
+        if (a->wake_started || ready == 0 || now < from + (usec_t) sv->idle_ms * USEC_PER_MSEC)
                 return false;
         duration_format_ms((uint64_t) sv->idle_ms, idle);
         snprintf(why, sizeof why, "asleep: no request for %s", idle);
@@ -1588,6 +1690,9 @@ int controller_start(Controller *c) {
         snprintf(c->console_dir, sizeof c->console_dir, "%s/console", set->state_dir);
         if (mkdir(c->console_dir, 0750) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Cannot create %s", c->console_dir);
+        snprintf(c->snapshot_dir, sizeof c->snapshot_dir, "%s/snapshots", set->state_dir);
+        if (mkdir(c->snapshot_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Cannot create %s", c->snapshot_dir);
         k = net_bridge_ensure(set->bridge, &c->subnet, set->bridge_create);
         if (k < 0)
                 return k;

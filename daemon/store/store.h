@@ -211,6 +211,11 @@ typedef struct InstanceRecord {
         usec_t next_start_at;            /* backoff: not before */
         usec_t drain_until;              /* draining: the guest stops by then at the latest */
         char accel[4];                   /* "kvm" or "tcg": how its guest runs or ran; "" before a boot */
+        /* Asleep with wake: snapshot: the guest's saved memory (a file in the state directory),
+         * and the version and accelerator it was taken with. NULL, 0, "" when none. */
+        char *snapshot;
+        int64_t snapshot_version;
+        char snapshot_accel[4];
 } InstanceRecord;
 
 void instance_record_done(InstanceRecord *r);

@@ -129,4 +129,4 @@ def body(d):
 
 
 if __name__ == "__main__":
-    main(lambda: gt.run(body, config={"wake_queue": str(WAKE_QUEUE)}, fast=True))
+    main(lambda: gt.run(body, config={"wake_queue": str(WAKE_QUEUE), "accel": "tcg"}, fast=True))
