@@ -159,7 +159,7 @@ static void client_unhold(Client *c) {
                 return;
         c->held = false;
         c->deadline = 0;
-        atomic_fetch_sub_explicit(c->proxy->hold_count, 1, memory_order_relaxed);
+        c->proxy->hold_fn(c->proxy->userdata, c->hold_key, false);
 }
 
 void client_free(Client *c) {
@@ -270,16 +270,15 @@ static void client_reply_error(Client *c, int status, const char *code, const ch
 /* The pick said the service is asleep or waking: C's request waits on its connection, within
  * the service's bounds (proxy_set_hold). Its wait counts from its first hold, across releases
  * that hold it again. */
-static void client_hold(Client *c) {
+static void client_hold(Client *c, int key) {
         Proxy *p = c->proxy;
 
-        if (!p->hold_count) {
+        if (!p->hold_fn) {
                 client_reply_error_retry(c, 503, "unavailable", "The service is asleep and cannot be woken here.",
                                          PROXY_HOLD_RETRY_AFTER_SEC);
                 return;
         }
-        if (atomic_fetch_add_explicit(p->hold_count, 1, memory_order_relaxed) >= p->hold_limit) {
-                atomic_fetch_sub_explicit(p->hold_count, 1, memory_order_relaxed);
+        if (!p->hold_fn(p->userdata, key, true)) {
                 client_reply_error_retry(c, 503, "wake_queue_full",
                                          "The service is waking up and already holds as many requests as it may "
                                          "(wake_queue); retry shortly.",
@@ -287,6 +286,7 @@ static void client_hold(Client *c) {
                 return;
         }
         c->held = true;
+        c->hold_key = key;
         if (!c->hold_deadline)
                 c->hold_deadline = proxy_now() + p->hold_timeout_usec;
         client_set_deadline(c, c->hold_deadline);
@@ -349,7 +349,7 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
                         c->group = -1;
                         c->has_backend = false;
                         if (r == -EAGAIN)
-                                client_hold(c);
+                                client_hold(c, group);
                         else if (r == -ENOENT)
                                 client_reply_error(c, 404, "not_found",
                                                    "No service on this address matches the request's host and path.");

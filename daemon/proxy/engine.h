@@ -84,6 +84,7 @@ struct Client {
         bool readable, writable;
         bool draining; /* answered and half-closed: reading what the client still sends */
         bool held;     /* its request waits for the service to wake (proxy_set_hold) */
+        int hold_key;  /* ...under this key (the pick's) */
         uint64_t hold_deadline; /* when the wait of its request ends; 0 not held yet */
         uint64_t deadline; /* idle between requests, or draining; 0 while a request runs */
 
@@ -136,10 +137,8 @@ struct Proxy {
         uint64_t accept_logged_usec; /* when it last said so */
         unsigned accept_unlogged;    /* pauses since */
         bool freeing;
-        /* Held requests (proxy_set_hold): COUNT is shared by every proxy of the service (one per
-         * worker thread) and touched only when a request is held or leaves the hold. */
-        _Atomic unsigned *hold_count;
-        unsigned hold_limit;
+        /* Held requests (proxy_set_hold): FN keeps their count, per key. */
+        ProxyHoldFn hold_fn;
         uint64_t hold_timeout_usec;
         /* client.c's, for upstream.c: an event on, or the deadline of, a client's upstream. */
         void (*upstream_event)(Client *c, Upstream *u, uint32_t revents);

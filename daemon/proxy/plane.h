@@ -9,9 +9,11 @@
  * queue whose eventfd wakes the control loop; control sends them commands through a queue per
  * worker, each with its own eventfd.
  *
- * Listening: one socket per service (the one kept in systemd's fd store across restarts),
- * accepted by one worker, which hands each new connection to the next worker in turn. See
- * docs/design/traffic.md for why that and not SO_REUSEPORT.
+ * Listening: one socket per listen address (the one kept in systemd's fd store across
+ * restarts), accepted by one worker, which hands each new connection to the next worker in
+ * turn. See docs/design/traffic.md for why that and not SO_REUSEPORT. Several services may share
+ * a listener: each request goes to the one whose match (route-table.h, util/match.h) is the most
+ * specific, and one that matches none gets a JSON 404.
  *
  * Threads: every call here is for the control thread, except where said. */
 #pragma once
@@ -25,6 +27,7 @@
 
 typedef struct ProxyPlane ProxyPlane;
 typedef struct PlaneService PlaneService;
+typedef struct PlaneListener PlaneListener;
 
 typedef enum PlaneEventKind {
         PLANE_EVENT_EJECT,    /* BACKEND in GROUP failed ROUTE_EJECT_AFTER_FAILURES requests in a row on a worker */
@@ -51,11 +54,21 @@ int proxy_plane_new(sd_event *control, unsigned threads, PlaneEventFn fn, void *
 ProxyPlane *proxy_plane_free(ProxyPlane *p);
 unsigned proxy_plane_threads(const ProxyPlane *p);
 
-/* Serves listening socket FD (taken, also on failure) for service NAME, routing by the tables
+/* Serves listening socket FD (taken, also on failure) for the services that join it. */
+int proxy_plane_listener_add(ProxyPlane *p, int fd, PlaneListener **ret);
+/* Stops serving it: the socket and its connections close on every worker (asynchronously).
+ * Remove the services that joined it first. */
+void proxy_plane_listener_remove(PlaneListener *l);
+unsigned proxy_plane_listener_port(const PlaneListener *l);
+int proxy_plane_listener_fd(const PlaneListener *l);
+/* Serves service NAME on listener L (with the others that joined it), routing by the tables
  * published to the returned service (none yet: 503). USERDATA is the caller's, kept with it. */
+int proxy_plane_service_join(ProxyPlane *p, const char *name, PlaneListener *l, void *userdata, PlaneService **ret);
+/* A listener of its own for the service: listening socket FD (taken, also on failure). */
 int proxy_plane_service_add(ProxyPlane *p, const char *name, int fd, void *userdata, PlaneService **ret);
-/* Stops serving: the listener and every connection of the service close on every worker (after
- * this returns, asynchronously); the service's memory goes with the last worker's reference. */
+/* Stops serving the service on every worker (asynchronously; requests it holds are answered
+ * 503), and its own listener with it (proxy_plane_service_add); the service's memory goes with
+ * the last worker's reference. */
 void proxy_plane_service_remove(PlaneService *s);
 void *proxy_plane_service_userdata(const PlaneService *s);
 const char *proxy_plane_service_name(const PlaneService *s);

@@ -18,6 +18,11 @@ const char *proxy_request_header(const ProxyRequest *req, const char *name, size
         return head_header(req->head, name, ret_len);
 }
 
+const char *proxy_request_target(const ProxyRequest *req, size_t *ret_len) {
+        *ret_len = req->head->first_len;
+        return req->head->store;
+}
+
 const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len) {
         return head_cookie(req->head, name, ret_len);
 }
@@ -276,18 +281,17 @@ const ProxyStats *proxy_get_stats(const Proxy *p) {
         return &p->stats;
 }
 
-void proxy_set_hold(Proxy *p, _Atomic unsigned *count, unsigned limit, uint64_t timeout_usec) {
-        p->hold_count = count;
-        p->hold_limit = limit;
+void proxy_set_hold(Proxy *p, uint64_t timeout_usec, ProxyHoldFn fn) {
+        p->hold_fn = fn;
         p->hold_timeout_usec = timeout_usec;
 }
 
-void proxy_release_held(Proxy *p, const char *failure) {
+void proxy_release_held(Proxy *p, int key, const char *failure) {
         Client *next;
 
         for (Client *c = p->clients; c; c = next) {
                 next = c->next; /* client_run() may free C, never another client */
-                if (!c->held)
+                if (!c->held || (key >= 0 && c->hold_key != key))
                         continue;
                 client_release(c, failure);
                 client_run(c);

@@ -34,11 +34,19 @@ typedef struct Health {
         usec_t next; /* monotonic */
 } Health;
 
+/* One listening socket, shared by the services that name its address. */
+typedef struct RoutedListener {
+        char address[80]; /* "" free */
+        PlaneListener *plane;
+        unsigned users;
+} RoutedListener;
+
 typedef struct RoutedService {
         Routing *routing;
         char name[64];
         char listen[80];
         bool listen_failed; /* logged once per listen address */
+        RoutedListener *listener;
         PlaneService *plane;
         RouteSpec spec;
         usec_t ejected_until[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* monotonic; 0 when not ejected */
@@ -63,6 +71,7 @@ struct Routing {
         ProxyPlane *plane;
         RoutingFdStore fds;
         RoutedService *services[MAX_SERVICES];
+        RoutedListener listeners[MAX_SERVICES];
         Inflight inflight[MAX_INFLIGHT];
         uint64_t next_cookie;
         RoutingWakeFn wake;
@@ -95,13 +104,21 @@ static void fd_keep(Routing *r, const char *address, int fd) {
                 r->fds.keep(r->fds.userdata, address, fd);
 }
 
+/* The service leaves its listener, which closes when no service uses it any more. FORGET: systemd
+ * need not keep the socket either. */
 static void service_unlisten(RoutedService *s, bool forget) {
-        if (!s->plane)
+        RoutedListener *l = s->listener;
+
+        if (s->plane)
+                proxy_plane_service_remove(s->plane);
+        s->plane = NULL;
+        s->listener = NULL;
+        if (!l || --l->users > 0)
                 return;
         if (forget)
-                fd_keep(s->routing, s->listen, -1);
-        proxy_plane_service_remove(s->plane);
-        s->plane = NULL;
+                fd_keep(s->routing, l->address, -1);
+        proxy_plane_listener_remove(l->plane);
+        *l = (RoutedListener) {};
 }
 
 /* FORGET: the service is gone, so systemd need not keep its listener either (at shutdown the
@@ -136,12 +153,49 @@ static int listen_socket(const char *address, int *ret) {
         return 0;
 }
 
-/* Opens, moves or closes the service's listener to match LISTEN. */
+/* The listener on ADDRESS: the one there is, or (opened now, or taken back from systemd's fd
+ * store) a new one; NULL with *RET_ERROR set when it cannot be had. */
+static RoutedListener *listener_get(Routing *r, const char *address, const char *service, int *ret_error) {
+        RoutedListener *free_slot = NULL;
+        bool kept;
+        int fd = -1, k;
+
+        for (size_t i = 0; i < MAX_SERVICES; i++) {
+                if (r->listeners[i].address[0] && streq(r->listeners[i].address, address))
+                        return &r->listeners[i];
+                if (!r->listeners[i].address[0] && !free_slot)
+                        free_slot = &r->listeners[i];
+        }
+        if (!free_slot) {
+                *ret_error = -EMFILE;
+                return NULL;
+        }
+        /* A listener systemd kept for us across a restart: clients queued in its backlog meanwhile. */
+        if (r->fds.take)
+                fd = r->fds.take(r->fds.userdata, address);
+        kept = fd >= 0;
+        k = kept ? 0 : listen_socket(address, &fd);
+        if (k >= 0)
+                k = proxy_plane_listener_add(r->plane, fd, &free_slot->plane);
+        if (k < 0) {
+                *ret_error = k;
+                return NULL;
+        }
+        snprintf(free_slot->address, sizeof free_slot->address, "%s", address);
+        if (!kept)
+                fd_keep(r, address, proxy_plane_listener_fd(free_slot->plane));
+        log_info("Service %s: proxy listening on %s%s, %u worker thread(s).", service, address,
+                 kept ? " (kept across the restart)" : "", proxy_plane_threads(r->plane));
+        return free_slot;
+}
+
+/* Opens, moves or closes the service's listener to match LISTEN; services with the same
+ * address share one. */
 static void service_listen(RoutedService *s, const char *listen) {
         Routing *r = s->routing;
         const char *want = listen ? listen : "";
-        bool kept = false;
-        int fd = -1, k;
+        RoutedListener *l;
+        int k = 0;
 
         if (streq(s->listen, want) && (s->plane || s->listen_failed || !*want))
                 return;
@@ -150,22 +204,25 @@ static void service_listen(RoutedService *s, const char *listen) {
         snprintf(s->listen, sizeof s->listen, "%s", want);
         if (!*want)
                 return;
-        /* A listener systemd kept for us across a restart: clients queued in its backlog meanwhile. */
-        if (r->fds.take)
-                fd = r->fds.take(r->fds.userdata, want);
-        kept = fd >= 0;
-        k = kept ? 0 : listen_socket(want, &fd);
-        if (k >= 0)
-                k = proxy_plane_service_add(r->plane, s->name, fd, s, &s->plane);
-        if (k < 0) {
-                s->listen_failed = true;
-                log_warning_errno(k, "Service %s: cannot serve traffic on %s", s->name, want);
-                return;
+        l = listener_get(r, want, s->name, &k);
+        if (l) {
+                bool shared = l->users > 0;
+                k = proxy_plane_service_join(r->plane, s->name, l->plane, s, &s->plane);
+                if (k >= 0) {
+                        s->listener = l;
+                        l->users++;
+                        if (shared)
+                                log_info("Service %s: shares the proxy listener on %s.", s->name, want);
+                        return;
+                }
+                if (l->users == 0) { /* opened for it alone */
+                        fd_keep(r, l->address, -1);
+                        proxy_plane_listener_remove(l->plane);
+                        *l = (RoutedListener) {};
+                }
         }
-        if (!kept)
-                fd_keep(r, want, proxy_plane_service_fd(s->plane));
-        log_info("Service %s: proxy listening on %s%s, %u worker thread(s).", s->name, want,
-                 kept ? " (kept across the restart)" : "", proxy_plane_threads(r->plane));
+        s->listen_failed = true;
+        log_warning_errno(k, "Service %s: cannot serve traffic on %s", s->name, want);
 }
 
 /* ---- health ---- */
@@ -222,8 +279,19 @@ static unsigned usable_count(RoutedService *s, int g, usec_t now) {
 
 /* ---- tables ---- */
 
+static bool match_equal(const Match *a, const Match *b) {
+        const char *pa = a->path_prefix ? a->path_prefix : "", *pb = b->path_prefix ? b->path_prefix : "";
+
+        if (a->n_hosts != b->n_hosts || !streq(pa, pb))
+                return false;
+        for (size_t i = 0; i < a->n_hosts; i++)
+                if (!streq(a->hosts[i], b->hosts[i]))
+                        return false;
+        return true;
+}
+
 static bool table_equal(const RouteTable *a, const RouteTable *b) {
-        if (!a || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
+        if (!a || !match_equal(&a->match, &b->match) || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
             a->tester_header != b->tester_header || a->hold != b->hold || !streq(a->sticky_header, b->sticky_header) ||
             !streq(a->sticky_cookie, b->sticky_cookie))
                 return false;
@@ -262,6 +330,17 @@ static void service_publish(RoutedService *s) {
         memcpy(t->sticky_cookie, spec->sticky_cookie, sizeof t->sticky_cookie);
         t->tester_header = spec->tester_header;
         t->hold = spec->hold;
+        {
+                const char *hosts[MATCH_MAX_HOSTS];
+                for (size_t i = 0; i < spec->n_match_hosts && i < MATCH_MAX_HOSTS; i++)
+                        hosts[i] = spec->match_hosts[i];
+                if (route_table_set_match(t, hosts, spec->n_match_hosts,
+                                          spec->match_path_prefix[0] ? spec->match_path_prefix : NULL) < 0) {
+                        log_oom();
+                        route_table_unref(t);
+                        return;
+                }
+        }
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
                 for (size_t i = 0; i < t->group[g].n; i++) {
                         RouteBackend *b = &t->group[g].backend[i];

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "match.h"
 #include "metrics.h"
 #include "select.h"
 #include "timeutil.h"
@@ -41,6 +42,11 @@ typedef struct RouteSpec {
         /* Scale to zero: the service may sleep, and has no ready guest now (asleep, or waking).
          * Its requests are held and a wake is asked for (RoutingWakeFn) rather than answered 503. */
         bool hold;
+        /* On a shared listen address, which requests are this service's (util/match.h): no hosts
+         * and an empty prefix match every request. */
+        char match_hosts[MATCH_MAX_HOSTS][256];
+        size_t n_match_hosts;
+        char match_path_prefix[257];
 } RouteSpec;
 
 /* A worker holds a request for SERVICE, which is asleep or waking: control wakes it (or says
@@ -73,7 +79,8 @@ void routing_wake_failed(Routing *r, const char *service, const char *why);
 usec_t routing_last_request(Routing *r, const char *service);
 
 /* A full update: routing_begin(), routing_apply() for every service there is, routing_end()
- * (which removes the services not applied since, and their listeners from the fd store). */
+ * (which removes the services not applied since, and their listeners from the fd store). Services
+ * with the same listen address share one listener, told apart by their match. */
 void routing_begin(Routing *r);
 void routing_apply(Routing *r, const RouteSpec *spec);
 void routing_end(Routing *r);
