@@ -127,6 +127,28 @@ def body(d):
     is_(r.status, 200, "the rollout is aborted", json.dumps(r.json))
     wait_asleep(d, "idle after the rollout ended")
 
+    # One listener, two services: api takes Host api.example.com under /v2/, web the rest.
+    r = d.request("POST", "/v1/services", json_body={
+        "name": "api", "stable_version": "app:2.0", "replicas": 1, "listen": "127.0.0.1:18090",
+        "match": {"hosts": ["api.example.com"], "path_prefix": "/v2/"}})
+    is_(r.status, 201, "a second service on the same listener, matched by host and path prefix", json.dumps(r.json))
+    r = d.request("POST", "/v1/services", json_body={
+        "name": "api2", "stable_version": "app:2.0", "listen": "127.0.0.1:18090",
+        "match": {"hosts": ["api.example.com"], "path_prefix": "/v2/"}})
+    is_(r.error_code(), "listen-in-use", "a third with the same match is refused (409)")
+    ok(r.json and "api" in r.json["error"]["message"], "naming the other service", json.dumps(r.json))
+    api_ready = wait_for("api ready", lambda: [i for i in instances(d, "api") if i["state"] == "ready"], 120)
+    ok(api_ready, "api's guest is ready")
+    res = gt.burst(URL + "v2/items", 3, host="api.example.com")
+    ok(res and all(x["version"] == "2.0" for x in res),
+       "requests for api.example.com under /v2/ reach api's guest (2.0)", json.dumps(res))
+    ok(asleep(d), "web sleeps on meanwhile: its neighbour's requests do not wake it", states(d))
+    res = gt.burst(URL, 1, host="api.example.com")
+    ok(res and res[0]["status"] == 200 and res[0]["version"] == "1.0",
+       "api.example.com outside /v2/ goes to web, and wakes it", json.dumps(res))
+    t = d.request("GET", "/v1/services/api/traffic").json
+    is_(t["versions"]["stable"]["requests"], 3, "api's proxy counted its 3 requests, not web's")
+
 
 if __name__ == "__main__":
     main(lambda: gt.run(body, config={"wake_queue": str(WAKE_QUEUE), "accel": "tcg"}, fast=True))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """COUNT GET requests to URL at the same moment, each on a connection of its own (threads released
 together by a barrier), for the scale-to-zero tests: what each one got. Prints a JSON list of
-{"status", "retry_after", "code", "body"} (status null and body the error when no answer came).
-Usage: burst.py URL COUNT"""
+{"status", "retry_after", "code", "version", "body"} (status null and body the error when no answer
+came; version is the guest's X-Guest-Version).
+Usage: burst.py URL COUNT [HOST]"""
 import http.client
 import json
 import sys
@@ -13,6 +14,7 @@ import urllib.parse
 def main():
     url, count = sys.argv[1], int(sys.argv[2])
     u = urllib.parse.urlsplit(url)
+    host = sys.argv[3] if len(sys.argv) > 3 else u.netloc
     results = [None] * count
     barrier = threading.Barrier(count)
 
@@ -21,7 +23,7 @@ def main():
         try:
             c.connect()
             barrier.wait(timeout=60)
-            c.request("GET", u.path or "/", headers={"Host": u.netloc})
+            c.request("GET", u.path or "/", headers={"Host": host})
             r = c.getresponse()
             body = r.read().decode(errors="replace")
             code = None
@@ -30,9 +32,10 @@ def main():
                     code = json.loads(body)["error"]["code"]
                 except (ValueError, KeyError, TypeError):
                     pass
-            results[i] = {"status": r.status, "retry_after": r.getheader("Retry-After"), "code": code, "body": body}
+            results[i] = {"status": r.status, "retry_after": r.getheader("Retry-After"), "code": code,
+                          "version": r.getheader("X-Guest-Version"), "body": body}
         except Exception as e:  # noqa: BLE001 (a failure is a result here)
-            results[i] = {"status": None, "retry_after": None, "code": None, "body": repr(e)}
+            results[i] = {"status": None, "retry_after": None, "code": None, "version": None, "body": repr(e)}
         finally:
             c.close()
 

@@ -107,10 +107,11 @@ class GuestTest:
                "--rate", str(rate), "--concurrency", "4"]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def burst(self, url, count, timeout=120):
+    def burst(self, url, count, host=None, timeout=120):
         """COUNT requests at once, each on a connection of its own (tests/lib/burst.py), from inside
-        the namespace: a list of {"status", "retry_after", "code", "body"}, or None."""
-        r = self.in_netns(sys.executable, BURST, url, str(count), timeout=timeout + 30)
+        the namespace, with HOST as their Host header if given: a list of {"status", "retry_after",
+        "code", "version", "body"}, or None."""
+        r = self.in_netns(sys.executable, BURST, url, str(count), *([host] if host else []), timeout=timeout + 30)
         if r.returncode != 0:
             diag(f"burst failed: {r.stderr[-2000:]}")
             return None
