@@ -82,6 +82,7 @@ struct PlaneListener {
         unsigned port;
         unsigned acceptor;    /* the worker that accepts */
         unsigned next_target; /* the acceptor's: who gets the next connection */
+        uint64_t hold_timeout_usec; /* the plane's when it was added; 0: no holding */
         WorkerListener *wl;   /* one per worker */
 };
 
@@ -95,7 +96,8 @@ struct PlaneService {
         bool removed; /* control's: proxy_plane_service_remove() was called (events for it are dropped) */
         RouteSlot slot;
         WorkerService *ws; /* one per worker */
-        _Atomic unsigned held; /* requests held over every worker (wake_queue) */
+        _Atomic unsigned held; /* requests held over every worker... */
+        unsigned hold_limit;   /* ...at most (wake_queue; the plane's when it joined) */
 };
 
 struct Worker {
@@ -343,7 +345,7 @@ static bool on_hold(void *userdata, int key, bool enter) {
                 atomic_fetch_sub_explicit(&s->held, 1, memory_order_relaxed);
                 return true;
         }
-        if (atomic_fetch_add_explicit(&s->held, 1, memory_order_relaxed) < s->plane->hold_limit)
+        if (atomic_fetch_add_explicit(&s->held, 1, memory_order_relaxed) < s->hold_limit)
                 return true;
         atomic_fetch_sub_explicit(&s->held, 1, memory_order_relaxed);
         return false;
@@ -377,8 +379,8 @@ static void worker_listener_add(Worker *w, PlaneListener *l) {
                 return;
         }
         proxy_set_timeouts(wl->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
-        if (p->hold_limit > 0)
-                proxy_set_hold(wl->proxy, p->hold_timeout_usec, on_hold);
+        if (l->hold_timeout_usec > 0)
+                proxy_set_hold(wl->proxy, l->hold_timeout_usec, on_hold);
         if (acceptor && p->n_workers > 1)
                 proxy_set_accept_hook(wl->proxy, on_accept_hand_off);
         wl->next_active = w->listeners;
@@ -679,6 +681,7 @@ int proxy_plane_listener_add(ProxyPlane *p, int fd, PlaneListener **ret) {
         l->plane = p;
         atomic_init(&l->n_ref, 1);
         l->fd = fd;
+        l->hold_timeout_usec = p->hold_limit > 0 ? p->hold_timeout_usec : 0;
         if (getsockname(fd, (struct sockaddr *) &sa, &len) == 0 && sa.sin_family == AF_INET)
                 l->port = ntohs(sa.sin_port);
         for (unsigned i = 0; i < p->n_workers; i++) {
@@ -729,6 +732,7 @@ int proxy_plane_service_join(ProxyPlane *p, const char *name, PlaneListener *l, 
         atomic_init(&s->n_ref, 1);
         s->listener = listener_ref(l);
         s->userdata = userdata;
+        s->hold_limit = p->hold_limit;
         route_slot_init(&s->slot);
         for (unsigned i = 0; i < p->n_workers; i++) {
                 s->ws[i].service = s;

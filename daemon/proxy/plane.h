@@ -80,7 +80,8 @@ int proxy_plane_service_fd(const PlaneService *s);
 void proxy_plane_publish(PlaneService *s, RouteTable *t);
 /* Holding requests while a service wakes (a table with hold set and no usable guest): at most
  * LIMIT held per service over every worker, each at most TIMEOUT_USEC (proxy_set_hold). For
- * services added from now on; without it a held request is answered 503 at once. */
+ * listeners and services added from now on (the workers never read it); without it a held
+ * request is answered 503 at once. */
 void proxy_plane_set_hold(ProxyPlane *p, unsigned limit, uint64_t timeout_usec);
 /* The service's held requests go to a new pick on every worker, after taking the newest table
  * (FAILURE NULL: it woke), or are answered 503 naming FAILURE. A worker asks to wake the service
