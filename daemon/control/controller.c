@@ -3,6 +3,7 @@
  * A pass runs when kicked (API change, libvirt event) and every PASS_USEC as a safety net;
  * booting instances are probed every TICK_USEC until their health check answers, and active
  * rollouts are moved on the same tick (control/driver.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -249,6 +250,31 @@ static void on_saved(void *userdata, const char *id, int k, const char *error) {
                  stat(path, &st) == 0 ? (long long) (st.st_size >> 20) : -1LL);
         instance_commit(c, &r, "instance.snapshot",
                         json_pack("{s:I}", "bytes", (json_int_t) (stat(path, &st) == 0 ? st.st_size : 0)));
+}
+
+/* At start: snapshot files no asleep instance names (its service was deleted while it slept,
+ * or aviaryd stopped during a save) are removed. Names are instance ids, which never contain '/'. */
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+static void snapshots_prune(Controller *c) {
+        _cleanup_(closedirp) DIR *d = opendir(c->snapshot_dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                _cleanup_(instance_record_done) InstanceRecord r = {};
+                char id[64], path[4200];
+                size_t n = strlen(de->d_name);
+
+                if (de->d_name[0] == '.' || n < 6 || n - 5 >= sizeof id || !streq(de->d_name + n - 5, ".save"))
+                        continue;
+                snprintf(id, sizeof id, "%.*s", (int) (n - 5), de->d_name);
+                snapshot_path(c, id, path);
+                if (store_instance_get(c->store, id, &r) == 0 && r.snapshot && streq(r.snapshot, path))
+                        continue;
+                log_info("Removing snapshot %s: no asleep instance of ours wants it.", path);
+                if (unlink(path) < 0)
+                        log_warning_errno(errno, "Cannot remove %s", path);
+        }
 }
 
 /* Puts R's running guest to sleep: its memory saved when SNAPSHOT (the domain is gone after),
@@ -1693,6 +1719,7 @@ int controller_start(Controller *c) {
         snprintf(c->snapshot_dir, sizeof c->snapshot_dir, "%s/snapshots", set->state_dir);
         if (mkdir(c->snapshot_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Cannot create %s", c->snapshot_dir);
+        snapshots_prune(c);
         k = net_bridge_ensure(set->bridge, &c->subnet, set->bridge_create);
         if (k < 0)
                 return k;

@@ -26,7 +26,7 @@ URL = "http://127.0.0.1:18091/"
 
 
 def asleep(d):
-    s = [i["state"] for i in instances(d, "web")]
+    s = [i["state"] for i in instances(d, "web") if i["state"] not in ("stopped", "failed")]
     return s and all(x == "asleep" for x in s)
 
 
@@ -121,6 +121,16 @@ def body(d):
     old = [i for i in instances(d, "web") if i["id"] == iid]
     ok(old and old[0]["state"] == "stopped", "the 1.0 instance was stopped, not restored", json.dumps(old))
     is_(snapshots(d), [], "and its snapshot removed")
+
+    # A service deleted while asleep: its snapshot goes at the next start of aviaryd.
+    new = [i for i in instances(d, "web") if i["state"] == "ready"]
+    if ok(new, "the 2.0 guest is ready"):
+        sleep_with_snapshot.count = len(instance_events(d, new[0]["id"], "instance.snapshot"))
+        sleep_with_snapshot(d, new[0]["id"], "before the delete")
+    is_(d.request("DELETE", "/v1/services/web").status, 204, "the sleeping service is deleted")
+    d.kill(signal.SIGKILL)
+    d.start()
+    is_(snapshots(d), [], "after a restart of aviaryd no snapshot is left")
 
 
 if __name__ == "__main__":
