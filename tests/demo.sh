@@ -180,7 +180,7 @@ asleep || fail "the service did not fall asleep"
 aviary instance ls --service nap
 # wake_latency: one request through the proxy to the sleeping service; prints its status and time.
 wake_latency() {
-        ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 60 http://127.0.0.1:18090/
+        ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 60 http://127.0.0.1:18090/
 }
 read -r code secs < <(wake_latency)
 [ "$code" = 200 ] || fail "the request that woke the service got $code"
