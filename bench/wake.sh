@@ -87,7 +87,7 @@ all_state() {  # all_state SERVICE STATE: every instance of SERVICE is in STATE
                 jq -e --arg s "$2" '(.items | length) > 0 and all(.items[]; .state == $s)' "$work/resp" >/dev/null
 }
 events_count() {  # events_count RESOURCE ACTION
-        api GET "/v1/events?resource=$1&limit=10000" >/dev/null
+        api GET "/v1/events?resource=$1&limit=1000" >/dev/null
         jq --arg a "$2" '[.items[] | select(.action == $a)] | length' "$work/resp"
 }
 snapshot_taken() { (($(events_count "instance/$1" instance.snapshot) > $2)); }
@@ -128,7 +128,7 @@ first_request() {
         awk -v t="$t" -v w="$wake" -v b="$boot" 'BEGIN { printf "%.0f %d %d\n", t * 1000, w, b }'
 }
 awake_logged() {  # awake_logged SERVICE N: more than N service.awake events (the last in $work/resp)
-        api GET "/v1/events?resource=service/$1&limit=10000" >/dev/null
+        api GET "/v1/events?resource=service/$1&limit=1000" >/dev/null
         jq -e --argjson n "$2" '[.items[] | select(.action == "service.awake")] | length > $n' "$work/resp" >/dev/null
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

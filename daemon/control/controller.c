@@ -91,6 +91,7 @@ struct Controller {
                 usec_t since;                 /* awake, or seen awake, since (realtime) */
                 usec_t wake_started;          /* a wake is under way since; 0 none */
                 char why[32];                 /* what woke it */
+                bool seen;                    /* still a service at this pass */
         } awake[MAX_AWAKE];
 };
 
@@ -1119,7 +1120,7 @@ static struct Awake *awake_of(Controller *c, int64_t service_id, bool create) {
         }
         if (!create || !free_slot)
                 return NULL;
-        *free_slot = (struct Awake) { .service_id = service_id, .since = now_realtime() };
+        *free_slot = (struct Awake) { .service_id = service_id, .since = now_realtime(), .seen = true };
         return free_slot;
 }
 
@@ -1353,6 +1354,11 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
 
         if (k < 0)
                 return k;
+        {
+                struct Awake *a = awake_of(c, sv->id, false);
+                if (a)
+                        a->seen = true;
+        }
         if (instances_count(&l, "asleep") > 0) {
                 /* Asleep: nothing to plan, unless something wants it awake. */
                 const char *why = rollout_in_progress(c, sv->id)          ? "rollout"
@@ -1435,6 +1441,8 @@ static int controller_pass(Controller *c) {
          * fsync for a service of 50 new replicas, not 50 (instance_write nests as savepoints). */
         int k = store_begin(c->store);
 
+        for (unsigned i = 0; i < MAX_AWAKE; i++)
+                c->awake[i].seen = false;
         if (k == 0) {
                 k = store_service_list(c->store, NULL, 1000, pass_service, c);
                 if (k == 0)
@@ -1442,6 +1450,10 @@ static int controller_pass(Controller *c) {
                 else
                         store_rollback(c->store);
         }
+        /* What is known of deleted services goes with them. */
+        for (unsigned i = 0; k == 0 && i < MAX_AWAKE; i++)
+                if (c->awake[i].service_id && !c->awake[i].seen)
+                        c->awake[i].service_id = 0;
 
         if (k == 0)
                 k = pass_boot(c);
