@@ -91,6 +91,7 @@ struct Controller {
                 usec_t since;                 /* awake, or seen awake, since (realtime) */
                 usec_t wake_started;          /* a wake is under way since; 0 none */
                 char why[32];                 /* what woke it */
+                bool fell_back;               /* this wake fell back from a snapshot to a cold boot */
                 bool seen;                    /* still a service at this pass */
         } awake[MAX_AWAKE];
 };
@@ -206,7 +207,8 @@ static void guest_destroy(Controller *c, const char *uuid, const char *id) {
 
 static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r);
 static void service_woke(Controller *c, const InstanceRecord *r);
-static void service_wake_check(Controller *c, const InstanceRecord *r, const char *reason);
+static void service_wake_check(Controller *c, InstanceRecord *r, const char *reason);
+static void service_wake_fell_back(Controller *c, const InstanceRecord *r);
 
 /* ---- snapshots (wake: snapshot) ---- */
 
@@ -770,6 +772,7 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
                         log_warning("Instance %s: %s; booting cold instead.", id, why);
                         set_reason(r, why);
                         instance_commit(c, r, "instance.restore-failed", json_pack("{s:s}", "reason", why));
+                        service_wake_fell_back(c, r);
                         instance_boot(c, r, false, NULL);
                         return;
                 }
@@ -1223,6 +1226,7 @@ static unsigned service_wake(Controller *c, const ServiceRecord *sv, InstanceLis
         if (a) {
                 a->since = now;
                 a->wake_started = now;
+                a->fell_back = false;
                 snprintf(a->why, sizeof a->why, "%s", why);
         }
         log_info("Service %s: waking %u guest(s) (%s).", sv->name, n, why);
@@ -1247,10 +1251,19 @@ static void service_woke(Controller *c, const InstanceRecord *r) {
         a->since = now;
 }
 
-/* Booting instance R of its service exited (REASON): when the service was waking and no other
- * guest of it is coming up, the wake failed, and the requests held for it get a 503 that says
- * why (the instance's row says it too, and its restart policy applies as for any exit). */
-static void service_wake_check(Controller *c, const InstanceRecord *r, const char *reason) {
+/* Waking instance R's snapshot could not be restored: it boots cold now, the wake's one fallback. */
+static void service_wake_fell_back(Controller *c, const InstanceRecord *r) {
+        struct Awake *a = awake_of(c, r->service_id, false);
+
+        if (a && a->wake_started)
+                a->fell_back = true;
+}
+
+/* Booting instance R of its service exited (REASON), its row written (pending again, or given up
+ * by its restart policy): when the service was waking and no other guest of it is coming up, a
+ * wake: snapshot falls back once to a cold boot at once; otherwise the wake failed, and the
+ * requests held for it get a 503 that says why (the instance's stop_reason says it too). */
+static void service_wake_check(Controller *c, InstanceRecord *r, const char *reason) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         struct Awake *a = awake_of(c, r->service_id, false);
         InstanceList l = {};
@@ -1259,6 +1272,17 @@ static void service_wake_check(Controller *c, const InstanceRecord *r, const cha
 
         if (!a || !a->wake_started || store_service_get_by_id(c->store, r->service_id, &sv) != 0)
                 return;
+        /* wake: snapshot falls back once: the guest boots cold at once (its snapshot was used),
+         * and the held requests wait for that boot. */
+        if (streq(sv.wake, "snapshot") && !a->fell_back && streq(r->state, "pending")) {
+                a->fell_back = true;
+                r->next_start_at = 0;
+                log_notice("Instance %s: its wake failed (%s); booting it cold once.", r->id, reason);
+                if (instance_commit(c, r, NULL, NULL) < 0)
+                        log_warning("Instance %s: cannot record its cold boot (%s)", r->id, store_last_error());
+                controller_kick(c);
+                return;
+        }
         if (instances_load(c, sv.id, &l) == 0)
                 for (size_t i = 0; i < l.n && !coming; i++)
                         coming = !streq(l.items[i].id, r->id) &&
