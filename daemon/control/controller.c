@@ -2,7 +2,9 @@
  * service's plan start or stop instances, boot pending instances whose backoff has passed.
  * A pass runs when kicked (API change, libvirt event) and every PASS_USEC as a safety net;
  * booting instances are probed every TICK_USEC until their health check answers, and active
- * rollouts are moved on the same tick (control/driver.c). */
+ * rollouts are moved on the same tick (control/driver.c). Services that scale to zero sleep in
+ * the pass after their idle time and wake when their proxy holds a request ("sleep and wake";
+ * docs/scale-to-zero.md). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1127,7 +1129,7 @@ static struct Awake *awake_of(Controller *c, int64_t service_id, bool create) {
         return free_slot;
 }
 
-/* Appends an audit event about service SV. Takes DETAIL. */
+/* Appends an audit event about service SERVICE (by aviaryd). Takes DETAIL. */
 static void service_event(Controller *c, const char *service, const char *action, const char *result, json_t *detail) {
         json_auto_t *owned = detail;
         char resource[96];
