@@ -92,6 +92,23 @@ int cli_connect(const char *socket, const char *url, const char *token, HttpClie
 /* The same, when what was said is enough: exit 2 without the usage. */
 #define CLI_USAGE_SAID 0x10001
 
+/* A command's own exit status N (3..63), after saying why: CLI_EXIT(N). Positive and above
+ * every AviaryError, like CLI_USAGE. */
+#define CLI_EXIT_BASE 0x20000
+#define CLI_EXIT(n) (CLI_EXIT_BASE + (n))
+#define CLI_EXIT_STATUS(r) ((r) > CLI_EXIT_BASE + 2 && (r) < CLI_EXIT_BASE + 64 ? (r) - CLI_EXIT_BASE : -1)
+
+/* Exit statuses of `aviary deploy --wait` and `rollout status --wait` (docs/ci-cd.md): 3 when
+ * the wait ended first; for a Degraded rollout, one per abortReason.kind. */
+#define EXIT_WAIT_TIMEOUT 3
+#define EXIT_ABORT_ANALYSIS 10
+#define EXIT_ABORT_CHECK 11
+#define EXIT_ABORT_WEBHOOK 12
+#define EXIT_ABORT_UNHEALTHY 13
+#define EXIT_ABORT_DEADLINE 14
+#define EXIT_ABORT_MANUAL 15
+#define EXIT_ABORT_SUPERSEDED 16
+
 /* Prints "aviary: <why>" and returns CLI_USAGE. */
 int cli_usage(const char *format, ...) _printf_(1, 2);
 
@@ -204,6 +221,7 @@ int cmd_instance_restart(Cli *cli);
 int cmd_logs(Cli *cli);
 
 int cmd_deploy(Cli *cli);
+int cmd_rollback(Cli *cli);
 int cmd_rollout_status(Cli *cli);
 int cmd_rollout_ls(Cli *cli);
 int cmd_rollout_promote(Cli *cli);

@@ -1,5 +1,6 @@
-/* `aviary events`: the audit log, oldest first; with --follow, new events as they come
- * (polled every second from the last id seen), one table row or one line of JSON each. */
+/* `aviary events`: the audit log, oldest first; with --follow, new events as they come (the
+ * server's event stream, GET /v1/events?follow=true, resumed with Last-Event-ID when it breaks;
+ * polled every second from a daemon without it), one table row or one line of JSON each. */
 #include <unistd.h>
 
 #include "cli.h"
@@ -69,13 +70,61 @@ static int events_print(Cli *cli, Table *table, json_t *items, char **cursor) {
         return table_flush(table);
 }
 
-/* Polls for ever; only an error ends it. */
+/* The event stream's parser: lines until a blank one end an event, whose data: is the event. */
+typedef struct StreamState {
+        Cli *cli;
+        Table *table;
+        char **cursor;
+        char line[64 * 1024];
+        size_t len;
+        char *data; /* this event's data: line */
+        int error;
+} StreamState;
+
+static int stream_line(StreamState *s) {
+        s->line[s->len] = 0;
+        s->len = 0;
+        if (s->line[0] == 0) { /* the end of an event */
+                json_auto_t *items = NULL;
+                json_error_t e;
+                if (!s->data)
+                        return 0;
+                items = json_pack("[o]", json_loads(s->data, 0, &e));
+                free(s->data);
+                s->data = NULL;
+                return items ? events_print(s->cli, s->table, items, s->cursor) : -EBADMSG;
+        }
+        if (strncmp(s->line, "data: ", 6) == 0) {
+                free(s->data);
+                s->data = strdup(s->line + 6);
+                return s->data ? 0 : -ENOMEM;
+        }
+        return 0; /* id: (the data has it too), event:, retry:, comments (heartbeats) */
+}
+
+static int stream_data(const char *data, size_t size, void *userdata) {
+        StreamState *s = userdata;
+
+        for (size_t i = 0; i < size; i++) {
+                if (data[i] == '\n') {
+                        s->error = stream_line(s);
+                        if (s->error < 0)
+                                return s->error;
+                } else if (data[i] != '\r' && s->len + 1 < sizeof s->line)
+                        s->line[s->len++] = data[i];
+        }
+        return 0;
+}
+
+/* Follows for ever; only an error ends it. The backlog first (pages), then the stream from the
+ * last id; a broken stream is taken up again after a second, from the last id printed. */
 static int events_follow(Cli *cli, const char *path, const EventsOptions *options) {
         _cleanup_(table_freep) Table *table = NULL;
         _cleanup_free_ char *cursor = options->after ? strdup(options->after) : NULL;
 
         if (options->after && !cursor)
                 return -ENOMEM;
+        bool streaming = !options->resource; /* the stream filters by service, not resource */
         int r = table_new(event_columns, ELEMENTSOF(event_columns), &table);
         if (r < 0)
                 return r;
@@ -92,8 +141,24 @@ static int events_follow(Cli *cli, const char *path, const EventsOptions *option
                 r = http_page_next(page, &next);
                 if (r < 0)
                         return r;
-                if (!next)
-                        sleep(1);
+                if (next)
+                        continue;
+                if (streaming) {
+                        _cleanup_free_ char *stream_path = NULL;
+                        StreamState s = { .cli = cli, .table = table, .cursor = &cursor };
+                        if (asprintf(&stream_path, "%s%sfollow=true&after=%s", path, strchr(path, '?') ? "&" : "?",
+                                     cursor ? cursor : "0") < 0)
+                                return -ENOMEM;
+                        r = http_stream(cli->http, stream_path, cursor, stream_data, &s);
+                        free(s.data);
+                        if (s.error < 0)
+                                return s.error;
+                        if (r == 1)
+                                streaming = false; /* an older aviaryd: poll */
+                        else if (r < 0)
+                                return r;
+                }
+                sleep(1);
         }
 }
 

@@ -15,9 +15,41 @@
 #define FOLLOW_DEFAULT_TIMEOUT "30m"
 #define DURATION_MAX_VALUE 1000000000ULL /* the daemon's limit on the number in a duration */
 
-/* How a followed rollout ended, when it did not end Healthy (both exit 1). */
-#define FOLLOW_DEGRADED (-ECANCELED)
-#define FOLLOW_TIMEOUT (-ETIME)
+/* How a followed rollout ended, when it did not end Healthy: the wait ended first (exit 3). A
+ * Degraded one exits by its abortReason.kind (degraded_status()). */
+#define FOLLOW_TIMEOUT CLI_EXIT(EXIT_WAIT_TIMEOUT)
+
+static const struct {
+        const char *kind;
+        int status;
+} abort_statuses[] = {
+        {"analysis", EXIT_ABORT_ANALYSIS},   {"check", EXIT_ABORT_CHECK},       {"webhook", EXIT_ABORT_WEBHOOK},
+        {"unhealthy", EXIT_ABORT_UNHEALTHY}, {"deadline", EXIT_ABORT_DEADLINE}, {"manual", EXIT_ABORT_MANUAL},
+        {"superseded", EXIT_ABORT_SUPERSEDED},
+};
+
+/* What a Degraded rollout's wait returns: its kind's status, else (a daemon that says no kind,
+ * or one unknown to this client) 1. */
+static int degraded_status(json_t *rollout) {
+        const char *kind = json_string_value(json_object_get(json_object_get(rollout, "abortReason"), "kind"));
+
+        for (size_t i = 0; kind && i < ELEMENTSOF(abort_statuses); i++)
+                if (streq(kind, abort_statuses[i].kind))
+                        return CLI_EXIT(abort_statuses[i].status);
+        return -ECANCELED;
+}
+
+/* "DETAIL (KIND)", or NULL when the rollout was not aborted. */
+static char *abort_text(json_t *rollout) {
+        json_t *a = json_object_get(rollout, "abortReason");
+        const char *kind = json_string_value(json_object_get(a, "kind"));
+        const char *detail = json_string_value(json_object_get(a, "detail"));
+        char *text;
+
+        if (!json_is_object(a))
+                return NULL;
+        return asprintf(&text, "%s (%s)", detail && *detail ? detail : "aborted", kind ?: "unknown kind") < 0 ? NULL : text;
+}
 
 /* Rows of `rollout ls` and of deploy's summary; the keys are those of rollout_view(). */
 static const Field rollout_columns[] = {
@@ -442,8 +474,8 @@ static int view_copy(json_t *view, json_t *rollout, const char *key) {
 /* A rollout as the text of rollout_columns and rollout_lines: what people read. */
 static int rollout_view(json_t *rollout, json_t **ret) {
         static const char *const copied[] = {"id",        "service",   "from",        "to",
-                                             "phase",     "message",   "abortReason", "createdAt",
-                                             "updatedAt", "finishedAt"};
+                                             "phase",     "message",   "createdAt",   "updatedAt",
+                                             "finishedAt"};
         const char *from = json_string_value(json_object_get(rollout, "from"));
         const char *to = json_string_value(json_object_get(rollout, "to"));
         json_auto_t *view = json_object();
@@ -466,6 +498,11 @@ static int rollout_view(json_t *rollout, json_t **ret) {
                 r = view_set(view, "canary", canary_text(json_object_get(rollout, "canary")));
         if (r == 0)
                 r = view_set(view, "analysis", analysis_text(json_object_get(rollout, "analysis")));
+        if (r == 0) {
+                char *aborted = abort_text(rollout);
+                r = json_is_object(json_object_get(rollout, "abortReason")) ? view_set(view, "abortReason", aborted)
+                                                                            : view_copy(view, rollout, "abortReason");
+        }
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(view);
@@ -756,7 +793,7 @@ static int follow_view_text(Follow *f, json_t *rollout, json_t *view, char **ret
         fprintf(out, "  weights   %s\n", VIEW("weights"));
         fprintf(out, "  canary    %s\n", VIEW("canary"));
         fprintf(out, "  message   %s\n", VIEW("message"));
-        if (json_is_string(json_object_get(rollout, "abortReason")))
+        if (json_is_object(json_object_get(rollout, "abortReason")))
                 fprintf(out, "  aborted   %s\n", VIEW("abortReason"));
         fprintf(out, "  analysis  %s\n", VIEW("analysis"));
 #undef VIEW
@@ -967,18 +1004,24 @@ static int rollout_follow(Cli *cli, const char *service, json_t *rollout, const 
                 r = http_call(cli->http, "GET", serving, NULL, &answer);
                 if (r == AVIARY_E_WAIT_TIMEOUT)
                         return FOLLOW_TIMEOUT;
+                if (r == AVIARY_E_ROLLOUT_DEGRADED) {
+                        /* It failed while its guests came up (said above): exit by its kind. */
+                        json_auto_t *now_ro = NULL;
+                        if (http_call(cli->http, "GET", path, NULL, &now_ro) == 0 && json_is_object(now_ro))
+                                return degraded_status(now_ro);
+                }
                 if (r != 0)
                         return r;
                 return 0;
         }
         if (streq(phase, "Degraded")) {
-                const char *reason = json_string_value(json_object_get(last, "abortReason"));
+                _cleanup_free_ char *reason = abort_text(last);
                 const char *message = json_string_value(json_object_get(last, "message"));
                 output_error("rollout %" JSON_INTEGER_FORMAT " of %s: Degraded: %s", f.id, service,
                              reason && *reason     ? reason
                              : message && *message ? message
                                                    : "aborted");
-                return FOLLOW_DEGRADED;
+                return degraded_status(last);
         }
         _cleanup_free_ char *step = rollout_step_text(last);
         output_error("rollout %" JSON_INTEGER_FORMAT " of %s is still %s (step %s) after %s; it goes on in "
@@ -1016,6 +1059,36 @@ int cmd_deploy(Cli *cli) {
         if (r < 0)
                 return r;
         /* A POST: http.c sends it with a fresh Idempotency-Key, kept for its retries. */
+        r = http_call(cli->http, "POST", path, body, &rollout);
+        if (r != 0)
+                return r;
+        if (!json_is_object(rollout)) {
+                output_error("the server's reply holds no JSON object");
+                return -EBADMSG;
+        }
+        if (follow.wait)
+                return rollout_follow(cli, service, rollout, &follow);
+        json_auto_t *rows = json_pack("[O]", rollout);
+        return rows ? rollout_rows(cli, rows, rollout) : -ENOMEM;
+}
+
+int cmd_rollback(Cli *cli) {
+        json_auto_t *body = json_object(), *rollout = NULL;
+        _cleanup_free_ char *path = NULL;
+        FollowOptions follow = {};
+        const char *to = cli_option(cli, "to");
+
+        if (!body)
+                return -ENOMEM;
+        int r = follow_parse(cli, &follow);
+        if (r != 0)
+                return r;
+        if (to && json_object_set_new(body, "version", json_string(to)) < 0)
+                return -ENOMEM;
+        const char *service = cli->args[0];
+        r = http_path(&path, "v1", "services", service, "rollback", NULL);
+        if (r < 0)
+                return r;
         r = http_call(cli->http, "POST", path, body, &rollout);
         if (r != 0)
                 return r;

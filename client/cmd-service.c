@@ -10,7 +10,7 @@ static const Field service_columns[] = {
         {"NAME", "name", FIELD_TEXT},          {"VERSION", "stable_version", FIELD_TEXT},
         {"REPLICAS", "replicas", FIELD_TEXT},  {"LISTEN", "listen", FIELD_TEXT},
         {"PORT", "port", FIELD_TEXT},          {"RESTART", "restart_policy", FIELD_TEXT},
-        {"UPDATED", "updated_at", FIELD_TIME},
+        {"REVOKED", "revoked", FIELD_FLAGS},   {"UPDATED", "updated_at", FIELD_TIME},
 };
 
 static const Field service_lines[] = {
@@ -27,6 +27,7 @@ static const Field service_lines[] = {
         {"Scale to zero", "scale_to_zero", FIELD_MAP},
         {"Asleep", "asleep", FIELD_TEXT},
         {"Last request", "last_request_at", FIELD_TIME},
+        {"Revoked", "revoked", FIELD_FLAGS},
         {"Generation", "generation", FIELD_TEXT},
         {"Created", "created_at", FIELD_TIME},
         {"Updated", "updated_at", FIELD_TIME},
@@ -40,6 +41,7 @@ static const Field traffic_lines[] = {
         {"Held requests", "held", FIELD_TEXT},
         {"Last request", "last_request_at", FIELD_TIME},
         {"Weights (bp)", "weights", FIELD_MAP},
+        {"Revoked", "revoked", FIELD_FLAGS},
         {"Stable requests", "versions.stable.requests", FIELD_TEXT},
         {"Stable by status", "versions.stable.by_status", FIELD_MAP},
         {"Stable success", "versions.stable.success_rate", FIELD_TEXT},

@@ -359,6 +359,74 @@ static CURLcode perform(HttpClient *c, const HttpRequest *req, const char *url, 
         return code;
 }
 
+typedef struct StreamSink {
+        CURL *curl;
+        int (*on_data)(const char *data, size_t size, void *userdata);
+        void *userdata;
+        int checked; /* 0 not yet, 1 a 200 event stream, -1 not one (the body is dropped) */
+} StreamSink;
+
+static size_t stream_body(char *data, size_t size, size_t n, void *userdata) {
+        StreamSink *s = userdata;
+
+        if (s->checked == 0) {
+                long status = 0;
+                const char *type = NULL;
+                curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+                curl_easy_getinfo(s->curl, CURLINFO_CONTENT_TYPE, &type);
+                s->checked = status == 200 && type && strncmp(type, "text/event-stream", 17) == 0 ? 1 : -1;
+        }
+        if (s->checked < 0)
+                return size * n;
+        return s->on_data(data, size * n, s->userdata) == 0 ? size * n : 0;
+}
+
+int http_stream(HttpClient *c, const char *path, const char *last_event_id,
+                int (*on_data)(const char *data, size_t size, void *userdata), void *userdata) {
+        _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+        _cleanup_free_ char *url = NULL, *last = NULL;
+        StreamSink sink = { .curl = c->curl, .on_data = on_data, .userdata = userdata };
+        char errbuf[CURL_ERROR_SIZE] = "";
+        CURLcode code;
+
+        if (asprintf(&url, "%s%s", c->base_url, path) < 0)
+                return -ENOMEM;
+        headers = curl_slist_append(NULL, "Accept: text/event-stream");
+        if (headers && c->auth_header)
+                headers = curl_slist_append(headers, c->auth_header) ? headers : NULL;
+        if (headers && last_event_id) {
+                if (asprintf(&last, "Last-Event-ID: %s", last_event_id) < 0)
+                        return -ENOMEM;
+                if (!curl_slist_append(headers, last))
+                        return -ENOMEM;
+        }
+        if (!headers)
+                return -ENOMEM;
+        curl_easy_reset(c->curl);
+        curl_easy_setopt(c->curl, CURLOPT_URL, url);
+        if (c->socket_path) {
+                curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+                curl_easy_setopt(c->curl, CURLOPT_NOPROXY, "*");
+        }
+        curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c->curl, CURLOPT_PATH_AS_IS, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "aviary/" AVIARY_VERSION);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, stream_body);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &sink);
+        code = curl_easy_perform(c->curl);
+        if (sink.checked < 0)
+                return 1;
+        if (code == CURLE_WRITE_ERROR && sink.checked > 0)
+                return -ECANCELED; /* ON_DATA stopped it */
+        if (code != CURLE_OK)
+                return report_transport_error(c, code, errbuf[0] ? errbuf : curl_easy_strerror(code));
+        return sink.checked > 0 ? 0 : 1;
+}
+
 int http_request(HttpClient *c, const HttpRequest *req, HttpReply *ret) {
         _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
         _cleanup_free_ char *json_text = NULL, *url = NULL;

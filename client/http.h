@@ -68,6 +68,12 @@ int http_get_all(HttpClient *c, const char *path, const char *after, unsigned ma
 
 /* One page of a list: path plus ?after=&limit= (after NULL or limit 0: not sent). */
 int http_get_page(HttpClient *c, const char *path, const char *after, unsigned limit, json_t **ret);
+/* GET PATH as a stream (Accept: text/event-stream, no timeout; LAST_EVENT_ID sent when not
+ * NULL): ON_DATA gets the body in pieces as they arrive (a non-zero result stops). Returns 0
+ * when the server ended the stream, 1 when the answer was not a 200 text/event-stream (the
+ * caller may poll instead), or a negative errno for a transport failure (already reported). */
+int http_stream(HttpClient *c, const char *path, const char *last_event_id,
+                int (*on_data)(const char *data, size_t size, void *userdata), void *userdata);
 
 /* The `next` cursor of a list page as text (string or number), or NULL when there is none. */
 int http_page_next(json_t *page, char **ret);

@@ -71,10 +71,12 @@ static const char *const wake_modes[] = {"boot", "snapshot", NULL};
         {"timeout", 0, "DURATION", "with --wait: how long to follow it, e.g. 90s, 30m, 1h", "30m"}
 
 #define FOLLOW_EXIT_STATUS                                                                                  \
-        "Exit status with --wait: 0 when the rollout is Healthy (the new version is stable); 1 when it "  \
-        "ended Degraded (the reason on stderr), when --timeout passed first (the rollout goes on in "      \
-        "aviaryd; the message says how to follow or abort it), or when the daemon refused or could not "   \
-        "be reached; 2 for wrong usage (nothing was sent)."
+        "Exit status with --wait: 0 when the rollout is Healthy (the new version is stable and serves); "  \
+        "3 when --timeout passed first (the rollout goes on in aviaryd; the message says how to follow or " \
+        "abort it); when it ended Degraded (the reason on stderr), one status per abortReason.kind: 10 "   \
+        "analysis, 11 check, 12 webhook, 13 unhealthy, 14 deadline, 15 manual (aborted, or its version "   \
+        "revoked), 16 superseded; 1 when the daemon refused or could not be reached (or named no kind); "  \
+        "2 for wrong usage (nothing was sent)."
 
 #define FOLLOW_OUTPUT                                                                                       \
         "On a terminal --wait redraws one view in place (phase, step, weights, canary guests, message and " \
@@ -187,6 +189,20 @@ const Command cli_commands[] = {
          "against the stable version and aborts it by itself when it does worse (docs/rollouts.md). Without "
          "--wait it prints the new rollout and exits 0.\n\n" FOLLOW_OUTPUT "\n\n" FOLLOW_EXIT_STATUS,
          cmd_deploy},
+        {"rollback", "make the previous stable version of SERVICE (or --to VERSION) stable again",
+         (const Argument[]){{"SERVICE", .complete = COMPLETE_SERVICE}, {}},
+         (const Option[]){
+                 {"to", 0, "IMAGE:VERSION", "the version to go back to", "the version stable before the last rollout",
+                  .complete = COMPLETE_IMAGE_REF},
+                 FOLLOW_OPTIONS,
+                 {},
+         },
+         "An all-at-once rollout without analysis (POST /v1/services/SERVICE/rollback). While the previous "
+         "version's guests are still kept after the last rollout (its scaleDownDelay, default 30s: keep it "
+         "hours if you want quick rollbacks), they take the traffic at once, with no boot. Refused for a "
+         "revoked version. Without --wait it prints the rollout and exits 0.\n\n" FOLLOW_OUTPUT
+         "\n\n" FOLLOW_EXIT_STATUS,
+         cmd_rollback},
         {"rollout status", "show a rollout (default: the current one); --wait follows it", ROLLOUT_ARGUMENTS,
          (const Option[]){FOLLOW_OPTIONS, {}},
          "ID is the rollout's number, or \"current\" (the default: the active rollout, else the latest).\n\n"
@@ -327,6 +343,8 @@ int main(int argc, char **argv) {
         }
         if (r == CLI_USAGE_SAID)
                 return 2;
+        if (CLI_EXIT_STATUS(r) > 0)
+                return CLI_EXIT_STATUS(r);
         if (r == -ENOMEM)
                 output_error("out of memory");
         return r == 0 ? 0 : 1;

@@ -128,6 +128,29 @@ static char *map_text(json_t *object) {
         return TAKE_PTR(text);
 }
 
+/* {"stable": true, "canary": false} → "stable"; "-" when none is true. */
+static char *flags_text(json_t *object) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *out = open_memstream(&text, &size);
+        const char *key;
+        json_t *v;
+
+        if (!out)
+                return NULL;
+        bool first = true;
+        json_object_foreach(object, key, v)
+                if (json_is_true(v)) {
+                        fprintf(out, "%s%s", first ? "" : ", ", key);
+                        first = false;
+                }
+        if (first)
+                fputs("-", out);
+        if (fclose(out) != 0)
+                return NULL;
+        return TAKE_PTR(text);
+}
+
 /* "2026-11-25T07:00:00.123Z" → "2026-11-25T07:00:00Z". */
 static char *time_text(const char *t) {
         const char *dot = strchr(t, '.');
@@ -177,6 +200,8 @@ static char *field_text(const Field *f, json_t *object) {
                 s = asprintf(&s, "%zu", json_array_size(v)) < 0 ? NULL : s;
         else if (f->kind == FIELD_MAP && json_is_object(v))
                 s = map_text(v);
+        else if (f->kind == FIELD_FLAGS && json_is_object(v))
+                s = flags_text(v);
         else if (f->kind == FIELD_TIME && json_is_string(v))
                 s = time_text(json_string_value(v));
         else if (f->kind == FIELD_MILLISECONDS && json_is_integer(v) && json_integer_value(v) >= 0)

@@ -21,6 +21,7 @@ typedef enum FieldKind {
         FIELD_MAP,          /* an object as "k=v, k=v" */
         FIELD_COUNT,        /* an array as its length (a number as it is) */
         FIELD_MILLISECONDS, /* a number of milliseconds as seconds, to a tenth: "3.7s" */
+        FIELD_FLAGS,        /* an object of booleans as the names of the true ones, "a, b"; none: "-" */
 } FieldKind;
 
 /* One column of a table, or one line of a listing: TITLE shows the member KEY of an object.

@@ -68,6 +68,9 @@ Manager *manager_free(Manager *m) {
         if (m->token)
                 explicit_bzero(m->token, strlen(m->token));
         free(m->token);
+        if (m->metrics_token)
+                explicit_bzero(m->metrics_token, strlen(m->metrics_token));
+        free(m->metrics_token);
         free(m->tls_cert);
         if (m->tls_key)
                 explicit_bzero(m->tls_key, strlen(m->tls_key));
@@ -160,14 +163,15 @@ static int tls_load(Manager *m) {
         return r;
 }
 
-static int token_load(Manager *m) {
+/* A bearer token from the first line of PATH (SETTING names it in messages) into *RET. */
+static int token_read(const char *path, const char *setting, char **ret) {
         char buf[512];
         size_t n;
         FILE *f;
 
-        if (!m->settings.token_file)
+        if (!path)
                 return 0;
-        f = secret_open(m->settings.token_file, "token_file");
+        f = secret_open(path, setting);
         if (!f)
                 return -EPERM;
         n = fread(buf, 1, sizeof buf - 1, f);
@@ -176,11 +180,19 @@ static int token_load(Manager *m) {
         buf[strcspn(buf, "\r\n")] = 0;
         if (strlen(buf) < 16) {
                 explicit_bzero(buf, sizeof buf);
-                return log_error_errno(EINVAL, "Token in %s is shorter than 16 characters", m->settings.token_file);
+                return log_error_errno(EINVAL, "Token in %s (%s) is shorter than 16 characters", path, setting);
         }
-        m->token = strdup(buf);
+        *ret = strdup(buf);
         explicit_bzero(buf, sizeof buf);
-        return m->token ? 0 : -ENOMEM;
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int token_load(Manager *m) {
+        int r = token_read(m->settings.token_file, "token_file", &m->token);
+
+        if (r == 0)
+                r = token_read(m->settings.metrics_token_file, "metrics_token", &m->metrics_token);
+        return r;
 }
 
 /* The same rule for our own TCP listener and one systemd hands us: off loopback, only
@@ -303,6 +315,17 @@ static int listeners_open(Manager *m) {
                 if (r < 0)
                         return r;
         }
+        /* The metrics listener too: GET /metrics alone; off loopback only with metrics_token. */
+        _cleanup_close_ int metrics_fd = -1;
+        if (m->settings.metrics_listen) {
+                r = socket_listen_tcp(m->settings.metrics_listen, m->metrics_token != NULL, &metrics_fd);
+                if (r == -EPERM)
+                        log_error("Refusing to serve metrics on non-loopback %s without a bearer token: set "
+                                  "metrics_token (a file holding it), or listen on 127.0.0.1 or [::1].",
+                                  m->settings.metrics_listen);
+                if (r < 0)
+                        return r;
+        }
         r = socket_listen_unix(m->settings.socket_path, m->settings.socket_mode, m->settings.socket_group, &fd);
         if (r < 0)
                 return r;
@@ -316,6 +339,13 @@ static int listeners_open(Manager *m) {
                         return r;
                 log_info("Serving the API on %s %s (bearer tokens required).", m->tls_cert ? "https" : "tcp",
                          m->settings.listen);
+        }
+        if (metrics_fd >= 0) {
+                r = http_server_add_metrics_listener(m->http, TAKE_FD(metrics_fd), m->metrics_token);
+                if (r < 0)
+                        return r;
+                log_info("Serving GET /metrics alone on %s%s.", m->settings.metrics_listen,
+                         m->metrics_token ? " (bearer metrics_token required)" : "");
         }
         return 0;
 }
@@ -380,6 +410,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         m->api.store = m->store;
+        store_on_commit(m->store, http_server_wake, m->http);
         m->api.blobs = m->blobs;
         m->api.token = m->token;
         m->api.tls_cert = m->tls_cert;

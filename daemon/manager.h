@@ -20,6 +20,7 @@ typedef struct Manager {
         HttpServer *http;
         ApiContext api;          /* what the API server and handlers are lent (filled at start) */
         Controller *controller;  /* NULL with runtime = off */
+        char *metrics_token;     /* bearer token of metrics_listen, from settings.metrics_token_file */
         char *token;             /* bearer token for TCP, from settings.token_file */
         char *tls_cert, *tls_key;/* PEM text of settings.tls_cert/tls_key, or NULL: plain HTTP */
         /* Service proxy listeners kept across a restart in systemd's fd store

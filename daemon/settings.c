@@ -26,6 +26,7 @@ void settings_init_defaults(Settings *c) {
                 .max_blob_size = 512 * MiB,
                 .max_json_body = 1 * MiB,
                 .connection_limit = 256,
+                .event_heartbeat_sec = 15,
                 .connection_timeout_sec = 60,
                 .max_header_size = 16 * 1024,
                 .request_timeout_sec = 30,
@@ -50,6 +51,8 @@ void settings_done(Settings *c) {
         free(c->tls_key);
         free(c->tls_priorities);
         free(c->socket_group);
+        free(c->metrics_listen);
+        free(c->metrics_token_file);
         *c = (Settings) {};
 }
 
@@ -175,6 +178,16 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return set_string(&c->socket_path, value);
         if (streq(key, "listen"))
                 return set_string(&c->listen, value);
+        if (streq(key, "event_heartbeat")) {
+                r = parse_uint(value, 1, 300, &u);
+                if (r == 0)
+                        c->event_heartbeat_sec = u;
+                return r;
+        }
+        if (streq(key, "metrics_listen"))
+                return *value ? set_string(&c->metrics_listen, value) : -EINVAL;
+        if (streq(key, "metrics_token"))
+                return *value ? set_string(&c->metrics_token_file, value) : -EINVAL;
         if (streq(key, "libvirt_uri"))
                 return set_string(&c->libvirt_uri, value);
         if (streq(key, "runtime"))
@@ -377,6 +390,7 @@ static const char *setting_expects(const char *key) {
                 { "connection_limit_per_peer", "a whole number from 0 to 65536" },
                 { "proxy_threads", "a whole number from 0 (one per CPU) to 256" },
                 { "connection_timeout", "seconds, a whole number from 1 to 86400" },
+                { "event_heartbeat", "seconds, a whole number from 1 to 300" },
                 { "request_timeout", "seconds, a whole number from 1 to 86400" },
                 { "boot_timeout", "seconds from 1 to 86400, or a duration like 90s or 2m" },
                 { "wake_timeout", "seconds from 1 to 3600, or a duration like 30s or 2m" },
@@ -462,7 +476,7 @@ static void usage(FILE *out) {
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
                 "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n"
-                "proxy_threads wake_queue wake_timeout\n");
+                "proxy_threads metrics_listen metrics_token event_heartbeat wake_queue wake_timeout\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

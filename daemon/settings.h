@@ -47,6 +47,9 @@ typedef struct Settings {
         unsigned proxy_threads;          /* service proxy worker threads; 0: one per CPU */
         unsigned wake_queue;             /* requests a sleeping service holds while it wakes */
         uint64_t wake_timeout_ms;        /* how long a held request waits for the wake */
+        unsigned event_heartbeat_sec;    /* an idle event stream sends a comment this often */
+        char *metrics_listen;            /* "ADDR:PORT" serving GET /metrics alone, or NULL */
+        char *metrics_token_file;        /* metrics_token: a file holding its bearer token */
 } Settings;
 
 void settings_init_defaults(Settings *c);

@@ -205,6 +205,30 @@ void analysis_measure(const AnalysisSpec *spec, const GroupMetrics *canary, cons
                         ret->verdict = ANALYSIS_FAIL;
 }
 
+void analysis_add_external(AnalysisResult *ret, const ExternalMetric *m, bool readable, double value, const char *error) {
+        AnalysisMetric *x;
+        char cond[64];
+
+        if (ret->verdict == ANALYSIS_SKIPPED || ret->n_metrics >= ANALYSIS_MAX_METRICS)
+                return;
+        x = &ret->metric[ret->n_metrics++];
+        condition_format(&m->condition, cond);
+        *x = (AnalysisMetric) { .name = m->name, .readable = readable, .value = value, .threshold = m->condition.a };
+        if (!readable) {
+                x->verdict = ANALYSIS_FAIL;
+                snprintf(x->detail, sizeof x->detail, "unreadable: %.140s", error && *error ? error : "no value");
+        } else {
+                bool holds = condition_holds(&m->condition, value);
+                bool failed = m->failure_condition ? holds : !holds;
+                x->verdict = failed ? ANALYSIS_FAIL : ANALYSIS_PASS;
+                snprintf(x->detail, sizeof x->detail, "%g %s %s%s", value,
+                         holds ? "meets" : "does not meet", cond,
+                         m->failure_condition ? " (failureCondition)" : " (successCondition)");
+        }
+        if (x->verdict == ANALYSIS_FAIL)
+                ret->verdict = ANALYSIS_FAIL;
+}
+
 /* Adds VALUE (a new reference, or NULL after a failed allocation) to OBJ; false on failure. */
 static bool put(json_t *obj, const char *key, json_t *value) {
         return json_object_set_new(obj, key, value) == 0;

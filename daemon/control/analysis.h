@@ -26,7 +26,7 @@ typedef struct AnalysisMetric {
         char detail[160];       /* why, in words, e.g. "0.962 < 0.990" or "stable served 3 requests" */
 } AnalysisMetric;
 
-#define ANALYSIS_MAX_METRICS 4
+#define ANALYSIS_MAX_METRICS 8 /* the 4 built-in ones and STRATEGY_MAX_EXTERNAL */
 
 typedef struct AnalysisResult {
         AnalysisVerdict verdict;
@@ -42,6 +42,10 @@ typedef struct AnalysisResult {
  * the window (e.g. at 100% canary). Metrics are listed (with values) even when inconclusive. */
 void analysis_measure(const AnalysisSpec *spec, const GroupMetrics *canary, const GroupMetrics *stable,
                       AnalysisResult *ret);
+/* Adds external metric M's reading of this window to RET: unreadable (ERROR says why) or
+ * failing its condition fails the window, whatever the sample size. Nothing when analysis is
+ * off (RET skipped). */
+void analysis_add_external(AnalysisResult *ret, const ExternalMetric *m, bool readable, double value, const char *error);
 /* {"verdict", "canarySamples", "stableSamples", "metrics": [{"name","verdict","value","threshold",
  * "samples","detail"}]}; value null when unreadable. New reference. */
 json_t *analysis_result_to_json(const AnalysisResult *r);

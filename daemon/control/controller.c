@@ -22,6 +22,7 @@
 #include "probe.h"
 #include "random.h"
 #include "rollout.h"
+#include "telemetry.h"
 #include "template.h"
 #include "traffic.h"
 #include "virt.h"
@@ -158,7 +159,11 @@ static int instance_write(Controller *c, InstanceRecord *r, bool new, const char
                 store_rollback(s);
                 return k < 0 ? k : -EIO;
         }
-        return store_commit(s);
+        k = store_commit(s);
+        if (k == 0 && action)
+                telemetry_instance_change(action, r->state,
+                                          r->ready_at > r->running_at ? r->ready_at - r->running_at : 0);
+        return k;
 }
 
 static int instance_commit(Controller *c, InstanceRecord *r, const char *action, json_t *detail) {
@@ -1631,6 +1636,10 @@ json_t *controller_traffic_json(Controller *c, const char *service) {
         return traffic_service_json(c ? c->traffic : NULL, service);
 }
 
+void controller_write_metrics(Controller *c, PromText *p) {
+        traffic_write_metrics(c ? c->traffic : NULL, p);
+}
+
 int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         _cleanup_(instance_record_done) InstanceRecord r = {};
         _cleanup_(version_record_done) VersionRecord v = {};
@@ -1789,7 +1798,12 @@ int controller_start(Controller *c) {
         if (k < 0)
                 return k;
         traffic_set_wake(c->traffic, set->wake_queue, set->wake_timeout_ms * USEC_PER_MSEC, on_wake_request, c);
-        k = rollout_driver_new(c->store, c->traffic, &c->rollouts);
+        {
+                _cleanup_free_ char *key = NULL;
+                if (asprintf(&key, "%s/webhook.key", set->state_dir) < 0)
+                        return -ENOMEM;
+                k = rollout_driver_new(c->store, c->traffic, c->event, key, &c->rollouts);
+        }
         if (k < 0)
                 return k;
         k = sd_event_add_defer(c->event, &c->kick, on_kick, c);

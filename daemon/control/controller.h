@@ -10,6 +10,7 @@
 #include "apierror.h"
 #include "blobfiles.h"
 #include "proxy/routing.h"
+#include "promtext.h"
 #include "store.h"
 
 typedef struct Settings Settings;
@@ -40,6 +41,8 @@ void controller_kick(Controller *c);
 json_t *controller_accel_json(Controller *c);
 /* The traffic view of SERVICE: listener, weights, backends and per-version metrics. */
 json_t *controller_traffic_json(Controller *c, const char *service);
+/* The proxies' Prometheus families (traffic_write_metrics); C may be NULL (runtime off). */
+void controller_write_metrics(Controller *c, PromText *p);
 /* Stops instance ID's guest and boots it again (same address). */
 int controller_instance_restart(Controller *c, const char *id, ApiError *e);
 /* Scale to zero, for operators and tests: puts service NAME's guests to sleep now (409

@@ -4,12 +4,16 @@
  * this file observes and records). Runs on the control loop. */
 #pragma once
 
+#include <systemd/sd-event.h>
+
 #include "store.h"
 #include "traffic.h"
 
 typedef struct RolloutDriver RolloutDriver;
 
-int rollout_driver_new(Store *store, Traffic *traffic, RolloutDriver **ret);
+/* E: the control loop (check and webhook steps run on it); KEY_PATH: the webhooks' signing key
+ * file (made when missing). */
+int rollout_driver_new(Store *store, Traffic *traffic, sd_event *e, const char *key_path, RolloutDriver **ret);
 RolloutDriver *rollout_driver_free(RolloutDriver *d);
 
 /* Evaluates every active rollout once. Returns how many changed their weight or ended: the

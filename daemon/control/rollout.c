@@ -181,7 +181,7 @@ static void transition(RolloutTransition *t, const char *action, json_t *detail)
         t->changed = true;
 }
 
-void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
+void rollout_abort(RolloutRecord *r, RolloutAbortKind kind, const char *reason, usec_t now) {
         set_phase(r, NULL, ROLLOUT_DEGRADED);
         r->canary_weight = 0;
         r->paused = false;
@@ -189,6 +189,7 @@ void rollout_abort(RolloutRecord *r, const char *reason, usec_t now) {
         r->finished_at = now;
         set_text(&r->abort_reason, reason);
         set_text(&r->message, reason);
+        r->abort_kind = kind;
 }
 
 bool rollout_is_first_deploy(const RolloutRecord *r) {
@@ -226,9 +227,9 @@ static const char *percent(unsigned bp, char buf[static 16]) {
         return buf;
 }
 
-static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const char *cause, json_t *extra,
+static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, RolloutAbortKind kind, json_t *extra,
                        const char *fmt, ...) _printf_(6, 7);
-static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const char *cause, json_t *extra,
+static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, RolloutAbortKind kind, json_t *extra,
                        const char *fmt, ...) {
         char why[512];
         va_list ap;
@@ -237,8 +238,9 @@ static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, const
         va_start(ap, fmt);
         vsnprintf(why, sizeof why, fmt, ap);
         va_end(ap);
-        rollout_abort(r, why, now);
-        detail = json_pack("{s:s, s:s, s:I}", "reason", why, "cause", cause, "step", (json_int_t) r->step_index);
+        rollout_abort(r, kind, why, now);
+        detail = json_pack("{s:s, s:s, s:s, s:I}", "reason", why, "kind", rollout_abort_kind_to_string(kind), "cause",
+                           rollout_abort_kind_to_string(kind), "step", (json_int_t) r->step_index);
         if (detail && extra)
                 json_object_set(detail, "window", extra);
         transition(t, "rollout.abort", detail);
@@ -270,7 +272,7 @@ static bool count_window(RolloutRecord *r, const Strategy *s, RolloutAnalysis *a
                 a->step_passes = 0;
                 m = first_failed(w);
                 if (a->failures > spec->failure_limit) {
-                        abort_with(r, t, now, "analysis", a->last, "analysis failed (%u failed windows, limit %u): %s %s",
+                        abort_with(r, t, now, ROLLOUT_ABORT_ANALYSIS, a->last, "analysis failed (%u failed windows, limit %u): %s %s",
                                    a->failures, spec->failure_limit, m ? m->name : "?", m ? m->detail : "");
                         return true;
                 }
@@ -314,11 +316,12 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
 
         if (o->canary_broken) {
                 if (rollout_is_first_deploy(r))
-                        abort_with(r, t, now, "canary-unhealthy", NULL,
+                        abort_with(r, t, now, o->canary_broken_kind ? o->canary_broken_kind : ROLLOUT_ABORT_UNHEALTHY, NULL,
                                    "first deploy failed: %s (the service has no earlier version to go back to)",
                                    o->canary_broken);
                 else
-                        abort_with(r, t, now, "canary-unhealthy", NULL, "%s", o->canary_broken);
+                        abort_with(r, t, now, o->canary_broken_kind ? o->canary_broken_kind : ROLLOUT_ABORT_UNHEALTHY, NULL, "%s",
+                                   o->canary_broken);
                 goto out;
         }
         if (rollout_is_first_deploy(r)) {
@@ -337,7 +340,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                 set_phase(r, t, ROLLOUT_PROGRESSING);
                 set_message(r, t, "first deploy: waiting for guests (%u of %u ready)", o->canary_ready, want);
                 if (past_deadline(r, s, now))
-                        abort_with(r, t, now, "deadline", NULL,
+                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
                                    "progress deadline: first deploy, guests not ready within %s (%u of %u)", deadline,
                                    o->canary_ready, want);
                 goto out;
@@ -365,7 +368,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                             (unsigned long long) s->analysis.min_sample_size,
                                             (unsigned long long) s->analysis.interval_ms);
                                 if (past_deadline(r, s, now))
-                                        abort_with(r, t, now, "deadline", NULL,
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
                                                    "progress deadline: no passing analysis window within %s after the last step",
                                                    deadline);
                                 goto out;
@@ -388,7 +391,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                 set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before %s",
                                             i + 1, n, o->canary_ready, want, percent(step->weight_bp, pct));
                                 if (past_deadline(r, s, now))
-                                        abort_with(r, t, now, "deadline",
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE,
                                                    NULL, "progress deadline: canary guests not ready within %s (%u of %u)",
                                                    deadline, o->canary_ready, want);
                                 goto out;
@@ -428,6 +431,59 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         set_message(r, t, "step %zu/%zu: canary at %s; pause until %s", i + 1, n,
                                     percent((unsigned) r->canary_weight, pct), until);
                         goto out;
+                case STEP_CHECK:
+                case STEP_WEBHOOK: {
+                        bool check = step->kind == STEP_CHECK;
+                        const WebhookSpec *w = check ? NULL : &s->webhooks[step->spec];
+                        bool ours = o->step_index == (int64_t) i;
+
+                        set_phase(r, t, ROLLOUT_PROGRESSING);
+                        /* A check needs its canary guests up; it runs before any weight moves
+                         * when it comes first (canary guests are there at 0%). */
+                        want = rollout_canary_wanted(r, s, o->replicas);
+                        if (check && o->canary_ready < want) {
+                                set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before the check",
+                                            i + 1, n, o->canary_ready, want);
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: canary guests not ready within %s (%u of %u)",
+                                                   deadline, o->canary_ready, want);
+                                goto out;
+                        }
+                        if (ours && o->step_outcome == 1) {
+                                advance(r, now);
+                                set_message(r, t, "step %zu/%zu: %s", i + 1, n, o->step_detail ? o->step_detail : "passed");
+                                transition(t, "rollout.step",
+                                           json_pack("{s:I, s:s, s:s?, s:o}", "step", (json_int_t) i, check ? "check" : "webhook",
+                                                     "passed", "detail", o->step_detail, "weights", weights_json(r)));
+                                continue;
+                        }
+                        if (ours && o->step_outcome == 2) {
+                                abort_with(r, t, now, check ? ROLLOUT_ABORT_CHECK : ROLLOUT_ABORT_WEBHOOK, NULL, "%s",
+                                           o->step_detail ? o->step_detail : "the step failed");
+                                goto out;
+                        }
+                        if (check)
+                                set_message(r, t, "step %zu/%zu: checking the canary guests", i + 1, n);
+                        else if (w->gate)
+                                set_message(r, t, "step %zu/%zu: waiting for the gate %.200s to say yes%s%.300s", i + 1, n,
+                                            w->url, ours && o->step_detail && o->step_detail[0] ? "; last: " : "",
+                                            ours && o->step_detail ? o->step_detail : "");
+                        else
+                                set_message(r, t, "step %zu/%zu: calling the webhook %.200s", i + 1, n, w->url);
+                        if (past_deadline(r, s, now)) {
+                                if (w && w->gate)
+                                        abort_with(r, t, now, ROLLOUT_ABORT_WEBHOOK, NULL,
+                                                   "the gate %.200s did not say yes within %s%s%.200s", w->url, deadline,
+                                                   ours && o->step_detail && o->step_detail[0] ? ": " : "",
+                                                   ours && o->step_detail ? o->step_detail : "");
+                                else
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: the %s step did not end within %s",
+                                                   check ? "check" : "webhook", deadline);
+                        }
+                        goto out;
+                }
                 case STEP_ANALYSIS:
                         set_phase(r, t, ROLLOUT_PROGRESSING);
                         if (a.step_passes >= step->analysis.consecutive_success_limit) {
@@ -442,7 +498,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                     i + 1, n, percent((unsigned) r->canary_weight, pct), a.step_passes,
                                     step->analysis.consecutive_success_limit);
                         if (past_deadline(r, s, now))
-                                abort_with(r, t, now, "deadline", NULL, "progress deadline: the analysis step did not pass within %s",
+                                abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL, "progress deadline: the analysis step did not pass within %s",
                                            deadline);
                         goto out;
                 }
@@ -477,12 +533,22 @@ int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *sup
         char why[512];
         RolloutRecord ro;
 
+        bool analysed = in->strategy->analysis.enabled;
+
         if (in->to_version_id == in->stable_version_id)
                 return api_error_set(e, AVIARY_E_ROLLOUT_STATE, "%s is already the stable version of '%s'", in->to_label,
                                      in->service);
+        for (size_t i = 0; i < in->strategy->n_steps; i++)
+                analysed = analysed || in->strategy->steps[i].kind == STEP_ANALYSIS;
+        if (analysed && !in->listen && in->stable_version_id)
+                return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                     "service '%s' has no listen address, so aviaryd's proxy does not see its traffic and "
+                                     "cannot analyse a canary: give the service a listen address, or turn analysis off "
+                                     "with \"strategy\": {\"canary\": {\"analysis\": {\"enabled\": false}}}",
+                                     in->service);
         if (superseded && rollout_is_active(superseded)) {
                 snprintf(why, sizeof why, "superseded by a new rollout to %s", in->to_label);
-                rollout_abort(superseded, why, in->now);
+                rollout_abort(superseded, ROLLOUT_ABORT_SUPERSEDED, why, in->now);
         }
         ro = (RolloutRecord) {
                 .service_id = in->service_id,
@@ -498,7 +564,7 @@ int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *sup
                 /* The first deploy has nothing to compare with: its version is stable at once, and
                  * the rollout is Healthy when it serves (rollout_evaluate). */
                 ro.canary_weight = 10000;
-                ro.step_index = (int64_t) in->n_steps;
+                ro.step_index = (int64_t) in->strategy->n_steps;
                 ro.step_started_at = in->now;
                 if (in->runtime)
                         ro.message = strdup("first deploy: waiting for guests");
@@ -536,6 +602,7 @@ int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bo
                 r->pause_until = 0;
                 r->finished_at = 0;
                 set_text(&r->abort_reason, NULL);
+                r->abort_kind = ROLLOUT_ABORT_NONE;
                 set_text(&r->analysis, "{}");
                 snprintf(why, sizeof why, "retried by %s", actor);
                 set_text(&r->message, why);
@@ -546,7 +613,7 @@ int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bo
                                      rollout_phase_to_string(r->phase));
         if (action == ROLLOUT_ACTION_ABORT) {
                 snprintf(why, sizeof why, "aborted by %s", actor);
-                rollout_abort(r, why, now);
+                rollout_abort(r, ROLLOUT_ABORT_MANUAL, why, now);
                 return 0;
         }
         if (action == ROLLOUT_ACTION_PAUSE) {
@@ -595,7 +662,11 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         json_t *analysis = r->analysis ? json_loads(r->analysis, 0, NULL) : NULL;
         json_t *bg = json_object_get(json_object_get(strategy, "canary"), "analysis");
         char created[32], updated[32], finished[32], until[32];
+        json_t *abort_reason = NULL;
 
+        if (r->abort_reason || r->abort_kind != ROLLOUT_ABORT_NONE)
+                abort_reason = json_pack("{s:s?, s:s}", "kind", rollout_abort_kind_to_string(r->abort_kind), "detail",
+                                         r->abort_reason ? r->abort_reason : "");
         if (!json_is_object(analysis)) {
                 json_decref(analysis);
                 analysis = json_object();
@@ -607,7 +678,7 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         format_rfc3339(r->updated_at, updated);
         format_rfc3339(r->finished_at, finished);
         format_rfc3339(r->pause_until, until);
-        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:s?, "
+        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:o?, "
                          "s:O?, s:s, s:s, s:s?}",
                          "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label, "phase",
                          rollout_phase_to_string(r->phase), "message", r->message ? r->message : "", "currentStepIndex", (json_int_t) r->step_index,
@@ -615,6 +686,6 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
                          "pausedUntil", r->pause_until ? until : NULL, "weights", weights_json(r), "canary", "ready",
                          canary_ready >= 0 ? json_integer(canary_ready) : json_null(), "replicas",
                          canary_wanted >= 0 ? json_integer(canary_wanted) : json_null(), "analysis", analysis,
-                         "abortReason", r->abort_reason, "strategy", strategy, "createdAt", created, "updatedAt", updated,
+                         "abortReason", abort_reason, "strategy", strategy, "createdAt", created, "updatedAt", updated,
                          "finishedAt", r->finished_at ? finished : NULL);
 }

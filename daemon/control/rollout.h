@@ -34,6 +34,12 @@ typedef struct RolloutObservation {
         int64_t replicas;          /* the service's */
         unsigned canary_ready;     /* ready guests of the canary version */
         const char *canary_broken; /* non-NULL: why the canary cannot go on (abort), in words */
+        RolloutAbortKind canary_broken_kind; /* ...and its kind (NONE: unhealthy) */
+        /* The current check or webhook step's outcome (control/steps.c runs it): the step's
+         * index, 0 running / 1 passed / 2 failed (StepOutcome), and what it found. */
+        int64_t step_index;
+        int step_outcome;
+        const char *step_detail;
         const AnalysisResult *window; /* an analysis window that just closed, or NULL */
 } RolloutObservation;
 
@@ -73,8 +79,8 @@ const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy 
 /* Moves an active rollout forward by what OBS shows. */
 void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservation *obs, RolloutTransition *ret);
 
-/* Aborts R (active): weight 0, Degraded, REASON recorded. */
-void rollout_abort(RolloutRecord *r, const char *reason, usec_t now);
+/* Aborts R (active): weight 0, Degraded, KIND and REASON recorded. */
+void rollout_abort(RolloutRecord *r, RolloutAbortKind kind, const char *reason, usec_t now);
 
 /* The API's actions on a rollout: one enum, one string table (the strings are the routes'). */
 typedef enum RolloutAction {
@@ -103,8 +109,9 @@ typedef struct RolloutStart {
         const char *from_label;      /* the stable version's IMAGE:TAG, NULL when none */
         int64_t to_version_id;
         const char *to_label;
-        const char *strategy_text;   /* the expanded strategy (strategy_to_json) */
-        size_t n_steps;
+        const Strategy *strategy;
+        const char *strategy_text;   /* the same, expanded (strategy_to_json) */
+        bool listen;                 /* the service has a listen address: its proxy can measure */
         uint64_t salt;               /* random, for stickiness */
         bool runtime;                /* guests run: a first deploy waits for them */
         usec_t now;
@@ -112,7 +119,9 @@ typedef struct RolloutStart {
 
 /* Starting a rollout, as a pure function: the new row in *RET (to insert), and SUPERSEDED (the
  * service's active rollout, or NULL) aborted in place when there is one: the caller writes both
- * and their events. AVIARY_E_ROLLOUT_STATE when the version is already stable. A first deploy's
+ * and their events. AVIARY_E_ROLLOUT_STATE when the version is already stable;
+ * AVIARY_E_INVALID_FIELD when the strategy analyses a canary the service's proxy cannot see
+ * (no listen address; a first deploy has no canary to analyse). A first deploy's
  * version must also be made the service's stable one by the caller. */
 int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *superseded, ApiError *e);
 

@@ -279,8 +279,142 @@ static int weight_parse(json_t *v, const char *path, unsigned *ret, ApiError *e)
         return 0;
 }
 
-static int step_parse(json_t *j, const char *path, const AnalysisSpec *background, Step *ret, ApiError *e) {
-        static const char *const kinds[] = {"setWeight", "pause", "analysis", NULL};
+/* A webhook's {"url", "timeout", "retries"[, "gate"]} at PATH into *RET (GATE: may say "gate"). */
+static int webhook_parse(json_t *v, const char *path, bool gate_allowed, WebhookSpec *ret, ApiError *e) {
+        const char *url = NULL, *timeout = NULL;
+        int64_t retries = 2;
+        bool gate = false;
+        const FieldSpec specs[] = {
+                {"url", FIELD_STRING, .required = true, .max = 512, .ret = &url},
+                {"timeout", FIELD_STRING, .ret = &timeout},
+                {"retries", FIELD_INTEGER, .min = 0, .max = 10, .ret = &retries},
+                {"gate", FIELD_BOOLEAN, .ret = &gate},
+                {},
+        };
+        char where[FIELD_PATH_MAX], field[FIELD_PATH_MAX];
+        WebhookSpec w = {.timeout_ms = 10000};
+        int r;
+
+        if (!json_is_object(v))
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an object: {\"url\": \"http://...\"}");
+        field_path(where, "%s.", path);
+        r = json_check_fields(v, specs, where, e);
+        if (r != 0)
+                return r;
+        if (gate && !gate_allowed) {
+                field_path(field, "%s.gate", path);
+                return field_error(e, AVIARY_E_UNKNOWN_FIELD, field, "is for webhook steps only");
+        }
+        if ((strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || strpbrk(url, " \t\r\n")) {
+                field_path(field, "%s.url", path);
+                return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be an http:// or https:// URL");
+        }
+        r = duration_field(timeout, path, "timeout", 100, NULL, &w.timeout_ms, e);
+        if (r != 0)
+                return r;
+        if (w.timeout_ms > 300000) {
+                field_path(field, "%s.timeout", path);
+                return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be at most 5m");
+        }
+        snprintf(w.url, sizeof w.url, "%s", url);
+        w.retries = (unsigned) retries;
+        w.gate = gate;
+        *ret = w;
+        return 0;
+}
+
+static bool path_is_valid(const char *p) {
+        if (p[0] != '/' || strlen(p) > 256)
+                return false;
+        for (; *p; p++)
+                if (*p <= ' ' || *p >= 0x7f)
+                        return false;
+        return true;
+}
+
+/* {"requests": [{"method", "path", "expect": {"status", "bodyContains"}}], "repeat", "timeout"}. */
+static int check_parse(json_t *v, const char *path, CheckSpec *ret, ApiError *e) {
+        const char *timeout = NULL;
+        json_t *requests = NULL;
+        int64_t repeat = 1;
+        const FieldSpec specs[] = {
+                {"repeat", FIELD_INTEGER, .min = 1, .max = 1000, .ret = &repeat},
+                {"timeout", FIELD_STRING, .ret = &timeout},
+                {},
+        };
+        char where[FIELD_PATH_MAX], field[FIELD_PATH_MAX];
+        CheckSpec c = {.timeout_ms = 5000};
+        int r;
+
+        if (!json_is_object(v))
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must be an object: {\"requests\": [{\"path\": \"/healthz\"}], \"repeat\": 1}");
+        requests = json_object_get(v, "requests");
+        json_auto_t *fields = json_copy(v);
+        if (!fields || (requests && json_object_del(fields, "requests") < 0))
+                return -ENOMEM;
+        field_path(where, "%s.", path);
+        r = json_check_fields(fields, specs, where, e);
+        if (r != 0)
+                return r;
+        r = duration_field(timeout, path, "timeout", 100, NULL, &c.timeout_ms, e);
+        if (r != 0)
+                return r;
+        field_path(field, "%s.requests", path);
+        if (!json_is_array(requests) || json_array_size(requests) < 1 || json_array_size(requests) > CHECK_MAX_REQUESTS)
+                return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be an array of 1 to %d requests",
+                                   CHECK_MAX_REQUESTS);
+        for (size_t i = 0; i < json_array_size(requests); i++) {
+                const char *method = "GET", *rpath = NULL, *body = NULL;
+                json_t *expect = NULL;
+                int64_t status = 0;
+                const FieldSpec rspecs[] = {
+                        {"method", FIELD_STRING, .max = 7, .ret = &method},
+                        {"path", FIELD_STRING, .required = true, .max = 256, .ret = &rpath},
+                        {"expect", FIELD_OBJECT, .ret = &expect},
+                        {},
+                };
+                const FieldSpec especs[] = {
+                        {"status", FIELD_INTEGER, .min = 100, .max = 599, .ret = &status},
+                        {"bodyContains", FIELD_STRING, .max = 128, .ret = &body},
+                        {},
+                };
+                CheckRequest *q = &c.request[i];
+
+                field_path(where, "%s.requests[%zu].", path, i);
+                if (!json_is_object(json_array_get(requests, i)))
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "items must be objects: {\"path\": \"/\"}");
+                r = json_check_fields(json_array_get(requests, i), rspecs, where, e);
+                if (r == 0 && expect) {
+                        field_path(where, "%s.requests[%zu].expect.", path, i);
+                        r = json_check_fields(expect, especs, where, e);
+                }
+                if (r != 0)
+                        return r;
+                if (!streq(method, "GET") && !streq(method, "HEAD")) {
+                        field_path(field, "%s.requests[%zu].method", path, i);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must be GET or HEAD (a check must not change the guest's state)");
+                }
+                if (!path_is_valid(rpath)) {
+                        field_path(field, "%s.requests[%zu].path", path, i);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must start with / and hold no spaces or control characters");
+                }
+                snprintf(q->method, sizeof q->method, "%s", method);
+                snprintf(q->path, sizeof q->path, "%s", rpath);
+                q->status = (unsigned) status;
+                snprintf(q->body_contains, sizeof q->body_contains, "%s", body ? body : "");
+        }
+        c.n_requests = json_array_size(requests);
+        c.repeat = (unsigned) repeat;
+        *ret = c;
+        return 0;
+}
+
+static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiError *e) {
+        static const char *const kinds[] = {"setWeight", "pause", "analysis", "check", "webhook", NULL};
+        const AnalysisSpec *background = &st->analysis;
         char field[FIELD_PATH_MAX];
         Step s = {};
         json_t *v;
@@ -288,13 +422,13 @@ static int step_parse(json_t *j, const char *path, const AnalysisSpec *backgroun
 
         if (!json_is_object(j))
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
-                                   "must be an object with one key: setWeight, pause or analysis");
+                                   "must be an object with one key: setWeight, pause, analysis, check or webhook");
         r = check_keys(j, kinds, path, e);
         if (r != 0)
                 return r;
         if (json_object_size(j) != 1)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
-                                   "must be an object with one key: setWeight, pause or analysis");
+                                   "must be an object with one key: setWeight, pause, analysis, check or webhook");
 
         if ((v = json_object_get(j, "setWeight"))) {
                 field_path(field, "%s.setWeight", path);
@@ -318,6 +452,25 @@ static int step_parse(json_t *j, const char *path, const AnalysisSpec *backgroun
                 if (r == 0)
                         r = duration_field(duration, field, "duration", 1, " ({} waits for promote)",
                                            &s.pause_ms, e);
+        } else if ((v = json_object_get(j, "check"))) {
+                field_path(field, "%s.check", path);
+                if (st->n_checks >= STRATEGY_MAX_CHECKS)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "at most %d check steps", STRATEGY_MAX_CHECKS);
+                s.kind = STEP_CHECK;
+                s.spec = (unsigned) st->n_checks;
+                r = check_parse(v, field, &st->checks[st->n_checks], e);
+                if (r == 0)
+                        st->n_checks++;
+        } else if ((v = json_object_get(j, "webhook"))) {
+                field_path(field, "%s.webhook", path);
+                if (st->n_webhooks >= STRATEGY_MAX_WEBHOOKS)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "at most %d webhook steps",
+                                           STRATEGY_MAX_WEBHOOKS);
+                s.kind = STEP_WEBHOOK;
+                s.spec = (unsigned) st->n_webhooks;
+                r = webhook_parse(v, field, true, &st->webhooks[st->n_webhooks], e);
+                if (r == 0)
+                        st->n_webhooks++;
         } else {
                 v = json_object_get(j, "analysis");
                 field_path(field, "%s.analysis", path);
@@ -343,9 +496,10 @@ static int steps_parse(json_t *steps, Strategy *s, ApiError *e) {
         if (n < 1 || n > STRATEGY_MAX_STEPS)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of 1 to %d steps",
                                    STRATEGY_MAX_STEPS);
+        s->n_checks = s->n_webhooks = 0;
         for (size_t i = 0; i < n; i++) {
                 field_path(field, "%s[%zu]", path, i);
-                r = step_parse(json_array_get(steps, i), field, &s->analysis, &s->steps[i], e);
+                r = step_parse(json_array_get(steps, i), field, s, &s->steps[i], e);
                 if (r != 0)
                         return r;
         }
@@ -362,7 +516,25 @@ static bool analysis_spec_equal(const AnalysisSpec *a, const AnalysisSpec *b) {
                a->p99_max_ratio == b->p99_max_ratio && a->p99_floor_ms == b->p99_floor_ms;
 }
 
-static bool steps_equal(const Step *a, size_t n_a, const Step *b, size_t n_b) {
+static bool check_spec_equal(const CheckSpec *a, const CheckSpec *b) {
+        if (a->n_requests != b->n_requests || a->repeat != b->repeat || a->timeout_ms != b->timeout_ms)
+                return false;
+        for (size_t i = 0; i < a->n_requests; i++)
+                if (!streq(a->request[i].method, b->request[i].method) || !streq(a->request[i].path, b->request[i].path) ||
+                    a->request[i].status != b->request[i].status ||
+                    !streq(a->request[i].body_contains, b->request[i].body_contains))
+                        return false;
+        return true;
+}
+
+static bool webhook_spec_equal(const WebhookSpec *a, const WebhookSpec *b) {
+        return streq(a->url, b->url) && a->timeout_ms == b->timeout_ms && a->retries == b->retries && a->gate == b->gate;
+}
+
+static bool steps_equal(const Strategy *sa, const Strategy *sb) {
+        const Step *a = sa->steps, *b = sb->steps;
+        size_t n_a = sa->n_steps, n_b = sb->n_steps;
+
         if (n_a != n_b)
                 return false;
         for (size_t i = 0; i < n_a; i++) {
@@ -381,7 +553,29 @@ static bool steps_equal(const Step *a, size_t n_a, const Step *b, size_t n_b) {
                         if (!analysis_spec_equal(&a[i].analysis, &b[i].analysis))
                                 return false;
                         break;
+                case STEP_CHECK:
+                        if (!check_spec_equal(&sa->checks[a[i].spec], &sb->checks[b[i].spec]))
+                                return false;
+                        break;
+                case STEP_WEBHOOK:
+                        if (!webhook_spec_equal(&sa->webhooks[a[i].spec], &sb->webhooks[b[i].spec]))
+                                return false;
+                        break;
                 }
+        }
+        return true;
+}
+
+static bool external_equal(const Strategy *a, const Strategy *b) {
+        if (a->n_external != b->n_external)
+                return false;
+        for (size_t i = 0; i < a->n_external; i++) {
+                const ExternalMetric *x = &a->external[i], *y = &b->external[i];
+                if (!streq(x->name, y->name) || !streq(x->url, y->url) || !streq(x->json_path, y->json_path) ||
+                    x->timeout_ms != y->timeout_ms || x->failure_condition != y->failure_condition ||
+                    x->condition.op != y->condition.op || x->condition.a != y->condition.a ||
+                    x->condition.b != y->condition.b)
+                        return false;
         }
         return true;
 }
@@ -392,7 +586,8 @@ bool strategy_equal(const Strategy *a, const Strategy *b) {
                a->abort_scale_down_delay_ms == b->abort_scale_down_delay_ms &&
                a->scale_down_delay_ms == b->scale_down_delay_ms && streq(a->sticky_header, b->sticky_header) &&
                streq(a->sticky_cookie, b->sticky_cookie) && a->tester_header == b->tester_header &&
-               steps_equal(a->steps, a->n_steps, b->steps, b->n_steps);
+               webhook_spec_equal(&a->on_abort, &b->on_abort) && webhook_spec_equal(&a->on_success, &b->on_success) &&
+               external_equal(a, b) && steps_equal(a, b);
 }
 
 /* HTTP token characters (RFC 9110 tchar), which is also what a cookie name may use (RFC 6265). */
@@ -437,10 +632,97 @@ static int stickiness_parse(json_t *obj, Strategy *s, ApiError *e) {
 }
 
 /* The "canary" object over S (defaults, or a preset's when HAS_PRESET). */
+/* canary.analysis.metrics: [{"name", "provider": {"web": {"url", "jsonPath", "timeout"}},
+ * "failureCondition" | "successCondition"}]. */
+static int external_parse(json_t *list, Strategy *s, ApiError *e) {
+        static const char path[] = "strategy.canary.analysis.metrics";
+        char where[FIELD_PATH_MAX], field[FIELD_PATH_MAX];
+
+        if (!json_is_array(list) || json_array_size(list) > STRATEGY_MAX_EXTERNAL)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of at most %d metrics",
+                                   STRATEGY_MAX_EXTERNAL);
+        s->n_external = 0;
+        for (size_t i = 0; i < json_array_size(list); i++) {
+                const char *name = NULL, *failure = NULL, *success = NULL, *url = NULL, *jpath = NULL, *timeout = NULL;
+                json_t *provider = NULL, *web = NULL;
+                const FieldSpec specs[] = {
+                        {"name", FIELD_STRING, .required = true, .max = 63, .ret = &name},
+                        {"provider", FIELD_OBJECT, .required = true, .ret = &provider},
+                        {"failureCondition", FIELD_STRING, .max = 63, .ret = &failure},
+                        {"successCondition", FIELD_STRING, .max = 63, .ret = &success},
+                        {},
+                };
+                const FieldSpec pspecs[] = {
+                        {"web", FIELD_OBJECT, .required = true, .ret = &web},
+                        {},
+                };
+                const FieldSpec wspecs[] = {
+                        {"url", FIELD_STRING, .required = true, .max = 512, .ret = &url},
+                        {"jsonPath", FIELD_STRING, .required = true, .max = 128, .ret = &jpath},
+                        {"timeout", FIELD_STRING, .ret = &timeout},
+                        {},
+                };
+                ExternalMetric m = {.timeout_ms = 5000};
+                json_t *item = json_array_get(list, i);
+                int r;
+
+                field_path(where, "%s[%zu]", path, i);
+                if (!json_is_object(item))
+                        return field_error(e, AVIARY_E_INVALID_FIELD, where, "must be an object");
+                field_path(where, "%s[%zu].", path, i);
+                r = json_check_fields(item, specs, where, e);
+                if (r == 0) {
+                        field_path(where, "%s[%zu].provider.", path, i);
+                        r = json_check_fields(provider, pspecs, where, e);
+                }
+                if (r == 0) {
+                        field_path(where, "%s[%zu].provider.web.", path, i);
+                        r = json_check_fields(web, wspecs, where, e);
+                }
+                if (r != 0)
+                        return r;
+                field_path(where, "%s[%zu].provider.web", path, i);
+                if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+                        field_path(field, "%s.url", where);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be an http:// or https:// URL");
+                }
+                if (jpath[0] != '$') {
+                        field_path(field, "%s.jsonPath", where);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must be a JSONPath from $, e.g. $.data.result[0].value[1]");
+                }
+                r = duration_field(timeout, where, "timeout", 100, NULL, &m.timeout_ms, e);
+                if (r != 0)
+                        return r;
+                if (!!failure == !!success) {
+                        field_path(field, "%s[%zu]", path, i);
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "needs one of failureCondition and successCondition, e.g. \"> 0.01\"");
+                }
+                if (condition_parse(failure ? failure : success, &m.condition) < 0) {
+                        field_path(field, "%s[%zu].%s", path, i, failure ? "failureCondition" : "successCondition");
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                           "must be a condition: < N, <= N, > N, >= N, == N or A..B");
+                }
+                for (size_t k = 0; k < s->n_external; k++)
+                        if (streq(s->external[k].name, name)) {
+                                field_path(field, "%s[%zu].name", path, i);
+                                return field_error(e, AVIARY_E_INVALID_FIELD, field, "repeats '%s'", name);
+                        }
+                snprintf(m.name, sizeof m.name, "%s", name);
+                snprintf(m.url, sizeof m.url, "%s", url);
+                snprintf(m.json_path, sizeof m.json_path, "%s", jpath);
+                m.failure_condition = failure != NULL;
+                s->external[s->n_external++] = m;
+        }
+        return 0;
+}
+
 static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *e) {
         static const char path[] = "strategy.canary";
         const char *deadline = NULL, *abort_delay = NULL, *scale_down_delay = NULL;
-        json_t *steps = json_object_get(canary, "steps"), *analysis = NULL, *stickiness = NULL;
+        json_t *steps = json_object_get(canary, "steps"), *analysis = NULL, *stickiness = NULL, *on_abort = NULL,
+               *on_success = NULL;
         int64_t replicas = s->canary_replicas;
         bool tester = s->tester_header;
         const FieldSpec specs[] = {
@@ -451,6 +733,8 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
                 {"scaleDownDelay", FIELD_STRING, .ret = &scale_down_delay},
                 {"stickiness", FIELD_OBJECT, .nullable = true, .ret = &stickiness},
                 {"testerHeader", FIELD_BOOLEAN, .ret = &tester},
+                {"onAbort", FIELD_OBJECT, .nullable = true, .ret = &on_abort},
+                {"onSuccess", FIELD_OBJECT, .nullable = true, .ret = &on_success},
                 {},
         };
         int r;
@@ -466,7 +750,13 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
         s->tester_header = tester;
 
         if (analysis) {
-                r = analysis_parse(analysis, "strategy.canary.analysis", false, &s->analysis, e);
+                json_t *metrics = json_object_get(analysis, "metrics");
+                json_auto_t *rest = json_copy(analysis);
+                if (!rest || (metrics && json_object_del(rest, "metrics") < 0))
+                        return -ENOMEM;
+                r = analysis_parse(rest, "strategy.canary.analysis", false, &s->analysis, e);
+                if (r == 0 && metrics && !json_is_null(metrics))
+                        r = external_parse(metrics, s, e);
                 if (r != 0)
                         return r;
         }
@@ -479,6 +769,10 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
                                    &s->scale_down_delay_ms, e);
         if (r == 0 && stickiness)
                 r = stickiness_parse(stickiness, s, e);
+        if (r == 0 && on_abort)
+                r = webhook_parse(on_abort, "strategy.canary.onAbort", false, &s->on_abort, e);
+        if (r == 0 && on_success)
+                r = webhook_parse(on_success, "strategy.canary.onSuccess", false, &s->on_success, e);
         if (r != 0 || !steps)
                 return r;
 
@@ -490,7 +784,7 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
         Strategy given = *s;
         ApiError ignored;
         if (steps_parse(steps, &given, &ignored) != 0 ||
-            !steps_equal(given.steps, given.n_steps, s->steps, s->n_steps))
+            !steps_equal(&given, s))
                 return api_error_set(
                         e, AVIARY_E_INVALID_FIELD,
                         "strategy.preset and strategy.canary.steps exclude each other; give one");
@@ -581,7 +875,36 @@ static json_t *analysis_spec_to_json(const AnalysisSpec *a) {
         return TAKE_PTR(j);
 }
 
-json_t *step_to_json(const Step *s) {
+static json_t *webhook_spec_to_json(const WebhookSpec *w, bool with_gate) {
+        json_auto_t *j = json_object();
+
+        if (!j || !put(j, "url", json_string(w->url)) || !put(j, "timeout", duration_to_json(w->timeout_ms)) ||
+            !put(j, "retries", json_integer(w->retries)) || (with_gate && !put(j, "gate", json_boolean(w->gate))))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
+static json_t *check_spec_to_json(const CheckSpec *c) {
+        json_auto_t *j = json_object(), *requests = json_array();
+
+        if (!j || !requests)
+                return NULL;
+        for (size_t i = 0; i < c->n_requests; i++) {
+                const CheckRequest *q = &c->request[i];
+                json_t *expect = json_object();
+                if (!expect || (q->status && !put(expect, "status", json_integer(q->status))) ||
+                    (q->body_contains[0] && !put(expect, "bodyContains", json_string(q->body_contains))) ||
+                    json_array_append_new(requests, json_pack("{s:s, s:s, s:o}", "method", q->method, "path", q->path,
+                                                              "expect", expect)) < 0)
+                        return NULL;
+        }
+        if (!put(j, "requests", TAKE_PTR(requests)) || !put(j, "repeat", json_integer(c->repeat)) ||
+            !put(j, "timeout", duration_to_json(c->timeout_ms)))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
+json_t *step_to_json(const Strategy *st, const Step *s) {
         json_auto_t *j = json_object(), *pause = NULL;
 
         if (!j)
@@ -601,6 +924,14 @@ json_t *step_to_json(const Step *s) {
                 if (!put(j, "analysis", analysis_spec_to_json(&s->analysis)))
                         return NULL;
                 break;
+        case STEP_CHECK:
+                if (!put(j, "check", check_spec_to_json(&st->checks[s->spec])))
+                        return NULL;
+                break;
+        case STEP_WEBHOOK:
+                if (!put(j, "webhook", webhook_spec_to_json(&st->webhooks[s->spec], true)))
+                        return NULL;
+                break;
         }
         return TAKE_PTR(j);
 }
@@ -613,22 +944,51 @@ static json_t *stickiness_to_json(const Strategy *s) {
         return json_null();
 }
 
+static json_t *external_to_json(const Strategy *s) {
+        json_auto_t *list = json_array();
+
+        for (size_t i = 0; list && i < s->n_external; i++) {
+                const ExternalMetric *m = &s->external[i];
+                char cond[64], timeout[32];
+                condition_format(&m->condition, cond);
+                duration_format_ms(m->timeout_ms, timeout);
+                if (json_array_append_new(list, json_pack("{s:s, s:{s:{s:s, s:s, s:s}}, s:s}", "name", m->name, "provider",
+                                                          "web", "url", m->url, "jsonPath", m->json_path, "timeout",
+                                                          timeout, m->failure_condition ? "failureCondition"
+                                                                                        : "successCondition",
+                                                          cond)) < 0)
+                        return NULL;
+        }
+        return TAKE_PTR(list);
+}
+
+/* The background analysis with its external metrics. */
+static json_t *background_to_json(const Strategy *s) {
+        json_auto_t *j = analysis_spec_to_json(&s->analysis);
+
+        if (!j || !put(j, "metrics", external_to_json(s)))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
 json_t *strategy_to_json(const Strategy *s) {
         json_auto_t *j = json_object(), *canary = json_object(), *steps = json_array();
 
         if (!j || !canary || !steps)
                 return NULL;
         for (size_t i = 0; i < s->n_steps; i++)
-                if (json_array_append_new(steps, step_to_json(&s->steps[i])) < 0)
+                if (json_array_append_new(steps, step_to_json(s, &s->steps[i])) < 0)
                         return NULL;
         if (!put(canary, "steps", TAKE_PTR(steps)) ||
             !put(canary, "canaryReplicas", json_integer((json_int_t) s->canary_replicas)) ||
-            !put(canary, "analysis", analysis_spec_to_json(&s->analysis)) ||
+            !put(canary, "analysis", background_to_json(s)) ||
             !put(canary, "progressDeadline", duration_to_json(s->progress_deadline_ms)) ||
             !put(canary, "abortScaleDownDelay", duration_to_json(s->abort_scale_down_delay_ms)) ||
             !put(canary, "scaleDownDelay", duration_to_json(s->scale_down_delay_ms)) ||
             !put(canary, "stickiness", stickiness_to_json(s)) ||
-            !put(canary, "testerHeader", json_boolean(s->tester_header)))
+            !put(canary, "testerHeader", json_boolean(s->tester_header)) ||
+            !put(canary, "onAbort", s->on_abort.url[0] ? webhook_spec_to_json(&s->on_abort, false) : json_null()) ||
+            !put(canary, "onSuccess", s->on_success.url[0] ? webhook_spec_to_json(&s->on_success, false) : json_null()))
                 return NULL;
         if ((s->preset[0] && !put(j, "preset", json_string(s->preset))) ||
             !put(j, "canary", TAKE_PTR(canary)))

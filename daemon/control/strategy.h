@@ -8,12 +8,55 @@
 #include <stdint.h>
 
 #include "apierror.h"
+#include "condition.h"
 
 typedef enum StepKind {
         STEP_SET_WEIGHT,
         STEP_PAUSE,
         STEP_ANALYSIS,
+        STEP_CHECK,     /* requests sent to each canary guest directly; a wrong answer aborts */
+        STEP_WEBHOOK,   /* the rollout's status POSTed to a URL; not 2xx aborts (gate: wait for 2xx) */
 } StepKind;
+
+/* One request of a check step and the answer it expects. */
+typedef struct CheckRequest {
+        char method[8];             /* GET or HEAD: a check changes nothing in the guest */
+        char path[257];
+        unsigned status;            /* the answer's status; 0: any 2xx */
+        char body_contains[129];    /* "" none; looked for in the first 1 KiB of the body */
+} CheckRequest;
+
+#define CHECK_MAX_REQUESTS 8
+
+typedef struct CheckSpec {
+        CheckRequest request[CHECK_MAX_REQUESTS];
+        size_t n_requests;
+        unsigned repeat;            /* each request this many times to each canary guest; default 1 */
+        uint64_t timeout_ms;        /* per request; default 5s */
+} CheckSpec;
+
+typedef struct WebhookSpec {
+        char url[513];              /* "" none (a hook not set) */
+        uint64_t timeout_ms;        /* per attempt; default 10s */
+        unsigned retries;           /* more attempts after a failure; default 2 */
+        bool gate;                  /* wait until it answers 2xx (polled), within progressDeadline */
+} WebhookSpec;
+
+/* An analysis metric read from outside each window (Argo's web provider; a Prometheus instant
+ * query is the main case): a number at JSON_PATH in the answer to a GET of URL, held to a
+ * condition. An unreadable value fails the window, as for the built-in metrics. */
+typedef struct ExternalMetric {
+        char name[64];
+        char url[513];
+        char json_path[129];
+        uint64_t timeout_ms;        /* default 5s */
+        Condition condition;
+        bool failure_condition;     /* the window fails when it holds (else: passes only when it holds) */
+} ExternalMetric;
+
+#define STRATEGY_MAX_EXTERNAL 4
+#define STRATEGY_MAX_CHECKS 4
+#define STRATEGY_MAX_WEBHOOKS 8
 
 /* Thresholds for one measurement window. A window in which the canary served fewer than
  * min_sample_size requests is inconclusive: never a pass. */
@@ -35,6 +78,7 @@ typedef struct Step {
         unsigned weight_bp;    /* STEP_SET_WEIGHT: canary share in basis points (0..10000) */
         uint64_t pause_ms;     /* STEP_PAUSE: 0 waits for promote */
         AnalysisSpec analysis; /* STEP_ANALYSIS: the background spec with the step's fields over it */
+        unsigned spec;         /* STEP_CHECK: Strategy.checks[spec]; STEP_WEBHOOK: Strategy.webhooks[spec] */
 } Step;
 
 #define STRATEGY_MAX_STEPS 64
@@ -51,6 +95,13 @@ typedef struct Strategy {
         char sticky_header[64];             /* stickiness by this request header ("" none) */
         char sticky_cookie[64];             /* ...or by this cookie ("" none); at most one of the two */
         bool tester_header;                 /* honour "X-Aviary-Version: canary|stable"; default false */
+        CheckSpec checks[STRATEGY_MAX_CHECKS];       /* of the check steps */
+        size_t n_checks;
+        WebhookSpec webhooks[STRATEGY_MAX_WEBHOOKS]; /* of the webhook steps */
+        size_t n_webhooks;
+        WebhookSpec on_abort, on_success;   /* fire-and-forget hooks at the end (url "" none) */
+        ExternalMetric external[STRATEGY_MAX_EXTERNAL]; /* canary.analysis.metrics: every window's */
+        size_t n_external;
 } Strategy;
 
 #define STRATEGY_DEFAULT_PRESET "Canary10Percent5Minutes"
@@ -78,4 +129,4 @@ json_t *strategy_to_json(const Strategy *s);
 /* Field by field (no memcmp: padding and the bytes after a string's NUL may differ). */
 bool strategy_equal(const Strategy *a, const Strategy *b);
 /* {"setWeight": 10} / {"pause": {"duration": "30s"}} / {"pause": {}} / {"analysis": {...}}. New reference. */
-json_t *step_to_json(const Step *s);
+json_t *step_to_json(const Strategy *st, const Step *s);

@@ -9,11 +9,43 @@
 #include "traffic.h"
 
 #define MAX_SERVICES 256
+#define PAST_SERIES 8
+#define VERSION_LABEL 96
+
+/* Prometheus counters per version: the workers count by group (stable, canary), and which
+ * version a group is changes at a promotion or a new rollout. So each service keeps, per
+ * group, the version it serves now and the group's counters when that began (BASE); what a
+ * version got in a group before is folded into PAST when the group's version changes. A
+ * series then only grows. The change is seen when the controller publishes the new table:
+ * a request picked just before and answered just after counts for the new version. */
+typedef struct Counts {
+        uint64_t status[_METRICS_STATUS_CLASS_MAX];
+        uint64_t duration[METRICS_DURATION_BOUNDS + 1];
+        uint64_t duration_sum_us;
+} Counts;
+
+typedef struct Series {
+        char version[VERSION_LABEL]; /* "" free */
+        int group;
+        Counts counted;
+} Series;
+
+typedef struct Account {
+        char name[64];           /* "" free */
+        uint64_t serial;         /* routing_metrics(): counters of another listener start from 0 */
+        bool seen;
+        char version[_SPLIT_GROUP_MAX][VERSION_LABEL];
+        Counts base[_SPLIT_GROUP_MAX];
+        Series past[PAST_SERIES]; /* oldest dropped first when full */
+        unsigned next_past;
+} Account;
 
 struct Traffic {
         Store *store;
         Routing *routing;
         RouteSpec spec; /* scratch for one service at a time (it is large) */
+        Account *accounts; /* MAX_SERVICES */
+        RoutingMetrics scratch;
 };
 
 typedef struct Collect {
@@ -21,6 +53,7 @@ typedef struct Collect {
         int64_t stable_version_id;
         int64_t canary_version_id; /* 0: no rollout in progress */
         int port;
+        char canary_label[VERSION_LABEL];
 } Collect;
 
 static int collect_ready(const InstanceRecord *r, void *userdata) {
@@ -59,6 +92,7 @@ static int rollout_spec(Traffic *t, const ServiceRecord *sv, Collect *c) {
                 return k < 0 ? k : -EIO;
         /* The canary guests and the weight come from the row; only stickiness needs the strategy. */
         c->canary_version_id = ro.to_version_id;
+        snprintf(c->canary_label, sizeof c->canary_label, "%s", ro.to_label ? ro.to_label : "");
         spec->canary_bp = (unsigned) ro.canary_weight;
         if (rollout_strategy(&ro, &strategy) < 0)
                 return 0;
@@ -70,12 +104,97 @@ static int rollout_spec(Traffic *t, const ServiceRecord *sv, Collect *c) {
         return 0;
 }
 
+static void counts_of(const GroupMetrics *g, Counts *ret) {
+        memcpy(ret->status, g->status, sizeof ret->status);
+        memcpy(ret->duration, g->duration, sizeof ret->duration);
+        ret->duration_sum_us = g->duration_sum_us;
+}
+
+static void counts_add(Counts *to, const Counts *a, const Counts *minus) {
+        for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                to->status[c] += a->status[c] - (minus ? minus->status[c] : 0);
+        for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
+                to->duration[b] += a->duration[b] - (minus ? minus->duration[b] : 0);
+        to->duration_sum_us += a->duration_sum_us - (minus ? minus->duration_sum_us : 0);
+}
+
+static Account *account_get(Traffic *t, const char *name, bool create) {
+        Account *free_slot = NULL;
+
+        if (!t->accounts)
+                return NULL;
+        for (size_t i = 0; i < MAX_SERVICES; i++) {
+                if (streq(t->accounts[i].name, name))
+                        return &t->accounts[i];
+                if (!free_slot && !t->accounts[i].name[0])
+                        free_slot = &t->accounts[i];
+        }
+        if (!create || !free_slot)
+                return NULL;
+        memset(free_slot, 0, sizeof *free_slot);
+        snprintf(free_slot->name, sizeof free_slot->name, "%s", name);
+        return free_slot;
+}
+
+static Series *series_get(Account *a, const char *version, int group, bool create) {
+        Series *x;
+
+        for (unsigned i = 0; i < PAST_SERIES; i++)
+                if (a->past[i].version[0] && a->past[i].group == group && streq(a->past[i].version, version))
+                        return &a->past[i];
+        if (!create)
+                return NULL;
+        x = &a->past[a->next_past++ % PAST_SERIES];
+        memset(x, 0, sizeof *x);
+        snprintf(x->version, sizeof x->version, "%s", version);
+        x->group = group;
+        return x;
+}
+
+/* Follows the proxy of service NAME: its counters started again (a new listener) or a group
+ * now serves another version (fold what the old one got into PAST). */
+static void account_versions(Traffic *t, const char *name, const char *stable, const char *canary) {
+        const char *want[_SPLIT_GROUP_MAX] = { [SPLIT_STABLE] = stable, [SPLIT_CANARY] = canary };
+        RoutingMetrics *m = &t->scratch;
+        Account *a = account_get(t, name, true);
+
+        if (!a)
+                return;
+        a->seen = true;
+        if (routing_metrics(t->routing, name, m) < 0) {
+                *a = (Account) {};
+                snprintf(a->name, sizeof a->name, "%s", name);
+                a->seen = true;
+                return;
+        }
+        if (m->serial != a->serial) {
+                memset(a->base, 0, sizeof a->base);
+                memset(a->version, 0, sizeof a->version);
+                a->serial = m->serial;
+        }
+        for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
+                if (streq(a->version[g], want[g]))
+                        continue;
+                Counts now;
+                counts_of(&m->by_group.group[g], &now);
+                if (a->version[g][0]) {
+                        Series *x = series_get(a, a->version[g], g, true);
+                        counts_add(&x->counted, &now, &a->base[g]);
+                }
+                a->base[g] = now;
+                snprintf(a->version[g], sizeof a->version[g], "%s", want[g]);
+        }
+}
+
 static int sync_service(const ServiceRecord *sv, void *userdata) {
         Traffic *t = userdata;
         RouteSpec *spec = &t->spec;
         _cleanup_(version_record_done) VersionRecord v = {};
         Collect c = {.spec = spec, .stable_version_id = sv->stable_version_id};
+        Account *a = account_get(t, sv->name, false);
 
+        if (a)
+                a->seen = true; /* also when its state cannot be read now */
         memset(spec, 0, sizeof *spec);
         spec->name = sv->name;
         spec->listen = sv->listen;
@@ -111,6 +230,12 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
         spec->hc_rise = (unsigned) sv->hc_rise;
         spec->hc_fall = (unsigned) sv->hc_fall;
         routing_apply(t->routing, spec);
+        {
+                char stable[VERSION_LABEL] = "";
+                if (v.image && v.tag)
+                        snprintf(stable, sizeof stable, "%s:%s", v.image, v.tag);
+                account_versions(t, sv->name, stable, c.canary_label);
+        }
         return 0;
 }
 
@@ -118,10 +243,15 @@ void traffic_sync(Traffic *t) {
         if (!t)
                 return;
         routing_begin(t->routing);
+        for (size_t i = 0; t->accounts && i < MAX_SERVICES; i++)
+                t->accounts[i].seen = false;
         /* A failed read must not look like "every service is gone": keep what runs. */
         if (store_service_list(t->store, NULL, MAX_SERVICES, sync_service, t) < 0)
                 return;
         routing_end(t->routing);
+        for (size_t i = 0; t->accounts && i < MAX_SERVICES; i++)
+                if (!t->accounts[i].seen)
+                        t->accounts[i].name[0] = 0;
 }
 
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret) {
@@ -159,6 +289,116 @@ usec_t traffic_last_request(Traffic *t, const char *service) {
         return t ? routing_last_request(t->routing, service) : 0;
 }
 
+/* ---- GET /metrics ---- */
+
+typedef struct ServiceView {
+        const char *name;
+        PlaneStats stats;
+        uint64_t ejections;
+        unsigned n;
+        struct {
+                const char *version;
+                int group;
+                Counts counts;
+        } series[PAST_SERIES + _SPLIT_GROUP_MAX];
+} ServiceView;
+
+static void view_add(ServiceView *v, const char *version, int group, const Counts *c) {
+        for (unsigned i = 0; i < v->n; i++)
+                if (v->series[i].group == group && streq(v->series[i].version, version)) {
+                        counts_add(&v->series[i].counts, c, NULL);
+                        return;
+                }
+        if (v->n >= ELEMENTSOF(v->series))
+                return;
+        v->series[v->n].version = version;
+        v->series[v->n].group = group;
+        v->series[v->n].counts = *c;
+        v->n++;
+}
+
+static const char *group_name(int g) {
+        return g == SPLIT_CANARY ? "canary" : "stable";
+}
+
+void traffic_write_metrics(Traffic *t, PromText *p) {
+        static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+        _cleanup_free_ ServiceView *views = t && t->accounts ? calloc(MAX_SERVICES, sizeof *views) : NULL;
+        size_t n = 0;
+        double bounds[METRICS_DURATION_BOUNDS];
+
+        for (unsigned i = 0; i < METRICS_DURATION_BOUNDS; i++)
+                bounds[i] = (double) metrics_duration_bounds_us[i] / 1e6;
+        for (size_t i = 0; views && i < MAX_SERVICES; i++) {
+                Account *a = &t->accounts[i];
+                ServiceView *v = &views[n];
+                if (!a->name[0] || routing_metrics(t->routing, a->name, &t->scratch) < 0 || t->scratch.serial != a->serial)
+                        continue;
+                v->name = a->name;
+                v->stats = t->scratch.stats;
+                v->ejections = t->scratch.ejections;
+                for (unsigned k = 0; k < PAST_SERIES; k++)
+                        if (a->past[k].version[0])
+                                view_add(v, a->past[k].version, a->past[k].group, &a->past[k].counted);
+                for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
+                        Counts now, since = {};
+                        counts_of(&t->scratch.by_group.group[g], &now);
+                        counts_add(&since, &now, &a->base[g]);
+                        if (a->version[g][0])
+                                view_add(v, a->version[g], g, &since);
+                }
+                n++;
+        }
+
+        promtext_family(p, "aviary_proxy_requests_total", "counter",
+                        "Requests the service proxy answered, by version, group (stable or canary) and status "
+                        "class; 502 and 504 made by the proxy count as 5xx.");
+        for (size_t i = 0; i < n; i++)
+                for (unsigned k = 0; k < views[i].n; k++)
+                        for (unsigned c = METRICS_1XX; c <= METRICS_5XX; c++)
+                                promtext_sample_u64(p, "aviary_proxy_requests_total",
+                                                    (const char *const[]) { "service", views[i].name, "version",
+                                                                            views[i].series[k].version, "group",
+                                                                            group_name(views[i].series[k].group), "code",
+                                                                            classes[c], NULL },
+                                                    views[i].series[k].counts.status[c]);
+        promtext_family(p, "aviary_proxy_request_duration_seconds", "histogram",
+                        "Time from a request's head in to the end of its response, by version and group.");
+        for (size_t i = 0; i < n; i++)
+                for (unsigned k = 0; k < views[i].n; k++)
+                        promtext_histogram(p, "aviary_proxy_request_duration_seconds",
+                                           (const char *const[]) { "service", views[i].name, "version",
+                                                                   views[i].series[k].version, "group",
+                                                                   group_name(views[i].series[k].group), NULL },
+                                           bounds, views[i].series[k].counts.duration, METRICS_DURATION_BOUNDS,
+                                           (double) views[i].series[k].counts.duration_sum_us / 1e6);
+        promtext_family(p, "aviary_proxy_upstream_connect_failures_total", "counter",
+                        "Attempts to reach a guest that got no valid answer (refused, reset, timed out), by version "
+                        "and group; an idempotent request may try a second guest.");
+        for (size_t i = 0; i < n; i++)
+                for (unsigned k = 0; k < views[i].n; k++)
+                        promtext_sample_u64(p, "aviary_proxy_upstream_connect_failures_total",
+                                            (const char *const[]) { "service", views[i].name, "version",
+                                                                    views[i].series[k].version, "group",
+                                                                    group_name(views[i].series[k].group), NULL },
+                                            views[i].series[k].counts.status[METRICS_CONNECT_ERROR]);
+
+#define PER_SERVICE(metric, type, help, field)                                                                    \
+        promtext_family(p, metric, type, help);                                                                   \
+        for (size_t i = 0; i < n; i++)                                                                            \
+                promtext_sample_u64(p, metric, (const char *const[]) { "service", views[i].name, NULL }, field);
+        PER_SERVICE("aviary_proxy_received_bytes_total", "counter", "Bytes received from clients (heads and bodies).",
+                    views[i].stats.bytes_received)
+        PER_SERVICE("aviary_proxy_sent_bytes_total", "counter", "Bytes sent to clients (heads and bodies).",
+                    views[i].stats.bytes_sent)
+        PER_SERVICE("aviary_proxy_connections", "gauge", "Client connections open now.", views[i].stats.connections_open)
+        PER_SERVICE("aviary_proxy_connections_total", "counter", "Client connections accepted.",
+                    views[i].stats.connections_accepted)
+        PER_SERVICE("aviary_proxy_ejections_total", "counter",
+                    "Guests passively ejected after failing requests in a row.", views[i].ejections)
+#undef PER_SERVICE
+}
+
 json_t *traffic_service_json(Traffic *t, const char *service) {
         return routing_service_json(t ? t->routing : NULL, service);
 }
@@ -170,8 +410,10 @@ int traffic_new(Store *store, sd_event *e, unsigned threads, const RoutingFdStor
         if (!t)
                 return -ENOMEM;
         t->store = store;
-        k = routing_new(e, threads, fds, &t->routing);
+        t->accounts = calloc(MAX_SERVICES, sizeof *t->accounts);
+        k = t->accounts ? routing_new(e, threads, fds, &t->routing) : -ENOMEM;
         if (k < 0) {
+                free(t->accounts);
                 free(t);
                 return k;
         }
@@ -183,6 +425,7 @@ Traffic *traffic_free(Traffic *t) {
         if (!t)
                 return NULL;
         routing_free(t->routing);
+        free(t->accounts);
         free(t);
         return NULL;
 }

@@ -9,6 +9,7 @@
 
 #include "proxy/metrics.h"
 #include "proxy/routing.h"
+#include "promtext.h"
 #include "store.h"
 
 typedef struct Traffic Traffic;
@@ -41,5 +42,8 @@ void traffic_set_wake(Traffic *t, unsigned limit, uint64_t timeout_usec, Routing
 void traffic_wake_failed(Traffic *t, const char *service, const char *why);
 /* When SERVICE's proxy last saw a request (realtime), 0 none since aviaryd started. */
 usec_t traffic_last_request(Traffic *t, const char *service);
+/* The proxies' Prometheus families (aviary_proxy_*), every service's, into P. T may be NULL
+ * (runtime off): the families without samples. */
+void traffic_write_metrics(Traffic *t, PromText *p);
 /* {"service","listen","listening","holding","held","last_request_at","weights","versions":{...}}, new ref. */
 json_t *traffic_service_json(Traffic *t, const char *service);

@@ -35,7 +35,7 @@ struct Delivery {
         CURL *easy;
         struct curl_slist *headers;
         char *url, *body, *secret, *event;
-        bool get;
+        bool get, head;
         uint64_t timeout_usec, backoff_usec;
         unsigned retries;
         sd_event_source *retry;
@@ -118,7 +118,7 @@ static int attempt_start(Delivery *d) {
         d->easy = curl_easy_init();
         if (!d->easy)
                 return -ENOMEM;
-        if (!d->get)
+        if (!d->get && !d->head)
                 d->headers = curl_slist_append(d->headers, "Content-Type: application/json");
         d->headers = curl_slist_append(d->headers, "Accept: application/json");
         d->headers = curl_slist_append(d->headers, "User-Agent: aviaryd-webhook");
@@ -141,7 +141,9 @@ static int attempt_start(Delivery *d) {
         curl_easy_setopt(d->easy, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(d->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, d->headers);
-        if (d->get)
+        if (d->head)
+                curl_easy_setopt(d->easy, CURLOPT_NOBODY, 1L);
+        else if (d->get)
                 curl_easy_setopt(d->easy, CURLOPT_HTTPGET, 1L);
         else {
                 curl_easy_setopt(d->easy, CURLOPT_POSTFIELDS, d->body);
@@ -346,7 +348,11 @@ int webhook_send(WebhookClient *c, const WebhookRequest *r, WebhookDone done, vo
         int k;
 
         if (!r->url || (strncmp(r->url, "http://", 7) != 0 && strncmp(r->url, "https://", 8) != 0) ||
-            (!r->body && !r->get))
+            (r->method && !streq(r->method, "GET") && !streq(r->method, "HEAD")))
+                return -EINVAL;
+        bool head = r->method && streq(r->method, "HEAD");
+        bool get = r->get || (r->method && streq(r->method, "GET"));
+        if (!r->body && !get && !head)
                 return -EINVAL;
         d = calloc(1, sizeof *d);
         if (!d)
@@ -355,7 +361,8 @@ int webhook_send(WebhookClient *c, const WebhookRequest *r, WebhookDone done, vo
                 .client = c,
                 .url = strdup(r->url),
                 .body = strdup(r->body ? r->body : ""),
-                .get = r->get,
+                .get = get,
+                .head = head,
                 .secret = r->secret ? strdup(r->secret) : NULL,
                 .event = r->event ? strdup(r->event) : NULL,
                 .timeout_usec = r->timeout_usec ? r->timeout_usec : 10 * USEC_PER_SEC,

@@ -16,6 +16,7 @@ typedef struct WebhookClient WebhookClient;
 typedef struct WebhookRequest {
         const char *url;          /* http:// or https:// */
         bool get;                 /* a GET (a metrics query) instead of a POST of BODY */
+        const char *method;       /* "GET" or "HEAD" (a check step's request) overrides GET; NULL: by GET */
         const char *body;         /* JSON text for a POST; copied */
         const char *secret;       /* signs the body when not NULL or empty; copied */
         const char *event;        /* X-Aviary-Event, e.g. "rollout.abort"; copied, may be NULL */
@@ -29,7 +30,7 @@ typedef struct WebhookResult {
         long status;              /* the last answer's HTTP status, 0 when none came */
         unsigned attempts;
         char error[256];          /* why the last attempt failed ("" when ok) */
-        char body[1024];          /* the start of the last answer's body */
+        char body[8192];          /* the start of the last answer's body */
 } WebhookResult;
 
 /* Called once per webhook_send(), on the loop, when it succeeded or ran out of attempts. */

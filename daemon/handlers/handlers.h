@@ -8,6 +8,7 @@
 
 /* health.c */
 int health_get(Request *r);
+int metrics_get(Request *r);
 int version_info_get(Request *r);
 
 /* blobs.c */
@@ -46,6 +47,10 @@ int deployable_version_resolve(Request *r, const char *field, const char *ref, V
 
 /* rollouts.c */
 int rollout_create(Request *r);
+int service_rollback(Request *r);
+/* Whether the version S serves as stable, and the canary of its rollout in progress, were
+ * revoked since (the flags of GET /v1/services and of /metrics). */
+void service_revoked(Store *store, const ServiceRecord *s, bool *ret_stable, bool *ret_canary);
 int rollout_list(Request *r);
 int rollout_get(Request *r);
 int rollout_promote(Request *r);

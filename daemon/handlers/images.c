@@ -423,6 +423,44 @@ int version_delete(Request *r) {
         return 0;
 }
 
+/* Each service that runs the version just revoked (as its stable version, or as the canary of
+ * its rollout in progress) gets an event: it is flagged (GET /v1/services shows "revoked"),
+ * and its guests keep running until someone rolls forward or back. */
+#define REVOKED_PAGE 100
+
+typedef struct RevokedUse {
+        Request *r;
+        const VersionRecord *v;
+        const char *reason;
+        int error;
+        unsigned seen;          /* services in this page */
+        char last[64];          /* the page's last name: where the next one starts */
+} RevokedUse;
+
+static int revoked_use_one(const ServiceRecord *s, void *userdata) {
+        RevokedUse *u = userdata;
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        const char *role = NULL;
+        char resource[96], version[320];
+
+        u->seen++;
+        snprintf(u->last, sizeof u->last, "%s", s->name);
+        if (s->stable_version_id == u->v->id)
+                role = "stable";
+        else if (store_rollout_get_active(u->r->ctx->store, s->id, &ro) == 0 && ro.to_version_id == u->v->id)
+                role = "canary";
+        if (!role)
+                return 0;
+        snprintf(resource, sizeof resource, "service/%s", s->name);
+        snprintf(version, sizeof version, "%s:%s", u->v->image, u->v->tag);
+        _cleanup_(json_decrefp) json_t *detail = json_pack("{s:s, s:s, s:s?}", "version", version, "role", role,
+                                                            "reason", u->reason);
+        EventRecord e = { .actor = u->r->actor, .action = "service.version-revoked", .resource = resource,
+                          .result = "flagged", .request_id = u->r->request_id, .detail_json = detail };
+        u->error = store_event_append(u->r->ctx->store, &e);
+        return u->error;
+}
+
 int version_revoke(Request *r) {
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_(version_record_done) VersionRecord v = {};
@@ -449,8 +487,18 @@ int version_revoke(Request *r) {
                 return k;
         if (k == 0)
                 r->unchanged = true;
-        else
+        else {
+                RevokedUse u = { .r = r, .v = &v, .reason = reason };
                 r->event_detail = json_pack("{s:s, s:s?}", "digest", v.digest, "reason", reason);
+                do {
+                        u.seen = 0;
+                        k = store_service_list(r->ctx->store, u.last, REVOKED_PAGE, revoked_use_one, &u);
+                        if (k < 0)
+                                return k;
+                        if (u.error)
+                                return u.error < 0 ? u.error : -EIO;
+                } while (u.seen == REVOKED_PAGE);
+        }
         k = store_version_get_by_id(r->ctx->store, v.id, &after);
         if (k != 0)
                 return k < 0 ? k : -EIO;

@@ -1,7 +1,10 @@
 /* /v1/services/{name}/rollouts: start a rollout, watch it, act on it. The transitions over
  * time are the controller's (control/rollout.c); here each request changes the row in the
  * request's transaction, and the controller picks the change up after the commit. */
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "random.h"
@@ -80,55 +83,26 @@ static int append_event(Request *r, const char *action, const char *result, json
         return k;
 }
 
-int rollout_create(Request *r) {
-        _cleanup_(json_decrefp) json_t *body = NULL, *strategy_json = NULL;
-        _cleanup_(service_record_done) ServiceRecord s = {};
-        _cleanup_(version_record_done) VersionRecord v = {};
+/* Starts a rollout of S to V with strategy ST, in the request's transaction: supersedes the
+ * one in progress, makes V stable at once on a first deploy, answers 201 with the rollout.
+ * DETAIL (taken; may be NULL) joins the request's event detail. */
+static int rollout_open(Request *r, ServiceRecord *s, const VersionRecord *v, const Strategy *st, json_t *detail) {
+        _cleanup_(json_decrefp) json_t *strategy_json = NULL, *extra = detail;
         _cleanup_(rollout_record_done) RolloutRecord ro = {}, old = {};
         _cleanup_free_ char *to_label = NULL, *from_label = NULL, *strategy_text = NULL;
-        const char *version = NULL;
-        json_t *strategy = NULL;
-        Strategy st;
         uint64_t salt = 0;
-        const FieldSpec specs[] = {
-                { "version", FIELD_STRING, .required = true, .max = 256, .ret = &version },
-                { "strategy", FIELD_OBJECT, .nullable = true, .ret = &strategy },
-                {},
-        };
-        bool analysed, superseding;
+        bool superseding;
         int k;
 
-        k = service_from_path(r, &s, false);
-        if (k == 0)
-                k = request_json_body(r, &body);
-        if (k == 0)
-                k = json_check_fields(body, specs, "", &r->error);
-        if (k == 0)
-                k = deployable_version_resolve(r, "version", version, &v);
-        if (k == 0)
-                k = strategy_parse(strategy, &st, &r->error);
-        if (k != 0)
-                return k;
-        request_set_resource(r, "service/%s", s.name);
-        analysed = st.analysis.enabled;
-        for (size_t i = 0; i < st.n_steps; i++)
-                analysed = analysed || st.steps[i].kind == STEP_ANALYSIS;
-        if (analysed && !s.listen && s.stable_version_id)
-                return reply_error(r, AVIARY_E_INVALID_FIELD,
-                                   "service '%s' has no listen address, so aviaryd's proxy does not see its traffic and "
-                                   "cannot analyse a canary: give the service a listen address, or turn analysis off "
-                                   "with \"strategy\": {\"canary\": {\"analysis\": {\"enabled\": false}}}",
-                                   s.name);
-
-        if (asprintf(&to_label, "%s:%s", v.image, v.tag) < 0)
+        if (asprintf(&to_label, "%s:%s", v->image, v->tag) < 0)
                 return -ENOMEM;
-        if (s.stable_version_id && (k = label_of(r->ctx->store, s.stable_version_id, &from_label)) < 0)
+        if (s->stable_version_id && (k = label_of(r->ctx->store, s->stable_version_id, &from_label)) < 0)
                 return k;
-        strategy_json = strategy_to_json(&st);
+        strategy_json = strategy_to_json(st);
         strategy_text = strategy_json ? json_dumps(strategy_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (!strategy_text)
                 return -ENOMEM;
-        k = store_rollout_get_active(r->ctx->store, s.id, &old);
+        k = store_rollout_get_active(r->ctx->store, s->id, &old);
         if (k != 0 && k != AVIARY_E_ROLLOUT_NOT_FOUND)
                 return k;
         superseding = k == 0;
@@ -138,14 +112,15 @@ int rollout_create(Request *r) {
 
         /* What the rollout is, decided by control/; written here in the request's transaction. */
         RolloutStart start = {
-                .service_id = s.id,
-                .service = s.name,
-                .stable_version_id = s.stable_version_id,
+                .service_id = s->id,
+                .service = s->name,
+                .stable_version_id = s->stable_version_id,
                 .from_label = from_label,
-                .to_version_id = v.id,
+                .to_version_id = v->id,
                 .to_label = to_label,
+                .strategy = st,
                 .strategy_text = strategy_text,
-                .n_steps = st.n_steps,
+                .listen = s->listen != NULL,
                 .salt = salt,
                 .runtime = r->ctx->controller != NULL,
                 .now = now_realtime(),
@@ -157,14 +132,15 @@ int rollout_create(Request *r) {
                 k = store_rollout_update(r->ctx->store, &old);
                 if (k == 0)
                         k = append_event(r, "rollout.abort", rollout_phase_to_string(old.phase),
-                                         json_pack("{s:I, s:s, s:s}", "rollout", (json_int_t) old.id, "reason",
-                                                   old.abort_reason ? old.abort_reason : "", "cause", "superseded"));
+                                         json_pack("{s:I, s:s, s:s, s:s}", "rollout", (json_int_t) old.id, "reason",
+                                                   old.abort_reason ? old.abort_reason : "", "kind", "superseded", "cause",
+                                                   "superseded"));
                 if (k != 0)
                         return k;
         }
-        if (!s.stable_version_id) {
-                s.stable_version_id = v.id;
-                k = store_service_update(r->ctx->store, &s);
+        if (!s->stable_version_id) {
+                s->stable_version_id = v->id;
+                k = store_service_update(r->ctx->store, s);
                 if (k != 0)
                         return k;
         }
@@ -172,10 +148,198 @@ int rollout_create(Request *r) {
         if (k != 0)
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:s?, s:s?, s:I}", "rollout", (json_int_t) ro.id, "to", ro.to_label, "from",
-                                    ro.from_label, "preset", st.preset[0] ? st.preset : NULL, "steps",
-                                    (json_int_t) st.n_steps);
-        snprintf(r->location, sizeof r->location, "/v1/services/%s/rollouts/%lld", s.name, (long long) ro.id);
-        return reply_json(r, 201, rollout_json(r, &s, &ro));
+                                    ro.from_label, "preset", st->preset[0] ? st->preset : NULL, "steps",
+                                    (json_int_t) st->n_steps);
+        if (r->event_detail && extra)
+                json_object_update(r->event_detail, extra);
+        snprintf(r->location, sizeof r->location, "/v1/services/%s/rollouts/%lld", s->name, (long long) ro.id);
+        return reply_json(r, 201, rollout_json(r, s, &ro));
+}
+
+/* "http://HOST:PORT/..." into HOST (brackets dropped) and PORT (80 or 443 by default). */
+static int url_host_port(const char *url, char host[static 256], unsigned *port) {
+        const char *p = strstr(url, "://"), *end;
+        bool tls = strncmp(url, "https", 5) == 0;
+
+        if (!p)
+                return -EINVAL;
+        p += 3;
+        if (*p == '[') {
+                end = strchr(p, ']');
+                if (!end)
+                        return -EINVAL;
+                snprintf(host, 256, "%.*s", (int) (end - p - 1), p + 1);
+                p = end + 1;
+        } else {
+                size_t n = strcspn(p, ":/?#");
+                snprintf(host, 256, "%.*s", (int) n, p);
+                p += n;
+        }
+        *port = tls ? 443 : 80;
+        if (*p == ':')
+                *port = (unsigned) strtoul(p + 1, NULL, 10);
+        return 0;
+}
+
+static bool host_is_local(const char *h) {
+        return streq(h, "localhost") || strncmp(h, "127.", 4) == 0 || streq(h, "::1") || streq(h, "0.0.0.0") ||
+               streq(h, "::") || streq(h, "0");
+}
+
+/* The strategy's webhooks must not call aviaryd's own API (a rollout that promotes itself, or
+ * a loop of requests): a URL on the TCP listener's port at its address or at a local one is
+ * refused. */
+static int webhooks_check(Request *r, const Strategy *st) {
+        const WebhookSpec *all[STRATEGY_MAX_WEBHOOKS + 2];
+        const char *listen = r->ctx->settings->listen;
+        char api_host[256] = "", host[256];
+        unsigned api_port = 0, port;
+        size_t n = 0;
+
+        if (!listen)
+                return 0;
+        {
+                const char *colon = strrchr(listen, ':');
+                if (!colon)
+                        return 0;
+                snprintf(api_host, sizeof api_host, "%.*s", (int) (colon - listen), listen);
+                if (api_host[0] == '[') {
+                        memmove(api_host, api_host + 1, strlen(api_host));
+                        api_host[strcspn(api_host, "]")] = 0;
+                }
+                api_port = (unsigned) strtoul(colon + 1, NULL, 10);
+        }
+        for (size_t i = 0; i < st->n_webhooks; i++)
+                all[n++] = &st->webhooks[i];
+        all[n++] = &st->on_abort;
+        all[n++] = &st->on_success;
+        for (size_t i = 0; i < n; i++) {
+                if (!all[i]->url[0] || url_host_port(all[i]->url, host, &port) < 0 || port != api_port)
+                        continue;
+                if (strcasecmp(host, api_host) == 0 || (host_is_local(host) && host_is_local(api_host)))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                           "webhook %.200s points at aviaryd's own API (%s): a rollout must not call the "
+                                           "API that drives it",
+                                           all[i]->url, listen);
+        }
+        return 0;
+}
+
+int rollout_create(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        const char *version = NULL;
+        json_t *strategy = NULL;
+        Strategy st;
+        const FieldSpec specs[] = {
+                { "version", FIELD_STRING, .required = true, .max = 256, .ret = &version },
+                { "strategy", FIELD_OBJECT, .nullable = true, .ret = &strategy },
+                {},
+        };
+        int k;
+
+        k = service_from_path(r, &s, false);
+        if (k == 0)
+                k = request_json_body(r, &body);
+        if (k == 0)
+                k = json_check_fields(body, specs, "", &r->error);
+        if (k == 0)
+                k = deployable_version_resolve(r, "version", version, &v);
+        if (k == 0)
+                k = strategy_parse(strategy, &st, &r->error);
+        if (k == 0)
+                k = webhooks_check(r, &st);
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        return rollout_open(r, &s, &v, &st, NULL);
+}
+
+/* The version SERVICE was stable on before its last successful rollout ("previous"): the
+ * newest Healthy rollout's from. */
+typedef struct Previous {
+        int64_t stable_version_id;
+        int64_t version_id;     /* 0: none found */
+        int64_t rollout_id;
+} Previous;
+
+static int previous_one(const RolloutRecord *ro, void *userdata) {
+        Previous *p = userdata;
+
+        if (ro->phase == ROLLOUT_HEALTHY && ro->to_version_id == p->stable_version_id && ro->from_version_id &&
+            ro->id > p->rollout_id) {
+                p->version_id = ro->from_version_id;
+                p->rollout_id = ro->id;
+        }
+        return 0;
+}
+
+/* POST /v1/services/{name}/rollback [{"version": "IMAGE:TAG"}]: makes the previous stable
+ * version (or the one named) stable again, as an all-at-once rollout without analysis. While
+ * the previous version's guests are still kept after the last rollout (scaleDownDelay), they
+ * are ready at once: the switch is one routing change, with no boot. */
+int service_rollback(Request *r) {
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(version_record_done) VersionRecord v = {};
+        const char *version = NULL;
+        const FieldSpec specs[] = {
+                { "version", FIELD_STRING, .max = 256, .ret = &version },
+                {},
+        };
+        Previous p = {};
+        Strategy st;
+        int k;
+
+        k = service_from_path(r, &s, false);
+        if (k == 0 && r->body_size > 0) {
+                k = request_json_body(r, &body);
+                if (k == 0)
+                        k = json_check_fields(body, specs, "", &r->error);
+        }
+        if (k != 0)
+                return k;
+        request_set_resource(r, "service/%s", s.name);
+        if (!s.stable_version_id)
+                return reply_error(r, AVIARY_E_ROLLOUT_STATE, "service '%s' has no stable version yet: nothing to roll back",
+                                   s.name);
+        if (version) {
+                k = deployable_version_resolve(r, "version", version, &v);
+                if (k != 0)
+                        return k;
+        } else {
+                p.stable_version_id = s.stable_version_id;
+                k = store_rollout_list(r->ctx->store, s.id, 0, UINT_MAX, previous_one, &p);
+                if (k < 0)
+                        return k;
+                if (!p.version_id)
+                        return reply_error(r, AVIARY_E_ROLLOUT_STATE,
+                                           "service '%s' has no previous stable version to go back to (no successful "
+                                           "rollout brought its current one, or that version was deleted since); name "
+                                           "one with {\"version\": \"IMAGE:TAG\"}",
+                                           s.name);
+                k = store_version_get_by_id(r->ctx->store, p.version_id, &v);
+                if (k == AVIARY_E_VERSION_NOT_FOUND)
+                        return reply_error(r, AVIARY_E_VERSION_NOT_FOUND,
+                                           "the previous stable version of '%s' was deleted; name one with "
+                                           "{\"version\": \"IMAGE:TAG\"}", s.name);
+                if (k != 0)
+                        return k;
+                if (v.revoked)
+                        return reply_error(r, AVIARY_E_VERSION_REVOKED,
+                                           "the previous stable version %s:%s of '%s' is revoked and cannot be deployed%s%s",
+                                           v.image, v.tag, s.name, v.revoke_reason ? ": " : "",
+                                           v.revoke_reason ? v.revoke_reason : "");
+        }
+        if (v.id == s.stable_version_id)
+                return reply_error(r, AVIARY_E_ROLLOUT_STATE, "%s:%s is already the stable version of '%s'", v.image, v.tag,
+                                   s.name);
+        k = strategy_preset("AllAtOnce", &st);
+        if (k < 0)
+                return k;
+        st.analysis.enabled = false; /* going back to what served before: nothing to compare */
+        return rollout_open(r, &s, &v, &st, json_pack("{s:b}", "rollback", true));
 }
 
 typedef struct ListContext {
@@ -207,7 +371,6 @@ int rollout_list(Request *r) {
         return reply_page(r, k, items, limit, "id");
 }
 
-#define WAIT_POLL_USEC (250 * USEC_PER_MSEC)
 #define WAIT_DEFAULT_MS (10 * 60 * 1000)
 #define WAIT_MAX_MS (60 * 60 * 1000)
 
@@ -242,8 +405,8 @@ static int rollout_serves(Request *r, const ServiceRecord *s, const RolloutRecor
 }
 
 /* ?wait=done|Healthy&timeout=D: answers when the rollout finished and, when Healthy, its
- * version serves (rollout_serves), polling the store while the connection is suspended
- * (request_retry_later). */
+ * version serves (rollout_serves), looking again after each commit while the connection is
+ * suspended (request_retry_later; the server resumes waiting requests when the store commits). */
 int rollout_get(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -269,7 +432,9 @@ int rollout_get(Request *r) {
                 if (!r->wait_deadline)
                         r->wait_deadline = now_monotonic() + timeout_ms * USEC_PER_MSEC;
                 if (now_monotonic() < r->wait_deadline) {
-                        request_retry_later(r, WAIT_POLL_USEC);
+                        /* Looked at again after every commit (the server wakes long polls), else at
+                         * the deadline. */
+                        request_retry_later(r, r->wait_deadline - now_monotonic());
                         return 0;
                 }
                 if (!serves)
@@ -329,6 +494,8 @@ static int rollout_act(Request *r, RolloutAction action) {
                 return k;
         r->event_detail = json_pack("{s:I, s:s, s:I, s:I}", "rollout", (json_int_t) ro.id, "phase", rollout_phase_to_string(ro.phase), "step",
                                     (json_int_t) ro.step_index, "canaryWeight", (json_int_t) ro.canary_weight);
+        if (r->event_detail && action == ROLLOUT_ACTION_ABORT)
+                json_object_set_new(r->event_detail, "kind", json_string(rollout_abort_kind_to_string(ro.abort_kind)));
         return reply_json(r, 200, rollout_json(r, &s, &ro));
 }
 

@@ -13,6 +13,28 @@
 
 static const char *const restart_policies[] = { "always", "on-failure", "never" };
 
+/* {"stable": B, "canary": B}: whether the version S serves as stable, and the canary of its
+ * rollout in progress, were revoked since. Revoking stops no guest: this says that they run a
+ * version that should not, so that an operator rolls forward or back. */
+void service_revoked(Store *store, const ServiceRecord *s, bool *ret_stable, bool *ret_canary) {
+        _cleanup_(version_record_done) VersionRecord stable = {}, canary = {};
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+
+        *ret_stable = *ret_canary = false;
+        if (s->stable_version_id && store_version_get_by_id(store, s->stable_version_id, &stable) == 0)
+                *ret_stable = stable.revoked;
+        if (store_rollout_get_active(store, s->id, &ro) == 0 && ro.to_version_id != s->stable_version_id &&
+            store_version_get_by_id(store, ro.to_version_id, &canary) == 0)
+                *ret_canary = canary.revoked;
+}
+
+static json_t *service_revoked_json(Request *r, const ServiceRecord *s) {
+        bool stable, canary;
+
+        service_revoked(r->ctx->store, s, &stable, &canary);
+        return json_pack("{s:b, s:b}", "stable", stable, "canary", canary);
+}
+
 static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         _cleanup_(version_record_done) VersionRecord v = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -54,6 +76,7 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
                  * (null: none since aviaryd started). */
                 json_object_set_new(j, "asleep", json_boolean(store_instance_count_asleep(r->ctx->store, s->id) > 0));
                 json_object_set_new(j, "last_request_at", json_time(controller_last_request(r->ctx->controller, s->name)));
+                json_object_set_new(j, "revoked", service_revoked_json(r, s));
         }
         return j;
 }
@@ -491,7 +514,14 @@ int service_traffic(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         int k = service_from_path(r, &s, false);
 
-        return k != 0 ? k : reply_json(r, 200, controller_traffic_json(r->ctx->controller, s.name));
+        json_t *j;
+
+        if (k != 0)
+                return k;
+        j = controller_traffic_json(r->ctx->controller, s.name);
+        if (j)
+                json_object_set_new(j, "revoked", service_revoked_json(r, &s));
+        return reply_json(r, 200, j);
 }
 
 /* POST /v1/services/{name}/sleep and /wake: 202 with the service; the controller acts. */

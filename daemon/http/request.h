@@ -47,6 +47,16 @@ typedef enum HttpMethod {
 
 #define ROUTE_MAX_PARAMS 4
 
+/* A response that goes on (the event stream): the server calls FILL on the loop whenever there
+ * may be more to send, and sends what it returns (a malloc'd string, or NULL: nothing now; the
+ * connection then waits, suspended, for the next commit or heartbeat). A negative FILL result
+ * ends the stream. FREE releases STATE when the connection closes. */
+typedef struct RequestStream {
+        int (*fill)(void *state, char **ret_text);
+        void (*free)(void *state);
+        void *state;
+} RequestStream;
+
 typedef struct Request {
         const ApiContext *ctx;
         struct MHD_Connection *connection;
@@ -81,6 +91,9 @@ typedef struct Request {
         json_t *reply;
         int reply_fd;            /* when >= 0, the body is this file (blobs) */
         char *reply_text;        /* when set, a text/plain body */
+        const char *reply_content_type; /* of reply_text, when not text/plain (a static string) */
+        RequestStream stream;    /* when its FILL is set: a text/event-stream reply (see above) */
+        uint64_t started_usec;   /* monotonic: its first call, for the API latency metric */
         char *reply_json_text;   /* when set, a JSON body already rendered (reply caches) */
         uint64_t reply_fd_size;
         char etag[40];

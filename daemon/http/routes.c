@@ -8,6 +8,7 @@
 const Route routes[] = {
         { HTTP_GET, "/v1/health", health_get },
         { HTTP_GET, "/v1/version", version_info_get },
+        { HTTP_GET, "/metrics", metrics_get },
 
         { HTTP_GET, "/v1/blobs", blob_list },
         { HTTP_GET, "/v1/blobs/{digest}", blob_get },
@@ -45,6 +46,7 @@ const Route routes[] = {
         { HTTP_POST, "/v1/services/{name}/rollouts/{id}/resume", rollout_resume, BODY_NONE, .action = "rollout.resume" },
         { HTTP_POST, "/v1/services/{name}/rollouts/{id}/abort", rollout_abort_request, BODY_NONE, .action = "rollout.abort" },
         { HTTP_POST, "/v1/services/{name}/rollouts/{id}/retry", rollout_retry, BODY_NONE, .action = "rollout.retry" },
+        { HTTP_POST, "/v1/services/{name}/rollback", service_rollback, BODY_JSON, 4 * KiB, "rollout.rollback" },
 
         { HTTP_GET, "/v1/instances", instance_list },
         { HTTP_GET, "/v1/instances/{id}", instance_get },

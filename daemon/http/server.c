@@ -28,22 +28,28 @@
 #include <openssl/crypto.h>
 #include "route.h"
 #include "server.h"
+#include "telemetry.h"
+#include "timeutil.h"
 
 #define MAX_LISTENERS 8
 
 typedef struct Waiter Waiter;
+typedef struct Follower Follower;
 
 typedef struct Listener {
         HttpServer *server;
         struct MHD_Daemon *mhd;
         sd_event_source *io, *timer;
         bool unix_socket;
+        bool metrics_only;         /* metrics_listen: GET /metrics alone */
+        const char *metrics_token; /* its bearer token, or NULL */
         unsigned closed; /* connections MHD closed during the current listener_run() */
         /* Its own long polls, one slot per connection it may have (connection_limit): the
          * callers of one listener cannot use up another's, and a connection never waits for a
          * slot. */
         Waiter *waiters;
         unsigned n_waiters;
+        unsigned n_followers; /* event streams open: at most max_followers() */
         /* Out of descriptors at its first connection, libmicrohttpd retries accept() at every
          * round ("busy waiting", its words) with a log line each time: the listener then pauses
          * ACCEPT_RETRY_USEC instead (mhd_logger() sees the message, listener_run() pauses). */
@@ -83,10 +89,27 @@ typedef struct Conn {
         bool receiving;      /* the current request is still arriving */
 } Conn;
 
+/* An event stream (a RequestStream reply) being sent: what FILL gave that is not sent yet, and
+ * while there is nothing to send, the suspended connection with a heartbeat timer and a
+ * watch on its socket (MHD neither reads nor notices a suspended connection's close). */
+struct Follower {
+        Follower *prev, *next;
+        Listener *listener;
+        struct MHD_Connection *connection;
+        RequestStream stream;
+        char *text;
+        size_t size, sent;
+        bool suspended, gone;
+        uint64_t last_sent; /* monotonic */
+        sd_event_source *heartbeat, *hangup;
+};
+
 struct HttpServer {
         const ApiContext *ctx;
         Listener listeners[MAX_LISTENERS];
         unsigned n_listeners;
+        Follower *followers;
+        sd_event_source *wake; /* deferred: resumes long polls and streams after a commit */
         Conn *conns;                     /* every open connection of every listener */
         sd_event_source *deadline_timer; /* at the earliest deadline of a receiving one */
 };
@@ -262,6 +285,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                         srv->conns->prev = k;
                 srv->conns = k;
                 *socket_context = k;
+                telemetry_api_connection(+1);
                 conn_await_request(k);
                 return;
         }
@@ -276,6 +300,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 k->next->prev = k->prev;
         *socket_context = NULL;
         free(k);
+        telemetry_api_connection(-1);
 }
 
 /* Cuts off every connection whose request has not arrived by its deadline. MHD cannot queue
@@ -335,6 +360,8 @@ static void request_free(Request *r) {
         for (unsigned i = 0; i < r->n_kept; i++)
                 free(r->kept[i].decoded);
         waiter_release(r->waiter);
+        if (r->stream.free)
+                r->stream.free(r->stream.state); /* a stream that never started */
         for (unsigned i = 0; i < r->n_params; i++)
                 free(r->params[i]);
         free(r->path);
@@ -364,7 +391,7 @@ void request_retry_later(Request *r, uint64_t usec) {
         r->retry_usec = usec ? usec : 1;
 }
 
-static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
+static int on_waiter_wake(sd_event_source *s, uint64_t usec, void *userdata) {
         Waiter *w = userdata;
         Request *r = w->request;
         Listener *l = w->listener;
@@ -409,7 +436,7 @@ static enum MHD_Result request_suspend(Request *r, Listener *l) {
                         w = &l->waiters[i];
         if (!w) /* cannot happen: a slot per connection */
                 return send_error(r, AVIARY_E_TOO_MANY_REQUESTS, "too many waiting requests; poll instead", 0);
-        if (!info || sd_event_add_time_relative(event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_wake, w) < 0 ||
+        if (!info || sd_event_add_time_relative(event, &w->wake, CLOCK_MONOTONIC, usec, 1000, on_waiter_wake, w) < 0 ||
             sd_event_add_io(event, &w->hangup, info->connect_fd, EPOLLRDHUP, on_hangup, w) < 0) {
                 waiter_release(w);
                 return send_error(r, AVIARY_E_INTERNAL, "cannot wait: no timer or socket watch", 0);
@@ -421,6 +448,184 @@ static enum MHD_Result request_suspend(Request *r, Listener *l) {
         return MHD_YES;
 }
 
+
+/* ---- event streams ---- */
+
+/* Each listener lets half its connections follow, so the other half can still ask anything. */
+static unsigned max_followers(const Listener *l) {
+        unsigned n = l->server->ctx->settings->connection_limit / 2;
+
+        return n ? n : 1;
+}
+
+static void follower_resume(Follower *f) {
+        if (!f->suspended)
+                return;
+        f->suspended = false;
+        f->heartbeat = sd_event_source_disable_unref(f->heartbeat);
+        f->hangup = sd_event_source_disable_unref(f->hangup);
+        MHD_resume_connection(f->connection);
+}
+
+static int on_follower_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
+        Follower *f = userdata;
+        Listener *l = f->listener;
+
+        follower_resume(f);
+        listener_run(l);
+        return 0;
+}
+
+static int on_follower_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Follower *f = userdata;
+        Listener *l = f->listener;
+
+        f->gone = true;
+        follower_resume(f);
+        listener_run(l);
+        return 0;
+}
+
+/* MHD's content reader: what FILL has, else a heartbeat when one is due, else suspend until a
+ * commit (http_server_wake) or the heartbeat. */
+static ssize_t follower_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        Follower *f = cls;
+        HttpServer *srv = f->listener->server;
+        uint64_t now = now_monotonic(), every = srv->ctx->settings->event_heartbeat_sec * 1000000ULL;
+        const union MHD_ConnectionInfo *info;
+
+        if (f->gone)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (f->sent == f->size) {
+                char *text = NULL;
+                free(f->text);
+                f->text = NULL;
+                f->size = f->sent = 0;
+                if (f->stream.fill(f->stream.state, &text) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (!text && now - f->last_sent >= every)
+                        text = strdup(": heartbeat\n\n");
+                if (text) {
+                        f->text = text;
+                        f->size = strlen(text);
+                }
+        }
+        if (f->sent < f->size) {
+                size_t n = f->size - f->sent < max ? f->size - f->sent : max;
+                memcpy(buf, f->text + f->sent, n);
+                f->sent += n;
+                f->last_sent = now;
+                return (ssize_t) n;
+        }
+        /* Nothing to send: wait, suspended, for a commit or the next heartbeat. */
+        info = MHD_get_connection_info(f->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info ||
+            sd_event_add_time_relative(srv->ctx->event, &f->heartbeat, CLOCK_MONOTONIC,
+                                       f->last_sent + every > now ? f->last_sent + every - now : 1, 1000,
+                                       on_follower_heartbeat, f) < 0 ||
+            sd_event_add_io(srv->ctx->event, &f->hangup, info->connect_fd, EPOLLRDHUP, on_follower_hangup, f) < 0) {
+                f->heartbeat = sd_event_source_disable_unref(f->heartbeat);
+                f->hangup = sd_event_source_disable_unref(f->hangup);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        f->suspended = true;
+        MHD_suspend_connection(f->connection);
+        return 0;
+}
+
+static void follower_free(void *cls) {
+        Follower *f = cls;
+        HttpServer *srv = f->listener->server;
+
+        f->heartbeat = sd_event_source_disable_unref(f->heartbeat);
+        f->hangup = sd_event_source_disable_unref(f->hangup);
+        if (f->prev)
+                f->prev->next = f->next;
+        else
+                srv->followers = f->next;
+        if (f->next)
+                f->next->prev = f->prev;
+        f->listener->n_followers--;
+        telemetry_event_follower(-1);
+        if (f->stream.free)
+                f->stream.free(f->stream.state);
+        free(f->text);
+        free(f);
+}
+
+/* After a commit, on the next loop iteration: every suspended stream and long poll looks again
+ * (a long poll's handler runs again and waits on when its answer is not there yet). */
+static int on_wake(sd_event_source *s, void *userdata) {
+        HttpServer *srv = userdata;
+        bool run[MAX_LISTENERS] = {};
+
+        for (Follower *f = srv->followers; f; f = f->next)
+                if (f->suspended) {
+                        follower_resume(f);
+                        run[f->listener - srv->listeners] = true;
+                }
+        for (unsigned i = 0; i < srv->n_listeners; i++)
+                for (unsigned k = 0; k < srv->listeners[i].n_waiters; k++) {
+                        Waiter *w = &srv->listeners[i].waiters[k];
+                        if (w->request) {
+                                struct MHD_Connection *c = w->request->connection;
+                                waiter_release(w);
+                                MHD_resume_connection(c);
+                                run[i] = true;
+                        }
+                }
+        for (unsigned i = 0; i < srv->n_listeners; i++)
+                if (run[i])
+                        listener_run(&srv->listeners[i]);
+        return 0;
+}
+
+void http_server_wake(void *userdata) {
+        HttpServer *srv = userdata;
+
+        if (srv && srv->wake)
+                sd_event_source_set_enabled(srv->wake, SD_EVENT_ONESHOT);
+}
+
+/* Starts R's stream on its connection: a chunked text/event-stream answer fed by follower_read. */
+static enum MHD_Result send_error(Request *r, AviaryError code, const char *message, unsigned allow);
+static enum MHD_Result queue(Request *r, unsigned status, struct MHD_Response *resp, const char *content_type);
+
+static enum MHD_Result stream_start(Request *r) {
+        Conn *k = conn_of(r->connection);
+        struct MHD_Response *resp;
+        Follower *f;
+
+        if (!k || k->listener->n_followers >= max_followers(k->listener)) {
+                char msg[200];
+                snprintf(msg, sizeof msg,
+                         "this listener has %u event-stream followers, its limit (half of connection_limit); "
+                         "poll GET /v1/events?after=ID instead, or try again later",
+                         k ? k->listener->n_followers : 0);
+                return send_error(r, AVIARY_E_TOO_MANY_REQUESTS, msg, 0);
+        }
+        f = calloc(1, sizeof *f);
+        if (!f)
+                return send_error(r, AVIARY_E_INTERNAL, "out of memory for an event stream", 0);
+        f->listener = k->listener;
+        f->connection = r->connection;
+        f->stream = r->stream;
+        f->last_sent = now_monotonic();
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, follower_read, f, follower_free);
+        if (!resp) {
+                free(f);
+                return send_error(r, AVIARY_E_INTERNAL, "cannot start an event stream", 0);
+        }
+        r->stream = (RequestStream) {}; /* the Follower's now, freed with the response */
+        f->next = k->listener->server->followers;
+        if (f->next)
+                f->next->prev = f;
+        k->listener->server->followers = f;
+        k->listener->n_followers++;
+        telemetry_event_follower(+1);
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no"); /* proxies: do not buffer the stream */
+        return queue(r, 200, resp, "text/event-stream; charset=utf-8");
+}
 
 /* ---- sending ---- */
 
@@ -442,6 +647,9 @@ static enum MHD_Result queue(Request *r, unsigned status, struct MHD_Response *r
         ret = MHD_queue_response(r->connection, status, resp);
         MHD_destroy_response(resp);
         r->replied = true;
+        /* A 405 names a route of the path with another method: counted as unmatched. */
+        telemetry_api_request(r->route && r->route->method == r->method ? (int) (r->route - routes) : -1, status,
+                              now_monotonic() - r->started_usec);
         /* MHD reads no more of a request once an answer is queued. */
         conn_request_received(r->connection);
         return ret;
@@ -510,6 +718,8 @@ static enum MHD_Result send_result(Request *r, int result) {
                          r->request_id);
                 return send_error(r, AVIARY_E_INTERNAL, msg, 0);
         }
+        if (r->stream.fill)
+                return stream_start(r);
         if (r->reply_fd >= 0) {
                 struct MHD_Response *resp = MHD_create_response_from_fd64(r->reply_fd_size, r->reply_fd);
                 if (resp)
@@ -521,7 +731,8 @@ static enum MHD_Result send_result(Request *r, int result) {
                 struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
                 if (!resp)
                         free(text);
-                return queue(r, r->status ? r->status : 200, resp, "text/plain; charset=utf-8");
+                return queue(r, r->status ? r->status : 200, resp,
+                             r->reply_content_type ? r->reply_content_type : "text/plain; charset=utf-8");
         }
         if (r->reply_json_text)
                 return send_text(r, r->status ? r->status : 200, TAKE_PTR(r->reply_json_text));
@@ -622,6 +833,26 @@ static AviaryError authenticate_token(Request *r, char *why, size_t size) {
         return AVIARY_E_OK;
 }
 
+/* metrics_listen: its metrics_token when one is set (constant time), else anyone; scope read. */
+static AviaryError authenticate_scraper(Request *r, Listener *l, char *why, size_t size) {
+        const char *auth = request_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+        char addr[INET6_ADDRSTRLEN];
+
+        peer_address(r, addr, sizeof addr);
+        snprintf(r->actor, sizeof r->actor, "metrics:%s", addr);
+        snprintf(r->principal, sizeof r->principal, "metrics");
+        if (l->metrics_token) {
+                size_t n = strlen(l->metrics_token);
+                if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != n ||
+                    CRYPTO_memcmp(auth + 7, l->metrics_token, n) != 0) {
+                        snprintf(why, size, "this listener wants its metrics_token (Authorization: Bearer TOKEN)");
+                        return AVIARY_E_UNAUTHORIZED;
+                }
+        }
+        r->scope = SCOPE_READ;
+        return AVIARY_E_OK;
+}
+
 /* The caller's X-Request-Id, or 12 random bytes in hex. -errno when the kernel gives no random
  * bytes: the id then says so ("unavailable"), never a guessable one. */
 static int request_id_init(Request *r) {
@@ -674,7 +905,9 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         char why[200];
         AviaryError auth;
 
-        auth = l->unix_socket ? authenticate_peer(r, why, sizeof why) : authenticate_token(r, why, sizeof why);
+        auth = l->metrics_only ? authenticate_scraper(r, l, why, sizeof why)
+               : l->unix_socket ? authenticate_peer(r, why, sizeof why)
+                                : authenticate_token(r, why, sizeof why);
         if (request_id_init(r) < 0)
                 return refuse(r, has_body, AVIARY_E_UNAVAILABLE, "aviaryd cannot draw a request id right now", 0);
         if (auth != AVIARY_E_OK)
@@ -683,6 +916,8 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
         m = router_match(r, r->method, r->path, &allow);
         if (m < 0)
                 return send_result(r, m);
+        if (l->metrics_only && m != AVIARY_E_NOT_FOUND && strcmp(r->route->pattern, "/metrics") != 0)
+                m = AVIARY_E_NOT_FOUND; /* this listener serves /metrics alone */
         if (m == AVIARY_E_NOT_FOUND) {
                 char msg[600];
                 snprintf(msg, sizeof msg, "no such API route: %s", r->path);
@@ -874,6 +1109,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
                 if (!r->path)
                         return MHD_NO;
                 r->started = true;
+                r->started_usec = now_monotonic();
                 if (request_head_refused(r, l, &ret))
                         return ret;
                 return request_begin(r, l);
@@ -944,6 +1180,13 @@ int http_server_new(const ApiContext *ctx, HttpServer **ret) {
                 return log_error_errno(r, "Cannot add the request deadline timer");
         }
         sd_event_source_set_enabled(s->deadline_timer, SD_EVENT_OFF);
+        r = sd_event_add_defer(ctx->event, &s->wake, on_wake, s);
+        if (r < 0) {
+                sd_event_source_disable_unref(s->deadline_timer);
+                free(s);
+                return log_error_errno(r, "Cannot add the commit wake-up");
+        }
+        sd_event_source_set_enabled(s->wake, SD_EVENT_OFF);
         *ret = s;
         return 0;
 }
@@ -961,6 +1204,11 @@ HttpServer *http_server_free(HttpServer *s) {
                                 MHD_resume_connection(c);
                         }
                 }
+        for (Follower *f = s->followers; f; f = f->next) {
+                f->gone = true;
+                follower_resume(f);
+        }
+        s->wake = sd_event_source_disable_unref(s->wake);
         s->deadline_timer = sd_event_source_disable_unref(s->deadline_timer);
         for (unsigned i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].io);
@@ -1055,4 +1303,14 @@ int http_server_add_listener(HttpServer *s, int fd, bool unix_socket) {
 
 unsigned http_server_listener_count(HttpServer *s) {
         return s->n_listeners;
+}
+
+int http_server_add_metrics_listener(HttpServer *s, int fd, const char *token) {
+        int r = http_server_add_listener(s, fd, false);
+
+        if (r < 0)
+                return r;
+        s->listeners[s->n_listeners - 1].metrics_only = true;
+        s->listeners[s->n_listeners - 1].metrics_token = token;
+        return 0;
 }

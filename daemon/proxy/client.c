@@ -177,6 +177,7 @@ void client_free(Client *c) {
         if (c->next)
                 c->next->prev = c->prev;
         p->n_clients--;
+        stat_add(&p->stats->clients_closed, 1);
         proxy_loop_release(p->loop, &c->watch);
         proxy_client_left(p);
 }
@@ -326,7 +327,7 @@ static void client_attach(Client *c, Upstream *u) {
         c->attempt_written = 0;
         c->resp_started = false;
         if (u->reused) {
-                stat_add(&c->proxy->stats.upstream_reuses, 1);
+                stat_add(&c->proxy->stats->upstream_reuses, 1);
                 upstream_set_deadline(u, proxy_now() + c->proxy->response_head_timeout_usec);
         }
 }
@@ -380,7 +381,7 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
                 report(c, group, 0);
                 if (c->idempotent && !c->retried_connect && client_can_replay(c)) {
                         c->retried_connect = true;
-                        stat_add(&p->stats.upstream_retries, 1);
+                        stat_add(&p->stats->upstream_retries, 1);
                         fixed = NULL;
                         continue;
                 }
@@ -401,7 +402,7 @@ static void client_upstream_failed(Client *c, int error) {
                 report(c, c->group, 0);
                 if (c->idempotent && !c->retried_connect && client_can_replay(c)) {
                         c->retried_connect = true;
-                        stat_add(&c->proxy->stats.upstream_retries, 1);
+                        stat_add(&c->proxy->stats->upstream_retries, 1);
                         client_start_attempt(c, NULL);
                         return;
                 }
@@ -412,7 +413,7 @@ static void client_upstream_failed(Client *c, int error) {
         if (reused && !c->resp_started && c->idempotent && !c->retried_pool && client_can_replay(c)) {
                 /* A pooled connection the backend had closed: not the backend's fault. */
                 c->retried_pool = true;
-                stat_add(&c->proxy->stats.upstream_retries, 1);
+                stat_add(&c->proxy->stats->upstream_retries, 1);
                 client_start_attempt(c, &addr);
                 return;
         }
@@ -430,7 +431,7 @@ void client_backend_gone(Client *c) {
         if (!started && c->idempotent && !c->retried_connect && client_can_replay(c)) {
                 report(c, c->group, 0);
                 c->retried_connect = true;
-                stat_add(&c->proxy->stats.upstream_retries, 1);
+                stat_add(&c->proxy->stats->upstream_retries, 1);
                 client_start_attempt(c, NULL);
                 return;
         }
@@ -515,7 +516,7 @@ static int client_finish_request(Client *c) {
         Proxy *p = c->proxy;
         Upstream *u = c->up;
 
-        stat_add(&p->stats.requests, 1);
+        stat_add(&p->stats->requests, 1);
         if (c->group != -2)
                 report(c, c->group, c->status);
         if (!c->req_complete)
@@ -565,6 +566,7 @@ static bool client_read(Client *c) {
                 n = recv(c->fd, c->in.data + c->in.end, room, 0);
                 if (n > 0) {
                         c->in.end += (size_t) n;
+                        stat_add(&c->proxy->stats->bytes_received, (uint64_t) n);
                         got = true;
                         if ((size_t) n < room)
                                 c->readable = false;
@@ -764,7 +766,10 @@ static void client_pump(Client *c) {
                 }
 
                 before = out_len(&c->to_client);
-                r = out_flush(c->fd, &c->to_client, &c->writable, NULL);
+                size_t sent = 0;
+                r = out_flush(c->fd, &c->to_client, &c->writable, &sent);
+                if (sent > 0)
+                        stat_add(&c->proxy->stats->bytes_sent, sent);
                 if (r < 0) {
                         client_abort(c);
                         return;
@@ -1041,7 +1046,7 @@ int client_new(Proxy *p, int fd, const struct sockaddr_in *peer) {
                 p->clients->prev = c;
         p->clients = c;
         p->n_clients++;
-        stat_add(&p->stats.clients_accepted, 1);
+        stat_add(&p->stats->clients_accepted, 1);
         client_set_deadline(c, proxy_now() + PROXY_CLIENT_IDLE_USEC);
         r = proxy_loop_add(p->loop, fd, &c->watch);
         if (r < 0) {

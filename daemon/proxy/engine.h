@@ -128,7 +128,8 @@ struct Proxy {
         Client *clients;
         unsigned n_clients;
         Pool *pools;
-        ProxyStats stats;
+        ProxyStats own_stats;
+        ProxyStats *stats; /* own_stats, or the plane's (proxy_set_stats) */
         uint64_t connect_timeout_usec, response_head_timeout_usec;
         /* accept() ran out of descriptors: the listener is off until the timer or a client
          * leaving turns it back on (a readable listener would otherwise spin the loop). */

@@ -5,6 +5,20 @@
 
 #include "metrics.h"
 
+const uint64_t metrics_duration_bounds_us[METRICS_DURATION_BOUNDS] = {
+        1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+bool metrics_prometheus = true;
+
+static unsigned duration_bucket(uint64_t us) {
+        unsigned i = 0;
+
+        while (i < METRICS_DURATION_BOUNDS && us > metrics_duration_bounds_us[i])
+                i++;
+        return i;
+}
+
 #define SUB_COUNT (1u << METRICS_LATENCY_SUB_BITS)
 #define OVERFLOW_BUCKET (METRICS_LATENCY_BUCKETS - 1)
 
@@ -54,6 +68,8 @@ void metrics_record_response(ProxyMetrics *m, SplitGroup g, int http_status, uin
         }
         m->group[g].status[METRICS_1XX + (http_status / 100 - 1)]++;
         m->group[g].latency[metrics_latency_bucket(latency_us)]++;
+        m->group[g].duration[duration_bucket(latency_us)]++;
+        m->group[g].duration_sum_us += latency_us;
 }
 
 void metrics_record_connect_error(ProxyMetrics *m, SplitGroup g) {
@@ -72,6 +88,9 @@ void metrics_diff(const ProxyMetrics *now, const ProxyMetrics *then, ProxyMetric
                         ret->group[g].status[c] = now->group[g].status[c] - then->group[g].status[c];
                 for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
                         ret->group[g].latency[b] = now->group[g].latency[b] - then->group[g].latency[b];
+                for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
+                        ret->group[g].duration[b] = now->group[g].duration[b] - then->group[g].duration[b];
+                ret->group[g].duration_sum_us = now->group[g].duration_sum_us - then->group[g].duration_sum_us;
         }
 }
 
@@ -124,8 +143,12 @@ int metrics_latency_quantile(const GroupMetrics *g, double q, uint64_t *ret_us) 
         return -ENODATA; /* not reached: seen ends at count >= rank */
 }
 
+static void live_add_n(_Atomic uint64_t *c, uint64_t n) {
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 static void live_add(_Atomic uint64_t *c) {
-        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+        live_add_n(c, 1);
 }
 
 void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us) {
@@ -137,6 +160,10 @@ void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t
         }
         live_add(&m->group[g].status[METRICS_1XX + (http_status / 100 - 1)]);
         live_add(&m->group[g].latency[metrics_latency_bucket(latency_us)]);
+        if (metrics_prometheus) {
+                live_add(&m->group[g].duration[duration_bucket(latency_us)]);
+                live_add_n(&m->group[g].duration_sum_us, latency_us);
+        }
 }
 
 void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum) {
@@ -145,5 +172,9 @@ void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum) {
                         sum->group[g].status[c] += atomic_load_explicit(&m->group[g].status[c], memory_order_relaxed);
                 for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
                         sum->group[g].latency[b] += atomic_load_explicit(&m->group[g].latency[b], memory_order_relaxed);
+                for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
+                        sum->group[g].duration[b] += atomic_load_explicit(&m->group[g].duration[b], memory_order_relaxed);
+                sum->group[g].duration_sum_us +=
+                        atomic_load_explicit(&m->group[g].duration_sum_us, memory_order_relaxed);
         }
 }

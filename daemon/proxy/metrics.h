@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "proxy/select.h"
@@ -28,9 +29,16 @@ const char *metrics_status_class_to_string(MetricsStatusClass c);
 #define METRICS_LATENCY_BUCKETS                                                                             \
         (((METRICS_LATENCY_MAX_BITS - METRICS_LATENCY_SUB_BITS + 1) << METRICS_LATENCY_SUB_BITS) + 1)
 
+/* The Prometheus histogram's upper bounds in microseconds (1 ms to 10 s); exact counts per
+ * bucket, kept beside the log-linear ones, whose edges fall between round numbers. */
+#define METRICS_DURATION_BOUNDS 13
+extern const uint64_t metrics_duration_bounds_us[METRICS_DURATION_BOUNDS];
+
 typedef struct GroupMetrics {
         uint64_t status[_METRICS_STATUS_CLASS_MAX];
         uint64_t latency[METRICS_LATENCY_BUCKETS]; /* responses only; connect errors have none */
+        uint64_t duration[METRICS_DURATION_BOUNDS + 1]; /* responses only, per bound; the last: above all */
+        uint64_t duration_sum_us;
 } GroupMetrics;
 
 /* All of one service's proxy metrics; a snapshot is a copy of this. Zero-initialise to start. */
@@ -68,6 +76,8 @@ void metrics_latency_bucket_bounds(unsigned bucket, uint64_t *ret_low, uint64_t 
 typedef struct LiveGroupMetrics {
         _Atomic uint64_t status[_METRICS_STATUS_CLASS_MAX];
         _Atomic uint64_t latency[METRICS_LATENCY_BUCKETS];
+        _Atomic uint64_t duration[METRICS_DURATION_BOUNDS + 1];
+        _Atomic uint64_t duration_sum_us;
 } LiveGroupMetrics;
 
 typedef struct LiveMetrics {
@@ -77,5 +87,10 @@ typedef struct LiveMetrics {
 /* STATUS 100..599 records a response after LATENCY_US; anything else a connect error. Owner
  * thread only. */
 void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us);
+/* Off: live_metrics_record() keeps only what analysis and the traffic view read (status
+ * classes, the log-linear latency), not the Prometheus duration buckets and sum. For benches
+ * (metrics on against off in one run); set before the workers start. Default on. */
+extern bool metrics_prometheus;
+
 /* Adds M's counters to *SUM (any thread). */
 void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum);

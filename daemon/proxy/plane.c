@@ -70,6 +70,9 @@ struct WorkerListener {
         PlaneListener *listener;
         Worker *worker;
         Proxy *proxy; /* NULL until the worker added it, and after it removed it */
+        /* The proxy's counters (proxy_set_stats): kept here, where control reads them. Connections
+         * and bytes are the listener's, shared by the services on it. */
+        ProxyStats stats;
         WorkerService *services[LISTENER_MAX_SERVICES];
         size_t n_services;
         WorkerListener *next_active; /* the worker's list of listeners it serves */
@@ -378,6 +381,7 @@ static void worker_listener_add(Worker *w, PlaneListener *l) {
                 log_error_errno(r, "Proxy worker %u cannot serve the listener on port %u", w->index, l->port);
                 return;
         }
+        proxy_set_stats(wl->proxy, &wl->stats);
         proxy_set_timeouts(wl->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
         if (l->hold_timeout_usec > 0)
                 proxy_set_hold(wl->proxy, l->hold_timeout_usec, on_hold);
@@ -845,6 +849,19 @@ void proxy_plane_worker_metrics(PlaneService *s, unsigned worker, ProxyMetrics *
         memset(ret, 0, sizeof *ret);
         if (worker < s->plane->n_workers)
                 live_metrics_add_to(&s->ws[worker].metrics, ret);
+}
+
+void proxy_plane_stats(PlaneService *s, PlaneStats *ret) {
+        *ret = (PlaneStats) {};
+        for (unsigned i = 0; i < s->plane->n_workers; i++) {
+                const ProxyStats *st = &s->listener->wl[i].stats;
+                uint64_t accepted = atomic_load_explicit(&st->clients_accepted, memory_order_relaxed);
+                uint64_t closed = atomic_load_explicit(&st->clients_closed, memory_order_relaxed);
+                ret->connections_open += accepted > closed ? accepted - closed : 0;
+                ret->connections_accepted += accepted;
+                ret->bytes_received += atomic_load_explicit(&st->bytes_received, memory_order_relaxed);
+                ret->bytes_sent += atomic_load_explicit(&st->bytes_sent, memory_order_relaxed);
+        }
 }
 
 uint64_t proxy_plane_worker_requests(PlaneService *s, unsigned worker) {

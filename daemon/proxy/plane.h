@@ -94,6 +94,14 @@ uint64_t proxy_plane_last_request(PlaneService *s);
 unsigned proxy_plane_held(PlaneService *s);
 /* The service's counters, every worker's merged, into *RET (overwritten). */
 void proxy_plane_metrics(PlaneService *s, ProxyMetrics *ret);
+/* The service's connection and byte counters, every worker's summed (relaxed reads: each is
+ * exact as of some moment during the call). They are its listener's: services that share one
+ * report the same. */
+typedef struct PlaneStats {
+        uint64_t connections_open, connections_accepted;
+        uint64_t bytes_received, bytes_sent;
+} PlaneStats;
+void proxy_plane_stats(PlaneService *s, PlaneStats *ret);
 /* One worker's counters only (tests: the split per thread). */
 void proxy_plane_worker_metrics(PlaneService *s, unsigned worker, ProxyMetrics *ret);
 /* Requests answered by each worker (ProxyStats.requests), for tests and benches. */

@@ -161,6 +161,7 @@ int proxy_new_on_loop(ProxyLoop *loop, int fd, ProxyPickFn pick, ProxyDoneFn don
         p->response_head_timeout_usec = PROXY_RESPONSE_HEAD_TIMEOUT_USEC;
         p->pick = pick;
         p->done = done;
+        p->stats = &p->own_stats;
         p->userdata = userdata;
         p->fd = fd;
         proxy_loop_add_owner(loop, &p->owner);
@@ -278,7 +279,11 @@ unsigned proxy_get_port(const Proxy *p) {
 }
 
 const ProxyStats *proxy_get_stats(const Proxy *p) {
-        return &p->stats;
+        return p->stats;
+}
+
+void proxy_set_stats(Proxy *p, ProxyStats *stats) {
+        p->stats = stats ? stats : &p->own_stats;
 }
 
 void proxy_set_hold(Proxy *p, uint64_t timeout_usec, ProxyHoldFn fn) {
@@ -334,7 +339,7 @@ void proxy_backend_down(Proxy *p, const struct sockaddr_in *backend) {
                 next = c->next; /* client_run() may free C, never another client */
                 if (!c->up || !backend_matches(&c->up->pool->addr, backend))
                         continue;
-                stat_add(&p->stats.backend_down_failovers, 1);
+                stat_add(&p->stats->backend_down_failovers, 1);
                 client_backend_gone(c);
                 client_run(c);
         }

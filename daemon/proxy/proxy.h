@@ -66,6 +66,9 @@ typedef struct ProxyStats {
         _Atomic uint64_t upstream_reuses;   /* requests sent on a pooled connection */
         _Atomic uint64_t upstream_retries;  /* retries after a connect or stale-pool failure */
         _Atomic uint64_t backend_down_failovers; /* requests in flight to a backend declared down */
+        _Atomic uint64_t clients_closed;    /* clients_accepted - clients_closed: connections open */
+        _Atomic uint64_t bytes_received;    /* from clients (request heads and bodies) */
+        _Atomic uint64_t bytes_sent;        /* to clients (response heads and bodies) */
 } ProxyStats;
 
 /* ADDRESS is "IPV4:PORT" (port 0 picks a free one: see proxy_get_port()). PICK is required,
@@ -104,6 +107,9 @@ void proxy_set_timeouts(Proxy *p, uint64_t connect_usec, uint64_t response_head_
 /* The port the listener is bound to, in host order. */
 unsigned proxy_get_port(const Proxy *p);
 const ProxyStats *proxy_get_stats(const Proxy *p);
+/* The proxy counts into STATS (zeroed by the caller, outliving the proxy) from now on instead of
+ * its own: a plane keeps a service's counters where the control thread may read them. */
+void proxy_set_stats(Proxy *p, ProxyStats *stats);
 /* Requests sent or being sent to BACKEND (connecting included) whose response is not yet fully
  * relayed to the client and that have not failed: 0 means a draining guest can be stopped
  * without cutting a request short. Port 0 in BACKEND matches every port of its address.

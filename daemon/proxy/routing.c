@@ -48,6 +48,7 @@ typedef struct RoutedService {
         bool listen_failed; /* logged once per listen address */
         RoutedListener *listener;
         PlaneService *plane;
+        uint64_t plane_serial; /* a new one for each PlaneService: its counters start at 0 */
         RouteSpec spec;
         usec_t ejected_until[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* monotonic; 0 when not ejected */
         uint64_t ejections;
@@ -76,6 +77,7 @@ struct Routing {
         uint64_t next_cookie;
         RoutingWakeFn wake;
         void *wake_userdata;
+        uint64_t next_plane_serial;
 };
 
 static RoutedService *service_find(Routing *r, const char *name) {
@@ -210,6 +212,7 @@ static void service_listen(RoutedService *s, const char *listen) {
                 k = proxy_plane_service_join(r->plane, s->name, l->plane, s, &s->plane);
                 if (k >= 0) {
                         s->listener = l;
+                        s->plane_serial = ++r->next_plane_serial;
                         l->users++;
                         if (shared)
                                 log_info("Service %s: shares the proxy listener on %s.", s->name, want);
@@ -629,6 +632,18 @@ int routing_window_take(Routing *r, const char *service, ProxyMetrics *ret) {
         if (ret)
                 metrics_diff(&now, &s->window_start, ret);
         s->window_start = now;
+        return 0;
+}
+
+int routing_metrics(Routing *r, const char *service, RoutingMetrics *ret) {
+        RoutedService *s = r ? service_find(r, service) : NULL;
+
+        if (!s || !s->plane)
+                return -ENOENT;
+        proxy_plane_metrics(s->plane, &ret->by_group);
+        proxy_plane_stats(s->plane, &ret->stats);
+        ret->ejections = s->ejections;
+        ret->serial = s->plane_serial;
         return 0;
 }
 

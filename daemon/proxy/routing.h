@@ -16,6 +16,7 @@
 
 #include "match.h"
 #include "metrics.h"
+#include "plane.h"
 #include "select.h"
 #include "timeutil.h"
 
@@ -98,6 +99,16 @@ int routing_canary_unhealthy(Routing *r, const char *service, char *why, size_t 
 /* Analysis windows: *RET (may be NULL) gets the service's counters since the last call, and a
  * new window starts. -ENOENT when the service has no running proxy. */
 int routing_window_take(Routing *r, const char *service, ProxyMetrics *ret);
+/* Everything counted for SERVICE's proxy, for GET /metrics: requests by group (every worker's
+ * merged), connections and bytes, passive ejections, and SERIAL, which changes whenever the
+ * counters started again from 0 (a new listener). -ENOENT when it has no running proxy. */
+typedef struct RoutingMetrics {
+        ProxyMetrics by_group;
+        PlaneStats stats;
+        uint64_t ejections;
+        uint64_t serial;
+} RoutingMetrics;
+int routing_metrics(Routing *r, const char *service, RoutingMetrics *ret);
 /* Requests in flight to the guest at IP over every worker: the answer to the previous call's
  * question (asked again now), or UINT_MAX while no complete answer is in. */
 unsigned routing_inflight(Routing *r, const char *ip);

@@ -94,7 +94,7 @@ int upstream_connect(Proxy *p, Pool *pool, Upstream **ret) {
         }
         u->deadline = proxy_now() + p->connect_timeout_usec;
         proxy_want_deadline(p, u->deadline);
-        stat_add(&p->stats.upstream_connects, 1);
+        stat_add(&p->stats->upstream_connects, 1);
         *ret = u;
         return 0;
 }

@@ -179,3 +179,17 @@ int store_idempotency_expire(Store *s, usec_t before) {
         int r = store_exec(s, "DELETE FROM idempotency_keys WHERE created_at < ?", "i", (int64_t) before);
         return r != 0 ? (r > 0 ? -EIO : r) : sqlite3_changes(s->db);
 }
+
+int store_event_last_id(Store *s, int64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s, "SELECT coalesce(max(id), 0) FROM events", &st, "");
+        int rc;
+
+        if (k < 0)
+                return k;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc, "event last id");
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}

@@ -185,3 +185,23 @@ int store_lease_delete(Store *s, const char *instance) {
         int k = store_exec(s, "DELETE FROM leases WHERE instance_id = ?", "t", instance);
         return k > 0 ? store_error(s, k, "lease delete") : k;
 }
+
+int store_instance_count_by_state(Store *s, int (*fn)(const char *service, const char *state, int64_t n, void *userdata),
+                                  void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s,
+                              "SELECT s.name, i.state, count(*) FROM instances i JOIN services s ON s.id = i.service_id "
+                              "GROUP BY s.name, i.state ORDER BY s.name, i.state",
+                              &st, "");
+        int rc;
+
+        if (k < 0)
+                return k;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                k = fn((const char *) sqlite3_column_text(st, 0), (const char *) sqlite3_column_text(st, 1),
+                       sqlite3_column_int64(st, 2), userdata);
+                if (k != 0)
+                        return k;
+        }
+        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "instance count");
+}

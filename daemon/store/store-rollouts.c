@@ -32,6 +32,26 @@ RolloutPhase rollout_phase_from_string(const char *s) {
         return _ROLLOUT_PHASE_INVALID;
 }
 
+static const char *const rollout_abort_kind_names[_ROLLOUT_ABORT_KIND_MAX] = {
+        [ROLLOUT_ABORT_ANALYSIS] = "analysis",   [ROLLOUT_ABORT_CHECK] = "check",
+        [ROLLOUT_ABORT_WEBHOOK] = "webhook",     [ROLLOUT_ABORT_UNHEALTHY] = "unhealthy",
+        [ROLLOUT_ABORT_DEADLINE] = "deadline",   [ROLLOUT_ABORT_MANUAL] = "manual",
+        [ROLLOUT_ABORT_SUPERSEDED] = "superseded",
+};
+
+const char *rollout_abort_kind_to_string(RolloutAbortKind k) {
+        return k > ROLLOUT_ABORT_NONE && k < _ROLLOUT_ABORT_KIND_MAX ? rollout_abort_kind_names[k] : NULL;
+}
+
+RolloutAbortKind rollout_abort_kind_from_string(const char *s) {
+        if (!s)
+                return ROLLOUT_ABORT_NONE;
+        for (int i = ROLLOUT_ABORT_NONE + 1; i < _ROLLOUT_ABORT_KIND_MAX; i++)
+                if (streq(s, rollout_abort_kind_names[i]))
+                        return (RolloutAbortKind) i;
+        return _ROLLOUT_ABORT_KIND_INVALID;
+}
+
 bool rollout_is_active(const RolloutRecord *r) {
         return r->phase == ROLLOUT_PROGRESSING || r->phase == ROLLOUT_PAUSED;
 }
@@ -39,7 +59,7 @@ bool rollout_is_active(const RolloutRecord *r) {
 #define ROLLOUT_COLUMNS                                                                                        \
         "id, service_id, from_version_id, to_version_id, from_label, to_label, strategy, phase, step_index, "   \
         "step_started_at, canary_weight, paused, pause_until, salt, analysis, message, abort_reason, created_at, " \
-        "updated_at, finished_at"
+        "updated_at, finished_at, abort_kind"
 
 static int rollout_from_row(sqlite3_stmt *st, RolloutRecord *r) {
         r->id = sqlite3_column_int64(st, 0);
@@ -66,6 +86,13 @@ static int rollout_from_row(sqlite3_stmt *st, RolloutRecord *r) {
         r->created_at = (usec_t) sqlite3_column_int64(st, 17);
         r->updated_at = (usec_t) sqlite3_column_int64(st, 18);
         r->finished_at = (usec_t) sqlite3_column_int64(st, 19);
+        {
+                char kind[16];
+                store_column_copy(st, 20, kind, sizeof kind);
+                r->abort_kind = kind[0] ? rollout_abort_kind_from_string(kind) : ROLLOUT_ABORT_NONE;
+                if (r->abort_kind == _ROLLOUT_ABORT_KIND_INVALID)
+                        r->abort_kind = ROLLOUT_ABORT_NONE; /* the column's CHECK allows none other */
+        }
         if (!r->to_label || !r->strategy || !r->analysis || !r->message) {
                 rollout_record_done(r);
                 return -ENOMEM;
@@ -82,13 +109,14 @@ int store_rollout_insert(Store *s, RolloutRecord *r) {
         k = store_exec(s,
                        "INSERT INTO rollouts (service_id, from_version_id, to_version_id, from_label, to_label, "
                        "strategy, phase, step_index, step_started_at, canary_weight, paused, pause_until, salt, "
-                       "analysis, message, abort_reason, created_at, updated_at, finished_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "iIIttttiiiiIitttiiI", r->service_id, r->from_version_id, r->to_version_id, r->from_label,
+                       "analysis, message, abort_reason, created_at, updated_at, finished_at, abort_kind) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "iIIttttiiiiIitttiiIt", r->service_id, r->from_version_id, r->to_version_id, r->from_label,
                        r->to_label, r->strategy, rollout_phase_to_string(r->phase), r->step_index, (int64_t) r->step_started_at,
                        r->canary_weight, (int64_t) r->paused, (int64_t) r->pause_until, r->salt,
                        r->analysis ? r->analysis : "{}", r->message ? r->message : "", r->abort_reason,
-                       (int64_t) r->created_at, (int64_t) r->updated_at, (int64_t) r->finished_at);
+                       (int64_t) r->created_at, (int64_t) r->updated_at, (int64_t) r->finished_at,
+                       rollout_abort_kind_to_string(r->abort_kind));
         if (k != 0)
                 return k > 0 ? store_error(s, k, "rollout insert") : k;
         r->id = sqlite3_last_insert_rowid(s->db);
@@ -109,6 +137,13 @@ int store_rollout_get(Store *s, int64_t service_id, int64_t id, RolloutRecord *r
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int k = store_prepare(s, "SELECT " ROLLOUT_COLUMNS " FROM rollouts WHERE service_id = ? AND id = ?", &st, "ii",
                               service_id, id);
+
+        return k < 0 ? k : rollout_get_one(s, st, ret);
+}
+
+int store_rollout_get_by_id(Store *s, int64_t id, RolloutRecord *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s, "SELECT " ROLLOUT_COLUMNS " FROM rollouts WHERE id = ?", &st, "i", id);
 
         return k < 0 ? k : rollout_get_one(s, st, ret);
 }
@@ -138,11 +173,11 @@ int store_rollout_update(Store *s, RolloutRecord *r) {
         k = store_exec(s,
                        "UPDATE rollouts SET phase = ?, step_index = ?, step_started_at = ?, canary_weight = ?, "
                        "paused = ?, pause_until = ?, analysis = ?, message = ?, abort_reason = ?, updated_at = ?, "
-                       "finished_at = ? WHERE id = ?",
-                       "tiiiiIttti" "Ii", rollout_phase_to_string(r->phase), r->step_index, (int64_t) r->step_started_at, r->canary_weight,
+                       "finished_at = ?, abort_kind = ? WHERE id = ?",
+                       "tiiiiIttti" "Iti", rollout_phase_to_string(r->phase), r->step_index, (int64_t) r->step_started_at, r->canary_weight,
                        (int64_t) r->paused, (int64_t) r->pause_until, r->analysis ? r->analysis : "{}",
                        r->message ? r->message : "", r->abort_reason, (int64_t) r->updated_at,
-                       (int64_t) r->finished_at, r->id);
+                       (int64_t) r->finished_at, rollout_abort_kind_to_string(r->abort_kind), r->id);
         if (k != 0)
                 return k > 0 ? store_error(s, k, "rollout update") : k;
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_ROLLOUT_NOT_FOUND;

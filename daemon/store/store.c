@@ -7,6 +7,7 @@
 
 #include "migrations.h"
 #include "store-internal.h"
+#include "telemetry.h"
 
 /* The store logs nothing: a failure is logged once, by whoever decides what it means. What
  * SQLite said is kept here for that caller (store_last_error()). */
@@ -166,10 +167,18 @@ static int exec_plain(Store *s, const char *sql) {
 }
 
 int store_begin(Store *s) {
-        int r = exec_plain(s, s->tx_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
+        bool outermost = s->tx_depth == 0;
+        int r = exec_plain(s, outermost ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
+        if (r == 0 && outermost)
+                s->tx_started = now_monotonic();
         if (r == 0)
                 s->tx_depth++;
         return r;
+}
+
+void store_on_commit(Store *s, void (*fn)(void *userdata), void *userdata) {
+        s->on_commit = fn;
+        s->on_commit_userdata = userdata;
 }
 
 int store_commit(Store *s) {
@@ -183,6 +192,11 @@ int store_commit(Store *s) {
                 return r;
         }
         s->tx_depth--;
+        if (s->tx_depth == 0) {
+                telemetry_store_transaction(now_monotonic() - s->tx_started, 1);
+                if (s->on_commit)
+                        s->on_commit(s->on_commit_userdata);
+        }
         return 0;
 }
 
@@ -198,6 +212,8 @@ int store_rollback(Store *s) {
         else
                 exec_plain(s, "ROLLBACK TO nested; RELEASE nested");
         s->tx_depth--;
+        if (s->tx_depth == 0)
+                telemetry_store_transaction(now_monotonic() - s->tx_started, 0);
         return 0;
 }
 

@@ -45,6 +45,9 @@ int64_t store_generation(Store *s);
 
 int store_begin(Store *s);
 int store_commit(Store *s);
+/* FN runs after every outermost COMMIT, whoever wrote (API, controller, driver): what waits
+ * for a change (long polls, the event stream) looks again. FN must not write to the store. */
+void store_on_commit(Store *s, void (*fn)(void *userdata), void *userdata);
 int store_rollback(Store *s);
 /* Use as: _cleanup_(store_rollbackp) Store *tx = s; ... store_commit(TAKE_PTR(tx)); */
 static inline void store_rollbackp(Store **s) {
@@ -171,6 +174,8 @@ int store_event_append(Store *s, EventRecord *e);
  * events_resource index: the cost follows the events that match, not the table. */
 int store_event_list(Store *s, int64_t after, unsigned limit, const char *resource,
                      int (*fn)(const EventRecord *e, void *userdata), void *userdata);
+/* The newest event's id (0 when there is none). */
+int store_event_last_id(Store *s, int64_t *ret);
 /* Deletes up to BATCH of the oldest events that are older than BEFORE (0: no age limit) or past
  * the newest KEEP (0: no count limit), in the caller's transaction, if any. Returns how many it
  * deleted: fewer than BATCH means nothing more is due. Oldest means lowest id: an event logged
@@ -230,6 +235,9 @@ int store_instance_list(Store *s, int64_t service_id, const char *after, unsigne
                         int (*fn)(const InstanceRecord *r, void *userdata), void *userdata);
 
 /* Every instance of SERVICE_ID (0: all) not stopped or failed, oldest id first. */
+/* FN(service name, state, count) for every service and state with instances (GET /metrics). */
+int store_instance_count_by_state(Store *s, int (*fn)(const char *service, const char *state, int64_t n, void *userdata),
+                                  void *userdata);
 int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
                                void *userdata);
 
@@ -254,6 +262,24 @@ typedef enum RolloutPhase {
 const char *rollout_phase_to_string(RolloutPhase p);   /* "Progressing"...; NULL when invalid */
 RolloutPhase rollout_phase_from_string(const char *s); /* _ROLLOUT_PHASE_INVALID when unknown */
 
+/* What ended an aborted rollout, for a CI job to act on (abortReason.kind; the exit status of
+ * `aviary deploy --wait`). */
+typedef enum RolloutAbortKind {
+        ROLLOUT_ABORT_NONE,             /* not aborted */
+        ROLLOUT_ABORT_ANALYSIS,         /* analysis windows failed */
+        ROLLOUT_ABORT_CHECK,            /* a check step's request failed */
+        ROLLOUT_ABORT_WEBHOOK,          /* a webhook step said no or did not answer */
+        ROLLOUT_ABORT_UNHEALTHY,        /* canary guests died, crash-looped, missed their boot deadline */
+        ROLLOUT_ABORT_DEADLINE,         /* the progress deadline passed */
+        ROLLOUT_ABORT_MANUAL,           /* an operator aborted it (or revoked its version) */
+        ROLLOUT_ABORT_SUPERSEDED,       /* a newer rollout of the service replaced it */
+        _ROLLOUT_ABORT_KIND_MAX,
+        _ROLLOUT_ABORT_KIND_INVALID = -1,
+} RolloutAbortKind;
+
+const char *rollout_abort_kind_to_string(RolloutAbortKind k);    /* "analysis"...; NULL for NONE and invalid */
+RolloutAbortKind rollout_abort_kind_from_string(const char *s);  /* NONE for NULL, _INVALID when unknown */
+
 typedef struct RolloutRecord {
         int64_t id;
         int64_t service_id;
@@ -271,6 +297,7 @@ typedef struct RolloutRecord {
         char *analysis;                  /* JSON: counters and the last window */
         char *message;
         char *abort_reason;              /* NULL unless aborted */
+        RolloutAbortKind abort_kind;     /* NONE unless aborted */
         usec_t created_at, updated_at, finished_at;
 } RolloutRecord;
 
@@ -287,6 +314,8 @@ int store_rollout_get_latest(Store *s, int64_t service_id, RolloutRecord *ret);
 /* Writes every mutable field of R; updated_at is set. */
 int store_rollout_update(Store *s, RolloutRecord *r);
 /* The service's rollouts with id > AFTER, oldest first. */
+/* By its id alone; AVIARY_E_ROLLOUT_NOT_FOUND. */
+int store_rollout_get_by_id(Store *s, int64_t id, RolloutRecord *ret);
 int store_rollout_list(Store *s, int64_t service_id, int64_t after, unsigned limit,
                        int (*fn)(const RolloutRecord *r, void *userdata), void *userdata);
 /* Every rollout in progress, of every service. */

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "telemetry.h"
+#include "timeutil.h"
 #include "macro.h"
 #include "virt-queue.h"
 
@@ -42,6 +44,7 @@ typedef struct Job {
         bool kvm; /* WARM */
         /* out */
         int r;
+        uint64_t run_usec; /* how long the libvirt call took on the worker */
         char error[512];
         VirtDomainInfo info;
         VirtDomainInfo *domains;
@@ -148,6 +151,14 @@ static void job_run(Virt *v, Job *j) {
 }
 
 static void job_report(Job *j) {
+        static const TelemetryLibvirtCall calls[] = {
+                [JOB_START] = TELEMETRY_LIBVIRT_START,
+                [JOB_DESTROY] = TELEMETRY_LIBVIRT_DESTROY,
+                [JOB_LIST] = TELEMETRY_LIBVIRT_LIST,
+                [JOB_WARM] = TELEMETRY_LIBVIRT_WARM,
+        };
+
+        telemetry_libvirt_call(calls[j->kind], j->run_usec, j->r < 0);
         switch (j->kind) {
         case JOB_START:
         case JOB_RESTORE:
@@ -206,7 +217,9 @@ static void *worker_main(void *arg) {
                         q->todo_tail = &q->todo;
                 pthread_mutex_unlock(&q->lock);
 
+                uint64_t t0 = now_monotonic();
                 job_run(q->virt, j);
+                j->run_usec = now_monotonic() - t0;
 
                 pthread_mutex_lock(&q->lock);
                 j->next = NULL;

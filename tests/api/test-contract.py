@@ -23,7 +23,7 @@ KERNEL, KDIGEST = random_bytes(4096)
 
 
 def api_routes(d):
-    for method, path in [("GET", "/v1/health"), ("GET", "/v1/version"), ("GET", "/v1/health?x=1")]:
+    for method, path in [("GET", "/v1/health"), ("GET", "/v1/version"), ("GET", "/v1/health?x=1"), ("GET", "/metrics")]:
         d.request(method, path)
     c = d.client
     # blobs
@@ -92,6 +92,10 @@ def api_routes(d):
     for action in ("pause", "pause", "resume", "resume", "promote", "abort", "abort", "retry", "retry"):
         c.post(f"/v1/services/svc/rollouts/{rid}/{action}")
     c.post("/v1/services/svc/rollouts/999/promote")
+    c.post("/v1/services/svc/rollback", {"version": "web:3"})          # 409 revoked
+    c.post("/v1/services/svc/rollback", {"bogus": 1})                  # 422
+    c.post("/v1/services/svc/rollback")                                # 409: no earlier successful rollout
+    c.post("/v1/services/svc/rollback", {"version": "web:4"})          # 201 (web:2 was deleted)
     c.delete("/v1/services/svc")
     c.delete("/v1/services/svc")                                        # 404
     # instances, without guests: 503 for a restart, 404 and 400 for lookups
@@ -171,7 +175,7 @@ def coverage():
         ok(any(200 <= s < 300 for s in statuses), f"{method} {template}: a 2xx was validated",
            f"seen: {sorted(statuses)}")
         ok(any(400 <= s < 500 for s in statuses) or method in ("GET", "HEAD") and template in (
-            "/v1/health", "/v1/version", "/v1/blobs", "/v1/images", "/v1/services", "/v1/tokens"),
+            "/v1/health", "/v1/version", "/metrics", "/v1/blobs", "/v1/images", "/v1/services", "/v1/tokens"),
            f"{method} {template}: a 4xx was validated (or it has no input to get wrong)", f"seen: {sorted(statuses)}")
 
 

@@ -81,8 +81,9 @@ def body(d):
     ok(done, f"the rollout aborts ({time.monotonic() - t0:.1f} s), without waiting for a crash-loop",
        json.dumps(d.request("GET", "/v1/services/web/rollouts/current").json))
     if done:
-        like(done.get("abortReason") or done.get("message") or "", r"not healthy \d+ s after boot",
+        like((done.get("abortReason") or {}).get("detail") or "", r"not healthy \d+ s after boot",
              "the abort names the missed deadline")
+        is_((done.get("abortReason") or {}).get("kind"), "unhealthy", "a canary that never came up: kind unhealthy")
         is_(done["weights"]["canary"], 0, "canary weight is 0")
     status, text = gt.guest_get(live(d, "web")[0]["ip"])
     is_((status, text.strip()), (200, "good"), "the stable guest still serves")

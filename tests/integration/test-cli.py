@@ -324,8 +324,9 @@ def test_help(tmp):
     ok("Canary10Percent5Minutes" in preset["choices"] and "AllAtOnce" in preset["choices"]
        and "Linear10PercentEvery1Minute" in preset["choices"], "deploy's --preset lists the presets", preset)
     rc, out, _ = run_plain(["help", "deploy"])
-    like(out, r"(?s)Exit status with --wait: 0 when the rollout is Healthy.*1 when it ended Degraded.*2 for wrong usage",
-         "deploy's help documents the exit statuses of --wait")
+    like(out, r"(?s)Exit status with --wait: 0 when the rollout is Healthy.*3 when --timeout passed first.*10\s+analysis"
+              r".*11\s+check.*12\s+webhook.*13\s+unhealthy.*14\s+deadline.*15\s+manual.*16\s+superseded.*2 for wrong usage",
+         "deploy's help documents the exit statuses of --wait, one per abort kind")
     service_create = next(c for c in commands if c["name"] == "service create")
     policy = next(o for o in service_create["options"] if o["name"] == "restart-policy")
     is_((policy["choices"], policy["default"]), (["always", "on-failure", "never"], "always"),
@@ -606,6 +607,9 @@ def test_events_follow_json(d):
         event = parse_json(line or "")
         ok(isinstance(event, dict) and event.get("action") == "service.create" and line.count("\n") == 1,
            "the new event arrives as one more line, written as it came", line)
+        followers = [x for x in d.client.get("/metrics").raw.decode().splitlines()
+                     if x.startswith("aviary_event_stream_followers ")]
+        is_(followers, ["aviary_event_stream_followers 1"], "events --follow uses the event stream (one follower)")
     finally:
         p.kill()
         p.wait(timeout=10)
@@ -702,7 +706,7 @@ def fake_rollout(phase="Progressing", step=1, weights=(9000, 1000), message="ste
                 {"name": "latencyP99VsStable", "verdict": "Pass", "value": 12.5, "threshold": 40, "samples": 120,
                  "detail": "p99 12.5 ms <= 40.0 ms floor"},
             ]}},
-        "abortReason": "canary crashed" if phase == "Degraded" else None,
+        "abortReason": {"kind": "unhealthy", "detail": "canary crashed"} if phase == "Degraded" else None,
         "strategy": {"canary": {"analysis": ANALYSIS_BACKGROUND, "steps": [{"setWeight": 10}, {"analysis": ANALYSIS_STEP},
                                                                            {"setWeight": 100}]}},
         "createdAt": "2026-12-01T10:00:00.000Z", "updatedAt": "2026-12-01T10:01:00.000Z", "finishedAt": None,
@@ -783,14 +787,43 @@ def test_rollout_views(tmp):
     degraded = fake_rollout("Degraded", 1, (10000, 0), "aborted")
     with FakeDaemon(path, {f"{base}/current": [degraded], base: [degraded]}):
         rc, out, err = run_plain(["--socket", path, "rollout", "status", "web", "--wait"], timeout=60)
-        ok(rc == 1 and "Degraded: canary crashed" in err, "--wait on a Degraded rollout: exit 1 and the reason",
-           f"exit status {rc}", err)
+        ok(rc == 13 and "Degraded: canary crashed (unhealthy)" in err,
+           "--wait on a Degraded rollout: the reason and its kind, exit 13 (unhealthy)", f"exit status {rc}", err)
         rc, out, err = run_plain(["--socket", path, "deploy", "web", "web:1.2", "--wait"], timeout=60)
-        ok(rc == 1 and "Degraded: canary crashed" in err, "deploy --wait ending Degraded: exit 1 (as before)",
+        ok(rc == 13 and "Degraded: canary crashed (unhealthy)" in err, "deploy --wait ending Degraded: exit 13",
            f"exit status {rc}", err)
         rc, out, err = run_plain(["--socket", path, "-o", "json", "deploy", "web", "web:1.2", "--wait"], timeout=60)
-        ok(rc == 1 and [parse_json(line) for line in out.splitlines()] == [degraded],
-           "deploy -o json --wait: the final state as one JSON line, exit 1", out, err)
+        ok(rc == 13 and [parse_json(line) for line in out.splitlines()] == [degraded],
+           "deploy -o json --wait: the final state as one JSON line, exit 13", out, err)
+        rc, out, err = run_plain(["--socket", path, "rollout", "status", "web"])
+        like(out, r"(?m)^Abort reason:\s+canary crashed \(unhealthy\)$", "rollout status shows the reason and its kind",
+             out)
+
+    # One exit status per abortReason.kind, as documented in docs/ci-cd.md and deploy's help.
+    statuses = {"analysis": 10, "check": 11, "webhook": 12, "unhealthy": 13, "deadline": 14, "manual": 15,
+                "superseded": 16}
+    for kind, status in statuses.items():
+        ro = fake_rollout("Degraded", 1, (10000, 0), "aborted")
+        ro["abortReason"] = {"kind": kind, "detail": f"a {kind} failure"}
+        with FakeDaemon(path, {f"{base}/current": [ro], base: [ro]}):
+            rc, out, err = run_plain(["--socket", path, "deploy", "web", "web:1.2", "--wait"], timeout=60)
+            is_(rc, status, f"deploy --wait: a Degraded rollout of kind {kind} exits {status}", err)
+    # The wait ends first: exit 3, and how to go on.
+    with FakeDaemon(path, {f"{base}/current": [progressing], f"{base}/3": [progressing]}):
+        rc, out, err = run_plain(["--socket", path, "rollout", "status", "web", "--wait", "--timeout", "2s"],
+                                 timeout=60)
+        ok(rc == 3 and "goes on in aviaryd" in err, "--wait past --timeout: exit 3, the rollout goes on",
+           f"exit status {rc}", err)
+    ro = fake_rollout("Degraded", 1, (10000, 0), "aborted")
+    ro["abortReason"] = {"kind": "something-newer", "detail": "a kind this client does not know"}
+    with FakeDaemon(path, {f"{base}/current": [ro], base: [ro]}):
+        rc, out, err = run_plain(["--socket", path, "deploy", "web", "web:1.2", "--wait"], timeout=60)
+        is_(rc, 1, "a kind unknown to the client exits 1", err)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/ci-cd.md")) as f:
+        doc = f.read()
+    for kind, status in statuses.items():
+        like(doc, rf"\| {status} \| \| `Degraded`, (`abortReason.kind` )?(kind )?`{kind}`",
+             f"docs/ci-cd.md lists exit status {status} for {kind}")
 
 
 def run_on_pty(argv, deadline_s=60, columns=160):

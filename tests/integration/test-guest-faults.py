@@ -90,12 +90,13 @@ def canary_dies(d):
     ro = wait_for("Degraded", lambda: (lambda x: x if x.get("phase") == "Degraded" else None)(rollout(d)), 10)
     ok(ro, "the rollout is aborted: Degraded", repr(rollout(d)))
     if ro:
-        like(ro.get("abortReason") or "", rf"canary instance {canary['id']} exited",
+        like((ro.get("abortReason") or {}).get("detail") or "", rf"canary instance {canary['id']} exited",
              "the abort reason names the canary's exit")
+        is_((ro.get("abortReason") or {}).get("kind"), "unhealthy", "abortReason.kind is unhealthy")
         is_(ro["weights"], {"stable": 10000, "canary": 0}, "its weights: all stable")
     aborts = [e for e in events(d, "service/web") if e["action"] == "rollout.abort"]
-    ok(aborts and (aborts[-1].get("detail") or {}).get("cause") == "canary-unhealthy",
-       "a rollout.abort event with cause canary-unhealthy", repr(aborts[-1:]))
+    ok(aborts and (aborts[-1].get("detail") or {}).get("kind") == "unhealthy",
+       "a rollout.abort event with kind unhealthy", repr(aborts[-1:]))
     evs = events(d, f"instance/{canary['id']}")
     exits = [e for e in evs if e["action"] == "instance.exit"]
     ok(exits and re.match(r"guest |the guest is not running", (exits[0].get("detail") or {}).get("reason", "")),

@@ -7,7 +7,10 @@ the one in progress; every action's phase rules (pause, resume, promote, promote
 retry) and their 409s; ?wait= answers (timeout 504, Healthy on a Degraded rollout 409); the
 stable version cannot be changed under a rollout; a version in a rollout cannot be deleted;
 every change is an event."""
-from aviarytest import Daemon, check_error, create_service, is_, main, ok, push_version, snapshot_diff
+import re
+import subprocess
+
+from aviarytest import Daemon, aviary_path, check_error, create_service, is_, like, main, ok, push_version, snapshot_diff
 
 
 def unchanged(d, snap, desc):
@@ -112,7 +115,8 @@ def body(d):
     is_(r.status, 201, "a rollout to app:3 starts while app:2's is in progress", repr(r))
     old = c.get(base).json
     is_(old.get("phase"), "Degraded", "the rollout to app:2 was aborted")
-    ok("superseded" in (old.get("abortReason") or ""), f"with the reason: {old.get('abortReason')}")
+    ok("superseded" in ((old.get("abortReason") or {}).get("detail") or ""), f"with the reason: {old.get('abortReason')}")
+    is_((old.get("abortReason") or {}).get("kind"), "superseded", "abortReason.kind is superseded")
     is_(old.get("weights"), {"stable": 10000, "canary": 0}, "its weight is 0")
     cur = c.get("/v1/services/web/rollouts/current").json
     is_(cur.get("to"), "app:3", "current is the new rollout")
@@ -122,7 +126,11 @@ def body(d):
     r = post(c, "/v1/services/web/rollouts/current/abort")
     is_((r.status, r.json.get("phase"), r.json.get("weights")), (200, "Degraded", {"stable": 10000, "canary": 0}),
         "abort: Degraded, weight 0")
-    ok("aborted by uid:" in (r.json.get("abortReason") or ""), "the reason names who aborted")
+    ok("aborted by uid:" in ((r.json.get("abortReason") or {}).get("detail") or ""), "the reason names who aborted")
+    is_((r.json.get("abortReason") or {}).get("kind"), "manual", "abortReason.kind is manual")
+    abort_events = [e for e in c.get("/v1/events?limit=1000").json.get("items", []) if e["action"] == "rollout.abort"]
+    is_(sorted((e.get("detail") or {}).get("kind") or "none" for e in abort_events), ["manual", "superseded"],
+        "each rollout.abort event carries its kind", repr(abort_events))
     check_error(post(c, "/v1/services/web/rollouts/current/abort"), 409, "rollout-state", "aborting twice is refused")
     check_error(c.get("/v1/services/web/rollouts/current?wait=Healthy"), 409, "rollout-degraded",
                 "wait=Healthy on a Degraded rollout answers 409 rollout-degraded")
@@ -144,6 +152,64 @@ def body(d):
               "rollout.retry"):
         ok(a in actions, f"event {a} was written")
     is_(actions.count("rollout.abort"), 2, "two aborts: the superseded one and the manual one")
+
+    # Rollback: refusals change nothing; a named version is an all-at-once rollout without analysis.
+    push_version(c, "app", "5")
+    is_(c.post("/v1/images/app/versions/5/revoke", {"reason": "broken"}).status, 200, "app:5 is revoked")
+    snap = d.snapshot()
+    check_error(post(c, "/v1/services/quiet/rollback"), 409, "rollout-state",
+                "rollback with no earlier successful rollout: nothing to go back to")
+    check_error(post(c, "/v1/services/web/rollback", {"version": "app:1"}), 409, "rollout-state",
+                "rollback to the stable version")
+    check_error(post(c, "/v1/services/web/rollback", {"version": "app:5"}), 409, "version-revoked",
+                "rollback to a revoked version")
+    check_error(post(c, "/v1/services/web/rollback", {"version": "app:9"}), 404, "version-not-found",
+                "rollback to an unknown version")
+    check_error(post(c, "/v1/services/web/rollback", {"version": "app:4", "force": True}), 422, "unknown-field",
+                "rollback with an unknown field")
+    check_error(post(c, "/v1/services/nope/rollback"), 404, "service-not-found", "rollback of an unknown service")
+    unchanged(d, snap, "none of the refused rollbacks changed anything")
+    r = post(c, "/v1/services/web/rollback", {"version": "app:4"})
+    is_(r.status, 201, "rollback to a named version answers 201", repr(r))
+    ro = r.json or {}
+    is_((ro.get("to"), ro.get("from"), ro.get("strategy", {}).get("preset"),
+         ro.get("strategy", {}).get("canary", {}).get("analysis", {}).get("enabled")),
+        ("app:4", "app:1", "AllAtOnce", False), "an all-at-once rollout from the stable version, without analysis")
+    is_(r.header("Location"), f"/v1/services/web/rollouts/{ro.get('id')}", "Location names the rollout")
+    events = c.get("/v1/events?resource=service/web&limit=1000").json["items"]
+    ok(any(e["action"] == "rollout.rollback" and (e.get("detail") or {}).get("rollback") is True
+           and (e.get("detail") or {}).get("to") == "app:4" for e in events), "the rollback is an event")
+    ok(any(e["action"] == "rollout.abort" and (e.get("detail") or {}).get("kind") == "superseded"
+           and e["id"] > max(x["id"] for x in events if x["action"] == "rollout.retry") for e in events),
+       "the rollout in progress was superseded by the rollback")
+
+    # Revoked versions stay visible: a service running one is flagged, with an event.
+    is_(c.get("/v1/services/web").json.get("revoked"), {"stable": False, "canary": False}, "nothing revoked yet")
+    last = max(e["id"] for e in c.get("/v1/events?limit=1000").json["items"])
+    is_(c.post("/v1/images/app/versions/1/revoke", {"reason": "CVE-1"}).status, 200, "web's stable app:1 is revoked")
+    is_(c.post("/v1/images/app/versions/4/revoke", {}).status, 200, "and the canary app:4 of its rollout")
+    is_(c.get("/v1/services/web").json.get("revoked"), {"stable": True, "canary": True}, "the service is flagged for both")
+    is_(c.get("/v1/services/web/traffic").json.get("revoked"), {"stable": True, "canary": True},
+        "and so is its traffic view")
+    is_(c.get("/v1/services/quiet").json.get("revoked"), {"stable": True, "canary": False},
+        "quiet runs app:1 too: flagged")
+    flagged = sorted((e["resource"], e["detail"]["version"], e["detail"]["role"], e["detail"].get("reason"))
+                     for e in c.get(f"/v1/events?after={last}&limit=1000").json["items"]
+                     if e["action"] == "service.version-revoked")
+    is_(flagged, [("service/quiet", "app:1", "stable", "CVE-1"), ("service/web", "app:1", "stable", "CVE-1"),
+                  ("service/web", "app:4", "canary", None)], "each flagged service got an event at the revocation")
+    again = c.post("/v1/images/app/versions/1/revoke", {"reason": "CVE-1"})
+    is_(again.status, 200, "revoking again is idempotent")
+    n = len([e for e in c.get(f"/v1/events?after={last}&limit=1000").json["items"]
+             if e["action"] == "service.version-revoked"])
+    is_(n, 3, "and flags nothing twice")
+    out = subprocess.run([aviary_path(), "--socket", d.socket_path, "service", "show", "web"], capture_output=True,
+                         text=True, timeout=30).stdout
+    like(out, r"(?m)^Revoked:\s+stable, canary$", "aviary service show says which versions are revoked")
+    out = subprocess.run([aviary_path(), "--socket", d.socket_path, "service", "ls"], capture_output=True, text=True,
+                         timeout=30).stdout
+    ok(re.search(r"(?m)^quiet\s.*\sstable\s", out) and re.search(r"(?m)^REVOKED|\sREVOKED\s", out),
+       "aviary service ls has a REVOKED column", out)
 
 
 def run():

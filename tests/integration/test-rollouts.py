@@ -9,14 +9,20 @@ Checked: the observed split over 2,000 requests is within 3 percentage points of
 little traffic stays inconclusive instead of passing; a rollout survives SIGKILL of aviaryd and
 continues from the same step with the same weights; with stickiness each user keeps one
 version, and a user on the canary stays there as the weight rises."""
+import hashlib
+import hmac
+import json
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import time
 
 import subprocess
 
 from aviarytest import aviary_path, db_query, diag, is_, like, main, ok
-from guesttest import GuestTest, instances, live, push, wait_for
+from guesttest import GuestTest, instances, live, push, qemu_pids, wait_for
 
 gt = GuestTest("ro")
 URL = "http://127.0.0.1:18080/"
@@ -98,7 +104,9 @@ def bad_canary(d):
        repr(rollout(d)))
     if not got:
         return
-    ok("analysis failed" in (got.get("abortReason") or ""), f"the reason names the analysis: {got.get('abortReason')}")
+    ok("analysis failed" in ((got.get("abortReason") or {}).get("detail") or ""),
+       f"the reason names the analysis: {got.get('abortReason')}")
+    is_((got.get("abortReason") or {}).get("kind"), "analysis", "abortReason.kind is analysis")
     is_(got["weights"], {"stable": 10000, "canary": 0}, "canary weight is 0")
     metrics = {m["name"]: m for m in ((got["analysis"].get("last") or {}).get("metrics") or [])}
     ok(metrics.get("successRate", {}).get("verdict") == "Fail",
@@ -166,8 +174,150 @@ def stickiness(d):
     is_(d.request("POST", "/v1/images/app/versions/1.3/revoke", json_body={"reason": "test"}).status, 200,
         "the canary's version is revoked mid-rollout")
     got = wait_rollout(d, "Degraded", lambda r: r["phase"] == "Degraded", 10)
-    ok(got and "revoked" in (got.get("abortReason") or ""), "and the rollout aborts, saying why",
+    ok(got and "revoked" in ((got.get("abortReason") or {}).get("detail") or ""), "and the rollout aborts, saying why",
        repr(got and got.get("abortReason")))
+    is_(got and (got.get("abortReason") or {}).get("kind"), "manual", "a revocation is an operator's decision: kind manual")
+
+
+def rollback(d):
+    """A deploy that keeps the old guests 10 minutes, then `aviary rollback` under load: the kept
+    guests take the traffic back with no new QEMU and no failed request."""
+    before = d.request("GET", "/v1/services/web").json["stable_version"]
+    start(d, "app:1.0", {"canary": {"steps": [{"setWeight": 100}], "analysis": {"enabled": False},
+                                    "scaleDownDelay": "10m"}})
+    done = wait_rollout(d, "Healthy", lambda r: r["phase"] in ("Healthy", "Degraded"), 180)
+    if not ok(done and done["phase"] == "Healthy", f"a deploy from {before} to app:1.0 is Healthy", repr(done)):
+        return
+    ok(wait_for("4 guests: 2 new, 2 kept", lambda: len(live(d, "web")) == 4, 60),
+       f"{before}'s guests are kept for the scaleDownDelay", repr(instances(d, "web")))
+    pids = set(qemu_pids(d.state_dir))
+    bg = gt.load_background(URL, 20, rate=40)
+    time.sleep(2)
+    cli = subprocess.run([aviary_path(), "--socket", d.socket_path, "rollback", "web", "--wait", "--timeout", "2m"],
+                         capture_output=True, text=True, timeout=180)
+    is_(cli.returncode, 0, "aviary rollback web --wait exits 0", cli.stdout, cli.stderr)
+    is_(d.request("GET", "/v1/services/web").json["stable_version"], before, f"{before} is stable again")
+    is_(set(qemu_pids(d.state_dir)) - pids, set(), "no new QEMU process: the kept guests took the traffic back")
+    out, _ = bg.communicate(timeout=60)
+    try:
+        res = json.loads(out)
+    except ValueError:
+        res = {}
+    ok(res.get("requests", 0) > 0 and set(res.get("by_status", {})) == {"200"} and not res.get("errors"),
+       "no failed request through the rollback under load", repr(res))
+    events = d.request("GET", "/v1/events?resource=service/web&limit=1000").json["items"]
+    ok(any(e["action"] == "rollout.rollback" and (e.get("detail") or {}).get("rollback") for e in events),
+       "the rollback is an event")
+    cli = subprocess.run([aviary_path(), "--socket", d.socket_path, "rollback", "web", "--to", "app:1.3"],
+                         capture_output=True, text=True, timeout=30)
+    ok(cli.returncode == 1 and "version-revoked" in cli.stderr, "a rollback to a revoked version is refused",
+       cli.stderr)
+
+
+HOOKS = "http://127.0.0.1:18200"
+
+
+def hook_requests(folder):
+    try:
+        with open(os.path.join(folder, "requests.jsonl"), encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+    except FileNotFoundError:
+        return []
+
+
+def signature_ok(key, req):
+    """X-Aviary-Signature: t=T,v1=HEX with HEX = HMAC-SHA256(key, "T." + body)."""
+    sig = {k: v for k, _, v in (p.partition("=") for p in req["headers"].get("X-Aviary-Signature", "").split(","))}
+    want = hmac.new(key.encode(), f"{sig.get('t')}.{req['body']}".encode(), hashlib.sha256).hexdigest()
+    return "t" in sig and hmac.compare_digest(want, sig.get("v1", ""))
+
+
+def gates(d):
+    """Check and webhook steps with real guests: a failing check aborts before any weight moves;
+    a gate holds the rollout until its webhook says yes; a webhook that times out aborts; the
+    end hooks are called; every webhook request is signed."""
+    folder = tempfile.mkdtemp(prefix="aviary-hooks-")
+    server = subprocess.Popen(["ip", "netns", "exec", gt.netns, sys.executable,
+                               os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib/hookserver.py"),
+                               "18200", folder])
+    try:
+        ok(wait_for("the hook server", lambda: gt.in_netns("curl", "-s", "-o", "/dev/null", f"{HOOKS}/ping").returncode == 0,
+                    10), "a webhook receiver listens in the test's namespace")
+        before = d.request("GET", "/v1/services/web/traffic").json["versions"].get("canary", {}).get("requests", 0)
+
+        # 1. A check of a canary that answers 500 on half its requests: aborted at weight 0.
+        ro = start(d, "app:bad", {"canary": {
+            "steps": [{"check": {"requests": [{"path": "/", "expect": {"status": 200}}], "repeat": 20}},
+                      {"setWeight": 50}, {"pause": {}}],
+            "analysis": {"enabled": False}, "onAbort": {"url": f"{HOOKS}/on-abort"}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 180)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "check",
+           "a failing check aborts the rollout (abortReason.kind check)", repr(got))
+        like(reason.get("detail", ""), r"check: GET / on 10\.88\.\d+\.\d+:8080 \(instance web-\w+\), try \d+ of 20: "
+             r"status 500, expected status 200", "the reason names the failing request and its answer")
+        steps = [e for e in d.request("GET", "/v1/events?resource=service/web&limit=1000").json["items"]
+                 if e["action"] == "rollout.step" and (e.get("detail") or {}).get("rollout") == ro.get("id")]
+        is_(steps, [], "no weight was ever set: the check came first")
+        after = d.request("GET", "/v1/services/web/traffic").json["versions"].get("canary", {}).get("requests", 0)
+        is_(after, before, "the public listener served no request to the canary")
+        ok(wait_for("the onAbort hook", lambda: [r for r in hook_requests(folder) if r["path"] == "/on-abort"], 20),
+           "the onAbort hook was called")
+
+        # 2. A check that passes, then a gate that says no, then yes.
+        ro = start(d, "app:1.1", {"canary": {
+            "steps": [{"check": {"requests": [{"path": "/health", "expect": {"status": 200, "bodyContains": "ok"}}],
+                                 "repeat": 3}},
+                      {"webhook": {"url": f"{HOOKS}/gate", "gate": True, "timeout": "2s"}},
+                      {"setWeight": 100}],
+            "analysis": {"enabled": False}, "onSuccess": {"url": f"{HOOKS}/on-success"}}})
+        asked = wait_for("the gate asked twice", lambda: len([r for r in hook_requests(folder) if r["path"] == "/gate"]) >= 2,
+                         120)
+        ok(asked, "the gate is asked again while it says no")
+        held = rollout(d)
+        ok(held.get("id") == ro.get("id") and held["phase"] == "Progressing" and held["weights"]["canary"] == 0
+           and "waiting for the gate" in held.get("message", ""), "the rollout waits at the gate, weight 0", repr(held))
+        open(os.path.join(folder, "open"), "w").close()
+        done = wait_rollout(d, "Healthy", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Healthy", "Degraded"), 180)
+        ok(done and done["phase"] == "Healthy", "once the gate says yes the rollout goes on to Healthy", repr(done))
+        ok(wait_for("the onSuccess hook", lambda: [r for r in hook_requests(folder) if r["path"] == "/on-success"], 20),
+           "the onSuccess hook was called")
+
+        # 3. A webhook that does not answer within its timeout, twice: aborted.
+        ro = start(d, "app:1.2", {"canary": {"steps": [{"webhook": {"url": f"{HOOKS}/slow", "timeout": "1s", "retries": 1}},
+                                                       {"setWeight": 100}], "analysis": {"enabled": False}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 60)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "webhook" and "2 attempt" in reason.get("detail", ""),
+           "a webhook that times out (with its retry) aborts: kind webhook", repr(got))
+
+        # 4. An external metric (a fake Prometheus) over its failureCondition: analysis aborts.
+        ro = start(d, "app:1.0", {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}], "analysis": {
+            "interval": "1s", "minSampleSize": 1000000, "failureLimit": 0,
+            "metrics": [{"name": "checkout-errors", "failureCondition": "> 0.01", "provider": {"web": {
+                "url": f"{HOOKS}/prom?query=sum(rate(errors[1m]))", "jsonPath": "$.data.result[0].value[1]"}}}]}}})
+        got = wait_rollout(d, "Degraded", lambda r: r["id"] == ro.get("id") and r["phase"] in ("Degraded", "Healthy"), 180)
+        reason = (got or {}).get("abortReason") or {}
+        ok(got and got["phase"] == "Degraded" and reason.get("kind") == "analysis" and "checkout-errors" in
+           reason.get("detail", ""), "an external metric over its failureCondition aborts (kind analysis)", repr(got))
+        last = ((got or {}).get("analysis") or {}).get("last") or {}
+        ext = [m for m in last.get("metrics", []) if m.get("name") == "checkout-errors"]
+        ok(ext and ext[0].get("value") == 0.05 and ext[0].get("verdict") == "Fail",
+           "the window shows the metric's value read from the JSON path, and its verdict", repr(last))
+        ok([r for r in hook_requests(folder) if r["path"].startswith("/prom") and r["method"] == "GET"],
+           "aviaryd asked the provider with a GET")
+
+        # Every webhook request was signed with aviaryd's key.
+        with open(os.path.join(d.state_dir, "webhook.key"), encoding="utf-8") as f:
+            key = f.read().strip()
+        posts = [r for r in hook_requests(folder) if r["method"] == "POST"]
+        ok(posts and all(signature_ok(key, r) for r in posts), f"all {len(posts)} webhook POSTs carry a valid signature",
+           repr([r["headers"].get("X-Aviary-Signature") for r in posts]))
+        ok(all(json.loads(r["body"]).get("service") == "web" for r in posts), "each body is the rollout's status JSON")
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def body(d):
@@ -194,6 +344,8 @@ def body(d):
         bad_canary(d)
         inconclusive_and_restart(d)
         stickiness(d)
+        rollback(d)
+        gates(d)
     n = db_query(d.state_dir, "SELECT count(*) FROM rollouts WHERE phase IN ('Progressing', 'Paused')")[0][0]
     is_(n, 0, "no rollout is left in progress")
 

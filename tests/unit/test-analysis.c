@@ -328,8 +328,57 @@ static void test_json(void) {
         is_int(json_array_size(json_object_get(off, "metrics")), 0, "disabled: no metrics");
 }
 
+static void test_external(void) {
+        AnalysisSpec spec;
+        AnalysisResult r;
+        GroupMetrics canary = group(100, 0, 0, US_20MS), stable = group(900, 0, 0, US_20MS);
+        ExternalMetric errors = { .name = "checkout-errors", .failure_condition = true };
+        ExternalMetric apdex = { .name = "apdex", .failure_condition = false };
+        const AnalysisMetric *m;
+
+        condition_parse("> 0.01", &errors.condition);
+        condition_parse("0.9..1", &apdex.condition);
+        analysis_spec_init(&spec);
+
+        analysis_measure(&spec, &canary, &stable, &r);
+        analysis_add_external(&r, &errors, true, 0.005, NULL);
+        analysis_add_external(&r, &apdex, true, 0.95, NULL);
+        verdict_is(r.verdict, ANALYSIS_PASS, "external metrics within their conditions: the window passes");
+        is_int(r.n_metrics, 6, "four built-in metrics and two external ones");
+        m = metric(&r, "checkout-errors");
+        ok(m && m->verdict == ANALYSIS_PASS && m->value == 0.005 && m->readable, "0.005 does not meet > 0.01: a pass");
+
+        analysis_measure(&spec, &canary, &stable, &r);
+        analysis_add_external(&r, &errors, true, 0.05, NULL);
+        verdict_is(r.verdict, ANALYSIS_FAIL, "a failureCondition that holds fails the window");
+        m = metric(&r, "checkout-errors");
+        ok(m && strstr(m->detail, "0.05") && strstr(m->detail, "> 0.01"), "saying so: %s", m ? m->detail : "");
+
+        analysis_measure(&spec, &canary, &stable, &r);
+        analysis_add_external(&r, &apdex, true, 0.5, NULL);
+        verdict_is(r.verdict, ANALYSIS_FAIL, "a successCondition that does not hold fails the window");
+
+        analysis_measure(&spec, &canary, &stable, &r);
+        analysis_add_external(&r, &errors, false, 0, "status 503");
+        verdict_is(r.verdict, ANALYSIS_FAIL, "an unreadable external value fails the window");
+        m = metric(&r, "checkout-errors");
+        ok(m && !m->readable && strstr(m->detail, "status 503"), "with the reason: %s", m ? m->detail : "");
+
+        canary = group(3, 0, 0, US_20MS);
+        analysis_measure(&spec, &canary, &stable, &r);
+        verdict_is(r.verdict, ANALYSIS_INCONCLUSIVE, "too few canary requests: inconclusive");
+        analysis_add_external(&r, &errors, true, 0.05, NULL);
+        verdict_is(r.verdict, ANALYSIS_FAIL, "but a failing external metric fails it whatever the sample size");
+
+        spec.enabled = false;
+        analysis_measure(&spec, &canary, &stable, &r);
+        analysis_add_external(&r, &errors, true, 0.05, NULL);
+        verdict_is(r.verdict, ANALYSIS_SKIPPED, "analysis off: external metrics are not read into the window");
+}
+
 int main(void) {
         test_names();
+        test_external();
         test_pass();
         test_disabled();
         test_inconclusive();

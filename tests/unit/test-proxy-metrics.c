@@ -204,7 +204,41 @@ static void test_diff(void) {
                "diff of a snapshot with itself is empty");
 }
 
+/* The Prometheus buckets are exact at their bounds (le is "<="), live counters as plain ones,
+ * and metrics off keeps only what analysis reads. */
+static void test_duration_buckets(void) {
+        ProxyMetrics m = {}, sum = {};
+        LiveMetrics *live = calloc(1, sizeof *live);
+        const uint64_t samples[] = { 0, 1000, 1001, 2500, 9999999, 10000000, 10000001, 60000000 };
+        const uint64_t want[METRICS_DURATION_BOUNDS + 1] = { [0] = 2, [1] = 2, [11] = 0, [12] = 2, [13] = 2 };
+        uint64_t want_sum = 0;
+
+        for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+                metrics_record_response(&m, SPLIT_CANARY, 200, samples[i]);
+                live_metrics_record(live, SPLIT_CANARY, 404, samples[i]);
+                want_sum += samples[i];
+        }
+        live_metrics_record(live, SPLIT_CANARY, 0, 5); /* a connect failure: no duration */
+        live_metrics_add_to(live, &sum);
+        ok(memcmp(m.group[SPLIT_CANARY].duration, want, sizeof want) == 0,
+           "duration buckets: 1 ms and 10 s fall in their own bucket, just above in the next");
+        ok(memcmp(sum.group[SPLIT_CANARY].duration, want, sizeof want) == 0, "the live counters agree");
+        ok(m.group[SPLIT_CANARY].duration_sum_us == want_sum && sum.group[SPLIT_CANARY].duration_sum_us == want_sum,
+           "the sum is the sum of the latencies in microseconds");
+        ok(sum.group[SPLIT_CANARY].status[METRICS_4XX] == 8 && sum.group[SPLIT_CANARY].status[METRICS_CONNECT_ERROR] == 1,
+           "8 responses and 1 connect failure");
+        metrics_prometheus = false;
+        live_metrics_record(live, SPLIT_CANARY, 200, 1);
+        metrics_prometheus = true;
+        memset(&sum, 0, sizeof sum);
+        live_metrics_add_to(live, &sum);
+        ok(sum.group[SPLIT_CANARY].status[METRICS_2XX] == 1 && sum.group[SPLIT_CANARY].duration[0] == 2,
+           "metrics off: the status counted, no duration bucket");
+        free(live);
+}
+
 int main(void) {
+        test_duration_buckets();
         test_buckets();
         test_quantiles();
         test_status();

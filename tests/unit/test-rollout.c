@@ -219,6 +219,77 @@ int main(void) {
         ok(strstr(r.abort_reason ? r.abort_reason : "", "progress deadline: first deploy") != NULL, "says so: %s",
            r.abort_reason ? r.abort_reason : "(none)");
 
+        /* Check and webhook steps: their outcome comes from control/steps.c in the observation. */
+        {
+                Strategy g;
+                RolloutObservation o;
+
+                strategy_init(&g);
+                g.steps[0] = (Step) { .kind = STEP_CHECK, .spec = 0 };
+                g.steps[1] = (Step) { .kind = STEP_WEBHOOK, .spec = 0 };
+                g.steps[2] = (Step) { .kind = STEP_SET_WEIGHT, .weight_bp = 10000 };
+                g.n_steps = 3;
+                g.n_checks = 1;
+                g.checks[0] = (CheckSpec) { .n_requests = 1, .repeat = 1, .timeout_ms = 5000 };
+                g.n_webhooks = 1;
+                g.webhooks[0] = (WebhookSpec) { .url = "http://ci.example/gate", .gate = true, .timeout_ms = 1000 };
+                g.analysis.enabled = false;
+
+                fresh(&r);
+                o = (RolloutObservation) { .now = T0, .replicas = 2, .canary_ready = 0, .step_index = -1 };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                ok(strstr(r.message, "waiting for canary guests") != NULL, "a check waits for its canary guests: %s", r.message);
+                o = (RolloutObservation) { .now = T0 + SEC, .replicas = 2, .canary_ready = 1, .step_index = 0 };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                ok(r.step_index == 0 && strstr(r.message, "checking the canary guests"), "then checks them: %s", r.message);
+                is_int(r.canary_weight, 0, "with no weight moved");
+                o.step_outcome = 2;
+                o.step_detail = "check: GET /healthz on 10.88.0.3:8080 (instance web-1), try 1 of 1: status 500, expected status 200";
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                is_str(rollout_phase_to_string(r.phase), "Degraded", "a failed check aborts");
+                is_str(rollout_abort_kind_to_string(r.abort_kind), "check", "kind check");
+                ok(r.abort_reason && strstr(r.abort_reason, "GET /healthz on 10.88.0.3:8080") != NULL,
+                   "the reason names the request and its answer: %s", r.abort_reason ? r.abort_reason : "(none)");
+                is_int(r.canary_weight, 0, "weight 0");
+
+                fresh(&r);
+                o = (RolloutObservation) { .now = T0, .replicas = 2, .canary_ready = 1, .step_index = 0, .step_outcome = 1,
+                                           .step_detail = "check passed" };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                is_int(r.step_index, 1, "a passed check moves on to the gate");
+                o = (RolloutObservation) { .now = T0 + SEC, .replicas = 2, .canary_ready = 1, .step_index = 1,
+                                           .step_detail = "gate http://ci.example/gate: answered 403" };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                ok(r.step_index == 1 && strstr(r.message, "waiting for the gate") && strstr(r.message, "403"),
+                   "the gate holds while it says no: %s", r.message);
+                o.now = T0 + 11 * 60 * SEC; /* past the 10m progress deadline */
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                is_str(rollout_abort_kind_to_string(r.abort_kind), "webhook", "a gate that never says yes aborts: kind webhook");
+                ok(r.abort_reason && strstr(r.abort_reason, "did not say yes within 10m") != NULL, "saying so: %s",
+                   r.abort_reason ? r.abort_reason : "(none)");
+
+                fresh(&r);
+                r.step_index = 1;
+                o = (RolloutObservation) { .now = T0, .replicas = 2, .canary_ready = 2, .step_index = 1, .step_outcome = 1,
+                                           .step_detail = "webhook answered 200" };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                is_int(r.canary_weight, 10000, "a gate that says yes lets the weight move");
+                o = (RolloutObservation) { .now = T0, .replicas = 2, .canary_ready = 1, .step_index = 0, .step_outcome = 2,
+                                           .step_detail = "stale" };
+                fresh(&r);
+                r.step_index = 1;
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &g, &o, &t);
+                ok(rollout_is_active(&r), "an outcome of another step is not taken for this one");
+        }
+
         /* The stored strategy is parsed once per rollout, then read from the thread's cache. */
         {
                 Strategy got;

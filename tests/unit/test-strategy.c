@@ -320,6 +320,48 @@ static const struct {
          "strategy.canary.stickiness.ip", NULL},
         {"{\"canary\": {\"testerHeader\": \"true\"}}", AVIARY_E_INVALID_FIELD,
          "strategy.canary.testerHeader", NULL},
+        /* check and webhook steps, and the end hooks */
+        {"{\"canary\": {\"steps\": [{\"check\": {}}]}}", AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].check.requests",
+         NULL},
+        {"{\"canary\": {\"steps\": [{\"check\": {\"requests\": [{\"path\": \"/\", \"method\": \"POST\"}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].check.requests[0].method", "GET or HEAD"},
+        {"{\"canary\": {\"steps\": [{\"check\": {\"requests\": [{\"path\": \"no-slash\"}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].check.requests[0].path", NULL},
+        {"{\"canary\": {\"steps\": [{\"check\": {\"requests\": [{\"path\": \"/\", \"expect\": {\"status\": 700}}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].check.requests[0].expect.status", NULL},
+        {"{\"canary\": {\"steps\": [{\"check\": {\"requests\": [{\"path\": \"/\"}], \"repeat\": 0}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].check.repeat", NULL},
+        {"{\"canary\": {\"steps\": [{\"check\": {\"requests\": [{\"path\": \"/\", \"bogus\": 1}]}}]}}",
+         AVIARY_E_UNKNOWN_FIELD, "strategy.canary.steps[0].check.requests[0].bogus", NULL},
+        {"{\"canary\": {\"steps\": [{\"webhook\": {}}]}}", AVIARY_E_MISSING_FIELD, "strategy.canary.steps[0].webhook.url",
+         NULL},
+        {"{\"canary\": {\"steps\": [{\"webhook\": {\"url\": \"ftp://x/\"}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.canary.steps[0].webhook.url", "http"},
+        {"{\"canary\": {\"steps\": [{\"webhook\": {\"url\": \"http://x/\", \"timeout\": \"1h\"}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].webhook.timeout", "5m"},
+        {"{\"canary\": {\"steps\": [{\"webhook\": {\"url\": \"http://x/\", \"retries\": 11}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].webhook.retries", NULL},
+        {"{\"canary\": {\"onAbort\": {\"url\": \"http://x/\", \"gate\": true}}}", AVIARY_E_UNKNOWN_FIELD,
+         "strategy.canary.onAbort.gate", NULL},
+        {"{\"canary\": {\"onSuccess\": {\"url\": \"nope\"}}}", AVIARY_E_INVALID_FIELD, "strategy.canary.onSuccess.url",
+         NULL},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"provider\": {\"web\": {\"url\": \"http://m/\", "
+         "\"jsonPath\": \"$.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0]", "failureCondition"},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"> 1\", "
+         "\"successCondition\": \"< 2\", \"provider\": {\"web\": {\"url\": \"http://m/\", \"jsonPath\": \"$.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0]", "one of"},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"about 1\", "
+         "\"provider\": {\"web\": {\"url\": \"http://m/\", \"jsonPath\": \"$.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0].failureCondition", NULL},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"> 1\", "
+         "\"provider\": {\"web\": {\"url\": \"http://m/\", \"jsonPath\": \"data.v\"}}}]}}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.analysis.metrics[0].provider.web.jsonPath", NULL},
+        {"{\"canary\": {\"analysis\": {\"metrics\": [{\"name\": \"x\", \"failureCondition\": \"> 1\", "
+         "\"provider\": {\"prometheus\": {}}}]}}}",
+         AVIARY_E_UNKNOWN_FIELD, "strategy.canary.analysis.metrics[0].provider.prometheus", NULL},
+        {"{\"canary\": {\"steps\": [{\"analysis\": {\"metrics\": []}}]}}", AVIARY_E_UNKNOWN_FIELD,
+         "strategy.canary.steps[0].analysis.metrics", NULL},
 };
 
 static void test_bad(void) {
@@ -399,6 +441,57 @@ static void test_round_trip(void) {
                0, "custom strategy: %s", e.message);
         round_trip("custom", &s);
 
+        is_int(parse_text("{\"canary\": {\"steps\": ["
+                          "{\"check\": {\"requests\": [{\"path\": \"/healthz\", \"expect\": {\"status\": 200, "
+                          "\"bodyContains\": \"ok\"}}, {\"method\": \"HEAD\", \"path\": \"/\"}], \"repeat\": 20}},"
+                          "{\"webhook\": {\"url\": \"http://ci.example/approve\", \"gate\": true, \"timeout\": \"3s\"}},"
+                          "{\"setWeight\": 10},"
+                          "{\"webhook\": {\"url\": \"https://hooks.example/x\", \"retries\": 0}}],"
+                          " \"onAbort\": {\"url\": \"http://chat.example/abort\"},"
+                          " \"onSuccess\": {\"url\": \"http://chat.example/ok\", \"retries\": 5}}}",
+                          &s, &e),
+               0, "check and webhook steps, end hooks: %s", e.message);
+        is_int(s.n_steps, 4, "four steps");
+        ok(s.steps[0].kind == STEP_CHECK && s.n_checks == 1 && s.checks[0].n_requests == 2 && s.checks[0].repeat == 20 &&
+                   s.checks[0].request[0].status == 200 && streq(s.checks[0].request[0].body_contains, "ok") &&
+                   streq(s.checks[0].request[1].method, "HEAD") && s.checks[0].request[1].status == 0 &&
+                   s.checks[0].timeout_ms == 5000,
+           "the check step, its requests and defaults (GET, any 2xx, 5s)");
+        ok(s.steps[1].kind == STEP_WEBHOOK && s.steps[1].spec == 0 && s.webhooks[0].gate &&
+                   s.webhooks[0].timeout_ms == 3000 && s.webhooks[0].retries == 2,
+           "the gate (retries default 2)");
+        ok(s.steps[3].kind == STEP_WEBHOOK && s.steps[3].spec == 1 && !s.webhooks[1].gate && s.webhooks[1].retries == 0 &&
+                   s.webhooks[1].timeout_ms == 10000,
+           "the second webhook (timeout default 10s)");
+        ok(streq(s.on_abort.url, "http://chat.example/abort") && s.on_success.retries == 5, "the end hooks");
+        round_trip("check and webhook steps", &s);
+
+        {
+                json_auto_t *j = strategy_to_json(&s);
+                json_t *step0 = json_array_get(json_object_get(json_object_get(j, "canary"), "steps"), 0);
+                _cleanup_free_ char *text = json_dumps(step0, JSON_COMPACT | JSON_SORT_KEYS);
+                is_str(text,
+                       "{\"check\":{\"repeat\":20,\"requests\":[{\"expect\":{\"bodyContains\":\"ok\",\"status\":200},"
+                       "\"method\":\"GET\",\"path\":\"/healthz\"},{\"expect\":{},\"method\":\"HEAD\",\"path\":\"/\"}],"
+                       "\"timeout\":\"5s\"}}",
+                       "a check step, expanded");
+        }
+
+        is_int(parse_text("{\"canary\": {\"analysis\": {\"interval\": \"30s\", \"metrics\": ["
+                          "{\"name\": \"checkout-errors\", \"failureCondition\": \"> 0.01\", \"provider\": {\"web\": {"
+                          "\"url\": \"http://127.0.0.1:9090/api/v1/query?query=sum(rate(errors[5m]))\","
+                          " \"jsonPath\": \"$.data.result[0].value[1]\", \"timeout\": \"2s\"}}},"
+                          "{\"name\": \"apdex\", \"successCondition\": \"0.9..1\", \"provider\": {\"web\": {"
+                          "\"url\": \"https://m.example/apdex\", \"jsonPath\": \"$.value\"}}}]}}}",
+                          &s, &e),
+               0, "external analysis metrics: %s", e.message);
+        ok(s.n_external == 2 && streq(s.external[0].name, "checkout-errors") && s.external[0].failure_condition &&
+                   s.external[0].condition.op == COND_GT && s.external[0].timeout_ms == 2000 &&
+                   !s.external[1].failure_condition && s.external[1].condition.op == COND_RANGE &&
+                   s.external[1].timeout_ms == 5000,
+           "their names, conditions and timeouts (default 5s)");
+        round_trip("external metrics", &s);
+
         is_int(parse_text("{\"preset\": \"Linear10PercentEvery3Minutes\", \"canary\": {\"stickiness\": "
                           "{\"cookie\": "
                           "\"sid\"}, \"analysis\": {\"latencyP99\": {\"maxRatioToStable\": 0}}}}",
@@ -422,7 +515,7 @@ static void test_round_trip(void) {
         is_str(json_string_value(json_object_get(c, "scaleDownDelay")), "30s", "scaleDownDelay \"30s\"");
         ok(json_is_null(json_object_get(c, "stickiness")), "no stickiness: null");
         ok(json_is_false(json_object_get(c, "testerHeader")), "testerHeader false");
-        is_int(json_object_size(c), 8, "canary: every field");
+        is_int(json_object_size(c), 10, "canary: every field");
         strategy_preset("AllAtOnce", &s);
         preset = strategy_to_json(&s);
         is_str(json_string_value(json_object_get(preset, "preset")), "AllAtOnce", "preset key when set");
@@ -431,7 +524,9 @@ static void test_round_trip(void) {
 }
 
 static void step_is(const Step *s, const char *want, const char *what) {
-        json_auto_t *j = step_to_json(s);
+        Strategy st;
+        strategy_init(&st);
+        json_auto_t *j = step_to_json(&st, s);
         _cleanup_free_ char *text =
                 j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6)) : NULL;
 
