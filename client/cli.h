@@ -207,6 +207,8 @@ int cmd_service_create(Cli *cli);
 int cmd_service_ls(Cli *cli);
 int cmd_service_show(Cli *cli);
 int cmd_service_traffic(Cli *cli);
+int cmd_service_sleep(Cli *cli);
+int cmd_service_wake(Cli *cli);
 int cmd_service_update(Cli *cli);
 int cmd_service_scale(Cli *cli);
 int cmd_service_rm(Cli *cli);
