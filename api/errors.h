@@ -35,6 +35,7 @@
         X(ROLLOUT_STATE, "rollout-state", 409)                  \
         X(ROLLOUT_IN_PROGRESS, "rollout-in-progress", 409)      \
         X(ROLLOUT_DEGRADED, "rollout-degraded", 409)            \
+        X(SCALE_TO_ZERO_OFF, "scale-to-zero-off", 409)          \
         X(TOKEN_EXISTS, "token-exists", 409)                    \
         X(PRECONDITION_FAILED, "precondition-failed", 412)      \
         X(PAYLOAD_TOO_LARGE, "payload-too-large", 413)          \

@@ -1,5 +1,6 @@
 /* `aviary service ...`: create, list, show, update and scale (both guarded by If-Match, so
- * a change made by someone else in between is refused rather than overwritten) and delete. */
+ * a change made by someone else in between is refused rather than overwritten), delete, and
+ * sleep and wake (scale to zero). */
 #include <inttypes.h>
 
 #include "cli.h"
@@ -24,6 +25,8 @@ static const Field service_lines[] = {
         {"Boot timeout", "boot_timeout", FIELD_TEXT},
         {"Match", "match", FIELD_MAP},
         {"Scale to zero", "scale_to_zero", FIELD_MAP},
+        {"Asleep", "asleep", FIELD_TEXT},
+        {"Last request", "last_request_at", FIELD_TIME},
         {"Revoked", "revoked", FIELD_FLAGS},
         {"Generation", "generation", FIELD_TEXT},
         {"Created", "created_at", FIELD_TIME},
@@ -34,6 +37,9 @@ static const Field traffic_lines[] = {
         {"Service", "service", FIELD_TEXT},
         {"Listen", "listen", FIELD_TEXT},
         {"Listening", "listening", FIELD_TEXT},
+        {"Holding", "holding", FIELD_TEXT},
+        {"Held requests", "held", FIELD_TEXT},
+        {"Last request", "last_request_at", FIELD_TIME},
         {"Weights (bp)", "weights", FIELD_MAP},
         {"Revoked", "revoked", FIELD_FLAGS},
         {"Stable requests", "versions.stable.requests", FIELD_TEXT},
@@ -230,4 +236,20 @@ int cmd_service_rm(Cli *cli) {
         if (asprintf(&what, "service %s", cli->args[0]) < 0)
                 return -ENOMEM;
         return cli_delete(cli, path, what);
+}
+
+/* POST /v1/services/NAME/sleep or /wake; prints the service. */
+static int service_action(Cli *cli, const char *action) {
+        _cleanup_free_ char *path = NULL;
+
+        int r = http_path(&path, "v1", "services", cli->args[0], action, NULL);
+        return r < 0 ? r : cli_show(cli, "POST", path, NULL, service_lines, ELEMENTSOF(service_lines));
+}
+
+int cmd_service_sleep(Cli *cli) {
+        return service_action(cli, "sleep");
+}
+
+int cmd_service_wake(Cli *cli) {
+        return service_action(cli, "wake");
 }

@@ -20,6 +20,8 @@ void settings_init_defaults(Settings *c) {
                 .runtime = true,
                 .accel = "auto",
                 .boot_timeout_ms = 60 * 1000,
+                .wake_queue = 256,
+                .wake_timeout_ms = 30 * 1000,
                 .bridge_create = true,
                 .max_blob_size = 512 * MiB,
                 .max_json_body = 1 * MiB,
@@ -222,6 +224,21 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                         c->boot_timeout_ms = ms;
                 return r;
         }
+        if (streq(key, "wake_timeout")) {
+                uint64_t ms;
+                r = parse_duration_seconds(value, &ms);
+                if (r == 0 && (ms < 1000 || ms > 3600 * 1000ULL))
+                        r = -EINVAL;
+                if (r == 0)
+                        c->wake_timeout_ms = ms;
+                return r;
+        }
+        if (streq(key, "wake_queue")) {
+                r = parse_uint(value, 1, 65536, &u);
+                if (r == 0)
+                        c->wake_queue = u;
+                return r;
+        }
         if (streq(key, "bridge"))
                 return set_string(&c->bridge, value);
         if (streq(key, "bridge_create"))
@@ -386,6 +403,8 @@ static const char *setting_expects(const char *key) {
                 { "event_heartbeat", "seconds, a whole number from 1 to 300" },
                 { "request_timeout", "seconds, a whole number from 1 to 86400" },
                 { "boot_timeout", "seconds from 1 to 86400, or a duration like 90s or 2m" },
+                { "wake_timeout", "seconds from 1 to 3600, or a duration like 30s or 2m" },
+                { "wake_queue", "a whole number from 1 to 65536" },
                 { "socket_mode", "an octal mode up to 0777" },
                 { "accel", "auto, kvm or tcg" },
                 { "kvm_cpu", "host-passthrough, host-model, or a QEMU CPU model name" },
@@ -467,7 +486,8 @@ static void usage(FILE *out) {
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
                 "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n"
-                "proxy_threads metrics_listen metrics_token event_heartbeat notify notify_secret\n");
+                "proxy_threads metrics_listen metrics_token event_heartbeat wake_queue wake_timeout\n"
+                "notify notify_secret\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

@@ -45,6 +45,8 @@ typedef struct Settings {
         uint64_t event_retention_usec;   /* audit events older than this are pruned; 0: none */
         uint64_t event_retention_count;  /* at most this many audit events are kept; 0: no limit */
         unsigned proxy_threads;          /* service proxy worker threads; 0: one per CPU */
+        unsigned wake_queue;             /* requests a sleeping service holds while it wakes */
+        uint64_t wake_timeout_ms;        /* how long a held request waits for the wake */
         unsigned event_heartbeat_sec;    /* an idle event stream sends a comment this often */
         char *metrics_listen;            /* "ADDR:PORT" serving GET /metrics alone, or NULL */
         char *metrics_token_file;        /* metrics_token: a file holding its bearer token */

@@ -4,7 +4,9 @@
 # refusing and revoking image versions with the CLI and with plain curl, then run a service of
 # two real QEMU guests and talk to them, roll out a good canary step by step while sending
 # traffic through the service's proxy (printing the observed split), and a bad canary that
-# aviaryd rolls back by itself. Exits 0 only when every step behaved as it should.
+# aviaryd rolls back by itself; then a service that scales to zero falls asleep and a request
+# wakes it, cold and from a memory snapshot (the wake latency printed). Exits 0 only when every
+# step behaved as it should.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -166,9 +168,35 @@ out=$(load 500)
 echo "after the rollback, 500 requests → $(jq -c .by_version <<<"$out"), statuses $(jq -c .by_status <<<"$out")"
 [ "$(jq -c .by_version <<<"$out")" = '{"1.2":500}' ] || fail "the bad canary still gets traffic: $out"
 
+step "Scale to zero: a service of the fast-booting image falls asleep after 3 s and a request wakes it"
+fast=/var/tmp/aviary-fast-image
+tests/guest/build-fast-image "$fast"
+aviary image push nap:1 --kernel "$fast/vmlinuz" --initrd "$fast/initrd.img" --cmdline "$(cat "$fast/cmdline.template")" \
+        --port 8080 >/dev/null
+aviary service create nap --image nap:1 --listen 127.0.0.1:18090 --scale-to-zero 3s >/dev/null
+asleep() { [ "$(aviary -o json service show nap | jq -r .asleep)" = true ]; }
+for _ in $(seq 600); do asleep && break; sleep 0.2; done
+asleep || fail "the service did not fall asleep"
+aviary instance ls --service nap
+# wake_latency: one request through the proxy to the sleeping service; prints its status and time.
+wake_latency() {
+        ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 60 http://127.0.0.1:18090/
+}
+read -r code secs < <(wake_latency)
+[ "$code" = 200 ] || fail "the request that woke the service got $code"
+printf 'asleep → one request woke it (cold boot): 200 after %.0f ms\n' "$(echo "$secs * 1000" | bc)"
+aviary service update nap --scale-to-zero 1h --wake snapshot >/dev/null
+aviary service sleep nap >/dev/null
+for _ in $(seq 600); do [ -n "$(ls "$work/state/snapshots" 2>/dev/null)" ] && break; sleep 0.2; done
+[ -n "$(ls "$work/state/snapshots" 2>/dev/null)" ] || fail "no snapshot was taken"
+read -r code secs < <(wake_latency)
+[ "$code" = 200 ] || fail "the request that woke the service from its snapshot got $code"
+printf 'asleep with its memory saved → one request woke it (restored): 200 after %.0f ms\n' "$(echo "$secs * 1000" | bc)"
+aviary service rm nap >/dev/null
+
 step "The audit log"
 aviary events
 
 count=$(aviary -o json image ls web | jq '.items | length')
 [ "$count" = 5 ] || fail "expected 5 versions of web, found $count"
-printf '\n\033[32mdemo ok: versions pushed, two guests served HTTP, the changed push and the revoked deploy refused, a good canary promoted step by step, a bad one rolled back by itself\033[0m\n'
+printf '\n\033[32mdemo ok: versions pushed, two guests served HTTP, the changed push and the revoked deploy refused, a good canary promoted step by step, a bad one rolled back by itself, a sleeping service woken by a request (cold and from a snapshot)\033[0m\n'

@@ -58,7 +58,8 @@ if [ -n "${AVIARY_SANITIZE:-}" ]; then
         if ninja -C build-tsan >/dev/null; then
                 TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
                 AVIARY_SANITIZE=1 meson test -C build-tsan --print-errorlogs --num-processes 1 \
-                        test-proxy test-proxy-plane test-proxy-framing test-proxy-fdlimit dataplane
+                        test-proxy test-proxy-plane test-proxy-hold test-proxy-listener test-proxy-framing \
+                        test-proxy-fdlimit dataplane
                 [ $? -eq 0 ] || status=1
                 logs+=(build-tsan/meson-logs/testlog.json)
         else

@@ -17,6 +17,7 @@ packages=(
         clang libclang-rt-14-dev
         zsh fish
         nodejs python3-jsonschema prometheus
+        chromium
 )
 
 missing=()
@@ -49,3 +50,7 @@ fi
 # The test guest image (Debian's kernel + our one-program initramfs), cached in
 # /var/tmp/aviary-guest-image: built here, with the other downloads, so no test fetches anything.
 tests/guest/build-image "${AVIARY_GUEST_IMAGE_DIR:-/var/tmp/aviary-guest-image}"
+# The fast-booting one (a Lupine-style kernel from Debian's linux-source-6.1, built here: a few
+# minutes once, then cached by its inputs in /var/tmp/aviary-fast-image) for the scale-to-zero
+# tests, the demo and bench/wake.sh.
+tests/guest/build-fast-image "${AVIARY_FAST_IMAGE_DIR:-/var/tmp/aviary-fast-image}"

@@ -2,7 +2,10 @@
  * service's plan start or stop instances, boot pending instances whose backoff has passed.
  * A pass runs when kicked (API change, libvirt event) and every PASS_USEC as a safety net;
  * booting instances are probed every TICK_USEC until their health check answers, and active
- * rollouts are moved on the same tick (control/driver.c). */
+ * rollouts are moved on the same tick (control/driver.c). Services that scale to zero sleep in
+ * the pass after their idle time and wake when their proxy holds a request ("sleep and wake";
+ * docs/scale-to-zero.md). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -37,6 +40,7 @@
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 #define MAX_PROBES 256
 #define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC) /* in-flight requests of a stopping guest may take this long */
+#define MAX_AWAKE 256                          /* scale-to-zero services tracked (traffic.c serves 256) */
 
 struct Controller {
         sd_event *event;
@@ -52,6 +56,7 @@ struct Controller {
         Subnet subnet;
         KvmTrial kvm;
         char console_dir[4096];
+        char snapshot_dir[4096];      /* wake: snapshot: the guests' saved memory, one file per instance */
         sd_event_source *kick, *tick;
         sd_event_source *probe_timer; /* readiness probes of booting guests, every PROBE_EVERY_USEC */
         unsigned ticks;
@@ -80,7 +85,18 @@ struct Controller {
                 char version[320];            /* "image:tag" */
                 char ip[16];                  /* its lease (the row gets it with the boot) */
                 char kvm_failed[600];         /* its start under KVM failed: why ("" no) */
+                bool restoring;               /* a restore from its snapshot, not a cold boot */
         } starting[MAX_PROBES];
+        /* Scale to zero: what is known of each awake service that may sleep (in memory: after a
+         * restart an awake service's idle time counts from the start). */
+        struct Awake {
+                int64_t service_id;           /* 0 free */
+                usec_t since;                 /* awake, or seen awake, since (realtime) */
+                usec_t wake_started;          /* a wake is under way since; 0 none */
+                char why[32];                 /* what woke it */
+                bool fell_back;               /* this wake fell back from a snapshot to a cold boot */
+                bool seen;                    /* still a service at this pass */
+        } awake[MAX_AWAKE];
 };
 
 typedef struct InstanceList {
@@ -108,6 +124,7 @@ static int instance_list_add(const InstanceRecord *r, void *userdata) {
         }
         l->items[l->n] = *r;
         l->items[l->n].stop_reason = r->stop_reason ? strdup(r->stop_reason) : NULL;
+        l->items[l->n].snapshot = r->snapshot ? strdup(r->snapshot) : NULL;
         l->n++;
         return 0;
 }
@@ -196,6 +213,93 @@ static void guest_destroy(Controller *c, const char *uuid, const char *id) {
 }
 
 static void kvm_trial_note_tcg_failed(Controller *c, const InstanceRecord *r);
+static void service_woke(Controller *c, const InstanceRecord *r);
+static void service_wake_check(Controller *c, InstanceRecord *r, const char *reason);
+static void service_wake_fell_back(Controller *c, const InstanceRecord *r);
+
+/* ---- snapshots (wake: snapshot) ---- */
+
+static void snapshot_path(Controller *c, const char *id, char out[static 4200]) {
+        snprintf(out, 4200, "%s/%s.save", c->snapshot_dir, id);
+}
+
+/* R's snapshot is used, or may not be: its file goes, and the row forgets it (the caller writes
+ * the row). A snapshot is restored once at most. */
+static void snapshot_forget(InstanceRecord *r) {
+        if (r->snapshot && unlink(r->snapshot) < 0 && errno != ENOENT)
+                log_warning_errno(errno, "Instance %s: cannot remove its snapshot %s", r->id, r->snapshot);
+        free(r->snapshot);
+        r->snapshot = NULL;
+        r->snapshot_version = 0;
+        r->snapshot_accel[0] = 0;
+}
+
+/* The memory of asleep instance ID was saved into PATH (tag ID), or not (R < 0). */
+static void on_saved(void *userdata, const char *id, int k, const char *error) {
+        Controller *c = userdata;
+        _cleanup_(instance_record_done) InstanceRecord r = {};
+        char path[4200];
+        struct stat st;
+
+        snapshot_path(c, id, path);
+        if (store_instance_get(c->store, id, &r) != 0 || !streq(r.state, "asleep") || r.snapshot) {
+                /* Woken (or gone) while its memory was being saved: it boots cold. */
+                (void) unlink(path);
+                return;
+        }
+        if (k < 0) {
+                log_warning("Instance %s: cannot save its memory (%s): it wakes by a cold boot.", id, error);
+                (void) unlink(path);
+                instance_commit(c, &r, "instance.snapshot-failed", json_pack("{s:s}", "reason", error));
+                return;
+        }
+        r.snapshot = strdup(path);
+        r.snapshot_version = r.version_id;
+        snprintf(r.snapshot_accel, sizeof r.snapshot_accel, "%s", r.accel);
+        log_info("Instance %s: asleep, its memory saved (%lld MiB).", id,
+                 stat(path, &st) == 0 ? (long long) (st.st_size >> 20) : -1LL);
+        instance_commit(c, &r, "instance.snapshot",
+                        json_pack("{s:I}", "bytes", (json_int_t) (stat(path, &st) == 0 ? st.st_size : 0)));
+}
+
+/* At start: snapshot files no asleep instance names (its service was deleted while it slept,
+ * or aviaryd stopped during a save) are removed. Names are instance ids, which never contain '/'. */
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+static void snapshots_prune(Controller *c) {
+        _cleanup_(closedirp) DIR *d = opendir(c->snapshot_dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                _cleanup_(instance_record_done) InstanceRecord r = {};
+                char id[64], path[4200];
+                size_t n = strlen(de->d_name);
+
+                if (de->d_name[0] == '.' || n < 6 || n - 5 >= sizeof id || !streq(de->d_name + n - 5, ".save"))
+                        continue;
+                snprintf(id, sizeof id, "%.*s", (int) (n - 5), de->d_name);
+                snapshot_path(c, id, path);
+                if (store_instance_get(c->store, id, &r) == 0 && r.snapshot && streq(r.snapshot, path))
+                        continue;
+                log_info("Removing snapshot %s: no asleep instance of ours wants it.", path);
+                if (unlink(path) < 0)
+                        log_warning_errno(errno, "Cannot remove %s", path);
+        }
+}
+
+/* Puts R's running guest to sleep: its memory saved when SNAPSHOT (the domain is gone after),
+ * else stopped. */
+static void guest_sleep(Controller *c, InstanceRecord *r, bool snapshot) {
+        char path[4200];
+
+        if (!r->domain_uuid[0])
+                return;
+        snapshot_path(c, r->id, path);
+        if (snapshot && streq(r->state, "ready") && !c->virt_inline &&
+            virt_queue_save(c->jobs, r->domain_uuid, path, r->id, on_saved, c) >= 0)
+                return;
+        guest_destroy(c, r->domain_uuid, r->id);
+}
 
 /* ---- lifecycle ---- */
 
@@ -282,6 +386,8 @@ static void instance_exit_as(Controller *c, InstanceRecord *r, const char *reaso
                 guest_gone(c, ip);
         if (was_running)
                 rollout_driver_canary_exit(c->rollouts, r, reason, timed_out);
+        if (booting)
+                service_wake_check(c, r, reason);
 }
 
 static void instance_exited(Controller *c, InstanceRecord *r, const char *reason, bool clean) {
@@ -580,6 +686,27 @@ static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, cons
                                 false);
                 return;
         }
+        /* Asleep with a snapshot: restored, when it was taken of this version under the
+         * accelerator this boot would use; never otherwise. */
+        if (r->snapshot) {
+                bool kvm = !force_tcg && kvm_trial_use_kvm(&c->kvm);
+                if (r->snapshot_version == r->version_id && streq(r->snapshot_accel, kvm ? "kvm" : "tcg")) {
+                        *slot = (struct Starting) { .console_before = console_size(c, r->id), .kvm = kvm,
+                                                    .restoring = true };
+                        snprintf(slot->id, sizeof slot->id, "%s", r->id);
+                        snprintf(slot->version, sizeof slot->version, "%s:%s", v.image, v.tag);
+                        memcpy(slot->ip, r->ip, sizeof slot->ip);
+                        if (virt_queue_restore(c->jobs, r->snapshot, r->id, instance_started, c) >= 0)
+                                return;
+                        slot->id[0] = 0;
+                }
+                log_notice("Instance %s: not restoring its snapshot (taken of %s, under %s): booting cold.", r->id,
+                           r->snapshot_version == r->version_id ? "this version" : "another version",
+                           r->snapshot_accel[0] ? r->snapshot_accel : "?");
+                snapshot_forget(r);
+                if (store_instance_update(c->store, r) < 0)
+                        log_warning("Instance %s: cannot record that its snapshot is gone (%s)", r->id, store_last_error());
+        }
         snprintf(prefix, sizeof prefix, "%u", c->subnet.prefix);
         subnet_netmask(&c->subnet, netmask);
         ip_format(c->subnet.gateway, gateway);
@@ -643,6 +770,20 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
                 }
                 return;
         }
+        if (was.restoring) {
+                /* A snapshot is used once, whatever came of it. */
+                snapshot_forget(r);
+                if (k < 0) {
+                        snprintf(why, sizeof why, "restoring its snapshot failed: %s", error && error[0] ? error : strerror(-k));
+                        one_line(why);
+                        log_warning("Instance %s: %s; booting cold instead.", id, why);
+                        set_reason(r, why);
+                        instance_commit(c, r, "instance.restore-failed", json_pack("{s:s}", "reason", why));
+                        service_wake_fell_back(c, r);
+                        instance_boot(c, r, false, NULL);
+                        return;
+                }
+        }
         if (k == -EIO && was.kvm && kvm_trial_on_trial(&c->kvm)) {
                 /* QEMU may abort at once on a KVM it cannot use (a CPU feature the nested
                  * hypervisor refuses): that guest gets its try under TCG now. */
@@ -676,12 +817,12 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
         BootWatch *w = boot_watch(c, r->id, r->running_at, true);
         if (w)
                 w->console_at_boot = was.console_before;
-        log_info("Instance %s: booting %s at %s under %s (QEMU pid %d).", r->id, was.version, r->ip,
-                 was.kvm ? "KVM" : "TCG", (int) info->qemu_pid);
+        log_info("Instance %s: %s %s at %s under %s (QEMU pid %d).", r->id, was.restoring ? "restored" : "booting",
+                 was.version, r->ip, was.kvm ? "KVM" : "TCG", (int) info->qemu_pid);
         instance_commit(c, r, "instance.boot",
-                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?}", "version", was.version, "ip", r->ip, "domain",
+                        json_pack("{s:s, s:s, s:s, s:i, s:s, s:s?, s:b}", "version", was.version, "ip", r->ip, "domain",
                                   info->uuid, "qemu_pid", (int) info->qemu_pid, "accel", r->accel, "kvm_failed",
-                                  was.kvm_failed[0] ? was.kvm_failed : NULL));
+                                  was.kvm_failed[0] ? was.kvm_failed : NULL, "restored", was.restoring));
         /* Probed from now on, not from the next tick. */
         if (w) {
                 char path[257];
@@ -760,7 +901,8 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         log_info("Instance %s: ready after %.1fs (%s).", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC,
                  streq(r.accel, "kvm") ? "KVM" : "TCG");
         kvm_trial_note_ready(c, &r);
-        traffic_sync(c->traffic);
+        traffic_sync(c->traffic); /* held requests (a service waking) go to it now */
+        service_woke(c, &r);
         controller_kick(c); /* old instances may go now */
 }
 
@@ -981,6 +1123,266 @@ static void plan_input(Controller *c, const ServiceRecord *sv, PlanInput *ret) {
                 ret->keep_version_id = ro.phase == ROLLOUT_DEGRADED ? ro.to_version_id : ro.from_version_id;
 }
 
+/* ---- sleep and wake (scale to zero) ---- */
+
+/* The Awake entry of SERVICE_ID: found, or (CREATE) made (awake since now), or NULL. */
+static struct Awake *awake_of(Controller *c, int64_t service_id, bool create) {
+        struct Awake *free_slot = NULL;
+
+        for (unsigned i = 0; i < MAX_AWAKE; i++) {
+                if (c->awake[i].service_id == service_id)
+                        return &c->awake[i];
+                if (!c->awake[i].service_id && !free_slot)
+                        free_slot = &c->awake[i];
+        }
+        if (!create || !free_slot)
+                return NULL;
+        *free_slot = (struct Awake) { .service_id = service_id, .since = now_realtime(), .seen = true };
+        return free_slot;
+}
+
+/* Appends an audit event about service SERVICE (by aviaryd). Takes DETAIL. */
+static void service_event(Controller *c, const char *service, const char *action, const char *result, json_t *detail) {
+        json_auto_t *owned = detail;
+        char resource[96];
+        EventRecord e = { .actor = "aviaryd", .action = action, .resource = resource, .result = result,
+                          .detail_json = detail };
+        int k;
+
+        snprintf(resource, sizeof resource, "service/%s", service);
+        k = store_event_append(c->store, &e);
+        if (k != 0)
+                log_warning("Cannot record the event %s of service %s (%s)", action, service, store_last_error());
+}
+
+static unsigned instances_count(const InstanceList *l, const char *state) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < l->n; i++)
+                n += streq(l->items[i].state, state);
+        return n;
+}
+
+static bool holds_guest_slot(const InstanceRecord *r) {
+        return streq(r->state, "pending") || streq(r->state, "booting") || streq(r->state, "ready");
+}
+
+/* Puts SV's guests to sleep: every instance of L that has or wants a guest becomes asleep and
+ * keeps its address lease and MAC (a woken guest has the same IP and MAC); its guest stops on the
+ * libvirt worker. The proxy holds SV's requests from the table this publishes on. WHY becomes the
+ * instances' stop_reason. Returns how many went to sleep. */
+static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
+        usec_t now = now_realtime();
+        unsigned n = 0;
+        struct Awake *a;
+
+        for (size_t i = 0; i < l->n; i++) {
+                InstanceRecord *r = &l->items[i];
+
+                if (!holds_guest_slot(r))
+                        continue;
+                snapshot_forget(r); /* an older one, if any: the guest ran since */
+                guest_sleep(c, r, streq(sv->wake, "snapshot"));
+                snprintf(r->state, sizeof r->state, "asleep");
+                r->domain_uuid[0] = 0;
+                r->qemu_pid = 0;
+                r->stopped_at = now;
+                r->next_start_at = 0;
+                set_reason(r, why);
+                if (instance_commit(c, r, NULL, NULL) < 0)
+                        log_warning("Instance %s: cannot record that it sleeps (%s)", r->id, store_last_error());
+                n++;
+        }
+        a = awake_of(c, sv->id, false);
+        if (a)
+                a->service_id = 0;
+        traffic_sync(c->traffic); /* no guest: requests are held from now on */
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i].state, "asleep") && l->items[i].ip[0])
+                        traffic_backend_gone(c->traffic, l->items[i].ip);
+        return n;
+}
+
+/* Wakes SV: its asleep instances of a version it serves become pending (same address and MAC)
+ * and boot at the next pass; asleep instances of any other version stop (the plan starts what
+ * the service now wants). WHY says what woke it. Returns how many boot. */
+static unsigned service_wake(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
+        usec_t now = now_realtime();
+        PlanInput in;
+        unsigned n = 0;
+        struct Awake *a;
+
+        plan_input(c, sv, &in);
+        for (size_t i = 0; i < l->n; i++) {
+                InstanceRecord *r = &l->items[i];
+                bool served = sv->replicas > 0 && in.stable_version_id &&
+                              (r->version_id == in.stable_version_id ||
+                               (in.canary_version_id && r->version_id == in.canary_version_id));
+
+                if (!streq(r->state, "asleep"))
+                        continue;
+                if (served) {
+                        snprintf(r->state, sizeof r->state, "pending");
+                        r->next_start_at = 0;
+                        r->restarts = 0;
+                        set_reason(r, NULL);
+                        n++;
+                } else {
+                        snprintf(r->state, sizeof r->state, "stopped");
+                        set_reason(r, "stopped while asleep: the service no longer runs its version");
+                        snapshot_forget(r);
+                        instance_release(c, r);
+                }
+                if (instance_commit(c, r, NULL, NULL) < 0)
+                        log_warning("Instance %s: cannot record its wake (%s)", r->id, store_last_error());
+        }
+        a = awake_of(c, sv->id, true);
+        if (a) {
+                a->since = now;
+                a->wake_started = now;
+                a->fell_back = false;
+                snprintf(a->why, sizeof a->why, "%s", why);
+        }
+        log_info("Service %s: waking %u guest(s) (%s).", sv->name, n, why);
+        controller_kick(c);
+        return n;
+}
+
+/* Instance R of a waking service is ready: the wake is done. */
+static void service_woke(Controller *c, const InstanceRecord *r) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        struct Awake *a = awake_of(c, r->service_id, false);
+        usec_t now = now_realtime();
+
+        if (!a || !a->wake_started || store_service_get_by_id(c->store, r->service_id, &sv) != 0)
+                return;
+        log_info("Service %s: awake, %.2fs after its wake (%s); instance %s serves.", sv.name,
+                 (double) (now - a->wake_started) / USEC_PER_SEC, a->why, r->id);
+        service_event(c, sv.name, "service.awake", "ready",
+                      json_pack("{s:s, s:I, s:s}", "instance", r->id, "wake_ms",
+                                (json_int_t) ((now - a->wake_started) / USEC_PER_MSEC), "woken_by", a->why));
+        a->wake_started = 0;
+        a->since = now;
+}
+
+/* Waking instance R's snapshot could not be restored: it boots cold now, the wake's one fallback. */
+static void service_wake_fell_back(Controller *c, const InstanceRecord *r) {
+        struct Awake *a = awake_of(c, r->service_id, false);
+
+        if (a && a->wake_started)
+                a->fell_back = true;
+}
+
+/* Booting instance R of its service exited (REASON), its row written (pending again, or given up
+ * by its restart policy): when the service was waking and no other guest of it is coming up, a
+ * wake: snapshot falls back once to a cold boot at once; otherwise the wake failed, and the
+ * requests held for it get a 503 that says why (the instance's stop_reason says it too). */
+static void service_wake_check(Controller *c, InstanceRecord *r, const char *reason) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        struct Awake *a = awake_of(c, r->service_id, false);
+        InstanceList l = {};
+        bool coming = false;
+        char why[900];
+
+        if (!a || !a->wake_started || store_service_get_by_id(c->store, r->service_id, &sv) != 0)
+                return;
+        /* wake: snapshot falls back once: the guest boots cold at once (its snapshot was used),
+         * and the held requests wait for that boot. */
+        if (streq(sv.wake, "snapshot") && !a->fell_back && streq(r->state, "pending")) {
+                a->fell_back = true;
+                r->next_start_at = 0;
+                log_notice("Instance %s: its wake failed (%s); booting it cold once.", r->id, reason);
+                if (instance_commit(c, r, NULL, NULL) < 0)
+                        log_warning("Instance %s: cannot record its cold boot (%s)", r->id, store_last_error());
+                controller_kick(c);
+                return;
+        }
+        if (instances_load(c, sv.id, &l) == 0)
+                for (size_t i = 0; i < l.n && !coming; i++)
+                        coming = !streq(l.items[i].id, r->id) &&
+                                 (streq(l.items[i].state, "booting") || streq(l.items[i].state, "ready") ||
+                                  instance_starting(c, l.items[i].id));
+        instance_list_done(&l);
+        if (coming)
+                return;
+        snprintf(why, sizeof why, "service %s could not wake: instance %s: %s", sv.name, r->id, reason);
+        log_warning("%s", why);
+        service_event(c, sv.name, "service.wake-failed", "failed", json_pack("{s:s, s:s}", "instance", r->id, "reason", reason));
+        a->wake_started = 0;
+        traffic_wake_failed(c->traffic, sv.name, why);
+}
+
+static bool rollout_in_progress(Controller *c, int64_t service_id) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+
+        return store_rollout_get_active(c->store, service_id, &ro) == 0;
+}
+
+/* SV, awake, may sleep: when no request came for its idle time (counted from its last request,
+ * its wake, or the moment this aviaryd first saw it awake, whichever is last), its guests go to
+ * sleep. Never during a rollout (idle counts from the rollout's end), nor while a guest of it
+ * boots. True when it went to sleep. */
+static bool sleep_if_idle(Controller *c, const ServiceRecord *sv, InstanceList *l, bool rollout) {
+        struct Awake *a = awake_of(c, sv->id, true);
+        usec_t now = now_realtime(), last, from;
+        unsigned ready = instances_count(l, "ready"), n;
+        char idle[32], why[96];
+
+        if (!a)
+                return false;
+        if (rollout) {
+                a->since = now;
+                return false;
+        }
+        /* A guest on its way up (the first boot, a scale-up, a restart): idle counts from when
+         * none is. */
+        if (instances_count(l, "pending") + instances_count(l, "booting") > 0) {
+                a->since = now;
+                return false;
+        }
+        last = traffic_last_request(c->traffic, sv->name);
+        from = last > a->since ? last : a->since;
+        if (a->wake_started || ready == 0 || now < from + (usec_t) sv->idle_ms * USEC_PER_MSEC)
+                return false;
+        duration_format_ms((uint64_t) sv->idle_ms, idle);
+        snprintf(why, sizeof why, "asleep: no request for %s", idle);
+        n = service_sleep(c, sv, l, why);
+        log_info("Service %s: no request for %s: %u guest(s) asleep.", sv->name, idle, n);
+        service_event(c, sv->name, "service.sleep", "asleep",
+                      json_pack("{s:s, s:I, s:I}", "reason", "idle", "idle_ms", (json_int_t) sv->idle_ms, "instances",
+                                (json_int_t) n));
+        return true;
+}
+
+/* A worker holds a request for SERVICE, which has no ready guest: wake it, or say why not. */
+static void on_wake_request(void *userdata, const char *service) {
+        Controller *c = userdata;
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        InstanceList l = {};
+        char why[700];
+
+        if (store_service_get(c->store, service, &sv) != 0 || instances_load(c, sv.id, &l) < 0)
+                return;
+        if (instances_count(&l, "asleep") > 0) {
+                unsigned n = service_wake(c, &sv, &l, "request");
+                service_event(c, sv.name, "service.wake", "waking",
+                              json_pack("{s:s, s:I}", "reason", "request", "instances", (json_int_t) n));
+        } else if (instances_count(&l, "ready") > 0)
+                traffic_sync(c->traffic); /* the table is behind: the next one releases them */
+        else if (instances_count(&l, "pending") + instances_count(&l, "booting") == 0) {
+                const InstanceRecord *broken = NULL;
+                for (size_t i = 0; i < l.n && !broken; i++)
+                        if (l.items[i].stop_reason)
+                                broken = &l.items[i];
+                snprintf(why, sizeof why, "service %s has no guest that can start%s%s%s%s", sv.name,
+                         broken ? ": instance " : "", broken ? broken->id : "", broken ? ": " : "",
+                         broken ? broken->stop_reason : "");
+                traffic_wake_failed(c->traffic, sv.name, why);
+        }
+        /* else: pending or booting guests; the requests wait for the first to be ready. */
+        instance_list_done(&l);
+}
+
 static int pass_service(const ServiceRecord *sv, void *userdata) {
         Controller *c = userdata;
         InstanceList l = {};
@@ -990,6 +1392,34 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
 
         if (k < 0)
                 return k;
+        {
+                struct Awake *a = awake_of(c, sv->id, false);
+                if (a)
+                        a->seen = true;
+        }
+        if (instances_count(&l, "asleep") > 0) {
+                /* Asleep: nothing to plan, unless something wants it awake. */
+                const char *why = rollout_in_progress(c, sv->id)          ? "rollout"
+                                  : sv->idle_ms == 0                      ? "scale_to_zero off"
+                                  : !sv->stable_version_id || !sv->replicas ? "scaled to 0"
+                                                                          : NULL;
+                if (why) {
+                        unsigned n = service_wake(c, sv, &l, why);
+                        service_event(c, sv->name, "service.wake", "waking",
+                                      json_pack("{s:s, s:I}", "reason", why, "instances", (json_int_t) n));
+                }
+                instance_list_done(&l);
+                return 0;
+        }
+        if (sv->idle_ms > 0 && sleep_if_idle(c, sv, &l, rollout_in_progress(c, sv->id))) {
+                instance_list_done(&l);
+                return 0;
+        }
+        if (sv->idle_ms == 0) {
+                struct Awake *a = awake_of(c, sv->id, false);
+                if (a)
+                        a->service_id = 0;
+        }
         plan_input(c, sv, &in);
         plan_service(&in, l.items, l.n, &p);
         for (unsigned i = 0; i < p.start; i++)
@@ -1049,6 +1479,8 @@ static int controller_pass(Controller *c) {
          * fsync for a service of 50 new replicas, not 50 (instance_write nests as savepoints). */
         int k = store_begin(c->store);
 
+        for (unsigned i = 0; i < MAX_AWAKE; i++)
+                c->awake[i].seen = false;
         if (k == 0) {
                 k = store_service_list(c->store, NULL, 1000, pass_service, c);
                 if (k == 0)
@@ -1056,6 +1488,10 @@ static int controller_pass(Controller *c) {
                 else
                         store_rollback(c->store);
         }
+        /* What is known of deleted services goes with them. */
+        for (unsigned i = 0; k == 0 && i < MAX_AWAKE; i++)
+                if (c->awake[i].service_id && !c->awake[i].seen)
+                        c->awake[i].service_id = 0;
 
         if (k == 0)
                 k = pass_boot(c);
@@ -1245,6 +1681,53 @@ int controller_instance_restart(Controller *c, const char *id, ApiError *e) {
         return 0;
 }
 
+int controller_service_sleep(Controller *c, const char *name, ApiError *e) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        InstanceList l = {};
+        int k = store_service_get(c->store, name, &sv);
+
+        if (k != 0)
+                return k > 0 ? api_error_set(e, k, "service '%s' not found", name) : k;
+        if (sv.idle_ms == 0)
+                return api_error_set(e, AVIARY_E_SCALE_TO_ZERO_OFF,
+                                     "service '%s' does not scale to zero, so nothing would wake it: set scale_to_zero "
+                                     "first", name);
+        if (rollout_in_progress(c, sv.id))
+                return api_error_set(e, AVIARY_E_ROLLOUT_IN_PROGRESS,
+                                     "service '%s' has a rollout in progress and stays awake until it ends", name);
+        k = instances_load(c, sv.id, &l);
+        if (k < 0)
+                return k;
+        (void) service_sleep(c, &sv, &l, "asleep: put to sleep through the API");
+        instance_list_done(&l);
+        return 0;
+}
+
+int controller_service_wake(Controller *c, const char *name, ApiError *e) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        InstanceList l = {};
+        int k = store_service_get(c->store, name, &sv);
+
+        if (k != 0)
+                return k > 0 ? api_error_set(e, k, "service '%s' not found", name) : k;
+        k = instances_load(c, sv.id, &l);
+        if (k < 0)
+                return k;
+        if (instances_count(&l, "asleep") > 0)
+                (void) service_wake(c, &sv, &l, "api");
+        else if (sv.idle_ms > 0) {
+                struct Awake *a = awake_of(c, sv.id, true);
+                if (a)
+                        a->since = now_realtime(); /* its idle time starts again */
+        }
+        instance_list_done(&l);
+        return 0;
+}
+
+usec_t controller_last_request(Controller *c, const char *service) {
+        return c ? traffic_last_request(c->traffic, service) : 0;
+}
+
 /* ---- setup ---- */
 
 int controller_new(const ControllerContext *ctx, Controller **ret) {
@@ -1287,6 +1770,10 @@ int controller_start(Controller *c) {
         snprintf(c->console_dir, sizeof c->console_dir, "%s/console", set->state_dir);
         if (mkdir(c->console_dir, 0750) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Cannot create %s", c->console_dir);
+        snprintf(c->snapshot_dir, sizeof c->snapshot_dir, "%s/snapshots", set->state_dir);
+        if (mkdir(c->snapshot_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Cannot create %s", c->snapshot_dir);
+        snapshots_prune(c);
         k = net_bridge_ensure(set->bridge, &c->subnet, set->bridge_create);
         if (k < 0)
                 return k;
@@ -1317,6 +1804,7 @@ int controller_start(Controller *c) {
         k = traffic_new(c->store, c->event, set->proxy_threads, &c->fds, &c->traffic);
         if (k < 0)
                 return k;
+        traffic_set_wake(c->traffic, set->wake_queue, set->wake_timeout_ms * USEC_PER_MSEC, on_wake_request, c);
         {
                 _cleanup_free_ char *key = NULL;
                 if (asprintf(&key, "%s/webhook.key", set->state_dir) < 0)

@@ -45,3 +45,10 @@ json_t *controller_traffic_json(Controller *c, const char *service);
 void controller_write_metrics(Controller *c, PromText *p);
 /* Stops instance ID's guest and boots it again (same address). */
 int controller_instance_restart(Controller *c, const char *id, ApiError *e);
+/* Scale to zero, for operators and tests: puts service NAME's guests to sleep now (409
+ * scale-to-zero-off when it does not scale to zero, rollout-in-progress during a rollout), or
+ * wakes them (an awake service's idle time starts again). The caller records the event. */
+int controller_service_sleep(Controller *c, const char *name, ApiError *e);
+int controller_service_wake(Controller *c, const char *name, ApiError *e);
+/* When service NAME's proxy last saw a request (realtime); 0 none since aviaryd started, or C NULL. */
+usec_t controller_last_request(Controller *c, const char *service);

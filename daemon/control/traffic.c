@@ -210,6 +210,20 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
                         return 0;
                 }
         }
+        /* On a shared listener: the requests that are this service's. */
+        if (sv->match_hosts) {
+                json_t *hosts = json_loads(sv->match_hosts, 0, NULL), *host;
+                size_t i;
+                json_array_foreach(hosts, i, host)
+                        if (json_is_string(host) && spec->n_match_hosts < MATCH_MAX_HOSTS)
+                                snprintf(spec->match_hosts[spec->n_match_hosts++], sizeof spec->match_hosts[0], "%s",
+                                         json_string_value(host));
+                json_decref(hosts);
+        }
+        snprintf(spec->match_path_prefix, sizeof spec->match_path_prefix, "%s",
+                 sv->match_path_prefix ? sv->match_path_prefix : "");
+        /* Scale to zero: with no ready guest (asleep, or waking) requests wait for one. */
+        spec->hold = sv->idle_ms > 0 && sv->stable_version_id && spec->n[SPLIT_STABLE] == 0 && spec->n[SPLIT_CANARY] == 0;
         snprintf(spec->hc_path, sizeof spec->hc_path, "%s", sv->hc_path);
         spec->hc_interval_usec = (usec_t) sv->hc_interval_ms * USEC_PER_MSEC;
         spec->hc_timeout_usec = (usec_t) sv->hc_timeout_ms * USEC_PER_MSEC;
@@ -260,6 +274,19 @@ unsigned traffic_inflight(Traffic *t, const char *ip) {
 void traffic_backend_gone(Traffic *t, const char *ip) {
         if (t)
                 routing_backend_gone(t->routing, ip);
+}
+
+void traffic_set_wake(Traffic *t, unsigned limit, uint64_t timeout_usec, RoutingWakeFn fn, void *userdata) {
+        routing_set_wake(t->routing, limit, timeout_usec, fn, userdata);
+}
+
+void traffic_wake_failed(Traffic *t, const char *service, const char *why) {
+        if (t)
+                routing_wake_failed(t->routing, service, why);
+}
+
+usec_t traffic_last_request(Traffic *t, const char *service) {
+        return t ? routing_last_request(t->routing, service) : 0;
 }
 
 /* ---- GET /metrics ---- */

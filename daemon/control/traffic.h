@@ -37,8 +37,14 @@ unsigned traffic_inflight(Traffic *t, const char *ip);
  * and sends the idempotent requests waiting on it elsewhere (proxy_backend_down). Call it after
  * traffic_sync() took the guest out of the tables. */
 void traffic_backend_gone(Traffic *t, const char *ip);
+/* Scale to zero (routing_set_wake): FN is told when a sleeping service gets a request. */
+void traffic_set_wake(Traffic *t, unsigned limit, uint64_t timeout_usec, RoutingWakeFn fn, void *userdata);
+/* SERVICE's wake failed: its held requests get a 503 naming WHY. */
+void traffic_wake_failed(Traffic *t, const char *service, const char *why);
+/* When SERVICE's proxy last saw a request (realtime), 0 none since aviaryd started. */
+usec_t traffic_last_request(Traffic *t, const char *service);
 /* The proxies' Prometheus families (aviary_proxy_*), every service's, into P. T may be NULL
  * (runtime off): the families without samples. */
 void traffic_write_metrics(Traffic *t, PromText *p);
-/* {"service","listen","listening","weights","versions":{"stable":{...},"canary":{...}}}, new ref. */
+/* {"service","listen","listening","holding","held","last_request_at","weights","versions":{...}}, new ref. */
 json_t *traffic_service_json(Traffic *t, const char *service);

@@ -37,6 +37,8 @@ int service_get(Request *r);
 int service_update(Request *r);
 int service_delete(Request *r);
 int service_traffic(Request *r);
+int service_sleep(Request *r);
+int service_wake(Request *r);
 /* Loads the service named in path parameter 0, checking If-Match when asked. */
 int service_from_path(Request *r, ServiceRecord *ret, bool check_if_match);
 /* Resolves REF ("IMAGE:TAG" / "IMAGE@sha256:...") to a version that may be deployed (not

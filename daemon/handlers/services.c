@@ -74,6 +74,10 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
                                     s->idle_ms > 0 ? json_pack("{s:s, s:s}", "idle", idle, "wake", s->wake[0] ? s->wake : "boot")
                                                    : json_null());
                 json_object_set_new(j, "rollout", rollout ? rollout : json_null());
+                /* Scale to zero: whether its guests sleep, and when its proxy last saw a request
+                 * (null: none since aviaryd started). */
+                json_object_set_new(j, "asleep", json_boolean(store_instance_count_asleep(r->ctx->store, s->id) > 0));
+                json_object_set_new(j, "last_request_at", json_time(controller_last_request(r->ctx->controller, s->name)));
                 json_object_set_new(j, "revoked", service_revoked_json(r, s));
                 json_object_set_new(j, "notify", notify_json(s));
         }
@@ -585,6 +589,33 @@ int service_traffic(Request *r) {
         if (j)
                 json_object_set_new(j, "revoked", service_revoked_json(r, &s));
         return reply_json(r, 200, j);
+}
+
+/* POST /v1/services/{name}/sleep and /wake: 202 with the service; the controller acts. */
+static int service_sleep_or_wake(Request *r, bool sleep) {
+        _cleanup_(service_record_done) ServiceRecord s = {};
+        _cleanup_(service_record_done) ServiceRecord after = {};
+        int k = service_from_path(r, &s, false);
+
+        if (k != 0)
+                return k;
+        if (!r->ctx->controller)
+                return reply_error(r, AVIARY_E_UNAVAILABLE, "this aviaryd runs without guests (runtime = off)");
+        request_set_resource(r, "service/%s", s.name);
+        k = sleep ? controller_service_sleep(r->ctx->controller, s.name, &r->error)
+                  : controller_service_wake(r->ctx->controller, s.name, &r->error);
+        if (k != 0)
+                return k;
+        k = store_service_get_by_id(r->ctx->store, s.id, &after);
+        return k != 0 ? (k < 0 ? k : -EIO) : service_reply(r, 202, &after);
+}
+
+int service_sleep(Request *r) {
+        return service_sleep_or_wake(r, true);
+}
+
+int service_wake(Request *r) {
+        return service_sleep_or_wake(r, false);
 }
 
 int service_delete(Request *r) {

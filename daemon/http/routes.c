@@ -37,6 +37,8 @@ const Route routes[] = {
         { HTTP_PATCH, "/v1/services/{name}", service_update, BODY_JSON, 16 * KiB, "service.update" },
         { HTTP_DELETE, "/v1/services/{name}", service_delete, .action = "service.delete" },
         { HTTP_GET, "/v1/services/{name}/traffic", service_traffic },
+        { HTTP_POST, "/v1/services/{name}/sleep", service_sleep, BODY_NONE, .action = "service.sleep" },
+        { HTTP_POST, "/v1/services/{name}/wake", service_wake, BODY_NONE, .action = "service.wake" },
 
         { HTTP_GET, "/v1/services/{name}/rollouts", rollout_list },
         { HTTP_POST, "/v1/services/{name}/rollouts", rollout_create, BODY_JSON, 64 * KiB, "rollout.create" },

@@ -115,6 +115,7 @@ static int append_chunk_size(OutBuffer *b, size_t n) {
 /* ---- clients ---- */
 
 static void client_pump(Client *c);
+static void client_start_attempt(Client *c, const struct sockaddr_in *fixed);
 
 static void client_abort(Client *c) {
         c->dead = true;
@@ -152,9 +153,19 @@ static void proxy_client_left(Proxy *p) {
         }
 }
 
+/* C leaves the hold: its place in the service's queue is free. */
+static void client_unhold(Client *c) {
+        if (!c->held)
+                return;
+        c->held = false;
+        c->deadline = 0;
+        c->proxy->hold_fn(c->proxy->userdata, c->hold_key, false);
+}
+
 void client_free(Client *c) {
         Proxy *p = c->proxy;
 
+        client_unhold(c);
         if (c->up)
                 client_detach_upstream(c); /* still attached: not in the pool */
         if (c->fd >= 0)
@@ -198,7 +209,8 @@ static int out_uint(OutBuffer *b, uint64_t v) {
  * nothing of a backend's response went to the client; otherwise the connection is cut. The
  * answer to HEAD has the head alone: a client reads no body after it, so body bytes would be
  * its next response. */
-static void client_reply_error(Client *c, int status, const char *code, const char *message) {
+static void client_reply_error_retry(Client *c, int status, const char *code, const char *message,
+                                     unsigned retry_after_sec) {
         _cleanup_free_ char *body = NULL;
         OutBuffer *b = &c->to_client;
         json_t *j;
@@ -230,6 +242,11 @@ static void client_reply_error(Client *c, int status, const char *code, const ch
                 r = out_puts(b, "\r\nContent-Type: application/json\r\nContent-Length: ");
         if (r >= 0)
                 r = out_uint(b, strlen(body) + 1);
+        if (r >= 0 && retry_after_sec) {
+                r = out_puts(b, "\r\nRetry-After: ");
+                if (r >= 0)
+                        r = out_uint(b, retry_after_sec);
+        }
         if (r >= 0)
                 r = out_puts(b, "\r\nConnection: close\r\n\r\n");
         if (r >= 0 && !c->is_head) {
@@ -245,6 +262,45 @@ static void client_reply_error(Client *c, int status, const char *code, const ch
         c->resp_head_queued = c->resp_complete = true;
         c->keep_alive = false;
         c->local_reply = true;
+}
+
+static void client_reply_error(Client *c, int status, const char *code, const char *message) {
+        client_reply_error_retry(c, status, code, message, 0);
+}
+
+/* The pick said the service is asleep or waking: C's request waits on its connection, within
+ * the service's bounds (proxy_set_hold). Its wait counts from its first hold, across releases
+ * that hold it again. */
+static void client_hold(Client *c, int key) {
+        Proxy *p = c->proxy;
+
+        if (!p->hold_fn) {
+                client_reply_error_retry(c, 503, "unavailable", "The service is asleep and cannot be woken here.",
+                                         PROXY_HOLD_RETRY_AFTER_SEC);
+                return;
+        }
+        if (!p->hold_fn(p->userdata, key, true)) {
+                client_reply_error_retry(c, 503, "wake_queue_full",
+                                         "The service is waking up and already holds as many requests as it may "
+                                         "(wake_queue); retry shortly.",
+                                         PROXY_HOLD_RETRY_AFTER_SEC);
+                return;
+        }
+        c->held = true;
+        c->hold_key = key;
+        if (!c->hold_deadline)
+                c->hold_deadline = proxy_now() + p->hold_timeout_usec;
+        client_set_deadline(c, c->hold_deadline);
+}
+
+void client_release(Client *c, const char *failure) {
+        if (!c->held)
+                return;
+        client_unhold(c);
+        if (failure)
+                client_reply_error_retry(c, 503, "wake_failed", failure, PROXY_HOLD_RETRY_AFTER_SEC);
+        else
+                client_start_attempt(c, NULL);
 }
 
 static bool client_can_replay(Client *c) {
@@ -290,10 +346,16 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
 
                 if (fixed)
                         addr = *fixed, group = c->group;
-                else if (p->pick(p->userdata, &req, &addr, &group) < 0) {
+                else if ((r = p->pick(p->userdata, &req, &addr, &group)) < 0) {
                         c->group = -1;
                         c->has_backend = false;
-                        client_reply_error(c, 503, "unavailable", "No backend is available for this service.");
+                        if (r == -EAGAIN)
+                                client_hold(c, group);
+                        else if (r == -ENOENT)
+                                client_reply_error(c, 404, "not_found",
+                                                   "No service on this address matches the request's host and path.");
+                        else
+                                client_reply_error(c, 503, "unavailable", "No backend is available for this service.");
                         return;
                 }
                 c->group = group;
@@ -482,6 +544,7 @@ static int client_finish_request(Client *c) {
         }
         c->busy = c->req_complete = c->resp_started = c->resp_head_queued = c->resp_complete = false;
         c->retried_connect = c->retried_pool = c->upstream_reusable = c->local_reply = c->is_head = false;
+        c->hold_deadline = 0;
         c->status = 0;
         c->group = -1;
         http_parser_init(&c->req, HTTP_REQUEST);
@@ -812,7 +875,12 @@ void client_expire(Client *c, uint64_t now) {
         if (!c->deadline || c->deadline > now)
                 return;
         c->deadline = 0;
-        if (!c->busy)
+        if (c->held) {
+                client_unhold(c);
+                client_reply_error_retry(c, 503, "wake_timeout",
+                                         "The service did not wake in time (wake_timeout); retry shortly.",
+                                         PROXY_HOLD_RETRY_AFTER_SEC);
+        } else if (!c->busy)
                 client_abort(c);
         client_run(c);
 }

@@ -31,6 +31,9 @@
  * at most once per PROXY_ACCEPT_LOG_USEC. */
 #define PROXY_ACCEPT_RETRY_USEC (250 * 1000ULL)
 #define PROXY_ACCEPT_LOG_USEC (10 * PROXY_USEC_PER_SEC)
+/* What a client held for a waking service (proxy_set_hold) is told to wait before it retries,
+ * when it is answered 503 (the queue is full, the wait ran out, the wake failed). */
+#define PROXY_HOLD_RETRY_AFTER_SEC 5
 
 typedef struct Client Client;
 typedef struct Upstream Upstream;
@@ -80,6 +83,9 @@ struct Client {
         bool dead, eof;
         bool readable, writable;
         bool draining; /* answered and half-closed: reading what the client still sends */
+        bool held;     /* its request waits for the service to wake (proxy_set_hold) */
+        int hold_key;  /* ...under this key (the pick's) */
+        uint64_t hold_deadline; /* when the wait of its request ends; 0 not held yet */
         uint64_t deadline; /* idle between requests, or draining; 0 while a request runs */
 
         http_parser req, resp;
@@ -132,6 +138,9 @@ struct Proxy {
         uint64_t accept_logged_usec; /* when it last said so */
         unsigned accept_unlogged;    /* pauses since */
         bool freeing;
+        /* Held requests (proxy_set_hold): FN keeps their count, per key. */
+        ProxyHoldFn hold_fn;
+        uint64_t hold_timeout_usec;
         /* client.c's, for upstream.c: an event on, or the deadline of, a client's upstream. */
         void (*upstream_event)(Client *c, Upstream *u, uint32_t revents);
         void (*upstream_timeout)(Client *c);
@@ -199,3 +208,5 @@ void client_upstream_timeout(Client *c);
 void client_backend_gone(Client *c);
 /* Handles C's deadline at NOW (idle or draining: closes). */
 void client_expire(Client *c, uint64_t now);
+/* C's request is held no more: sent to a new pick, or (FAILURE not NULL) answered 503 naming it. */
+void client_release(Client *c, const char *failure);

@@ -1,5 +1,5 @@
 /* The data plane's worker threads (plane.h). A worker owns everything it touches on the request
- * path: its loops, its proxies, its cursors, its counters. What crosses threads goes through
+ * path: its loops, its proxies (one per listener), its cursors (one per service), its counters. What crosses threads goes through
  * three doors only: the routing table pointer (route-table.h), a command queue per worker
  * (control → worker, and acceptor → worker for handed-off connections), and the event queue to
  * control. Each queue is a mutex-guarded list with an eventfd; a poster writes the eventfd only
@@ -20,49 +20,87 @@
 
 typedef struct Worker Worker;
 typedef struct WorkerService WorkerService;
+typedef struct WorkerListener WorkerListener;
+
+/* Services one worker serves at once; a service's index among them is its key in the worker's
+ * requests (the pick's group tag and the hold key), so it stays put while the service is served. */
+#define WORKER_SLOTS 256
+/* Services sharing one listener. */
+#define LISTENER_MAX_SERVICES 64
 
 typedef enum CommandKind {
+        CMD_LISTENER_ADD,
+        CMD_LISTENER_REMOVE,
         CMD_SERVICE_ADD,
         CMD_SERVICE_REMOVE,
         CMD_ADOPT,
         CMD_INFLIGHT,
         CMD_BACKEND_DOWN,
+        CMD_RELEASE,
         CMD_STOP,
 } CommandKind;
 
 typedef struct Command {
         CommandKind kind;
-        PlaneService *service; /* holds a reference (ADD, REMOVE, ADOPT) */
-        int fd;                /* ADOPT */
+        PlaneService *service;   /* holds a reference (SERVICE_*, RELEASE) */
+        PlaneListener *listener; /* holds a reference (LISTENER_*, ADOPT) */
+        int fd;                  /* ADOPT */
         struct sockaddr_in addr; /* ADOPT: the peer; INFLIGHT, BACKEND_DOWN: the backend */
         uint64_t cookie;
+        char *failure; /* RELEASE: why the wake failed; NULL it woke */
         struct Command *next;
 } Command;
 
-/* One service as one worker serves it. Only that worker touches PROXY and CURSOR; METRICS are
- * written by it and read by control. */
+/* One service as one worker serves it. Only that worker touches CURSOR; METRICS and
+ * LAST_REQUEST are written by it and read by control. */
 struct WorkerService {
         PlaneService *service;
         Worker *worker;
-        Proxy *proxy; /* NULL until the worker added it, and after it removed it */
+        WorkerListener *listener; /* the worker's side of the service's listener, while served */
+        int slot;                 /* in the worker's slot table; -1 when not served */
         RouteCursor cursor;
         LiveMetrics metrics;
-        ProxyStats stats; /* the proxy's counters (proxy_set_stats): kept here, where control reads them */
-        WorkerService *next_active; /* the worker's list of services it serves */
+        _Atomic uint64_t last_request; /* proxy_now() of the last pick or outcome; written by the worker */
+        uint64_t wake_asked;           /* the worker's: the table generation it asked a wake for (0 none) */
+};
+
+/* One listener as one worker serves it: its Proxy (the client state machines of every service on
+ * the listener) and the services it routes to. Only that worker touches it. */
+struct WorkerListener {
+        PlaneListener *listener;
+        Worker *worker;
+        Proxy *proxy; /* NULL until the worker added it, and after it removed it */
+        /* The proxy's counters (proxy_set_stats): kept here, where control reads them. Connections
+         * and bytes are the listener's, shared by the services on it. */
+        ProxyStats stats;
+        WorkerService *services[LISTENER_MAX_SERVICES];
+        size_t n_services;
+        WorkerListener *next_active; /* the worker's list of listeners it serves */
+};
+
+struct PlaneListener {
+        ProxyPlane *plane;
+        atomic_uint n_ref;
+        int fd;
+        unsigned port;
+        unsigned acceptor;    /* the worker that accepts */
+        unsigned next_target; /* the acceptor's: who gets the next connection */
+        uint64_t hold_timeout_usec; /* the plane's when it was added; 0: no holding */
+        WorkerListener *wl;   /* one per worker */
 };
 
 struct PlaneService {
         ProxyPlane *plane;
         atomic_uint n_ref;
         char *name;
-        int fd;
-        unsigned port;
-        unsigned acceptor;    /* the worker that accepts */
-        unsigned next_target; /* the acceptor's: who gets the next connection */
+        PlaneListener *listener; /* a reference */
+        bool own_listener;       /* made for it by proxy_plane_service_add(): removed with it */
         void *userdata;
         bool removed; /* control's: proxy_plane_service_remove() was called (events for it are dropped) */
         RouteSlot slot;
         WorkerService *ws; /* one per worker */
+        _Atomic unsigned held; /* requests held over every worker... */
+        unsigned hold_limit;   /* ...at most (wake_queue; the plane's when it joined) */
 };
 
 struct Worker {
@@ -75,7 +113,8 @@ struct Worker {
         Command *inbox, **inbox_tail;
         sd_event *event;
         ProxyLoop *loop;
-        WorkerService *active;
+        WorkerListener *listeners;
+        WorkerService *slots[WORKER_SLOTS];
         bool stop;
 };
 
@@ -89,6 +128,8 @@ struct ProxyPlane {
         Worker *workers;
         unsigned next_acceptor;
         uint64_t connect_timeout_usec, response_head_timeout_usec;
+        unsigned hold_limit; /* 0: no holding */
+        uint64_t hold_timeout_usec;
         PlaneEventFn fn;
         void *userdata;
         /* worker → control */
@@ -118,10 +159,23 @@ static PlaneService *service_ref(PlaneService *s) {
         return s;
 }
 
+static PlaneListener *listener_ref(PlaneListener *l) {
+        atomic_fetch_add_explicit(&l->n_ref, 1, memory_order_relaxed);
+        return l;
+}
+
+static void listener_unref(PlaneListener *l) {
+        if (!l || atomic_fetch_sub_explicit(&l->n_ref, 1, memory_order_acq_rel) != 1)
+                return;
+        free(l->wl);
+        free(l);
+}
+
 static void service_unref(PlaneService *s) {
         if (!s || atomic_fetch_sub_explicit(&s->n_ref, 1, memory_order_acq_rel) != 1)
                 return;
         route_slot_done(&s->slot);
+        listener_unref(s->listener);
         free(s->ws);
         free(s->name);
         free(s);
@@ -142,14 +196,15 @@ static void worker_post(Worker *w, Command *c) {
                 eventfd_wake(w->inbox_fd);
 }
 
-static int command_post(Worker *w, CommandKind kind, PlaneService *s, int fd, const struct sockaddr_in *addr,
-                        uint64_t cookie) {
+static int command_post(Worker *w, CommandKind kind, PlaneService *s, PlaneListener *l, int fd,
+                        const struct sockaddr_in *addr, uint64_t cookie) {
         Command *c = calloc(1, sizeof *c);
 
         if (!c)
                 return -ENOMEM;
         c->kind = kind;
         c->service = s ? service_ref(s) : NULL;
+        c->listener = l ? listener_ref(l) : NULL;
         c->fd = fd;
         if (addr)
                 c->addr = *addr;
@@ -202,19 +257,76 @@ static int on_events(sd_event_source *src, int fd, uint32_t revents, void *userd
 
 /* ---- the request path (worker threads) ---- */
 
-static int on_pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
-        WorkerService *ws = userdata;
-
-        route_cursor_sync(&ws->cursor, &ws->service->slot);
-        return route_pick(&ws->cursor, req, ret_backend, ret_group);
+/* A relaxed store of the worker's own value: no locked instruction on the request path. */
+static void note_request(WorkerService *ws) {
+        atomic_store_explicit(&ws->last_request, proxy_now(), memory_order_relaxed);
 }
 
-static void on_done(void *userdata, int group, const struct sockaddr_in *backend, int status, uint64_t latency_usec) {
-        WorkerService *ws = userdata;
+/* The pick's group tag: the service's slot and the version group. */
+static int group_tag(const WorkerService *ws, int group) {
+        return ws->slot * _SPLIT_GROUP_MAX + group;
+}
+
+static WorkerService *slot_service(Worker *w, int slot) {
+        return slot >= 0 && slot < WORKER_SLOTS ? w->slots[slot] : NULL;
+}
+
+/* The service of WL that REQ is for: the most specific match (util/match.h), first added on a
+ * tie (the API refuses ties). NULL: none matches. */
+static WorkerService *listener_route(WorkerListener *wl, const ProxyRequest *req) {
+        WorkerService *best = NULL;
+        long best_score = -1;
+
+        for (size_t i = 0; i < wl->n_services; i++) {
+                WorkerService *ws = wl->services[i];
+                long score;
+
+                route_cursor_sync(&ws->cursor, &ws->service->slot);
+                /* No table yet: it takes what nothing else claims (and answers 503). */
+                score = ws->cursor.table ? route_table_match(ws->cursor.table, req) : 0;
+                if (score > best_score) {
+                        best = ws;
+                        best_score = score;
+                }
+        }
+        return best;
+}
+
+static int on_pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group) {
+        WorkerListener *wl = userdata;
+        WorkerService *ws = listener_route(wl, req);
+        const RouteTable *t;
+        int r, group = -1;
+
+        if (!ws)
+                return wl->n_services > 0 ? -ENOENT : -EHOSTUNREACH;
+        note_request(ws);
+        r = route_pick(&ws->cursor, req, ret_backend, &group);
+        if (r == 0)
+                *ret_group = group_tag(ws, group);
+        t = ws->cursor.table;
+        if (r != -EHOSTUNREACH || !t || !t->hold)
+                return r;
+        /* Asleep or waking: the request waits, and control hears of it once per table (and
+         * again after each release). */
+        if (ws->wake_asked != t->generation) {
+                PlaneEvent e = {.kind = PLANE_EVENT_WAKE, .service = ws->service, .worker = ws->worker->index};
+                ws->wake_asked = t->generation;
+                event_post(ws->worker->plane, &e);
+        }
+        *ret_group = ws->slot; /* the hold's key */
+        return -EAGAIN;
+}
+
+static void on_done(void *userdata, int tag, const struct sockaddr_in *backend, int status, uint64_t latency_usec) {
+        WorkerListener *wl = userdata;
+        WorkerService *ws = tag >= 0 ? slot_service(wl->worker, tag / _SPLIT_GROUP_MAX) : NULL;
+        int group = tag % _SPLIT_GROUP_MAX;
         bool failed = status == 0 || status >= 500;
 
-        if (group < 0 || group >= _SPLIT_GROUP_MAX)
-                return;
+        if (!ws)
+                return; /* no service was picked (503, 404), or it is gone since */
+        note_request(ws);
         live_metrics_record(&ws->metrics, (SplitGroup) group, status, latency_usec);
         if (route_outcome(&ws->cursor, group, backend, failed)) {
                 PlaneEvent e = {.kind = PLANE_EVENT_EJECT, .service = ws->service, .worker = ws->worker->index,
@@ -223,50 +335,112 @@ static void on_done(void *userdata, int group, const struct sockaddr_in *backend
         }
 }
 
+/* The bound of held requests, per service over every worker: one atomic counter, touched only
+ * when a request is held or leaves the hold. */
+static bool on_hold(void *userdata, int key, bool enter) {
+        WorkerListener *wl = userdata;
+        WorkerService *ws = slot_service(wl->worker, key);
+        PlaneService *s = ws ? ws->service : NULL;
+
+        if (!s)
+                return false;
+        if (!enter) {
+                atomic_fetch_sub_explicit(&s->held, 1, memory_order_relaxed);
+                return true;
+        }
+        if (atomic_fetch_add_explicit(&s->held, 1, memory_order_relaxed) < s->hold_limit)
+                return true;
+        atomic_fetch_sub_explicit(&s->held, 1, memory_order_relaxed);
+        return false;
+}
+
 /* The acceptor: every connection goes to the workers in turn, this one included. */
 static bool on_accept_hand_off(void *userdata, int fd, const struct sockaddr_in *peer) {
-        WorkerService *ws = userdata;
-        PlaneService *s = ws->service;
-        ProxyPlane *p = s->plane;
-        unsigned target = s->next_target++ % p->n_workers;
+        WorkerListener *wl = userdata;
+        PlaneListener *l = wl->listener;
+        ProxyPlane *p = l->plane;
+        unsigned target = l->next_target++ % p->n_workers;
 
-        if (target == ws->worker->index)
+        if (target == wl->worker->index)
                 return false;
-        if (command_post(&p->workers[target], CMD_ADOPT, s, fd, peer, 0) < 0)
+        if (command_post(&p->workers[target], CMD_ADOPT, NULL, l, fd, peer, 0) < 0)
                 return false; /* serve it here rather than drop it */
         return true;
 }
 
 /* ---- commands, on the worker ---- */
 
-static void worker_service_add(Worker *w, PlaneService *s) {
-        WorkerService *ws = &s->ws[w->index];
+static void worker_listener_add(Worker *w, PlaneListener *l) {
+        WorkerListener *wl = &l->wl[w->index];
         ProxyPlane *p = w->plane;
-        bool acceptor = s->acceptor == w->index;
+        bool acceptor = l->acceptor == w->index;
         int r;
 
-        route_cursor_init(&ws->cursor);
-        r = proxy_new_on_loop(w->loop, acceptor ? s->fd : -1, on_pick, on_done, ws, &ws->proxy);
+        r = proxy_new_on_loop(w->loop, acceptor ? l->fd : -1, on_pick, on_done, wl, &wl->proxy);
         if (r < 0) {
-                log_error_errno(r, "Service %s: proxy worker %u cannot serve it", s->name, w->index);
+                log_error_errno(r, "Proxy worker %u cannot serve the listener on port %u", w->index, l->port);
                 return;
         }
-        proxy_set_stats(ws->proxy, &ws->stats);
-        proxy_set_timeouts(ws->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
+        proxy_set_stats(wl->proxy, &wl->stats);
+        proxy_set_timeouts(wl->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
+        if (l->hold_timeout_usec > 0)
+                proxy_set_hold(wl->proxy, l->hold_timeout_usec, on_hold);
         if (acceptor && p->n_workers > 1)
-                proxy_set_accept_hook(ws->proxy, on_accept_hand_off);
-        ws->next_active = w->active;
-        w->active = ws;
+                proxy_set_accept_hook(wl->proxy, on_accept_hand_off);
+        wl->next_active = w->listeners;
+        w->listeners = wl;
+        listener_ref(l); /* the worker's own, dropped at CMD_LISTENER_REMOVE or the stop */
+}
+
+static void worker_listener_drop(Worker *w, WorkerListener *wl) {
+        for (WorkerListener **q = &w->listeners; *q; q = &(*q)->next_active)
+                if (*q == wl) {
+                        *q = wl->next_active;
+                        break;
+                }
+        wl->proxy = proxy_free(wl->proxy);
+        listener_unref(wl->listener);
+}
+
+static void worker_service_add(Worker *w, PlaneService *s) {
+        WorkerService *ws = &s->ws[w->index];
+        WorkerListener *wl = &s->listener->wl[w->index];
+        int slot = -1;
+
+        if (!wl->proxy || wl->n_services == LISTENER_MAX_SERVICES) {
+                log_error("Service %s: proxy worker %u cannot serve it (its listener is not served here, or full)",
+                          s->name, w->index);
+                return;
+        }
+        for (int i = 0; i < WORKER_SLOTS && slot < 0; i++)
+                if (!w->slots[i])
+                        slot = i;
+        if (slot < 0) {
+                log_error("Service %s: proxy worker %u serves %d services already", s->name, w->index, WORKER_SLOTS);
+                return;
+        }
+        route_cursor_init(&ws->cursor);
+        ws->slot = slot;
+        ws->listener = wl;
+        w->slots[slot] = ws;
+        wl->services[wl->n_services++] = ws;
         service_ref(s); /* the worker's own, dropped at CMD_SERVICE_REMOVE or the stop */
 }
 
 static void worker_service_drop(Worker *w, WorkerService *ws) {
-        for (WorkerService **q = &w->active; *q; q = &(*q)->next_active)
-                if (*q == ws) {
-                        *q = ws->next_active;
+        WorkerListener *wl = ws->listener;
+
+        /* What it holds is answered now: its hold counter goes with it. */
+        proxy_release_held(wl->proxy, ws->slot, "The service was removed.");
+        for (size_t i = 0; i < wl->n_services; i++)
+                if (wl->services[i] == ws) {
+                        memmove(wl->services + i, wl->services + i + 1, (wl->n_services - i - 1) * sizeof *wl->services);
+                        wl->n_services--;
                         break;
                 }
-        ws->proxy = proxy_free(ws->proxy);
+        w->slots[ws->slot] = NULL;
+        ws->slot = -1;
+        ws->listener = NULL;
         route_cursor_done(&ws->cursor);
         service_unref(ws->service);
 }
@@ -274,38 +448,55 @@ static void worker_service_drop(Worker *w, WorkerService *ws) {
 static void worker_inflight(Worker *w, const struct sockaddr_in *backend, uint64_t cookie) {
         PlaneEvent e = {.kind = PLANE_EVENT_INFLIGHT, .worker = w->index, .backend = *backend, .cookie = cookie};
 
-        for (WorkerService *ws = w->active; ws; ws = ws->next_active) {
-                /* The newest tables first: what they leave out gets nothing new from here on. */
-                route_cursor_sync(&ws->cursor, &ws->service->slot);
-                e.count += proxy_backend_inflight(ws->proxy, backend);
-        }
+        /* The newest tables first: what they leave out gets nothing new from here on. */
+        for (int i = 0; i < WORKER_SLOTS; i++)
+                if (w->slots[i])
+                        route_cursor_sync(&w->slots[i]->cursor, &w->slots[i]->service->slot);
+        for (WorkerListener *wl = w->listeners; wl; wl = wl->next_active)
+                e.count += proxy_backend_inflight(wl->proxy, backend);
         event_post(w->plane, &e);
 }
 
 static void worker_command(Worker *w, Command *c) {
         WorkerService *ws = c->service ? &c->service->ws[w->index] : NULL;
+        WorkerListener *wl = c->listener ? &c->listener->wl[w->index] : NULL;
 
         switch (c->kind) {
+        case CMD_LISTENER_ADD:
+                worker_listener_add(w, c->listener);
+                break;
+        case CMD_LISTENER_REMOVE:
+                if (wl->proxy)
+                        worker_listener_drop(w, wl);
+                break;
         case CMD_SERVICE_ADD:
                 worker_service_add(w, c->service);
                 break;
         case CMD_SERVICE_REMOVE:
-                if (ws->proxy)
+                if (ws->listener)
                         worker_service_drop(w, ws);
                 break;
         case CMD_ADOPT:
-                if (ws->proxy)
-                        (void) proxy_add_client(ws->proxy, c->fd, &c->addr);
+                if (wl->proxy)
+                        (void) proxy_add_client(wl->proxy, c->fd, &c->addr);
                 else
-                        close(c->fd); /* the service went meanwhile */
+                        close(c->fd); /* the listener went meanwhile */
                 break;
         case CMD_INFLIGHT:
                 worker_inflight(w, &c->addr, c->cookie);
                 break;
         case CMD_BACKEND_DOWN:
-                for (WorkerService *a = w->active; a; a = a->next_active) {
-                        route_cursor_sync(&a->cursor, &a->service->slot);
+                for (int i = 0; i < WORKER_SLOTS; i++)
+                        if (w->slots[i])
+                                route_cursor_sync(&w->slots[i]->cursor, &w->slots[i]->service->slot);
+                for (WorkerListener *a = w->listeners; a; a = a->next_active)
                         proxy_backend_down(a->proxy, &c->addr);
+                break;
+        case CMD_RELEASE:
+                if (ws->listener) {
+                        ws->wake_asked = 0; /* the next held request asks again */
+                        route_cursor_sync(&ws->cursor, &c->service->slot);
+                        proxy_release_held(ws->listener->proxy, ws->slot, c->failure);
                 }
                 break;
         case CMD_STOP:
@@ -314,6 +505,8 @@ static void worker_command(Worker *w, Command *c) {
         }
         if (c->service)
                 service_unref(c->service);
+        listener_unref(c->listener);
+        free(c->failure);
         free(c);
 }
 
@@ -369,8 +562,11 @@ static void *worker_main(void *arg) {
                         while (!w->stop && sd_event_run(w->event, 0) > 0)
                                 ;
         }
-        while (w->active)
-                worker_service_drop(w, w->active);
+        for (int i = 0; i < WORKER_SLOTS; i++)
+                if (w->slots[i])
+                        worker_service_drop(w, w->slots[i]);
+        while (w->listeners)
+                worker_listener_drop(w, w->listeners);
         w->loop = proxy_loop_unref(w->loop);
         w->event = sd_event_unref(w->event);
         return NULL;
@@ -437,7 +633,7 @@ ProxyPlane *proxy_plane_free(ProxyPlane *p) {
                 return NULL;
         for (unsigned i = 0; i < p->n_workers; i++)
                 if (p->workers[i].started)
-                        (void) command_post(&p->workers[i], CMD_STOP, NULL, -1, NULL, 0);
+                        (void) command_post(&p->workers[i], CMD_STOP, NULL, NULL, -1, NULL, 0);
         for (unsigned i = 0; i < p->n_workers; i++) {
                 Worker *w = &p->workers[i];
                 if (w->started)
@@ -449,6 +645,8 @@ ProxyPlane *proxy_plane_free(ProxyPlane *p) {
                                 close(c->fd);
                         if (c->service)
                                 service_unref(c->service);
+                        listener_unref(c->listener);
+                        free(c->failure);
                         free(c);
                 }
                 if (w->inbox_fd >= 0)
@@ -474,39 +672,98 @@ unsigned proxy_plane_threads(const ProxyPlane *p) {
         return p->n_workers;
 }
 
-int proxy_plane_service_add(ProxyPlane *p, const char *name, int fd, void *userdata, PlaneService **ret) {
+int proxy_plane_listener_add(ProxyPlane *p, int fd, PlaneListener **ret) {
         struct sockaddr_in sa;
         socklen_t len = sizeof sa;
-        PlaneService *s;
+        PlaneListener *l = calloc(1, sizeof *l);
 
-        s = calloc(1, sizeof *s);
+        if (!l || !(l->wl = calloc(p->n_workers, sizeof *l->wl))) {
+                free(l);
+                close(fd);
+                return -ENOMEM;
+        }
+        l->plane = p;
+        atomic_init(&l->n_ref, 1);
+        l->fd = fd;
+        l->hold_timeout_usec = p->hold_limit > 0 ? p->hold_timeout_usec : 0;
+        if (getsockname(fd, (struct sockaddr *) &sa, &len) == 0 && sa.sin_family == AF_INET)
+                l->port = ntohs(sa.sin_port);
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                l->wl[i].listener = l;
+                l->wl[i].worker = &p->workers[i];
+        }
+        /* Listeners spread their accepting over the workers. The acceptor is told last, so a
+         * connection it hands over never reaches a worker before that worker has the listener. */
+        l->acceptor = p->next_acceptor++ % p->n_workers;
+        for (unsigned k = 1; k <= p->n_workers; k++) {
+                unsigned i = (l->acceptor + k) % p->n_workers;
+                if (command_post(&p->workers[i], CMD_LISTENER_ADD, NULL, l, -1, NULL, 0) < 0)
+                        log_oom(); /* that worker does not serve it; the others do */
+        }
+        *ret = l;
+        return 0;
+}
+
+void proxy_plane_listener_remove(PlaneListener *l) {
+        ProxyPlane *p;
+
+        if (!l)
+                return;
+        p = l->plane;
+        for (unsigned i = 0; i < p->n_workers; i++)
+                (void) command_post(&p->workers[i], CMD_LISTENER_REMOVE, NULL, l, -1, NULL, 0);
+        listener_unref(l);
+}
+
+unsigned proxy_plane_listener_port(const PlaneListener *l) {
+        return l->port;
+}
+
+int proxy_plane_listener_fd(const PlaneListener *l) {
+        return l->fd;
+}
+
+int proxy_plane_service_join(ProxyPlane *p, const char *name, PlaneListener *l, void *userdata, PlaneService **ret) {
+        PlaneService *s = calloc(1, sizeof *s);
+
         if (!s || !(s->name = strdup(name)) || !(s->ws = calloc(p->n_workers, sizeof *s->ws))) {
                 if (s)
                         free(s->name);
                 free(s);
-                close(fd);
                 return -ENOMEM;
         }
         s->plane = p;
         atomic_init(&s->n_ref, 1);
-        s->fd = fd;
+        s->listener = listener_ref(l);
         s->userdata = userdata;
-        if (getsockname(fd, (struct sockaddr *) &sa, &len) == 0 && sa.sin_family == AF_INET)
-                s->port = ntohs(sa.sin_port);
+        s->hold_limit = p->hold_limit;
         route_slot_init(&s->slot);
         for (unsigned i = 0; i < p->n_workers; i++) {
                 s->ws[i].service = s;
                 s->ws[i].worker = &p->workers[i];
+                s->ws[i].slot = -1;
         }
-        /* Services spread their accepting over the workers. The acceptor is told last, so a
-         * connection it hands over never reaches a worker before that worker has the service. */
-        s->acceptor = p->next_acceptor++ % p->n_workers;
-        for (unsigned k = 1; k <= p->n_workers; k++) {
-                unsigned i = (s->acceptor + k) % p->n_workers;
-                if (command_post(&p->workers[i], CMD_SERVICE_ADD, s, -1, NULL, 0) < 0)
+        /* After the listener's own commands on every worker's queue, so it is there first. */
+        for (unsigned i = 0; i < p->n_workers; i++)
+                if (command_post(&p->workers[i], CMD_SERVICE_ADD, s, NULL, -1, NULL, 0) < 0)
                         log_oom(); /* that worker does not serve it; the others do */
-        }
         *ret = s;
+        return 0;
+}
+
+int proxy_plane_service_add(ProxyPlane *p, const char *name, int fd, void *userdata, PlaneService **ret) {
+        PlaneListener *l;
+        int r = proxy_plane_listener_add(p, fd, &l);
+
+        if (r < 0)
+                return r;
+        r = proxy_plane_service_join(p, name, l, userdata, ret);
+        if (r < 0) {
+                proxy_plane_listener_remove(l);
+                return r;
+        }
+        (*ret)->own_listener = true;
+        listener_unref(l); /* the service holds it */
         return 0;
 }
 
@@ -518,7 +775,10 @@ void proxy_plane_service_remove(PlaneService *s) {
         p = s->plane;
         s->removed = true;
         for (unsigned i = 0; i < p->n_workers; i++)
-                (void) command_post(&p->workers[i], CMD_SERVICE_REMOVE, s, -1, NULL, 0);
+                (void) command_post(&p->workers[i], CMD_SERVICE_REMOVE, s, NULL, -1, NULL, 0);
+        if (s->own_listener)
+                for (unsigned i = 0; i < p->n_workers; i++)
+                        (void) command_post(&p->workers[i], CMD_LISTENER_REMOVE, NULL, s->listener, -1, NULL, 0);
         service_unref(s);
 }
 
@@ -531,15 +791,52 @@ const char *proxy_plane_service_name(const PlaneService *s) {
 }
 
 unsigned proxy_plane_service_port(const PlaneService *s) {
-        return s->port;
+        return s->listener->port;
 }
 
 int proxy_plane_service_fd(const PlaneService *s) {
-        return s->fd;
+        return s->listener->fd;
 }
 
 void proxy_plane_publish(PlaneService *s, RouteTable *t) {
         route_slot_publish(&s->slot, t);
+}
+
+void proxy_plane_set_hold(ProxyPlane *p, unsigned limit, uint64_t timeout_usec) {
+        p->hold_limit = limit;
+        p->hold_timeout_usec = timeout_usec;
+}
+
+void proxy_plane_release(PlaneService *s, const char *failure) {
+        ProxyPlane *p = s->plane;
+
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                Command *c = calloc(1, sizeof *c);
+                if (!c || (failure && !(c->failure = strdup(failure)))) {
+                        free(c);
+                        log_oom(); /* that worker's held requests wait out their timeout */
+                        continue;
+                }
+                c->kind = CMD_RELEASE;
+                c->service = service_ref(s);
+                c->fd = -1;
+                worker_post(&p->workers[i], c);
+        }
+}
+
+uint64_t proxy_plane_last_request(PlaneService *s) {
+        uint64_t last = 0;
+
+        for (unsigned i = 0; i < s->plane->n_workers; i++) {
+                uint64_t t = atomic_load_explicit(&s->ws[i].last_request, memory_order_relaxed);
+                if (t > last)
+                        last = t;
+        }
+        return last;
+}
+
+unsigned proxy_plane_held(PlaneService *s) {
+        return atomic_load_explicit(&s->held, memory_order_relaxed);
 }
 
 void proxy_plane_metrics(PlaneService *s, ProxyMetrics *ret) {
@@ -557,7 +854,7 @@ void proxy_plane_worker_metrics(PlaneService *s, unsigned worker, ProxyMetrics *
 void proxy_plane_stats(PlaneService *s, PlaneStats *ret) {
         *ret = (PlaneStats) {};
         for (unsigned i = 0; i < s->plane->n_workers; i++) {
-                const ProxyStats *st = &s->ws[i].stats;
+                const ProxyStats *st = &s->listener->wl[i].stats;
                 uint64_t accepted = atomic_load_explicit(&st->clients_accepted, memory_order_relaxed);
                 uint64_t closed = atomic_load_explicit(&st->clients_closed, memory_order_relaxed);
                 ret->connections_open += accepted > closed ? accepted - closed : 0;
@@ -579,12 +876,12 @@ uint64_t proxy_plane_worker_requests(PlaneService *s, unsigned worker) {
 
 void proxy_plane_inflight_query(ProxyPlane *p, const struct sockaddr_in *backend, uint64_t cookie) {
         for (unsigned i = 0; i < p->n_workers; i++)
-                (void) command_post(&p->workers[i], CMD_INFLIGHT, NULL, -1, backend, cookie);
+                (void) command_post(&p->workers[i], CMD_INFLIGHT, NULL, NULL, -1, backend, cookie);
 }
 
 void proxy_plane_backend_down(ProxyPlane *p, const struct sockaddr_in *backend) {
         for (unsigned i = 0; i < p->n_workers; i++)
-                (void) command_post(&p->workers[i], CMD_BACKEND_DOWN, NULL, -1, backend, 0);
+                (void) command_post(&p->workers[i], CMD_BACKEND_DOWN, NULL, NULL, -1, backend, 0);
 }
 
 void proxy_plane_set_timeouts(ProxyPlane *p, uint64_t connect_usec, uint64_t response_head_usec) {

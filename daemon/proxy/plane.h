@@ -9,9 +9,11 @@
  * queue whose eventfd wakes the control loop; control sends them commands through a queue per
  * worker, each with its own eventfd.
  *
- * Listening: one socket per service (the one kept in systemd's fd store across restarts),
- * accepted by one worker, which hands each new connection to the next worker in turn. See
- * docs/design/traffic.md for why that and not SO_REUSEPORT.
+ * Listening: one socket per listen address (the one kept in systemd's fd store across
+ * restarts), accepted by one worker, which hands each new connection to the next worker in
+ * turn. See docs/design/traffic.md for why that and not SO_REUSEPORT. Several services may share
+ * a listener: each request goes to the one whose match (route-table.h, util/match.h) is the most
+ * specific, and one that matches none gets a JSON 404.
  *
  * Threads: every call here is for the control thread, except where said. */
 #pragma once
@@ -25,15 +27,17 @@
 
 typedef struct ProxyPlane ProxyPlane;
 typedef struct PlaneService PlaneService;
+typedef struct PlaneListener PlaneListener;
 
 typedef enum PlaneEventKind {
         PLANE_EVENT_EJECT,    /* BACKEND in GROUP failed ROUTE_EJECT_AFTER_FAILURES requests in a row on a worker */
         PLANE_EVENT_INFLIGHT, /* a worker's answer to proxy_plane_inflight_query(): COUNT requests to BACKEND */
+        PLANE_EVENT_WAKE,     /* a worker holds a request for SERVICE, whose table says hold: wake it */
 } PlaneEventKind;
 
 typedef struct PlaneEvent {
         PlaneEventKind kind;
-        PlaneService *service; /* EJECT: whose table; valid during the call */
+        PlaneService *service; /* EJECT, WAKE: whose table; valid during the call */
         unsigned worker;
         int group;
         struct sockaddr_in backend;
@@ -50,11 +54,21 @@ int proxy_plane_new(sd_event *control, unsigned threads, PlaneEventFn fn, void *
 ProxyPlane *proxy_plane_free(ProxyPlane *p);
 unsigned proxy_plane_threads(const ProxyPlane *p);
 
-/* Serves listening socket FD (taken, also on failure) for service NAME, routing by the tables
+/* Serves listening socket FD (taken, also on failure) for the services that join it. */
+int proxy_plane_listener_add(ProxyPlane *p, int fd, PlaneListener **ret);
+/* Stops serving it: the socket and its connections close on every worker (asynchronously).
+ * Remove the services that joined it first. */
+void proxy_plane_listener_remove(PlaneListener *l);
+unsigned proxy_plane_listener_port(const PlaneListener *l);
+int proxy_plane_listener_fd(const PlaneListener *l);
+/* Serves service NAME on listener L (with the others that joined it), routing by the tables
  * published to the returned service (none yet: 503). USERDATA is the caller's, kept with it. */
+int proxy_plane_service_join(ProxyPlane *p, const char *name, PlaneListener *l, void *userdata, PlaneService **ret);
+/* A listener of its own for the service: listening socket FD (taken, also on failure). */
 int proxy_plane_service_add(ProxyPlane *p, const char *name, int fd, void *userdata, PlaneService **ret);
-/* Stops serving: the listener and every connection of the service close on every worker (after
- * this returns, asynchronously); the service's memory goes with the last worker's reference. */
+/* Stops serving the service on every worker (asynchronously; requests it holds are answered
+ * 503), and its own listener with it (proxy_plane_service_add); the service's memory goes with
+ * the last worker's reference. */
 void proxy_plane_service_remove(PlaneService *s);
 void *proxy_plane_service_userdata(const PlaneService *s);
 const char *proxy_plane_service_name(const PlaneService *s);
@@ -64,10 +78,25 @@ int proxy_plane_service_fd(const PlaneService *s);
 /* Publishes T (the caller's reference is taken): every worker routes with it from its next
  * pick on. */
 void proxy_plane_publish(PlaneService *s, RouteTable *t);
+/* Holding requests while a service wakes (a table with hold set and no usable guest): at most
+ * LIMIT held per service over every worker, each at most TIMEOUT_USEC (proxy_set_hold). For
+ * listeners and services added from now on (the workers never read it); without it a held
+ * request is answered 503 at once. */
+void proxy_plane_set_hold(ProxyPlane *p, unsigned limit, uint64_t timeout_usec);
+/* The service's held requests go to a new pick on every worker, after taking the newest table
+ * (FAILURE NULL: it woke), or are answered 503 naming FAILURE. A worker asks to wake the service
+ * again (PLANE_EVENT_WAKE) at the next request it holds. */
+void proxy_plane_release(PlaneService *s, const char *failure);
+/* When the last request of the service was picked or ended, on any worker: proxy_now()'s
+ * clock (monotonic µs), 0 when none yet. Each worker writes its own; this merges. */
+uint64_t proxy_plane_last_request(PlaneService *s);
+/* Requests the service holds now, over every worker. */
+unsigned proxy_plane_held(PlaneService *s);
 /* The service's counters, every worker's merged, into *RET (overwritten). */
 void proxy_plane_metrics(PlaneService *s, ProxyMetrics *ret);
 /* The service's connection and byte counters, every worker's summed (relaxed reads: each is
- * exact as of some moment during the call). */
+ * exact as of some moment during the call). They are its listener's: services that share one
+ * report the same. */
 typedef struct PlaneStats {
         uint64_t connections_open, connections_accepted;
         uint64_t bytes_received, bytes_sent;

@@ -18,6 +18,11 @@ const char *proxy_request_header(const ProxyRequest *req, const char *name, size
         return head_header(req->head, name, ret_len);
 }
 
+const char *proxy_request_target(const ProxyRequest *req, size_t *ret_len) {
+        *ret_len = req->head->first_len;
+        return req->head->store;
+}
+
 const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len) {
         return head_cookie(req->head, name, ret_len);
 }
@@ -279,6 +284,31 @@ const ProxyStats *proxy_get_stats(const Proxy *p) {
 
 void proxy_set_stats(Proxy *p, ProxyStats *stats) {
         p->stats = stats ? stats : &p->own_stats;
+}
+
+void proxy_set_hold(Proxy *p, uint64_t timeout_usec, ProxyHoldFn fn) {
+        p->hold_fn = fn;
+        p->hold_timeout_usec = timeout_usec;
+}
+
+void proxy_release_held(Proxy *p, int key, const char *failure) {
+        Client *next;
+
+        for (Client *c = p->clients; c; c = next) {
+                next = c->next; /* client_run() may free C, never another client */
+                if (!c->held || (key >= 0 && c->hold_key != key))
+                        continue;
+                client_release(c, failure);
+                client_run(c);
+        }
+}
+
+unsigned proxy_held(const Proxy *p) {
+        unsigned n = 0;
+
+        for (const Client *c = p->clients; c; c = c->next)
+                n += c->held;
+        return n;
 }
 
 /* ADDR is BACKEND, or one of its ports when BACKEND's port is 0. */

@@ -25,6 +25,9 @@ typedef struct ProxyRequest ProxyRequest;
  * whitespace, and its length in *RET_LEN (required): NOT NUL-terminated, it points into the
  * proxy's copy of the request head and is valid only during the pick call. NULL when absent. */
 const char *proxy_request_header(const ProxyRequest *req, const char *name, size_t *ret_len);
+/* The request target as sent ("/v2/items?x=1"), with the same lifetime and termination as
+ * proxy_request_header(); its length in *RET_LEN. */
+const char *proxy_request_target(const ProxyRequest *req, size_t *ret_len);
 /* The value of the first cookie named exactly NAME (case-sensitive) in the request's Cookie
  * header fields ("a=1; b=2", several fields searched in order), as sent (quotes kept), with the
  * same lifetime and termination as proxy_request_header(). NULL when absent. */
@@ -32,8 +35,11 @@ const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size
 
 /* Chooses the backend for one request: returns 0 and fills *ret_backend and *ret_group (an
  * opaque tag handed back to ProxyDoneFn), or <0 when nothing can serve, which answers the
- * client 503. REQ is the request (see above). Called again (once) when an idempotent request
- * could not connect, with the same request, still readable. */
+ * client 503; -EAGAIN holds the request instead (its service is asleep or waking: see
+ * proxy_set_hold; *ret_group is then the hold's key), and -ENOENT answers 404 (no service on a
+ * shared listener matches it).
+ * REQ is the request (see above). Called again (once) when an idempotent request could not
+ * connect, with the same request, still readable, and again for a held request released. */
 typedef int (*ProxyPickFn)(void *userdata, const ProxyRequest *req, struct sockaddr_in *ret_backend,
                            int *ret_group);
 
@@ -81,6 +87,18 @@ void proxy_set_accept_hook(Proxy *p, ProxyAcceptFn fn);
 int proxy_add_client(Proxy *p, int fd, const struct sockaddr_in *peer);
 /* The listening socket (to hand to systemd's file descriptor store); the proxy keeps owning it. */
 int proxy_get_fd(const Proxy *p);
+/* Whether one more request may be held under KEY (ENTER), or one held under KEY left the hold
+ * (!ENTER; the return value is ignored then). The caller keeps the count and the bound. */
+typedef bool (*ProxyHoldFn)(void *userdata, int key, bool enter);
+/* Requests whose pick says -EAGAIN wait, on their connection, until proxy_release_held(): each
+ * at most TIMEOUT_USEC, and only as many as FN admits. Past either bound the client gets a JSON
+ * 503 with Retry-After. Without this call a pick's -EAGAIN answers 503 at once. */
+void proxy_set_hold(Proxy *p, uint64_t timeout_usec, ProxyHoldFn fn);
+/* Every request held under KEY (KEY < 0: every held request) goes to a new pick now (FAILURE
+ * NULL: its service woke), or is answered a JSON 503 whose message is FAILURE (the wake failed). */
+void proxy_release_held(Proxy *p, int key, const char *failure);
+/* Requests this proxy holds now. */
+unsigned proxy_held(const Proxy *p);
 /* Closes the listener, every client and every upstream connection. Accepts NULL. */
 Proxy *proxy_free(Proxy *p);
 /* Overrides the defaults (connect 2 s, response head 30 s) for connections started later;

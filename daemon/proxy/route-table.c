@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "macro.h"
 #include "route-table.h"
 
 RouteTable *route_table_new(size_t n_stable, size_t n_canary) {
@@ -30,8 +31,62 @@ RouteTable *route_table_ref(RouteTable *t) {
 }
 
 void route_table_unref(RouteTable *t) {
-        if (t && atomic_fetch_sub_explicit(&t->n_ref, 1, memory_order_acq_rel) == 1)
+        if (t && atomic_fetch_sub_explicit(&t->n_ref, 1, memory_order_acq_rel) == 1) {
+                free(t->match_text);
                 free(t);
+        }
+}
+
+int route_table_set_match(RouteTable *t, const char *const *hosts, size_t n_hosts, const char *path_prefix) {
+        size_t size = path_prefix ? strlen(path_prefix) + 1 : 0, at = 0;
+        char *text;
+
+        if (n_hosts > MATCH_MAX_HOSTS)
+                n_hosts = MATCH_MAX_HOSTS;
+        for (size_t i = 0; i < n_hosts; i++)
+                size += strlen(hosts[i]) + 1;
+        if (size == 0)
+                return 0;
+        text = malloc(size);
+        if (!text)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_hosts; i++) {
+                size_t n = strlen(hosts[i]) + 1;
+                memcpy(text + at, hosts[i], n);
+                t->match.hosts[i] = text + at;
+                at += n;
+        }
+        t->match.n_hosts = n_hosts;
+        if (path_prefix) {
+                memcpy(text + at, path_prefix, strlen(path_prefix) + 1);
+                t->match.path_prefix = text + at;
+        }
+        free(t->match_text);
+        t->match_text = text;
+        return 0;
+}
+
+long route_table_match(const RouteTable *t, const ProxyRequest *req) {
+        const char *host = NULL, *target;
+        char host_buf[256], path[1024];
+        size_t len = 0;
+
+        if (t->match.n_hosts == 0 && (!t->match.path_prefix || streq(t->match.path_prefix, "/")))
+                return 1; /* any request, least specific */
+        if (t->match.n_hosts > 0) {
+                host = proxy_request_header(req, "Host", &len);
+                if (!host || len >= sizeof host_buf)
+                        return -1;
+                memcpy(host_buf, host, len);
+                host_buf[len] = 0;
+                host = host_buf;
+        }
+        target = proxy_request_target(req, &len);
+        if (len >= sizeof path)
+                len = sizeof path - 1; /* a prefix is at most 256 bytes: the rest does not matter */
+        memcpy(path, target, len);
+        path[len] = 0;
+        return match_score(&t->match, host, path);
 }
 
 void route_slot_init(RouteSlot *s) {

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "match.h"
 #include "proxy.h"
 #include "select.h"
 
@@ -35,6 +36,13 @@ typedef struct RouteTable {
         uint64_t salt;
         char sticky_header[64], sticky_cookie[64];
         bool tester_header;
+        /* The service is asleep or waking (scale to zero): a request no guest can take waits
+         * for one (proxy_set_hold) instead of a 503, and asks control to wake the service. */
+        bool hold;
+        /* On a shared listener, the requests that are this service's (util/match.h): no host and
+         * no prefix match every request. Its strings live in MATCH_TEXT, the table's own. */
+        Match match;
+        char *match_text;
         RouteGroup group[_SPLIT_GROUP_MAX];
 } RouteTable;
 
@@ -42,6 +50,11 @@ typedef struct RouteTable {
  * builder fills it in before publishing it, and never touches it after. */
 RouteTable *route_table_new(size_t n_stable, size_t n_canary);
 RouteTable *route_table_ref(RouteTable *t);
+/* Sets T's match to a copy of N_HOSTS HOSTS and PATH_PREFIX (NULL: any); -ENOMEM. */
+int route_table_set_match(RouteTable *t, const char *const *hosts, size_t n_hosts, const char *path_prefix);
+/* How well REQ (its Host header and target) matches T's service: -1 not, else a score where more
+ * is more specific (match_score). */
+long route_table_match(const RouteTable *t, const ProxyRequest *req);
 /* Any thread; the last reference frees it. Accepts NULL. */
 void route_table_unref(RouteTable *t);
 

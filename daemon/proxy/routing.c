@@ -36,11 +36,19 @@ typedef struct Health {
         usec_t next; /* monotonic */
 } Health;
 
+/* One listening socket, shared by the services that name its address. */
+typedef struct RoutedListener {
+        char address[80]; /* "" free */
+        PlaneListener *plane;
+        unsigned users;
+} RoutedListener;
+
 typedef struct RoutedService {
         Routing *routing;
         char name[64];
         char listen[80];
         bool listen_failed; /* logged once per listen address */
+        RoutedListener *listener;
         PlaneService *plane;
         uint64_t plane_serial; /* a new one for each PlaneService: its counters start at 0 */
         RouteSpec spec;
@@ -66,8 +74,11 @@ struct Routing {
         ProxyPlane *plane;
         RoutingFdStore fds;
         RoutedService *services[MAX_SERVICES];
+        RoutedListener listeners[MAX_SERVICES];
         Inflight inflight[MAX_INFLIGHT];
         uint64_t next_cookie;
+        RoutingWakeFn wake;
+        void *wake_userdata;
         uint64_t next_plane_serial;
 };
 
@@ -97,17 +108,25 @@ static void fd_keep(Routing *r, const char *address, int fd) {
                 r->fds.keep(r->fds.userdata, address, fd);
 }
 
+/* The service leaves its listener, which closes when no service uses it any more. FORGET: systemd
+ * need not keep the socket either. */
 static void service_unlisten(RoutedService *s, bool forget) {
-        if (!s->plane)
-                return;
-        if (forget)
-                fd_keep(s->routing, s->listen, -1);
-        proxy_plane_service_remove(s->plane);
+        RoutedListener *l = s->listener;
+
+        if (s->plane)
+                proxy_plane_service_remove(s->plane);
         s->plane = NULL;
-        /* The workers of a new listener start with no table: the next publish must not be
-         * skipped as "the one they have". */
+        s->listener = NULL;
+        /* The workers of the next listener it joins start with no table: the next publish must
+         * not be skipped as "the one they have". */
         route_table_unref(s->published);
         s->published = NULL;
+        if (!l || --l->users > 0)
+                return;
+        if (forget)
+                fd_keep(s->routing, l->address, -1);
+        proxy_plane_listener_remove(l->plane);
+        *l = (RoutedListener) {};
 }
 
 /* FORGET: the service is gone, so systemd need not keep its listener either (at shutdown the
@@ -142,12 +161,49 @@ static int listen_socket(const char *address, int *ret) {
         return 0;
 }
 
-/* Opens, moves or closes the service's listener to match LISTEN. */
+/* The listener on ADDRESS: the one there is, or (opened now, or taken back from systemd's fd
+ * store) a new one; NULL with *RET_ERROR set when it cannot be had. */
+static RoutedListener *listener_get(Routing *r, const char *address, const char *service, int *ret_error) {
+        RoutedListener *free_slot = NULL;
+        bool kept;
+        int fd = -1, k;
+
+        for (size_t i = 0; i < MAX_SERVICES; i++) {
+                if (r->listeners[i].address[0] && streq(r->listeners[i].address, address))
+                        return &r->listeners[i];
+                if (!r->listeners[i].address[0] && !free_slot)
+                        free_slot = &r->listeners[i];
+        }
+        if (!free_slot) {
+                *ret_error = -EMFILE;
+                return NULL;
+        }
+        /* A listener systemd kept for us across a restart: clients queued in its backlog meanwhile. */
+        if (r->fds.take)
+                fd = r->fds.take(r->fds.userdata, address);
+        kept = fd >= 0;
+        k = kept ? 0 : listen_socket(address, &fd);
+        if (k >= 0)
+                k = proxy_plane_listener_add(r->plane, fd, &free_slot->plane);
+        if (k < 0) {
+                *ret_error = k;
+                return NULL;
+        }
+        snprintf(free_slot->address, sizeof free_slot->address, "%s", address);
+        if (!kept)
+                fd_keep(r, address, proxy_plane_listener_fd(free_slot->plane));
+        log_info("Service %s: proxy listening on %s%s, %u worker thread(s).", service, address,
+                 kept ? " (kept across the restart)" : "", proxy_plane_threads(r->plane));
+        return free_slot;
+}
+
+/* Opens, moves or closes the service's listener to match LISTEN; services with the same
+ * address share one. */
 static void service_listen(RoutedService *s, const char *listen) {
         Routing *r = s->routing;
         const char *want = listen ? listen : "";
-        bool kept = false;
-        int fd = -1, k;
+        RoutedListener *l;
+        int k = 0;
 
         if (streq(s->listen, want) && (s->plane || s->listen_failed || !*want))
                 return;
@@ -156,23 +212,26 @@ static void service_listen(RoutedService *s, const char *listen) {
         snprintf(s->listen, sizeof s->listen, "%s", want);
         if (!*want)
                 return;
-        /* A listener systemd kept for us across a restart: clients queued in its backlog meanwhile. */
-        if (r->fds.take)
-                fd = r->fds.take(r->fds.userdata, want);
-        kept = fd >= 0;
-        k = kept ? 0 : listen_socket(want, &fd);
-        if (k >= 0)
-                k = proxy_plane_service_add(r->plane, s->name, fd, s, &s->plane);
-        if (k < 0) {
-                s->listen_failed = true;
-                log_warning_errno(k, "Service %s: cannot serve traffic on %s", s->name, want);
-                return;
+        l = listener_get(r, want, s->name, &k);
+        if (l) {
+                bool shared = l->users > 0;
+                k = proxy_plane_service_join(r->plane, s->name, l->plane, s, &s->plane);
+                if (k >= 0) {
+                        s->listener = l;
+                        s->plane_serial = ++r->next_plane_serial;
+                        l->users++;
+                        if (shared)
+                                log_info("Service %s: shares the proxy listener on %s.", s->name, want);
+                        return;
+                }
+                if (l->users == 0) { /* opened for it alone */
+                        fd_keep(r, l->address, -1);
+                        proxy_plane_listener_remove(l->plane);
+                        *l = (RoutedListener) {};
+                }
         }
-        s->plane_serial = ++r->next_plane_serial;
-        if (!kept)
-                fd_keep(r, want, proxy_plane_service_fd(s->plane));
-        log_info("Service %s: proxy listening on %s%s, %u worker thread(s).", s->name, want,
-                 kept ? " (kept across the restart)" : "", proxy_plane_threads(r->plane));
+        s->listen_failed = true;
+        log_warning_errno(k, "Service %s: cannot serve traffic on %s", s->name, want);
 }
 
 /* ---- health ---- */
@@ -229,9 +288,20 @@ static unsigned usable_count(RoutedService *s, int g, usec_t now) {
 
 /* ---- tables ---- */
 
+static bool match_equal(const Match *a, const Match *b) {
+        const char *pa = a->path_prefix ? a->path_prefix : "", *pb = b->path_prefix ? b->path_prefix : "";
+
+        if (a->n_hosts != b->n_hosts || !streq(pa, pb))
+                return false;
+        for (size_t i = 0; i < a->n_hosts; i++)
+                if (!streq(a->hosts[i], b->hosts[i]))
+                        return false;
+        return true;
+}
+
 static bool table_equal(const RouteTable *a, const RouteTable *b) {
-        if (!a || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
-            a->tester_header != b->tester_header || !streq(a->sticky_header, b->sticky_header) ||
+        if (!a || !match_equal(&a->match, &b->match) || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
+            a->tester_header != b->tester_header || a->hold != b->hold || !streq(a->sticky_header, b->sticky_header) ||
             !streq(a->sticky_cookie, b->sticky_cookie))
                 return false;
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
@@ -268,6 +338,18 @@ static void service_publish(RoutedService *s) {
         memcpy(t->sticky_header, spec->sticky_header, sizeof t->sticky_header);
         memcpy(t->sticky_cookie, spec->sticky_cookie, sizeof t->sticky_cookie);
         t->tester_header = spec->tester_header;
+        t->hold = spec->hold;
+        {
+                const char *hosts[MATCH_MAX_HOSTS];
+                for (size_t i = 0; i < spec->n_match_hosts && i < MATCH_MAX_HOSTS; i++)
+                        hosts[i] = spec->match_hosts[i];
+                if (route_table_set_match(t, hosts, spec->n_match_hosts,
+                                          spec->match_path_prefix[0] ? spec->match_path_prefix : NULL) < 0) {
+                        log_oom();
+                        route_table_unref(t);
+                        return;
+                }
+        }
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++)
                 for (size_t i = 0; i < t->group[g].n; i++) {
                         RouteBackend *b = &t->group[g].backend[i];
@@ -281,10 +363,15 @@ static void service_publish(RoutedService *s) {
                 route_table_unref(t);
                 return;
         }
+        bool woke = s->published && s->published->hold && !t->hold;
         t->generation = ++s->generation;
         route_table_unref(s->published);
         s->published = route_table_ref(t);
         proxy_plane_publish(s->plane, t);
+        /* Awake again (a guest is ready, or the service may no longer sleep): what was held goes
+         * to a pick with this table. */
+        if (woke)
+                proxy_plane_release(s->plane, NULL);
 }
 
 static bool same_group(const RouteSpec *a, const RouteSpec *b, int g) {
@@ -470,6 +557,31 @@ static void on_plane_event(void *userdata, const PlaneEvent *e) {
                 on_eject(r, proxy_plane_service_userdata(e->service), e);
         else if (e->kind == PLANE_EVENT_INFLIGHT)
                 on_inflight_answer(r, e);
+        else if (e->kind == PLANE_EVENT_WAKE && r->wake)
+                r->wake(r->wake_userdata, ((RoutedService *) proxy_plane_service_userdata(e->service))->name);
+}
+
+void routing_set_wake(Routing *r, unsigned limit, uint64_t timeout_usec, RoutingWakeFn fn, void *userdata) {
+        proxy_plane_set_hold(r->plane, limit, timeout_usec);
+        r->wake = fn;
+        r->wake_userdata = userdata;
+}
+
+void routing_wake_failed(Routing *r, const char *service, const char *why) {
+        RoutedService *s = r ? service_find(r, service) : NULL;
+
+        if (s && s->plane)
+                proxy_plane_release(s->plane, why);
+}
+
+usec_t routing_last_request(Routing *r, const char *service) {
+        RoutedService *s = r ? service_find(r, service) : NULL;
+        uint64_t last = s && s->plane ? proxy_plane_last_request(s->plane) : 0, now;
+
+        if (!last)
+                return 0;
+        now = proxy_now();
+        return now_realtime() - (now > last ? now - last : 0);
 }
 
 /* The controller asks every tick while a guest drains: each call returns the last complete
@@ -580,12 +692,18 @@ json_t *routing_service_json(Routing *r, const char *service) {
         ProxyMetrics m = {};
 
         if (!s)
-                return json_pack("{s:s, s:n, s:b, s:{s:i, s:i}, s:{}}", "service", service, "listen", "listening",
-                                 false, "weights", "stable", (int) SPLIT_BASIS_POINTS, "canary", 0, "versions");
+                return json_pack("{s:s, s:n, s:b, s:b, s:i, s:n, s:{s:i, s:i}, s:{}}", "service", service, "listen",
+                                 "listening", false, "holding", false, "held", 0, "last_request_at", "weights", "stable", (int) SPLIT_BASIS_POINTS, "canary", 0, "versions");
         if (s->plane)
                 proxy_plane_metrics(s->plane, &m);
-        return json_pack("{s:s, s:s?, s:b, s:{s:i, s:i}, s:{s:o, s:o}}", "service", s->name, "listen",
-                         s->listen[0] ? s->listen : NULL, "listening", s->plane != NULL, "weights", "stable",
+        usec_t last = routing_last_request(r, service);
+        char when[32] = "";
+        if (last)
+                format_rfc3339(last, when);
+        return json_pack("{s:s, s:s?, s:b, s:b, s:i, s:s?, s:{s:i, s:i}, s:{s:o, s:o}}", "service", s->name, "listen",
+                         s->listen[0] ? s->listen : NULL, "listening", s->plane != NULL, "holding", s->spec.hold,
+                         "held", s->plane ? (int) proxy_plane_held(s->plane) : 0, "last_request_at",
+                         when[0] ? when : NULL, "weights", "stable",
                          (int) (SPLIT_BASIS_POINTS - s->spec.canary_bp), "canary", (int) s->spec.canary_bp, "versions",
                          "stable", group_json(s, &m, SPLIT_STABLE), "canary", group_json(s, &m, SPLIT_CANARY));
 }

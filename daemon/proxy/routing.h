@@ -14,9 +14,11 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "match.h"
 #include "metrics.h"
 #include "plane.h"
 #include "select.h"
+#include "timeutil.h"
 
 typedef struct Routing Routing;
 
@@ -38,7 +40,20 @@ typedef struct RouteSpec {
         char hc_path[257];
         uint64_t hc_interval_usec, hc_timeout_usec;
         unsigned hc_rise, hc_fall;
+        /* Scale to zero: the service may sleep, and has no ready guest now (asleep, or waking).
+         * Its requests are held and a wake is asked for (RoutingWakeFn) rather than answered 503. */
+        bool hold;
+        /* On a shared listen address, which requests are this service's (util/match.h): no hosts
+         * and an empty prefix match every request. */
+        char match_hosts[MATCH_MAX_HOSTS][256];
+        size_t n_match_hosts;
+        char match_path_prefix[257];
 } RouteSpec;
+
+/* A worker holds a request for SERVICE, which is asleep or waking: control wakes it (or says
+ * why it cannot, with routing_wake_failed()). Called on the control loop, once per table the
+ * workers hold with, and again after each release. */
+typedef void (*RoutingWakeFn)(void *userdata, const char *service);
 
 /* Systemd's fd store, as the manager offers it. TAKE returns the listener kept for ADDRESS
  * ("IP:PORT") across a restart, or -1 (the caller owns it from then on); KEEP hands FD to the
@@ -54,9 +69,19 @@ int routing_new(sd_event *event, unsigned threads, const RoutingFdStore *fds, Ro
 /* Stops the workers. Listeners stay in the fd store for the next aviaryd. Accepts NULL. */
 Routing *routing_free(Routing *r);
 unsigned routing_threads(const Routing *r);
+/* Scale to zero: FN hears of requests held for a sleeping service; at most LIMIT are held per
+ * service, each at most TIMEOUT_USEC (503 with Retry-After past either). Call before the first
+ * routing_apply(). */
+void routing_set_wake(Routing *r, unsigned limit, uint64_t timeout_usec, RoutingWakeFn fn, void *userdata);
+/* SERVICE could not be woken: its held requests are answered a JSON 503 whose message is WHY. */
+void routing_wake_failed(Routing *r, const char *service, const char *why);
+/* When SERVICE's proxy last saw a request (picked or ended), on now_realtime()'s clock; 0 when
+ * none since it started listening. */
+usec_t routing_last_request(Routing *r, const char *service);
 
 /* A full update: routing_begin(), routing_apply() for every service there is, routing_end()
- * (which removes the services not applied since, and their listeners from the fd store). */
+ * (which removes the services not applied since, and their listeners from the fd store). Services
+ * with the same listen address share one listener, told apart by their match. */
 void routing_begin(Routing *r);
 void routing_apply(Routing *r, const RouteSpec *spec);
 void routing_end(Routing *r);
@@ -91,5 +116,6 @@ int routing_metrics(Routing *r, const char *service, RoutingMetrics *ret);
 unsigned routing_inflight(Routing *r, const char *ip);
 /* The guest at IP is gone: requests waiting on it go elsewhere now (proxy_backend_down). */
 void routing_backend_gone(Routing *r, const char *ip);
-/* {"service","listen","listening","weights","versions":{"stable":{...},"canary":{...}}, "threads"}, new ref. */
+/* {"service","listen","listening","holding","held","last_request_at","weights",
+ *  "versions":{"stable":{...},"canary":{...}}}, new ref. */
 json_t *routing_service_json(Routing *r, const char *service);

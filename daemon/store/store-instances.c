@@ -5,12 +5,13 @@
 
 void instance_record_done(InstanceRecord *r) {
         free(r->stop_reason);
+        free(r->snapshot);
         *r = (InstanceRecord) {};
 }
 
 #define INSTANCE_COLUMNS                                                                                     \
         "id, service_id, version_id, state, ip, mac, domain_uuid, qemu_pid, created_at, running_at, ready_at, " \
-        "stopped_at, stop_reason, restarts, next_start_at, drain_until, accel"
+        "stopped_at, stop_reason, restarts, next_start_at, drain_until, accel, snapshot, snapshot_version, snapshot_accel"
 
 static void instance_from_row(sqlite3_stmt *st, InstanceRecord *r) {
         store_column_copy(st, 0, r->id, sizeof r->id);
@@ -30,6 +31,9 @@ static void instance_from_row(sqlite3_stmt *st, InstanceRecord *r) {
         r->next_start_at = (usec_t) sqlite3_column_int64(st, 14);
         r->drain_until = (usec_t) sqlite3_column_int64(st, 15);
         store_column_copy(st, 16, r->accel, sizeof r->accel);
+        r->snapshot = store_column_strdup(st, 17);
+        r->snapshot_version = sqlite3_column_int64(st, 18);
+        store_column_copy(st, 19, r->snapshot_accel, sizeof r->snapshot_accel);
 }
 
 int store_instance_insert(Store *s, InstanceRecord *r) {
@@ -64,11 +68,12 @@ int store_instance_update(Store *s, const InstanceRecord *r) {
         int k = store_exec(s,
                            "UPDATE instances SET state = ?, ip = ?, domain_uuid = ?, qemu_pid = ?, running_at = ?, "
                            "ready_at = ?, stopped_at = ?, stop_reason = ?, restarts = ?, next_start_at = ?, drain_until = ?, "
-                           "accel = ? WHERE id = ?",
-                           "tttIIIItiIItt", r->state, r->ip[0] ? r->ip : NULL, r->domain_uuid[0] ? r->domain_uuid : NULL,
+                           "accel = ?, snapshot = ?, snapshot_version = ?, snapshot_accel = ? WHERE id = ?",
+                           "tttIIIItiIIttItt", r->state, r->ip[0] ? r->ip : NULL, r->domain_uuid[0] ? r->domain_uuid : NULL,
                            r->qemu_pid, (int64_t) r->running_at, (int64_t) r->ready_at, (int64_t) r->stopped_at,
                            r->stop_reason, r->restarts, (int64_t) r->next_start_at, (int64_t) r->drain_until,
-                           r->accel[0] ? r->accel : NULL, r->id);
+                           r->accel[0] ? r->accel : NULL, r->snapshot, r->snapshot_version,
+                           r->snapshot_accel[0] ? r->snapshot_accel : NULL, r->id);
         if (k != 0)
                 return k > 0 ? store_error(s, k, "instance update") : k;
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;
@@ -118,6 +123,19 @@ int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const Ins
                               &st, "i", service_id);
 
         return k < 0 ? k : instance_rows(s, st, fn, userdata);
+}
+
+int store_instance_count_asleep(Store *s, int64_t service_id) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = store_prepare(s, "SELECT count(*) FROM instances WHERE service_id = ? AND state = 'asleep'", &st, "i",
+                              service_id), rc;
+
+        if (k < 0)
+                return k;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_error(s, rc, "instance count");
+        return sqlite3_column_int(st, 0);
 }
 
 int store_instance_prune(Store *s, usec_t before) {

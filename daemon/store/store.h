@@ -211,7 +211,7 @@ typedef struct InstanceRecord {
         char id[64];
         int64_t service_id;
         int64_t version_id;
-        char state[16];                  /* pending booting ready draining stopped failed crash-loop */
+        char state[16];                  /* pending booting ready draining stopped failed crash-loop asleep */
         char ip[16];                     /* "" until leased */
         char mac[18];
         char domain_uuid[37];            /* "" when no domain */
@@ -222,6 +222,11 @@ typedef struct InstanceRecord {
         usec_t next_start_at;            /* backoff: not before */
         usec_t drain_until;              /* draining: the guest stops by then at the latest */
         char accel[4];                   /* "kvm" or "tcg": how its guest runs or ran; "" before a boot */
+        /* Asleep with wake: snapshot: the guest's saved memory (a file in the state directory),
+         * and the version and accelerator it was taken with. NULL, 0, "" when none. */
+        char *snapshot;
+        int64_t snapshot_version;
+        char snapshot_accel[4];
 } InstanceRecord;
 
 void instance_record_done(InstanceRecord *r);
@@ -241,6 +246,9 @@ int store_instance_count_by_state(Store *s, int (*fn)(const char *service, const
                                   void *userdata);
 int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
                                void *userdata);
+
+/* How many instances of SERVICE_ID are asleep (scale to zero). */
+int store_instance_count_asleep(Store *s, int64_t service_id);
 
 /* Deletes stopped and failed instances that stopped before BEFORE; returns how many. */
 int store_instance_prune(Store *s, usec_t before);

@@ -19,6 +19,8 @@ typedef enum JobKind {
         JOB_DESTROY,
         JOB_LIST,
         JOB_WARM,
+        JOB_SAVE,
+        JOB_RESTORE,
 } JobKind;
 
 typedef struct Job {
@@ -30,11 +32,13 @@ typedef struct Job {
                 VirtStartDone start;
                 VirtDestroyDone destroy;
                 VirtListDone list;
+                VirtSaveDone save;
         } done;
         /* in */
         VirtDomainSpec spec; /* START: its strings point into STRINGS */
         char *strings[13];
-        char uuid[37]; /* DESTROY */
+        char uuid[37]; /* DESTROY, SAVE */
+        char *path;    /* SAVE, RESTORE */
         char **uuids;  /* LIST */
         size_t n_uuids;
         bool kvm; /* WARM */
@@ -74,6 +78,7 @@ static void job_free(Job *j) {
         free(j->uuids);
         free(j->domains);
         free(j->running);
+        free(j->path);
         free(j);
 }
 
@@ -134,6 +139,12 @@ static void job_run(Virt *v, Job *j) {
         case JOB_WARM:
                 j->r = virt_warm_capabilities(v, j->kvm);
                 break;
+        case JOB_SAVE:
+                j->r = virt_domain_save(v, j->uuid, j->path);
+                break;
+        case JOB_RESTORE:
+                j->r = virt_domain_restore(v, j->path, &j->info);
+                break;
         }
         if (j->r < 0)
                 snprintf(j->error, sizeof j->error, "%s", virt_last_error());
@@ -150,6 +161,7 @@ static void job_report(Job *j) {
         telemetry_libvirt_call(calls[j->kind], j->run_usec, j->r < 0);
         switch (j->kind) {
         case JOB_START:
+        case JOB_RESTORE:
                 if (j->done.start)
                         j->done.start(j->userdata, j->tag, j->r, &j->info, j->error);
                 break;
@@ -164,6 +176,10 @@ static void job_report(Job *j) {
         case JOB_WARM:
                 if (j->r < 0)
                         log_debug("libvirt: warming the capability cache failed: %s", j->error);
+                break;
+        case JOB_SAVE:
+                if (j->done.save)
+                        j->done.save(j->userdata, j->tag, j->r, j->error);
                 break;
         }
 }
@@ -395,6 +411,30 @@ int virt_queue_list(VirtQueue *q, char *const *uuids, size_t n_uuids, VirtListDo
                         return -ENOMEM;
                 }
         }
+        return queue_push(q, j);
+}
+
+int virt_queue_save(VirtQueue *q, const char *uuid, const char *path, const char *tag, VirtSaveDone done,
+                    void *userdata) {
+        Job *j = job_new(JOB_SAVE, tag, userdata);
+
+        if (!j || !(j->path = strdup(path))) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        j->done.save = done;
+        snprintf(j->uuid, sizeof j->uuid, "%s", uuid);
+        return queue_push(q, j);
+}
+
+int virt_queue_restore(VirtQueue *q, const char *path, const char *tag, VirtStartDone done, void *userdata) {
+        Job *j = job_new(JOB_RESTORE, tag, userdata);
+
+        if (!j || !(j->path = strdup(path))) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        j->done.start = done;
         return queue_push(q, j);
 }
 

@@ -1,5 +1,5 @@
 /* libvirt calls off the control loop: a worker thread takes jobs (start, destroy, list, warm the
- * capability cache; later save and restore) from a queue, one at a time in the order given, and
+ * capability cache, save and restore a domain's memory) from a queue, one at a time in the order given, and
  * hands each result back to the control loop through an eventfd, where its callback runs. A
  * domain start takes from a third of a second to two seconds (and the first one of a fresh
  * daemon four more for libvirt's QEMU capability probe); meanwhile the API answers and the
@@ -21,6 +21,9 @@ typedef struct VirtQueue VirtQueue;
 /* R is what virt_domain_start() returned; INFO its domain when R is 0; ERROR libvirt's words
  * for a failure ("" when none). TAG is the caller's, as given. */
 typedef void (*VirtStartDone)(void *userdata, const char *tag, int r, const VirtDomainInfo *info, const char *error);
+/* R is what virt_domain_save() returned: 0 when the domain's memory is in the file and the domain
+ * is gone. */
+typedef void (*VirtSaveDone)(void *userdata, const char *tag, int r, const char *error);
 /* R is what virt_domain_destroy() returned (-ENOENT: it was gone already). */
 typedef void (*VirtDestroyDone)(void *userdata, const char *tag, int r, const char *error);
 /* The running domains that carry our metadata (R < 0: the listing failed), and for each uuid
@@ -39,6 +42,12 @@ VirtQueue *virt_queue_free(VirtQueue *q);
 int virt_queue_start(VirtQueue *q, const VirtDomainSpec *spec, const char *tag, VirtStartDone done, void *userdata);
 int virt_queue_destroy(VirtQueue *q, const char *uuid, const char *tag, VirtDestroyDone done, void *userdata);
 int virt_queue_list(VirtQueue *q, char *const *uuids, size_t n_uuids, VirtListDone done, void *userdata);
+/* Saves domain UUID's memory into PATH (scale to zero: wake by snapshot); the domain is gone after. */
+int virt_queue_save(VirtQueue *q, const char *uuid, const char *path, const char *tag, VirtSaveDone done,
+                    void *userdata);
+/* Starts the domain saved in PATH again; DONE gets what virt_domain_restore() returned (-ENOENT
+ * when PATH is missing or unreadable). */
+int virt_queue_restore(VirtQueue *q, const char *path, const char *tag, VirtStartDone done, void *userdata);
 /* Makes libvirt probe QEMU's capabilities now (for KVM or TCG guests), so the first guest does
  * not wait for it. No callback: a failure only means the first start probes instead. */
 int virt_queue_warm(VirtQueue *q, bool kvm);

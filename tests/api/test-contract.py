@@ -153,6 +153,14 @@ def guest_routes(d):
         c.get(f"/v1/instances/{iid}/console?tail=0")                    # 400
         c.post(f"/v1/instances/{iid}/restart")
     c.get("/v1/services/g/traffic")
+    # scale to zero: sleep and wake (202), a service that does not scale to zero (409), none (404)
+    c.post("/v1/services/g/sleep")                                      # 409 scale-to-zero-off
+    c.patch("/v1/services/g", {"scale_to_zero": {"idle": "1h"}})
+    c.post("/v1/services/g/sleep")
+    c.get("/v1/services/g")
+    c.post("/v1/services/g/wake")
+    c.post("/v1/services/nope/wake")                                    # 404
+    c.post("/v1/services/nope/sleep")                                   # 404
 
 
 def coverage():

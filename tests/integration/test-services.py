@@ -6,8 +6,9 @@ follows "next" through every service exactly once."""
 from aviarytest import (Daemon, RFC3339_MS, check_error, create_service, is_, like, main, ok, push_version,
                         snapshot_diff)
 
-FIELDS = ["boot_timeout", "created_at", "generation", "health_check", "listen", "match", "name", "notify", "port",
-          "replicas", "restart_policy", "revoked", "rollout", "scale_to_zero", "stable_digest", "stable_version", "updated_at"]
+FIELDS = ["asleep", "boot_timeout", "created_at", "generation", "health_check", "last_request_at", "listen", "match",
+          "name", "notify", "port", "replicas", "restart_policy", "revoked", "rollout", "scale_to_zero", "stable_digest",
+          "stable_version", "updated_at"]
 
 
 def unchanged(d, snap, desc):

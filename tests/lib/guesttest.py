@@ -19,7 +19,10 @@ import time
 from aviarytest import Daemon, diag, ok, skip
 
 IMAGE_DIR = os.environ.get("AVIARY_GUEST_IMAGE_DIR", "/var/tmp/aviary-guest-image")
+# The Lupine-style fast-booting image (tests/guest/build-fast-image): the same app on a minimal kernel.
+FAST_IMAGE_DIR = os.environ.get("AVIARY_FAST_IMAGE_DIR", "/var/tmp/aviary-fast-image")
 LOADGEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.py")
+BURST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "burst.py")
 
 
 def sh(*cmd, check=True, timeout=120):
@@ -76,13 +79,15 @@ def qemu_pids(state_dir):
     return sorted(int(p) for p in r.stdout.split())
 
 
-def push(d, tag, cmdline_extra="", image="app"):
-    """Pushes the test image as IMAGE:TAG, with extra command-line keys (app.error_rate=...)."""
-    with open(os.path.join(IMAGE_DIR, "cmdline.template"), encoding="utf-8") as f:
+def push(d, tag, cmdline_extra="", image="app", image_dir=None):
+    """Pushes the test image (from IMAGE_DIR, or the one given) as IMAGE:TAG, with extra
+    command-line keys (app.error_rate=...)."""
+    image_dir = image_dir or IMAGE_DIR
+    with open(os.path.join(image_dir, "cmdline.template"), encoding="utf-8") as f:
         template = f.read().strip()
     digests = {}
     for name in ("vmlinuz", "initrd.img"):
-        r = d.client.put_blob_file(os.path.join(IMAGE_DIR, name))
+        r = d.client.put_blob_file(os.path.join(image_dir, name))
         assert r.status in (200, 201), repr(r)
         digests[name] = r.json["digest"]
     r = d.request("POST", f"/v1/images/{image}/versions",
@@ -133,16 +138,30 @@ class GuestTest:
                "--rate", str(rate), "--concurrency", "4"]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def run(self, body, config=None, services=()):
-        """Builds the image, makes the namespace, runs aviaryd in it and BODY(d); cleans up
-        every QEMU and the namespace whatever happens."""
+    def burst(self, url, count, host=None, timeout=120):
+        """COUNT requests at once, each on a connection of its own (tests/lib/burst.py), from inside
+        the namespace, with HOST as their Host header if given: a list of {"status", "retry_after",
+        "code", "version", "body"}, or None."""
+        r = self.in_netns(sys.executable, BURST, url, str(count), *([host] if host else []), timeout=timeout + 30)
+        if r.returncode != 0:
+            diag(f"burst failed: {r.stderr[-2000:]}")
+            return None
+        return json.loads(r.stdout)
+
+    def run(self, body, config=None, services=(), fast=False):
+        """Builds the image (FAST: the fast-booting one too), makes the namespace, runs aviaryd in
+        it and BODY(d); cleans up every QEMU and the namespace whatever happens."""
         if os.geteuid() != 0:
             skip("guests", "needs root (network namespaces, libvirt)")
             return
-        r = sh(os.path.join(os.environ.get("AVIARY_SOURCE_ROOT", "."), "tests/guest/build-image"), IMAGE_DIR,
-               check=False, timeout=600)
+        root = os.environ.get("AVIARY_SOURCE_ROOT", ".")
+        r = sh(os.path.join(root, "tests/guest/build-image"), IMAGE_DIR, check=False, timeout=600)
         if not ok(r.returncode == 0, "the test guest image is built", r.stdout[-2000:], r.stderr[-2000:]):
             return
+        if fast:
+            r = sh(os.path.join(root, "tests/guest/build-fast-image"), FAST_IMAGE_DIR, check=False, timeout=1800)
+            if not ok(r.returncode == 0, "the fast-booting test image is built", r.stdout[-2000:], r.stderr[-2000:]):
+                return
         sh("ip", "netns", "add", self.netns)
         d = None
         try:
