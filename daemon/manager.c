@@ -14,7 +14,6 @@
 #include "manager.h"
 #include "socket.h"
 
-#define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
 #define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
 #define INSTANCE_HISTORY_USEC (24ULL * 3600 * USEC_PER_SEC) /* stopped instances stay visible a day */
 /* Audit events past event_retention(_count) go a batch per loop iteration, each batch its own
@@ -518,16 +517,21 @@ static int watchdog_setup(Manager *m) {
         return r;
 }
 
-int manager_run(Manager *m) {
+void manager_block_signals(void) {
         sigset_t mask;
-        int r;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
+}
+
+int manager_run(Manager *m) {
+        int r;
+
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);

@@ -58,3 +58,10 @@ int manager_take_proxy_fd(Manager *m, const char *address);
 void manager_keep_proxy_fd(Manager *m, const char *address, int fd);
 
 int manager_run(Manager *m);
+/* Blocks SIGTERM, SIGINT and SIGHUP (the loop takes them through signalfd) and SIGCHLD (the
+ * reaper thread alone takes it: virt-reaper.h), and ignores SIGPIPE. main() calls it before any
+ * thread exists, so every thread (libvirt's, made while the controller starts and per guest it
+ * re-attaches to; the proxy workers; the libvirt worker) inherits the mask: a signal sent to the
+ * process goes to any thread that does not block it, where its default action would end aviaryd
+ * without a word. */
+void manager_block_signals(void);

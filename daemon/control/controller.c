@@ -869,6 +869,7 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         _cleanup_(instance_record_done) InstanceRecord r = {};
         BootWatch *w = NULL;
         usec_t probed = 0;
+        json_t *detail;
 
         for (unsigned i = 0; i < MAX_PROBES; i++)
                 if (streq(c->boot[i].id, id)) {
@@ -888,11 +889,17 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         w->id[0] = 0; /* done watching */
         snprintf(r.state, sizeof r.state, "ready");
         r.ready_at = now_realtime();
+        detail = json_pack("{s:I, s:s}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC), "accel",
+                           r.accel);
+        if (instance_commit(c, &r, "instance.ready", detail) != 0) {
+                /* Still booting in the database: the next pass watches it and probes it again. */
+                log_warning("Instance %s: its guest answers, but that cannot be recorded (%s); the next pass probes "
+                            "it again.",
+                            r.id, store_last_error());
+                return;
+        }
         log_info("Instance %s: ready after %.1fs (%s).", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC,
                  streq(r.accel, "kvm") ? "KVM" : "TCG");
-        instance_commit(c, &r, "instance.ready",
-                        json_pack("{s:I, s:s}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC),
-                                  "accel", r.accel));
         kvm_trial_note_ready(c, &r);
         traffic_sync(c->traffic); /* held requests (a service waking) go to it now */
         service_woke(c, &r);

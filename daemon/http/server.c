@@ -728,7 +728,8 @@ static enum MHD_Result send_result(Request *r, int result) {
         }
         if (r->reply_text) {
                 char *text = TAKE_PTR(r->reply_text);
-                struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(r->reply_text_size, text,
+                                                                            MHD_RESPMEM_MUST_FREE);
                 if (!resp)
                         free(text);
                 return queue(r, r->status ? r->status : 200, resp,

@@ -197,6 +197,11 @@ void idempotency_record_done(IdempotencyRecord *r);
  * API token's row id) or "bootstrap" (token_file); never a name or an address. */
 int store_idempotency_get(Store *s, const char *principal, const char *key, IdempotencyRecord *ret); /* 1 found, 0 not */
 int store_idempotency_put(Store *s, const char *principal, const char *key, const IdempotencyRecord *r);
+/* Keys are kept this long (docs/api.md): an older one is forgotten, whether or not the
+ * housekeeping has deleted it yet. */
+#define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
+/* Forgets PRINCIPAL's KEY if it was stored before BEFORE; 1 when it did, 0 when not. */
+int store_idempotency_forget_older(Store *s, const char *principal, const char *key, usec_t before);
 /* Forgets keys older than BEFORE; returns how many. */
 int store_idempotency_expire(Store *s, usec_t before);
 
