@@ -121,7 +121,9 @@ static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) 
 /* ---- recording ---- */
 
 /* Writes R (inserted when new, else updated) and an audit event about it (none when ACTION is
- * NULL) in one transaction. Takes DETAIL. */
+ * NULL) in one transaction. Takes DETAIL. Relaxed (store_begin_relaxed()): an instance's row
+ * describes a guest, which a crash of the host ends too, or a wish the next pass derives again
+ * from its service; an API write that follows flushes it with its own. */
 static int instance_write(Controller *c, InstanceRecord *r, bool new, const char *action, json_t *detail) {
         Store *s = c->store;
         json_auto_t *owned = detail; /* taken: freed on return */
@@ -131,7 +133,7 @@ static int instance_write(Controller *c, InstanceRecord *r, bool new, const char
         int k;
 
         snprintf(resource, sizeof resource, "instance/%s", r->id);
-        k = store_begin(s);
+        k = store_begin_relaxed(s);
         if (k < 0)
                 return k;
         k = new ? store_instance_insert(s, r) : store_instance_update(s, r);
@@ -832,9 +834,11 @@ static void probe_booting(Controller *c, InstanceList *l) {
                                 .boot_timeout = timeout,
                                 .kvm = streq(r->accel, "kvm"),
                                 .on_trial = kvm_trial_on_trial(&c->kvm),
-                                .console_output = !w || w->console_at_boot < 0 ||
-                                                  console_size(c, r->id) > w->console_at_boot,
                         };
+                        /* Only a guest under KVM on trial is judged by its console: no stat of
+                         * every booting guest's console file at every pass. */
+                        o.console_output = !(o.kvm && o.on_trial) || !w || w->console_at_boot < 0 ||
+                                           console_size(c, r->id) > w->console_at_boot;
                         switch (boot_judge(&o)) {
                         case BOOT_TRY_TCG: {
                                 char why[300], deadline[32];
@@ -997,7 +1001,7 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
 static void results_begin(void *userdata) {
         Controller *c = userdata;
 
-        c->results_tx = store_begin(c->store) == 0;
+        c->results_tx = store_begin_relaxed(c->store) == 0;
 }
 
 static void results_end(void *userdata) {
@@ -1012,18 +1016,13 @@ static void results_end(void *userdata) {
 static int pass_boot(Controller *c) {
         InstanceList l = {};
         usec_t now = now_realtime();
-        bool tx;
         int k = instances_load(c, 0, &l);
 
         if (k < 0)
                 return k;
-        /* The address leases of every boot of this pass in one transaction. */
-        tx = store_begin(c->store) == 0;
         for (size_t i = 0; i < l.n; i++)
                 if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
                         instance_boot(c, &l.items[i], false, NULL);
-        if (tx && store_commit(c->store) < 0)
-                log_warning("Cannot record the address leases of this pass (%s); retrying", store_last_error());
         probe_booting(c, &l);
         pass_drain(c, &l);
         instance_list_done(&l);
@@ -1033,21 +1032,24 @@ static int pass_boot(Controller *c) {
 /* The pass over SQLite alone: each service's plan, boots, drains, the routing tables. What
  * libvirt runs is compared with the rows by pass_actual_apply(), when a listing comes back. */
 static int controller_pass(Controller *c) {
-        /* The plans' new instances, drains and their events of one pass commit together: one
-         * fsync for a service of 50 new replicas, not 50 (instance_write nests as savepoints). */
-        int k = store_begin(c->store);
+        /* One transaction: the plans' new instances, drains, the boots' address leases and their
+         * events (instance_write nests as savepoints), and the reads of the routing tables (one
+         * lock for the pass, not one per statement). Relaxed, as instance_write says: what an
+         * API request asked for was flushed when it was answered; this only derives from it. */
+        int k = store_begin_relaxed(c->store);
 
         if (k == 0) {
                 k = store_service_list(c->store, NULL, 1000, pass_service, c);
                 if (k == 0)
+                        k = pass_boot(c);
+                if (k == 0) {
+                        traffic_sync(c->traffic);
                         k = store_commit(c->store);
-                else
+                } else
                         store_rollback(c->store);
         }
-
-        if (k == 0)
-                k = pass_boot(c);
-        traffic_sync(c->traffic);
+        if (k < 0)
+                traffic_sync(c->traffic);
         if (k < 0)
                 log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
         return k;

@@ -10,6 +10,7 @@
 struct Store {
         sqlite3 *db;
         unsigned tx_depth;
+        bool relaxed;       /* the open transaction commits with synchronous = NORMAL */
         usec_t checked_at;  /* store_check(): when quick_check last ran (monotonic), and its result */
         int check_result;
         unsigned n_cached;

@@ -165,10 +165,44 @@ static int exec_plain(Store *s, const char *sql) {
         return 0;
 }
 
-int store_begin(Store *s) {
+/* Back to flushed commits (synchronous = FULL) once a relaxed transaction ended. When that
+ * fails, s->relaxed stays set and the next store_begin() refuses to begin without it. */
+static int relaxed_end(Store *s) {
+        if (s->tx_depth == 0 && s->relaxed) {
+                int r = exec_plain(s, "PRAGMA synchronous = FULL");
+                if (r < 0)
+                        return r;
+                s->relaxed = false;
+        }
+        return 0;
+}
+
+static int begin(Store *s) {
         int r = exec_plain(s, s->tx_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
         if (r == 0)
                 s->tx_depth++;
+        return r;
+}
+
+int store_begin(Store *s) {
+        int r = relaxed_end(s);
+        return r < 0 ? r : begin(s);
+}
+
+int store_begin_relaxed(Store *s) {
+        int r;
+
+        if (s->tx_depth > 0)
+                return store_begin(s);
+        /* SQLite takes the level when the PRAGMA is prepared, outside a transaction only: a
+         * cached statement would not set it again. */
+        r = exec_plain(s, "PRAGMA synchronous = NORMAL");
+        if (r < 0)
+                return r;
+        s->relaxed = true;
+        r = begin(s);
+        if (r < 0)
+                (void) relaxed_end(s);
         return r;
 }
 
@@ -183,6 +217,7 @@ int store_commit(Store *s) {
                 return r;
         }
         s->tx_depth--;
+        (void) relaxed_end(s);
         return 0;
 }
 
@@ -198,6 +233,7 @@ int store_rollback(Store *s) {
         else
                 exec_plain(s, "ROLLBACK TO nested; RELEASE nested");
         s->tx_depth--;
+        (void) relaxed_end(s);
         return 0;
 }
 
