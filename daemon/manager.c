@@ -26,7 +26,7 @@
 static void manager_on_committed(void *userdata) {
         Manager *m = userdata;
 
-        controller_kick(m->controller);
+        controller_changed(m->controller);
 }
 
 int manager_new(Settings *settings, Manager **ret) {

@@ -36,6 +36,9 @@
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 #define MAX_PROBES 256
 #define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC) /* in-flight requests of a stopping guest may take this long */
+/* API changes within this long after a pass share the next one (controller_changed): a pass
+ * reads every service, so one per POST made creating N services one by one cost N² reads. */
+#define CHANGED_COALESCE_USEC (5 * USEC_PER_MSEC)
 
 struct Controller {
         sd_event *event;
@@ -52,6 +55,8 @@ struct Controller {
         KvmTrial kvm;
         char console_dir[4096];
         sd_event_source *kick, *tick;
+        sd_event_source *changed;     /* the pass for API changes that came too soon after the last */
+        usec_t pass_at;               /* when the last pass began (monotonic) */
         sd_event_source *probe_timer; /* readiness probes of booting guests, every PROBE_EVERY_USEC */
         unsigned ticks;
         /* What is known of each booting guest beyond its row (in memory: after a restart the
@@ -1038,6 +1043,7 @@ static int controller_pass(Controller *c) {
          * API request asked for was flushed when it was answered; this only derives from it. */
         int k = store_begin_relaxed(c->store);
 
+        c->pass_at = now_monotonic();
         if (k == 0) {
                 k = store_service_list(c->store, NULL, 1000, pass_service, c);
                 if (k == 0)
@@ -1162,6 +1168,28 @@ void controller_kick(Controller *c) {
                 sd_event_source_set_enabled(c->kick, SD_EVENT_ONESHOT);
 }
 
+static int on_changed(sd_event_source *s, uint64_t usec, void *userdata) {
+        controller_kick(userdata);
+        return 0;
+}
+
+void controller_changed(Controller *c) {
+        usec_t now = now_monotonic();
+        int enabled = SD_EVENT_OFF;
+
+        if (!c || !c->changed)
+                return;
+        if (now >= c->pass_at + CHANGED_COALESCE_USEC) {
+                controller_kick(c); /* the first change after a quiet while: at once */
+                return;
+        }
+        if (sd_event_source_get_enabled(c->changed, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                return; /* a pass is coming for it already */
+        if (sd_event_source_set_time(c->changed, c->pass_at + CHANGED_COALESCE_USEC) < 0 ||
+            sd_event_source_set_enabled(c->changed, SD_EVENT_ONESHOT) < 0)
+                controller_kick(c);
+}
+
 /* libvirt says a domain of ours stopped: an exit unless we stopped it. */
 static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtEventKind kind, const char *reason,
                           void *userdata) {
@@ -1252,6 +1280,7 @@ Controller *controller_free(Controller *c) {
         if (!c)
                 return NULL;
         sd_event_source_disable_unref(c->kick);
+        sd_event_source_disable_unref(c->changed);
         sd_event_source_disable_unref(c->tick);
         sd_event_source_disable_unref(c->probe_timer);
         rollout_driver_free(c->rollouts);
@@ -1319,6 +1348,10 @@ int controller_start(Controller *c) {
                                                on_probe_timer, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->probe_timer, SD_EVENT_OFF);
+        if (k >= 0)
+                k = sd_event_add_time(c->event, &c->changed, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_changed, c);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->changed, SD_EVENT_OFF);
         if (k < 0)
                 return k;
         /* The embedded driver's QEMUs run in this process's tree: reap them at once when they
