@@ -1221,6 +1221,19 @@ json_t *controller_accel_json(Controller *c) {
                          "kvm_unusable", c->kvm.state == KVM_UNUSABLE ? c->kvm.reason : NULL);
 }
 
+void controller_accel_key(Controller *c, char out[static 64]) {
+        uint32_t hash = 2166136261u; /* FNV-1a of the reason */
+
+        if (!c) {
+                snprintf(out, 64, "-");
+                return;
+        }
+        for (const char *p = c->kvm.reason; *p; p++)
+                hash = (hash ^ (uint8_t) *p) * 16777619u;
+        snprintf(out, 64, "%d %d %d %d %08x %.32s", kvm_trial_use_kvm(&c->kvm), (int) c->kvm.setting, c->kvm.device,
+                 (int) c->kvm.state, hash, c->settings->accel);
+}
+
 json_t *controller_traffic_json(Controller *c, const char *service) {
         return traffic_service_json(c ? c->traffic : NULL, service);
 }

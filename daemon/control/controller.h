@@ -41,6 +41,9 @@ void controller_changed(Controller *c);
  * uses), "accel_setting", "kvm": "works"|"unknown"|"suspect"|"unusable"|"absent"|"off",
  * "kvm_unusable": why, or null}. C may be NULL (runtime off): nulls. */
 json_t *controller_accel_json(Controller *c);
+/* A short text that changes whenever controller_accel_json()'s answer would: a cache key. C
+ * may be NULL. */
+void controller_accel_key(Controller *c, char out[static 64]);
 /* The traffic view of SERVICE: listener, weights, backends and per-version metrics. */
 json_t *controller_traffic_json(Controller *c, const char *service);
 /* Stops instance ID's guest and boots it again (same address). */
