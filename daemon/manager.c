@@ -34,7 +34,7 @@ static void manager_store_committed(void *userdata) {
 static void manager_on_committed(void *userdata) {
         Manager *m = userdata;
 
-        controller_kick(m->controller);
+        controller_changed(m->controller);
 }
 
 int manager_new(Settings *settings, Manager **ret) {

@@ -373,6 +373,9 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 for (size_t i = 0; k == 0 && i < t.n_events; i++)
                         log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
                                  rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
+                /* A step that moved without a weight change (a header route) changes the tables too. */
+                if (k == 0 && weight == ro.canary_weight && rollout_is_active(&ro) && cro->step_index != ro.step_index)
+                        traffic_sync(d->traffic);
                 if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
                         int w = window_slot(d, ro.id);
                         traffic_sync(d->traffic);

@@ -127,6 +127,17 @@ unsigned rollout_strategy_parses(void) {
         return strategy_parse_count;
 }
 
+const HeaderRoute *rollout_header_route(const RolloutRecord *r, const Strategy *s) {
+        const HeaderRoute *h = NULL;
+
+        if (!rollout_is_active(r))
+                return NULL;
+        for (size_t i = 0; i < s->n_steps && (int64_t) i < r->step_index; i++)
+                if (s->steps[i].kind == STEP_SET_HEADER_ROUTE)
+                        h = &s->header_routes[s->steps[i].spec];
+        return h && h->n > 0 ? h : NULL;
+}
+
 /* ---- sizes and specs ---- */
 
 unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int64_t replicas, unsigned weight_bp) {
@@ -431,6 +442,28 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         set_message(r, t, "step %zu/%zu: canary at %s; pause until %s", i + 1, n,
                                     percent((unsigned) r->canary_weight, pct), until);
                         goto out;
+                case STEP_SET_HEADER_ROUTE: {
+                        const HeaderRoute *h = &s->header_routes[step->spec];
+                        /* Matching requests go to the canary at once: its guests must be up. */
+                        want = rollout_canary_wanted(r, s, o->replicas);
+                        if (h->n > 0 && o->canary_ready < want) {
+                                set_phase(r, t, ROLLOUT_PROGRESSING);
+                                set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before the "
+                                            "header route", i + 1, n, o->canary_ready, want);
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: canary guests not ready within %s (%u of %u)",
+                                                   deadline, o->canary_ready, want);
+                                goto out;
+                        }
+                        set_phase(r, t, ROLLOUT_PROGRESSING);
+                        advance(r, now);
+                        set_message(r, t, "step %zu/%zu: %zu header route rule(s) send matching requests to the canary",
+                                    i + 1, n, h->n);
+                        transition(t, "rollout.step", json_pack("{s:I, s:I, s:o}", "step", (json_int_t) i, "headerRoutes",
+                                                                (json_int_t) h->n, "weights", weights_json(r)));
+                        continue;
+                }
                 case STEP_CHECK:
                 case STEP_WEBHOOK: {
                         bool check = step->kind == STEP_CHECK;

@@ -73,6 +73,9 @@ unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int6
 /* The canary count the plan should hold now: enough for the current weight and for the
  * setWeight step being prepared. */
 unsigned rollout_canary_wanted(const RolloutRecord *r, const Strategy *s, int64_t replicas);
+/* The header route in force: the rules of the last setHeaderRoute step R has passed, while R is
+ * active; NULL when there are none (or the last one removed them). */
+const HeaderRoute *rollout_header_route(const RolloutRecord *r, const Strategy *s);
 /* The analysis spec that applies now: the analysis step's, else the background one. */
 const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy *s);
 

@@ -2,6 +2,7 @@
  * fully expanded JSON back. Every refusal names the field by its full path, e.g.
  * "strategy.canary.steps[2].setWeight", so a client can point at the mistake. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -412,8 +413,95 @@ static int check_parse(json_t *v, const char *path, CheckSpec *ret, ApiError *e)
         return 0;
 }
 
+static bool token_is_valid(const char *s, size_t max);
+
+/* {"match": [{"header": H, "exact": V} | {"cookie": C, "exact": V} | {"sourceCidr": "10.0.0.0/8"}]}. */
+static int header_route_parse(json_t *v, const char *path, HeaderRoute *ret, ApiError *e) {
+        char field[FIELD_PATH_MAX], where[FIELD_PATH_MAX];
+        json_t *list;
+        HeaderRoute h = {};
+        int r;
+
+        if (!json_is_object(v))
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must be an object: {\"match\": [{\"header\": \"X-Tier\", \"exact\": \"free\"}]}");
+        list = json_object_get(v, "match");
+        {
+                static const char *const keys[] = {"match", NULL};
+                r = check_keys(v, keys, path, e);
+                if (r != 0)
+                        return r;
+        }
+        field_path(field, "%s.match", path);
+        if (!json_is_array(list) || json_array_size(list) > HEADER_RULES_MAX)
+                return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                   "must be an array of at most %d rules ([] removes the rules)", HEADER_RULES_MAX);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+                const char *header = NULL, *cookie = NULL, *exact = NULL, *cidr = NULL;
+                const FieldSpec specs[] = {
+                        {"header", FIELD_STRING, .max = 63, .ret = &header},
+                        {"cookie", FIELD_STRING, .max = 63, .ret = &cookie},
+                        {"exact", FIELD_STRING, .max = 127, .ret = &exact},
+                        {"sourceCidr", FIELD_STRING, .max = 18, .ret = &cidr},
+                        {},
+                };
+                HeaderRule *rule = &h.rule[h.n];
+                json_t *item = json_array_get(list, i);
+
+                field_path(where, "%s.match[%zu]", path, i);
+                if (!json_is_object(item))
+                        return field_error(e, AVIARY_E_INVALID_FIELD, where, "must be an object");
+                field_path(field, "%s.match[%zu].", path, i);
+                r = json_check_fields(item, specs, field, e);
+                if (r != 0)
+                        return r;
+                if ((!!header + !!cookie + !!cidr) != 1)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, where,
+                                           "needs one of header, cookie and sourceCidr");
+                if (cidr) {
+                        char addr[19];
+                        unsigned prefix = 32;
+                        struct in_addr a;
+                        char *slash;
+                        snprintf(addr, sizeof addr, "%s", cidr);
+                        slash = strchr(addr, '/');
+                        if (slash) {
+                                char *end;
+                                unsigned long p = strtoul(slash + 1, &end, 10);
+                                *slash = 0;
+                                if (*end || end == slash + 1 || p > 32)
+                                        prefix = 99;
+                                else
+                                        prefix = (unsigned) p;
+                        }
+                        if (exact || prefix > 32 || inet_pton(AF_INET, addr, &a) != 1) {
+                                field_path(field, "%s.match[%zu].sourceCidr", path, i);
+                                return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                                   "must be an IPv4 network such as 10.0.0.0/8 (and takes no exact)");
+                        }
+                        rule->kind = HEADER_RULE_SOURCE;
+                        rule->mask = prefix ? htonl(~0u << (32 - prefix)) : 0;
+                        rule->net = a.s_addr & rule->mask;
+                } else {
+                        const char *name = header ? header : cookie;
+                        if (!exact || !token_is_valid(name, 63)) {
+                                field_path(field, "%s.match[%zu]", path, i);
+                                return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                                   "needs a %s name (an HTTP token) and the exact value to match",
+                                                   header ? "header" : "cookie");
+                        }
+                        rule->kind = header ? HEADER_RULE_HEADER : HEADER_RULE_COOKIE;
+                        snprintf(rule->name, sizeof rule->name, "%s", name);
+                        snprintf(rule->value, sizeof rule->value, "%s", exact);
+                }
+                h.n++;
+        }
+        *ret = h;
+        return 0;
+}
+
 static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiError *e) {
-        static const char *const kinds[] = {"setWeight", "pause", "analysis", "check", "webhook", NULL};
+        static const char *const kinds[] = {"setWeight", "pause", "analysis", "check", "webhook", "setHeaderRoute", NULL};
         const AnalysisSpec *background = &st->analysis;
         char field[FIELD_PATH_MAX];
         Step s = {};
@@ -422,13 +510,13 @@ static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiE
 
         if (!json_is_object(j))
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
-                                   "must be an object with one key: setWeight, pause, analysis, check or webhook");
+                                   "must be an object with one key: setWeight, pause, analysis, check, webhook or setHeaderRoute");
         r = check_keys(j, kinds, path, e);
         if (r != 0)
                 return r;
         if (json_object_size(j) != 1)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
-                                   "must be an object with one key: setWeight, pause, analysis, check or webhook");
+                                   "must be an object with one key: setWeight, pause, analysis, check, webhook or setHeaderRoute");
 
         if ((v = json_object_get(j, "setWeight"))) {
                 field_path(field, "%s.setWeight", path);
@@ -461,6 +549,16 @@ static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiE
                 r = check_parse(v, field, &st->checks[st->n_checks], e);
                 if (r == 0)
                         st->n_checks++;
+        } else if ((v = json_object_get(j, "setHeaderRoute"))) {
+                field_path(field, "%s.setHeaderRoute", path);
+                if (st->n_header_routes >= STRATEGY_MAX_HEADER_ROUTES)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "at most %d setHeaderRoute steps",
+                                           STRATEGY_MAX_HEADER_ROUTES);
+                s.kind = STEP_SET_HEADER_ROUTE;
+                s.spec = (unsigned) st->n_header_routes;
+                r = header_route_parse(v, field, &st->header_routes[st->n_header_routes], e);
+                if (r == 0)
+                        st->n_header_routes++;
         } else if ((v = json_object_get(j, "webhook"))) {
                 field_path(field, "%s.webhook", path);
                 if (st->n_webhooks >= STRATEGY_MAX_WEBHOOKS)
@@ -496,7 +594,7 @@ static int steps_parse(json_t *steps, Strategy *s, ApiError *e) {
         if (n < 1 || n > STRATEGY_MAX_STEPS)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of 1 to %d steps",
                                    STRATEGY_MAX_STEPS);
-        s->n_checks = s->n_webhooks = 0;
+        s->n_checks = s->n_webhooks = s->n_header_routes = 0;
         for (size_t i = 0; i < n; i++) {
                 field_path(field, "%s[%zu]", path, i);
                 r = step_parse(json_array_get(steps, i), field, s, &s->steps[i], e);
@@ -561,6 +659,17 @@ static bool steps_equal(const Strategy *sa, const Strategy *sb) {
                         if (!webhook_spec_equal(&sa->webhooks[a[i].spec], &sb->webhooks[b[i].spec]))
                                 return false;
                         break;
+                case STEP_SET_HEADER_ROUTE: {
+                        const HeaderRoute *x = &sa->header_routes[a[i].spec], *y = &sb->header_routes[b[i].spec];
+                        if (x->n != y->n)
+                                return false;
+                        for (size_t k = 0; k < x->n; k++)
+                                if (x->rule[k].kind != y->rule[k].kind || !streq(x->rule[k].name, y->rule[k].name) ||
+                                    !streq(x->rule[k].value, y->rule[k].value) || x->rule[k].net != y->rule[k].net ||
+                                    x->rule[k].mask != y->rule[k].mask)
+                                        return false;
+                        break;
+                }
                 }
         }
         return true;
@@ -932,6 +1041,25 @@ json_t *step_to_json(const Strategy *st, const Step *s) {
                 if (!put(j, "webhook", webhook_spec_to_json(&st->webhooks[s->spec], true)))
                         return NULL;
                 break;
+        case STEP_SET_HEADER_ROUTE: {
+                const HeaderRoute *h = &st->header_routes[s->spec];
+                json_t *match = json_array();
+                for (size_t k = 0; match && k < h->n; k++) {
+                        const HeaderRule *x = &h->rule[k];
+                        char net[INET_ADDRSTRLEN] = "", cidr[32];
+                        struct in_addr a = { .s_addr = x->net };
+                        inet_ntop(AF_INET, &a, net, sizeof net);
+                        snprintf(cidr, sizeof cidr, "%s/%d", net, __builtin_popcount(x->mask));
+                        json_array_append_new(match, x->kind == HEADER_RULE_SOURCE
+                                                             ? json_pack("{s:s}", "sourceCidr", cidr)
+                                                             : json_pack("{s:s, s:s}",
+                                                                         x->kind == HEADER_RULE_HEADER ? "header" : "cookie",
+                                                                         x->name, "exact", x->value));
+                }
+                if (!match || !put(j, "setHeaderRoute", json_pack("{s:o}", "match", match)))
+                        return NULL;
+                break;
+        }
         }
         return TAKE_PTR(j);
 }

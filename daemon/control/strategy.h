@@ -9,6 +9,7 @@
 
 #include "apierror.h"
 #include "condition.h"
+#include "proxy/select.h"
 
 typedef enum StepKind {
         STEP_SET_WEIGHT,
@@ -16,7 +17,16 @@ typedef enum StepKind {
         STEP_ANALYSIS,
         STEP_CHECK,     /* requests sent to each canary guest directly; a wrong answer aborts */
         STEP_WEBHOOK,   /* the rollout's status POSTed to a URL; not 2xx aborts (gate: wait for 2xx) */
+        STEP_SET_HEADER_ROUTE, /* requests that match go to the canary whatever the weight */
 } StepKind;
+
+/* A setHeaderRoute step's rules (none: the rules of an earlier step are removed). */
+typedef struct HeaderRoute {
+        HeaderRule rule[HEADER_RULES_MAX];
+        size_t n;
+} HeaderRoute;
+
+#define STRATEGY_MAX_HEADER_ROUTES 8
 
 /* One request of a check step and the answer it expects. */
 typedef struct CheckRequest {
@@ -78,7 +88,8 @@ typedef struct Step {
         unsigned weight_bp;    /* STEP_SET_WEIGHT: canary share in basis points (0..10000) */
         uint64_t pause_ms;     /* STEP_PAUSE: 0 waits for promote */
         AnalysisSpec analysis; /* STEP_ANALYSIS: the background spec with the step's fields over it */
-        unsigned spec;         /* STEP_CHECK: Strategy.checks[spec]; STEP_WEBHOOK: Strategy.webhooks[spec] */
+        unsigned spec;         /* STEP_CHECK: Strategy.checks[spec]; STEP_WEBHOOK: Strategy.webhooks[spec];
+                                * STEP_SET_HEADER_ROUTE: Strategy.header_routes[spec] */
 } Step;
 
 #define STRATEGY_MAX_STEPS 64
@@ -100,6 +111,8 @@ typedef struct Strategy {
         WebhookSpec webhooks[STRATEGY_MAX_WEBHOOKS]; /* of the webhook steps */
         size_t n_webhooks;
         WebhookSpec on_abort, on_success;   /* fire-and-forget hooks at the end (url "" none) */
+        HeaderRoute header_routes[STRATEGY_MAX_HEADER_ROUTES]; /* of the setHeaderRoute steps */
+        size_t n_header_routes;
         ExternalMetric external[STRATEGY_MAX_EXTERNAL]; /* canary.analysis.metrics: every window's */
         size_t n_external;
 } Strategy;

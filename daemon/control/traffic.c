@@ -101,6 +101,12 @@ static int rollout_spec(Traffic *t, const ServiceRecord *sv, Collect *c) {
         snprintf(spec->sticky_header, sizeof spec->sticky_header, "%s", strategy.sticky_header);
         snprintf(spec->sticky_cookie, sizeof spec->sticky_cookie, "%s", strategy.sticky_cookie);
         spec->tester_header = strategy.tester_header;
+        {
+                const HeaderRoute *h = rollout_header_route(&ro, &strategy);
+                spec->n_rules = h ? h->n : 0;
+                if (h)
+                        memcpy(spec->rules, h->rule, h->n * sizeof spec->rules[0]);
+        }
         return 0;
 }
 

@@ -338,7 +338,7 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
         Proxy *p = c->proxy;
 
         for (;;) {
-                ProxyRequest req = {.head = &c->head};
+                ProxyRequest req = {.head = &c->head, .peer = c->peer};
                 struct sockaddr_in addr;
                 Upstream *u = NULL;
                 Pool *pool;
@@ -1038,6 +1038,7 @@ int client_new(Proxy *p, int fd, const struct sockaddr_in *peer) {
         c->fd = fd;
         c->group = -1;
         inet_ntop(AF_INET, &peer->sin_addr, c->ip, sizeof c->ip);
+        c->peer = peer->sin_addr;
         http_parser_init(&c->req, HTTP_REQUEST);
         c->req.data = c;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

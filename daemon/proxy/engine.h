@@ -80,6 +80,7 @@ struct Client {
         Client *next, *prev;
         int fd;
         char ip[INET_ADDRSTRLEN];
+        struct in_addr peer;
         bool dead, eof;
         bool readable, writable;
         bool draining; /* answered and half-closed: reading what the client still sends */
@@ -151,6 +152,7 @@ struct Proxy {
  * sent bytes, and an attempt that got any is never followed by another pick. */
 struct ProxyRequest {
         const Head *head;
+        struct in_addr peer;   /* the client's address */
 };
 
 /* A counter only its own thread writes and any thread may read: a plain add (no lock prefix),

@@ -92,6 +92,7 @@ void metrics_diff(const ProxyMetrics *now, const ProxyMetrics *then, ProxyMetric
                         ret->group[g].duration[b] = now->group[g].duration[b] - then->group[g].duration[b];
                 ret->group[g].duration_sum_us = now->group[g].duration_sum_us - then->group[g].duration_sum_us;
         }
+        ret->header_routed = now->header_routed - then->header_routed;
 }
 
 uint64_t metrics_total(const GroupMetrics *g) {
@@ -177,4 +178,5 @@ void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum) {
                 sum->group[g].duration_sum_us +=
                         atomic_load_explicit(&m->group[g].duration_sum_us, memory_order_relaxed);
         }
+        sum->header_routed += atomic_load_explicit(&m->header_routed, memory_order_relaxed);
 }

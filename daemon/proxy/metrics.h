@@ -44,6 +44,7 @@ typedef struct GroupMetrics {
 /* All of one service's proxy metrics; a snapshot is a copy of this. Zero-initialise to start. */
 typedef struct ProxyMetrics {
         GroupMetrics group[_SPLIT_GROUP_MAX];
+        uint64_t header_routed;  /* requests a rollout's header route sent to the canary (also in its group) */
 } ProxyMetrics;
 
 /* A response with HTTP_STATUS (100..599) after LATENCY_US; any other status counts as a connect
@@ -82,6 +83,7 @@ typedef struct LiveGroupMetrics {
 
 typedef struct LiveMetrics {
         LiveGroupMetrics group[_SPLIT_GROUP_MAX];
+        _Atomic uint64_t header_routed;
 } LiveMetrics;
 
 /* STATUS 100..599 records a response after LATENCY_US; anything else a connect error. Owner

@@ -304,6 +304,10 @@ static int on_pick(void *userdata, const ProxyRequest *req, struct sockaddr_in *
         r = route_pick(&ws->cursor, req, ret_backend, &group);
         if (r == 0)
                 *ret_group = group_tag(ws, group);
+        if (r == 0 && ws->cursor.header_routed)
+                atomic_store_explicit(&ws->metrics.header_routed,
+                                      atomic_load_explicit(&ws->metrics.header_routed, memory_order_relaxed) + 1,
+                                      memory_order_relaxed); /* this worker alone writes it */
         t = ws->cursor.table;
         if (r != -EHOSTUNREACH || !t || !t->hold)
                 return r;

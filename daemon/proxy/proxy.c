@@ -23,6 +23,10 @@ const char *proxy_request_target(const ProxyRequest *req, size_t *ret_len) {
         return req->head->store;
 }
 
+uint32_t proxy_request_peer(const ProxyRequest *req) {
+        return req->peer.s_addr;
+}
+
 const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len) {
         return head_cookie(req->head, name, ret_len);
 }

@@ -32,6 +32,8 @@ const char *proxy_request_target(const ProxyRequest *req, size_t *ret_len);
  * header fields ("a=1; b=2", several fields searched in order), as sent (quotes kept), with the
  * same lifetime and termination as proxy_request_header(). NULL when absent. */
 const char *proxy_request_cookie(const ProxyRequest *req, const char *name, size_t *ret_len);
+/* The client's IPv4 address (network byte order). */
+uint32_t proxy_request_peer(const ProxyRequest *req);
 
 /* Chooses the backend for one request: returns 0 and fills *ret_backend and *ret_group (an
  * opaque tag handed back to ProxyDoneFn), or <0 when nothing can serve, which answers the

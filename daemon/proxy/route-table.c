@@ -182,16 +182,46 @@ bool route_cursor_sync(RouteCursor *c, RouteSlot *s) {
         return true;
 }
 
+/* Whether REQ matches one of T's header-route rules. */
+static bool header_routed(const RouteTable *t, const ProxyRequest *req) {
+        for (size_t i = 0; i < t->n_rules; i++) {
+                const HeaderRule *r = &t->rules[i];
+                const char *v;
+                size_t len;
+
+                switch (r->kind) {
+                case HEADER_RULE_HEADER:
+                case HEADER_RULE_COOKIE:
+                        v = r->kind == HEADER_RULE_HEADER ? proxy_request_header(req, r->name, &len)
+                                                          : proxy_request_cookie(req, r->name, &len);
+                        if (v && len == strlen(r->value) && memcmp(v, r->value, len) == 0)
+                                return true;
+                        break;
+                case HEADER_RULE_SOURCE:
+                        if ((proxy_request_peer(req) & r->mask) == r->net)
+                                return true;
+                        break;
+                }
+        }
+        return false;
+}
+
 static SplitGroup pick_group(RouteCursor *c, const ProxyRequest *req) {
         const RouteTable *t = c->table;
         const char *v;
         size_t len;
 
+        c->header_routed = false;
         if (t->rollout_id && t->tester_header && (v = proxy_request_header(req, "X-Aviary-Version", &len))) {
                 if (len == 6 && strncasecmp(v, "canary", 6) == 0)
                         return SPLIT_CANARY;
                 if (len == 6 && strncasecmp(v, "stable", 6) == 0)
                         return SPLIT_STABLE;
+        }
+        /* Header routes come before stickiness and weights (docs/rollouts.md). */
+        if (t->rollout_id && t->n_rules > 0 && header_routed(t, req)) {
+                c->header_routed = true;
+                return SPLIT_CANARY;
         }
         if (t->rollout_id && (t->sticky_header[0] || t->sticky_cookie[0])) {
                 v = t->sticky_header[0] ? proxy_request_header(req, t->sticky_header, &len)
@@ -211,6 +241,7 @@ int route_pick(RouteCursor *c, const ProxyRequest *req, struct sockaddr_in *ret_
         g = pick_group(c, req);
         i = backend_pick(&c->set[g]);
         if (i < 0 && g == SPLIT_CANARY) { /* no canary guest (yet, or ejected): serve from stable */
+                c->header_routed = false;
                 g = SPLIT_STABLE;
                 i = backend_pick(&c->set[g]);
         }

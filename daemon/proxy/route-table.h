@@ -36,6 +36,8 @@ typedef struct RouteTable {
         uint64_t salt;
         char sticky_header[64], sticky_cookie[64];
         bool tester_header;
+        HeaderRule rules[HEADER_RULES_MAX]; /* the rollout's header route ("" none) */
+        size_t n_rules;
         /* The service is asleep or waking (scale to zero): a request no guest can take waits
          * for one (proxy_set_hold) instead of a 503, and asks control to wake the service. */
         bool hold;
@@ -78,6 +80,7 @@ typedef struct RouteCursor {
         VersionSplit split;
         BackendSet set[_SPLIT_GROUP_MAX];
         unsigned failures[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* in a row, on this thread */
+        bool header_routed; /* the last pick went to the canary by a header route */
 } RouteCursor;
 
 void route_cursor_init(RouteCursor *c);

@@ -117,8 +117,8 @@ static void service_unlisten(RoutedService *s, bool forget) {
                 proxy_plane_service_remove(s->plane);
         s->plane = NULL;
         s->listener = NULL;
-        /* The workers of the next listener it joins start with no table: the next publish must
-         * not be skipped as "the one they have". */
+        /* The service's workers on a new listener start with no table: the next publish must not
+         * be skipped as "the one they have". */
         route_table_unref(s->published);
         s->published = NULL;
         if (!l || --l->users > 0)
@@ -302,8 +302,13 @@ static bool match_equal(const Match *a, const Match *b) {
 static bool table_equal(const RouteTable *a, const RouteTable *b) {
         if (!a || !match_equal(&a->match, &b->match) || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
             a->tester_header != b->tester_header || a->hold != b->hold || !streq(a->sticky_header, b->sticky_header) ||
-            !streq(a->sticky_cookie, b->sticky_cookie))
+            !streq(a->sticky_cookie, b->sticky_cookie) || a->n_rules != b->n_rules)
                 return false;
+        for (size_t i = 0; i < a->n_rules; i++)
+                if (a->rules[i].kind != b->rules[i].kind || !streq(a->rules[i].name, b->rules[i].name) ||
+                    !streq(a->rules[i].value, b->rules[i].value) || a->rules[i].net != b->rules[i].net ||
+                    a->rules[i].mask != b->rules[i].mask)
+                        return false;
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
                 if (a->group[g].n != b->group[g].n)
                         return false;
@@ -337,6 +342,8 @@ static void service_publish(RoutedService *s) {
         t->salt = spec->salt;
         memcpy(t->sticky_header, spec->sticky_header, sizeof t->sticky_header);
         memcpy(t->sticky_cookie, spec->sticky_cookie, sizeof t->sticky_cookie);
+        t->n_rules = spec->n_rules < HEADER_RULES_MAX ? spec->n_rules : HEADER_RULES_MAX;
+        memcpy(t->rules, spec->rules, t->n_rules * sizeof t->rules[0]);
         t->tester_header = spec->tester_header;
         t->hold = spec->hold;
         {
@@ -700,12 +707,34 @@ json_t *routing_service_json(Routing *r, const char *service) {
         char when[32] = "";
         if (last)
                 format_rfc3339(last, when);
-        return json_pack("{s:s, s:s?, s:b, s:b, s:i, s:s?, s:{s:i, s:i}, s:{s:o, s:o}}", "service", s->name, "listen",
-                         s->listen[0] ? s->listen : NULL, "listening", s->plane != NULL, "holding", s->spec.hold,
-                         "held", s->plane ? (int) proxy_plane_held(s->plane) : 0, "last_request_at",
-                         when[0] ? when : NULL, "weights", "stable",
-                         (int) (SPLIT_BASIS_POINTS - s->spec.canary_bp), "canary", (int) s->spec.canary_bp, "versions",
-                         "stable", group_json(s, &m, SPLIT_STABLE), "canary", group_json(s, &m, SPLIT_CANARY));
+        json_t *j = json_pack("{s:s, s:s?, s:b, s:b, s:i, s:s?, s:{s:i, s:i}, s:{s:o, s:o}}", "service", s->name, "listen",
+                              s->listen[0] ? s->listen : NULL, "listening", s->plane != NULL, "holding", s->spec.hold,
+                              "held", s->plane ? (int) proxy_plane_held(s->plane) : 0, "last_request_at",
+                              when[0] ? when : NULL, "weights", "stable",
+                              (int) (SPLIT_BASIS_POINTS - s->spec.canary_bp), "canary", (int) s->spec.canary_bp,
+                              "versions", "stable", group_json(s, &m, SPLIT_STABLE), "canary",
+                              group_json(s, &m, SPLIT_CANARY));
+        /* The canary's requests that a header route sent there (counted in its group too), and
+         * the rules in force. */
+        if (j) {
+                json_t *rules = json_array();
+                for (size_t i = 0; rules && i < s->spec.n_rules; i++) {
+                        const HeaderRule *h = &s->spec.rules[i];
+                        char net[INET_ADDRSTRLEN] = "";
+                        struct in_addr a = { .s_addr = h->net };
+                        inet_ntop(AF_INET, &a, net, sizeof net);
+                        json_array_append_new(rules, h->kind == HEADER_RULE_SOURCE
+                                                             ? json_pack("{s:s, s:i}", "sourceNet", net, "prefix",
+                                                                         __builtin_popcount(h->mask))
+                                                             : json_pack("{s:s, s:s}", h->kind == HEADER_RULE_HEADER
+                                                                                               ? "header"
+                                                                                               : "cookie",
+                                                                         h->name, "exact", h->value));
+                }
+                json_object_set_new(j, "header_routes", rules ? rules : json_array());
+                json_object_set_new(j, "header_routed", json_integer((json_int_t) m.header_routed));
+        }
+        return j;
 }
 
 /* ---- setup ---- */

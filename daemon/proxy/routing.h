@@ -37,6 +37,8 @@ typedef struct RouteSpec {
         uint64_t salt;
         char sticky_header[64], sticky_cookie[64];
         bool tester_header;
+        HeaderRule rules[HEADER_RULES_MAX]; /* the rollout's header route: to the canary first */
+        size_t n_rules;
         char hc_path[257];
         uint64_t hc_interval_usec, hc_timeout_usec;
         unsigned hc_rise, hc_fall;

@@ -35,6 +35,23 @@ void split_init(VersionSplit *s, unsigned canary_bp);
 void split_set_weight(VersionSplit *s, unsigned canary_bp);
 SplitGroup split_pick(VersionSplit *s);
 
+/* A rollout's header route (setHeaderRoute): a request that matches any rule goes to the canary
+ * whatever the weight, before stickiness and weights. */
+typedef enum HeaderRuleKind {
+        HEADER_RULE_HEADER,     /* header NAME is exactly VALUE */
+        HEADER_RULE_COOKIE,     /* cookie NAME is exactly VALUE */
+        HEADER_RULE_SOURCE,     /* the client's address is in NET/MASK */
+} HeaderRuleKind;
+
+typedef struct HeaderRule {
+        HeaderRuleKind kind;
+        char name[64];
+        char value[128];
+        uint32_t net, mask;     /* network byte order */
+} HeaderRule;
+
+#define HEADER_RULES_MAX 8
+
 /* Stickiness: the client's key (a cookie or header value, LEN bytes, need not be
  * NUL-terminated) hashed with HMAC-SHA256 keyed by the rollout's SALT into one of 10000
  * buckets. The same key and salt always give the same bucket; a new rollout (new salt)

@@ -44,6 +44,13 @@ void store_clear_error(void);
 int64_t store_generation(Store *s);
 
 int store_begin(Store *s);
+/* A transaction whose commit is not flushed to disk before it returns (synchronous = NORMAL):
+ * it survives a crash of aviaryd (it is in the WAL, in the kernel's page cache), a crash of
+ * the host may lose it, and the next store_begin() transaction's commit flushes it with its
+ * own. Only for what the controller derives again from flushed rows or what a host crash
+ * makes moot: the rows of guests (pending, booting, their addresses, readiness), never an
+ * answer the API acknowledges. Inside another transaction it is a savepoint of that one. */
+int store_begin_relaxed(Store *s);
 int store_commit(Store *s);
 /* FN runs after every outermost COMMIT, whoever wrote (API, controller, driver): what waits
  * for a change (long polls, the event stream) looks again. FN must not write to the store. */

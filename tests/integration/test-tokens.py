@@ -65,7 +65,7 @@ def route_table():
 def harmless_request(method, pattern):
     """A request to PATTERN that changes nothing whoever sends it: its parameters name nothing
     that exists, and a body is one the handler refuses. The scope is checked before any of that."""
-    values = {"digest": "sha256:" + "0" * 64, "name": "no-such", "ref": "9.9.9", "id": "999999", "file": "no-such.js"}
+    values = {"digest": "sha256:" + "0" * 64, "name": "no-such", "ref": "9.9.9", "id": "999999", "file": "app.js"}
     path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], pattern)
     if method == "PUT":  # a blob whose bytes do not hash to its name
         return path, {"body": b"x", "content_type": "application/octet-stream"}

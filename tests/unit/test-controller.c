@@ -523,12 +523,13 @@ static void test_promote_and_scale_down_delay(void) {
 }
 
 static void test_deadline_and_abort_delay(void) {
-        /* v3's guests listen nowhere: never ready. */
+        /* v3's guests listen nowhere: never ready. The clock is read before the rollout starts:
+         * its deadline counts from its creation, a little before start_rollout() returns. */
+        usec_t t0 = now_realtime();
         int64_t id = start_rollout(rv3, "{\"canary\": {\"steps\": [{\"setWeight\": 50}, {\"pause\": {}}], "
                                         "\"canaryReplicas\": 1, \"analysis\": {\"enabled\": false}, "
                                         "\"progressDeadline\": \"2s\", \"abortScaleDownDelay\": \"3s\"}}");
         RolloutWant degraded = { id, ROLLOUT_DEGRADED, 0 };
-        usec_t t0 = now_realtime();
         ok(wait_until(rollout_is, &degraded, 6000), "a canary that never gets ready: Degraded at its progressDeadline");
         RolloutRecord r = rollout_row(id);
         double after = (double) (r.finished_at - t0) / USEC_PER_SEC;

@@ -290,6 +290,43 @@ int main(void) {
                 ok(rollout_is_active(&r), "an outcome of another step is not taken for this one");
         }
 
+        /* setHeaderRoute: waits for canary guests, then its rules are in force until a later one. */
+        {
+                Strategy h;
+                RolloutObservation o;
+
+                strategy_init(&h);
+                h.steps[0] = (Step) { .kind = STEP_SET_HEADER_ROUTE, .spec = 0 };
+                h.steps[1] = (Step) { .kind = STEP_PAUSE };
+                h.steps[2] = (Step) { .kind = STEP_SET_HEADER_ROUTE, .spec = 1 };
+                h.steps[3] = (Step) { .kind = STEP_PAUSE };
+                h.n_steps = 4;
+                h.n_header_routes = 2;
+                h.header_routes[0] = (HeaderRoute) { .n = 1 };
+                h.header_routes[0].rule[0] = (HeaderRule) { .kind = HEADER_RULE_HEADER, .name = "X-Tier", .value = "free" };
+                h.header_routes[1] = (HeaderRoute) { .n = 0 };
+                h.analysis.enabled = false;
+
+                fresh(&r);
+                ok(rollout_header_route(&r, &h) == NULL, "no header route before its step");
+                o = (RolloutObservation) { .now = T0, .replicas = 2, .canary_ready = 0, .step_index = -1 };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &h, &o, &t);
+                ok(r.step_index == 0 && strstr(r.message, "before the header route"),
+                   "a header route waits for canary guests: %s", r.message);
+                o.canary_ready = 1;
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &h, &o, &t);
+                is_int(r.step_index, 1, "with one ready it passes, to the pause");
+                is_int(r.canary_weight, 0, "the weight stays 0");
+                ok(rollout_header_route(&r, &h) == &h.header_routes[0], "and its rules are in force");
+                r.step_index = 3;
+                ok(rollout_header_route(&r, &h) == NULL, "a later setHeaderRoute with no rules removes them");
+                r.step_index = 1;
+                r.phase = ROLLOUT_DEGRADED;
+                ok(rollout_header_route(&r, &h) == NULL, "a finished rollout routes no header");
+        }
+
         /* The stored strategy is parsed once per rollout, then read from the thread's cache. */
         {
                 Strategy got;

@@ -14,10 +14,10 @@ static void request_reset(Request *r) {
 
 /* docs/api.md: "read for every GET, deploy for blobs, images, versions and rollouts (a rollback
  * included), admin for services, instances and tokens" (and docs/security.md: which tokens exist
- * is for admins); the web view's files need no credentials at all (SCOPE_NONE). */
+ * is for admins). */
 static Scope documented_scope(HttpMethod method, const char *pattern) {
         if (strncmp(pattern, "/ui/", 4) == 0)
-                return SCOPE_NONE;
+                return SCOPE_NONE; /* the web view's files: open, they hold no data */
         if (streq(pattern, "/v1/tokens") || strncmp(pattern, "/v1/tokens/", 11) == 0)
                 return SCOPE_ADMIN; /* listing them too */
         if (method == HTTP_GET || method == HTTP_HEAD)

@@ -462,6 +462,35 @@ static void test_token_delete_keys(const char *dir) {
         store_close(s);
 }
 
+/* A relaxed transaction commits with synchronous = NORMAL; every other one with FULL, also
+ * right after a relaxed one, nested in it, or rolled back: an answer the API acknowledges is
+ * always flushed. */
+static void test_relaxed(const char *dir) {
+        char path[512];
+        Store *s = NULL;
+
+        snprintf(path, sizeof path, "%s/relaxed.db", dir);
+        is_int(store_open(path, &s), 0, "opened");
+        is_int(pragma(s->db, "PRAGMA synchronous"), 2, "FULL by default");
+        is_int(store_begin_relaxed(s), 0, "relaxed transaction");
+        is_int(pragma(s->db, "PRAGMA synchronous"), 1, "NORMAL inside it");
+        is_int(store_begin(s), 0, "nested in it");
+        ok(store_blob_add(s, "sha256:6666666666666666666666666666666666666666666666666666666666666666", 1) >= 0,
+           "a write");
+        is_int(store_commit(s), 0, "nested commit");
+        is_int(store_commit(s), 0, "relaxed commit");
+        is_int(pragma(s->db, "PRAGMA synchronous"), 2, "FULL again after its commit");
+        is_int(store_begin_relaxed(s), 0, "relaxed again");
+        is_int(store_rollback(s), 0, "rolled back");
+        is_int(pragma(s->db, "PRAGMA synchronous"), 2, "FULL again after its rollback");
+        is_int(store_begin(s), 0, "a plain transaction");
+        is_int(store_begin_relaxed(s), 0, "a relaxed one nested in it");
+        is_int(pragma(s->db, "PRAGMA synchronous"), 2, "stays FULL: the outer one decides");
+        is_int(store_commit(s), 0, "inner commit");
+        is_int(store_commit(s), 0, "outer commit");
+        store_close(s);
+}
+
 int main(void) {
         char dir[] = "/tmp/aviary-test-store-XXXXXX";
         char cmd[128];
@@ -476,6 +505,7 @@ int main(void) {
         test_principal_migration(dir);
         test_events(dir);
         test_token_delete_keys(dir);
+        test_relaxed(dir);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         (void) !system(cmd);
         return tap_done();

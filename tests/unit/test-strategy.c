@@ -2,6 +2,7 @@
  * the right code and a message naming the field, and strategy_to_json() parses back. */
 #include <errno.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "control/strategy.h"
@@ -362,6 +363,17 @@ static const struct {
          AVIARY_E_UNKNOWN_FIELD, "strategy.canary.analysis.metrics[0].provider.prometheus", NULL},
         {"{\"canary\": {\"steps\": [{\"analysis\": {\"metrics\": []}}]}}", AVIARY_E_UNKNOWN_FIELD,
          "strategy.canary.steps[0].analysis.metrics", NULL},
+        {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.canary.steps[0].setHeaderRoute.match", NULL},
+        {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"header\": \"X-Tier\"}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", "exact"},
+        {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"header\": \"X-Tier\", \"cookie\": \"a\", "
+         "\"exact\": \"1\"}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", "one of"},
+        {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"sourceCidr\": \"10.0.0.0/33\"}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0].sourceCidr", NULL},
+        {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"header\": \"a b\", \"exact\": \"1\"}]}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", NULL},
 };
 
 static void test_bad(void) {
@@ -491,6 +503,28 @@ static void test_round_trip(void) {
                    s.external[1].timeout_ms == 5000,
            "their names, conditions and timeouts (default 5s)");
         round_trip("external metrics", &s);
+
+        is_int(parse_text("{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": ["
+                          "{\"header\": \"X-Tier\", \"exact\": \"free\"}, {\"cookie\": \"beta\", \"exact\": \"1\"},"
+                          " {\"sourceCidr\": \"10.1.2.3/8\"}]}}, {\"setWeight\": 10}, {\"setHeaderRoute\": {\"match\": []}}]}}",
+                          &s, &e),
+               0, "setHeaderRoute steps: %s", e.message);
+        ok(s.steps[0].kind == STEP_SET_HEADER_ROUTE && s.n_header_routes == 2 && s.header_routes[0].n == 3 &&
+                   s.header_routes[0].rule[0].kind == HEADER_RULE_HEADER && streq(s.header_routes[0].rule[0].name, "X-Tier") &&
+                   streq(s.header_routes[0].rule[0].value, "free") && s.header_routes[0].rule[1].kind == HEADER_RULE_COOKIE &&
+                   s.header_routes[0].rule[2].kind == HEADER_RULE_SOURCE && s.header_routes[0].rule[2].net == htonl(0x0a000000) &&
+                   s.header_routes[0].rule[2].mask == htonl(0xff000000) && s.header_routes[1].n == 0,
+           "header, cookie and source rules (10.1.2.3/8 is the network 10.0.0.0/8), then none");
+        round_trip("header routes", &s);
+        {
+                json_auto_t *j = strategy_to_json(&s);
+                json_t *step0 = json_array_get(json_object_get(json_object_get(j, "canary"), "steps"), 0);
+                _cleanup_free_ char *text = json_dumps(step0, JSON_COMPACT | JSON_SORT_KEYS);
+                is_str(text,
+                       "{\"setHeaderRoute\":{\"match\":[{\"exact\":\"free\",\"header\":\"X-Tier\"},"
+                       "{\"cookie\":\"beta\",\"exact\":\"1\"},{\"sourceCidr\":\"10.0.0.0/8\"}]}}",
+                       "a setHeaderRoute step, expanded");
+        }
 
         is_int(parse_text("{\"preset\": \"Linear10PercentEvery3Minutes\", \"canary\": {\"stickiness\": "
                           "{\"cookie\": "

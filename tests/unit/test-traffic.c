@@ -227,6 +227,60 @@ static void test_tester_header(void) {
         is_int(count_to(20, "X-Aviary-Version: other\r\n", "127.0.0.4"), 2, "any other value: the split, 2 of 20");
 }
 
+static void at_step(int64_t id, int64_t step) {
+        RolloutRecord ro = {};
+
+        if (store_rollout_get(m.store, svc, id, &ro) == 0) {
+                ro.step_index = step;
+                store_rollout_update(m.store, &ro);
+        }
+        rollout_record_done(&ro);
+        sync_now();
+}
+
+static int64_t header_routed(void) {
+        json_auto_t *j = service_json();
+        return json_integer_value(json_object_get(j, "header_routed"));
+}
+
+static void test_header_route(void) {
+        int64_t id = new_rollout("{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": ["
+                                 "{\"header\": \"X-Tier\", \"exact\": \"free\"}, {\"cookie\": \"beta\", \"exact\": \"1\"}]}},"
+                                 " {\"pause\": {}}, {\"setHeaderRoute\": {\"match\": []}}, {\"pause\": {}}]}}",
+                                 0, 7);
+        int64_t before;
+
+        ok(id > 0, "a rollout with a header route at weight 0");
+        is_int(count_to(20, "X-Tier: free\r\n", "127.0.0.4"), 0, "before its step passes, X-Tier: free follows the weight");
+        at_step(id, 1);
+        before = header_routed();
+        is_int(count_to(20, "X-Tier: free\r\n", "127.0.0.4"), 20, "then X-Tier: free goes to the canary, 20 of 20, at 0%%");
+        is_int(count_to(20, "X-Tier: paid\r\n", "127.0.0.4"), 0, "X-Tier: paid does not, 0 of 20");
+        is_int(count_to(20, "x-tier: free\r\n", "127.0.0.4"), 20, "the header's name in any case, 20 of 20");
+        is_int(count_to(20, "Cookie: a=2; beta=1\r\n", "127.0.0.4"), 20, "cookie beta=1: 20 of 20");
+        is_int(count_to(20, "Cookie: beta=10\r\n", "127.0.0.4"), 0, "cookie beta=10 is not exactly 1: 0 of 20");
+        is_int(count_to(20, "", "127.0.0.4"), 0, "everyone else follows the weight: 0 of 20 to the canary");
+        {
+                unsigned stable = 0;
+                for (int i = 0; i < 20; i++) {
+                        Answer a = get("/", "");
+                        stable += streq(a.guest, "127.0.0.2") || streq(a.guest, "127.0.0.3");
+                }
+                is_int(stable, 20, "and all of them to stable guests, 20 of 20");
+        }
+        is_int(header_routed() - before, 60, "the traffic view counts the 60 header-routed requests");
+        at_step(id, 3);
+        is_int(count_to(20, "X-Tier: free\r\n", "127.0.0.4"), 0, "a later setHeaderRoute with no rules removes them");
+        id = new_rollout("{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"sourceCidr\": \"127.0.0.0/8\"}]}},"
+                         " {\"pause\": {}}]}}", 0, 7);
+        at_step(id, 1);
+        is_int(count_to(20, "", "127.0.0.4"), 20, "sourceCidr 127.0.0.0/8: every request from loopback, 20 of 20");
+        id = new_rollout("{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"sourceCidr\": \"10.0.0.0/8\"}]}},"
+                         " {\"pause\": {}}]}}", 0, 7);
+        at_step(id, 1);
+        is_int(count_to(20, "", "127.0.0.4"), 0, "sourceCidr 10.0.0.0/8: none from loopback");
+}
+
 static void test_sticky(const char *how) {
         char strategy[160], extra[128], user[32];
         int64_t id;
@@ -578,6 +632,7 @@ int main(void) {
         test_listen_and_stable();
         test_split();
         test_tester_header();
+        test_header_route();
         test_sticky("header");
         test_sticky("cookie");
         test_fallback();
