@@ -102,6 +102,15 @@ struct Controller {
                 bool fell_back;               /* this wake fell back from a snapshot to a cold boot */
                 bool seen;                    /* still a service at this pass */
         } awake[MAX_AWAKE];
+        /* A sleep through the API: guests whose rows it wrote asleep, stopped once the request's
+         * transaction committed (controller_service_sleep_committed), never if it rolled back. */
+        struct ApiSleep {
+                char id[64];
+                char uuid[37];
+                char ip[16];
+                bool save;                    /* wake: snapshot, and the guest was ready */
+        } api_sleep[MAX_PROBES];
+        size_t n_api_sleep;
 };
 
 typedef struct InstanceList {
@@ -296,16 +305,20 @@ static void snapshots_prune(Controller *c) {
 
 /* Puts R's running guest to sleep: its memory saved when SNAPSHOT (the domain is gone after),
  * else stopped. */
-static void guest_sleep(Controller *c, InstanceRecord *r, bool snapshot) {
+/* Stops domain UUID of instance ID for a sleep: its memory saved when SAVE (wake: snapshot, a
+ * ready guest), else destroyed. */
+static void guest_sleep_domain(Controller *c, const char *id, const char *uuid, bool save) {
         char path[4200];
 
-        if (!r->domain_uuid[0])
+        snapshot_path(c, id, path);
+        if (save && !c->virt_inline && virt_queue_save(c->jobs, uuid, path, id, on_saved, c) >= 0)
                 return;
-        snapshot_path(c, r->id, path);
-        if (snapshot && streq(r->state, "ready") && !c->virt_inline &&
-            virt_queue_save(c->jobs, r->domain_uuid, path, r->id, on_saved, c) >= 0)
-                return;
-        guest_destroy(c, r->domain_uuid, r->id);
+        guest_destroy(c, uuid, id);
+}
+
+static void guest_sleep(Controller *c, InstanceRecord *r, bool snapshot) {
+        if (r->domain_uuid[0])
+                guest_sleep_domain(c, r->id, r->domain_uuid, snapshot && streq(r->state, "ready"));
 }
 
 /* ---- lifecycle ---- */
@@ -1179,32 +1192,50 @@ static bool holds_guest_slot(const InstanceRecord *r) {
 /* Puts SV's guests to sleep: every instance of L that has or wants a guest becomes asleep and
  * keeps its address lease and MAC (a woken guest has the same IP and MAC); its guest stops on the
  * libvirt worker. The proxy holds SV's requests from the table this publishes on. WHY becomes the
- * instances' stop_reason. Returns how many went to sleep. */
-static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
+ * instances' stop_reason. Returns how many went to sleep.
+ *
+ * DEFER (a sleep through the API, inside the request's transaction): the rows are written now and
+ * the guests stop, and the tables change, only once that transaction committed
+ * (controller_service_sleep_committed); a refused request (a full disk) leaves them running. */
+static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why,
+                              bool defer) {
         usec_t now = now_realtime();
         unsigned n = 0;
         struct Awake *a;
 
         for (size_t i = 0; i < l->n; i++) {
                 InstanceRecord *r = &l->items[i];
+                struct ApiSleep stop = {};
 
                 if (!holds_guest_slot(r))
                         continue;
                 snapshot_forget(r); /* an older one, if any: the guest ran since */
-                guest_sleep(c, r, streq(sv->wake, "snapshot"));
+                snprintf(stop.id, sizeof stop.id, "%s", r->id);
+                snprintf(stop.uuid, sizeof stop.uuid, "%s", r->domain_uuid);
+                snprintf(stop.ip, sizeof stop.ip, "%s", r->ip);
+                stop.save = streq(sv->wake, "snapshot") && streq(r->state, "ready");
+                if (!defer)
+                        guest_sleep(c, r, streq(sv->wake, "snapshot"));
                 snprintf(r->state, sizeof r->state, "asleep");
                 r->domain_uuid[0] = 0;
                 r->qemu_pid = 0;
                 r->stopped_at = now;
                 r->next_start_at = 0;
                 set_reason(r, why);
-                if (instance_commit(c, r, NULL, NULL) < 0)
+                if (instance_commit(c, r, NULL, NULL) < 0) {
                         log_warning("Instance %s: cannot record that it sleeps (%s)", r->id, store_last_error());
+                        if (defer)
+                                continue; /* its row still says what runs: so does its guest */
+                }
+                if (defer && c->n_api_sleep < ELEMENTSOF(c->api_sleep))
+                        c->api_sleep[c->n_api_sleep++] = stop;
                 n++;
         }
         a = awake_of(c, sv->id, false);
         if (a)
                 a->service_id = 0;
+        if (defer)
+                return n;
         traffic_sync(c->traffic); /* no guest: requests are held from now on */
         for (size_t i = 0; i < l->n; i++)
                 if (streq(l->items[i].state, "asleep") && l->items[i].ip[0])
@@ -1355,7 +1386,7 @@ static bool sleep_if_idle(Controller *c, const ServiceRecord *sv, InstanceList *
                 return false;
         duration_format_ms((uint64_t) sv->idle_ms, idle);
         snprintf(why, sizeof why, "asleep: no request for %s", idle);
-        n = service_sleep(c, sv, l, why);
+        n = service_sleep(c, sv, l, why, false);
         log_info("Service %s: no request for %s: %u guest(s) asleep.", sv->name, idle, n);
         service_event(c, sv->name, "service.sleep", "asleep",
                       json_pack("{s:s, s:I, s:I}", "reason", "idle", "idle_ms", (json_int_t) sv->idle_ms, "instances",
@@ -1741,9 +1772,25 @@ int controller_service_sleep(Controller *c, const char *name, ApiError *e) {
         k = instances_load(c, sv.id, &l);
         if (k < 0)
                 return k;
-        (void) service_sleep(c, &sv, &l, "asleep: put to sleep through the API");
+        c->n_api_sleep = 0;
+        (void) service_sleep(c, &sv, &l, "asleep: put to sleep through the API", true);
         instance_list_done(&l);
         return 0;
+}
+
+void controller_service_sleep_committed(Controller *c, bool committed) {
+        if (!c)
+                return;
+        for (size_t i = 0; committed && i < c->n_api_sleep; i++)
+                if (c->api_sleep[i].uuid[0])
+                        guest_sleep_domain(c, c->api_sleep[i].id, c->api_sleep[i].uuid, c->api_sleep[i].save);
+        if (committed) {
+                traffic_sync(c->traffic); /* no guest: requests are held from now on */
+                for (size_t i = 0; i < c->n_api_sleep; i++)
+                        if (c->api_sleep[i].ip[0])
+                                traffic_backend_gone(c->traffic, c->api_sleep[i].ip);
+        }
+        c->n_api_sleep = 0;
 }
 
 int controller_service_wake(Controller *c, const char *name, ApiError *e) {

@@ -53,8 +53,12 @@ void controller_write_metrics(Controller *c, PromText *p);
 int controller_instance_restart(Controller *c, const char *id, ApiError *e);
 /* Scale to zero, for operators and tests: puts service NAME's guests to sleep now (409
  * scale-to-zero-off when it does not scale to zero, rollout-in-progress during a rollout), or
- * wakes them (an awake service's idle time starts again). The caller records the event. */
+ * wakes them (an awake service's idle time starts again). The caller records the event.
+ * A sleep writes the rows in the caller's transaction and stops the guests only at
+ * controller_service_sleep_committed(C, true), once that transaction committed; with false (it
+ * rolled back: a full disk) they keep running, as the rows say. */
 int controller_service_sleep(Controller *c, const char *name, ApiError *e);
+void controller_service_sleep_committed(Controller *c, bool committed);
 int controller_service_wake(Controller *c, const char *name, ApiError *e);
 /* When service NAME's proxy last saw a request (realtime); 0 none since aviaryd started, or C NULL. */
 usec_t controller_last_request(Controller *c, const char *service);

@@ -592,6 +592,15 @@ int service_traffic(Request *r) {
 }
 
 /* POST /v1/services/{name}/sleep and /wake: 202 with the service; the controller acts. */
+/* A sleep's guests stop only once its transaction committed (controller.h). */
+static void sleep_committed(Request *r) {
+        controller_service_sleep_committed(r->ctx->controller, true);
+}
+
+static void sleep_rolled_back(Request *r) {
+        controller_service_sleep_committed(r->ctx->controller, false);
+}
+
 static int service_sleep_or_wake(Request *r, bool sleep) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         _cleanup_(service_record_done) ServiceRecord after = {};
@@ -602,6 +611,10 @@ static int service_sleep_or_wake(Request *r, bool sleep) {
         if (!r->ctx->controller)
                 return reply_error(r, AVIARY_E_UNAVAILABLE, "this aviaryd runs without guests (runtime = off)");
         request_set_resource(r, "service/%s", s.name);
+        if (sleep) {
+                r->after_commit = sleep_committed;
+                r->after_rollback = sleep_rolled_back;
+        }
         k = sleep ? controller_service_sleep(r->ctx->controller, s.name, &r->error)
                   : controller_service_wake(r->ctx->controller, s.name, &r->error);
         if (k != 0)

@@ -404,13 +404,14 @@ def build_matrix(kernel):
     m, p, base, _ = ROUTES["token.create"]
     cases += field_cases("token.create", m, p, base, token_changes())
 
-    # Routes that take no body refuse one, and change nothing: the rollout actions and the
-    # instance restart among them.
+    # Routes that take no body refuse one, and change nothing: the rollout actions, the instance
+    # restart and a service's sleep and wake among them.
     actions = [("POST", f"/v1/services/svc/rollouts/current/{a}") for a in ("promote", "pause", "resume", "abort",
                                                                            "retry")]
     for method, path in [("GET", "/v1/health"), ("DELETE", "/v1/services/svc"), ("DELETE", "/v1/images/web"),
                          ("DELETE", "/v1/images/web/versions/1.0.0"), ("GET", "/v1/events"),
-                         ("DELETE", "/v1/tokens/existing"), ("POST", "/v1/instances/svc-00000000/restart")] + actions:
+                         ("DELETE", "/v1/tokens/existing"), ("POST", "/v1/instances/svc-00000000/restart"),
+                         ("POST", "/v1/services/svc/sleep"), ("POST", "/v1/services/svc/wake")] + actions:
         cases.append(Case(f"{method} {path} with a body", method, path, b'{"a": 1}', 400, "bad-request"))
 
     # Idempotency-Key must be 1-255 printable ASCII: a valid request with a bad key is refused.

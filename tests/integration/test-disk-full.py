@@ -239,9 +239,13 @@ def test_full_runtime():
             push_version(c, "app", "2", port=8081)  # the fake guests answer on 8080 only, for now
             c.post("/v1/services", {"name": "web", "stable_version": "app:1", "replicas": 1})
             c.post("/v1/services", {"name": "late", "stable_version": "app:2", "replicas": 1})
+            c.post("/v1/services", {"name": "nap", "stable_version": "app:1", "replicas": 1,
+                                    "scale_to_zero": {"idle": "1h", "wake": "boot"}})
             inst = wait_instance(d, lambda i: i["state"] == "ready")
+            nap = wait_instance(d, lambda i: i["state"] == "ready", service="nap")
             late = wait_instance(d, lambda i: i["state"] == "booting", service="late")
-            if not ok(inst and late, "web's instance is ready, late's boots and is not ready (fake runtime)",
+            if not ok(inst and late and nap, "web's and nap's instances are ready, late's boots and is not ready "
+                      "(fake runtime)",
                       lambda: d.log()[-2000:]):
                 return
             filler = os.path.join(d.state_dir, "filler")
@@ -249,6 +253,11 @@ def test_full_runtime():
             snap = d.snapshot()
             r = c.post(f"/v1/instances/{inst['id']}/restart")
             check_error(r, 507, "storage-full", "restarting an instance on a full disk: 507 storage-full")
+            check_error(c.post("/v1/services/nap/sleep"), 507, "storage-full",
+                        "putting a service to sleep on a full disk: 507 storage-full")
+            now = c.get(f"/v1/instances/{nap['id']}").json or {}
+            is_((now.get("state"), now.get("domain_uuid")), ("ready", nap["domain_uuid"]),
+                "and its guest was not put to sleep: ready, the same domain")
 
             # late's guest answers from now on: its readiness probe (each pass, 2 s) passes, and
             # the controller cannot write it down. Two passes and the probes' answers are its
@@ -283,6 +292,15 @@ def test_full_runtime():
                 "the refused restart touched nothing: web's instance is ready on the same guest")
             acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{inst['id']}"]
             ok("instance.restart" not in acts, "the refused restart left no event", repr(acts))
+            # What a refused sleep may not have done behind the database's back: stopped the guest
+            # (its exit would be recorded now that there is room, and it would boot again).
+            time.sleep(2.5)  # a pass (2 s) with room: one that finds the guest gone records it
+            now = c.get(f"/v1/instances/{nap['id']}").json or {}
+            acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{nap['id']}"]
+            ok(now.get("state") == "ready" and now.get("domain_uuid") == nap["domain_uuid"] and
+               "instance.exit" not in acts and "instance.sleep" not in acts,
+               "the refused sleep left nap's guest running: ready on the same domain, no exit recorded with room",
+               repr(now), repr(acts), lambda: d.log()[-3000:])
             is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok afterwards")
     finally:
         for p in late_server:

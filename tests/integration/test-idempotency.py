@@ -376,7 +376,7 @@ def test_expiry(d):
 def test_instance_restart():
     """POST /v1/instances/{id}/restart with a key (it needs a runtime: libvirt's test driver
     and fake guests, tests/lib/fakeruntime.py): the replay answers the first 202 and body and
-    does not restart the guest again."""
+    does not restart the guest again. So do a service's sleep and wake (test_sleep_wake)."""
     if not fakeruntime.available():
         skip("instance restart with an Idempotency-Key", "needs root (a network namespace)")
         return
@@ -401,6 +401,43 @@ def test_instance_restart():
         is_((now["state"], now["timings"]["running_at"]), ("ready", again_ready["timings"]["running_at"]),
             "and the guest was not restarted again (same start time)")
         is_(len(events_for(d, f"instance/{inst['id']}", "instance.boot")), boots, "no further instance.boot event")
+        test_sleep_wake(d)
+
+
+def test_sleep_wake(d):
+    """POST /v1/services/{name}/sleep and /wake with keys: each replay, after the other action
+    undid the first, answers the first 202 and body, writes no event and does not act again."""
+    c = d.client
+    c.post("/v1/services", {"name": "nap", "stable_version": "app:1", "replicas": 1,
+                            "scale_to_zero": {"idle": "1h", "wake": "boot"}})
+    if not ok(wait_ready(d, "nap"), "service nap (scale to zero) has a ready instance", lambda: d.log()[-2000:]):
+        return
+
+    def states():
+        return sorted(i["state"] for i in c.get("/v1/instances?service=nap").json["items"]
+                      if i["state"] not in ("stopped", "failed"))
+
+    def wait_states(want):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and states() != want:
+            time.sleep(0.1)
+        return states() == want
+
+    first_sleep = c.request("POST", "/v1/services/nap/sleep", headers={"Idempotency-Key": "key-sleep"})
+    is_(first_sleep.status, 202, "POST sleep with a key: 202", repr(first_sleep))
+    # The sleep is done in the request's transaction: asleep when it answers, no wait.
+    is_(states(), ["asleep"], "its instance is asleep when the answer comes")
+    first_wake = c.request("POST", "/v1/services/nap/wake", headers={"Idempotency-Key": "key-wake"})
+    is_(first_wake.status, 202, "POST wake with a key: 202", repr(first_wake))
+    ok(wait_states(["ready"]), "its instance is awake and ready again", repr(states()))
+    n_events = len(d.events())
+    again = c.request("POST", "/v1/services/nap/sleep", headers={"Idempotency-Key": "key-sleep"})
+    ok(replayed(first_sleep, again), "the sleep again, after the wake, is its replay (202, the first body)",
+       repr(again))
+    is_(states(), ["ready"], "and the service stays awake (a sleep would show when it answers, as above)")
+    again = c.request("POST", "/v1/services/nap/wake", headers={"Idempotency-Key": "key-wake"})
+    ok(replayed(first_wake, again), "the wake again is its replay (202, the first body)", repr(again))
+    is_(len(d.events()), n_events, "neither replay wrote an event")
 
 
 def wait_ready(d, service, newer_than=None, timeout=20):
