@@ -30,6 +30,10 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s PORT BACKEND_PORT_A BACKEND_PORT_B [THREADS]\n", argv[0]);
                 return 2;
         }
+        /* AVIARY_BENCH_METRICS=off: the Prometheus histogram (duration buckets and sum) is not
+         * kept, as with it off in proxy/metrics.c; the counters analysis reads always are. */
+        if (getenv("AVIARY_BENCH_METRICS") && strcmp(getenv("AVIARY_BENCH_METRICS"), "off") == 0)
+                metrics_prometheus = false;
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);

@@ -76,6 +76,8 @@ struct Cli {
         size_t n_args;
         const OptionValue *values; /* the command's own options, in command-line order */
         size_t n_values;
+        const char *socket;        /* where the daemon is: its unix socket... */
+        const char *url;           /* ...or its TCP URL (one of the two; socket may be NULL: the default) */
 };
 
 /* The table (main.c), and the global options every command accepts (before or after its words). */
@@ -222,6 +224,9 @@ int cmd_logs(Cli *cli);
 
 int cmd_deploy(Cli *cli);
 int cmd_rollback(Cli *cli);
+int cmd_ui(Cli *cli);
+/* The daemon's unix socket when none was named (new string). */
+char *cli_default_socket(void);
 int cmd_rollout_status(Cli *cli);
 int cmd_rollout_ls(Cli *cli);
 int cmd_rollout_promote(Cli *cli);

@@ -268,6 +268,18 @@ const Command cli_commands[] = {
          (const Argument[]){{"COMMAND", .optional = true, .repeat = true, .complete = COMPLETE_COMMAND}, {}},
          NO_OPTIONS, "With -o json: the command table itself (commands, arguments, options, defaults, choices).",
          cmd_help, COMMAND_LOCAL},
+        {"ui", "open the web view: serve it from the daemon's unix socket on a loopback port",
+         NO_ARGUMENTS,
+         (const Option[]){
+                 {"port", 0, "PORT", "the loopback port to listen on", "any free one"},
+                 {},
+         },
+         "Listens on 127.0.0.1:PORT and forwards the web view's requests (GET and HEAD only: the view "
+         "is read-only) to aviaryd's unix socket, as you. The first line of output is the URL to open; "
+         "it holds a random key, so other users of this machine cannot use the forwarder. Serves until "
+         "interrupted (Ctrl-C). Against a TCP daemon (--url) it prints that daemon's /ui/ address: the "
+         "page asks for a token with scope read.",
+         cmd_ui, COMMAND_LOCAL},
         {"completion", "print a shell completion script", (const Argument[]){{"SHELL", .choices = shells}, {}},
          NO_OPTIONS,
          "Load it in the shell's start-up file: bash: eval \"$(aviary completion bash)\"; zsh (after "
@@ -280,7 +292,7 @@ const Command cli_commands[] = {
 
 const size_t cli_n_commands = ELEMENTSOF(cli_commands);
 
-static char *default_socket(void) {
+char *cli_default_socket(void) {
         const char *runtime = getenv("XDG_RUNTIME_DIR");
         char *path;
 
@@ -294,7 +306,7 @@ static char *default_socket(void) {
 int cli_connect(const char *socket, const char *url, const char *token, HttpClient **ret) {
         _cleanup_free_ char *fallback = NULL;
 
-        if (!url && !socket && !(socket = fallback = default_socket()))
+        if (!url && !socket && !(socket = fallback = cli_default_socket()))
                 return -ENOMEM;
         return http_client_new(url ? NULL : socket, url, token, ret);
 }
@@ -315,6 +327,8 @@ static int run(const Invocation *inv) {
                 .n_args = inv->n_args,
                 .values = inv->values,
                 .n_values = inv->n_values,
+                .socket = inv->socket,
+                .url = inv->url,
         };
         return inv->command->run(&cli);
 }

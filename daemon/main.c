@@ -1,5 +1,4 @@
 /* aviaryd: parse settings, build the manager, run it. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,18 +14,9 @@ static void print_routes(void) {
 int main(int argc, char **argv) {
         _cleanup_(manager_freep) Manager *m = NULL;
         Settings settings;
-        sigset_t mask;
         int r;
 
-        /* Blocked before any thread exists, so every thread (libvirt's, the proxy workers, the
-         * libvirt worker) inherits it: the loop takes these through signalfd, and a SIGTERM or a
-         * SIGCHLD never lands on a thread that would act on it by default. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        sigaddset(&mask, SIGCHLD);
-        sigprocmask(SIG_BLOCK, &mask, NULL);
+        manager_block_signals(); /* before any thread exists (manager.h) */
         log_setup();
         settings_init_defaults(&settings);
         r = settings_parse_argv(&settings, argc, argv);

@@ -14,7 +14,6 @@
 #include "manager.h"
 #include "socket.h"
 
-#define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
 #define HOUSEKEEPING_USEC (3600ULL * USEC_PER_SEC)
 #define INSTANCE_HISTORY_USEC (24ULL * 3600 * USEC_PER_SEC) /* stopped instances stay visible a day */
 /* Audit events past event_retention(_count) go a batch per loop iteration, each batch its own
@@ -22,11 +21,20 @@
 #define EVENT_PRUNE_BATCH 1000
 #define EVENT_PRUNE_EVERY_USEC (10 * 60 * USEC_PER_SEC)
 
+/* Anything committed to the store: event streams and long polls wake, and so do the
+ * notifications of rollout events. */
+static void manager_store_committed(void *userdata) {
+        Manager *m = userdata;
+
+        http_server_wake(m->http);
+        notifier_wake(m->notifier);
+}
+
 /* A change committed through the API: the controller looks at desired state soon. */
 static void manager_on_committed(void *userdata) {
         Manager *m = userdata;
 
-        controller_kick(m->controller);
+        controller_changed(m->controller);
 }
 
 int manager_new(Settings *settings, Manager **ret) {
@@ -59,6 +67,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         http_server_free(m->http);
         controller_free(m->controller);
+        notifier_free(m->notifier);
         sd_event_source_disable_unref(m->housekeeping);
         sd_event_source_disable_unref(m->event_prune);
         sd_event_source_disable_unref(m->watchdog);
@@ -71,6 +80,9 @@ Manager *manager_free(Manager *m) {
         if (m->metrics_token)
                 explicit_bzero(m->metrics_token, strlen(m->metrics_token));
         free(m->metrics_token);
+        if (m->notify_secret)
+                explicit_bzero(m->notify_secret, strlen(m->notify_secret));
+        free(m->notify_secret);
         free(m->tls_cert);
         if (m->tls_key)
                 explicit_bzero(m->tls_key, strlen(m->tls_key));
@@ -192,6 +204,8 @@ static int token_load(Manager *m) {
 
         if (r == 0)
                 r = token_read(m->settings.metrics_token_file, "metrics_token", &m->metrics_token);
+        if (r == 0)
+                r = token_read(m->settings.notify_secret_file, "notify_secret", &m->notify_secret);
         return r;
 }
 
@@ -410,7 +424,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         m->api.store = m->store;
-        store_on_commit(m->store, http_server_wake, m->http);
+        r = notifier_new(m->event, m->store, m->settings.notify, m->notify_secret, &m->notifier);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up rollout notifications");
+        store_on_commit(m->store, manager_store_committed, m);
         m->api.blobs = m->blobs;
         m->api.token = m->token;
         m->api.tls_cert = m->tls_cert;
@@ -500,16 +517,21 @@ static int watchdog_setup(Manager *m) {
         return r;
 }
 
-int manager_run(Manager *m) {
+void manager_block_signals(void) {
         sigset_t mask;
-        int r;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
+}
+
+int manager_run(Manager *m) {
+        int r;
+
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);

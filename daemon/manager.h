@@ -5,6 +5,7 @@
 #include <systemd/sd-event.h>
 
 #include "blobfiles.h"
+#include "control/notify.h"
 #include "http/request.h"
 #include "settings.h"
 #include "store.h"
@@ -20,6 +21,8 @@ typedef struct Manager {
         HttpServer *http;
         ApiContext api;          /* what the API server and handlers are lent (filled at start) */
         Controller *controller;  /* NULL with runtime = off */
+        Notifier *notifier;      /* rollout notifications (control/notify.c) */
+        char *notify_secret;     /* from settings.notify_secret_file */
         char *metrics_token;     /* bearer token of metrics_listen, from settings.metrics_token_file */
         char *token;             /* bearer token for TCP, from settings.token_file */
         char *tls_cert, *tls_key;/* PEM text of settings.tls_cert/tls_key, or NULL: plain HTTP */
@@ -55,3 +58,10 @@ int manager_take_proxy_fd(Manager *m, const char *address);
 void manager_keep_proxy_fd(Manager *m, const char *address, int fd);
 
 int manager_run(Manager *m);
+/* Blocks SIGTERM, SIGINT and SIGHUP (the loop takes them through signalfd) and SIGCHLD (the
+ * reaper thread alone takes it: virt-reaper.h), and ignores SIGPIPE. main() calls it before any
+ * thread exists, so every thread (libvirt's, made while the controller starts and per guest it
+ * re-attaches to; the proxy workers; the libvirt worker) inherits the mask: a signal sent to the
+ * process goes to any thread that does not block it, where its default action would end aviaryd
+ * without a word. */
+void manager_block_signals(void);

@@ -53,6 +53,8 @@ void settings_done(Settings *c) {
         free(c->socket_group);
         free(c->metrics_listen);
         free(c->metrics_token_file);
+        free(c->notify);
+        free(c->notify_secret_file);
         *c = (Settings) {};
 }
 
@@ -188,6 +190,14 @@ static int settings_set(Settings *c, const char *key, const char *value) {
                 return *value ? set_string(&c->metrics_listen, value) : -EINVAL;
         if (streq(key, "metrics_token"))
                 return *value ? set_string(&c->metrics_token_file, value) : -EINVAL;
+        if (streq(key, "notify")) {
+                if ((strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) || strlen(value) > 512 ||
+                    strpbrk(value, " \t"))
+                        return -EINVAL;
+                return set_string(&c->notify, value);
+        }
+        if (streq(key, "notify_secret"))
+                return *value ? set_string(&c->notify_secret_file, value) : -EINVAL;
         if (streq(key, "libvirt_uri"))
                 return set_string(&c->libvirt_uri, value);
         if (streq(key, "runtime"))
@@ -476,7 +486,8 @@ static void usage(FILE *out) {
                 "connection_limit_per_peer max_header_size request_timeout upload_min_rate\n"
                 "require_if_match runtime accel kvm_cpu boot_timeout bridge bridge_create subnet tls_cert\n"
                 "tls_key allow_uids allow_gids tls_priorities event_retention event_retention_count\n"
-                "proxy_threads metrics_listen metrics_token event_heartbeat wake_queue wake_timeout\n");
+                "proxy_threads metrics_listen metrics_token event_heartbeat wake_queue wake_timeout\n"
+                "notify notify_secret\n");
 }
 
 int settings_parse_argv(Settings *c, int argc, char **argv) {

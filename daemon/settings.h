@@ -50,6 +50,8 @@ typedef struct Settings {
         unsigned event_heartbeat_sec;    /* an idle event stream sends a comment this often */
         char *metrics_listen;            /* "ADDR:PORT" serving GET /metrics alone, or NULL */
         char *metrics_token_file;        /* metrics_token: a file holding its bearer token */
+        char *notify;                    /* every service's rollout events are POSTed here too, or NULL */
+        char *notify_secret_file;        /* notify_secret: a file whose first line signs them */
 } Settings;
 
 void settings_init_defaults(Settings *c);

@@ -2,13 +2,14 @@
 # Installs what is missing, builds, runs every test suite, and ends with one line
 # "N passed, N failed" counting TAP test points across all suites.
 # With AVIARY_SANITIZE=1 (CI sets it) every suite but docs (which runs the docs' commands
-# with build/, whatever the build) runs a second time on a build with
-# AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/); a report fails the test that
-# caused it, and both runs count in the last line; so does the replay of the fuzz seed corpus
-# under libFuzzer with the same sanitizers (tests/fuzz/replay-asan.sh), and a ThreadSanitizer
-# build (build-tsan/) runs the proxy's unit tests and the data-plane guest test (the proxy's
-# worker threads, the libvirt worker and the control loop at once), where a report fails the test
-# (tests/tsan.supp says what in uninstrumented libvirt and GLib is not reported).
+# with build/, whatever the build) and slow (guest tests run once, to keep CI under 30 minutes:
+# tests/meson.build) runs a second time on a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/); a report fails the test that caused it, and both runs
+# count in the last line; so does the replay of the fuzz seed corpus under libFuzzer with the
+# same sanitizers (tests/fuzz/replay-asan.sh), and a ThreadSanitizer build (build-tsan/) runs the
+# proxy's unit tests and the data-plane guest test (the proxy's worker threads, the libvirt worker
+# and the control loop at once), where a report fails the test (tests/tsan.supp says what in
+# uninstrumented libvirt and GLib is not reported).
 # Usage: tests/run.sh [meson test options, e.g. --suite unit]
 set -uo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -29,7 +30,7 @@ if [ -n "${AVIARY_SANITIZE:-}" ]; then
         if ninja -C build-asan >/dev/null; then
                 ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0 \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 AVIARY_SANITIZE=1 \
-                        meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite docs "$@"
+                        meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite docs --no-suite slow "$@"
                 [ $? -eq 0 ] || status=1
                 logs+=(build-asan/meson-logs/testlog.json)
         else

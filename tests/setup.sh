@@ -17,6 +17,7 @@ packages=(
         clang libclang-rt-14-dev
         zsh fish
         nodejs python3-jsonschema prometheus
+        chromium
 )
 
 missing=()

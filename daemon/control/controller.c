@@ -41,6 +41,9 @@
 #define MAX_PROBES 256
 #define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC) /* in-flight requests of a stopping guest may take this long */
 #define MAX_AWAKE 256                          /* scale-to-zero services tracked (traffic.c serves 256) */
+/* API changes within this long after a pass share the next one (controller_changed): a pass
+ * reads every service, so one per POST made creating N services one by one cost N² reads. */
+#define CHANGED_COALESCE_USEC (5 * USEC_PER_MSEC)
 
 struct Controller {
         sd_event *event;
@@ -58,6 +61,8 @@ struct Controller {
         char console_dir[4096];
         char snapshot_dir[4096];      /* wake: snapshot: the guests' saved memory, one file per instance */
         sd_event_source *kick, *tick;
+        sd_event_source *changed;     /* the pass for API changes that came too soon after the last */
+        usec_t pass_at;               /* when the last pass began (monotonic) */
         sd_event_source *probe_timer; /* readiness probes of booting guests, every PROBE_EVERY_USEC */
         unsigned ticks;
         /* What is known of each booting guest beyond its row (in memory: after a restart the
@@ -139,7 +144,9 @@ static int instances_load(Controller *c, int64_t service_id, InstanceList *ret) 
 /* ---- recording ---- */
 
 /* Writes R (inserted when new, else updated) and an audit event about it (none when ACTION is
- * NULL) in one transaction. Takes DETAIL. */
+ * NULL) in one transaction. Takes DETAIL. Relaxed (store_begin_relaxed()): an instance's row
+ * describes a guest, which a crash of the host ends too, or a wish the next pass derives again
+ * from its service; an API write that follows flushes it with its own. */
 static int instance_write(Controller *c, InstanceRecord *r, bool new, const char *action, json_t *detail) {
         Store *s = c->store;
         json_auto_t *owned = detail; /* taken: freed on return */
@@ -149,7 +156,7 @@ static int instance_write(Controller *c, InstanceRecord *r, bool new, const char
         int k;
 
         snprintf(resource, sizeof resource, "instance/%s", r->id);
-        k = store_begin(s);
+        k = store_begin_relaxed(s);
         if (k < 0)
                 return k;
         k = new ? store_instance_insert(s, r) : store_instance_update(s, r);
@@ -869,6 +876,7 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         _cleanup_(instance_record_done) InstanceRecord r = {};
         BootWatch *w = NULL;
         usec_t probed = 0;
+        json_t *detail;
 
         for (unsigned i = 0; i < MAX_PROBES; i++)
                 if (streq(c->boot[i].id, id)) {
@@ -888,11 +896,17 @@ static void on_probe(const char *id, bool ok, const char *error, void *userdata)
         w->id[0] = 0; /* done watching */
         snprintf(r.state, sizeof r.state, "ready");
         r.ready_at = now_realtime();
+        detail = json_pack("{s:I, s:s}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC), "accel",
+                           r.accel);
+        if (instance_commit(c, &r, "instance.ready", detail) != 0) {
+                /* Still booting in the database: the next pass watches it and probes it again. */
+                log_warning("Instance %s: its guest answers, but that cannot be recorded (%s); the next pass probes "
+                            "it again.",
+                            r.id, store_last_error());
+                return;
+        }
         log_info("Instance %s: ready after %.1fs (%s).", r.id, (double) (r.ready_at - r.running_at) / USEC_PER_SEC,
                  streq(r.accel, "kvm") ? "KVM" : "TCG");
-        instance_commit(c, &r, "instance.ready",
-                        json_pack("{s:I, s:s}", "boot_ms", (json_int_t) ((r.ready_at - r.running_at) / USEC_PER_MSEC),
-                                  "accel", r.accel));
         kvm_trial_note_ready(c, &r);
         traffic_sync(c->traffic); /* held requests (a service waking) go to it now */
         service_woke(c, &r);
@@ -979,9 +993,11 @@ static void probe_booting(Controller *c, InstanceList *l) {
                                 .boot_timeout = timeout,
                                 .kvm = streq(r->accel, "kvm"),
                                 .on_trial = kvm_trial_on_trial(&c->kvm),
-                                .console_output = !w || w->console_at_boot < 0 ||
-                                                  console_size(c, r->id) > w->console_at_boot,
                         };
+                        /* Only a guest under KVM on trial is judged by its console: no stat of
+                         * every booting guest's console file at every pass. */
+                        o.console_output = !(o.kvm && o.on_trial) || !w || w->console_at_boot < 0 ||
+                                           console_size(c, r->id) > w->console_at_boot;
                         switch (boot_judge(&o)) {
                         case BOOT_TRY_TCG: {
                                 char why[300], deadline[32];
@@ -1432,7 +1448,7 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
 static void results_begin(void *userdata) {
         Controller *c = userdata;
 
-        c->results_tx = store_begin(c->store) == 0;
+        c->results_tx = store_begin_relaxed(c->store) == 0;
 }
 
 static void results_end(void *userdata) {
@@ -1447,18 +1463,13 @@ static void results_end(void *userdata) {
 static int pass_boot(Controller *c) {
         InstanceList l = {};
         usec_t now = now_realtime();
-        bool tx;
         int k = instances_load(c, 0, &l);
 
         if (k < 0)
                 return k;
-        /* The address leases of every boot of this pass in one transaction. */
-        tx = store_begin(c->store) == 0;
         for (size_t i = 0; i < l.n; i++)
                 if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
                         instance_boot(c, &l.items[i], false, NULL);
-        if (tx && store_commit(c->store) < 0)
-                log_warning("Cannot record the address leases of this pass (%s); retrying", store_last_error());
         probe_booting(c, &l);
         pass_drain(c, &l);
         instance_list_done(&l);
@@ -1468,27 +1479,31 @@ static int pass_boot(Controller *c) {
 /* The pass over SQLite alone: each service's plan, boots, drains, the routing tables. What
  * libvirt runs is compared with the rows by pass_actual_apply(), when a listing comes back. */
 static int controller_pass(Controller *c) {
-        /* The plans' new instances, drains and their events of one pass commit together: one
-         * fsync for a service of 50 new replicas, not 50 (instance_write nests as savepoints). */
-        int k = store_begin(c->store);
+        /* One transaction: the plans' new instances, drains, the boots' address leases and their
+         * events (instance_write nests as savepoints), and the reads of the routing tables (one
+         * lock for the pass, not one per statement). Relaxed, as instance_write says: what an
+         * API request asked for was flushed when it was answered; this only derives from it. */
+        int k = store_begin_relaxed(c->store);
 
         for (unsigned i = 0; i < MAX_AWAKE; i++)
                 c->awake[i].seen = false;
+        c->pass_at = now_monotonic();
         if (k == 0) {
                 k = store_service_list(c->store, NULL, 1000, pass_service, c);
                 if (k == 0)
+                        k = pass_boot(c);
+                if (k == 0) {
+                        traffic_sync(c->traffic);
                         k = store_commit(c->store);
-                else
+                } else
                         store_rollback(c->store);
         }
         /* What is known of deleted services goes with them. */
         for (unsigned i = 0; k == 0 && i < MAX_AWAKE; i++)
                 if (c->awake[i].service_id && !c->awake[i].seen)
                         c->awake[i].service_id = 0;
-
-        if (k == 0)
-                k = pass_boot(c);
-        traffic_sync(c->traffic);
+        if (k < 0)
+                traffic_sync(c->traffic);
         if (k < 0)
                 log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
         return k;
@@ -1601,6 +1616,28 @@ void controller_kick(Controller *c) {
                 sd_event_source_set_enabled(c->kick, SD_EVENT_ONESHOT);
 }
 
+static int on_changed(sd_event_source *s, uint64_t usec, void *userdata) {
+        controller_kick(userdata);
+        return 0;
+}
+
+void controller_changed(Controller *c) {
+        usec_t now = now_monotonic();
+        int enabled = SD_EVENT_OFF;
+
+        if (!c || !c->changed)
+                return;
+        if (now >= c->pass_at + CHANGED_COALESCE_USEC) {
+                controller_kick(c); /* the first change after a quiet while: at once */
+                return;
+        }
+        if (sd_event_source_get_enabled(c->changed, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                return; /* a pass is coming for it already */
+        if (sd_event_source_set_time(c->changed, c->pass_at + CHANGED_COALESCE_USEC) < 0 ||
+            sd_event_source_set_enabled(c->changed, SD_EVENT_ONESHOT) < 0)
+                controller_kick(c);
+}
+
 /* libvirt says a domain of ours stopped: an exit unless we stopped it. */
 static void on_virt_event(Virt *v, const char *instance, const char *uuid, VirtEventKind kind, const char *reason,
                           void *userdata) {
@@ -1630,6 +1667,19 @@ json_t *controller_accel_json(Controller *c) {
                          c->settings->accel, "kvm",
                          c->kvm.setting == ACCEL_TCG ? "off" : !c->kvm.device ? "absent" : kvm_state_to_string(c->kvm.state),
                          "kvm_unusable", c->kvm.state == KVM_UNUSABLE ? c->kvm.reason : NULL);
+}
+
+void controller_accel_key(Controller *c, char out[static 64]) {
+        uint32_t hash = 2166136261u; /* FNV-1a of the reason */
+
+        if (!c) {
+                snprintf(out, 64, "-");
+                return;
+        }
+        for (const char *p = c->kvm.reason; *p; p++)
+                hash = (hash ^ (uint8_t) *p) * 16777619u;
+        snprintf(out, 64, "%d %d %d %d %08x %.32s", kvm_trial_use_kvm(&c->kvm), (int) c->kvm.setting, c->kvm.device,
+                 (int) c->kvm.state, hash, c->settings->accel);
 }
 
 json_t *controller_traffic_json(Controller *c, const char *service) {
@@ -1742,6 +1792,7 @@ Controller *controller_free(Controller *c) {
         if (!c)
                 return NULL;
         sd_event_source_disable_unref(c->kick);
+        sd_event_source_disable_unref(c->changed);
         sd_event_source_disable_unref(c->tick);
         sd_event_source_disable_unref(c->probe_timer);
         rollout_driver_free(c->rollouts);
@@ -1819,6 +1870,10 @@ int controller_start(Controller *c) {
                                                on_probe_timer, c);
         if (k >= 0)
                 k = sd_event_source_set_enabled(c->probe_timer, SD_EVENT_OFF);
+        if (k >= 0)
+                k = sd_event_add_time(c->event, &c->changed, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_changed, c);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->changed, SD_EVENT_OFF);
         if (k < 0)
                 return k;
         /* The embedded driver's QEMUs run in this process's tree: reap them at once when they

@@ -33,12 +33,18 @@ Controller *controller_free(Controller *c);
 /* Connects to libvirt, prepares the bridge, adopts running guests and runs the first pass.
  * READY=1 follows only after this. */
 int controller_start(Controller *c);
-/* Asks for a pass soon (after the API changed desired state). */
+/* Asks for a pass at the next loop iteration (a guest stopped, a libvirt event). */
 void controller_kick(Controller *c);
+/* The API changed desired state: a pass at once, or, when one ran less than a few ms ago, one
+ * pass a few ms after it for every change made meanwhile. */
+void controller_changed(Controller *c);
 /* How guests run, for /v1/version and /v1/health: {"accel": "kvm"|"tcg" (what the next boot
  * uses), "accel_setting", "kvm": "works"|"unknown"|"suspect"|"unusable"|"absent"|"off",
  * "kvm_unusable": why, or null}. C may be NULL (runtime off): nulls. */
 json_t *controller_accel_json(Controller *c);
+/* A short text that changes whenever controller_accel_json()'s answer would: a cache key. C
+ * may be NULL. */
+void controller_accel_key(Controller *c, char out[static 64]);
 /* The traffic view of SERVICE: listener, weights, backends and per-version metrics. */
 json_t *controller_traffic_json(Controller *c, const char *service);
 /* The proxies' Prometheus families (traffic_write_metrics); C may be NULL (runtime off). */

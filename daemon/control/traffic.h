@@ -30,7 +30,8 @@ void traffic_health_tick(Traffic *t);
  * checks (passive ejection never takes a group's last guest); 0 otherwise. */
 int traffic_canary_unhealthy(Traffic *t, const char *service, char *why, size_t size);
 /* Requests in flight to guest IP, over every worker (draining waits for 0): the last complete
- * answer of the workers, UINT_MAX while none is in (routing_inflight). */
+ * answer of the workers, UINT_MAX while none is in, and again after a second without a call
+ * (routing_inflight). */
 unsigned traffic_inflight(Traffic *t, const char *ip);
 /* The guest at IP is gone (it died, or was destroyed): every worker drops its connections to it
  * and sends the idempotent requests waiting on it elsewhere (proxy_backend_down). Call it after

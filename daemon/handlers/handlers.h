@@ -48,6 +48,8 @@ int deployable_version_resolve(Request *r, const char *field, const char *ref, V
 /* rollouts.c */
 int rollout_create(Request *r);
 int service_rollback(Request *r);
+int ui_index(Request *r);
+int ui_file(Request *r);
 /* Whether the version S serves as stable, and the canary of its rollout in progress, were
  * revoked since (the flags of GET /v1/services and of /metrics). */
 void service_revoked(Store *store, const ServiceRecord *s, bool *ret_stable, bool *ret_canary);

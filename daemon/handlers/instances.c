@@ -152,8 +152,10 @@ int instance_console(Request *r) {
                 if (*end == '\n')
                         lines--;
         }
-        if (*end == '\n')
+        if (end < buf + n && *end == '\n')
                 end++;
-        memmove(buf, end, strlen(end) + 1);
-        return reply_text(r, 200, buf);
+        /* Byte counts, not strings: the guest's output may hold NULs. */
+        n = buf + n - end;
+        memmove(buf, end, (size_t) n);
+        return reply_bytes(r, 200, buf, (size_t) n);
 }

@@ -35,6 +35,8 @@ static json_t *service_revoked_json(Request *r, const ServiceRecord *s) {
         return json_pack("{s:b, s:b}", "stable", stable, "canary", canary);
 }
 
+static json_t *notify_json(const ServiceRecord *s);
+
 static json_t *service_to_json(Request *r, const ServiceRecord *s) {
         _cleanup_(version_record_done) VersionRecord v = {};
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
@@ -77,6 +79,7 @@ static json_t *service_to_json(Request *r, const ServiceRecord *s) {
                 json_object_set_new(j, "asleep", json_boolean(store_instance_count_asleep(r->ctx->store, s->id) > 0));
                 json_object_set_new(j, "last_request_at", json_time(controller_last_request(r->ctx->controller, s->name)));
                 json_object_set_new(j, "revoked", service_revoked_json(r, s));
+                json_object_set_new(j, "notify", notify_json(s));
         }
         return j;
 }
@@ -307,12 +310,70 @@ static int listen_check(Request *r, const ServiceRecord *s) {
         return 0;
 }
 
+#define NOTIFY_MAX 8
+
+/* "notify": [{"url": "https://...", "secret": "..."}] (null or []: none) into S. */
+static int notify_apply(Request *r, json_t *list, ServiceRecord *s) {
+        json_auto_t *stored = json_array();
+        int k;
+
+        if (!stored)
+                return -ENOMEM;
+        if (json_is_null(list) || (json_is_array(list) && json_array_size(list) == 0)) {
+                free(s->notify);
+                s->notify = NULL;
+                return 0;
+        }
+        if (!json_is_array(list) || json_array_size(list) > NOTIFY_MAX)
+                return reply_error(r, AVIARY_E_INVALID_FIELD,
+                                   "notify must be an array of at most %d webhooks: [{\"url\": \"https://...\", "
+                                   "\"secret\": \"...\"}], or null",
+                                   NOTIFY_MAX);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+                const char *url = NULL, *secret = NULL;
+                const FieldSpec specs[] = {
+                        { "url", FIELD_STRING, .required = true, .max = 512, .ret = &url },
+                        { "secret", FIELD_STRING, .nullable = true, .max = 256, .ret = &secret },
+                        {},
+                };
+                char where[32];
+                json_t *item = json_array_get(list, i);
+
+                snprintf(where, sizeof where, "notify[%zu].", i);
+                if (!json_is_object(item))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD, "notify[%zu] must be an object: {\"url\": ...}", i);
+                k = json_check_fields(item, specs, where, &r->error);
+                if (k != 0)
+                        return k;
+                if ((strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || strpbrk(url, " \t\r\n"))
+                        return reply_error(r, AVIARY_E_INVALID_FIELD, "notify[%zu].url must be an http:// or https:// URL", i);
+                if (json_array_append_new(stored, json_pack("{s:s, s:s?}", "url", url, "secret",
+                                                            secret && *secret ? secret : NULL)) < 0)
+                        return -ENOMEM;
+        }
+        free(s->notify);
+        s->notify = json_dumps(stored, JSON_COMPACT);
+        return s->notify ? 0 : -ENOMEM;
+}
+
+/* The notify list as shown: URLs, and whether each is signed (a secret is never shown). */
+static json_t *notify_json(const ServiceRecord *s) {
+        json_auto_t *stored = s->notify ? json_loads(s->notify, 0, NULL) : NULL;
+        json_t *shown = json_array(), *item;
+        size_t i;
+
+        json_array_foreach(stored, i, item)
+                json_array_append_new(shown, json_pack("{s:O, s:b}", "url", json_object_get(item, "url"), "signed",
+                                                       json_is_string(json_object_get(item, "secret"))));
+        return shown;
+}
+
 /* Applies the fields of BODY to S. CREATING admits (and requires) "name". */
 static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creating) {
         const char *name = NULL, *listen = NULL, *policy = NULL, *stable = NULL, *boot_timeout = NULL;
         bool has_listen = false, has_port = false, has_stable = false, has_boot_timeout = false;
         int64_t port = 0, replicas = s->replicas;
-        json_t *hc = NULL, *match = NULL, *sleep = NULL;
+        json_t *hc = NULL, *match = NULL, *sleep = NULL, *notify = json_object_get(body, "notify");
         bool has_match = false, has_sleep = false;
         const FieldSpec specs[] = {
                 { "name", FIELD_STRING, .required = true, .max = 63, .ret = &name },
@@ -332,8 +393,14 @@ static int service_apply(Request *r, json_t *body, ServiceRecord *s, bool creati
         };
         int k;
 
-        k = json_check_fields(body, creating ? specs : specs + 1, "", &r->error);
+        /* json_check_fields() knows no arrays of objects: "notify" is checked by notify_apply(). */
+        json_auto_t *fields = json_is_object(body) ? json_copy(body) : json_incref(body);
+        if (!fields || (notify && json_object_del(fields, "notify") < 0))
+                return -ENOMEM;
+        k = json_check_fields(fields, creating ? specs : specs + 1, "", &r->error);
         if (k != 0)
+                return k;
+        if (notify && (k = notify_apply(r, notify, s)) != 0)
                 return k;
         if (creating) {
                 if (!name_is_valid(name))

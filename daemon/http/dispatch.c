@@ -48,7 +48,10 @@ static int idempotency_replay(Request *r, const char *key, const char *fingerpri
         json_error_t jerr;
         int k;
 
-        k = store_idempotency_get(r->ctx->store, r->principal, key, &rec);
+        /* A key older than 24 hours is gone, also before the hourly housekeeping deletes it. */
+        k = store_idempotency_forget_older(r->ctx->store, r->principal, key, now_realtime() - IDEMPOTENCY_KEEP_USEC);
+        if (k >= 0)
+                k = store_idempotency_get(r->ctx->store, r->principal, key, &rec);
         if (k <= 0)
                 return k;
         if (!streq(rec.request_hash, fingerprint))

@@ -15,11 +15,16 @@ int reply_json(Request *r, unsigned status, json_t *j) {
         return j ? 0 : -ENOMEM;
 }
 
-int reply_text(Request *r, unsigned status, char *text) {
+int reply_bytes(Request *r, unsigned status, char *buf, size_t size) {
         free(r->reply_text);
         r->status = status;
-        r->reply_text = text;
-        return text ? 0 : -ENOMEM;
+        r->reply_text = buf;
+        r->reply_text_size = buf ? size : 0;
+        return buf ? 0 : -ENOMEM;
+}
+
+int reply_text(Request *r, unsigned status, char *text) {
+        return reply_bytes(r, status, text, text ? strlen(text) : 0);
 }
 
 int reply_error(Request *r, AviaryError code, const char *fmt, ...) {

@@ -90,7 +90,8 @@ typedef struct Request {
         unsigned status;
         json_t *reply;
         int reply_fd;            /* when >= 0, the body is this file (blobs) */
-        char *reply_text;        /* when set, a text/plain body */
+        char *reply_text;        /* when set, a text/plain body... */
+        size_t reply_text_size;  /* ...of this many bytes (it may hold NULs) */
         const char *reply_content_type; /* of reply_text, when not text/plain (a static string) */
         RequestStream stream;    /* when its FILL is set: a text/event-stream reply (see above) */
         uint64_t started_usec;   /* monotonic: its first call, for the API latency metric */
@@ -140,5 +141,7 @@ void request_retry_later(Request *r, uint64_t usec);
 int reply_json(Request *r, unsigned status, json_t *j);
 /* Takes ownership of TEXT (a malloc'd string). */
 int reply_text(Request *r, unsigned status, char *text);
+/* A text/plain body of SIZE bytes, which may hold any byte (a guest's console); takes BUF. */
+int reply_bytes(Request *r, unsigned status, char *buf, size_t size);
 int reply_error(Request *r, AviaryError code, const char *fmt, ...) _printf_(3, 4);
 void request_set_resource(Request *r, const char *fmt, ...) _printf_(2, 3);

@@ -41,6 +41,7 @@ struct Route {
         AviaryError wrong_method;  /* 405 code for other methods (default method-not-allowed) */
         const char *wrong_method_message;
         Scope scope;               /* SCOPE_NONE: derived (see route_scope) */
+        bool open;                 /* no credentials needed: the web view's files, which hold no data */
 };
 
 /* The scope a route needs: its own, else read for routes that change nothing, deploy for

@@ -40,6 +40,8 @@ Scope scope_from_string(const char *s) {
 Scope route_scope(const Route *r) {
         static const char *const deploy_prefixes[] = { "blob.", "image.", "version.", "rollout." };
 
+        if (r->open)
+                return SCOPE_NONE;
         if (r->scope != SCOPE_NONE)
                 return r->scope;
         if (!r->action)

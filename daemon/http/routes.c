@@ -9,6 +9,8 @@ const Route routes[] = {
         { HTTP_GET, "/v1/health", health_get },
         { HTTP_GET, "/v1/version", version_info_get },
         { HTTP_GET, "/metrics", metrics_get },
+        { HTTP_GET, "/ui/", ui_index, .open = true },
+        { HTTP_GET, "/ui/{file}", ui_file, .open = true },
 
         { HTTP_GET, "/v1/blobs", blob_list },
         { HTTP_GET, "/v1/blobs/{digest}", blob_get },

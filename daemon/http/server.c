@@ -728,7 +728,8 @@ static enum MHD_Result send_result(Request *r, int result) {
         }
         if (r->reply_text) {
                 char *text = TAKE_PTR(r->reply_text);
-                struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+                struct MHD_Response *resp = MHD_create_response_from_buffer(r->reply_text_size, text,
+                                                                            MHD_RESPMEM_MUST_FREE);
                 if (!resp)
                         free(text);
                 return queue(r, r->status ? r->status : 200, resp,
@@ -910,10 +911,14 @@ static enum MHD_Result request_begin(Request *r, Listener *l) {
                                 : authenticate_token(r, why, sizeof why);
         if (request_id_init(r) < 0)
                 return refuse(r, has_body, AVIARY_E_UNAVAILABLE, "aviaryd cannot draw a request id right now", 0);
-        if (auth != AVIARY_E_OK)
-                return refuse(r, has_body, auth, why, 0);
         /* An unknown method (OPTIONS...) still learns which methods the path takes. */
         m = router_match(r, r->method, r->path, &allow);
+        if (auth != AVIARY_E_OK) {
+                if (m != 0 || !r->route->open || l->metrics_only)
+                        return refuse(r, has_body, auth, why, 0);
+                snprintf(r->actor, sizeof r->actor, "anonymous");
+                r->scope = SCOPE_NONE;
+        }
         if (m < 0)
                 return send_result(r, m);
         if (l->metrics_only && m != AVIARY_E_NOT_FOUND && strcmp(r->route->pattern, "/metrics") != 0)

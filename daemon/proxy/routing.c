@@ -20,6 +20,8 @@
 
 #define MAX_SERVICES 256
 #define MAX_INFLIGHT 64
+/* An in-flight answer counts for the calls that follow it within this (routing_inflight). */
+#define INFLIGHT_FRESH_USEC USEC_PER_SEC
 /* Passive ejection: a guest that failed ROUTE_EJECT_AFTER_FAILURES requests in a row on a
  * worker gets no requests for EJECT_USEC. A group always keeps one usable guest: ejecting the
  * last would hide a bad canary's errors from analysis (its share would fall back to stable)
@@ -115,6 +117,10 @@ static void service_unlisten(RoutedService *s, bool forget) {
                 proxy_plane_service_remove(s->plane);
         s->plane = NULL;
         s->listener = NULL;
+        /* The service's workers on a new listener start with no table: the next publish must not
+         * be skipped as "the one they have". */
+        route_table_unref(s->published);
+        s->published = NULL;
         if (!l || --l->users > 0)
                 return;
         if (forget)
@@ -579,7 +585,10 @@ usec_t routing_last_request(Routing *r, const char *service) {
 }
 
 /* The controller asks every tick while a guest drains: each call returns the last complete
- * answer and asks again once that answer is in (or after a second without one). */
+ * answer and asks again once that answer is in (or after a second without one). An answer is
+ * only for the calls that follow it closely: an address not asked about for a second starts
+ * over, since what was in flight then (to another guest that had the address, or before the
+ * guest left the tables) says nothing about now. */
 unsigned routing_inflight(Routing *r, const char *ip) {
         struct sockaddr_in sa = {.sin_family = AF_INET};
         usec_t now = now_monotonic();
@@ -597,8 +606,9 @@ unsigned routing_inflight(Routing *r, const char *ip) {
                 if (!oldest || x->used < oldest->used)
                         oldest = x;
         }
-        if (!f) {
-                f = oldest;
+        if (!f || now - f->used > INFLIGHT_FRESH_USEC) {
+                if (!f)
+                        f = oldest;
                 *f = (Inflight) {.addr = sa, .value = UINT_MAX};
         }
         f->used = now;

@@ -110,7 +110,9 @@ typedef struct RoutingMetrics {
 } RoutingMetrics;
 int routing_metrics(Routing *r, const char *service, RoutingMetrics *ret);
 /* Requests in flight to the guest at IP over every worker: the answer to the previous call's
- * question (asked again now), or UINT_MAX while no complete answer is in. */
+ * question (asked again now), or UINT_MAX while no complete answer is in, which is also the
+ * first answer after IP was not asked about for a second (a drain before, or another guest that
+ * had the address, is not now). */
 unsigned routing_inflight(Routing *r, const char *ip);
 /* The guest at IP is gone: requests waiting on it go elsewhere now (proxy_backend_down). */
 void routing_backend_gone(Routing *r, const char *ip);

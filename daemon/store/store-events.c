@@ -175,6 +175,12 @@ int store_idempotency_put(Store *s, const char *principal, const char *key, cons
         return r > 0 ? store_error(s, r, "idempotency put") : r;
 }
 
+int store_idempotency_forget_older(Store *s, const char *principal, const char *key, usec_t before) {
+        int r = store_exec(s, "DELETE FROM idempotency_keys WHERE principal = ? AND key = ? AND created_at < ?", "tti",
+                           principal, key, (int64_t) before);
+        return r != 0 ? (r > 0 ? -EIO : r) : sqlite3_changes(s->db) > 0;
+}
+
 int store_idempotency_expire(Store *s, usec_t before) {
         int r = store_exec(s, "DELETE FROM idempotency_keys WHERE created_at < ?", "i", (int64_t) before);
         return r != 0 ? (r > 0 ? -EIO : r) : sqlite3_changes(s->db);

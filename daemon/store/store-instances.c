@@ -87,7 +87,9 @@ int store_instance_delete(Store *s, const char *id) {
         return sqlite3_changes(s->db) > 0 ? 0 : AVIARY_E_INSTANCE_NOT_FOUND;
 }
 
-/* Calls FN for each row of ST, an instance query. */
+/* Calls FN for each row of ST, an instance query. A service's rows are read through the index
+ * instances_service: "?1 = 0 OR service_id = ?1" would scan the whole table for each service
+ * (a pass over N services read N × all rows). */
 static int instance_rows(Store *s, sqlite3_stmt *st, int (*fn)(const InstanceRecord *r, void *userdata),
                          void *userdata) {
         int k, rc;
@@ -106,10 +108,13 @@ static int instance_rows(Store *s, sqlite3_stmt *st, int (*fn)(const InstanceRec
 int store_instance_list(Store *s, int64_t service_id, const char *after, unsigned limit,
                         int (*fn)(const InstanceRecord *r, void *userdata), void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int k = store_prepare(s,
-                              "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) "
-                              "AND id > ?2 ORDER BY id LIMIT ?3",
-                              &st, "iti", service_id, after ? after : "", (int64_t) limit);
+        int k = service_id
+                        ? store_prepare(s,
+                                        "SELECT " INSTANCE_COLUMNS " FROM instances WHERE service_id = ?1 "
+                                        "AND id > ?2 ORDER BY id LIMIT ?3",
+                                        &st, "iti", service_id, after ? after : "", (int64_t) limit)
+                        : store_prepare(s, "SELECT " INSTANCE_COLUMNS " FROM instances WHERE id > ?1 ORDER BY id LIMIT ?2",
+                                        &st, "ti", after ? after : "", (int64_t) limit);
 
         return k < 0 ? k : instance_rows(s, st, fn, userdata);
 }
@@ -117,10 +122,14 @@ int store_instance_list(Store *s, int64_t service_id, const char *after, unsigne
 int store_instance_list_active(Store *s, int64_t service_id, int (*fn)(const InstanceRecord *r, void *userdata),
                                void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int k = store_prepare(s,
-                              "SELECT " INSTANCE_COLUMNS " FROM instances WHERE (?1 = 0 OR service_id = ?1) "
-                              "AND state NOT IN ('stopped', 'failed') ORDER BY id",
-                              &st, "i", service_id);
+        int k = service_id ? store_prepare(s,
+                                           "SELECT " INSTANCE_COLUMNS " FROM instances WHERE service_id = ? "
+                                           "AND state NOT IN ('stopped', 'failed') ORDER BY id",
+                                           &st, "i", service_id)
+                           : store_prepare(s,
+                                           "SELECT " INSTANCE_COLUMNS " FROM instances "
+                                           "WHERE state NOT IN ('stopped', 'failed') ORDER BY id",
+                                           &st, "");
 
         return k < 0 ? k : instance_rows(s, st, fn, userdata);
 }

@@ -13,6 +13,7 @@ struct Store {
         usec_t tx_started;  /* monotonic: the outermost BEGIN, for its duration */
         void (*on_commit)(void *userdata); /* store_on_commit() */
         void *on_commit_userdata;
+        bool relaxed;       /* the open transaction commits with synchronous = NORMAL */
         usec_t checked_at;  /* store_check(): when quick_check last ran (monotonic), and its result */
         int check_result;
         unsigned n_cached;

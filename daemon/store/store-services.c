@@ -11,13 +11,14 @@ void service_record_done(ServiceRecord *r) {
         free(r->hc_path);
         free(r->match_hosts);
         free(r->match_path_prefix);
+        free(r->notify);
         *r = (ServiceRecord) {};
 }
 
 #define SERVICE_COLUMNS                                                                                   \
         "id, name, listen, port, replicas, restart_policy, hc_path, hc_interval_ms, hc_timeout_ms, hc_rise, " \
         "hc_fall, stable_version_id, generation, created_at, updated_at, boot_timeout_ms, match_hosts, match_path_prefix, " \
-        "idle_ms, wake"
+        "idle_ms, wake, notify"
 
 static int service_from_row(sqlite3_stmt *st, ServiceRecord *r) {
         r->id = sqlite3_column_int64(st, 0);
@@ -40,6 +41,7 @@ static int service_from_row(sqlite3_stmt *st, ServiceRecord *r) {
         r->match_path_prefix = store_column_strdup(st, 17);
         r->idle_ms = sqlite3_column_int64(st, 18);
         store_column_copy(st, 19, r->wake, sizeof r->wake);
+        r->notify = store_column_strdup(st, 20);
         if (!r->name || !r->restart_policy || !r->hc_path) {
                 service_record_done(r);
                 return -ENOMEM;
@@ -66,12 +68,12 @@ int store_service_insert(Store *s, ServiceRecord *r) {
         ret = store_exec(s,
                          "INSERT INTO services (name, listen, port, replicas, restart_policy, hc_path, hc_interval_ms, "
                          "hc_timeout_ms, hc_rise, hc_fall, stable_version_id, generation, created_at, updated_at, "
-                         "boot_timeout_ms, match_hosts, match_path_prefix, idle_ms, wake) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-                         "ttIittiiiiIiiIttIt", r->name, r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
+                         "boot_timeout_ms, match_hosts, match_path_prefix, idle_ms, wake, notify) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "ttIittiiiiIiiIttItt", r->name, r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
                          r->hc_interval_ms, r->hc_timeout_ms, r->hc_rise, r->hc_fall, r->stable_version_id,
                          (int64_t) r->created_at, (int64_t) r->updated_at, r->boot_timeout_ms, r->match_hosts,
-                         r->match_path_prefix, r->idle_ms, r->wake[0] ? r->wake : "boot");
+                         r->match_path_prefix, r->idle_ms, r->wake[0] ? r->wake : "boot", r->notify);
         ret = service_constraint(s, ret);
         if (ret != 0)
                 return ret;
@@ -110,12 +112,12 @@ int store_service_update(Store *s, ServiceRecord *r) {
         ret = store_exec(s,
                          "UPDATE services SET listen = ?, port = ?, replicas = ?, restart_policy = ?, hc_path = ?, "
                          "hc_interval_ms = ?, hc_timeout_ms = ?, hc_rise = ?, hc_fall = ?, stable_version_id = ?, "
-                         "boot_timeout_ms = ?, match_hosts = ?, match_path_prefix = ?, idle_ms = ?, wake = ?, "
+                         "boot_timeout_ms = ?, match_hosts = ?, match_path_prefix = ?, idle_ms = ?, wake = ?, notify = ?, "
                          "generation = generation + 1, updated_at = ? WHERE id = ?",
-                         "tIittiiiiIIttItii", r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
+                         "tIittiiiiIIttIttii", r->listen, r->port, r->replicas, r->restart_policy, r->hc_path,
                          r->hc_interval_ms, r->hc_timeout_ms, r->hc_rise, r->hc_fall, r->stable_version_id,
                          r->boot_timeout_ms, r->match_hosts, r->match_path_prefix, r->idle_ms,
-                         r->wake[0] ? r->wake : "boot", (int64_t) r->updated_at, r->id);
+                         r->wake[0] ? r->wake : "boot", r->notify, (int64_t) r->updated_at, r->id);
         ret = service_constraint(s, ret);
         if (ret != 0)
                 return ret;

@@ -166,7 +166,19 @@ static int exec_plain(Store *s, const char *sql) {
         return 0;
 }
 
-int store_begin(Store *s) {
+/* Back to flushed commits (synchronous = FULL) once a relaxed transaction ended. When that
+ * fails, s->relaxed stays set and the next store_begin() refuses to begin without it. */
+static int relaxed_end(Store *s) {
+        if (s->tx_depth == 0 && s->relaxed) {
+                int r = exec_plain(s, "PRAGMA synchronous = FULL");
+                if (r < 0)
+                        return r;
+                s->relaxed = false;
+        }
+        return 0;
+}
+
+static int begin(Store *s) {
         bool outermost = s->tx_depth == 0;
         int r = exec_plain(s, outermost ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
         if (r == 0 && outermost)
@@ -181,6 +193,28 @@ void store_on_commit(Store *s, void (*fn)(void *userdata), void *userdata) {
         s->on_commit_userdata = userdata;
 }
 
+int store_begin(Store *s) {
+        int r = relaxed_end(s);
+        return r < 0 ? r : begin(s);
+}
+
+int store_begin_relaxed(Store *s) {
+        int r;
+
+        if (s->tx_depth > 0)
+                return store_begin(s);
+        /* SQLite takes the level when the PRAGMA is prepared, outside a transaction only: a
+         * cached statement would not set it again. */
+        r = exec_plain(s, "PRAGMA synchronous = NORMAL");
+        if (r < 0)
+                return r;
+        s->relaxed = true;
+        r = begin(s);
+        if (r < 0)
+                (void) relaxed_end(s);
+        return r;
+}
+
 int store_commit(Store *s) {
         int r;
 
@@ -192,6 +226,7 @@ int store_commit(Store *s) {
                 return r;
         }
         s->tx_depth--;
+        (void) relaxed_end(s);
         if (s->tx_depth == 0) {
                 telemetry_store_transaction(now_monotonic() - s->tx_started, 1);
                 if (s->on_commit)
@@ -212,6 +247,7 @@ int store_rollback(Store *s) {
         else
                 exec_plain(s, "ROLLBACK TO nested; RELEASE nested");
         s->tx_depth--;
+        (void) relaxed_end(s);
         if (s->tx_depth == 0)
                 telemetry_store_transaction(now_monotonic() - s->tx_started, 0);
         return 0;

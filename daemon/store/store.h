@@ -44,6 +44,13 @@ void store_clear_error(void);
 int64_t store_generation(Store *s);
 
 int store_begin(Store *s);
+/* A transaction whose commit is not flushed to disk before it returns (synchronous = NORMAL):
+ * it survives a crash of aviaryd (it is in the WAL, in the kernel's page cache), a crash of
+ * the host may lose it, and the next store_begin() transaction's commit flushes it with its
+ * own. Only for what the controller derives again from flushed rows or what a host crash
+ * makes moot: the rows of guests (pending, booting, their addresses, readiness), never an
+ * answer the API acknowledges. Inside another transaction it is a savepoint of that one. */
+int store_begin_relaxed(Store *s);
 int store_commit(Store *s);
 /* FN runs after every outermost COMMIT, whoever wrote (API, controller, driver): what waits
  * for a change (long polls, the event stream) looks again. FN must not write to the store. */
@@ -138,6 +145,7 @@ typedef struct ServiceRecord {
         int64_t boot_timeout_ms;         /* 0: the daemon's boot_timeout */
         char *match_hosts;               /* JSON array of host patterns on a shared listener; NULL: any */
         char *match_path_prefix;         /* NULL: any ("/") */
+        char *notify;                    /* JSON [{"url", "secret"?}] of rollout notifications; NULL: none */
         int64_t idle_ms;                 /* scale to zero after this long without a request; 0: never */
         char wake[16];                   /* "boot" or "snapshot" */
         int64_t generation;
@@ -196,6 +204,11 @@ void idempotency_record_done(IdempotencyRecord *r);
  * API token's row id) or "bootstrap" (token_file); never a name or an address. */
 int store_idempotency_get(Store *s, const char *principal, const char *key, IdempotencyRecord *ret); /* 1 found, 0 not */
 int store_idempotency_put(Store *s, const char *principal, const char *key, const IdempotencyRecord *r);
+/* Keys are kept this long (docs/api.md): an older one is forgotten, whether or not the
+ * housekeeping has deleted it yet. */
+#define IDEMPOTENCY_KEEP_USEC (24ULL * 3600 * USEC_PER_SEC)
+/* Forgets PRINCIPAL's KEY if it was stored before BEFORE; 1 when it did, 0 when not. */
+int store_idempotency_forget_older(Store *s, const char *principal, const char *key, usec_t before);
 /* Forgets keys older than BEFORE; returns how many. */
 int store_idempotency_expire(Store *s, usec_t before);
 

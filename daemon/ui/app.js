@@ -4,6 +4,9 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+// Where the API is: the page's own address less "/ui/...": "" when aviaryd serves it, "/KEY"
+// through `aviary ui`'s forwarder (whose every path starts with its key).
+const BASE = location.pathname.replace(/\/ui\/.*$/, "");
 let token = sessionStorage.getItem("aviary-token") || "";
 let lastEventId = 0;
 
@@ -14,7 +17,7 @@ function headers(extra) {
 }
 
 async function get(path) {
-  const r = await fetch(path, { headers: headers(), cache: "no-store" });
+  const r = await fetch(BASE + path, { headers: headers(), cache: "no-store" });
   if (r.status === 401 || r.status === 403) {
     document.getElementById("login").hidden = false;
     throw new Error("this listener wants a bearer token with scope read");
@@ -69,9 +72,11 @@ function splitView(service, traffic, rollout) {
   const bar = el("div", { class: "bar" });
   bar.append(el("div", { class: "stable weight-stable", style: "" }, "stable " + percent(w.stable)));
   bar.lastChild.style.width = Math.max(w.stable / 100, w.stable ? 8 : 0) + "%";
-  if (w.canary > 0) {
+  bar.lastChild.setAttribute("data-weight", String(w.stable));
+  if (w.canary > 0 || rollout) {
     bar.append(el("div", { class: "canary weight-canary" }, "canary " + percent(w.canary)));
     bar.lastChild.style.width = Math.max(w.canary / 100, 8) + "%";
+    bar.lastChild.setAttribute("data-weight", String(w.canary));
   }
   box.append(bar);
   const observed = stableReq + canaryReq;
@@ -161,7 +166,7 @@ async function follow() {
     try {
       const h = headers({ Accept: "text/event-stream" });
       if (lastEventId) h["Last-Event-ID"] = String(lastEventId);
-      const r = await fetch("/v1/events?follow=true", { headers: h, cache: "no-store" });
+      const r = await fetch(BASE + "/v1/events?follow=true", { headers: h, cache: "no-store" });
       if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
       state.textContent = "live";
       const reader = r.body.getReader();

@@ -92,6 +92,9 @@ def api_routes(d):
     for action in ("pause", "pause", "resume", "resume", "promote", "abort", "abort", "retry", "retry"):
         c.post(f"/v1/services/svc/rollouts/{rid}/{action}")
     c.post("/v1/services/svc/rollouts/999/promote")
+    c.get("/ui/")
+    c.get("/ui/app.js")
+    c.get("/ui/nope.js")                                               # 404
     c.post("/v1/services/svc/rollback", {"version": "web:3"})          # 409 revoked
     c.post("/v1/services/svc/rollback", {"bogus": 1})                  # 422
     c.post("/v1/services/svc/rollback")                                # 409: no earlier successful rollout
@@ -175,7 +178,7 @@ def coverage():
         ok(any(200 <= s < 300 for s in statuses), f"{method} {template}: a 2xx was validated",
            f"seen: {sorted(statuses)}")
         ok(any(400 <= s < 500 for s in statuses) or method in ("GET", "HEAD") and template in (
-            "/v1/health", "/v1/version", "/metrics", "/v1/blobs", "/v1/images", "/v1/services", "/v1/tokens"),
+            "/v1/health", "/v1/version", "/metrics", "/v1/blobs", "/v1/images", "/v1/services", "/v1/tokens", "/ui/"),
            f"{method} {template}: a 4xx was validated (or it has no input to get wrong)", f"seen: {sorted(statuses)}")
 
 

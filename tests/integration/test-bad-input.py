@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Bad input, table-driven, over every route that takes a JSON body (POST/PATCH): malformed
+"""Bad input, table-driven, over every route that takes a JSON body (POST/PATCH: images,
+versions, revocation, services, rollouts, rollback, tokens): malformed
 JSON, non-objects, wrong types, unknown and missing fields, out-of-range integers, invalid
 names, oversized bodies, wrong Content-Type, invalid UTF-8. Each must get its documented
 4xx status and code in the JSON error envelope, with request_id equal to X-Request-Id, and
@@ -17,7 +18,8 @@ JSON = {"Content-Type": "application/json"}
 KiB = 1024
 
 # The routes with a JSON body: path, a valid body to derive cases from, the body limit
-# (docs/configuration.md: 4 KiB images and revocation, 16 KiB services, 64 KiB versions).
+# (docs/configuration.md: 4 KiB images, revocation, rollback and tokens, 16 KiB services, 64 KiB
+# versions and rollouts).
 # Every case below is a refusal: none may change anything.
 ROUTES = {
     "image.create": ("POST", "/v1/images", {"name": "fresh"}, 4 * KiB),
@@ -25,6 +27,9 @@ ROUTES = {
     "version.revoke": ("POST", "/v1/images/web/versions/1.0.0/revoke", {"reason": "why"}, 4 * KiB),
     "service.create": ("POST", "/v1/services", {"name": "fresh"}, 16 * KiB),
     "service.update": ("PATCH", "/v1/services/svc", {"replicas": 2}, 16 * KiB),
+    "rollout.create": ("POST", "/v1/services/svc/rollouts", {"version": "web:2.0.0"}, 64 * KiB),
+    "rollout.rollback": ("POST", "/v1/services/svc/rollback", {"version": "web:2.0.0"}, 4 * KiB),
+    "token.create": ("POST", "/v1/tokens", {"scope": "read", "name": "fresh"}, 4 * KiB),
 }
 
 
@@ -70,7 +75,7 @@ def generic_cases(route, method, path, base, limit):
     add("nested 33 levels deep", nested(33), 400, "malformed-json")
     add("nested 1000 levels deep", nested(1000), 400, "malformed-json")
     add("nested 33 levels and malformed after", nested(33)[:-1], 400, "malformed-json")
-    if route != "version.revoke":  # revocation takes an empty body
+    if route not in ("version.revoke", "rollout.rollback"):  # these take an empty body
         add("empty body", b"", 400, "malformed-json")
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/json-patch+json",
                   "application/jsonx", None):
@@ -244,6 +249,83 @@ def service_changes(creating):
     return ch
 
 
+def rollout_changes():
+    steps = lambda *st: {"strategy": {"canary": {"steps": list(st)}}}  # noqa: E731
+    canary = lambda **kw: {"strategy": {"canary": kw}}  # noqa: E731
+    return [
+        ("missing version", {"version": DELETE}, *MISSING),
+        ("version null", {"version": None}, *NULL_REQUIRED),
+        ("version a number", {"version": 2}, *INVALID),
+        ("version without tag", {"version": "web"}, *INVALID),
+        ("version bad image name", {"version": "Web:2.0.0"}, *INVALID),
+        ("version with a newline", {"version": "web:2.0.0\n"}, *INVALID),
+        ("version bad digest", {"version": "web@sha256:xyz"}, *INVALID),
+        ("version unknown tag", {"version": "web:9.9.9"}, 404, "version-not-found"),
+        ("version unknown image", {"version": "nosuch:1"}, 404, "version-not-found"),
+        ("version the stable one", {"version": "web:1.0.0"}, 409, "rollout-state"),
+        ("version revoked", {"version": "web:3.0.0"}, 409, "version-revoked"),
+        ("strategy a string", {"strategy": "AllAtOnce"}, *INVALID),
+        ("strategy a list", {"strategy": []}, *INVALID),
+        ("strategy unknown field", {"strategy": {"blue": 1}}, *UNKNOWN),
+        ("strategy.preset unknown", {"strategy": {"preset": "Nope"}}, *INVALID),
+        ("strategy.preset and steps", {"strategy": {"preset": "AllAtOnce", "canary": {"steps": [{"setWeight": 5}]}}},
+         *INVALID),
+        ("canary a list", {"strategy": {"canary": []}}, *INVALID),
+        ("canary unknown field", {"strategy": {"canary": {"bogus": 1}}}, *UNKNOWN),
+        ("steps empty", steps(), *INVALID),
+        ("steps an object", {"strategy": {"canary": {"steps": {}}}}, *INVALID),
+        ("step a number", steps(5), *INVALID),
+        ("step empty", steps({}), *INVALID),
+        ("step with two kinds", steps({"setWeight": 10, "pause": {}}), *INVALID),
+        ("setWeight 101", steps({"setWeight": 101}), *INVALID),
+        ("setWeight -1", steps({"setWeight": -1}), *INVALID),
+        ("setWeight a string", steps({"setWeight": "10"}), *INVALID),
+        ("setWeight with 3 decimals", steps({"setWeight": 12.345}), *INVALID),
+        ("pause a number", steps({"pause": 5}), *INVALID),
+        ("pause duration 0s", steps({"pause": {"duration": "0s"}}), *INVALID),
+        ("pause duration in words", steps({"pause": {"duration": "5 minutes"}}), *INVALID),
+        ("pause unknown field", steps({"pause": {"for": "1m"}}), *UNKNOWN),
+        ("65 steps", steps(*[{"pause": {}}] * 65), *INVALID),
+        ("canaryReplicas -1", canary(canaryReplicas=-1), *INVALID),
+        ("canaryReplicas a string", canary(canaryReplicas="1"), *INVALID),
+        ("progressDeadline a number", canary(progressDeadline=600), *INVALID),
+        ("progressDeadline in words", canary(progressDeadline="soon"), *INVALID),
+        ("scaleDownDelay negative", canary(scaleDownDelay="-1s"), *INVALID),
+        ("abortScaleDownDelay a list", canary(abortScaleDownDelay=["1m"]), *INVALID),
+        ("testerHeader a string", canary(testerHeader="yes"), *INVALID),
+        ("stickiness a string", canary(stickiness="cookie"), *INVALID),
+        ("stickiness unknown field", canary(stickiness={"ip": True}), *UNKNOWN),
+        ("analysis a list", canary(analysis=[]), *INVALID),
+        ("analysis.interval in words", canary(analysis={"interval": "often"}), *INVALID),
+        ("analysis.minSampleSize -1", canary(analysis={"minSampleSize": -1}), *INVALID),
+        ("analysis.successRate.min 2", canary(analysis={"successRate": {"min": 2}}), *INVALID),
+        ("analysis.latencyP99 unknown field", canary(analysis={"latencyP99": {"p50": 1}}), *UNKNOWN),
+        ("analysis unknown field", canary(analysis={"metric": "x"}), *UNKNOWN),
+        ("id given", {"id": 7}, *UNKNOWN),
+        ("phase given", {"phase": "Healthy"}, *UNKNOWN),
+    ]
+
+
+def token_changes():
+    ch = [
+        ("missing scope", {"scope": DELETE}, *MISSING),
+        ("scope null", {"scope": None}, *NULL_REQUIRED),
+        ("scope unknown", {"scope": "root"}, *INVALID),
+        ("scope upper-case", {"scope": "Admin"}, *INVALID),
+        ("scope empty", {"scope": ""}, *INVALID),
+        ("scope a number", {"scope": 3}, *INVALID),
+        ("scope a list", {"scope": ["read"]}, *INVALID),
+        ("name a number", {"name": 1}, *INVALID),
+        ("name reserved: bootstrap", {"name": "bootstrap"}, *INVALID),
+        ("name reserved: aviaryd", {"name": "aviaryd"}, *INVALID),
+        ("name of a token that exists", {"name": "existing"}, 409, "token-exists"),
+        ("token given", {"token": "avy_" + "0" * 64}, *UNKNOWN),
+        ("prefix given", {"prefix": "avy_00000000"}, *UNKNOWN),
+    ]
+    ch += [(f"token name {n!r}", {"name": n}, *INVALID) for n in BAD_NAMES]
+    return ch
+
+
 def build_matrix(kernel):
     ROUTES["version.create"] = ("POST", "/v1/images/web/versions", {"version": "9.9", "kernel": kernel}, 64 * KiB)
     cases = []
@@ -292,9 +374,43 @@ def build_matrix(kernel):
     cases.append(Case("service.update: another's listen address", m, "/v1/services/other",
                       enc({"listen": "127.0.0.1:18080"}), 409, "listen-in-use"))
 
-    # Routes that take no body refuse one, and change nothing.
-    for method, path in (("GET", "/v1/health"), ("DELETE", "/v1/services/svc"), ("DELETE", "/v1/images/web"),
-                         ("DELETE", "/v1/images/web/versions/1.0.0"), ("GET", "/v1/events")):
+    m, p, base, _ = ROUTES["rollout.create"]
+    cases += field_cases("rollout.create", m, p, base, rollout_changes())
+    for name, status, code in (("Svc", 400, "invalid-name"), ("s_v", 400, "invalid-name"),
+                               ("nosuch", 404, "service-not-found")):
+        cases.append(Case(f"rollout.create: /v1/services/{name}/rollouts", m, f"/v1/services/{name}/rollouts",
+                          enc(base), status, code))
+
+    m, p, base, _ = ROUTES["rollout.rollback"]
+    cases += field_cases("rollout.rollback", m, p, base, [
+        ("version null", {"version": None}, *INVALID),
+        ("version a number", {"version": 2}, *INVALID),
+        ("version a list", {"version": ["web:2.0.0"]}, *INVALID),
+        ("version without tag", {"version": "web"}, *INVALID),
+        ("version bad image name", {"version": "Web:2.0.0"}, *INVALID),
+        ("version of 257 bytes", {"version": "web:" + "1" * 253}, *INVALID),
+        ("version unknown tag", {"version": "web:9.9.9"}, 404, "version-not-found"),
+        ("version the stable one", {"version": "web:1.0.0"}, 409, "rollout-state"),
+        ("version revoked", {"version": "web:3.0.0"}, 409, "version-revoked"),
+        ("strategy given", {"strategy": {"preset": "AllAtOnce"}}, *UNKNOWN),
+    ])
+    cases.append(Case("rollout.rollback: no body, and no rollout brought svc's stable version", m, p, None, 409,
+                      "rollout-state"))
+    for name, status, code in (("Svc", 400, "invalid-name"), ("nosuch", 404, "service-not-found"),
+                               ("other", 409, "rollout-state")):
+        cases.append(Case(f"rollout.rollback: /v1/services/{name}/rollback", m, f"/v1/services/{name}/rollback",
+                          enc(base if name != "other" else {}), status, code))
+
+    m, p, base, _ = ROUTES["token.create"]
+    cases += field_cases("token.create", m, p, base, token_changes())
+
+    # Routes that take no body refuse one, and change nothing: the rollout actions and the
+    # instance restart among them.
+    actions = [("POST", f"/v1/services/svc/rollouts/current/{a}") for a in ("promote", "pause", "resume", "abort",
+                                                                           "retry")]
+    for method, path in [("GET", "/v1/health"), ("DELETE", "/v1/services/svc"), ("DELETE", "/v1/images/web"),
+                         ("DELETE", "/v1/images/web/versions/1.0.0"), ("GET", "/v1/events"),
+                         ("DELETE", "/v1/tokens/existing"), ("POST", "/v1/instances/svc-00000000/restart")] + actions:
         cases.append(Case(f"{method} {path} with a body", method, path, b'{"a": 1}', 400, "bad-request"))
 
     # Idempotency-Key must be 1-255 printable ASCII: a valid request with a bad key is refused.
@@ -377,6 +493,10 @@ def body():
         create_service(c, "svc", stable_version="web:1.0.0", listen="127.0.0.1:18081")
         create_service(c, "other", listen="127.0.0.1:18082")
         create_service(c, "holder", listen="127.0.0.1:18080")
+        push_version(c, "web", "2.0.0", kernel=kernel, port=8080)
+        push_version(c, "web", "3.0.0", kernel=kernel, port=8080)
+        is_(c.post("/v1/images/web/versions/3.0.0/revoke", {"reason": "bad"}).status, 200, "web:3.0.0 is revoked")
+        is_(c.post("/v1/tokens", {"scope": "read", "name": "existing"}).status, 201, "a token named existing")
 
         snap, files = d.snapshot(), d.blob_files()
         cases = build_matrix(kernel) + routing_cases()

@@ -27,6 +27,7 @@ class Acked:
         self.services = {}   # name -> service JSON
         self.deleted_services = set()
         self.request_ids = []
+        self.extra_events = 0  # beyond one per acknowledged change (a revocation that flags a service)
 
     def note(self, resp):
         self.request_ids.append(resp.header("X-Request-Id"))
@@ -63,6 +64,10 @@ def do_round(c, acked, n, rng):
         r = must(c.post(f"/v1/images/app/versions/r{n - 1}/revoke", {"reason": f"round {n}"}), (200,), "revoke")
         acked.versions[("app", f"r{n - 1}")] = r.json
         acked.note(r)
+        # svc-(n-1) runs r(n-1) as its stable version: the revocation flags it, with an event of
+        # the same request.
+        acked.services[f"svc-{n - 1}"]["revoked"] = {"stable": True, "canary": False}
+        acked.extra_events += 1
     if n > 1:
         r = must(c.delete(f"/v1/services/svc-{n - 2}"), (204,), "service delete")
         acked.services.pop(f"svc-{n - 2}")
@@ -106,7 +111,10 @@ def verify(d, acked, label):
     have = {e["request_id"] for e in events}
     missing = [rid for rid in acked.request_ids if rid not in have]
     ok(not missing, f"{label}: every acknowledged change has its event", f"missing request ids: {missing}")
-    is_(len(events), len(acked.request_ids), f"{label}: and there are no other events")
+    is_(len(events), len(acked.request_ids) + acked.extra_events,
+        f"{label}: and there are no other events (one per change, and one per service a revocation flagged)")
+    flagged = [e for e in events if e["action"] == "service.version-revoked"]
+    is_(len(flagged), acked.extra_events, f"{label}: those are the service.version-revoked events")
 
 
 def test_rounds(d):

@@ -10,11 +10,16 @@ acknowledged blob, version and service is there, and the blob files match their 
 Once space is freed (the filler removed, blobs deleted through the API) everything works
 again, also after a restart."""
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 
-from aviarytest import (Daemon, blob_file_path, check_error, diag, file_digest, integrity_check, is_, main, ok,
+import fakeruntime
+
+from aviarytest import (Daemon, blob_file_path, check_error, diag, file_digest, integrity_check, is_, like, main, ok,
                         push_version, random_bytes, skip, snapshot_diff)
 
 MiB = 1 << 20
@@ -77,6 +82,20 @@ def test_full(d, filler):
     r = c.post("/v1/services", {"name": "svc", "stable_version": "web:1.0"})
     is_(r.status, 201, "a service is created", repr(r))
     services.append("svc")
+    # Things for the other write paths to act on: an empty image, a second service, a rollout
+    # with pauses, a token, an unreferenced blob.
+    made = [c.post("/v1/images", {"name": "empty"}),
+            c.post("/v1/services", {"name": "other", "listen": "127.0.0.1:18090"}),
+            c.post("/v1/services", {"name": "roll", "stable_version": "web:1.0", "listen": "127.0.0.1:18091"}),
+            c.post("/v1/services/roll/rollouts", {"version": "web:1.1", "strategy": {"canary": {"steps": [
+                {"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}}),
+            c.post("/v1/tokens", {"scope": "read", "name": "existing"})]
+    ok(all(r.status == 201 for r in made), "an empty image, two more services, a rollout and a token are made",
+       *[repr(r) for r in made if r.status != 201])
+    services += ["other", "roll"]
+    spare, spare_digest = random_bytes(4096)
+    is_(c.put_blob(spare, spare_digest).status, 201, "an unreferenced blob is uploaded")
+    blobs.append(spare_digest)
 
     # A reserve the operator frees later: the space the 1 MiB uploads leave over when one is
     # refused is whatever it happens to be (a few KiB or none at all), and a delete through
@@ -116,6 +135,29 @@ def test_full(d, filler):
     check_error(r, 507, "storage-full", "creating a service on a full disk: 507 storage-full")
     r = c.patch("/v1/services/svc", {"replicas": 3})
     check_error(r, 507, "storage-full", "changing a service on a full disk: 507 storage-full")
+    # Every other write path of the API (a full disk refuses deletes too: SQLite's WAL must
+    # grow for any change).
+    for method, path, body, desc in (
+            ("POST", "/v1/images", {"name": "full"}, "creating an image"),
+            ("DELETE", "/v1/images/empty", None, "deleting an image"),
+            ("DELETE", "/v1/images/web/versions/1.2", None, "deleting a version"),
+            ("POST", "/v1/images/web/versions/1.2/revoke", {"reason": "disk"}, "revoking a version"),
+            ("DELETE", "/v1/services/other", None, "deleting a service"),
+            ("POST", "/v1/services/svc/rollouts", {"version": "web:1.1", "strategy": {"canary": {"analysis": {
+                "enabled": False}}}}, "starting a rollout"),
+            ("POST", "/v1/services/roll/rollouts/current/pause", None, "pausing a rollout"),
+            ("POST", "/v1/services/roll/rollouts/current/promote", None, "promoting a rollout"),
+            ("POST", "/v1/services/roll/rollouts/current/abort", None, "aborting a rollout"),
+            ("POST", "/v1/services/svc/rollback", {"version": "web:1.1"}, "rolling a service back"),
+            ("POST", "/v1/tokens", {"scope": "read", "name": "full"}, "creating a token"),
+            ("DELETE", "/v1/tokens/existing", None, "revoking a token"),
+            ("DELETE", f"/v1/blobs/{spare_digest}", None, "deleting a blob")):
+        r = c.request(method, path, json_body=body)
+        check_error(r, 507, "storage-full", f"{desc} on a full disk: 507 storage-full")
+    # The idempotency record is part of the transaction: a key whose request failed on a full
+    # disk is not remembered, and carries the request again once there is room.
+    r = c.request("POST", "/v1/images", json_body={"name": "keyed"}, headers={"Idempotency-Key": "full-key"})
+    check_error(r, 507, "storage-full", "a POST with an Idempotency-Key on a full disk: 507 storage-full")
     small, small_digest = random_bytes(4096)
     r = c.put_blob(small, small_digest)
     check_error(r, 507, "storage-full", "a 4 KiB upload on a full disk: 507 storage-full")
@@ -156,10 +198,114 @@ def test_full(d, filler):
     r = c.post("/v1/services", {"name": "later", "stable_version": "web:2.0"})
     is_(r.status, 201, "a service is created", repr(r))
     services.append("later")
+    r = c.request("POST", "/v1/images", json_body={"name": "keyed"}, headers={"Idempotency-Key": "full-key"})
+    ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
+       "the key of the POST refused on the full disk carries it now (201, not a replayed 507)", repr(r))
+    r = c.post("/v1/services/roll/rollouts/current/promote")
+    is_((r.status, (r.json or {}).get("currentStepIndex")), (200, 1),
+        "the rollout the full disk held back is promoted from where it was (step 0 to 1)", repr(r))
     acknowledged_state(d, blobs, versions, services, "after space was freed")
 
     d.restart()
     acknowledged_state(d, blobs, versions, services, "after a restart")
+
+
+def test_full_runtime():
+    """With the runtime on (libvirt's test driver and fake guests, tests/lib/fakeruntime.py;
+    no QEMU). An instance restart on a full disk is 507 and changes nothing: a restart is a wish
+    the API writes, and it could not be written, so the guest is not touched either. A
+    controller write: a guest of service "late" boots while nothing answers on its port; with
+    the disk full, its port starts answering, and the controller, which cannot record that it
+    is ready, keeps running and leaves the database as it was; once there is room it records
+    it (the next pass probes the guest again)."""
+    if not fakeruntime.available():
+        skip("disk full with the runtime on", "needs root (a network namespace)")
+        return
+    mounted = []
+    late_server = []
+
+    def mount(d):
+        os.makedirs(d.state_dir)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE_MIB}m,mode=0750", "tmpfs", d.state_dir],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"cannot mount a tmpfs: {p.stderr.strip()}")
+        mounted.append(d.state_dir)
+
+    try:
+        with fakeruntime.FakeRuntime("full", before_start=mount) as rt:
+            d, c = rt.daemon, rt.daemon.client
+            push_version(c, "app", "1", port=8080)
+            push_version(c, "app", "2", port=8081)  # the fake guests answer on 8080 only, for now
+            c.post("/v1/services", {"name": "web", "stable_version": "app:1", "replicas": 1})
+            c.post("/v1/services", {"name": "late", "stable_version": "app:2", "replicas": 1})
+            inst = wait_instance(d, lambda i: i["state"] == "ready")
+            late = wait_instance(d, lambda i: i["state"] == "booting", service="late")
+            if not ok(inst and late, "web's instance is ready, late's boots and is not ready (fake runtime)",
+                      lambda: d.log()[-2000:]):
+                return
+            filler = os.path.join(d.state_dir, "filler")
+            fill(filler)
+            snap = d.snapshot()
+            r = c.post(f"/v1/instances/{inst['id']}/restart")
+            check_error(r, 507, "storage-full", "restarting an instance on a full disk: 507 storage-full")
+
+            # late's guest answers from now on: its readiness probe (each pass, 2 s) passes, and
+            # the controller cannot write it down. Two passes and the probes' answers are its
+            # chance to do harm.
+            late_server.append(subprocess.Popen(
+                ["ip", "netns", "exec", rt.netns, sys.executable, "-c", fakeruntime.SERVER, "8081"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            tried = f"Instance {late['id']}: its guest answers, but that cannot be recorded"
+            wait_for_log(d, tried, 10)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and d.running() and d.snapshot() == snap:
+                time.sleep(0.5)
+            like(d.log(), re.escape(tried), "the controller found late's guest ready and tried to record it "
+                 "(its write failed, and it says so)")
+            ok(d.running(), "the daemon keeps running while its controller cannot write", lambda: d.log()[-2000:])
+            ok(d.snapshot() == snap, "nothing changed in the database, half-written or whole",
+               lambda: snapshot_diff(snap, d.snapshot()))
+            is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok on the full disk")
+            r = c.get(f"/v1/instances/{late['id']}")
+            is_((r.status, r.json and r.json.get("state")), (200, "booting"),
+                "reads still answer, and late's instance is still booting there", repr(r))
+
+            os.unlink(filler)
+            ready = wait_instance(d, lambda i: i["id"] == late["id"] and i["state"] == "ready", 30, service="late")
+            ok(ready and ready["domain_uuid"] == late["domain_uuid"],
+               "with room again the controller records late's instance ready (the same guest, probed again)",
+               lambda: d.log()[-2000:])
+            acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{late['id']}"]
+            is_(acts.count("instance.ready"), 1, "its instance.ready event, once", repr(acts))
+            now = c.get(f"/v1/instances/{inst['id']}").json or {}
+            is_((now.get("state"), now.get("domain_uuid")), ("ready", inst["domain_uuid"]),
+                "the refused restart touched nothing: web's instance is ready on the same guest")
+            acts = [e["action"] for e in d.events() if e["resource"] == f"instance/{inst['id']}"]
+            ok("instance.restart" not in acts, "the refused restart left no event", repr(acts))
+            is_(integrity_check(d.state_dir), "ok", "PRAGMA integrity_check is ok afterwards")
+    finally:
+        for p in late_server:
+            p.kill()
+            p.wait()
+        for m in mounted:
+            subprocess.run(["umount", m], capture_output=True)
+
+
+def wait_for_log(d, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and text not in d.log():
+        time.sleep(0.1)
+
+
+def wait_instance(d, pred, timeout=20, service="web"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i in d.client.get(f"/v1/instances?service={service}").json["items"]:
+            if pred(i):
+                return i
+        time.sleep(0.1)
+    return None
 
 
 def body():
@@ -177,11 +323,16 @@ def body():
     try:
         d.start()
         test_full(d, os.path.join(d.state_dir, "filler"))
+        # What `with Daemon()` does, by hand (the tmpfs must be mounted before the start and
+        # unmounted after the stop): a clean exit, and no sanitizer report in the log.
+        is_(d.stop(), 0, "aviaryd exits with status 0 on SIGTERM after all of it", lambda: d.log()[-3000:])
+        d.check_sanitizers()
     finally:
         if d.running():
-            d.stop()
+            d.kill()
         subprocess.run(["umount", d.state_dir], capture_output=True)
         d.cleanup()
+    test_full_runtime()
 
 
 main(body)

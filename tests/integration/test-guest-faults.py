@@ -24,12 +24,17 @@ import re
 import signal
 import time
 
-from aviarytest import blob_file_path, check_error, diag, file_digest, is_, like, main, ok
+from aviarytest import blob_file_path, check_error, diag, file_digest, is_, like, main, ok, skip
 from guesttest import IMAGE_DIR, GuestTest, instances, live, push, wait_for
 
 gt = GuestTest("faults")
 URL = "http://127.0.0.1:18080/"
 KILL_TO_STABLE_LIMIT = 10.0
+# "Promptly": the loop that serves the API also makes libvirt's calls (docs/design/traffic.md,
+# known limits), so one domain start in progress (about 2 s under TCG, more under ASan on two
+# loaded cores) may hold an answer back. What this guards against is an answer that waits for
+# a guest's boot, its deadline or libvirt's own timeouts (30 s and more); 1 s flaked.
+PROMPT = 5.0
 
 
 def rollout(d):
@@ -144,7 +149,7 @@ def missing_kernel(d):
        any(a == "instance.crash-loop" and digest in why for a, why in acts),
        "instance.exit and instance.crash-loop events carry the reason", repr(acts))
     r, took = timed_get(d, f"/v1/instances/{inst['id']}")
-    ok(r.status == 200 and took < 1.0, f"GET of the instance answers promptly ({took * 1000:.0f} ms)")
+    ok(r.status == 200 and took < PROMPT, f"GET of the instance answers promptly ({took * 1000:.0f} ms, under {PROMPT:.0f} s)")
 
     t0 = time.monotonic()
     r = d.request("POST", f"/v1/instances/{inst['id']}/restart")
@@ -152,7 +157,7 @@ def missing_kernel(d):
     check_error(r, 502, "runtime-error", "POST restart answers 502 runtime-error")
     like((r.error_code() and r.json["error"]["message"]) or "", rf"kernel blob {digest} of app:gone",
          "whose message names the missing blob")
-    ok(took < 1.0, f"at once ({took * 1000:.0f} ms)")
+    ok(took < PROMPT, f"at once ({took * 1000:.0f} ms, under {PROMPT:.0f} s)")
     is_(d.request("GET", f"/v1/instances/{inst['id']}").json["state"], "crash-loop", "and the instance is unchanged")
 
     # Repaired: the blob is uploaded again; a restart now boots.
@@ -200,7 +205,7 @@ def refused_by_libvirt(d):
     t0 = time.monotonic()
     r = d.request("POST", f"/v1/instances/{inst['id']}/restart")
     took = time.monotonic() - t0
-    ok(r.status == 202 and took < 1.0, f"POST restart answers 202 at once ({took * 1000:.0f} ms)", repr(r))
+    ok(r.status == 202 and took < PROMPT, f"POST restart answers 202 at once ({took * 1000:.0f} ms, under {PROMPT:.0f} s)", repr(r))
     again = wait_for("crash-loop again", lambda: [i for i in instances(d, "huge") if i["state"] == "crash-loop" and
                                                   i["restarts"] >= 3], 30)
     ok(again, "and the instance fails the same way again, into crash-loop", json.dumps(instances(d, "huge")))
@@ -219,9 +224,14 @@ def body(d):
               d.log()[-3000:]):
         return
     canary_dies(d)
-    if os.environ.get("AVIARY_TEST_ONLY") != "canary":
-        missing_kernel(d)
-        refused_by_libvirt(d)
+    # AVIARY_TEST_ONLY=canary (while working on the canary case) leaves the others out, and
+    # says so in TAP: a skipped scenario is never a silent pass.
+    for scenario, desc in ((missing_kernel, "a kernel blob missing from the blob store"),
+                           (refused_by_libvirt, "a domain libvirt refuses")):
+        if os.environ.get("AVIARY_TEST_ONLY") == "canary":
+            skip(desc, "AVIARY_TEST_ONLY=canary")
+        else:
+            scenario(d)
 
 
 main(lambda: gt.run(body))

@@ -7,12 +7,16 @@ key and a race of one key with two bodies; keys survive a restart and belong to 
 stable identity (uid, token id), whatever its address or its token's name; the query counts."""
 import http.client
 import json
+import os
 import socket
+import sqlite3
 import threading
 import time
 
-from aviarytest import (Client, Daemon, check_error, free_tcp_port, is_, isnt, main, ok, parse_raw_response,
-                        push_version, snapshot_diff, upload, random_bytes)
+import fakeruntime
+
+from aviarytest import (Client, Daemon, check_error, db_query, free_tcp_port, is_, isnt, main, ok, parse_raw_response,
+                        push_version, random_bytes, skip, snapshot_diff, upload)
 
 
 def post(c, path, obj, key, **kw):
@@ -253,6 +257,162 @@ def test_principals(d):
        repr(r))
 
 
+def replayed(first, again):
+    """AGAIN is FIRST's answer replayed: same status and body byte for byte, marked."""
+    return (again.status == first.status and again.raw == first.raw and again.header("Idempotent-Replayed") == "true"
+            and first.header("Idempotent-Replayed") is None)
+
+
+def test_every_post_route(d):
+    """The POST routes test_replay leaves out: image create, rollout create, each rollout
+    action and the rollback. A replay answers the first answer (status and body, byte for byte) and does nothing:
+    one event, and the rollout's state is what later requests made it, not the replay's."""
+    c = d.client
+
+    def key_post(path, body, key):
+        return c.request("POST", path, json_body=body, headers={"Idempotency-Key": key})
+
+    def n_events(resource, action):
+        return len(events_for(d, resource, action))
+
+    r1 = key_post("/v1/images", {"name": "keyed"}, "key-image")
+    r2 = key_post("/v1/images", {"name": "keyed"}, "key-image")
+    is_(r1.status, 201, "POST /v1/images with a key: 201", repr(r1))
+    ok(replayed(r1, r2), "the same POST /v1/images again is its replay (201, the same body)", repr(r2))
+    is_(n_events("image/keyed", "image.create"), 1, "one image.create event")
+    check_error(key_post("/v1/images", {"name": "keyed2"}, "key-image"), 422, "idempotency-key-reused",
+                "the key with another image: 422")
+
+    for tag in ("1", "2", "3"):
+        push_version(c, "idem", tag)
+    c.post("/v1/services", {"name": "idem", "listen": "127.0.0.1:18097"})
+    c.post("/v1/services/idem/rollouts", {"version": "idem:1"})  # the first deploy: stable idem:1
+    base = "/v1/services/idem/rollouts"
+    body2 = {"version": "idem:2", "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {}},
+                                                                    {"setWeight": 50}, {"pause": {}}]}}}
+    r1 = key_post(base, body2, "key-rollout")
+    r2 = key_post(base, body2, "key-rollout")
+    is_(r1.status, 201, "a rollout created with a key: 201", repr(r1))
+    ok(replayed(r1, r2), "the same rollout POST again is its replay (201, the same body)", repr(r2))
+    rollouts = c.get(base).json["items"]
+    is_(len(rollouts), 2, "no second rollout was made (the replay superseded nothing)", repr(rollouts))
+    is_(n_events("service/idem", "rollout.create"), 2, "rollout.create events: the first deploy's and this one")
+    rid = r1.json["id"]
+
+    # Each action with a key of its own; its replay comes after another action changed the
+    # rollout, and must neither answer today's state nor act again.
+    def act(action, key, query=""):
+        return key_post(f"{base}/{rid}/{action}{query}", None, key)
+
+    def state():
+        ro = c.get(f"{base}/{rid}").json
+        return {k: ro[k] for k in ("phase", "paused", "currentStepIndex", "weights")}
+
+    steps = [("pause", "", "rollout.pause"), ("resume", "", "rollout.resume"), ("promote", "", "rollout.promote"),
+             ("abort", "", "rollout.abort"), ("retry", "", "rollout.retry"),
+             ("promote", "?full=true", "rollout.promote")]
+    firsts = []
+    for action, query, event in steps:
+        before_events = n_events("service/idem", event)
+        first = act(action, f"every-{action}{query}", query)
+        is_(first.status, 200, f"{action}{query} with a key: 200", repr(first))
+        firsts.append((action, query, event, first, n_events("service/idem", event)))
+        is_(firsts[-1][4], before_events + 1, f"{action}{query} wrote one {event} event")
+    for action, query, event, first, _ in firsts:
+        now = state()
+        again = act(action, f"every-{action}{query}", query)
+        ok(replayed(first, again), f"{action}{query} again with its key, after later actions: the first answer, "
+           "byte for byte", repr(first), repr(again))
+        is_(state(), now, f"and the replay of {action}{query} changed nothing")
+    counts = {e: n_events("service/idem", e) for _, _, e, _, _ in firsts}
+    is_(counts, {"rollout.pause": 1, "rollout.resume": 1, "rollout.promote": 2, "rollout.abort": 1,
+                 "rollout.retry": 1}, "after all the replays: one event per action done (promote twice)")
+
+    # The rollback route: a rollout too, made by the first request only.
+    c.post("/v1/services", {"name": "back", "listen": "127.0.0.1:18096"})
+    c.post("/v1/services/back/rollouts", {"version": "idem:1"})  # the first deploy: stable idem:1
+    r1 = key_post("/v1/services/back/rollback", {"version": "idem:2"}, "key-rollback")
+    r2 = key_post("/v1/services/back/rollback", {"version": "idem:2"}, "key-rollback")
+    is_(r1.status, 201, "a rollback with a key: 201", repr(r1))
+    ok(replayed(r1, r2), "the same rollback again is its replay (201, the same body)", repr(r2))
+    is_(len(c.get("/v1/services/back/rollouts").json["items"]), 2,
+        "no third rollout was made (the first deploy and the rollback)")
+    is_(n_events("service/back", "rollout.rollback"), 1, "one rollout.rollback event")
+    check_error(key_post("/v1/services/back/rollback", {"version": "idem:3"}, "key-rollback"), 422,
+                "idempotency-key-reused", "the key with another version: 422")
+
+
+def test_expiry(d):
+    """Keys are kept 24 hours (docs/api.md): a key whose record is 23 h 59 min old still
+    answers its replay; one 24 h 1 min old is forgotten, and the same key then carries a new
+    request. The records' ages are set in SQLite while aviaryd is stopped."""
+    c = d.client
+    old = c.request("POST", "/v1/services", json_body={"name": "expiring"}, headers={"Idempotency-Key": "key-old"})
+    young = c.request("POST", "/v1/services", json_body={"name": "young"}, headers={"Idempotency-Key": "key-young"})
+    is_((old.status, young.status), (201, 201), "two services created with keys")
+    d.stop()
+    hour = 3600 * 1_000_000
+    conn = sqlite3.connect(os.path.join(d.state_dir, "aviary.db"))
+    with conn:
+        conn.execute("UPDATE idempotency_keys SET created_at = created_at - ? WHERE key = 'key-old'",
+                     (24 * hour + 60_000_000,))
+        conn.execute("UPDATE idempotency_keys SET created_at = created_at - ? WHERE key = 'key-young'",
+                     (24 * hour - 60_000_000,))
+    conn.close()
+    d.start()  # the hourly housekeeping's first run is a minute away: the request itself decides
+    r = c.request("POST", "/v1/services", json_body={"name": "young"}, headers={"Idempotency-Key": "key-young"})
+    ok(replayed(young, r), "a key 23 h 59 min old still answers its replay", repr(r))
+    snap = d.snapshot()
+    r = c.request("POST", "/v1/services", json_body={"name": "fresh-use"}, headers={"Idempotency-Key": "key-old"})
+    ok(r.status == 201 and r.header("Idempotent-Replayed") is None,
+       "a key 24 h 1 min old is forgotten: the same key carries a new request (201, not 422 reused)", repr(r))
+    rows = db_query(d.state_dir, "SELECT path, request_hash != '' FROM idempotency_keys WHERE key = 'key-old'")
+    is_(len(rows), 1, "and it is remembered for that new request alone", repr(rows))
+    r2 = c.request("POST", "/v1/services", json_body={"name": "fresh-use"}, headers={"Idempotency-Key": "key-old"})
+    ok(replayed(r, r2), "which it now replays", repr(r2))
+    ok(snap != d.snapshot(), "(the new request did change the database)")
+
+
+def test_instance_restart():
+    """POST /v1/instances/{id}/restart with a key (it needs a runtime: libvirt's test driver
+    and fake guests, tests/lib/fakeruntime.py): the replay answers the first 202 and body and
+    does not restart the guest again."""
+    if not fakeruntime.available():
+        skip("instance restart with an Idempotency-Key", "needs root (a network namespace)")
+        return
+    with fakeruntime.FakeRuntime("idem") as rt:
+        d = rt.daemon
+        c = d.client
+        push_version(c, "app", "1", port=8080)
+        c.post("/v1/services", {"name": "web", "stable_version": "app:1", "replicas": 1})
+        inst = wait_ready(d, "web")
+        if not ok(inst, "an instance of web is ready (fake runtime)", lambda: d.log()[-2000:]):
+            return
+        path = f"/v1/instances/{inst['id']}/restart"
+        first = c.request("POST", path, headers={"Idempotency-Key": "key-restart"})
+        is_(first.status, 202, "POST restart with a key: 202", repr(first))
+        again_ready = wait_ready(d, "web", newer_than=inst["timings"]["running_at"])
+        ok(again_ready, "the instance boots again and is ready")
+        boots = len(events_for(d, f"instance/{inst['id']}", "instance.boot"))
+        again = c.request("POST", path, headers={"Idempotency-Key": "key-restart"})
+        ok(replayed(first, again), "the same restart again is its replay (202, the first body)", repr(again))
+        is_(len(events_for(d, f"instance/{inst['id']}", "instance.restart")), 1, "one instance.restart event")
+        now = c.get(f"/v1/instances/{inst['id']}").json
+        is_((now["state"], now["timings"]["running_at"]), ("ready", again_ready["timings"]["running_at"]),
+            "and the guest was not restarted again (same start time)")
+        is_(len(events_for(d, f"instance/{inst['id']}", "instance.boot")), boots, "no further instance.boot event")
+
+
+def wait_ready(d, service, newer_than=None, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i in d.client.get(f"/v1/instances?service={service}").json["items"]:
+            if i["state"] == "ready" and (newer_than is None or i["timings"]["running_at"] > newer_than):
+                return i
+        time.sleep(0.1)
+    return None
+
+
 def body():
     port = free_tcp_port()
     with Daemon(args=["--listen", f"127.0.0.1:{port}"]) as d:
@@ -262,6 +422,9 @@ def body():
         test_interleaved(d)
         test_restart_and_callers(d, b, first)
         test_principals(d)
+        test_every_post_route(d)
+        test_expiry(d)
+    test_instance_restart()
 
 
 main(body)

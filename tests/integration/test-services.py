@@ -7,8 +7,8 @@ from aviarytest import (Daemon, RFC3339_MS, check_error, create_service, is_, li
                         snapshot_diff)
 
 FIELDS = ["asleep", "boot_timeout", "created_at", "generation", "health_check", "last_request_at", "listen", "match",
-          "name", "port", "replicas", "restart_policy", "revoked", "rollout", "scale_to_zero", "stable_digest", "stable_version",
-          "updated_at"]
+          "name", "notify", "port", "replicas", "restart_policy", "revoked", "rollout", "scale_to_zero", "stable_digest",
+          "stable_version", "updated_at"]
 
 
 def unchanged(d, snap, desc):

@@ -42,6 +42,11 @@ os.chmod(TOKEN_FILE, 0o600)  # aviaryd refuses a secret others can read
 CONFIG = {"token_file": TOKEN_FILE, "connection_limit": LIMIT, "connection_limit_per_peer": PER_PEER, "request_timeout": DEADLINE,
           "upload_min_rate": "256K", "connection_timeout": 120}
 
+# How late after request_timeout a cut may come. The cut is the deadline timer's (the point:
+# not MHD's idle timeout, 120 s here, nor never); on a loaded 2-core machine under ASan the
+# loop and this test's 50 ms select can each be late by seconds, so the window is wide.
+CUT_SLACK = 10
+
 HEAD = b"GET /v1/health HTTP/1.1\r\nHost: aviary\r\nAuthorization: Bearer " + TOKEN_B + b"\r\nX-Slow: "
 
 
@@ -149,12 +154,14 @@ def timed_get(client, path="/v1/health"):
 
 
 def cut_at_deadline(drips, desc):
-    """Every one of DRIPS was closed by the daemon at request_timeout (not before, not much
-    after: the deadline timer, not MHD's idle timeout, which is 120 s here)."""
+    """Every one of DRIPS was closed by the daemon at request_timeout: not before it (the
+    daemon's clock starts at accept, after our connect; 0.3 s for our own measuring), and
+    within CUT_SLACK after it: the deadline timer, not MHD's idle timeout (120 s here)."""
     lifetimes = sorted(round(d.lifetime(), 2) for d in drips)
     ok(all(not d.alive for d in drips), f"{desc}: every one was closed", f"lifetimes {lifetimes}")
-    ok(all(DEADLINE - 0.3 <= d.lifetime() <= DEADLINE + 2.5 for d in drips),
-       f"{desc}: each at the {DEADLINE} s deadline (within 2.5 s after it)", f"lifetimes {lifetimes}")
+    ok(all(DEADLINE - 0.3 <= d.lifetime() <= DEADLINE + CUT_SLACK for d in drips),
+       f"{desc}: each at the {DEADLINE} s deadline (not before; within {CUT_SLACK} s after it, far from the "
+       "120 s idle timeout)", f"lifetimes {lifetimes}")
     ok(all(d.answer == b"" for d in drips), f"{desc}: without an answer (none can be queued mid-request)",
        *[repr(d.answer[:200]) for d in drips if d.answer][:2])
 
@@ -164,25 +171,31 @@ def test_per_peer_reserve(d, dripper, port):
     srcs = ["127.0.0.2", "127.0.0.3"]
     drips = [Drip(srcs[i % 2], port) for i in range(LIMIT)]
     dripper.add(drips)
-    time.sleep(1.0)
+    # The refused ones are closed as soon as the daemon accepts them; the rest stay until the
+    # deadline. Wait for the refusals (not a fixed second), then judge them by their lifetime.
+    wait_until(lambda: sum(not x.alive for x in drips) >= LIMIT - 2 * PER_PEER, DEADLINE)
     refused = [x for x in drips if not x.alive]
     attached = [x for x in drips if x.alive]
     is_(len(refused), LIMIT - 2 * PER_PEER, f"of {LIMIT} drip-feeders from 2 addresses, all but "
-        f"{PER_PEER} per address were refused at once (connection_limit_per_peer)",
+        f"{PER_PEER} per address were refused (connection_limit_per_peer)",
         f"lifetimes of the refused: {[round(x.lifetime(), 2) for x in refused]}")
+    ok(all(x.lifetime() < DEADLINE - 0.3 for x in refused), "each refused at once, not cut at the deadline",
+       f"lifetimes of the refused: {[round(x.lifetime(), 2) for x in refused]}")
     for src in srcs:
         is_(sum(1 for x in attached if x.src == src), PER_PEER, f"{PER_PEER} from {src} are attached")
 
+    # The reserve: a legitimate client is served while the drip-feeders still hold their
+    # slots (the condition that matters; a time bound would only measure the machine's load).
     r, took = timed_get(Client(tcp_port=port, token=TOKEN, timeout=10))
-    ok(getattr(r, "status", None) == 200 and took < 2,
-       f"a legitimate TCP client is answered within 2 s while they drip (took {took:.2f} s)", repr(r))
+    is_(getattr(r, "status", None), 200, f"a legitimate TCP client is answered while they drip ({took:.2f} s)", repr(r))
     ok(all(x.alive for x in attached), "the drip-feeders were still attached then",
        f"lifetimes {[round(x.lifetime(), 2) for x in attached]}")
     r, took = timed_get(d.client)
-    ok(getattr(r, "status", None) == 200 and took < 2, f"the unix socket answers within 2 s (took {took:.2f} s)",
-       repr(r))
+    is_(getattr(r, "status", None), 200, f"the unix socket answers ({took:.2f} s)", repr(r))
+    ok(all(x.alive for x in attached), "while they are still attached",
+       f"lifetimes {[round(x.lifetime(), 2) for x in attached]}")
 
-    wait_until(lambda: not any(x.alive for x in attached), DEADLINE + 4)
+    wait_until(lambda: not any(x.alive for x in attached), DEADLINE + CUT_SLACK + 2)
     cut_at_deadline(attached, "the attached drip-feeders")
 
 
@@ -192,18 +205,25 @@ def test_every_slot_taken(d, dripper, port):
     srcs = [f"127.0.0.{4 + i}" for i in range(LIMIT // PER_PEER)]
     drips = [Drip(srcs[i % len(srcs)], port) for i in range(LIMIT)]
     dripper.add(drips)
-    time.sleep(0.5)
+    # All of them accepted: none left in the listener's accept queue (a refused one would be
+    # closed at once; see test_per_peer_reserve).
+    wait_until(lambda: accept_queue(port) == 0, DEADLINE - 1)
     is_(sum(x.alive for x in drips), LIMIT, f"{LIMIT} drip-feeders from {len(srcs)} addresses are all attached")
 
     r, took = timed_get(d.client)
-    ok(getattr(r, "status", None) == 200 and took < 2,
-       f"the unix socket, a listener of its own, still answers within 2 s (took {took:.2f} s)", repr(r))
-    r, took = timed_get(Client(tcp_port=port, token=TOKEN, timeout=DEADLINE + 10))
+    is_(getattr(r, "status", None), 200, f"the unix socket, a listener of its own, still answers ({took:.2f} s)",
+        repr(r))
+    ok(all(x.alive for x in drips), "while every TCP slot is still taken",
+       f"lifetimes {sorted(round(x.lifetime(), 2) for x in drips)}")
+    r, took = timed_get(Client(tcp_port=port, token=TOKEN, timeout=DEADLINE + CUT_SLACK + 5))
+    answered = time.monotonic()
     diag(f"with every TCP slot taken, the legitimate TCP client was answered after {took:.2f} s")
-    ok(getattr(r, "status", None) == 200 and took <= DEADLINE + 2,
-       f"a legitimate TCP client is answered once the deadline frees the slots (within {DEADLINE} + 2 s)",
-       repr(r), f"took {took:.2f} s")
-    wait_until(lambda: not any(x.alive for x in drips), 5)
+    first_cut = min((x.closed for x in drips if x.closed is not None), default=None)
+    ok(getattr(r, "status", None) == 200 and first_cut is not None and first_cut <= answered,
+       "a legitimate TCP client is answered once the deadline frees the slots (after the first cut)",
+       repr(r), f"took {took:.2f} s; first cut: " + (f"{answered - first_cut:.2f} s before the answer"
+                                                      if first_cut is not None else "none yet"))
+    wait_until(lambda: not any(x.alive for x in drips), CUT_SLACK)
     cut_at_deadline(drips, "drip-feeders holding every slot")
 
 
@@ -219,7 +239,7 @@ def test_body_drips(d, dripper, port):
                b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n")
     drips = [Drip("127.0.0.8", port, blob), Drip("127.0.0.8", port, json_post), Drip("127.0.0.9", port, chunked)]
     dripper.add(drips)
-    wait_until(lambda: not any(x.alive for x in drips), DEADLINE + 4)
+    wait_until(lambda: not any(x.alive for x in drips), DEADLINE + CUT_SLACK + 2)
     cut_at_deadline(drips, "body drip-feeders (blob PUT, chunked PUT, JSON POST)")
     ok(d.snapshot() == snap, "they changed nothing", lambda: snapshot_diff(snap, d.snapshot()))
     is_(d.client.head(f"/v1/blobs/{digest}").status, 404, "the dripped blob does not exist")
@@ -380,7 +400,18 @@ def test_header_flood(d, port):
         f"answers: {sorted(set(map(repr, results)))[:5]}")
 
 
-def test_limit_recovers(port):
+def accept_queue(port):
+    """Connections waiting in the accept queue of the listener on 127.0.0.1:PORT (a LISTEN
+    socket's rx_queue in /proc/net/tcp), or None when there is no such listener."""
+    with open("/proc/net/tcp", encoding="ascii") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def test_limit_recovers(port, unix_path):
     """Every slot taken by ordinary kept-alive clients, one more waiting; they all close: the
     listener must accept the waiting one at once (MHD leaves its listening socket out of epoll at
     connection_limit; aviaryd must give it the round that puts it back)."""
@@ -406,16 +437,26 @@ def test_limit_recovers(port):
 
     t = threading.Thread(target=waiting)
     t.start()
-    time.sleep(0.5)
-    ok("r" not in result, f"with {LIMIT} kept-alive connections open, one more waits", repr(result.get("r")))
+    # What proves "it waits": its connection sits in the listener's accept queue, and stays
+    # there while the loop serves three requests on the unix socket (a listener in epoll would
+    # have had it accepted by then).
+    queued = wait_until(lambda: accept_queue(port) == 1, 10)
+    for _ in range(3):
+        Client(socket_path=unix_path, timeout=10).get("/v1/health")
+    ok(queued and accept_queue(port) == 1 and "r" not in result,
+       f"with {LIMIT} kept-alive connections open, one more waits unaccepted in the listen backlog",
+       f"accept queue {accept_queue(port)}", repr(result.get("r")))
     closed_at = time.monotonic()
     for s in idle:
         s.close()
     t.join(timeout=DEADLINE + 15)
     r = result.get("r")
     waited = result.get("at", time.monotonic()) - closed_at
-    ok(getattr(r, "status", None) == 200 and waited < 2,
-       f"once they close it is answered within 2 s (after {waited:.2f} s)", repr(r))
+    # Without the round that puts the listener back into epoll it waits for the next unrelated
+    # event on the loop, which never comes here (the client gives up after 15 s): 10 s is a
+    # generous bound for a loaded machine that still tells the two apart.
+    ok(getattr(r, "status", None) == 200 and waited < 10,
+       f"once they close it is answered (after {waited:.2f} s, well before the client gives up)", repr(r))
 
 
 def body():
@@ -432,11 +473,11 @@ def body():
             test_body_drips(d, dripper, port)
         finally:
             dripper.stop()
-        test_limit_recovers(port)
+        test_limit_recovers(port, d.socket_path)
         test_header_flood(d, port)
         test_not_cut(d, port)
         r, took = timed_get(Client(tcp_port=port, token=TOKEN, timeout=10))
-        ok(getattr(r, "status", None) == 200 and took < 2, "afterwards the TCP listener answers at once", repr(r))
+        is_(getattr(r, "status", None), 200, f"afterwards the TCP listener answers ({took:.2f} s)", repr(r))
         ok(d.running(), "the daemon is still running")
         grew = d.vm_hwm() - hwm_before
         ok(grew < 16 * MiB, f"its peak memory grew by {grew / MiB:.1f} MiB through all of it (bounded: < 16 MiB, "

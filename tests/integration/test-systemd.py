@@ -12,6 +12,7 @@
   over unix and TCP; aviaryd is stopped with SIGTERM (systemctl restart) and with SIGKILL (a
   crash) and started again on the same descriptors: no connection is ever refused, and every
   request made after the new aviaryd is up is answered."""
+import array
 import os
 import shutil
 import signal
@@ -22,20 +23,28 @@ import tempfile
 import threading
 import time
 
-from aviarytest import Client, Daemon, diag, free_tcp_port, is_, main, ok, skip
+from aviarytest import Client, Daemon, diag, free_tcp_port, is_, like, main, ok, skip
 
 # Execs aviaryd as systemd would: the sockets given in argv[1] ("7,9") become fds 3, 4...
-# with LISTEN_FDS/LISTEN_PID; WATCHDOG_PID is set to our pid when WATCHDOG_USEC is present
+# with LISTEN_FDS/LISTEN_PID (and LISTEN_FDNAMES from AVIARY_TEST_LISTEN_FDNAMES); WATCHDOG_PID is set to our pid when WATCHDOG_USEC is present
 # (unless AVIARY_TEST_WATCHDOG_PID overrides it). Exec keeps the pid, so it is aviaryd's.
 LAUNCHER = r"""
 import os, sys
 fds = [int(x) for x in sys.argv[1].split(",") if x]
 high = [os.dup(fd) for fd in fds]
 for i, fd in enumerate(high):
-    os.dup2(fd, 3 + i, inheritable=True)
+    if fd != 3 + i:  # os.dup() may have returned 3 + i itself: dup2 onto itself is no copy
+        os.dup2(fd, 3 + i)
+    os.set_inheritable(3 + i, True)
+for fd in fds:  # systemd passes each socket once, at 3, 4...: no stray copy under its old number
+    if fd >= 3 + len(fds):
+        os.close(fd)
 if fds:
     os.environ["LISTEN_FDS"] = str(len(fds))
     os.environ["LISTEN_PID"] = str(os.getpid())
+names = os.environ.pop("AVIARY_TEST_LISTEN_FDNAMES", None)
+if names is not None:
+    os.environ["LISTEN_FDNAMES"] = names
 if "WATCHDOG_USEC" in os.environ:
     os.environ["WATCHDOG_PID"] = os.environ.pop("AVIARY_TEST_WATCHDOG_PID", str(os.getpid()))
 os.execv(sys.argv[2], sys.argv[2:])
@@ -55,23 +64,28 @@ class Launched(Daemon):
     unix socket, which the client uses). Its own --socket path (self.own_socket) must stay
     unused."""
 
-    def __init__(self, socks=(), **kw):
+    def __init__(self, socks=(), api_from_socks=True, netns=None, **kw):
         self.socks = list(socks)
+        self.netns = netns
         kw.setdefault("config", {"token_file": TOKEN_FILE})
         super().__init__(pass_fds=[s.fileno() for s in self.socks], **kw)
         self.own_socket = self.socket_path
-        if self.socks:
+        if self.socks and api_from_socks:
             self.socket_path = self.socks[0].getsockname()
             self.client = Client(socket_path=self.socket_path)
 
     def command(self):
         cmd = super().command()
         cmd[cmd.index("--socket") + 1] = self.own_socket
-        return [sys.executable, "-c", LAUNCHER, ",".join(str(s.fileno()) for s in self.socks)] + cmd
+        launch = [sys.executable, "-c", LAUNCHER, ",".join(str(s.fileno()) for s in self.socks)] + cmd
+        # `ip netns exec` execs in place: the launcher, then aviaryd, keep its pid.
+        return (["ip", "netns", "exec", self.netns] if self.netns else []) + launch
 
 
 class NotifySocket:
-    """A bound AF_UNIX datagram socket collecting (monotonic time, message) pairs."""
+    """A bound AF_UNIX datagram socket collecting (monotonic time, message) pairs, and, like
+    systemd's fd store, the descriptors sent with FDSTORE=1: self.stored is a list of
+    (monotonic time, FDNAME, fd) the test owns (close_stored() closes them)."""
 
     def __init__(self, path):
         self.path = path
@@ -79,21 +93,42 @@ class NotifySocket:
         self.sock.bind(path)
         self.sock.settimeout(0.2)
         self.messages = []
+        self.stored = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
+        fd_space = socket.CMSG_SPACE(16 * 4)
         while not self.stop.is_set():
             try:
-                data = self.sock.recv(4096)
+                data, ancdata, _, _ = self.sock.recvmsg(4096, fd_space)
             except socket.timeout:
                 continue
             except OSError:
                 return
             now = time.monotonic()
-            for line in data.decode("utf-8", "replace").splitlines():
+            fds = []
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += array.array("i", payload[:len(payload) - len(payload) % 4]).tolist()
+            lines = data.decode("utf-8", "replace").splitlines()
+            if "FDSTORE=1" in lines:
+                name = next((ln[len("FDNAME="):] for ln in lines if ln.startswith("FDNAME=")), "stored")
+                self.stored += [(now, name, fd) for fd in fds]
+            else:
+                for fd in fds:  # systemd closes descriptors sent without FDSTORE=1
+                    os.close(fd)
+            for line in lines:
                 self.messages.append((now, line))
+
+    def close_stored(self):
+        for _, _, fd in self.stored:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.stored = []
 
     def first(self, message, timeout):
         deadline = time.monotonic() + timeout
@@ -111,31 +146,53 @@ class NotifySocket:
         self.stop.set()
         self.thread.join()
         self.sock.close()
+        self.close_stored()
+
+
+WATCHDOG_USEC = 2_000_000
 
 
 def test_watchdog(tmp):
     note = NotifySocket(os.path.join(tmp, "notify.sock"))
     try:
-        env = {"NOTIFY_SOCKET": note.path, "WATCHDOG_USEC": "2000000"}
+        env = {"NOTIFY_SOCKET": note.path, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
         with Launched(env=env) as d:
             ready = note.first("READY=1", 10)
             ok(ready is not None, "READY=1 arrives on NOTIFY_SOCKET", repr(note.messages))
-            time.sleep(3.2)
+            like(d.log(), r"Watchdog: pinging systemd every 1\.0 s", "aviaryd says it pings every half interval")
+            # Watch 6.5 s. Pings at half the interval (1 s, each timer set from the last one's
+            # due time, so a late one does not delay the next) make 6 in the first 6.2 s;
+            # at sd_event_set_watchdog()'s three quarters (1.5 s) there would be 4.
+            time.sleep(max(0.0, ready + 6.5 - time.monotonic()) if ready is not None else 0)
             pings = [t - ready for t in note.times("WATCHDOG=1") if ready is not None and t >= ready]
-            ok(len([t for t in pings if t <= 3.0]) >= 2, f"at least two WATCHDOG=1 within 3 s of READY=1 ({len(pings)} in 3.2 s)",
-               f"ping times after READY=1: {pings}")
-            gaps = [b - a for a, b in zip([0.0] + pings, pings)]
             diag("WATCHDOG=1 at " + ", ".join(f"{t:.2f}" for t in pings) + " s after READY=1")
-            ok(gaps and max(gaps) <= 1.25, "pings come every half interval: no gap over 1 s (+0.25 s)", f"gaps: {gaps}")
+            n = len([t for t in pings if t <= 6.2])
+            ok(n >= 5, f"pings every half interval: {n} WATCHDOG=1 in the 6.2 s after READY=1 (6 expected, 4 at "
+               f"three quarters)", f"ping times after READY=1: {pings}")
+            # Not "1 s + 0.25 s" any more: on a loaded 2-core machine under ASan one ping can be
+            # late by a few hundred ms. What matters to systemd is that no gap reaches
+            # WATCHDOG_USEC, after which it kills the service.
+            gaps = [b - a for a, b in zip([0.0] + pings, pings)]
+            ok(gaps and max(gaps) < WATCHDOG_USEC / 1e6, f"no gap between pings reaches WATCHDOG_USEC "
+               f"({WATCHDOG_USEC / 1e6:.0f} s, when systemd would kill aviaryd)", f"gaps: {gaps}")
             d.stop()
             ok(note.first("STOPPING=1", 5) is not None, "SIGTERM sends STOPPING=1")
 
         # WATCHDOG_PID names another process: the watchdog is not ours to ping.
         del note.messages[:]
         env["AVIARY_TEST_WATCHDOG_PID"] = "1"
-        with Launched(env=env):
-            ok(note.first("READY=1", 10) is not None, "READY=1 again")
-            time.sleep(2.0)
+        with Launched(env=env) as d:
+            ready = note.first("READY=1", 10)
+            ok(ready is not None, "READY=1 again")
+            # aviaryd decides about the watchdog before it sends READY=1, and says so in its log
+            # when it pings: once READY=1 is in, the missing line is the decision. A ping would
+            # be due half an interval after the start; waiting a whole interval (the longest
+            # systemd would wait) after READY=1 is the longest it could take.
+            ok("Watchdog: pinging" not in d.log(), "aviaryd does not set up a watchdog for another process's pid",
+               d.log()[-2000:])
+            if ready is not None:
+                time.sleep(max(0.0, ready + WATCHDOG_USEC / 1e6 - time.monotonic()))
+            is_(d.client.get("/v1/health").status, 200, "aviaryd is still serving a whole interval after READY=1")
             is_(note.times("WATCHDOG=1"), [], "no WATCHDOG=1 when WATCHDOG_PID is another process's")
     finally:
         note.close()
@@ -270,6 +327,121 @@ def test_hitless_restart(tmp):
         tcp.close()
 
 
+def socket_inodes(pid):
+    """The inodes of the sockets process PID holds."""
+    out = set()
+    for n in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{n}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+def accept_queue(ns, port):
+    """Connections waiting in the accept queue of the listener on 127.0.0.1:PORT in netns NS
+    (/proc/net/tcp: a LISTEN socket's rx_queue is its accept backlog), or None."""
+    r = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/tcp"], capture_output=True, text=True)
+    for line in r.stdout.splitlines()[1:]:
+        f = line.split()
+        if f[1] == f"0100007F:{port:04X}" and f[3] == "0A":  # 127.0.0.1:PORT, TCP_LISTEN
+            return int(f[4].split(":")[1], 16)
+    return None
+
+
+def test_fd_store(tmp):
+    """Service proxy listeners through the fd store, the way systemd keeps them: aviaryd sends
+    each with FDSTORE=1 and FDNAME=proxy_ADDR_PORT; this test keeps the descriptor, as
+    systemd's store would, while aviaryd is stopped, and hands it to the next aviaryd with
+    LISTEN_FDS/LISTEN_FDNAMES. Runtime on (the proxies live in the controller) against
+    libvirt's test driver, in a network namespace of the test's own: no guest, no QEMU."""
+    if os.geteuid() != 0:
+        skip("the fd store: proxy listeners kept across a restart", "needs root (a network namespace)")
+        return
+    ns = f"aviary-sd-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    note = NotifySocket(os.path.join(tmp, "fdstore.sock"))
+    client = None
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        name, port = "proxy_127.0.0.1_18080", 18080
+        config = {"libvirt_uri": "test:///default", "accel": "tcg", "subnet": "10.88.0.0/24"}
+        with Launched(netns=ns, runtime=True, env={"NOTIFY_SOCKET": note.path}, config=config, ready_timeout=30,
+                      api_from_socks=False) as d:
+            is_(d.client.post("/v1/services", {"name": "web", "listen": f"127.0.0.1:{port}"}).status, 201,
+                "a service listening on 127.0.0.1:18080 (in the namespace) is created")
+            deadline = time.monotonic() + 10
+            while not [x for x in note.stored if x[1] == name] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            kept = [fd for _, n, fd in note.stored if n == name]
+            if not ok(len(kept) == 1, f"aviaryd hands its listener to the fd store: FDSTORE=1, FDNAME={name}, "
+                      "one descriptor", repr(note.messages[-10:]), d.log()[-2000:]):
+                return
+            held = socket.socket(fileno=os.dup(kept[0]))
+            note.close_stored()
+            is_((held.getsockname(), held.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)),
+                (("127.0.0.1", port), 1), "the stored descriptor is the listening socket on 127.0.0.1:18080")
+            inode = os.fstat(held.fileno()).st_ino
+            ok(inode in socket_inodes(d.pid), "it is the very socket aviaryd listens on (same inode)")
+
+            is_(d.stop(), 0, "aviaryd stops (SIGTERM) with status 0")
+            # No aviaryd runs: a client connects anyway and waits in the kept socket's backlog.
+            client = subprocess.Popen(["ip", "netns", "exec", ns, "curl", "-s", "-o", "-", "-w", "\n%{http_code}",
+                                       "--max-time", "60", f"http://127.0.0.1:{port}/"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 10
+            while accept_queue(ns, port) != 1 and time.monotonic() < deadline and client.poll() is None:
+                time.sleep(0.05)
+            is_(accept_queue(ns, port), 1, "while no aviaryd runs, a client's connection waits in the kept "
+                "listener's backlog (not refused)", client.poll() is not None and client.communicate())
+
+            # The next aviaryd gets it as systemd passes the fd store: LISTEN_FDS, LISTEN_FDNAMES.
+            d.socks, d.pass_fds = [held], (held.fileno(),)
+            d.env["AVIARY_TEST_LISTEN_FDNAMES"] = name
+            d.start()
+            try:
+                out, err = client.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                out, err = client.communicate()
+            text, _, code = out.rpartition("\n")
+            ok(code in ("502", "503") and '"error"' in text,
+               f"the waiting client is answered by the new aviaryd's proxy (HTTP {code}: no guest serves)", out, err)
+            like(d.log(), r"Kept 1 service listener\(s\) across the restart", "the new aviaryd takes the kept listener")
+            like(d.log(), rf"proxy listening on 127\.0\.0\.1:{port} \(kept across the restart\)",
+                 "and its proxy adopts it instead of binding again")
+            ok(inode in socket_inodes(d.pid), "the new aviaryd holds the same socket (same inode)")
+            traffic = d.client.get("/v1/services/web/traffic").json or {}
+            is_(traffic.get("listening"), True, "GET /traffic says the service is listening")
+
+            # A kept listener no service claims any more is closed and removed from the store.
+            del note.messages[:]
+            is_(d.client.delete("/v1/services/web").status, 204, "the service is deleted")
+            deadline = time.monotonic() + 10
+            while ("FDSTOREREMOVE=1", f"FDNAME={name}") != tuple(m for _, m in note.messages[-2:]) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            is_(tuple(m for _, m in note.messages[-2:]), ("FDSTOREREMOVE=1", f"FDNAME={name}"),
+                "deleting the service removes its listener from the fd store (FDSTOREREMOVE=1)")
+            del note.messages[:]
+            d.restart()
+            ok(inode not in socket_inodes(d.pid), "an aviaryd handed a listener no service claims closes it")
+            like(d.log(), rf"Closing the kept listener {name}: no service listens there now",
+                 "and says so")
+            lines = [m for _, m in note.messages]
+            removed = [i for i in range(len(lines) - 1) if lines[i:i + 2] == ["FDSTOREREMOVE=1", f"FDNAME={name}"]]
+            ready = lines.index("READY=1") if "READY=1" in lines else len(lines)
+            ok(removed and removed[0] < ready, "and removes it from the store before READY=1", repr(lines))
+        held.close()
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+        note.close()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
 def body():
     tmp = os.environ.get("AVIARY_TEST_TMPDIR") or "/tmp"
     work = os.path.join(tmp, f"aviary-systemd-{os.getpid()}")
@@ -278,6 +450,7 @@ def body():
         test_watchdog(work)
         test_socket_activate(work)
         test_hitless_restart(work)
+        test_fd_store(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

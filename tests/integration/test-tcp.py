@@ -8,10 +8,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 
 from aviarytest import (Client, Daemon, DaemonError, aviaryd_path, check_error, free_tcp_port, is_, like, main,
-                        ok, parse_raw_response, random_bytes, skip, snapshot_diff)
+                        ok, parse_raw_response, random_bytes, skip, snapshot_diff, start_refused)
 
 MiB = 1 << 20
 
@@ -116,7 +117,7 @@ def start_fails(tmp, desc, args, config=None, wrapper=(), want=r"token"):
         rc, err = p.returncode, p.stderr
     except subprocess.TimeoutExpired as e:
         rc, err = None, f"still running after 15 s (killed); stderr: {e.stderr!r}"
-    ok(rc not in (None, 0), f"{desc}: aviaryd refuses to start (exit status non-zero)", f"exit status {rc}", err)
+    start_refused(rc, err, f"{desc}: aviaryd refuses to start (exit status 1, no sanitizer report)")
     like(err, want, f"{desc}: and says why", err)
 
 
@@ -141,13 +142,28 @@ def test_refusals(tmp):
         start_fails(tmp, f"--listen {addr}:PORT without a token", ["--listen", f"{addr}:{port}"], wrapper=netns,
                     want=r"(?i)non-loopback.*token|token.*non-loopback")
     # The refusal must come before the socket is bound (the 0.0.0.0 case must never be open,
-    # not even for a moment). 192.0.2.1 (TEST-NET-1) is on no interface here, so binding it
-    # fails at once and nothing can ever arrive: if aviaryd binds before it checks, it fails
-    # with a message about binding instead of the token. (Not in the namespace: there the
-    # kernel lets the bind succeed, which would hide the order.)
-    start_fails(tmp, "--listen 192.0.2.1:PORT (on no interface) without a token is refused for the token, "
-                "before binding", ["--listen", f"192.0.2.1:{port}"],
-                want=r"(?i)non-loopback.*token|token.*non-loopback")
+    # not even for a moment). 192.0.2.1 (TEST-NET-1) is on no interface, so binding it fails at
+    # once: if aviaryd binds before it checks, it fails with a message about binding instead of
+    # the token. This runs in a namespace of the test's own whose lo is up: there, as on a host,
+    # the bind of an address on no interface fails (with lo down, a fresh namespace lets it
+    # succeed, which would hide the order), and nothing outside can reach it either way.
+    ns = f"aviary-tcp-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+        skip("--listen 192.0.2.1:PORT in a namespace of the test's own", "cannot make a network namespace (ip netns)")
+    else:
+        try:
+            subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+            probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                    "import socket; socket.socket().bind(('192.0.2.1', 0))"],
+                                   capture_output=True, text=True)
+            ok(probe.returncode != 0 and "Cannot assign requested address" in probe.stderr,
+               "in the test's namespace (lo up) binding 192.0.2.1 fails (EADDRNOTAVAIL), as the next check needs",
+               probe.stderr)
+            start_fails(tmp, "--listen 192.0.2.1:PORT (on no interface) without a token is refused for the token, "
+                        "before binding", ["--listen", f"192.0.2.1:{port}"], wrapper=["ip", "netns", "exec", ns],
+                        want=r"(?i)non-loopback.*token|token.*non-loopback")
+        finally:
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
     token_file = os.path.join(tmp, "token")
     with open(token_file, "w") as f:

@@ -16,7 +16,8 @@ import ssl
 import subprocess
 import tempfile
 
-from aviarytest import Client, Daemon, aviary_path, check_error, free_tcp_port, is_, main, ok, push_version, snapshot_diff
+from aviarytest import (Client, Daemon, aviary_path, check_error, free_tcp_port, is_, main, ok, push_version,
+                        snapshot_diff, start_refused)
 
 SECRET = re.compile(r"^avy_[0-9a-f]{64}$")
 
@@ -32,6 +33,69 @@ def db_text(d):
         return "\n".join(conn.iterdump())
     finally:
         conn.close()
+
+
+SCOPES = ("read", "deploy", "admin")
+
+
+def documented_scope(method, pattern):
+    """docs/api.md: read for every GET, deploy for blobs, images, versions and rollouts (a
+    rollback included), admin for services, instances and tokens; docs/security.md: which tokens
+    exist is for admins."""
+    if pattern == "/v1/tokens" or pattern.startswith("/v1/tokens/"):
+        return "admin"
+    if method in ("GET", "HEAD"):
+        return "read"
+    if pattern.startswith(("/v1/blobs", "/v1/images")) or "/rollouts" in pattern or pattern.endswith("/rollback"):
+        return "deploy"
+    return "admin"
+
+
+def route_table():
+    """(method, pattern) of every route, from `aviaryd --routes` (THE route table), plus HEAD
+    for every GET (the router answers HEAD with the GET route)."""
+    out = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--routes"], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    routes = [tuple(line.split(" ", 1)) for line in out.splitlines() if line.strip()]
+    return routes + [("HEAD", p) for m, p in routes if m == "GET"]
+
+
+def harmless_request(method, pattern):
+    """A request to PATTERN that changes nothing whoever sends it: its parameters name nothing
+    that exists, and a body is one the handler refuses. The scope is checked before any of that."""
+    values = {"digest": "sha256:" + "0" * 64, "name": "no-such", "ref": "9.9.9", "id": "999999", "file": "app.js"}
+    path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], pattern)
+    if method == "PUT":  # a blob whose bytes do not hash to its name
+        return path, {"body": b"x", "content_type": "application/octet-stream"}
+    if method in ("POST", "PATCH") and not re.search(r"/(promote|pause|resume|abort|retry|restart|revoke)$", path):
+        return path, {"json_body": {}}
+    if path.endswith("/revoke"):
+        return path, {"json_body": {}}
+    return path, {}
+
+
+def test_scope_matrix(d, c):
+    """Every route of `aviaryd --routes` with a token of every scope: below the route's scope
+    403 forbidden, at or above it anything but 401/403; nothing changes either way."""
+    routes = route_table()
+    ok(len(routes) >= 37, f"aviaryd --routes lists the route table ({len(routes)} routes with HEAD)")
+    snap = d.snapshot()
+    order = {s: i for i, s in enumerate(SCOPES)}
+    wrong = []
+    for method, pattern in routes:
+        need = documented_scope(method, pattern)
+        path, kw = harmless_request(method, pattern)
+        for scope in SCOPES:
+            r = c[scope].request(method, path, **kw)
+            if order[scope] < order[need]:
+                good = r.status == 403 and (method == "HEAD" or r.error_code() == "forbidden")
+            else:
+                good = r.status not in (401, 403)
+            if not good:
+                wrong.append(f"{scope} token, {method} {path} (needs {need}): {r!r}")
+    is_(wrong, [], f"each of the {len(routes)} routes refuses (403) exactly the tokens below its documented scope, "
+        f"and lets the others through ({len(routes) * len(SCOPES)} requests)")
+    ok(d.snapshot() == snap, "none of them changed anything", lambda: snapshot_diff(snap, d.snapshot()))
 
 
 def test_scopes(d, port):
@@ -80,6 +144,7 @@ def test_scopes(d, port):
         is_(r.status, want, f"a {scope} token may {method} {path}", repr(r))
     ev = [e for e in d.events() if e["resource"] == "image/pushed"]
     is_(ev and ev[0]["actor"], "token:ci@127.0.0.1", "the event names the token and the peer")
+    test_scope_matrix(d, c)
 
     # Names the daemon writes in actors itself are reserved (issue 14, item 7): a token named
     # bootstrap had the actor token:bootstrap@ADDR of token_file's.
@@ -208,8 +273,8 @@ def test_tls():
                         f"listen = 127.0.0.1:{port}\n")
             r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
                                 f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
-            ok(r.returncode != 0 and "tls_priorities" in r.stderr, "an invalid tls_priorities stops aviaryd at start",
-               r.stderr)
+            start_refused(r.returncode, r.stderr, "an invalid tls_priorities stops aviaryd at start",
+                          want="tls_priorities")
         # cert without key
         with tempfile.TemporaryDirectory() as t2:
             conf = os.path.join(t2, "c.conf")
@@ -217,7 +282,7 @@ def test_tls():
                 f.write(f"runtime = off\ntls_cert = {cert}\n")
             r = subprocess.run([os.environ.get("AVIARYD", "aviaryd"), "--state-dir", f"{t2}/s", "--socket",
                                 f"{t2}/sock", "--config", conf], capture_output=True, text=True, timeout=30)
-            ok(r.returncode != 0 and "tls_key" in r.stderr, "tls_cert without tls_key is refused at start", r.stderr)
+            start_refused(r.returncode, r.stderr, "tls_cert without tls_key is refused at start", want="tls_key")
 
 
 def body():

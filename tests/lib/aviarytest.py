@@ -529,8 +529,11 @@ class Daemon:
         return self.kill(signal.SIGTERM)
 
     def restart(self, sig=signal.SIGTERM):
-        """Stops (with SIG) and starts again on the same state dir and socket."""
-        self.kill(sig)
+        """Stops (with SIG) and starts again on the same state dir and socket. A SIGTERM must
+        end aviaryd with status 0, as at the end of `with Daemon()`."""
+        status = self.kill(sig)
+        if sig == signal.SIGTERM and status not in (0, None):
+            TAP.ok(False, f"aviaryd exits with status 0 on SIGTERM (it exited with {status})", self.log()[-3000:])
         return self.start()
 
     def log(self):
@@ -549,7 +552,12 @@ class Daemon:
 
     def __exit__(self, *exc):
         if self.running():
-            self.stop()
+            status = self.stop()
+            # SIGTERM is an orderly stop: 0. A sanitizer's exit (1, or LeakSanitizer's 23) or a
+            # crash on the way out is a failure of the test that ran it.
+            if status != 0:
+                TAP.ok(False, f"aviaryd exits with status 0 on SIGTERM (it exited with {status})",
+                       self.log()[-3000:])
         self.check_sanitizers()
         self.cleanup()
         return False
@@ -561,8 +569,7 @@ class Daemon:
             text = self.log()
         except OSError:
             return
-        reports = re.findall(r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:).*$",
-                             text, re.M)
+        reports = SANITIZER_REPORT.findall(text)
         if reports or os.environ.get("AVIARY_SANITIZE"):
             TAP.ok(not reports, "the daemon ran without sanitizer reports", *(reports[:5] + [text[-4000:]]
                                                                                if reports else []))
@@ -591,6 +598,28 @@ class Daemon:
 
     def events(self):
         return self.client.list_all("/v1/events", limit=1000)[0]
+
+
+SANITIZER_REPORT = re.compile(
+    r"^.*(?:ERROR: (?:Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: \w+Sanitizer).*$", re.M)
+
+
+def start_refused(returncode, stderr, desc, want=None):
+    """One point: an aviaryd run that must refuse to start exited with EXIT_FAILURE (1) on its
+    own, saying why (WANT, a regex, when given), without a sanitizer report. Any non-zero
+    status would let a crash or a sanitizer's abort pass for a refusal (LeakSanitizer exits
+    23, AddressSanitizer 1: hence the report check too). RETURNCODE None: still running."""
+    problems = []
+    if returncode is None:
+        problems.append("still running (killed by the test)")
+    elif returncode != 1:
+        problems.append(f"exit status {returncode}, expected 1 (EXIT_FAILURE)")
+    reports = SANITIZER_REPORT.findall(stderr or "")
+    if reports:
+        problems.append("sanitizer reports: " + "; ".join(reports[:3]))
+    if want is not None and not re.search(want, stderr or ""):
+        problems.append(f"stderr does not match {want!r}")
+    return ok(not problems, desc, *problems, f"stderr: {(stderr or '')[-2000:]}")
 
 
 def proc_status_kib(pid, field):

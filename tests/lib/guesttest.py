@@ -7,6 +7,8 @@ Usage:
     gt = GuestTest("rollouts")
     main(lambda: gt.run(body, config={...}))     # body(d) gets the running Daemon
 """
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -49,6 +51,28 @@ def live(d, service, state="ready"):
     return [i for i in instances(d, service) if i["state"] == state]
 
 
+def sticky_bucket(key, salt):
+    """The bucket of a sticky KEY under a rollout's SALT (docs/design/traffic.md): HMAC-SHA256
+    keyed with the salt's 8 bytes (little-endian), its first 8 bytes big-endian, mod 10000."""
+    digest = hmac.new((salt & (2 ** 64 - 1)).to_bytes(8, "little"), key.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % 10000
+
+
+def traffic(d, service):
+    r = d.request("GET", f"/v1/services/{service}/traffic")
+    return r.json if r.status == 200 else {}
+
+
+def extra_picks(before, after):
+    """Picks the proxy made beyond one per request between two traffic views: a connect that
+    failed and was retried on another pick shows as a connect error. The split can be off by
+    at most these (each is one more pick), and by one for a window that does not start at a
+    cycle's beginning."""
+    def errors(t):
+        return sum((g.get("by_status") or {}).get("connect-error", 0) for g in (t.get("versions") or {}).values())
+    return errors(after) - errors(before)
+
+
 def qemu_pids(state_dir):
     """QEMUs of this test's daemon: their -kernel lies under its state dir."""
     r = sh("pgrep", "-f", f"qemu-system-x86_64.*{state_dir}/", check=False)
@@ -89,12 +113,19 @@ class GuestTest:
         text, _, code = r.stdout.rpartition("\n")
         return int(code), text
 
-    def load(self, url, count, concurrency=8, header=None, users=0, per_user=1, timeout=300):
+    def load(self, url, count, concurrency=8, header=None, users=0, per_user=1, timeout=300, cookie=None,
+             headers=()):
         """Runs tests/lib/loadgen.py inside the namespace; its JSON summary:
-        {"requests", "by_status": {...}, "by_version": {...}, "errors", "users": {user: [versions]}}."""
+        {"requests", "by_status": {...}, "by_version": {...}, "by_instance": {...}, "errors",
+        "users": {user: [versions]}}. HEADER/COOKIE: users' ids in that header or cookie;
+        HEADERS: "Name: value" strings sent with every request."""
         cmd = [sys.executable, LOADGEN, "--url", url, "--count", str(count), "--concurrency", str(concurrency)]
         if header:
             cmd += ["--user-header", header, "--users", str(users), "--per-user", str(per_user)]
+        if cookie:
+            cmd += ["--user-cookie", cookie, "--users", str(users), "--per-user", str(per_user)]
+        for h in headers:
+            cmd += ["--header", h]
         r = self.in_netns(*cmd, timeout=timeout)
         if r.returncode != 0:
             diag(f"loadgen failed: {r.stderr[-2000:]}")

@@ -79,7 +79,13 @@ static void test_buckets(void) {
         }
         is_int(bad_bounds, 0, "every latency lies in its bucket's bounds");
         is_int(bad_error, 0, "every bucket midpoint is within 1/32 of its values");
-        is_int(metrics_latency_bucket(1000), metrics_latency_bucket(1000), "1 ms has a bucket");
+        /* 1 ms: 2^9 <= 1000 < 2^10, so shift 5 and sub-bucket (1000 >> 5) & 15 = 15: bucket
+         * (5 + 1) * 16 + 15 = 111, which holds [992, 1024). */
+        uint64_t low, high;
+        is_int(metrics_latency_bucket(1000), 111, "1 ms falls in bucket 111");
+        metrics_latency_bucket_bounds(111, &low, &high);
+        ok(low == 992 && high == 1024, "bucket 111 is [992, 1024) us (got [%llu, %llu))", (unsigned long long) low,
+           (unsigned long long) high);
         ok(metrics_latency_bucket(60000000) < METRICS_LATENCY_BUCKETS - 1,
            "60 s is below the overflow bucket");
         is_int(metrics_latency_bucket(UINT64_MAX), METRICS_LATENCY_BUCKETS - 1, "huge latencies overflow");

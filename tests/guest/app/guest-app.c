@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -73,6 +74,11 @@ static int console_fd = 2; /* where log lines go */
 static atomic_uint_fast64_t requests_total; /* every request, for the log */
 static atomic_uint_fast64_t root_requests;  /* GET/HEAD / */
 static atomic_bool crashing;                /* crash_after reached: answer nothing more */
+/* GET /fault/health?mode=: what GET /health does from then on. */
+enum { HEALTH_OK, HEALTH_FAIL, HEALTH_HANG };
+static atomic_int health_mode = HEALTH_OK;
+/* GET /fault/errors?all=1: every GET / answers 500 until all=0 (error_rate applies again). */
+static atomic_bool errors_all;
 
 static pthread_mutex_t connections_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t connections_free = PTHREAD_COND_INITIALIZER;
@@ -438,6 +444,7 @@ typedef struct Connection {
 typedef struct Request {
         char method[16];
         char path[256];
+        char query[128]; /* after '?', "" when none */
         bool http_1_0;
         bool close; /* the client asked, or HTTP/1.0 without keep-alive */
         bool has_body_encoding;
@@ -504,6 +511,8 @@ static const char *reason_phrase(int status) {
                 return "Internal Server Error";
         case 501:
                 return "Not Implemented";
+        case 503:
+                return "Service Unavailable";
         case 505:
                 return "HTTP Version Not Supported";
         default:
@@ -589,7 +598,14 @@ static int parse_request(char *block, Request *request) {
                 request->http_1_0 = true;
         else if (strcmp(version, "HTTP/1.1") != 0)
                 return 505;
-        target[strcspn(target, "?#")] = '\0';
+        target[strcspn(target, "#")] = '\0';
+        char *query = strchr(target, '?');
+        if (query) {
+                *query++ = '\0';
+                if (strlen(query) >= sizeof request->query)
+                        return 400;
+                strcpy(request->query, query);
+        }
         if (strlen(target) >= sizeof request->path || *target == '\0')
                 return 400;
         strcpy(request->method, method);
@@ -680,7 +696,87 @@ static void sleep_ms(unsigned milliseconds) {
 }
 
 /* How a connection goes on after an answer */
-enum { KEEP_OPEN, CLOSE, CRASH };
+enum { KEEP_OPEN, CLOSE, CRASH, POWER_OFF, CRASH_NOW };
+
+/* The value of KEY in a query string "a=1&b=2", into OUT; false when absent. */
+static bool query_value(const char *query, const char *key, char *out, size_t size) {
+        size_t key_length = strlen(key);
+        for (const char *p = query; *p;) {
+                size_t length = strcspn(p, "&");
+                if (length > key_length && strncmp(p, key, key_length) == 0 && p[key_length] == '=') {
+                        size_t value_length = length - key_length - 1;
+                        if (value_length >= size)
+                                return false;
+                        memcpy(out, p + key_length + 1, value_length);
+                        out[value_length] = '\0';
+                        return true;
+                }
+                p += length + (p[length] == '&');
+        }
+        return false;
+}
+
+/* GET /drip?ms=N: the head at once, then a 10-byte body a byte every N/10 ms, so that the
+ * request stays in flight N ms after its answer began (a proxy's head timeout does not end it). */
+static bool drip(int fd, const Request *request) {
+        char value[24], head[512];
+        uint64_t ms = 0;
+        if (!query_value(request->query, "ms", value, sizeof value) || !parse_unsigned(value, 600000, &ms))
+                return send_response(fd, 400, "drip wants ?ms=N (N <= 600000)\n", false, request->close, NULL);
+        int length = snprintf(head, sizeof head,
+                              "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n"
+                              "Connection: %s\r\nX-Guest-Version: %s\r\n%s%s%s\r\n",
+                              request->close ? "close" : "keep-alive", config.version,
+                              config.instance[0] ? "X-Guest-Instance: " : "", config.instance,
+                              config.instance[0] ? "\r\n" : "");
+        if (length < 0 || length >= (int) sizeof head || !write_all(fd, head, length))
+                return false;
+        for (int i = 0; i < 10; i++) {
+                sleep_ms((unsigned) (ms / 10));
+                if (!write_all(fd, i == 9 ? "\n" : "d", 1))
+                        return false;
+        }
+        return true;
+}
+
+/* GET /fault/...: the test's controls, answered at once whatever the faults. */
+static int fault_control(Connection *connection, const Request *request, bool *ret_handled) {
+        char mode[16];
+        *ret_handled = true;
+        if (strcmp(request->path, "/fault/health") == 0 && query_value(request->query, "mode", mode, sizeof mode)) {
+                int want = strcmp(mode, "ok") == 0     ? HEALTH_OK
+                           : strcmp(mode, "fail") == 0 ? HEALTH_FAIL
+                           : strcmp(mode, "hang") == 0 ? HEALTH_HANG
+                                                       : -1;
+                if (want < 0) {
+                        send_response(connection->fd, 400, "mode is ok, fail or hang\n", false, true, NULL);
+                        return CLOSE;
+                }
+                atomic_store(&health_mode, want);
+                log_line("health checks now: %s", mode);
+                return send_response(connection->fd, 200, "ok\n", false, request->close, NULL) && !request->close
+                               ? KEEP_OPEN
+                               : CLOSE;
+        }
+        if (strcmp(request->path, "/fault/errors") == 0 && query_value(request->query, "all", mode, sizeof mode) &&
+            (strcmp(mode, "0") == 0 || strcmp(mode, "1") == 0)) {
+                atomic_store(&errors_all, mode[0] == '1');
+                log_line("every GET / fails: %s", mode[0] == '1' ? "yes" : "no");
+                return send_response(connection->fd, 200, "ok\n", false, request->close, NULL) && !request->close
+                               ? KEEP_OPEN
+                               : CLOSE;
+        }
+        if (strcmp(request->path, "/fault/crash") == 0) {
+                send_response(connection->fd, 200, "crashing\n", false, true, NULL);
+                return CRASH_NOW;
+        }
+        if (strcmp(request->path, "/fault/poweroff") == 0) {
+                send_response(connection->fd, 200, "powering off\n", false, true, NULL);
+                return POWER_OFF;
+        }
+        *ret_handled = false;
+        return CLOSE;
+}
 
 /* Answers one parsed request. */
 static int answer(Connection *connection, const Request *request) {
@@ -693,6 +789,12 @@ static int answer(Connection *connection, const Request *request) {
         bool is_root = strcmp(request->path, "/") == 0;
         bool is_health = strcmp(request->path, "/health") == 0;
         bool crash = false, inject_error = false;
+        if (get_or_head && strncmp(request->path, "/fault/", 7) == 0) {
+                bool handled;
+                int outcome = fault_control(connection, request, &handled);
+                if (handled)
+                        return outcome;
+        }
         if (is_root && get_or_head) {
                 uint64_t index = atomic_fetch_add(&root_requests, 1);
                 if (config.crash_after && index >= config.crash_after)
@@ -700,11 +802,20 @@ static int answer(Connection *connection, const Request *request) {
                 crash = config.crash_after && index + 1 == config.crash_after;
                 if (crash)
                         atomic_store(&crashing, true);
-                inject_error = error_injected(index);
+                inject_error = error_injected(index) || atomic_load(&errors_all);
         }
 
         if (config.delay_ms)
                 sleep_ms(config.delay_ms);
+
+        if (is_health && get_or_head && atomic_load(&health_mode) == HEALTH_HANG) {
+                /* Hold the connection without an answer until the mode changes (or 60 s). */
+                for (int i = 0; i < 600 && atomic_load(&health_mode) == HEALTH_HANG; i++)
+                        sleep_ms(100);
+                return CLOSE;
+        }
+        if (strcmp(request->path, "/drip") == 0 && strcmp(request->method, "GET") == 0)
+                return drip(connection->fd, request) && !request->close ? KEEP_OPEN : CLOSE;
 
         int status;
         const char *body, *extra = NULL;
@@ -716,6 +827,9 @@ static int answer(Connection *connection, const Request *request) {
                 status = 405;
                 body = "method not allowed\n";
                 extra = "Allow: GET, HEAD\r\n";
+        } else if (is_health && atomic_load(&health_mode) == HEALTH_FAIL) {
+                status = 503;
+                body = "failing (fault injected)\n";
         } else if (is_health) {
                 status = 200;
                 body = "ok\n";
@@ -790,6 +904,20 @@ static void linger_for_client(int fd) {
 static void *connection_thread(void *argument) {
         Connection *connection = argument;
         int outcome = serve_connection(connection);
+        if (outcome == POWER_OFF) {
+                linger_for_client(connection->fd);
+                log_line("powering off (GET /fault/poweroff)");
+                if (in_guest) {
+                        tcdrain(console_fd);
+                        sync();
+                        reboot(RB_POWER_OFF); /* a clean shutdown: libvirt says "shutdown" */
+                }
+                _exit(0);
+        }
+        if (outcome == CRASH_NOW) {
+                linger_for_client(connection->fd);
+                terminate("GET /fault/crash");
+        }
         if (outcome == CRASH) {
                 linger_for_client(connection->fd);
                 char reason[64];
