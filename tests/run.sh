@@ -7,9 +7,10 @@
 # UndefinedBehaviorSanitizer (build-asan/); a report fails the test that caused it, and both runs
 # count in the last line; so does the replay of the fuzz seed corpus under libFuzzer with the
 # same sanitizers (tests/fuzz/replay-asan.sh), and a ThreadSanitizer build (build-tsan/) runs the
-# proxy's unit tests and the data-plane guest test (the proxy's worker threads, the libvirt worker
-# and the control loop at once), where a report fails the test (tests/tsan.supp says what in
-# uninstrumented libvirt and GLib is not reported).
+# proxy's unit tests, test-traffic and test-controller (routing on the loop with the proxy's
+# workers; the controller with its libvirt worker and the proxy's) and the data-plane guest test
+# (the proxy's worker threads, the libvirt worker and the control loop at once), where a report
+# fails the test (tests/tsan.supp says what in uninstrumented libvirt and GLib is not reported).
 # Usage: tests/run.sh [meson test options, e.g. --suite unit]
 set -uo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -59,7 +60,7 @@ if [ -n "${AVIARY_SANITIZE:-}" ]; then
                 TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
                 AVIARY_SANITIZE=1 meson test -C build-tsan --print-errorlogs --num-processes 1 \
                         test-proxy test-proxy-plane test-proxy-hold test-proxy-listener test-proxy-framing \
-                        test-proxy-fdlimit dataplane
+                        test-proxy-fdlimit test-traffic test-controller dataplane
                 [ $? -eq 0 ] || status=1
                 logs+=(build-tsan/meson-logs/testlog.json)
         else

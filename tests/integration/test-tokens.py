@@ -41,7 +41,9 @@ SCOPES = ("read", "deploy", "admin")
 def documented_scope(method, pattern):
     """docs/api.md: read for every GET, deploy for blobs, images, versions and rollouts (a
     rollback included), admin for services, instances and tokens; docs/security.md: which tokens
-    exist is for admins."""
+    exist is for admins. The web view's files need no credentials at all ("none")."""
+    if pattern.startswith("/ui/"):
+        return "none"
     if pattern == "/v1/tokens" or pattern.startswith("/v1/tokens/"):
         return "admin"
     if method in ("GET", "HEAD"):
@@ -76,15 +78,21 @@ def harmless_request(method, pattern):
 
 def test_scope_matrix(d, c):
     """Every route of `aviaryd --routes` with a token of every scope: below the route's scope
-    403 forbidden, at or above it anything but 401/403; nothing changes either way."""
+    403 forbidden, at or above it anything but 401/403; and with no token at all, 401 but on the
+    routes that need no credentials. Nothing changes either way."""
     routes = route_table()
     ok(len(routes) >= 37, f"aviaryd --routes lists the route table ({len(routes)} routes with HEAD)")
     snap = d.snapshot()
     order = {s: i for i, s in enumerate(SCOPES)}
+    order["none"] = -1
+    anonymous = Client(tcp_port=c["read"].tcp_port)
     wrong = []
     for method, pattern in routes:
         need = documented_scope(method, pattern)
         path, kw = harmless_request(method, pattern)
+        r = anonymous.request(method, path, **kw)
+        if not (r.status not in (401, 403) if need == "none" else r.status == 401):
+            wrong.append(f"no token, {method} {path} (needs {need}): {r!r}")
         for scope in SCOPES:
             r = c[scope].request(method, path, **kw)
             if order[scope] < order[need]:
@@ -94,7 +102,8 @@ def test_scope_matrix(d, c):
             if not good:
                 wrong.append(f"{scope} token, {method} {path} (needs {need}): {r!r}")
     is_(wrong, [], f"each of the {len(routes)} routes refuses (403) exactly the tokens below its documented scope, "
-        f"and lets the others through ({len(routes) * len(SCOPES)} requests)")
+        f"and lets the others through; without a token, 401 but where none is needed "
+        f"({len(routes) * (len(SCOPES) + 1)} requests)")
     ok(d.snapshot() == snap, "none of them changed anything", lambda: snapshot_diff(snap, d.snapshot()))
 
 
