@@ -168,8 +168,13 @@ void client_free(Client *c) {
         client_unhold(c);
         if (c->up)
                 client_detach_upstream(c); /* still attached: not in the pool */
-        if (c->fd >= 0)
+        /* Out of the epoll set before the close: a close alone leaves it there while another
+         * process still holds the socket (a child forked by libvirt before its exec), and its
+         * events would reach the freed watch. */
+        if (c->fd >= 0) {
+                proxy_loop_remove(p->loop, c->fd);
                 close(c->fd);
+        }
         if (c->prev)
                 c->prev->next = c->next;
         else

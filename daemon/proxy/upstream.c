@@ -47,8 +47,11 @@ void upstream_free(Upstream *u) {
                 return;
         if (!u->client)
                 pool_unlink(u);
-        if (u->fd >= 0)
-                close(u->fd); /* leaves the epoll set with it */
+        if (u->fd >= 0) {
+                /* Out of the epoll set first: see client_free(). */
+                proxy_loop_remove(u->proxy->loop, u->fd);
+                close(u->fd);
+        }
         proxy_loop_release(u->proxy->loop, &u->watch);
 }
 

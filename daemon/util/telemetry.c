@@ -24,6 +24,8 @@ static const char *const libvirt_call_names[_TELEMETRY_LIBVIRT_MAX] = {
         [TELEMETRY_LIBVIRT_DESTROY] = "destroy",
         [TELEMETRY_LIBVIRT_LIST] = "list",
         [TELEMETRY_LIBVIRT_WARM] = "capabilities",
+        [TELEMETRY_LIBVIRT_SAVE] = "save",
+        [TELEMETRY_LIBVIRT_RESTORE] = "restore",
 };
 
 static struct {

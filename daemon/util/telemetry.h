@@ -34,6 +34,8 @@ typedef enum TelemetryLibvirtCall {
         TELEMETRY_LIBVIRT_DESTROY,
         TELEMETRY_LIBVIRT_LIST,
         TELEMETRY_LIBVIRT_WARM,
+        TELEMETRY_LIBVIRT_SAVE,
+        TELEMETRY_LIBVIRT_RESTORE,
         _TELEMETRY_LIBVIRT_MAX,
 } TelemetryLibvirtCall;
 

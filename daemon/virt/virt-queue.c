@@ -20,8 +20,9 @@ typedef enum JobKind {
         JOB_LIST,
         JOB_WARM,
         JOB_SAVE,
-        JOB_RESTORE,
+        JOB_RESTORE, /* the last: JOB_KINDS */
 } JobKind;
+#define JOB_KINDS (JOB_RESTORE + 1)
 
 typedef struct Job {
         JobKind kind;
@@ -156,7 +157,10 @@ static void job_report(Job *j) {
                 [JOB_DESTROY] = TELEMETRY_LIBVIRT_DESTROY,
                 [JOB_LIST] = TELEMETRY_LIBVIRT_LIST,
                 [JOB_WARM] = TELEMETRY_LIBVIRT_WARM,
+                [JOB_SAVE] = TELEMETRY_LIBVIRT_SAVE,
+                [JOB_RESTORE] = TELEMETRY_LIBVIRT_RESTORE,
         };
+        _Static_assert(ELEMENTSOF(calls) == JOB_KINDS, "every job kind has its telemetry call");
 
         telemetry_libvirt_call(calls[j->kind], j->run_usec, j->r < 0);
         switch (j->kind) {
