@@ -93,8 +93,17 @@ static int window_slot(RolloutDriver *d, int64_t id) {
         return free_slot;
 }
 
+/* The counters a window of SV's rollout reads: the public listener's for a canary, the preview
+ * listener's for blue/green (its new version is the canary group there). */
+static int window_take(RolloutDriver *d, const ServiceRecord *sv, const Strategy *st, ProxyMetrics *ret) {
+        if (st->kind == STRATEGY_BLUE_GREEN)
+                return traffic_preview_window_take(d->traffic, sv->name, ret);
+        return traffic_window_take(d->traffic, sv->name, ret);
+}
+
 /* A new window starts with each weight and step: what came before says nothing about them. */
-static void window_restart(RolloutDriver *d, int i, const ServiceRecord *sv, const RolloutRecord *ro) {
+static void window_restart(RolloutDriver *d, int i, const ServiceRecord *sv, const RolloutRecord *ro,
+                           const Strategy *st) {
         if (d->window[i].rollout != ro->id)
                 d->window[i].canary_exit[0] = 0; /* a slot of another rollout's */
         d->window[i].rollout = ro->id;
@@ -103,7 +112,7 @@ static void window_restart(RolloutDriver *d, int i, const ServiceRecord *sv, con
         d->window[i].weight = ro->canary_weight;
         d->window[i].step = ro->step_index;
         d->window[i].seen = true;
-        traffic_window_take(d->traffic, sv->name, NULL);
+        window_take(d, sv, st, NULL);
 }
 
 /* Closes the window of RO when its interval passed; true with *RET filled when one closed. A
@@ -120,18 +129,25 @@ static bool window_close(RolloutDriver *d, const ServiceRecord *sv, const Rollou
         d->window[i].seen = true;
         if (d->window[i].rollout != ro->id || d->window[i].weight != ro->canary_weight ||
             d->window[i].step != ro->step_index) {
-                window_restart(d, i, sv, ro);
+                window_restart(d, i, sv, ro, st);
                 return false;
         }
-        if (!spec->enabled || ro->canary_weight == 0 || now - d->window[i].started < spec->interval_ms * USEC_PER_MSEC)
+        /* A canary at 0% has nothing to measure; a blue/green preview has its own traffic. */
+        if (!spec->enabled || (ro->canary_weight == 0 && st->kind != STRATEGY_BLUE_GREEN) ||
+            now - d->window[i].started < spec->interval_ms * USEC_PER_MSEC)
                 return false;
         d->window[i].started = now;
         d->window[i].epoch++;
-        if (traffic_window_take(d->traffic, sv->name, &diff) < 0) {
+        if (window_take(d, sv, st, &diff) < 0) {
                 *ret = (AnalysisResult) { .verdict = ANALYSIS_FAIL, .n_metrics = 1 };
                 ret->metric[0] = (AnalysisMetric) { .name = "successRate", .verdict = ANALYSIS_FAIL };
-                snprintf(ret->metric[0].detail, sizeof ret->metric[0].detail,
-                         "unreadable: the service's proxy is not running (listen %s)", sv->listen ? sv->listen : "unset");
+                if (st->kind == STRATEGY_BLUE_GREEN)
+                        snprintf(ret->metric[0].detail, sizeof ret->metric[0].detail,
+                                 "unreadable: the preview listener is not running (listen %s)", st->preview_listen);
+                else
+                        snprintf(ret->metric[0].detail, sizeof ret->metric[0].detail,
+                                 "unreadable: the service's proxy is not running (listen %s)",
+                                 sv->listen ? sv->listen : "unset");
                 return true;
         }
         analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
@@ -380,7 +396,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                         int w = window_slot(d, ro.id);
                         traffic_sync(d->traffic);
                         if (w >= 0 && rollout_is_active(&ro))
-                                window_restart(d, w, &sv, &ro); /* the new weight's window starts now */
+                                window_restart(d, w, &sv, &ro, &st); /* the new weight's window starts now */
                         d->changed++;
                 }
         }

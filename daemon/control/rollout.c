@@ -49,6 +49,7 @@ void rollout_analysis_load(const RolloutRecord *r, RolloutAnalysis *ret) {
         ret->step_passes = (unsigned) json_integer_value(json_object_get(j, "stepPasses"));
         ret->passed_since_weight = json_is_true(json_object_get(j, "passedSinceWeight"));
         ret->promote_full = json_is_true(json_object_get(j, "promoteFull"));
+        ret->preview_ready = json_is_true(json_object_get(j, "previewReady"));
         ret->last = json_incref(json_object_get(j, "last"));
         if (json_is_null(ret->last))
                 ret->last = (json_decref(ret->last), NULL);
@@ -60,6 +61,10 @@ int rollout_analysis_store(RolloutRecord *r, const RolloutAnalysis *a) {
                                    (int) a->consecutive_successes, "stepPasses", (int) a->step_passes,
                                    "passedSinceWeight", a->passed_since_weight, "promoteFull", a->promote_full, "last",
                                    a->last);
+
+        /* Only blue/green rollouts have it: a canary's counters read as before. */
+        if (j && a->preview_ready && json_object_set_new(j, "previewReady", json_true()) < 0)
+                return -ENOMEM;
         char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
 
         if (!text)
@@ -145,6 +150,8 @@ unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int6
 
         if (!rollout_is_active(r))
                 return 0;
+        if (s->kind == STRATEGY_BLUE_GREEN)
+                return replicas > 1 ? (unsigned) replicas : 1; /* full capacity behind the preview */
         if (s->canary_replicas > 0)
                 return (unsigned) s->canary_replicas;
         n = (replicas * (int64_t) weight_bp + 9999) / 10000;
@@ -238,6 +245,18 @@ static const char *percent(unsigned bp, char buf[static 16]) {
         return buf;
 }
 
+/* Where the new version's traffic comes from, for messages: "the canary at 10%", or "the new
+ * version behind the preview 127.0.0.1:8081". */
+static const char *where(const RolloutRecord *r, const Strategy *s, char buf[static 128]) {
+        char pct[16];
+
+        if (s->kind == STRATEGY_BLUE_GREEN)
+                snprintf(buf, 128, "the new version behind the preview %s", s->preview_listen);
+        else
+                snprintf(buf, 128, "the canary at %s", percent((unsigned) r->canary_weight, pct));
+        return buf;
+}
+
 static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, RolloutAbortKind kind, json_t *extra,
                        const char *fmt, ...) _printf_(6, 7);
 static void abort_with(RolloutRecord *r, RolloutTransition *t, usec_t now, RolloutAbortKind kind, json_t *extra,
@@ -314,7 +333,7 @@ static void set_phase(RolloutRecord *r, RolloutTransition *t, RolloutPhase phase
 
 void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservation *o, RolloutTransition *t) {
         RolloutAnalysis a;
-        char pct[16], deadline[32], until[32];
+        char pct[16], deadline[32], until[32], at[128];
         _cleanup_free_ char *before = NULL;
         usec_t now = o->now;
 
@@ -360,15 +379,57 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                 goto out;
         if (r->paused) {
                 set_phase(r, t, ROLLOUT_PAUSED);
-                set_message(r, t, "paused by an operator with the canary at %s; resume to continue",
-                            percent((unsigned) r->canary_weight, pct));
+                set_message(r, t, "paused by an operator with %s; resume to continue", where(r, s, at));
                 goto out;
+        }
+        if (s->kind == STRATEGY_BLUE_GREEN && !a.preview_ready) {
+                /* The preview serves the full new version before any step judges it. */
+                unsigned want = rollout_canary_wanted(r, s, o->replicas);
+                set_phase(r, t, ROLLOUT_PROGRESSING);
+                if (o->canary_ready < want) {
+                        set_message(r, t, "blue/green: waiting for the new version's guests (%u of %u ready) behind the "
+                                    "preview %s", o->canary_ready, want, s->preview_listen);
+                        if (past_deadline(r, s, now))
+                                abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                           "progress deadline: the new version's guests not ready within %s (%u of %u)",
+                                           deadline, o->canary_ready, want);
+                        goto out;
+                }
+                a.preview_ready = true;
+                r->step_started_at = now; /* the first step's time starts when the preview serves */
+                transition(t, "rollout.preview", json_pack("{s:s, s:s, s:I}", "preview", s->preview_listen, "version",
+                                                           r->to_label, "ready", (json_int_t) o->canary_ready));
         }
         for (size_t guard = 0; guard <= STRATEGY_MAX_STEPS; guard++) {
                 size_t i = (size_t) r->step_index, n = s->n_steps;
                 const Step *step = i < n ? &s->steps[i] : NULL;
                 unsigned want;
 
+                if (!step && s->kind == STRATEGY_BLUE_GREEN) {
+                        /* Promotion switches the public listener to the new guests at once: all of
+                         * them must be there, and (without autoPromote) someone must say so. */
+                        want = rollout_canary_wanted(r, s, o->replicas);
+                        if (!s->auto_promote && !a.promote_full) {
+                                if (r->phase != ROLLOUT_PAUSED)
+                                        transition(t, "rollout.pause",
+                                                   json_pack("{s:I, s:s}", "step", (json_int_t) i, "reason",
+                                                             "blue/green: until promoted"));
+                                set_phase(r, t, ROLLOUT_PAUSED);
+                                set_message(r, t, "blue/green: %s serves %s%s; promote switches the public listener to it",
+                                            s->preview_listen, r->to_label, n ? " and passed its prePromotion steps" : "");
+                                goto out;
+                        }
+                        if (o->canary_ready < want) {
+                                set_phase(r, t, ROLLOUT_PROGRESSING);
+                                set_message(r, t, "blue/green: promoting once the new version's guests are ready (%u of %u)",
+                                            o->canary_ready, want);
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: the new version's guests not ready within %s (%u of %u) to promote",
+                                                   deadline, o->canary_ready, want);
+                                goto out;
+                        }
+                }
                 if (!step) {
                         if (s->analysis.enabled && !a.passed_since_weight && !a.promote_full) {
                                 set_phase(r, t, ROLLOUT_PROGRESSING);
@@ -388,7 +449,11 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         r->finished_at = now;
                         r->canary_weight = 10000;
                         r->pause_until = 0;
-                        set_message(r, t, "promoted: %s is the stable version", r->to_label);
+                        if (s->kind == STRATEGY_BLUE_GREEN)
+                                set_message(r, t, "promoted: %s is the stable version; the public listener switched to it "
+                                            "and the preview %s closed", r->to_label, s->preview_listen);
+                        else
+                                set_message(r, t, "promoted: %s is the stable version", r->to_label);
                         t->promote = true;
                         transition(t, "rollout.healthy",
                                    json_pack("{s:s, s:s?}", "version", r->to_label, "from", r->from_label));
@@ -424,8 +489,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                         transition(t, "rollout.pause",
                                                    json_pack("{s:I, s:s}", "step", (json_int_t) i, "reason", "pause step: until promoted"));
                                 set_phase(r, t, ROLLOUT_PAUSED);
-                                set_message(r, t, "step %zu/%zu: paused with the canary at %s until promoted", i + 1, n,
-                                            percent((unsigned) r->canary_weight, pct));
+                                set_message(r, t, "step %zu/%zu: paused with %s until promoted", i + 1, n, where(r, s, at));
                                 goto out;
                         }
                         if (!r->pause_until) {
@@ -439,8 +503,7 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         }
                         set_phase(r, t, ROLLOUT_PAUSED);
                         format_rfc3339(r->pause_until, until);
-                        set_message(r, t, "step %zu/%zu: canary at %s; pause until %s", i + 1, n,
-                                    percent((unsigned) r->canary_weight, pct), until);
+                        set_message(r, t, "step %zu/%zu: %s; pause until %s", i + 1, n, where(r, s, at), until);
                         goto out;
                 case STEP_SET_HEADER_ROUTE: {
                         const HeaderRoute *h = &s->header_routes[step->spec];
@@ -527,8 +590,8 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                                      "weights", weights_json(r)));
                                 continue;
                         }
-                        set_message(r, t, "step %zu/%zu: analysis with the canary at %s: %u of %u passing windows in a row",
-                                    i + 1, n, percent((unsigned) r->canary_weight, pct), a.step_passes,
+                        set_message(r, t, "step %zu/%zu: analysis with %s: %u of %u passing windows in a row",
+                                    i + 1, n, where(r, s, at), a.step_passes,
                                     step->analysis.consecutive_success_limit);
                         if (past_deadline(r, s, now))
                                 abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL, "progress deadline: the analysis step did not pass within %s",
@@ -573,7 +636,8 @@ int rollout_start(const RolloutStart *in, RolloutRecord *ret, RolloutRecord *sup
                                      in->service);
         for (size_t i = 0; i < in->strategy->n_steps; i++)
                 analysed = analysed || in->strategy->steps[i].kind == STEP_ANALYSIS;
-        if (analysed && !in->listen && in->stable_version_id)
+        /* A blue/green analysis measures the preview listener's traffic, not the service's. */
+        if (analysed && !in->listen && in->stable_version_id && in->strategy->kind != STRATEGY_BLUE_GREEN)
                 return api_error_set(e, AVIARY_E_INVALID_FIELD,
                                      "service '%s' has no listen address, so aviaryd's proxy does not see its traffic and "
                                      "cannot analyse a canary: give the service a listen address, or turn analysis off "
@@ -691,9 +755,15 @@ int rollout_action(RolloutRecord *r, const Strategy *s, RolloutAction action, bo
 
 json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_ready, int canary_wanted) {
         json_auto_t *strategy = json_loads(r->strategy, 0, NULL);
-        json_t *steps = json_object_get(json_object_get(strategy, "canary"), "steps");
+        json_t *blue_green = json_object_get(strategy, "blueGreen");
+        json_t *steps = blue_green ? json_object_get(blue_green, "prePromotion")
+                                   : json_object_get(json_object_get(strategy, "canary"), "steps");
         json_t *analysis = r->analysis ? json_loads(r->analysis, 0, NULL) : NULL;
         json_t *bg = json_object_get(json_object_get(strategy, "canary"), "analysis");
+        /* Blue/green: the preview listener, open while the rollout is active. */
+        json_t *preview = blue_green ? json_pack("{s:O, s:b}", "listen", json_object_get(blue_green, "previewListen"),
+                                                 "open", rollout_is_active(r))
+                                     : NULL;
         char created[32], updated[32], finished[32], until[32];
         json_t *abort_reason = NULL;
 
@@ -711,9 +781,10 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         format_rfc3339(r->updated_at, updated);
         format_rfc3339(r->finished_at, finished);
         format_rfc3339(r->pause_until, until);
-        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, s:o?, "
-                         "s:O?, s:s, s:s, s:s?}",
-                         "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label, "phase",
+        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:s, s:o?, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, "
+                         "s:o?, s:O?, s:s, s:s, s:s?}",
+                         "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label,
+                         "strategyKind", blue_green ? "blueGreen" : "canary", "preview", preview, "phase",
                          rollout_phase_to_string(r->phase), "message", r->message ? r->message : "", "currentStepIndex", (json_int_t) r->step_index,
                          "currentStep", json_array_get(steps, (size_t) r->step_index), "steps", steps, "paused", r->paused,
                          "pausedUntil", r->pause_until ? until : NULL, "weights", weights_json(r), "canary", "ready",

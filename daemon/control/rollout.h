@@ -16,6 +16,7 @@ typedef struct RolloutAnalysis {
         unsigned step_passes;      /* passes in a row during the current analysis step */
         bool passed_since_weight;  /* a conclusive pass since the weight last changed */
         bool promote_full;         /* promote?full=true: finish now, skip the analysis requirement */
+        bool preview_ready;        /* blue/green: every new guest was ready once; the steps run */
         json_t *last;              /* the last window (analysis_result_to_json), owned; may be NULL */
 } RolloutAnalysis;
 

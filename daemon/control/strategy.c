@@ -10,6 +10,7 @@
 
 #include "jsonspec.h"
 #include "macro.h"
+#include "socket.h"
 #include "strategy.h"
 #include "timeutil.h"
 
@@ -42,6 +43,15 @@ const char *const strategy_preset_names[] = {
 #undef PRESET_NAME
                 NULL,
 };
+
+static const char *const strategy_kind_names[_STRATEGY_KIND_MAX] = {
+        [STRATEGY_CANARY] = "canary",
+        [STRATEGY_BLUE_GREEN] = "blueGreen",
+};
+
+const char *strategy_kind_to_string(StrategyKind k) {
+        return k >= 0 && k < _STRATEGY_KIND_MAX ? strategy_kind_names[k] : NULL;
+}
 
 /* Paths like "strategy.canary.steps[63].analysis.successRate.maxDropFromStable". */
 #define FIELD_PATH_MAX 128
@@ -517,6 +527,16 @@ static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiE
         if (json_object_size(j) != 1)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
                                    "must be an object with one key: setWeight, pause, analysis, check, webhook or setHeaderRoute");
+        /* Before promotion a blue/green version has the preview's traffic and no weight: nothing
+         * to move, nobody to route there by header. */
+        if (st->kind == STRATEGY_BLUE_GREEN &&
+            ((v = json_object_get(j, "setWeight")) || (v = json_object_get(j, "setHeaderRoute")))) {
+                field_path(field, "%s.%s", path, json_object_get(j, "setWeight") ? "setWeight" : "setHeaderRoute");
+                return field_error(e, AVIARY_E_INVALID_FIELD, field,
+                                   "has no place in a blue/green strategy: the preview listener sends all its traffic "
+                                   "to the new version, and the public listener switches all at once at promote "
+                                   "(prePromotion steps: analysis, check, webhook, pause)");
+        }
 
         if ((v = json_object_get(j, "setWeight"))) {
                 field_path(field, "%s.setWeight", path);
@@ -584,15 +604,15 @@ static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiE
         return 0;
 }
 
-/* STEPS into S->steps, each analysis step over S->analysis (so that is parsed first). */
-static int steps_parse(json_t *steps, Strategy *s, ApiError *e) {
-        static const char path[] = "strategy.canary.steps";
+/* STEPS (at PATH) into S->steps, each analysis step over S->analysis (so that is parsed first).
+ * MIN: the fewest steps there may be. */
+static int steps_parse(json_t *steps, const char *path, size_t min, Strategy *s, ApiError *e) {
         char field[FIELD_PATH_MAX];
         size_t n = json_is_array(steps) ? json_array_size(steps) : 0;
         int r;
 
-        if (n < 1 || n > STRATEGY_MAX_STEPS)
-                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of 1 to %d steps",
+        if (!json_is_array(steps) || n < min || n > STRATEGY_MAX_STEPS)
+                return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of %zu to %d steps", min,
                                    STRATEGY_MAX_STEPS);
         s->n_checks = s->n_webhooks = s->n_header_routes = 0;
         for (size_t i = 0; i < n; i++) {
@@ -690,7 +710,8 @@ static bool external_equal(const Strategy *a, const Strategy *b) {
 }
 
 bool strategy_equal(const Strategy *a, const Strategy *b) {
-        return streq(a->preset, b->preset) && a->canary_replicas == b->canary_replicas &&
+        return a->kind == b->kind && streq(a->preview_listen, b->preview_listen) && a->auto_promote == b->auto_promote &&
+               streq(a->preset, b->preset) && a->canary_replicas == b->canary_replicas &&
                analysis_spec_equal(&a->analysis, &b->analysis) && a->progress_deadline_ms == b->progress_deadline_ms &&
                a->abort_scale_down_delay_ms == b->abort_scale_down_delay_ms &&
                a->scale_down_delay_ms == b->scale_down_delay_ms && streq(a->sticky_header, b->sticky_header) &&
@@ -886,13 +907,13 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
                 return r;
 
         if (!has_preset)
-                return steps_parse(steps, s, e);
+                return steps_parse(steps, "strategy.canary.steps", 1, s, e);
 
         /* A preset's own steps may be repeated beside it: that is what strategy_to_json() writes,
          * fully expanded, and it must parse back. Any other steps contradict the preset. */
         Strategy given = *s;
         ApiError ignored;
-        if (steps_parse(steps, &given, &ignored) != 0 ||
+        if (steps_parse(steps, "strategy.canary.steps", 1, &given, &ignored) != 0 ||
             !steps_equal(&given, s))
                 return api_error_set(
                         e, AVIARY_E_INVALID_FIELD,
@@ -900,12 +921,102 @@ static int canary_parse(json_t *canary, bool has_preset, Strategy *s, ApiError *
         return 0;
 }
 
+/* "IP:PORT" into its normal form in RET (size 80); false when it is not one (or port 0). */
+static bool listen_normalize(const char *text, char ret[static 80]) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        _cleanup_free_ char *normal = NULL;
+
+        if (socket_address_parse(text, &ss, &len) < 0 || socket_address_port(&ss) == 0 ||
+            socket_address_format(&ss, &normal) < 0 || strlen(normal) >= 80)
+                return false;
+        snprintf(ret, 80, "%s", normal);
+        return true;
+}
+
+/* The "blueGreen" object into S (a blue/green strategy with the defaults). */
+static int blue_green_parse(json_t *bg, Strategy *s, ApiError *e) {
+        static const char path[] = "strategy.blueGreen";
+        const char *preview = NULL, *deadline = NULL, *abort_delay = NULL, *scale_down_delay = NULL;
+        json_t *steps = json_object_get(bg, "prePromotion"), *on_abort = NULL, *on_success = NULL;
+        bool auto_promote = false;
+        const FieldSpec specs[] = {
+                {"previewListen", FIELD_STRING, .nullable = true, .max = 64, .ret = &preview},
+                {"autoPromote", FIELD_BOOLEAN, .ret = &auto_promote},
+                {"progressDeadline", FIELD_STRING, .ret = &deadline},
+                {"abortScaleDownDelay", FIELD_STRING, .ret = &abort_delay},
+                {"scaleDownDelay", FIELD_STRING, .ret = &scale_down_delay},
+                {"onAbort", FIELD_OBJECT, .nullable = true, .ret = &on_abort},
+                {"onSuccess", FIELD_OBJECT, .nullable = true, .ret = &on_success},
+                {},
+        };
+        int r;
+
+        json_auto_t *fields = json_copy(bg);
+        if (!fields || (steps && json_object_del(fields, "prePromotion") < 0))
+                return -ENOMEM;
+        r = json_check_fields(fields, specs, "strategy.blueGreen.", e);
+        if (r != 0)
+                return r;
+        s->kind = STRATEGY_BLUE_GREEN;
+        s->preset[0] = '\0';
+        s->n_steps = 0;
+        s->analysis.enabled = false; /* only prePromotion analysis steps measure the preview */
+        s->auto_promote = auto_promote;
+        if (preview && !listen_normalize(preview, s->preview_listen))
+                return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.blueGreen.previewListen",
+                                   "must be IPV4:PORT or [IPV6]:PORT with a port from 1 to 65535, not '%.64s'", preview);
+        r = duration_field(deadline, path, "progressDeadline", 1000, NULL, &s->progress_deadline_ms, e);
+        if (r == 0)
+                r = duration_field(abort_delay, path, "abortScaleDownDelay", 0, NULL, &s->abort_scale_down_delay_ms, e);
+        if (r == 0)
+                r = duration_field(scale_down_delay, path, "scaleDownDelay", 0, NULL, &s->scale_down_delay_ms, e);
+        if (r == 0 && on_abort)
+                r = webhook_parse(on_abort, "strategy.blueGreen.onAbort", false, &s->on_abort, e);
+        if (r == 0 && on_success)
+                r = webhook_parse(on_success, "strategy.blueGreen.onSuccess", false, &s->on_success, e);
+        if (r == 0 && steps && !json_is_null(steps))
+                r = steps_parse(steps, "strategy.blueGreen.prePromotion", 0, s, e);
+        return r;
+}
+
+int strategy_resolve_preview(Strategy *s, const char *service_listen, ApiError *e) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        _cleanup_free_ char *next = NULL;
+
+        if (s->kind != STRATEGY_BLUE_GREEN)
+                return 0;
+        if (!s->preview_listen[0]) {
+                /* The service's address, next port: where a preview is looked for by habit. */
+                if (!service_listen)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.blueGreen.previewListen",
+                                           "is needed: the service has no listen address to put the preview beside");
+                if (socket_address_parse(service_listen, &ss, &len) < 0 || socket_address_port(&ss) >= 65535)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.blueGreen.previewListen",
+                                           "is needed: the port after the service's (%s) is not one", service_listen);
+                if (ss.ss_family == AF_INET)
+                        ((struct sockaddr_in *) &ss)->sin_port = htons((uint16_t) (socket_address_port(&ss) + 1));
+                else
+                        ((struct sockaddr_in6 *) &ss)->sin6_port = htons((uint16_t) (socket_address_port(&ss) + 1));
+                if (socket_address_format(&ss, &next) < 0 || strlen(next) >= sizeof s->preview_listen)
+                        return -ENOMEM;
+                snprintf(s->preview_listen, sizeof s->preview_listen, "%s", next);
+        }
+        if (service_listen && streq(s->preview_listen, service_listen))
+                return field_error(e, AVIARY_E_INVALID_FIELD, "strategy.blueGreen.previewListen",
+                                   "must differ from the service's listen address (%s): the preview is a second "
+                                   "listener, beside the public one", service_listen);
+        return 0;
+}
+
 int strategy_parse(json_t *strategy, Strategy *ret, ApiError *e) {
         const char *preset = NULL;
-        json_t *canary = NULL;
+        json_t *canary = NULL, *blue_green = NULL;
         const FieldSpec specs[] = {
                 {"preset", FIELD_STRING, .ret = &preset},
                 {"canary", FIELD_OBJECT, .ret = &canary},
+                {"blueGreen", FIELD_OBJECT, .ret = &blue_green},
                 {},
         };
         Strategy s;
@@ -918,6 +1029,19 @@ int strategy_parse(json_t *strategy, Strategy *ret, ApiError *e) {
         r = json_check_fields(strategy, specs, "strategy.", e);
         if (r != 0)
                 return r;
+        if (blue_green) {
+                if (preset || canary)
+                        return api_error_set(e, AVIARY_E_INVALID_FIELD,
+                                             "strategy.blueGreen excludes strategy.%s: a rollout is either a canary or "
+                                             "blue/green; give one",
+                                             preset ? "preset" : "canary");
+                strategy_init(&s);
+                r = blue_green_parse(blue_green, &s, e);
+                if (r != 0)
+                        return r;
+                *ret = s;
+                return 0;
+        }
 
         if (strategy_preset(preset ? preset : STRATEGY_DEFAULT_PRESET, &s) < 0) {
                 char known[256] = "";
@@ -1099,6 +1223,22 @@ static json_t *background_to_json(const Strategy *s) {
         return TAKE_PTR(j);
 }
 
+/* {"blueGreen": {...}}: the fields a blue/green strategy has. */
+static json_t *blue_green_to_json(const Strategy *s, json_t *steps) {
+        json_auto_t *j = json_object(), *bg = json_object();
+
+        if (!j || !bg || !put(bg, "previewListen", s->preview_listen[0] ? json_string(s->preview_listen) : json_null()) ||
+            !put(bg, "autoPromote", json_boolean(s->auto_promote)) || !put(bg, "prePromotion", json_incref(steps)) ||
+            !put(bg, "progressDeadline", duration_to_json(s->progress_deadline_ms)) ||
+            !put(bg, "abortScaleDownDelay", duration_to_json(s->abort_scale_down_delay_ms)) ||
+            !put(bg, "scaleDownDelay", duration_to_json(s->scale_down_delay_ms)) ||
+            !put(bg, "onAbort", s->on_abort.url[0] ? webhook_spec_to_json(&s->on_abort, false) : json_null()) ||
+            !put(bg, "onSuccess", s->on_success.url[0] ? webhook_spec_to_json(&s->on_success, false) : json_null()) ||
+            !put(j, "blueGreen", TAKE_PTR(bg)))
+                return NULL;
+        return TAKE_PTR(j);
+}
+
 json_t *strategy_to_json(const Strategy *s) {
         json_auto_t *j = json_object(), *canary = json_object(), *steps = json_array();
 
@@ -1107,6 +1247,8 @@ json_t *strategy_to_json(const Strategy *s) {
         for (size_t i = 0; i < s->n_steps; i++)
                 if (json_array_append_new(steps, step_to_json(s, &s->steps[i])) < 0)
                         return NULL;
+        if (s->kind == STRATEGY_BLUE_GREEN)
+                return blue_green_to_json(s, steps);
         if (!put(canary, "steps", TAKE_PTR(steps)) ||
             !put(canary, "canaryReplicas", json_integer((json_int_t) s->canary_replicas)) ||
             !put(canary, "analysis", background_to_json(s)) ||

@@ -94,7 +94,19 @@ typedef struct Step {
 
 #define STRATEGY_MAX_STEPS 64
 
+/* How the new version meets the traffic: a canary takes a growing share of the public
+ * listener's; a blue/green version gets its full capacity behind a preview listener, and the
+ * public listener switches to it all at once when it is promoted. One string table. */
+typedef enum StrategyKind {
+        STRATEGY_CANARY,
+        STRATEGY_BLUE_GREEN,
+        _STRATEGY_KIND_MAX,
+} StrategyKind;
+
+const char *strategy_kind_to_string(StrategyKind k); /* "canary", "blueGreen" */
+
 typedef struct Strategy {
+        StrategyKind kind;
         char preset[48];                    /* the preset's name, "" when steps were given */
         Step steps[STRATEGY_MAX_STEPS];
         size_t n_steps;
@@ -115,6 +127,12 @@ typedef struct Strategy {
         size_t n_header_routes;
         ExternalMetric external[STRATEGY_MAX_EXTERNAL]; /* canary.analysis.metrics: every window's */
         size_t n_external;
+        /* Blue/green (kind STRATEGY_BLUE_GREEN): steps are its prePromotion steps (no setWeight,
+         * no setHeaderRoute), analysis.enabled is false (only analysis steps measure, on the
+         * preview's traffic), and canary fields (stickiness, testerHeader, canaryReplicas)
+         * stay at their defaults. */
+        char preview_listen[80];            /* the preview listener, normal form; "" until resolved */
+        bool auto_promote;                  /* promote when prePromotion passes (else wait for promote) */
 } Strategy;
 
 #define STRATEGY_DEFAULT_PRESET "Canary10Percent5Minutes"
@@ -123,20 +141,28 @@ typedef struct Strategy {
 void strategy_init(Strategy *ret);
 void analysis_spec_init(AnalysisSpec *ret);
 
-/* Parses the "strategy" object of POST /v1/services/{name}/rollouts (NULL: the default
+/* Parses the "strategy" object (see also "blueGreen" below) of POST /v1/services/{name}/rollouts (NULL: the default
  * preset). Shape: {"preset": NAME, "canary": {"steps": [...], "canaryReplicas": N,
  * "analysis": {...}, "progressDeadline": "10m", "abortScaleDownDelay": "10m",
  * "scaleDownDelay": "30s", "stickiness": {"header": H} | {"cookie": C}, "testerHeader": B}};
  * "preset" and "canary.steps" exclude each other; neither means the default preset. Unknown
  * fields, wrong types and out-of-range values are refused with AVIARY_E_INVALID_FIELD /
  * _UNKNOWN_FIELD and a message naming the field ("strategy.canary.steps[2].setWeight").
+ * Or {"blueGreen": {"previewListen": "IP:PORT", "autoPromote": B, "scaleDownDelay": "30s",
+ * "abortScaleDownDelay", "progressDeadline", "prePromotion": [steps], "onAbort", "onSuccess"}},
+ * which excludes "preset" and "canary".
  * Returns 0 or a positive AVIARY_E_* with E filled. */
 int strategy_parse(json_t *strategy, Strategy *ret, ApiError *e);
+/* A blue/green strategy's preview address against the service's public one (SERVICE_LISTEN,
+ * normal form, NULL when it has none): without previewListen, the service's address with the
+ * next port; the same address as the service's is refused (AVIARY_E_INVALID_FIELD with E
+ * filled). Nothing to do for a canary. */
+int strategy_resolve_preview(Strategy *s, const char *service_listen, ApiError *e);
 /* Expands preset NAME into RET (defaults for everything else); -ENOENT for an unknown name. */
 int strategy_preset(const char *name, Strategy *ret);
 /* The names strategy_preset() knows, NULL-terminated. */
 extern const char *const strategy_preset_names[];
-/* Everything, expanded: {"preset"?, "canary": {...every field...}}; strategy_parse() of it
+/* Everything, expanded: {"preset"?, "canary": {...every field...}} (or {"blueGreen": {...}}); strategy_parse() of it
  * gives the same Strategy back. New reference. */
 json_t *strategy_to_json(const Strategy *s);
 /* Field by field (no memcmp: padding and the bytes after a string's NUL may differ). */

@@ -48,19 +48,50 @@ struct Traffic {
         RoutingMetrics scratch;
 };
 
+/* "NAME/preview": a service name has no '/', so it never meets a service's. */
+#define PREVIEW_SUFFIX "/preview"
+#define ROUTED_NAME_MAX (64 + sizeof PREVIEW_SUFFIX)
+
+static void preview_name(const char *service, char out[static ROUTED_NAME_MAX]) {
+        snprintf(out, ROUTED_NAME_MAX, "%s" PREVIEW_SUFFIX, service);
+}
+
 typedef struct Collect {
         RouteSpec *spec;
         int64_t stable_version_id;
-        int64_t canary_version_id; /* 0: no rollout in progress */
+        int64_t canary_version_id; /* 0: no rollout in progress (or a blue/green one: not public) */
         int port;
         char canary_label[VERSION_LABEL];
+        /* A blue/green rollout in progress: its new version and preview listener. */
+        int64_t preview_version_id;
+        int64_t preview_rollout_id;
+        char preview_listen[80];
 } Collect;
+
+/* The one way a ready guest joins a table: group G of SPEC, on PORT. */
+static void backend_add(RouteSpec *spec, SplitGroup g, const InstanceRecord *r, int port) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+
+        if (!streq(r->state, "ready") || spec->n[g] >= BACKEND_SET_MAX || inet_pton(AF_INET, r->ip, &sa.sin_addr) != 1)
+                return;
+        spec->backend[g][spec->n[g]].addr = sa;
+        snprintf(spec->backend[g][spec->n[g]].id, sizeof spec->backend[g][0].id, "%s", r->id);
+        spec->n[g]++;
+}
+
+/* A blue/green preview's table: every ready guest of the new version, in the canary group at
+ * 100%, so its analysis windows read as the canary's. */
+static int collect_preview(const InstanceRecord *r, void *userdata) {
+        Collect *c = userdata;
+
+        if (r->version_id == c->preview_version_id)
+                backend_add(c->spec, SPLIT_CANARY, r, c->port);
+        return 0;
+}
 
 static int collect_ready(const InstanceRecord *r, void *userdata) {
         Collect *c = userdata;
-        RouteSpec *spec = c->spec;
         SplitGroup g;
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) c->port)};
 
         if (r->version_id == c->stable_version_id)
                 g = SPLIT_STABLE;
@@ -68,11 +99,7 @@ static int collect_ready(const InstanceRecord *r, void *userdata) {
                 g = SPLIT_CANARY;
         else
                 return 0;
-        if (!streq(r->state, "ready") || spec->n[g] >= BACKEND_SET_MAX || inet_pton(AF_INET, r->ip, &sa.sin_addr) != 1)
-                return 0;
-        spec->backend[g][spec->n[g]].addr = sa;
-        snprintf(spec->backend[g][spec->n[g]].id, sizeof spec->backend[g][0].id, "%s", r->id);
-        spec->n[g]++;
+        backend_add(c->spec, g, r, c->port);
         return 0;
 }
 
@@ -90,6 +117,16 @@ static int rollout_spec(Traffic *t, const ServiceRecord *sv, Collect *c) {
                 return 0;
         if (k != 0)
                 return k < 0 ? k : -EIO;
+        if (rollout_strategy(&ro, &strategy) < 0)
+                strategy.kind = STRATEGY_CANARY; /* unreadable: as before there were kinds */
+        if (strategy.kind == STRATEGY_BLUE_GREEN) {
+                /* The public table is left as the stable version alone: the new version is only
+                 * behind the preview until promotion makes it the stable one. */
+                c->preview_version_id = ro.to_version_id;
+                c->preview_rollout_id = ro.id;
+                snprintf(c->preview_listen, sizeof c->preview_listen, "%s", strategy.preview_listen);
+                return 0;
+        }
         /* The canary guests and the weight come from the row; only stickiness needs the strategy. */
         c->canary_version_id = ro.to_version_id;
         snprintf(c->canary_label, sizeof c->canary_label, "%s", ro.to_label ? ro.to_label : "");
@@ -192,6 +229,38 @@ static void account_versions(Traffic *t, const char *name, const char *stable, c
         }
 }
 
+/* The preview listener of SV's blue/green rollout (C: what rollout_spec() found), after the
+ * service's own table: the scratch spec is free again. A preview not applied in a sync (the
+ * rollout ended) is closed by routing_end(), and its address leaves the fd store. */
+static void sync_preview(Traffic *t, const ServiceRecord *sv, Collect *c) {
+        _cleanup_(version_record_done) VersionRecord v = {};
+        RouteSpec *spec = &t->spec;
+        char name[ROUTED_NAME_MAX];
+
+        preview_name(sv->name, name);
+        memset(spec, 0, sizeof *spec);
+        c->spec = spec;
+        spec->name = name;
+        spec->listen = c->preview_listen[0] ? c->preview_listen : NULL;
+        spec->canary_bp = SPLIT_BASIS_POINTS;
+        spec->rollout_id = c->preview_rollout_id;
+        if (store_version_get_by_id(t->store, c->preview_version_id, &v) != 0) {
+                routing_keep(t->routing, name);
+                return;
+        }
+        c->port = (int) (sv->port ? sv->port : v.port);
+        if (store_instance_list_active(t->store, sv->id, collect_preview, c) < 0) {
+                routing_keep(t->routing, name);
+                return;
+        }
+        snprintf(spec->hc_path, sizeof spec->hc_path, "%s", sv->hc_path);
+        spec->hc_interval_usec = (usec_t) sv->hc_interval_ms * USEC_PER_MSEC;
+        spec->hc_timeout_usec = (usec_t) sv->hc_timeout_ms * USEC_PER_MSEC;
+        spec->hc_rise = (unsigned) sv->hc_rise;
+        spec->hc_fall = (unsigned) sv->hc_fall;
+        routing_apply(t->routing, spec);
+}
+
 static int sync_service(const ServiceRecord *sv, void *userdata) {
         Traffic *t = userdata;
         RouteSpec *spec = &t->spec;
@@ -242,6 +311,8 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
                         snprintf(stable, sizeof stable, "%s:%s", v.image, v.tag);
                 account_versions(t, sv->name, stable, c.canary_label);
         }
+        if (c.preview_version_id)
+                sync_preview(t, sv, &c);
         return 0;
 }
 
@@ -262,6 +333,13 @@ void traffic_sync(Traffic *t) {
 
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret) {
         return t ? routing_window_take(t->routing, service, ret) : -ENOENT;
+}
+
+int traffic_preview_window_take(Traffic *t, const char *service, ProxyMetrics *ret) {
+        char name[ROUTED_NAME_MAX];
+
+        preview_name(service, name);
+        return t ? routing_window_take(t->routing, name, ret) : -ENOENT;
 }
 
 void traffic_health_tick(Traffic *t) {
@@ -406,7 +484,22 @@ void traffic_write_metrics(Traffic *t, PromText *p) {
 }
 
 json_t *traffic_service_json(Traffic *t, const char *service) {
-        return routing_service_json(t ? t->routing : NULL, service);
+        json_t *j = routing_service_json(t ? t->routing : NULL, service);
+        char name[ROUTED_NAME_MAX];
+
+        preview_name(service, name);
+        /* The preview only while a blue/green rollout runs (routing knows it only then; an
+         * unknown name comes back without a listen address). */
+        json_t *preview = t ? routing_service_json(t->routing, name) : NULL;
+        if (preview && json_is_null(json_object_get(preview, "listen")))
+                preview = (json_decref(preview), NULL);
+        if (preview)
+                json_object_set_new(preview, "service", json_string(service));
+        if (j)
+                json_object_set_new(j, "preview", preview ? preview : json_null());
+        else
+                json_decref(preview);
+        return j;
 }
 
 int traffic_new(Store *store, sd_event *e, unsigned threads, const RoutingFdStore *fds, Traffic **ret) {

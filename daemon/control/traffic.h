@@ -1,7 +1,9 @@
 /* Traffic: turns what SQLite says about each service (its listener, its ready guests by version
  * group, its rollout's weight and stickiness, its health check) into a RouteSpec for
- * proxy/routing.c, which owns the routing state and the data plane. The controller calls
- * traffic_sync() after every change it makes. */
+ * proxy/routing.c, which owns the routing state and the data plane. A blue/green rollout in
+ * progress adds a second RouteSpec, its preview listener ("NAME/preview") with every ready guest
+ * of the new version, while the service's own table holds the stable version alone. The
+ * controller calls traffic_sync() after every change it makes. */
 #pragma once
 
 #include <jansson.h>
@@ -24,6 +26,9 @@ void traffic_sync(Traffic *t);
 /* Analysis windows: *RET (may be NULL) gets the service's counters since the last call, and a
  * new window starts. -ENOENT when the service has no running proxy (nothing can be measured). */
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret);
+/* The same for the preview listener of SERVICE's blue/green rollout (its new version's
+ * requests count as the canary group's); -ENOENT when no preview runs. */
+int traffic_preview_window_take(Traffic *t, const char *service, ProxyMetrics *ret);
 /* Active health checks and ejection expiry (routing_health_tick). Called by the controller's tick. */
 void traffic_health_tick(Traffic *t);
 /* 1 with WHY filled when SERVICE has canary guests and all of them fail their active health
@@ -46,5 +51,6 @@ usec_t traffic_last_request(Traffic *t, const char *service);
 /* The proxies' Prometheus families (aviary_proxy_*), every service's, into P. T may be NULL
  * (runtime off): the families without samples. */
 void traffic_write_metrics(Traffic *t, PromText *p);
-/* {"service","listen","listening","holding","held","last_request_at","weights","versions":{...}}, new ref. */
+/* {"service","listen","listening","holding","held","last_request_at","weights","versions":{...},
+ *  "generation", "preview": the same for a blue/green rollout's preview listener, or null}, new ref. */
 json_t *traffic_service_json(Traffic *t, const char *service);

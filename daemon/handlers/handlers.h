@@ -48,6 +48,9 @@ int deployable_version_resolve(Request *r, const char *field, const char *ref, V
 /* rollouts.c */
 int rollout_create(Request *r);
 int service_rollback(Request *r);
+/* The service whose blue/green rollout in progress has its preview listener on LISTEN (normal
+ * form), other than service EXCEPT_ID (0: any): 1 with OTHER filled, 0 when none, <0. */
+int rollout_preview_user(Store *store, const char *listen, int64_t except_id, char other[static 64]);
 int ui_index(Request *r);
 int ui_file(Request *r);
 /* Whether the version S serves as stable, and the canary of its rollout in progress, were

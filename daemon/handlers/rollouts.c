@@ -225,6 +225,73 @@ static int webhooks_check(Request *r, const Strategy *st) {
         return 0;
 }
 
+typedef struct PreviewUser {
+        Store *store;
+        const char *listen;
+        int64_t except_id;
+        char *other;
+} PreviewUser;
+
+static int preview_user_one(const RolloutRecord *ro, void *userdata) {
+        PreviewUser *p = userdata;
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        Strategy st;
+
+        if (ro->service_id == p->except_id || rollout_strategy(ro, &st) < 0 || st.kind != STRATEGY_BLUE_GREEN ||
+            !streq(st.preview_listen, p->listen))
+                return 0;
+        snprintf(p->other, 64, "%s", store_service_get_by_id(p->store, ro->service_id, &sv) == 0 ? sv.name : "?");
+        return 1;
+}
+
+int rollout_preview_user(Store *store, const char *listen, int64_t except_id, char other[static 64]) {
+        PreviewUser p = { .store = store, .listen = listen, .except_id = except_id, .other = other };
+
+        return store_rollout_list_active(store, preview_user_one, &p);
+}
+
+/* A blue/green preview gets an address of its own: not one a service listens on (its own
+ * service's is refused by strategy_resolve_preview()), nor another rollout's preview. The
+ * service's rollout that this one supersedes may have had it: it closes in this transaction. */
+typedef struct ListenUser {
+        const char *listen;
+        char other[64];
+} ListenUser;
+
+static int listen_user_one(const ServiceRecord *o, void *userdata) {
+        ListenUser *u = userdata;
+
+        if (!o->listen || !streq(o->listen, u->listen))
+                return 0;
+        snprintf(u->other, sizeof u->other, "%s", o->name);
+        return 1;
+}
+
+static int preview_check(Request *r, const ServiceRecord *s, const Strategy *st) {
+        ListenUser u = { .listen = st->preview_listen };
+        int k;
+
+        if (st->kind != STRATEGY_BLUE_GREEN)
+                return 0;
+        k = store_service_list(r->ctx->store, NULL, 100000, listen_user_one, &u);
+        if (k < 0)
+                return k;
+        if (k > 0)
+                return reply_error(r, AVIARY_E_LISTEN_IN_USE,
+                                   "strategy.blueGreen.previewListen %s is service '%s''s listen address: give the "
+                                   "preview an address of its own",
+                                   st->preview_listen, u.other);
+        k = rollout_preview_user(r->ctx->store, st->preview_listen, s->id, u.other);
+        if (k < 0)
+                return k;
+        if (k > 0)
+                return reply_error(r, AVIARY_E_LISTEN_IN_USE,
+                                   "strategy.blueGreen.previewListen %s is the preview of service '%s''s blue/green "
+                                   "rollout in progress: give the preview an address of its own",
+                                   st->preview_listen, u.other);
+        return 0;
+}
+
 int rollout_create(Request *r) {
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_(service_record_done) ServiceRecord s = {};
@@ -250,6 +317,10 @@ int rollout_create(Request *r) {
                 k = strategy_parse(strategy, &st, &r->error);
         if (k == 0)
                 k = webhooks_check(r, &st);
+        if (k == 0)
+                k = strategy_resolve_preview(&st, s.listen, &r->error);
+        if (k == 0)
+                k = preview_check(r, &s, &st);
         if (k != 0)
                 return k;
         request_set_resource(r, "service/%s", s.name);

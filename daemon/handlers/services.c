@@ -307,6 +307,14 @@ static int listen_check(Request *r, const ServiceRecord *s) {
                                    "service '%s' listens on %s too, and both would answer the same requests (%s): give "
                                    "them different match rules (hosts, path_prefix)",
                                    c.other, s->listen, c.what);
+        /* A blue/green preview has its address alone, its own service's included. */
+        k = rollout_preview_user(r->ctx->store, s->listen, 0, c.other);
+        if (k < 0)
+                return k;
+        if (k > 0)
+                return reply_error(r, AVIARY_E_LISTEN_IN_USE,
+                                   "%s is the preview listener of service '%s''s blue/green rollout in progress",
+                                   s->listen, c.other);
         return 0;
 }
 

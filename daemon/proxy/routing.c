@@ -45,7 +45,7 @@ typedef struct RoutedListener {
 
 typedef struct RoutedService {
         Routing *routing;
-        char name[64];
+        char name[96];   /* a service's, or "NAME/preview" for a blue/green rollout's preview */
         char listen[80];
         bool listen_failed; /* logged once per listen address */
         RoutedListener *listener;
@@ -733,6 +733,8 @@ json_t *routing_service_json(Routing *r, const char *service) {
                 }
                 json_object_set_new(j, "header_routes", rules ? rules : json_array());
                 json_object_set_new(j, "header_routed", json_integer((json_int_t) m.header_routed));
+                /* How many tables the workers were given: a table left alone keeps its number. */
+                json_object_set_new(j, "generation", json_integer((json_int_t) s->generation));
         }
         return j;
 }

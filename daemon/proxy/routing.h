@@ -119,5 +119,5 @@ unsigned routing_inflight(Routing *r, const char *ip);
 /* The guest at IP is gone: requests waiting on it go elsewhere now (proxy_backend_down). */
 void routing_backend_gone(Routing *r, const char *ip);
 /* {"service","listen","listening","holding","held","last_request_at","weights",
- *  "versions":{"stable":{...},"canary":{...}}}, new ref. */
+ *  "versions":{"stable":{...},"canary":{...}},"header_routes","header_routed","generation"}, new ref. */
 json_t *routing_service_json(Routing *r, const char *service);
