@@ -375,7 +375,8 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                                    o->canary_ready, want);
                 goto out;
         }
-        if (o->window && count_window(r, s, &a, o->window, t, now))
+        /* A blue/green preview is measured once all of it serves. */
+        if (o->window && (s->kind != STRATEGY_BLUE_GREEN || a.preview_ready) && count_window(r, s, &a, o->window, t, now))
                 goto out;
         if (r->paused) {
                 set_phase(r, t, ROLLOUT_PAUSED);
@@ -781,7 +782,7 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
         format_rfc3339(r->updated_at, updated);
         format_rfc3339(r->finished_at, finished);
         format_rfc3339(r->pause_until, until);
-        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:s, s:o?, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, "
+        return json_pack("{s:I, s:s, s:s?, s:s, s:s, s:o?, s:s, s:s, s:I, s:O?, s:O?, s:b, s:s?, s:o, s:{s:o, s:o}, s:o, "
                          "s:o?, s:O?, s:s, s:s, s:s?}",
                          "id", (json_int_t) r->id, "service", service, "from", r->from_label, "to", r->to_label,
                          "strategyKind", blue_green ? "blueGreen" : "canary", "preview", preview, "phase",

@@ -51,6 +51,153 @@ static const char *step(RolloutRecord *r, const Strategy *s, usec_t now, unsigne
         return t->n_events ? t->event[0].action : "";
 }
 
+/* A blue/green strategy from its JSON, and R made a rollout of it. */
+static Strategy blue_green(RolloutRecord *r, const char *json) {
+        json_auto_t *j = json_loads(json, 0, NULL), *expanded = NULL;
+        ApiError e = {};
+        Strategy s;
+
+        if (strategy_parse(j, &s, &e) != 0)
+                printf("# bad strategy %s: %s\n", json, e.message);
+        fresh(r);
+        expanded = strategy_to_json(&s);
+        free(r->strategy);
+        r->strategy = json_dumps(expanded, JSON_COMPACT);
+        return s;
+}
+
+/* Blue/green: full capacity behind the preview before any step, the public weight 0 until
+ * promotion, promotion on the operator's word (or autoPromote) with every new guest ready. */
+static void test_blue_green(void) {
+        RolloutRecord r = {};
+        RolloutTransition t = {};
+        RolloutAnalysis a;
+        AnalysisResult pass = window(ANALYSIS_PASS), fail = window(ANALYSIS_FAIL);
+        ApiError e = {};
+        Strategy s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\", \"prePromotion\": "
+                                    "[{\"analysis\": {\"consecutiveSuccessLimit\": 2}}, {\"pause\": {}}]}}");
+        bool weight_zero = true;
+
+        is_int(rollout_canary_replicas(&r, &s, 4, 0), 4, "blue/green: the new version gets all 4 replicas");
+        is_int(rollout_canary_wanted(&r, &s, 2), 2, "2 of 2 wanted from the start");
+        is_int(rollout_canary_replicas(&r, &s, 0, 0), 1, "at least 1");
+
+        is_str(step(&r, &s, T0, 1, NULL, &t), "", "1 of 2 new guests ready: nothing happens");
+        ok(strstr(r.message, "1 of 2 ready") && strstr(r.message, "127.0.0.1:8081"), "the message says so: %s",
+           r.message);
+        is_str(step(&r, &s, T0 + SEC, 2, &pass, &t), "rollout.preview", "2 of 2: the preview serves the new version");
+        ok(t.n_events == 1, "and that is all: the window from before is not counted for a step");
+        ok(r.step_started_at == T0 + SEC, "the first step's time starts now");
+        is_int(r.step_index, 0, "at the analysis step");
+        ok(strstr(r.message, "preview 127.0.0.1:8081") != NULL, "the analysis is of the preview: %s", r.message);
+        is_str(step(&r, &s, T0 + 2 * SEC, 1, NULL, &t), "", "a new guest restarting later does not hold the steps");
+        weight_zero = weight_zero && r.canary_weight == 0;
+        step(&r, &s, T0 + 6 * SEC, 2, &pass, &t);
+        weight_zero = weight_zero && r.canary_weight == 0;
+        is_str(step(&r, &s, T0 + 11 * SEC, 2, &pass, &t), "rollout.step", "two passing windows: the analysis passes");
+        weight_zero = weight_zero && r.canary_weight == 0;
+        is_str(rollout_phase_to_string(r.phase), "Paused", "the pause step holds it");
+        ok(strstr(r.message, "paused with the new version behind the preview 127.0.0.1:8081") != NULL, "%s", r.message);
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PROMOTE, false, "uid:0", T0 + 12 * SEC, &e), 0,
+               "promote skips the pause step");
+        is_str(step(&r, &s, T0 + 13 * SEC, 2, NULL, &t), "rollout.pause", "then it waits for promote (no autoPromote)");
+        ok(!t.promote, "no promotion");
+        is_str(rollout_phase_to_string(r.phase), "Paused", "Paused");
+        ok(strstr(r.message, "promote switches the public listener") != NULL, "%s", r.message);
+        is_str(step(&r, &s, T0 + 7200 * SEC, 2, NULL, &t), "", "two hours later it still waits, with no event");
+        weight_zero = weight_zero && r.canary_weight == 0;
+        ok(weight_zero, "the public weight stayed 0 all along");
+        {
+                json_auto_t *j = rollout_to_json(&r, "web", 2, 2);
+                is_str(json_string_value(json_object_get(j, "strategyKind")), "blueGreen", "the status says blueGreen");
+                is_str(json_string_value(json_object_get(json_object_get(j, "preview"), "listen")), "127.0.0.1:8081",
+                       "and where the preview is");
+                ok(json_is_true(json_object_get(json_object_get(j, "preview"), "open")), "open while it runs");
+                is_int(json_array_size(json_object_get(j, "steps")), 2, "its steps are the prePromotion steps");
+                ok(!json_is_true(json_object_get(json_object_get(j, "analysis"), "enabled")),
+                   "no background analysis");
+        }
+        /* A restart of aviaryd: the row is all there is. */
+        {
+                RolloutRecord again = r;
+                again.analysis = strdup(r.analysis);
+                again.message = strdup(r.message);
+                again.strategy = strdup(r.strategy);
+                again.to_label = strdup(r.to_label);
+                again.from_label = strdup(r.from_label);
+                is_str(step(&again, &s, T0 + 7201 * SEC, 2, NULL, &t), "", "read back from its row: it still waits");
+                is_int(again.canary_weight, 0, "with the public weight 0");
+                rollout_analysis_load(&again, &a);
+                ok(a.preview_ready, "the preview's readiness was kept in the row");
+                rollout_analysis_done(&a);
+                rollout_record_done(&again);
+        }
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PROMOTE, false, "uid:0", T0 + 7202 * SEC, &e), 0, "promote");
+        is_str(step(&r, &s, T0 + 7203 * SEC, 1, NULL, &t), "", "one new guest is not ready: the switch waits for it");
+        is_int(r.canary_weight, 0, "public weight still 0");
+        ok(strstr(r.message, "1 of 2") != NULL, "%s", r.message);
+        is_str(step(&r, &s, T0 + 7204 * SEC, 2, NULL, &t), "rollout.healthy", "both ready: promoted");
+        ok(t.promote, "the new version becomes stable (one switch of the public table)");
+        is_int(r.canary_weight, 10000, "all of the weight");
+        ok(strstr(r.message, "preview 127.0.0.1:8081 closed") != NULL, "%s", r.message);
+        {
+                json_auto_t *j = rollout_to_json(&r, "web", -1, -1);
+                ok(!json_is_true(json_object_get(json_object_get(j, "preview"), "open")), "the preview is closed");
+        }
+
+        /* autoPromote, no steps: the preview serving is enough. */
+        s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\", \"autoPromote\": true}}");
+        is_str(step(&r, &s, T0, 2, NULL, &t), "rollout.preview", "autoPromote: the preview serves");
+        is_int(t.n_events, 2, "and in the same evaluation");
+        is_str(t.event[1].action, "rollout.healthy", "it is promoted");
+        ok(t.promote, "promote");
+
+        /* prePromotion analysis fails: abort, the public weight never moved. */
+        s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\", \"autoPromote\": true, "
+                           "\"prePromotion\": [{\"analysis\": {}}]}}");
+        step(&r, &s, T0, 2, NULL, &t);
+        is_str(step(&r, &s, T0 + 5 * SEC, 2, &fail, &t), "rollout.analysis", "a failed window of the preview");
+        is_str(step(&r, &s, T0 + 10 * SEC, 2, &fail, &t), "rollout.abort", "a second: abort");
+        is_int(r.abort_kind, ROLLOUT_ABORT_ANALYSIS, "kind analysis");
+        is_int(r.canary_weight, 0, "the public weight is 0");
+        ok(!t.promote, "nothing promoted");
+        is_str(rollout_phase_to_string(r.phase), "Degraded", "Degraded");
+
+        /* New guests that never get ready: the deadline. */
+        s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\", \"progressDeadline\": \"1m\"}}");
+        is_str(step(&r, &s, T0 + 30 * SEC, 1, NULL, &t), "", "30 s: waiting");
+        is_str(step(&r, &s, T0 + 61 * SEC, 1, NULL, &t), "rollout.abort", "past progressDeadline: abort");
+        is_int(r.abort_kind, ROLLOUT_ABORT_DEADLINE, "kind deadline");
+
+        /* The operator's abort while it waits for promote. */
+        s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\"}}");
+        step(&r, &s, T0, 2, NULL, &t);
+        is_str(rollout_phase_to_string(r.phase), "Paused", "waiting for promote");
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_ABORT, false, "uid:0", T0 + SEC, &e), 0, "abort");
+        is_int(r.abort_kind, ROLLOUT_ABORT_MANUAL, "kind manual");
+        is_int(r.canary_weight, 0, "public weight 0");
+
+        /* promote?full=true during the steps: straight to the switch. */
+        s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\", \"prePromotion\": [{\"pause\": {}}]}}");
+        step(&r, &s, T0, 2, NULL, &t);
+        is_int(rollout_action(&r, &s, ROLLOUT_ACTION_PROMOTE, true, "uid:0", T0 + SEC, &e), 0, "promote?full=true");
+        is_str(step(&r, &s, T0 + 2 * SEC, 2, NULL, &t), "rollout.healthy", "promoted at once");
+
+        /* Starting one on a service without listen: its analysis reads the preview, so it may. */
+        {
+                RolloutRecord ro = {};
+                s = blue_green(&r, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\", \"prePromotion\": [{\"analysis\": {}}]}}");
+                RolloutStart in = { .service_id = 1, .service = "web", .stable_version_id = 1, .from_label = "web:v1",
+                                    .to_version_id = 2, .to_label = "web:v2", .strategy = &s, .strategy_text = r.strategy,
+                                    .listen = false, .now = T0 };
+                is_int(rollout_start(&in, &ro, NULL, &e), 0, "a blue/green analysis needs no public listener");
+                is_int(ro.canary_weight, 0, "it starts at public weight 0");
+                rollout_record_done(&ro);
+        }
+        rollout_transition_done(&t);
+        rollout_record_done(&r);
+}
+
 int main(void) {
         Strategy s = strategy();
         RolloutRecord r = {};
@@ -357,5 +504,6 @@ int main(void) {
 
         rollout_transition_done(&t);
         rollout_record_done(&r);
+        test_blue_green();
         return tap_done();
 }

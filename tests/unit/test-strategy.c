@@ -373,7 +373,37 @@ static const struct {
         {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"sourceCidr\": \"10.0.0.0/33\"}]}}]}}",
          AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0].sourceCidr", NULL},
         {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"header\": \"a b\", \"exact\": \"1\"}]}}]}}",
-         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", NULL},
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", NULL},        /* blue/green */
+        {"{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\"}, \"preset\": \"AllAtOnce\"}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen", "preset"},
+        {"{\"blueGreen\": {}, \"canary\": {\"steps\": [{\"setWeight\": 100}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen", "canary"},
+        {"{\"blueGreen\": {\"previewListen\": \"localhost:8081\"}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.previewListen", "IPV4:PORT"},
+        {"{\"blueGreen\": {\"previewListen\": \"127.0.0.1:0\"}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.previewListen", NULL},
+        {"{\"blueGreen\": {\"previewListen\": \"127.0.0.1\"}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.previewListen", NULL},
+        {"{\"blueGreen\": {\"previewListen\": 8081}}", AVIARY_E_INVALID_FIELD, "strategy.blueGreen.previewListen",
+         NULL},
+        {"{\"blueGreen\": {\"autoPromote\": \"yes\"}}", AVIARY_E_INVALID_FIELD, "strategy.blueGreen.autoPromote",
+         NULL},
+        {"{\"blueGreen\": {\"scaleDownDelay\": \"soon\"}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.scaleDownDelay", NULL},
+        {"{\"blueGreen\": {\"progressDeadline\": \"10ms\"}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.progressDeadline", "1s"},
+        {"{\"blueGreen\": {\"canaryReplicas\": 2}}", AVIARY_E_UNKNOWN_FIELD, "strategy.blueGreen.canaryReplicas",
+         NULL},
+        {"{\"blueGreen\": {\"prePromotion\": {}}}", AVIARY_E_INVALID_FIELD, "strategy.blueGreen.prePromotion",
+         NULL},
+        {"{\"blueGreen\": {\"prePromotion\": [{\"setWeight\": 50}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.prePromotion[0].setWeight", "blue/green"},
+        {"{\"blueGreen\": {\"prePromotion\": [{\"pause\": {}}, {\"setHeaderRoute\": {\"match\": []}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.blueGreen.prePromotion[1].setHeaderRoute", "blue/green"},
+        {"{\"blueGreen\": {\"prePromotion\": [{\"check\": {}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.prePromotion[0].check.requests", NULL},
+        {"{\"blueGreen\": {\"onAbort\": {\"url\": \"nope\"}}}", AVIARY_E_INVALID_FIELD,
+         "strategy.blueGreen.onAbort.url", NULL},
 };
 
 static void test_bad(void) {
@@ -588,6 +618,71 @@ static void test_step_json(void) {
                 "analysis: the full spec");
 }
 
+/* strategy.blueGreen: what it parses to, its defaults, its preview address and its JSON. */
+static void test_blue_green(void) {
+        ApiError e = {};
+        Strategy s, c;
+
+        is_int(parse_text("{\"blueGreen\": {}}", &s, &e), 0, "an empty blueGreen object parses: %s", e.message);
+        is_int(s.kind, STRATEGY_BLUE_GREEN, "a blue/green strategy");
+        is_str(strategy_kind_to_string(s.kind), "blueGreen", "named blueGreen");
+        ok(!s.auto_promote, "autoPromote off by default: it waits for promote");
+        is_int(s.scale_down_delay_ms, 30000, "scaleDownDelay 30s by default");
+        is_int(s.abort_scale_down_delay_ms, 600000, "abortScaleDownDelay 10m");
+        is_int(s.progress_deadline_ms, 600000, "progressDeadline 10m");
+        is_int(s.n_steps, 0, "no prePromotion steps");
+        ok(!s.analysis.enabled, "no background analysis: only prePromotion analysis steps measure");
+        is_str(s.preview_listen, "", "no previewListen yet");
+        is_str(s.preset, "", "and no preset");
+
+        is_int(parse_text("{\"blueGreen\": {\"previewListen\": \"[0:0::1]:9001\", \"autoPromote\": true, "
+                          "\"scaleDownDelay\": \"2h\", \"prePromotion\": [{\"check\": {\"requests\": [{\"path\": "
+                          "\"/healthz\"}]}}, {\"analysis\": {\"minSampleSize\": 5}}, {\"webhook\": {\"url\": "
+                          "\"http://ci.example/ok\", \"gate\": true}}, {\"pause\": {\"duration\": \"10s\"}}]}}",
+                          &s, &e),
+               0, "every field parses: %s", e.message);
+        is_str(s.preview_listen, "[::1]:9001", "previewListen in its normal form");
+        ok(s.auto_promote, "autoPromote");
+        is_int(s.scale_down_delay_ms, 7200000, "scaleDownDelay 2h");
+        is_int(s.n_steps, 4, "four prePromotion steps");
+        ok(s.steps[0].kind == STEP_CHECK && s.steps[1].kind == STEP_ANALYSIS && s.steps[2].kind == STEP_WEBHOOK &&
+                   s.steps[3].kind == STEP_PAUSE,
+           "check, analysis, webhook, pause");
+        ok(s.steps[1].analysis.enabled && s.steps[1].analysis.min_sample_size == 5,
+           "the analysis step is on, with its own fields");
+        ok(s.webhooks[0].gate, "the webhook is a gate");
+        round_trip("blue/green, every field", &s);
+        json_auto_t *j = strategy_to_json(&s);
+        ok(json_object_get(j, "blueGreen") && !json_object_get(j, "canary") && !json_object_get(j, "preset"),
+           "its JSON is {\"blueGreen\": ...} alone");
+
+        /* The preview's address against the service's. */
+        c = s;
+        is_int(strategy_resolve_preview(&c, "[::1]:8080", &e), 0, "a previewListen of its own stands");
+        is_str(c.preview_listen, "[::1]:9001", "unchanged");
+        is_int(strategy_resolve_preview(&c, "[::1]:9001", &e), AVIARY_E_INVALID_FIELD,
+               "the service's own listen address is refused");
+        ok(strstr(e.message, "strategy.blueGreen.previewListen") && strstr(e.message, "differ"), "saying so: %s",
+           e.message);
+        parse_text("{\"blueGreen\": {}}", &c, &e);
+        is_int(strategy_resolve_preview(&c, "127.0.0.1:8080", &e), 0, "without previewListen");
+        is_str(c.preview_listen, "127.0.0.1:8081", "the service's address with the next port");
+        parse_text("{\"blueGreen\": {}}", &c, &e);
+        is_int(strategy_resolve_preview(&c, "[::1]:8080", &e), 0, "the same for IPv6");
+        is_str(c.preview_listen, "[::1]:8081", "[::1]:8081");
+        parse_text("{\"blueGreen\": {}}", &c, &e);
+        is_int(strategy_resolve_preview(&c, NULL, &e), AVIARY_E_INVALID_FIELD,
+               "a service without a listen address needs a previewListen");
+        ok(strstr(e.message, "strategy.blueGreen.previewListen") != NULL, "naming it: %s", e.message);
+        parse_text("{\"blueGreen\": {}}", &c, &e);
+        is_int(strategy_resolve_preview(&c, "127.0.0.1:65535", &e), AVIARY_E_INVALID_FIELD, "no port after 65535");
+        parse_text("{\"canary\": {\"steps\": [{\"setWeight\": 100}]}}", &c, &e);
+        is_int(strategy_resolve_preview(&c, NULL, &e), 0, "a canary has no preview to resolve");
+        is_int(c.kind, STRATEGY_CANARY, "and is a canary");
+        is_str(strategy_kind_to_string(c.kind), "canary", "named canary");
+        ok(!strategy_equal(&c, &s), "a canary is not equal to a blue/green strategy");
+}
+
 int main(void) {
         test_defaults();
         test_presets();
@@ -595,5 +690,6 @@ int main(void) {
         test_bad();
         test_round_trip();
         test_step_json();
+        test_blue_green();
         return tap_done();
 }

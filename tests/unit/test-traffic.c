@@ -28,6 +28,7 @@
 #include "storefix.h"
 #include "timeutil.h"
 
+#include "control/rollout.h"
 #include "control/traffic.h"
 #include "proxy/select.h"
 
@@ -502,6 +503,119 @@ static void test_windows(void) {
         set_weight(rollout_id, 0);
 }
 
+/* The public table's generation: how many tables its workers were given. */
+static int64_t public_generation(void) {
+        json_auto_t *j = service_json();
+        return json_integer_value(json_object_get(j, "generation"));
+}
+
+/* N requests to PORT: how many the new version's guests (127.0.0.4, .5) answered; *RET_OK
+ * counts the 200s. */
+static unsigned new_version_answers(unsigned port, unsigned n, unsigned *ret_ok) {
+        unsigned hits = 0, okays = 0;
+        for (unsigned i = 0; i < n; i++) {
+                Answer a = get_on(port, "/", "");
+                okays += a.status == 200;
+                hits += streq(a.guest, "127.0.0.4") || streq(a.guest, "127.0.0.5");
+        }
+        *ret_ok = okays;
+        return hits;
+}
+
+static void set_stable(int64_t version) {
+        ServiceRecord s = {};
+        if (store_service_get(m.store, "web", &s) == 0) {
+                s.stable_version_id = version;
+                store_service_update(m.store, &s);
+        }
+        service_record_done(&s);
+}
+
+/* Blue/green: the public table holds the stable version alone until promotion, across a
+ * restart of the whole traffic layer (a new aviaryd reads the same rows); the preview listener
+ * serves the new version; an abort leaves the public table as it was (not even republished);
+ * promotion is one publish of the public table with the new version alone. */
+static void test_blue_green(void) {
+        char strategy[160];
+        unsigned okays, preview_port = (unsigned) free_port();
+        int64_t generation, id;
+        ProxyMetrics w = {};
+
+        snprintf(strategy, sizeof strategy, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:%u\"}}", preview_port);
+        set_instance_state("web-canary1", "ready");
+        set_instance_state("web-canary2", "ready");
+        id = new_rollout(strategy, 0, 1);
+        ok(id > 0, "a blue/green rollout in progress");
+        is_int(new_version_answers(proxy_port, 40, &okays), 0, "the public listener: none of 40 answers from the new version");
+        is_int(okays, 40, "and all 40 are 200s");
+        {
+                json_auto_t *j = service_json();
+                is_int(json_array_size(json_object_get(json_object_get(json_object_get(j, "versions"), "canary"), "backends")), 0,
+                       "its table has no canary group at all");
+                json_t *p = json_object_get(j, "preview");
+                ok(json_is_object(p) && json_is_true(json_object_get(p, "listening")), "the traffic view shows the preview, listening");
+                is_int(json_array_size(json_object_get(json_object_get(json_object_get(p, "versions"), "canary"), "backends")), 2,
+                       "with the 2 ready guests of the new version");
+        }
+        traffic_preview_window_take(traffic, "web", NULL);
+        is_int(new_version_answers(preview_port, 20, &okays), 20, "the preview listener: all 20 answers from the new version");
+        is_int(okays, 20, "all 200s");
+        run_for(200); /* the workers count a request as it ends */
+        is_int(traffic_preview_window_take(traffic, "web", &w), 0, "the preview has analysis windows");
+        is_int(metrics_total(&w.group[SPLIT_CANARY]), 20, "counting its 20 requests as the canary group's");
+
+        /* A restart: a new traffic layer reads the same rows. */
+        traffic_free(traffic);
+        traffic = NULL;
+        is_int(traffic_new(m.store, loop, 1, NULL, &traffic), 0, "a new traffic layer (aviaryd restarted)");
+        sync_now();
+        is_int(new_version_answers(proxy_port, 40, &okays), 0, "after the restart the public listener still has none of the new version");
+        is_int(okays, 40, "40 of 40 answered");
+        is_int(new_version_answers(preview_port, 10, &okays), 10, "and the preview is back, serving it");
+
+        /* Abort: the public table is not even published again. */
+        generation = public_generation();
+        ok(generation > 0, "the public table has a generation (%lld)", (long long) generation);
+        {
+                RolloutRecord r = {};
+                store_rollout_get(m.store, svc, id, &r);
+                rollout_abort(&r, ROLLOUT_ABORT_MANUAL, "aborted by the test", now_realtime());
+                store_rollout_update(m.store, &r);
+                rollout_record_done(&r);
+        }
+        sync_now();
+        is_int(public_generation(), generation, "abort: the public table was not published again");
+        is_int(new_version_answers(proxy_port, 20, &okays), 0, "and none of 20 public answers is the new version's");
+        ok(refused_within(preview_port, 1000), "the preview listener is closed (within 1 s)");
+        {
+                json_auto_t *j = service_json();
+                ok(json_is_null(json_object_get(j, "preview")), "and gone from the traffic view");
+        }
+
+        /* Promotion: one publish, all new. */
+        id = new_rollout(strategy, 0, 2);
+        is_int(new_version_answers(preview_port, 4, &okays), 4, "a second blue/green rollout: the preview serves");
+        generation = public_generation();
+        {
+                RolloutRecord r = {};
+                store_rollout_get(m.store, svc, id, &r);
+                r.phase = ROLLOUT_HEALTHY;
+                r.canary_weight = 10000;
+                r.finished_at = now_realtime();
+                store_rollout_update(m.store, &r);
+                rollout_record_done(&r);
+        }
+        set_stable(v2);
+        sync_now();
+        is_int(public_generation(), generation + 1, "promotion: exactly one new public table");
+        is_int(new_version_answers(proxy_port, 40, &okays), 40, "in which all 40 answers are the new version's");
+        is_int(okays, 40, "all 200s");
+        ok(refused_within(preview_port, 1000), "the preview listener closed with the promotion");
+        set_stable(v1);
+        set_instance_state("web-canary2", "stopped");
+        sync_now();
+}
+
 static void test_listeners(void) {
         ServiceRecord s = {};
         int port;
@@ -640,6 +754,7 @@ int main(void) {
         test_active_health();
         test_inflight_and_gone();
         test_windows();
+        test_blue_green();
         test_listeners();
         test_two_workers();
 
