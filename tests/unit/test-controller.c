@@ -431,7 +431,7 @@ static void test_drain(void) {
 
 /* ---- rollouts ---- */
 
-static int64_t ro_svc, rv2, rv3, rv4, rv5;
+static int64_t ro_svc, rv2, rv3, rv4, rv5, rv6;
 
 static int64_t start_rollout(int64_t to, const char *strategy) {
         ServiceRecord s = {};
@@ -595,6 +595,61 @@ static void test_analysis_fails(void) {
         is_int(to_canary, 0, "after the abort no request reaches the canary");
 }
 
+/* Whether IP is the address of a ready guest of VERSION of the rollout service. */
+static bool is_guest_of(const char *ip, int64_t version) {
+        List l = instances(ro_svc);
+        for (size_t i = 0; i < l.n; i++)
+                if (l.item[i].version_id == version && streq(l.item[i].state, "ready") && streq(l.item[i].ip, ip))
+                        return true;
+        return false;
+}
+
+/* N requests to PORT on 127.0.0.1: how many a ready guest of VERSION answered. */
+static unsigned answered_by(unsigned port, unsigned n, int64_t version) {
+        unsigned hits = 0;
+        for (unsigned i = 0; i < n; i++)
+                hits += is_guest_of(get_on(port, "/", "").guest, version);
+        return hits;
+}
+
+/* Blue/green through the controller: the new version gets every replica behind the preview
+ * while the public listener keeps the old one; promote switches the public listener; the old
+ * guests stay for scaleDownDelay, then go. */
+static void test_blue_green(void) {
+        ServiceRecord s = {};
+        store_service_get(m.store, "ro", &s);
+        int64_t old = s.stable_version_id;
+        service_record_done(&s);
+        int64_t id = start_rollout(rv6, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:18083\", "
+                                        "\"scaleDownDelay\": \"3s\"}}");
+        RolloutWant waiting = { id, ROLLOUT_PAUSED, 0 };
+        ok(wait_until(rollout_is, &waiting, 10000), "a blue/green rollout waits for promote, public weight 0");
+        is_int(count_state(ro_svc, rv6, "ready"), 2, "with all 2 replicas of the new version ready");
+        is_int(answered_by(18083, 10, rv6), 10, "the preview listener: 10 of 10 answers from the new version");
+        is_int(answered_by(18082, 10, old), 10, "the public listener: 10 of 10 from the old one");
+
+        RolloutRecord r = rollout_row(id);
+        Strategy st;
+        ApiError e = {};
+        rollout_strategy(&r, &st);
+        is_int(rollout_action(&r, &st, ROLLOUT_ACTION_PROMOTE, false, "uid:0", now_realtime(), &e), 0, "promote");
+        store_rollout_update(m.store, &r);
+        rollout_record_done(&r);
+        kick();
+        RolloutWant healthy = { id, ROLLOUT_HEALTHY, 10000 };
+        ok(wait_until(rollout_is, &healthy, 5000), "Healthy");
+        is_int(answered_by(18082, 10, rv6), 10, "the public listener: 10 of 10 answers from the new version");
+        is_int(get_on(18083, "/", "").status, 0, "the preview listener is closed");
+        is_int(count_state(ro_svc, old, "ready"), 2, "the old guests are kept (scaleDownDelay 3s)");
+        r = rollout_row(id);
+        Until after = { r.finished_at + 3 * USEC_PER_SEC };
+        wait_until(time_reached, &after, 5000);
+        Want gone = { ro_svc, old, "stopped", 2 };
+        ok(wait_until(have, &gone, 4000), "after the 3 s they are stopped (within a pass)");
+        is_int(count_state(ro_svc, rv6, "ready"), 2, "and the new version keeps its 2 replicas");
+        rollout_record_done(&r);
+}
+
 /* ---- setup ---- */
 
 static int kernel_file(void) {
@@ -648,7 +703,8 @@ int main(void) {
         rv3 = fix_version(m.store, "app", "3", 8099, 4096, kernel_digest); /* nothing listens there */
         rv4 = fix_version(m.store, "app", "4", 8080, 4096, kernel_digest);
         rv5 = fix_version(m.store, "app", "5", 8080, 4096, kernel_digest);
-        ok(v1 && rv2 && rv3 && rv4 && rv5 && kernel_file() == 0, "versions and their kernel blob file");
+        rv6 = fix_version(m.store, "app", "6", 8080, 4096, kernel_digest);
+        ok(v1 && rv2 && rv3 && rv4 && rv5 && rv6 && kernel_file() == 0, "versions and their kernel blob file");
         web = fix_service(m.store, "web", "127.0.0.1:18080", v1, 2, NULL, 250, 1, 3);
         ro_svc = fix_service(m.store, "ro", "127.0.0.1:18082", v1, 2, NULL, 250, 1, 3);
 
@@ -669,6 +725,7 @@ int main(void) {
         test_deadline_and_abort_delay();
         test_canary_paused();
         test_analysis_fails();
+        test_blue_green();
 
         virConnectClose(other);
         m.controller = controller_free(m.controller);
