@@ -67,6 +67,7 @@ static const Field rollout_lines[] = {
         {"Service", "service", FIELD_TEXT},
         {"Versions", "versions", FIELD_TEXT},
         {"Phase", "phase", FIELD_TEXT},
+        {"Strategy", "kind", FIELD_TEXT},
         {"Step", "step", FIELD_TEXT},
         {"Weights", "weights", FIELD_TEXT},
         {"Canary guests", "canary", FIELD_TEXT},
@@ -261,8 +262,11 @@ static int follow_parse(Cli *cli, FollowOptions *ret) {
 static int deploy_parse(Cli *cli, json_t *body, FollowOptions *follow) {
         const char *preset = cli_option(cli, "preset"), *steps = cli_option(cli, "steps"),
                    *cookie = cli_option(cli, "sticky-cookie"), *header = cli_option(cli, "sticky-header"),
-                   *replicas = cli_option(cli, "canary-replicas");
-        bool no_analysis = cli_switch(cli, "no-analysis");
+                   *replicas = cli_option(cli, "canary-replicas"), *preview = cli_option(cli, "preview-listen"),
+                   *scale_down_delay = cli_option(cli, "scale-down-delay");
+        bool no_analysis = cli_switch(cli, "no-analysis"), blue_green = cli_switch(cli, "blue-green"),
+             auto_promote = cli_switch(cli, "auto-promote");
+        uint64_t ms;
 
         int r = follow_parse(cli, follow);
         if (r != 0)
@@ -271,6 +275,17 @@ static int deploy_parse(Cli *cli, json_t *body, FollowOptions *follow) {
                 return cli_usage("--preset and --steps exclude each other");
         if (cookie && header)
                 return cli_usage("--sticky-cookie and --sticky-header exclude each other");
+        if (blue_green && (preset || replicas || no_analysis || cookie || header))
+                return cli_usage("--blue-green excludes --%s: a blue/green version gets the preview's traffic and then "
+                                 "all of it",
+                                 preset ? "preset" : replicas ? "canary-replicas" : no_analysis ? "no-analysis"
+                                                   : cookie   ? "sticky-cookie"
+                                                              : "sticky-header");
+        if (!blue_green && (preview || auto_promote))
+                return cli_usage("--%s goes with --blue-green", preview ? "preview-listen" : "auto-promote");
+        if (scale_down_delay && duration_parse_ms(scale_down_delay, &ms) < 0)
+                return cli_usage("--scale-down-delay expects a duration such as 30s, 5m or 6h, not \"%s\"",
+                                 scale_down_delay);
 
         _cleanup_free_ char *image = NULL, *tag = NULL;
         r = cli_name_check("service name", cli->args[0]);
@@ -284,6 +299,33 @@ static int deploy_parse(Cli *cli, json_t *body, FollowOptions *follow) {
         json_auto_t *strategy = json_object();
         if (!strategy)
                 return -ENOMEM;
+        if (blue_green) {
+                /* {"blueGreen": {...}}: --steps are its prePromotion steps (the daemon refuses weights). */
+                json_t *bg = object_child(strategy, "blueGreen"), *list = NULL;
+                if (!bg || json_object_set_new(bg, "autoPromote", json_boolean(auto_promote)) < 0)
+                        return -ENOMEM;
+                if (preview && (r = cli_set_string(bg, "previewListen", "--preview-listen", preview)) != 0)
+                        return r;
+                if (scale_down_delay && (r = cli_set_string(bg, "scaleDownDelay", "--scale-down-delay",
+                                                            scale_down_delay)) != 0)
+                        return r;
+                if (steps) {
+                        r = steps_parse(steps, &list);
+                        if (r != 0)
+                                return r;
+                        if (json_object_set_new(bg, "prePromotion", list) < 0)
+                                return -ENOMEM;
+                }
+                return json_object_set(body, "strategy", strategy) < 0 ? -ENOMEM : 0;
+        }
+        if (scale_down_delay) {
+                json_t *canary = object_child(strategy, "canary");
+                if (!canary)
+                        return -ENOMEM;
+                r = cli_set_string(canary, "scaleDownDelay", "--scale-down-delay", scale_down_delay);
+                if (r != 0)
+                        return r;
+        }
         if (preset && (r = cli_set_string(strategy, "preset", "--preset", preset)) != 0)
                 return r;
         if (steps) {
@@ -353,6 +395,10 @@ static char *weights_text(json_t *rollout) {
 
         if (streq(phase_of(rollout), "Healthy") && to)
                 return asprintf(&s, "promoted: %s is stable (100%%)", to) < 0 ? NULL : s;
+        /* Blue/green: the public listener is all stable until the switch. */
+        json_t *preview = json_object_get(rollout, "preview");
+        if (json_is_true(json_object_get(preview, "open")))
+                return asprintf(&s, "stable 100%% | %s on the preview only", to ?: "the new version") < 0 ? NULL : s;
         if (!json_is_object(weights))
                 return strdup("-");
         stable = percent_text(json_object_get(weights, "stable"));
@@ -471,6 +517,20 @@ static int view_copy(json_t *view, json_t *rollout, const char *key) {
         return json_object_set(view, key, v ?: json_null()) < 0 ? -ENOMEM : 0;
 }
 
+/* "canary", or "blue/green, preview 127.0.0.1:8081 (open)". */
+static char *kind_text(json_t *rollout) {
+        json_t *preview = json_object_get(rollout, "preview");
+        const char *listen = json_string_value(json_object_get(preview, "listen"));
+        char *s;
+
+        if (!streq(json_string_value(json_object_get(rollout, "strategyKind")) ?: "canary", "blueGreen"))
+                return strdup("canary");
+        return asprintf(&s, "blue/green, preview %s (%s)", listen ?: "?",
+                        json_is_true(json_object_get(preview, "open")) ? "open" : "closed") < 0
+                       ? NULL
+                       : s;
+}
+
 /* A rollout as the text of rollout_columns and rollout_lines: what people read. */
 static int rollout_view(json_t *rollout, json_t **ret) {
         static const char *const copied[] = {"id",        "service",   "from",        "to",
@@ -490,6 +550,8 @@ static int rollout_view(json_t *rollout, json_t **ret) {
                 r = view_set(view, "versions",
                              asprintf(&versions, "%s → %s", from ?: "(none)", to ?: "?") < 0 ? NULL
                                                                                              : versions);
+        if (r == 0)
+                r = view_set(view, "kind", kind_text(rollout));
         if (r == 0)
                 r = view_set(view, "step", rollout_step_text(rollout));
         if (r == 0)

@@ -181,12 +181,24 @@ const Command cli_commands[] = {
                  {"no-analysis", 0, NULL, "no background analysis of the canary", "analysis on"},
                  {"sticky-cookie", 0, "NAME", "keep each client on one version by this cookie", "none"},
                  {"sticky-header", 0, "NAME", "keep each client on one version by this request header", "none"},
+                 {"blue-green", 0, NULL,
+                  "blue/green instead of a canary: the new version gets every replica behind a preview listener, "
+                  "and promote switches the public listener to it at once; --steps are then its prePromotion steps",
+                  "a canary"},
+                 {"preview-listen", 0, "ADDRESS:PORT", "with --blue-green, where the preview listens",
+                  "the service's listen address with the next port"},
+                 {"auto-promote", 0, NULL, "with --blue-green, promote as soon as the prePromotion steps pass",
+                  "wait for rollout promote"},
+                 {"scale-down-delay", 0, "DURATION", "how long the old version's guests are kept after promotion "
+                  "(rollback without a boot meanwhile)", "30s"},
                  FOLLOW_OPTIONS,
                  {"dry-run", 0, NULL, "print the request body (JSON, keys sorted) and send nothing"},
                  {},
          },
          "A canary gets a growing share of the service's traffic, step by step, while aviaryd measures it "
-         "against the stable version and aborts it by itself when it does worse (docs/rollouts.md). Without "
+         "against the stable version and aborts it by itself when it does worse (docs/rollouts.md). With "
+         "--blue-green the new version is served on a preview listener instead, and the public listener switches "
+         "to it all at once at promote (aviary rollout promote SERVICE). Without "
          "--wait it prints the new rollout and exits 0.\n\n" FOLLOW_OUTPUT "\n\n" FOLLOW_EXIT_STATUS,
          cmd_deploy},
         {"rollback", "make the previous stable version of SERVICE (or --to VERSION) stable again",

@@ -183,6 +183,13 @@ def test_deploy_dry_run(tmp):
          {"version": "web:v2", "strategy": {"canary": {
              "steps": [weight(25), {"analysis": {}}], "stickiness": {"cookie": "session"}}}}),
         (["--no-analysis"], {"version": "web:v2", "strategy": {"canary": {"analysis": {"enabled": False}}}}),
+        (["--scale-down-delay", "6h"], {"version": "web:v2", "strategy": {"canary": {"scaleDownDelay": "6h"}}}),
+        (["--blue-green"], {"version": "web:v2", "strategy": {"blueGreen": {"autoPromote": False}}}),
+        (["--blue-green", "--preview-listen", "127.0.0.1:8081", "--auto-promote", "--scale-down-delay", "2h",
+          "--steps", "analysis,30s"],
+         {"version": "web:v2", "strategy": {"blueGreen": {
+             "previewListen": "127.0.0.1:8081", "autoPromote": True, "scaleDownDelay": "2h",
+             "prePromotion": [{"analysis": {}}, pause("30s")]}}}),
     ]
     for options, want in cases:
         rc, out, err = run_offline(tmp, "deploy", "web", "web:v2", *options, "--dry-run")
@@ -223,6 +230,12 @@ def test_rollout_usage(tmp):
         (["deploy", "web"], "missing argument"),
         (["deploy", "web", "web:v2", "extra"], '"extra"'),
         (["deploy", "web", "web:v2", "--no-such-option"], "no-such-option"),
+        (["deploy", "web", "web:v2", "--blue-green", "--preset", "AllAtOnce"], "--blue-green excludes --preset"),
+        (["deploy", "web", "web:v2", "--blue-green", "--canary-replicas", "1"], "excludes --canary-replicas"),
+        (["deploy", "web", "web:v2", "--blue-green", "--sticky-cookie", "s"], "excludes --sticky-cookie"),
+        (["deploy", "web", "web:v2", "--preview-listen", "127.0.0.1:8081"], "--preview-listen goes with --blue-green"),
+        (["deploy", "web", "web:v2", "--auto-promote"], "--auto-promote goes with --blue-green"),
+        (["deploy", "web", "web:v2", "--scale-down-delay", "soon"], '"soon"'),
         (["rollout", "status"], "missing argument"),
         (["rollout", "status", "web", "abc"], '"abc"'),
         (["rollout", "status", "web", "--timeout", "1m"], "--timeout goes with --wait"),
@@ -520,7 +533,8 @@ printf '%s\n' "${COMPREPLY[@]}"
         ("aviary service create x --restart-policy ", ["always", "on-failure", "never"]),
         ("aviary service create x --restart-policy=on", ["on-failure"]),
         ("aviary completion ", ["bash", "zsh", "fish"]),
-        ("aviary deploy web web:1.0 --pre", ["--preset"]),
+        ("aviary deploy web web:1.0 --pre", ["--preset", "--preview-listen"]),
+        ("aviary deploy web web:1.0 --blue", ["--blue-green"]),
         ("aviary -o json service update ", ["web"]),
         ("aviary help rollout st", ["status"]),
         ("aviary nosuch ", []),
