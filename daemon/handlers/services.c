@@ -5,6 +5,7 @@
 
 #include "controller.h"
 #include "handlers.h"
+#include "rollout.h"
 #include "jsonspec.h"
 #include "settings.h"
 #include "blobfiles.h"
@@ -585,6 +586,19 @@ int service_update(Request *r) {
         return service_reply(r, 200, &s);
 }
 
+/* The service's newest rollout in short, for the traffic view: what routes its traffic (a
+ * canary's weights, or a blue/green preview) and where it stands; null when it had none. */
+static json_t *service_rollout_json(Request *r, const ServiceRecord *s) {
+        _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        Strategy st;
+
+        if (store_rollout_get_latest(r->ctx->store, s->id, &ro) != 0 || rollout_strategy(&ro, &st) < 0)
+                return json_null();
+        return json_pack("{s:I, s:s, s:s, s:s, s:s?}", "id", (json_int_t) ro.id, "strategyKind",
+                         strategy_kind_to_string(st.kind), "phase", rollout_phase_to_string(ro.phase), "to", ro.to_label,
+                         "previewListen", st.kind == STRATEGY_BLUE_GREEN ? st.preview_listen : NULL);
+}
+
 int service_traffic(Request *r) {
         _cleanup_(service_record_done) ServiceRecord s = {};
         int k = service_from_path(r, &s, false);
@@ -596,6 +610,8 @@ int service_traffic(Request *r) {
         j = controller_traffic_json(r->ctx->controller, s.name);
         if (j)
                 json_object_set_new(j, "revoked", service_revoked_json(r, &s));
+        if (j)
+                json_object_set_new(j, "rollout", service_rollout_json(r, &s));
         return reply_json(r, 200, j);
 }
 
