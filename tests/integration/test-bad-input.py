@@ -252,6 +252,8 @@ def service_changes(creating):
 def rollout_changes():
     steps = lambda *st: {"strategy": {"canary": {"steps": list(st)}}}  # noqa: E731
     canary = lambda **kw: {"strategy": {"canary": kw}}  # noqa: E731
+    # svc listens on 127.0.0.1:18081, other on :18082 (body()).
+    bg = lambda **kw: {"strategy": {"blueGreen": dict({"previewListen": "127.0.0.1:18089"}, **kw)}}  # noqa: E731
     return [
         ("missing version", {"version": DELETE}, *MISSING),
         ("version null", {"version": None}, *NULL_REQUIRED),
@@ -301,6 +303,24 @@ def rollout_changes():
         ("analysis.successRate.min 2", canary(analysis={"successRate": {"min": 2}}), *INVALID),
         ("analysis.latencyP99 unknown field", canary(analysis={"latencyP99": {"p50": 1}}), *UNKNOWN),
         ("analysis unknown field", canary(analysis={"metric": "x"}), *UNKNOWN),
+        ("blueGreen a list", {"strategy": {"blueGreen": []}}, *INVALID),
+        ("blueGreen and preset", {"strategy": {"blueGreen": {}, "preset": "AllAtOnce"}}, *INVALID),
+        ("blueGreen and canary", {"strategy": {"blueGreen": {}, "canary": {"scaleDownDelay": "1m"}}}, *INVALID),
+        ("blueGreen unknown field", bg(canaryReplicas=2), *UNKNOWN),
+        ("blueGreen.previewListen a hostname", bg(previewListen="localhost:8081"), *INVALID),
+        ("blueGreen.previewListen port 0", bg(previewListen="127.0.0.1:0"), *INVALID),
+        ("blueGreen.previewListen without a port", bg(previewListen="127.0.0.1"), *INVALID),
+        ("blueGreen.previewListen a number", bg(previewListen=8081), *INVALID),
+        ("blueGreen.previewListen the service's own", bg(previewListen="127.0.0.1:18081"), *INVALID),
+        ("blueGreen.previewListen another service's", bg(previewListen="127.0.0.1:18082"), 409, "listen-in-use"),
+        ("blueGreen without previewListen: the next port is another service's",
+         {"strategy": {"blueGreen": {}}}, 409, "listen-in-use"),
+        ("blueGreen.autoPromote a string", bg(autoPromote="yes"), *INVALID),
+        ("blueGreen.scaleDownDelay in words", bg(scaleDownDelay="a while"), *INVALID),
+        ("blueGreen.prePromotion an object", bg(prePromotion={}), *INVALID),
+        ("blueGreen.prePromotion setWeight", bg(prePromotion=[{"setWeight": 50}]), *INVALID),
+        ("blueGreen.prePromotion setHeaderRoute", bg(prePromotion=[{"setHeaderRoute": {"match": []}}]), *INVALID),
+        ("blueGreen.prePromotion a bad check", bg(prePromotion=[{"check": {}}]), *INVALID),
         ("id given", {"id": 7}, *UNKNOWN),
         ("phase given", {"phase": "Healthy"}, *UNKNOWN),
     ]
