@@ -775,7 +775,11 @@ json_t *rollout_to_json(const RolloutRecord *r, const char *service, int canary_
                 json_decref(analysis);
                 analysis = json_object();
         }
-        json_object_set_new(analysis, "enabled", json_boolean(json_is_true(json_object_get(bg, "enabled"))));
+        /* A blue/green rollout has no background analysis: it is analysed when a prePromotion step is. */
+        bool analysed = json_is_true(json_object_get(bg, "enabled"));
+        for (size_t i = 0; blue_green && i < json_array_size(steps); i++)
+                analysed = analysed || json_object_get(json_array_get(steps, i), "analysis");
+        json_object_set_new(analysis, "enabled", json_boolean(analysed));
         if (!json_object_get(analysis, "last"))
                 json_object_set_new(analysis, "last", json_null());
         format_rfc3339(r->created_at, created);

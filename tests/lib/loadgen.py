@@ -5,10 +5,11 @@ answers by status and by the guest version (the X-Guest-Version header). With --
 requests are spread over USERS simulated users (PER-USER requests each) whose id goes in that
 header (or, with --user-cookie, in that cookie), and the versions each user saw are reported;
 --header adds a fixed header to every request. Answers are also counted by guest instance
-(X-Guest-Instance). Prints one JSON summary."""
+(X-Guest-Instance). Prints one JSON summary (also when SIGTERM ends it early)."""
 import argparse
 import http.client
 import json
+import signal
 import threading
 import time
 import urllib.parse
@@ -43,10 +44,15 @@ def main():
         jobs = [None] * a.count
     next_job = [0]
     deadline = time.monotonic() + a.seconds if a.seconds else None
+    # SIGTERM ends the load early, still with its summary: a test stops it when it has seen enough.
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     interval = a.concurrency / a.rate if a.seconds else 0
 
     def take():
         with lock:
+            if stopped.is_set():
+                return False, None
             if deadline is not None:
                 return (True, None) if time.monotonic() < deadline else (False, None)
             if next_job[0] >= len(jobs):

@@ -114,8 +114,8 @@ static void test_blue_green(void) {
                        "and where the preview is");
                 ok(json_is_true(json_object_get(json_object_get(j, "preview"), "open")), "open while it runs");
                 is_int(json_array_size(json_object_get(j, "steps")), 2, "its steps are the prePromotion steps");
-                ok(!json_is_true(json_object_get(json_object_get(j, "analysis"), "enabled")),
-                   "no background analysis");
+                ok(json_is_true(json_object_get(json_object_get(j, "analysis"), "enabled")),
+                   "analysed: by its prePromotion analysis step");
         }
         /* A restart of aviaryd: the row is all there is. */
         {
