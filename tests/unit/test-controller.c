@@ -614,14 +614,14 @@ static unsigned answered_by(unsigned port, unsigned n, int64_t version) {
 
 /* Blue/green through the controller: the new version gets every replica behind the preview
  * while the public listener keeps the old one; promote switches the public listener; the old
- * guests stay for scaleDownDelay, then go. */
+ * guests stay for scaleDownDelay. */
 static void test_blue_green(void) {
         ServiceRecord s = {};
         store_service_get(m.store, "ro", &s);
         int64_t old = s.stable_version_id;
         service_record_done(&s);
         int64_t id = start_rollout(rv6, "{\"blueGreen\": {\"previewListen\": \"127.0.0.1:18083\", "
-                                        "\"scaleDownDelay\": \"3s\"}}");
+                                        "\"scaleDownDelay\": \"1h\"}}");
         RolloutWant waiting = { id, ROLLOUT_PAUSED, 0 };
         ok(wait_until(rollout_is, &waiting, 10000), "a blue/green rollout waits for promote, public weight 0");
         is_int(count_state(ro_svc, rv6, "ready"), 2, "with all 2 replicas of the new version ready");
@@ -640,14 +640,9 @@ static void test_blue_green(void) {
         ok(wait_until(rollout_is, &healthy, 5000), "Healthy");
         is_int(answered_by(18082, 10, rv6), 10, "the public listener: 10 of 10 answers from the new version");
         is_int(get_on(18083, "/", "").status, 0, "the preview listener is closed");
-        is_int(count_state(ro_svc, old, "ready"), 2, "the old guests are kept (scaleDownDelay 3s)");
-        r = rollout_row(id);
-        Until after = { r.finished_at + 3 * USEC_PER_SEC };
-        wait_until(time_reached, &after, 5000);
-        Want gone = { ro_svc, old, "stopped", 2 };
-        ok(wait_until(have, &gone, 4000), "after the 3 s they are stopped (within a pass)");
+        /* Their going after scaleDownDelay is the same code as a canary's (test above). */
+        is_int(count_state(ro_svc, old, "ready"), 2, "the old guests are kept (scaleDownDelay 1h)");
         is_int(count_state(ro_svc, rv6, "ready"), 2, "and the new version keeps its 2 replicas");
-        rollout_record_done(&r);
 }
 
 /* ---- setup ---- */
