@@ -712,7 +712,7 @@ static json_t *mirror_json(RoutedService *s, const ProxyMetrics *m) {
                 metrics_latency_quantile(gm, 0.5, &p50);
                 metrics_latency_quantile(gm, 0.99, &p99);
         }
-        return json_pack("{s:f, s:I, s:I, s:o, s:o, s:o, s:o}", "percent", s->spec.mirror_bp / 100.0, "sent",
+        return json_pack("{s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "percent", (json_int_t) (s->spec.mirror_bp / 100), "sent",
                          (json_int_t) m->mirror_sent, "dropped", (json_int_t) m->mirror_dropped, "by_status", classes,
                          "success_rate", have ? json_real(rate) : json_null(), "p50_ms",
                          have ? json_real((double) p50 / 1000) : json_null(), "p99_ms",
