@@ -139,15 +139,21 @@ const HeaderRoute *rollout_header_route(const RolloutRecord *r, const Strategy *
 }
 
 const MirrorSpec *rollout_mirror(const RolloutRecord *r, const Strategy *s) {
-        const MirrorSpec *m = NULL;
+        size_t i;
 
-        if (!rollout_is_active(r) || r->canary_weight != 0 || rollout_is_first_deploy(r))
+        if (!rollout_is_active(r) || rollout_is_first_deploy(r) || r->step_index < 0 ||
+            (size_t) r->step_index >= s->n_steps)
                 return NULL;
-        for (size_t i = 0; i < s->n_steps && (int64_t) i <= r->step_index; i++)
-                /* The current step's copies begin once its guests are ready (its end time set). */
-                if (s->steps[i].kind == STEP_MIRROR && ((int64_t) i < r->step_index || r->pause_until))
-                        m = &s->mirrors[s->steps[i].spec];
-        return m;
+        i = (size_t) r->step_index;
+        /* Its copies begin once its canary guests are ready (its end time set). */
+        if (s->steps[i].kind == STEP_MIRROR)
+                return r->pause_until ? &s->mirrors[s->steps[i].spec] : NULL;
+        /* The analysis steps right after a mirror step judge its copies: it goes on through them. */
+        while (i > 0 && s->steps[i].kind == STEP_ANALYSIS)
+                i--;
+        if (i < (size_t) r->step_index && s->steps[i].kind == STEP_MIRROR)
+                return &s->mirrors[s->steps[i].spec];
+        return NULL;
 }
 
 /* ---- sizes and specs ---- */

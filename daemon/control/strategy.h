@@ -22,7 +22,8 @@ typedef enum StepKind {
 } StepKind;
 
 /* A mirror step: PERCENT of the requests stable serves (GET and HEAD without a body) are copied
- * to the canary while the canary's weight is 0; the step holds the rollout DURATION_MS. */
+ * to the canary while the step holds the rollout (DURATION_MS) and the analysis steps right
+ * after it run (rollout_mirror). */
 typedef struct MirrorSpec {
         unsigned percent;           /* 1..100 */
         uint64_t duration_ms;       /* 1 s .. 24 h */

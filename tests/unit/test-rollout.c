@@ -365,8 +365,19 @@ int main(void) {
                 step(&r, &mi, T0 + 130 * SEC, 1, &pass, &t);
                 step(&r, &mi, T0 + 135 * SEC, 1, &pass, &t);
                 ok(r.step_index == 3 && r.canary_weight == 1000 && rollout_mirror(&r, &mi) == NULL,
-                   "two mirrored passes pass the analysis step; at 10%% the mirror ends (step %lld, weight %lld)",
+                   "two mirrored passes pass the analysis step, then 10%% and the mirror ends (step %lld, weight %lld)",
                    (long long) r.step_index, (long long) r.canary_weight);
+
+                {
+                        Strategy mp = mi;
+                        mp.steps[1] = (Step) { .kind = STEP_PAUSE };
+                        fresh(&r);
+                        r.step_index = 1;
+                        ok(rollout_mirror(&r, &mp) == NULL, "a pause after the mirror step: no copies once the step ended");
+                        r.step_index = 0;
+                        r.pause_until = T0 + 10 * SEC;
+                        ok(rollout_mirror(&r, &mp) == &mp.mirrors[0], "(and copies during it)");
+                }
 
                 /* A bad canary under copies: two failed windows (failureLimit 1) abort at weight 0. */
                 fresh(&r);

@@ -438,14 +438,14 @@ static void test_mirror(void) {
         set_instance_state("web-canary1", "ready");
         sync_now();
 
-        /* The mirror ends with weight 0: a weight, or the rollout's end, stops it. */
+        /* The copies end with the step (here a pause follows it), or with the rollout. */
         copies = atomic_load(&canary->mirrored);
-        set_weight(id, 1000);
-        is_int(count_to(20, "", "127.0.0.4"), 2, "at 10%% the canary gets its 2 of 20 client requests");
+        at_step(id, 1);
+        stable_answers(20, NULL);
         run_for(200);
-        is_int(atomic_load(&canary->mirrored) - copies, 0, "and no copy: mirroring stops once a weight is set");
-        set_weight(id, 0);
-        is_int(stable_answers(5, NULL), 5, "back at 0 within the mirror's rollout: 5 requests");
+        is_int(atomic_load(&canary->mirrored) - copies, 0, "after the mirror step ended, no copies (20 requests)");
+        mirror_begins(id);
+        is_int(stable_answers(5, NULL), 5, "back at the mirror step: 5 requests");
         run_for(200);
         is_int(atomic_load(&canary->mirrored) - copies, 5, "are copied again (5)");
         copies = atomic_load(&canary->mirrored);
