@@ -2,9 +2,10 @@
 # Installs what is missing, builds, runs every test suite, and ends with one line
 # "N passed, N failed" counting TAP test points across all suites.
 # With AVIARY_SANITIZE=1 (CI sets it) every suite but docs (which runs the docs' commands
-# with build/, whatever the build) and slow (guest tests run once, to keep CI under 30 minutes:
-# tests/meson.build) runs a second time on a build with AddressSanitizer and
-# UndefinedBehaviorSanitizer (build-asan/); a report fails the test that caused it, and both runs
+# with build/, whatever the build) and slow runs on a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/), a second time but for the guest tests in the suite
+# once, which run only there (each guest test runs once, to keep CI under 30 minutes:
+# tests/meson.build); a report fails the test that caused it, and both runs
 # count in the last line; so does the replay of the fuzz seed corpus under libFuzzer with the
 # same sanitizers (tests/fuzz/replay-asan.sh), and a ThreadSanitizer build (build-tsan/) runs the
 # proxy's unit tests, test-traffic and test-controller (routing on the loop with the proxy's
@@ -16,7 +17,10 @@ set -uo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
 tests/setup.sh ${AVIARY_MESON_OPTIONS:-} || { echo "0 passed, 1 failed"; exit 1; }
-meson test -C build --print-errorlogs --num-processes 2 "$@"
+# With the sanitizer passes below, tests in the suite `once` run only there (tests/meson.build).
+plain_skip=()
+[ -n "${AVIARY_SANITIZE:-}" ] && plain_skip=(--no-suite once)
+meson test -C build --print-errorlogs --num-processes 2 "${plain_skip[@]}" "$@"
 status=$?
 logs=(build/meson-logs/testlog.json)
 

@@ -1835,6 +1835,16 @@ int controller_new(const ControllerContext *ctx, Controller **ret) {
         return 0;
 }
 
+/* A step of the stop that took long is named: a stop that nears its deadline (systemd's
+ * TimeoutStopSec) then says where it waited. */
+static void stop_step_note(const char *what, uint64_t *since) {
+        uint64_t now = now_monotonic();
+
+        if (now - *since >= USEC_PER_SEC)
+                log_info("Stopping: %s took %.1f s.", what, (double) (now - *since) / USEC_PER_SEC);
+        *since = now;
+}
+
 Controller *controller_free(Controller *c) {
         if (!c)
                 return NULL;
@@ -1843,10 +1853,13 @@ Controller *controller_free(Controller *c) {
         sd_event_source_disable_unref(c->tick);
         sd_event_source_disable_unref(c->probe_timer);
         rollout_driver_free(c->rollouts);
-        traffic_free(c->traffic);
+        uint64_t t0 = now_monotonic();
+        traffic_free(c->traffic); /* joins the proxy's threads */
+        stop_step_note("the proxy's threads", &t0);
         virt_queue_free(c->jobs); /* waits for the libvirt call that runs, if any */
         virt_reaper_free(c->reaper);
         virt_close(c->virt);
+        stop_step_note("closing libvirt", &t0);
         free(c);
         return NULL;
 }

@@ -16,3 +16,11 @@ int virt_metadata_parse(const char *xml, VirtDomainInfo *d);
 
 /* The <name> of a domain's XML (as virDomainSaveImageGetXMLDesc() gives it) into OUT. */
 int virt_domain_name_parse(const char *xml, char *out, size_t size);
+
+/* Before an embedded driver opens ROOT: a domain whose start a stopped aviaryd never saw end
+ * (killed inside virDomainCreateXML) is left in ROOT/run/qemu with libvirt's "start" job
+ * recorded. libvirt 9.0 loads it with that job held by no thread: the domain can then be
+ * neither started again ("already exists") nor destroyed ("cannot acquire state change lock"),
+ * for ever. Its QEMU, if one was spawned, is killed and the record removed, so the instance
+ * boots again. Returns how many were cleared, or a negative errno. */
+int virt_embed_clear_cut_starts(const char *root);

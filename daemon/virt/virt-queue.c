@@ -24,6 +24,15 @@ typedef enum JobKind {
 } JobKind;
 #define JOB_KINDS (JOB_RESTORE + 1)
 
+static const char *const job_kind_names[JOB_KINDS] = {
+        [JOB_START] = "domain start",
+        [JOB_DESTROY] = "domain destroy",
+        [JOB_LIST] = "domain list",
+        [JOB_WARM] = "capability warm-up",
+        [JOB_SAVE] = "domain save",
+        [JOB_RESTORE] = "domain restore",
+};
+
 typedef struct Job {
         JobKind kind;
         struct Job *next;
@@ -63,6 +72,8 @@ struct VirtQueue {
         Job *done_list, **done_tail;
         unsigned pending;
         bool stop;
+        const Job *running;     /* the job on the worker, under LOCK: named at a stop */
+        uint64_t running_since;
         int done_fd;
         sd_event_source *done_source;
         void (*batch_begin)(void *userdata), (*batch_end)(void *userdata);
@@ -219,13 +230,16 @@ static void *worker_main(void *arg) {
                 q->todo = j->next;
                 if (!q->todo)
                         q->todo_tail = &q->todo;
+                uint64_t t0 = now_monotonic();
+                q->running = j;
+                q->running_since = t0;
                 pthread_mutex_unlock(&q->lock);
 
-                uint64_t t0 = now_monotonic();
                 job_run(q->virt, j);
                 j->run_usec = now_monotonic() - t0;
 
                 pthread_mutex_lock(&q->lock);
+                q->running = NULL;
                 j->next = NULL;
                 was_empty = !q->done_list;
                 *q->done_tail = j;
@@ -316,11 +330,24 @@ VirtQueue *virt_queue_free(VirtQueue *q) {
         if (!q)
                 return NULL;
         if (q->started) {
+                char what[sizeof q->running->tag + 64] = "";
+                uint64_t t0 = now_monotonic();
+
                 pthread_mutex_lock(&q->lock);
                 q->stop = true;
+                if (q->running)
+                        snprintf(what, sizeof what, "%s %s, under way for %.1f s",
+                                 job_kind_names[q->running->kind], q->running->tag,
+                                 (double) (t0 - q->running_since) / USEC_PER_SEC);
                 pthread_cond_signal(&q->wake);
                 pthread_mutex_unlock(&q->lock);
+                /* Named before the wait, so a stop that hangs in libvirt says where. */
+                if (what[0])
+                        log_info("Stopping: waiting for the libvirt call under way (%s).", what);
                 pthread_join(q->thread, NULL);
+                if (what[0])
+                        log_info("Stopping: the libvirt call ended after %.1f s more.",
+                                 (double) (now_monotonic() - t0) / USEC_PER_SEC);
         }
         while (q->todo) {
                 Job *j = q->todo;

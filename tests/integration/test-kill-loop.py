@@ -591,6 +591,38 @@ def wait_paused(d, timeout=180):
         current_rollout(d)), timeout)
 
 
+def start_job_recorded(state_dir, instance_id):
+    """Whether libvirt's status file for INSTANCE_ID's domain records its "start" job."""
+    path = os.path.join(state_dir, "libvirt", "run", "qemu", f"aviary-{instance_id}.xml")
+    try:
+        with open(path) as f:
+            return "async='start'" in f.read()
+    except OSError:
+        return False
+
+
+def cut_start_kill(d):
+    """The kill that once broke an instance for good: aviaryd killed while libvirt records a
+    domain's start job. libvirt 9.0 then loads the domain with that job held by no thread, and
+    the instance could neither boot ("already exists") nor be destroyed ("cannot acquire state
+    change lock", 30 s each try; a SIGTERM waiting for it missed its 10 s)."""
+    from guesttest import live as live_of, wait_for
+    victim = live_of(d, "web")[0]["id"]
+    d.request("POST", f"/v1/instances/{victim}/restart")
+    seen = wait_for("the start job recorded", lambda: start_job_recorded(d.state_dir, victim), 30, interval=0.001)
+    is_(d.kill(), -9, "aviaryd is killed while libvirt records the start of a domain")
+    if not ok(seen, f"the kill landed while libvirt's status file for {victim} held its start job"):
+        return
+    d.start()
+    ok(wait_for("2 ready", lambda: len(live_of(d, "web")) == 2, 120),
+       f"the next aviaryd boots {victim} again: both guests ready", json.dumps(guest_instances(d), indent=1),
+       d.log()[-3000:])
+    log = d.log()
+    ok(f"Domain aviary-{victim}: its start was cut short" in log, "the cut start is logged", log[-3000:])
+    ok("cannot acquire state change lock" not in log, "no libvirt call waited for a start job nobody runs",
+       log[-3000:])
+
+
 def layer_guests(iterations):
     from guesttest import GuestTest, live as live_of, push, wait_for
     gt = GuestTest("kl")
@@ -609,6 +641,7 @@ def layer_guests(iterations):
         if not ok(wait_for("2 ready", lambda: len(live_of(d, "web")) == 2, 180), "two 1.0 guests become ready",
                   d.log()[-3000:]):
             return
+        cut_start_kill(d)
         r = d.request("POST", "/v1/services/web/rollouts", json_body={"version": "app:1.1", "strategy": {"canary": {
             "steps": STEPS, "canaryReplicas": 1, "analysis": {"enabled": False}, "scaleDownDelay": "0s"}}})
         ok(r.status == 201, "a rollout to app:1.1 with steps and pauses starts", repr(r))
