@@ -408,7 +408,8 @@ static char *weights_text(json_t *rollout) {
         return asprintf(&s, "stable %s | canary %s", stable, canary) < 0 ? NULL : s;
 }
 
-/* What a step does: "set weight 10%", "pause 30s", "pause until promote", "analysis". */
+/* What a step does: "set weight 10%", "pause 30s", "pause until promote", "analysis",
+ * "mirror 100% for 2m". */
 static char *step_text(json_t *step) {
         json_t *weight = json_object_get(step, "setWeight");
         json_t *pause = json_object_get(step, "pause");
@@ -427,6 +428,11 @@ static char *step_text(json_t *step) {
                                                           : -1;
         } else if (json_object_get(step, "analysis")) {
                 s = strdup("analysis");
+        } else if (json_is_object(json_object_get(step, "mirror"))) {
+                json_t *mirror = json_object_get(step, "mirror");
+                const char *duration = json_string_value(json_object_get(mirror, "duration"));
+                r = asprintf(&s, "mirror %" JSON_INTEGER_FORMAT "%% for %s",
+                             json_integer_value(json_object_get(mirror, "percent")), duration ? duration : "?");
         } else {
                 s = json_dumps(step, JSON_COMPACT | JSON_ENCODE_ANY);
         }

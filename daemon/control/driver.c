@@ -132,8 +132,10 @@ static bool window_close(RolloutDriver *d, const ServiceRecord *sv, const Rollou
                 window_restart(d, i, sv, ro, st);
                 return false;
         }
-        /* A canary at 0% has nothing to measure; a blue/green preview has its own traffic. */
-        if (!spec->enabled || (ro->canary_weight == 0 && st->kind != STRATEGY_BLUE_GREEN) ||
+        /* At weight 0 the canary is measured only on mirrored answers, when there are any; a
+         * blue/green preview has traffic of its own. */
+        if (!spec->enabled ||
+            (ro->canary_weight == 0 && !rollout_mirror(ro, st) && st->kind != STRATEGY_BLUE_GREEN) ||
             now - d->window[i].started < spec->interval_ms * USEC_PER_MSEC)
                 return false;
         d->window[i].started = now;
@@ -150,6 +152,8 @@ static bool window_close(RolloutDriver *d, const ServiceRecord *sv, const Rollou
                                  sv->listen ? sv->listen : "unset");
                 return true;
         }
+        /* The canary's answers: to its own requests and to the copies of stable's (0 unless mirroring). */
+        metrics_group_add(&diff.group[SPLIT_CANARY], &diff.mirror);
         analysis_measure(spec, &diff.group[SPLIT_CANARY], &diff.group[SPLIT_STABLE], ret);
         /* The external metrics asked for during this window. */
         for (size_t m = 0; m < st->n_external; m++) {
@@ -234,10 +238,13 @@ static void external_start(RolloutDriver *d, int i, const Strategy *st) {
  * crash-loop detection still applies. */
 void rollout_driver_canary_exit(RolloutDriver *d, const InstanceRecord *r, const char *reason, bool without_traffic) {
         _cleanup_(rollout_record_done) RolloutRecord ro = {};
+        Strategy st;
         int i;
 
-        if (store_rollout_get_active(d->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id ||
-            (ro.canary_weight <= 0 && !without_traffic))
+        if (store_rollout_get_active(d->store, r->service_id, &ro) != 0 || ro.to_version_id != r->version_id)
+                return;
+        /* Mirrored copies are traffic too: a canary that dies under them is as broken. */
+        if (ro.canary_weight <= 0 && !without_traffic && (rollout_strategy(&ro, &st) < 0 || !rollout_mirror(&ro, &st)))
                 return;
         i = window_slot(d, ro.id);
         if (i < 0)
@@ -337,7 +344,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
         k = window_slot(d, cro->id);
         if (!cs.broken[0] && k >= 0 && d->window[k].rollout == cro->id && d->window[k].canary_exit[0])
                 snprintf(cs.broken, sizeof cs.broken, "%s", d->window[k].canary_exit);
-        if (!cs.broken[0] && ro.canary_weight > 0)
+        if (!cs.broken[0] && (ro.canary_weight > 0 || rollout_mirror(cro, &st)))
                 traffic_canary_unhealthy(d->traffic, sv.name, cs.broken, sizeof cs.broken);
         if (!cs.broken[0]) {
                 _cleanup_(version_record_done) VersionRecord v = {};
@@ -352,7 +359,7 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 o.window = &window;
         k = window_slot(d, cro->id);
         if (k >= 0 && d->window[k].rollout == cro->id && st.n_external > 0 && rollout_current_spec(cro, &st)->enabled &&
-            cro->canary_weight > 0 && d->window[k].fetched_epoch != d->window[k].epoch)
+            (cro->canary_weight > 0 || rollout_mirror(cro, &st)) && d->window[k].fetched_epoch != d->window[k].epoch)
                 external_start(d, k, &st);
         if (cs.job && !o.canary_broken &&
             (current->kind == STEP_WEBHOOK || cs.ready >= rollout_canary_wanted(cro, &st, sv.replicas))) {
@@ -389,9 +396,17 @@ static int pass_rollout(const RolloutRecord *cro, void *userdata) {
                 for (size_t i = 0; k == 0 && i < t.n_events; i++)
                         log_info("Service %s: rollout %lld: %s (%s): %s", sv.name, (long long) ro.id, t.event[i].action,
                                  rollout_phase_to_string(ro.phase), ro.message ? ro.message : "");
-                /* A step that moved without a weight change (a header route) changes the tables too. */
-                if (k == 0 && weight == ro.canary_weight && rollout_is_active(&ro) && cro->step_index != ro.step_index)
+                /* A step that moved without a weight change (a header route) changes the tables too,
+                 * and so does a mirror that starts or ends; its copies start a new window. */
+                bool mirror_moved = rollout_mirror(cro, &st) != rollout_mirror(&ro, &st);
+                if (k == 0 && weight == ro.canary_weight && rollout_is_active(&ro) &&
+                    (cro->step_index != ro.step_index || mirror_moved))
                         traffic_sync(d->traffic);
+                if (k == 0 && weight == ro.canary_weight && rollout_is_active(&ro) && mirror_moved) {
+                        int w = window_slot(d, ro.id);
+                        if (w >= 0)
+                                window_restart(d, w, &sv, &ro, &st);
+                }
                 if (k == 0 && (weight != ro.canary_weight || !rollout_is_active(&ro))) {
                         int w = window_slot(d, ro.id);
                         traffic_sync(d->traffic);

@@ -143,6 +143,24 @@ const HeaderRoute *rollout_header_route(const RolloutRecord *r, const Strategy *
         return h && h->n > 0 ? h : NULL;
 }
 
+const MirrorSpec *rollout_mirror(const RolloutRecord *r, const Strategy *s) {
+        size_t i;
+
+        if (!rollout_is_active(r) || rollout_is_first_deploy(r) || r->step_index < 0 ||
+            (size_t) r->step_index >= s->n_steps)
+                return NULL;
+        i = (size_t) r->step_index;
+        /* Its copies begin once its canary guests are ready (its end time set). */
+        if (s->steps[i].kind == STEP_MIRROR)
+                return r->pause_until ? &s->mirrors[s->steps[i].spec] : NULL;
+        /* The analysis steps right after a mirror step judge its copies: it goes on through them. */
+        while (i > 0 && s->steps[i].kind == STEP_ANALYSIS)
+                i--;
+        if (i < (size_t) r->step_index && s->steps[i].kind == STEP_MIRROR)
+                return &s->mirrors[s->steps[i].spec];
+        return NULL;
+}
+
 /* ---- sizes and specs ---- */
 
 unsigned rollout_canary_replicas(const RolloutRecord *r, const Strategy *s, int64_t replicas, unsigned weight_bp) {
@@ -527,6 +545,41 @@ void rollout_evaluate(RolloutRecord *r, const Strategy *s, const RolloutObservat
                         transition(t, "rollout.step", json_pack("{s:I, s:I, s:o}", "step", (json_int_t) i, "headerRoutes",
                                                                 (json_int_t) h->n, "weights", weights_json(r)));
                         continue;
+                }
+                case STEP_MIRROR: {
+                        const MirrorSpec *m = &s->mirrors[step->spec];
+                        /* Copies need a canary guest to go to; the step's time starts once one is up. */
+                        want = rollout_canary_wanted(r, s, o->replicas);
+                        set_phase(r, t, ROLLOUT_PROGRESSING);
+                        if (!r->pause_until && o->canary_ready < want) {
+                                set_message(r, t, "step %zu/%zu: waiting for canary guests (%u of %u ready) before "
+                                            "mirroring", i + 1, n, o->canary_ready, want);
+                                if (past_deadline(r, s, now))
+                                        abort_with(r, t, now, ROLLOUT_ABORT_DEADLINE, NULL,
+                                                   "progress deadline: canary guests not ready within %s (%u of %u)",
+                                                   deadline, o->canary_ready, want);
+                                goto out;
+                        }
+                        if (!r->pause_until) {
+                                r->pause_until = now + m->duration_ms * USEC_PER_MSEC;
+                                transition(t, "rollout.mirror",
+                                           json_pack("{s:I, s:I, s:I, s:o}", "step", (json_int_t) i, "percent",
+                                                     (json_int_t) m->percent, "durationMs", (json_int_t) m->duration_ms,
+                                                     "weights", weights_json(r)));
+                        }
+                        if (now >= r->pause_until) {
+                                advance(r, now);
+                                t->changed = true;
+                                transition(t, "rollout.step",
+                                           json_pack("{s:I, s:s, s:o}", "step", (json_int_t) i, "mirror", "done",
+                                                     "weights", weights_json(r)));
+                                continue;
+                        }
+                        format_rfc3339(r->pause_until, until);
+                        set_message(r, t, "step %zu/%zu: mirroring %u%% of stable's GET and HEAD requests to the "
+                                    "canary (weight %s) until %s", i + 1, n, m->percent,
+                                    percent((unsigned) r->canary_weight, pct), until);
+                        goto out;
                 }
                 case STEP_CHECK:
                 case STEP_WEBHOOK: {

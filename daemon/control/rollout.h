@@ -77,6 +77,10 @@ unsigned rollout_canary_wanted(const RolloutRecord *r, const Strategy *s, int64_
 /* The header route in force: the rules of the last setHeaderRoute step R has passed, while R is
  * active; NULL when there are none (or the last one removed them). */
 const HeaderRoute *rollout_header_route(const RolloutRecord *r, const Strategy *s);
+/* The mirror in force while R is active: the current step's, once its copies began (its canary
+ * guests were ready), and through the analysis steps that directly follow it (they judge its
+ * copies); NULL otherwise. */
+const MirrorSpec *rollout_mirror(const RolloutRecord *r, const Strategy *s);
 /* The analysis spec that applies now: the analysis step's, else the background one. */
 const AnalysisSpec *rollout_current_spec(const RolloutRecord *r, const Strategy *s);
 

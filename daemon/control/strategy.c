@@ -510,8 +510,41 @@ static int header_route_parse(json_t *v, const char *path, HeaderRoute *ret, Api
         return 0;
 }
 
+/* {"percent": 1..100, "duration": "2m"}: both required (a mirror that never ends would hold the
+ * rollout; the copies load the canary, so the share is said, not assumed). */
+static int mirror_parse(json_t *v, const char *path, MirrorSpec *ret, ApiError *e) {
+        const char *duration = NULL;
+        int64_t percent = 0;
+        const FieldSpec specs[] = {
+                {"percent", FIELD_INTEGER, .required = true, .min = 1, .max = 100, .ret = &percent},
+                {"duration", FIELD_STRING, .required = true, .ret = &duration},
+                {},
+        };
+        char where[FIELD_PATH_MAX], field[FIELD_PATH_MAX];
+        MirrorSpec m = {};
+        int r;
+
+        if (!json_is_object(v))
+                return field_error(e, AVIARY_E_INVALID_FIELD, path,
+                                   "must be an object: {\"percent\": 100, \"duration\": \"2m\"}");
+        field_path(where, "%s.", path);
+        r = json_check_fields(v, specs, where, e);
+        if (r == 0)
+                r = duration_field(duration, path, "duration", 1000, NULL, &m.duration_ms, e);
+        if (r != 0)
+                return r;
+        if (m.duration_ms > MIRROR_MAX_DURATION_MS) {
+                field_path(field, "%s.duration", path);
+                return field_error(e, AVIARY_E_INVALID_FIELD, field, "must be at most 24h");
+        }
+        m.percent = (unsigned) percent;
+        *ret = m;
+        return 0;
+}
+
 static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiError *e) {
-        static const char *const kinds[] = {"setWeight", "pause", "analysis", "check", "webhook", "setHeaderRoute", NULL};
+        static const char *const kinds[] = {"setWeight", "pause", "analysis", "check", "webhook", "setHeaderRoute",
+                                            "mirror", NULL};
         const AnalysisSpec *background = &st->analysis;
         char field[FIELD_PATH_MAX];
         Step s = {};
@@ -520,18 +553,24 @@ static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiE
 
         if (!json_is_object(j))
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
-                                   "must be an object with one key: setWeight, pause, analysis, check, webhook or setHeaderRoute");
+                                   "must be an object with one key: setWeight, pause, analysis, check, webhook, setHeaderRoute "
+                                   "or mirror");
         r = check_keys(j, kinds, path, e);
         if (r != 0)
                 return r;
         if (json_object_size(j) != 1)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path,
-                                   "must be an object with one key: setWeight, pause, analysis, check, webhook or setHeaderRoute");
+                                   "must be an object with one key: setWeight, pause, analysis, check, webhook, setHeaderRoute "
+                                   "or mirror");
         /* Before promotion a blue/green version has the preview's traffic and no weight: nothing
-         * to move, nobody to route there by header. */
-        if (st->kind == STRATEGY_BLUE_GREEN &&
-            ((v = json_object_get(j, "setWeight")) || (v = json_object_get(j, "setHeaderRoute")))) {
-                field_path(field, "%s.%s", path, json_object_get(j, "setWeight") ? "setWeight" : "setHeaderRoute");
+         * to move, nobody to route there by header, and no public traffic to copy to it (the public
+         * table does not hold it). */
+        if (st->kind == STRATEGY_BLUE_GREEN && (json_object_get(j, "setWeight") || json_object_get(j, "setHeaderRoute") ||
+                                                json_object_get(j, "mirror"))) {
+                field_path(field, "%s.%s", path,
+                           json_object_get(j, "setWeight")        ? "setWeight"
+                           : json_object_get(j, "setHeaderRoute") ? "setHeaderRoute"
+                                                                  : "mirror");
                 return field_error(e, AVIARY_E_INVALID_FIELD, field,
                                    "has no place in a blue/green strategy: the preview listener sends all its traffic "
                                    "to the new version, and the public listener switches all at once at promote "
@@ -579,6 +618,16 @@ static int step_parse(json_t *j, const char *path, Strategy *st, Step *ret, ApiE
                 r = header_route_parse(v, field, &st->header_routes[st->n_header_routes], e);
                 if (r == 0)
                         st->n_header_routes++;
+        } else if ((v = json_object_get(j, "mirror"))) {
+                field_path(field, "%s.mirror", path);
+                if (st->n_mirrors >= STRATEGY_MAX_MIRRORS)
+                        return field_error(e, AVIARY_E_INVALID_FIELD, field, "at most %d mirror steps",
+                                           STRATEGY_MAX_MIRRORS);
+                s.kind = STEP_MIRROR;
+                s.spec = (unsigned) st->n_mirrors;
+                r = mirror_parse(v, field, &st->mirrors[st->n_mirrors], e);
+                if (r == 0)
+                        st->n_mirrors++;
         } else if ((v = json_object_get(j, "webhook"))) {
                 field_path(field, "%s.webhook", path);
                 if (st->n_webhooks >= STRATEGY_MAX_WEBHOOKS)
@@ -614,7 +663,7 @@ static int steps_parse(json_t *steps, const char *path, size_t min, Strategy *s,
         if (!json_is_array(steps) || n < min || n > STRATEGY_MAX_STEPS)
                 return field_error(e, AVIARY_E_INVALID_FIELD, path, "must be an array of %zu to %d steps", min,
                                    STRATEGY_MAX_STEPS);
-        s->n_checks = s->n_webhooks = s->n_header_routes = 0;
+        s->n_checks = s->n_webhooks = s->n_header_routes = s->n_mirrors = 0;
         for (size_t i = 0; i < n; i++) {
                 field_path(field, "%s[%zu]", path, i);
                 r = step_parse(json_array_get(steps, i), field, s, &s->steps[i], e);
@@ -677,6 +726,11 @@ static bool steps_equal(const Strategy *sa, const Strategy *sb) {
                         break;
                 case STEP_WEBHOOK:
                         if (!webhook_spec_equal(&sa->webhooks[a[i].spec], &sb->webhooks[b[i].spec]))
+                                return false;
+                        break;
+                case STEP_MIRROR:
+                        if (sa->mirrors[a[i].spec].percent != sb->mirrors[b[i].spec].percent ||
+                            sa->mirrors[a[i].spec].duration_ms != sb->mirrors[b[i].spec].duration_ms)
                                 return false;
                         break;
                 case STEP_SET_HEADER_ROUTE: {
@@ -1165,6 +1219,13 @@ json_t *step_to_json(const Strategy *st, const Step *s) {
                 if (!put(j, "webhook", webhook_spec_to_json(&st->webhooks[s->spec], true)))
                         return NULL;
                 break;
+        case STEP_MIRROR: {
+                const MirrorSpec *m = &st->mirrors[s->spec];
+                if (!put(j, "mirror", json_pack("{s:I, s:o}", "percent", (json_int_t) m->percent, "duration",
+                                                duration_to_json(m->duration_ms))))
+                        return NULL;
+                break;
+        }
         case STEP_SET_HEADER_ROUTE: {
                 const HeaderRoute *h = &st->header_routes[s->spec];
                 json_t *match = json_array();

@@ -18,7 +18,19 @@ typedef enum StepKind {
         STEP_CHECK,     /* requests sent to each canary guest directly; a wrong answer aborts */
         STEP_WEBHOOK,   /* the rollout's status POSTed to a URL; not 2xx aborts (gate: wait for 2xx) */
         STEP_SET_HEADER_ROUTE, /* requests that match go to the canary whatever the weight */
+        STEP_MIRROR,    /* copies of stable's GET/HEAD requests go to the canary; answers measured, discarded */
 } StepKind;
+
+/* A mirror step: PERCENT of the requests stable serves (GET and HEAD without a body) are copied
+ * to the canary while the step holds the rollout (DURATION_MS) and the analysis steps right
+ * after it run (rollout_mirror). */
+typedef struct MirrorSpec {
+        unsigned percent;           /* 1..100 */
+        uint64_t duration_ms;       /* 1 s .. 24 h */
+} MirrorSpec;
+
+#define STRATEGY_MAX_MIRRORS 4
+#define MIRROR_MAX_DURATION_MS (24ULL * 3600 * 1000)
 
 /* A setHeaderRoute step's rules (none: the rules of an earlier step are removed). */
 typedef struct HeaderRoute {
@@ -89,7 +101,8 @@ typedef struct Step {
         uint64_t pause_ms;     /* STEP_PAUSE: 0 waits for promote */
         AnalysisSpec analysis; /* STEP_ANALYSIS: the background spec with the step's fields over it */
         unsigned spec;         /* STEP_CHECK: Strategy.checks[spec]; STEP_WEBHOOK: Strategy.webhooks[spec];
-                                * STEP_SET_HEADER_ROUTE: Strategy.header_routes[spec] */
+                                * STEP_SET_HEADER_ROUTE: Strategy.header_routes[spec];
+                                * STEP_MIRROR: Strategy.mirrors[spec] */
 } Step;
 
 #define STRATEGY_MAX_STEPS 64
@@ -125,6 +138,8 @@ typedef struct Strategy {
         WebhookSpec on_abort, on_success;   /* fire-and-forget hooks at the end (url "" none) */
         HeaderRoute header_routes[STRATEGY_MAX_HEADER_ROUTES]; /* of the setHeaderRoute steps */
         size_t n_header_routes;
+        MirrorSpec mirrors[STRATEGY_MAX_MIRRORS];   /* of the mirror steps */
+        size_t n_mirrors;
         ExternalMetric external[STRATEGY_MAX_EXTERNAL]; /* canary.analysis.metrics: every window's */
         size_t n_external;
         /* Blue/green (kind STRATEGY_BLUE_GREEN): steps are its prePromotion steps (no setWeight,

@@ -144,6 +144,10 @@ static int rollout_spec(Traffic *t, const ServiceRecord *sv, Collect *c) {
                 if (h)
                         memcpy(spec->rules, h->rule, h->n * sizeof spec->rules[0]);
         }
+        {
+                const MirrorSpec *mirror = rollout_mirror(&ro, &strategy);
+                spec->mirror_bp = mirror ? mirror->percent * 100 : 0;
+        }
         return 0;
 }
 
@@ -379,6 +383,10 @@ typedef struct ServiceView {
         const char *name;
         PlaneStats stats;
         uint64_t ejections;
+        struct {
+                uint64_t sent, dropped;
+                uint64_t status[_METRICS_STATUS_CLASS_MAX];
+        } mirror;
         unsigned n;
         struct {
                 const char *version;
@@ -421,6 +429,9 @@ void traffic_write_metrics(Traffic *t, PromText *p) {
                 v->name = a->name;
                 v->stats = t->scratch.stats;
                 v->ejections = t->scratch.ejections;
+                v->mirror.sent = t->scratch.by_group.mirror_sent;
+                v->mirror.dropped = t->scratch.by_group.mirror_dropped;
+                memcpy(v->mirror.status, t->scratch.by_group.mirror.status, sizeof v->mirror.status);
                 for (unsigned k = 0; k < PAST_SERIES; k++)
                         if (a->past[k].version[0])
                                 view_add(v, a->past[k].version, a->past[k].group, &a->past[k].counted);
@@ -480,7 +491,23 @@ void traffic_write_metrics(Traffic *t, PromText *p) {
                     views[i].stats.connections_accepted)
         PER_SERVICE("aviary_proxy_ejections_total", "counter",
                     "Guests passively ejected after failing requests in a row.", views[i].ejections)
+        PER_SERVICE("aviary_proxy_mirror_sent_total", "counter",
+                    "Copies of stable's requests a rollout's mirror step sent to the canary (answered or failed).",
+                    views[i].mirror.sent)
+        PER_SERVICE("aviary_proxy_mirror_dropped_total", "counter",
+                    "Mirror copies dropped unsent: too many in flight, no room to send at once, no canary guest.",
+                    views[i].mirror.dropped)
 #undef PER_SERVICE
+        promtext_family(p, "aviary_proxy_mirror_responses_total", "counter",
+                        "Answers of the canary to mirror copies, by status class (connect-error: none came); "
+                        "measured, then dropped.");
+        for (size_t i = 0; i < n; i++)
+                for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                        promtext_sample_u64(p, "aviary_proxy_mirror_responses_total",
+                                            (const char *const[]) { "service", views[i].name, "code",
+                                                                    metrics_status_class_to_string((MetricsStatusClass) c),
+                                                                    NULL },
+                                            views[i].mirror.status[c]);
 }
 
 json_t *traffic_service_json(Traffic *t, const char *service) {

@@ -337,6 +337,23 @@ static void client_attach(Client *c, Upstream *u) {
         }
 }
 
+/* Shadow traffic: once per request, after its first pick went through, a GET or HEAD with no
+ * body (all of it is in the head, so the copy is whole at once) may be copied to a second backend
+ * (ProxyMirrorFn). The copy is the proxy's, not the client's (mirror.c). */
+static void client_mirror(Client *c) {
+        Proxy *p = c->proxy;
+        struct sockaddr_in backend;
+        int tag = -1;
+
+        if (c->mirror_asked || !p->mirror_fn)
+                return;
+        c->mirror_asked = true;
+        if ((c->req.method != HTTP_GET && c->req.method != HTTP_HEAD) || c->has_body)
+                return;
+        if (p->mirror_fn(p->userdata, c->group, &backend, &tag))
+                mirror_start(p, c->request_head, c->request_head_len, c->is_head, tag, &backend);
+}
+
 /* Starts one attempt: a pick (or the given backend, to retry a stale pooled connection
  * fresh), then a pooled or new connection. Connect failures here retry as they would later. */
 static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
@@ -375,11 +392,13 @@ static void client_start_attempt(Client *c, const struct sockaddr_in *fixed) {
                         u = pool_take(pool);
                 if (u) {
                         client_attach(c, u);
+                        client_mirror(c); /* after the client's own attempt is under way */
                         return;
                 }
                 r = upstream_connect(p, pool, &u);
                 if (r >= 0) {
                         client_attach(c, u);
+                        client_mirror(c);
                         return;
                 }
                 /* Refused at once. */
@@ -478,6 +497,7 @@ static void client_begin_forward(Client *c) {
         c->busy = true;
         c->group = -2; /* nothing to report unless a backend gets chosen (or none can be) */
         c->has_backend = false;
+        c->mirror_asked = false;
         c->start_usec = proxy_now();
         c->deadline = 0; /* the request's own deadlines are the upstream's */
         c->req_chunked = c->req.flags & F_CHUNKED;

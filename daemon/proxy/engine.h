@@ -31,6 +31,11 @@
  * at most once per PROXY_ACCEPT_LOG_USEC. */
 #define PROXY_ACCEPT_RETRY_USEC (250 * 1000ULL)
 #define PROXY_ACCEPT_LOG_USEC (10 * PROXY_USEC_PER_SEC)
+/* Mirror copies (mirror.c) in flight at once, per backend and per proxy: past either, a copy
+ * is dropped. Each holds one upstream connection and its input buffer, so this is also the
+ * bound on what a slow canary can cost a worker in memory and descriptors. */
+#define PROXY_MIRROR_PER_BACKEND 16
+#define PROXY_MIRROR_MAX 64
 /* What a client held for a waking service (proxy_set_hold) is told to wait before it retries,
  * when it is answered 503 (the queue is full, the wait ran out, the wake failed). */
 #define PROXY_HOLD_RETRY_AFTER_SEC 5
@@ -38,6 +43,7 @@
 typedef struct Client Client;
 typedef struct Upstream Upstream;
 typedef struct Pool Pool;
+typedef struct Mirror Mirror;
 
 /* Bytes in DATA[start, end): consumed from the front without moving the rest, compacted only
  * when more room is needed at the end. */
@@ -56,6 +62,7 @@ struct Pool {
         Upstream *idle; /* most recently used first */
         unsigned n_idle;
         unsigned inflight; /* attached upstreams (proxy_backend_inflight) */
+        unsigned mirror_inflight; /* mirror copies to it not yet ended (not in INFLIGHT) */
         Pool *next;
 };
 
@@ -64,7 +71,8 @@ struct Upstream {
         Proxy *proxy;
         Pool *pool;
         int fd;
-        Client *client; /* NULL while idle in the pool */
+        Client *client; /* NULL while idle in the pool, or while a mirror copy has it */
+        Mirror *mirror; /* the copy it carries (mirror.c), or NULL */
         Upstream *idle_next, *idle_prev;
         bool connecting, reused;
         bool readable, writable; /* edge-triggered: what the last events said and I/O did not undo */
@@ -87,6 +95,7 @@ struct Client {
         bool held;     /* its request waits for the service to wake (proxy_set_hold) */
         int hold_key;  /* ...under this key (the pick's) */
         uint64_t hold_deadline; /* when the wait of its request ends; 0 not held yet */
+        bool mirror_asked; /* its request's first pick asked for a mirror copy (once per request) */
         uint64_t deadline; /* idle between requests, or draining; 0 while a request runs */
 
         http_parser req, resp;
@@ -142,6 +151,11 @@ struct Proxy {
         /* Held requests (proxy_set_hold): FN keeps their count, per key. */
         ProxyHoldFn hold_fn;
         uint64_t hold_timeout_usec;
+        /* Mirror copies (proxy_set_mirror): in flight, and who decides and hears of them. */
+        ProxyMirrorFn mirror_fn;
+        ProxyMirrorDoneFn mirror_done;
+        Mirror *mirrors;
+        unsigned n_mirrors;
         /* client.c's, for upstream.c: an event on, or the deadline of, a client's upstream. */
         void (*upstream_event)(Client *c, Upstream *u, uint32_t revents);
         void (*upstream_timeout)(Client *c);
@@ -200,6 +214,33 @@ bool upstream_read(Upstream *u);
 /* Expires U's deadline at NOW: true when U was handled (freed, or its client told). */
 void upstream_expire(Upstream *u, uint64_t now);
 void pools_free(Proxy *p);
+
+/* mirror.c: one copy of a request, owned by the proxy's list, ended by its answer, a failure,
+ * its deadline or the proxy's end. */
+struct Mirror {
+        Proxy *proxy;
+        Mirror *next, *prev;
+        Pool *pool;
+        Upstream *up; /* its connection: taken from the pool or new; NULL once ended */
+        int tag;
+        bool is_head, sent, complete, reusable;
+        int status;
+        uint64_t start_usec;
+        http_parser resp;
+        size_t len;
+        char request[]; /* LEN bytes: the head as sent */
+};
+
+/* Copies the rendered request HEAD (LEN bytes, ending in an empty line) to BACKEND, or drops it
+ * (reported as PROXY_MIRROR_DROPPED) when a bound says no. Never waits. */
+void mirror_start(Proxy *p, const char *head, size_t len, bool is_head, int tag, const struct sockaddr_in *backend);
+void mirror_upstream_event(Mirror *m, uint32_t revents);
+/* Ends the copies past their deadline; returns the earliest deadline left (UINT64_MAX none). */
+uint64_t mirrors_expire(Proxy *p, uint64_t now);
+/* Ends the copies to BACKEND (port 0: any port of its address) as failed. */
+void mirrors_backend_down(Proxy *p, const struct sockaddr_in *backend);
+/* Ends every copy without reporting it (the proxy goes). */
+void mirrors_free(Proxy *p);
 
 /* client.c */
 int client_new(Proxy *p, int fd, const struct sockaddr_in *peer);

@@ -82,17 +82,33 @@ void metrics_snapshot(const ProxyMetrics *m, ProxyMetrics *ret) {
         memcpy(ret, m, sizeof *ret);
 }
 
+static void group_diff(const GroupMetrics *now, const GroupMetrics *then, GroupMetrics *ret) {
+        for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                ret->status[c] = now->status[c] - then->status[c];
+        for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+                ret->latency[b] = now->latency[b] - then->latency[b];
+        for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
+                ret->duration[b] = now->duration[b] - then->duration[b];
+        ret->duration_sum_us = now->duration_sum_us - then->duration_sum_us;
+}
+
 void metrics_diff(const ProxyMetrics *now, const ProxyMetrics *then, ProxyMetrics *ret) {
-        for (unsigned g = 0; g < _SPLIT_GROUP_MAX; g++) {
-                for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
-                        ret->group[g].status[c] = now->group[g].status[c] - then->group[g].status[c];
-                for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
-                        ret->group[g].latency[b] = now->group[g].latency[b] - then->group[g].latency[b];
-                for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
-                        ret->group[g].duration[b] = now->group[g].duration[b] - then->group[g].duration[b];
-                ret->group[g].duration_sum_us = now->group[g].duration_sum_us - then->group[g].duration_sum_us;
-        }
+        for (unsigned g = 0; g < _SPLIT_GROUP_MAX; g++)
+                group_diff(&now->group[g], &then->group[g], &ret->group[g]);
         ret->header_routed = now->header_routed - then->header_routed;
+        group_diff(&now->mirror, &then->mirror, &ret->mirror);
+        ret->mirror_sent = now->mirror_sent - then->mirror_sent;
+        ret->mirror_dropped = now->mirror_dropped - then->mirror_dropped;
+}
+
+void metrics_group_add(GroupMetrics *to, const GroupMetrics *from) {
+        for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                to->status[c] += from->status[c];
+        for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+                to->latency[b] += from->latency[b];
+        for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
+                to->duration[b] += from->duration[b];
+        to->duration_sum_us += from->duration_sum_us;
 }
 
 uint64_t metrics_total(const GroupMetrics *g) {
@@ -152,31 +168,44 @@ static void live_add(_Atomic uint64_t *c) {
         live_add_n(c, 1);
 }
 
-void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us) {
-        if ((unsigned) g >= _SPLIT_GROUP_MAX)
-                return;
+static void live_group_record(LiveGroupMetrics *m, int http_status, uint64_t latency_us) {
         if (http_status < 100 || http_status > 599) {
-                live_add(&m->group[g].status[METRICS_CONNECT_ERROR]);
+                live_add(&m->status[METRICS_CONNECT_ERROR]);
                 return;
         }
-        live_add(&m->group[g].status[METRICS_1XX + (http_status / 100 - 1)]);
-        live_add(&m->group[g].latency[metrics_latency_bucket(latency_us)]);
+        live_add(&m->status[METRICS_1XX + (http_status / 100 - 1)]);
+        live_add(&m->latency[metrics_latency_bucket(latency_us)]);
         if (metrics_prometheus) {
-                live_add(&m->group[g].duration[duration_bucket(latency_us)]);
-                live_add_n(&m->group[g].duration_sum_us, latency_us);
+                live_add(&m->duration[duration_bucket(latency_us)]);
+                live_add_n(&m->duration_sum_us, latency_us);
         }
 }
 
+void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us) {
+        if ((unsigned) g >= _SPLIT_GROUP_MAX)
+                return;
+        live_group_record(&m->group[g], http_status, latency_us);
+}
+
+void live_metrics_record_mirror(LiveMetrics *m, int http_status, uint64_t latency_us) {
+        live_group_record(&m->mirror, http_status, latency_us);
+}
+
+static void live_group_add_to(const LiveGroupMetrics *m, GroupMetrics *sum) {
+        for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                sum->status[c] += atomic_load_explicit(&m->status[c], memory_order_relaxed);
+        for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+                sum->latency[b] += atomic_load_explicit(&m->latency[b], memory_order_relaxed);
+        for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
+                sum->duration[b] += atomic_load_explicit(&m->duration[b], memory_order_relaxed);
+        sum->duration_sum_us += atomic_load_explicit(&m->duration_sum_us, memory_order_relaxed);
+}
+
 void live_metrics_add_to(const LiveMetrics *m, ProxyMetrics *sum) {
-        for (unsigned g = 0; g < _SPLIT_GROUP_MAX; g++) {
-                for (unsigned c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
-                        sum->group[g].status[c] += atomic_load_explicit(&m->group[g].status[c], memory_order_relaxed);
-                for (unsigned b = 0; b < METRICS_LATENCY_BUCKETS; b++)
-                        sum->group[g].latency[b] += atomic_load_explicit(&m->group[g].latency[b], memory_order_relaxed);
-                for (unsigned b = 0; b <= METRICS_DURATION_BOUNDS; b++)
-                        sum->group[g].duration[b] += atomic_load_explicit(&m->group[g].duration[b], memory_order_relaxed);
-                sum->group[g].duration_sum_us +=
-                        atomic_load_explicit(&m->group[g].duration_sum_us, memory_order_relaxed);
-        }
+        for (unsigned g = 0; g < _SPLIT_GROUP_MAX; g++)
+                live_group_add_to(&m->group[g], &sum->group[g]);
         sum->header_routed += atomic_load_explicit(&m->header_routed, memory_order_relaxed);
+        live_group_add_to(&m->mirror, &sum->mirror);
+        sum->mirror_sent += atomic_load_explicit(&m->mirror_sent, memory_order_relaxed);
+        sum->mirror_dropped += atomic_load_explicit(&m->mirror_dropped, memory_order_relaxed);
 }

@@ -45,6 +45,10 @@ typedef struct GroupMetrics {
 typedef struct ProxyMetrics {
         GroupMetrics group[_SPLIT_GROUP_MAX];
         uint64_t header_routed;  /* requests a rollout's header route sent to the canary (also in its group) */
+        /* A mirror step's copies of stable's requests to the canary (proxy/mirror.c): their answers
+         * (in no group: no client got them), the copies sent, and those dropped unsent. */
+        GroupMetrics mirror;
+        uint64_t mirror_sent, mirror_dropped;
 } ProxyMetrics;
 
 /* A response with HTTP_STATUS (100..599) after LATENCY_US; any other status counts as a connect
@@ -57,6 +61,8 @@ void metrics_snapshot(const ProxyMetrics *m, ProxyMetrics *ret);
 /* What happened between two snapshots of the same ProxyMetrics: *RET = NOW - THEN, per counter. */
 void metrics_diff(const ProxyMetrics *now, const ProxyMetrics *then, ProxyMetrics *ret);
 
+/* Adds every counter of FROM to TO (a canary's own answers and its mirrored ones, say). */
+void metrics_group_add(GroupMetrics *to, const GroupMetrics *from);
 /* Requests counted (every status class, connect errors included). */
 uint64_t metrics_total(const GroupMetrics *g);
 /* Share of requests that got a non-5xx response: (total - 5xx - connect errors) / total.
@@ -84,11 +90,15 @@ typedef struct LiveGroupMetrics {
 typedef struct LiveMetrics {
         LiveGroupMetrics group[_SPLIT_GROUP_MAX];
         _Atomic uint64_t header_routed;
+        LiveGroupMetrics mirror;
+        _Atomic uint64_t mirror_sent, mirror_dropped;
 } LiveMetrics;
 
 /* STATUS 100..599 records a response after LATENCY_US; anything else a connect error. Owner
  * thread only. */
 void live_metrics_record(LiveMetrics *m, SplitGroup g, int http_status, uint64_t latency_us);
+/* The same for the answer to a mirrored copy (into M->mirror). */
+void live_metrics_record_mirror(LiveMetrics *m, int http_status, uint64_t latency_us);
 /* Off: live_metrics_record() keeps only what analysis and the traffic view read (status
  * classes, the log-linear latency), not the Prometheus duration buckets and sum. For benches
  * (metrics on against off in one run); set before the workers start. Default on. */

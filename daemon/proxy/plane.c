@@ -257,6 +257,11 @@ static int on_events(sd_event_source *src, int fd, uint32_t revents, void *userd
 
 /* ---- the request path (worker threads) ---- */
 
+/* One more on a counter only this worker writes: a plain add made visible with a relaxed store. */
+static void stat_add_relaxed(_Atomic uint64_t *c) {
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 /* A relaxed store of the worker's own value: no locked instruction on the request path. */
 static void note_request(WorkerService *ws) {
         atomic_store_explicit(&ws->last_request, proxy_now(), memory_order_relaxed);
@@ -339,6 +344,40 @@ static void on_done(void *userdata, int tag, const struct sockaddr_in *backend, 
         }
 }
 
+/* Shadow traffic: whether the request the pick tagged TAG gets a copy, and for which canary
+ * guest (route_mirror_pick). A copy owed with no canary guest to take it is dropped here. */
+static bool on_mirror(void *userdata, int tag, struct sockaddr_in *ret_backend, int *ret_tag) {
+        WorkerListener *wl = userdata;
+        WorkerService *ws = tag >= 0 ? slot_service(wl->worker, tag / _SPLIT_GROUP_MAX) : NULL;
+        int r;
+
+        if (!ws)
+                return false;
+        r = route_mirror_pick(&ws->cursor, tag % _SPLIT_GROUP_MAX, ret_backend);
+        if (r < 0)
+                stat_add_relaxed(&ws->metrics.mirror_dropped);
+        if (r <= 0)
+                return false;
+        *ret_tag = group_tag(ws, SPLIT_CANARY);
+        return true;
+}
+
+/* A copy's answer is the canary's, measured apart from its clients' (metrics.h); it feeds no
+ * passive ejection: ejection protects clients, and no client got this answer. */
+static void on_mirror_done(void *userdata, int tag, int status, uint64_t latency_usec) {
+        WorkerListener *wl = userdata;
+        WorkerService *ws = tag >= 0 ? slot_service(wl->worker, tag / _SPLIT_GROUP_MAX) : NULL;
+
+        if (!ws)
+                return;
+        if (status == PROXY_MIRROR_DROPPED) {
+                stat_add_relaxed(&ws->metrics.mirror_dropped);
+                return;
+        }
+        stat_add_relaxed(&ws->metrics.mirror_sent);
+        live_metrics_record_mirror(&ws->metrics, status, latency_usec);
+}
+
 /* The bound of held requests, per service over every worker: one atomic counter, touched only
  * when a request is held or leaves the hold. */
 static bool on_hold(void *userdata, int key, bool enter) {
@@ -386,6 +425,7 @@ static void worker_listener_add(Worker *w, PlaneListener *l) {
                 return;
         }
         proxy_set_stats(wl->proxy, &wl->stats);
+        proxy_set_mirror(wl->proxy, on_mirror, on_mirror_done);
         proxy_set_timeouts(wl->proxy, p->connect_timeout_usec, p->response_head_timeout_usec);
         if (l->hold_timeout_usec > 0)
                 proxy_set_hold(wl->proxy, l->hold_timeout_usec, on_hold);

@@ -65,6 +65,11 @@ static uint64_t proxy_expire(DeadlineOwner *o, uint64_t now) {
                 for (Upstream *u = pool->idle; u; u = u->idle_next)
                         if (u->deadline && u->deadline < next)
                                 next = u->deadline;
+        {
+                uint64_t m = mirrors_expire(p, now);
+                if (m < next)
+                        next = m;
+        }
         return next;
 }
 
@@ -260,6 +265,7 @@ Proxy *proxy_free(Proxy *p) {
         sd_event_source_disable_unref(p->listen);
         p->listen = NULL;
         sd_event_source_disable_unref(p->accept_retry);
+        mirrors_free(p); /* before the pools: a copy may put its connection back */
         pools_free(p);
         if (p->fd >= 0)
                 close(p->fd);
@@ -288,6 +294,15 @@ const ProxyStats *proxy_get_stats(const Proxy *p) {
 
 void proxy_set_stats(Proxy *p, ProxyStats *stats) {
         p->stats = stats ? stats : &p->own_stats;
+}
+
+void proxy_set_mirror(Proxy *p, ProxyMirrorFn fn, ProxyMirrorDoneFn done) {
+        p->mirror_fn = fn;
+        p->mirror_done = done;
+}
+
+unsigned proxy_mirrors(const Proxy *p) {
+        return p->n_mirrors;
 }
 
 void proxy_set_hold(Proxy *p, uint64_t timeout_usec, ProxyHoldFn fn) {
@@ -339,6 +354,7 @@ void proxy_backend_down(Proxy *p, const struct sockaddr_in *backend) {
                 if (backend_matches(&pool->addr, backend))
                         while (pool->idle)
                                 upstream_free(pool->idle);
+        mirrors_backend_down(p, backend);
         for (Client *c = p->clients; c; c = next) {
                 next = c->next; /* client_run() may free C, never another client */
                 if (!c->up || !backend_matches(&c->up->pool->addr, backend))

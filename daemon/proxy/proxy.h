@@ -56,6 +56,19 @@ typedef int (*ProxyPickFn)(void *userdata, const ProxyRequest *req, struct socka
 typedef void (*ProxyDoneFn)(void *userdata, int group, const struct sockaddr_in *backend, int status,
                             uint64_t latency_usec);
 
+/* Shadow traffic (a rollout's mirror step). Asked once per request whose method is GET or HEAD
+ * and which has no body, after its first successful pick (GROUP is the pick's tag): true with
+ * *RET_BACKEND and *RET_TAG makes a copy of the request for RET_BACKEND. The client's request
+ * does not wait for it: the copy gets its own connection (pooled or new), goes out in one send
+ * or is dropped, and its answer is parsed and discarded. On the loop thread. */
+typedef bool (*ProxyMirrorFn)(void *userdata, int group, struct sockaddr_in *ret_backend, int *ret_tag);
+/* Once per copy FN asked for: the answer's STATUS (100..599) after LATENCY_USEC from the copy's
+ * start, 0 when none came (refused, reset, timed out, invalid), or PROXY_MIRROR_DROPPED for a
+ * copy never sent (too many in flight to the backend or in the proxy, no room to send it at
+ * once, no memory). */
+#define PROXY_MIRROR_DROPPED (-1)
+typedef void (*ProxyMirrorDoneFn)(void *userdata, int tag, int status, uint64_t latency_usec);
+
 /* A worker thread accepted FD (from PEER) on its listener: return true when the callback took
  * it (handed it to another thread's Proxy, say), false to serve it here. */
 typedef bool (*ProxyAcceptFn)(void *userdata, int fd, const struct sockaddr_in *peer);
@@ -87,6 +100,10 @@ int proxy_new_on_loop(ProxyLoop *loop, int fd, ProxyPickFn pick, ProxyDoneFn don
 void proxy_set_accept_hook(Proxy *p, ProxyAcceptFn fn);
 /* Serves client FD (connected, non-blocking; taken, also on failure) from PEER. */
 int proxy_add_client(Proxy *p, int fd, const struct sockaddr_in *peer);
+/* Mirror copies from now on (FN NULL: none); DONE may be NULL. */
+void proxy_set_mirror(Proxy *p, ProxyMirrorFn fn, ProxyMirrorDoneFn done);
+/* Mirror copies in flight now. */
+unsigned proxy_mirrors(const Proxy *p);
 /* The listening socket (to hand to systemd's file descriptor store); the proxy keeps owning it. */
 int proxy_get_fd(const Proxy *p);
 /* Whether one more request may be held under KEY (ENTER), or one held under KEY left the hold

@@ -148,6 +148,8 @@ static void cursor_adopt(RouteCursor *c, RouteTable *t) {
         RouteTable *old = c->table;
 
         split_set_weight(&c->split, t->canary_bp);
+        if (!old || old->mirror_bp != t->mirror_bp)
+                c->mirror_credit = 0;
         for (int g = 0; g < _SPLIT_GROUP_MAX; g++) {
                 const RouteGroup *ng = &t->group[g];
                 bool same = same_members(old ? &old->group[g] : NULL, ng);
@@ -250,6 +252,23 @@ int route_pick(RouteCursor *c, const ProxyRequest *req, struct sockaddr_in *ret_
         *ret_backend = c->table->group[g].backend[i].addr;
         *ret_group = (int) g;
         return 0;
+}
+
+int route_mirror_pick(RouteCursor *c, int group, struct sockaddr_in *ret_backend) {
+        const RouteTable *t = c->table;
+        int i;
+
+        if (!t || !t->mirror_bp || group != SPLIT_STABLE)
+                return 0;
+        c->mirror_credit += t->mirror_bp;
+        if (c->mirror_credit < SPLIT_BASIS_POINTS)
+                return 0;
+        c->mirror_credit -= SPLIT_BASIS_POINTS;
+        i = backend_pick(&c->set[SPLIT_CANARY]);
+        if (i < 0)
+                return -EHOSTUNREACH;
+        *ret_backend = t->group[SPLIT_CANARY].backend[i].addr;
+        return 1;
 }
 
 bool route_outcome(RouteCursor *c, int group, const struct sockaddr_in *backend, bool failed) {

@@ -38,6 +38,7 @@ typedef struct RouteTable {
         bool tester_header;
         HeaderRule rules[HEADER_RULES_MAX]; /* the rollout's header route ("" none) */
         size_t n_rules;
+        unsigned mirror_bp; /* share of stable's requests copied to the canary (mirror step); 0 none */
         /* The service is asleep or waking (scale to zero): a request no guest can take waits
          * for one (proxy_set_hold) instead of a 503, and asks control to wake the service. */
         bool hold;
@@ -81,6 +82,7 @@ typedef struct RouteCursor {
         BackendSet set[_SPLIT_GROUP_MAX];
         unsigned failures[_SPLIT_GROUP_MAX][BACKEND_SET_MAX]; /* in a row, on this thread */
         bool header_routed; /* the last pick went to the canary by a header route */
+        unsigned mirror_credit; /* basis points owed to mirroring (route_mirror_pick) */
 } RouteCursor;
 
 void route_cursor_init(RouteCursor *c);
@@ -95,6 +97,14 @@ bool route_cursor_sync(RouteCursor *c, RouteSlot *s);
  * usable guest of that group (stable when the canary has none). 0 with the backend, its group
  * and its index in the group; -EHOSTUNREACH when nothing can serve. */
 int route_pick(RouteCursor *c, const ProxyRequest *req, struct sockaddr_in *ret_backend, int *ret_group);
+
+/* Shadow traffic, for a request the last pick sent to GROUP: 1 with the canary guest its copy
+ * goes to, 0 when it gets no copy, -EHOSTUNREACH when it should and no canary guest is usable
+ * (a dropped copy). Only stable's requests are copied, mirror_bp of them: each adds mirror_bp
+ * to the cursor's credit, and a request that brings it to 10000 is copied (and pays 10000), so
+ * of n requests on one cursor exactly floor(n x mirror_bp / 10000) are copied (the credit
+ * starts over with each new share). The canary guest is the next of its round-robin. */
+int route_mirror_pick(RouteCursor *c, int group, struct sockaddr_in *ret_backend);
 
 /* A request to BACKEND in GROUP ended: FAILED (a 5xx, or no valid answer) counts toward passive
  * ejection. True when BACKEND just failed EJECT_AFTER in a row on this thread: the caller asks

@@ -302,7 +302,7 @@ static bool match_equal(const Match *a, const Match *b) {
 static bool table_equal(const RouteTable *a, const RouteTable *b) {
         if (!a || !match_equal(&a->match, &b->match) || a->canary_bp != b->canary_bp || a->rollout_id != b->rollout_id || a->salt != b->salt ||
             a->tester_header != b->tester_header || a->hold != b->hold || !streq(a->sticky_header, b->sticky_header) ||
-            !streq(a->sticky_cookie, b->sticky_cookie) || a->n_rules != b->n_rules)
+            !streq(a->sticky_cookie, b->sticky_cookie) || a->n_rules != b->n_rules || a->mirror_bp != b->mirror_bp)
                 return false;
         for (size_t i = 0; i < a->n_rules; i++)
                 if (a->rules[i].kind != b->rules[i].kind || !streq(a->rules[i].name, b->rules[i].name) ||
@@ -345,6 +345,7 @@ static void service_publish(RoutedService *s) {
         t->n_rules = spec->n_rules < HEADER_RULES_MAX ? spec->n_rules : HEADER_RULES_MAX;
         memcpy(t->rules, spec->rules, t->n_rules * sizeof t->rules[0]);
         t->tester_header = spec->tester_header;
+        t->mirror_bp = spec->mirror_bp <= SPLIT_BASIS_POINTS ? spec->mirror_bp : SPLIT_BASIS_POINTS;
         t->hold = spec->hold;
         {
                 const char *hosts[MATCH_MAX_HOSTS];
@@ -694,6 +695,30 @@ static json_t *group_json(RoutedService *s, const ProxyMetrics *m, SplitGroup g)
                          "p99_ms", have ? json_real((double) p99 / 1000) : json_null());
 }
 
+/* The copies a mirror step sent to the canary: their answers (in no version group: no client
+ * got them), the copies sent and dropped, since aviaryd started; the share copied now. */
+static json_t *mirror_json(RoutedService *s, const ProxyMetrics *m) {
+        const GroupMetrics *gm = &m->mirror;
+        json_t *classes = json_object();
+        uint64_t p50 = 0, p99 = 0;
+        double rate = 0;
+        bool have = metrics_total(gm) > 0;
+
+        for (int c = 0; c < _METRICS_STATUS_CLASS_MAX; c++)
+                json_object_set_new(classes, metrics_status_class_to_string((MetricsStatusClass) c),
+                                    json_integer((json_int_t) gm->status[c]));
+        if (have) {
+                metrics_success_rate(gm, &rate);
+                metrics_latency_quantile(gm, 0.5, &p50);
+                metrics_latency_quantile(gm, 0.99, &p99);
+        }
+        return json_pack("{s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "percent", (json_int_t) (s->spec.mirror_bp / 100), "sent",
+                         (json_int_t) m->mirror_sent, "dropped", (json_int_t) m->mirror_dropped, "by_status", classes,
+                         "success_rate", have ? json_real(rate) : json_null(), "p50_ms",
+                         have ? json_real((double) p50 / 1000) : json_null(), "p99_ms",
+                         have ? json_real((double) p99 / 1000) : json_null());
+}
+
 json_t *routing_service_json(Routing *r, const char *service) {
         RoutedService *s = r ? service_find(r, service) : NULL;
         ProxyMetrics m = {};
@@ -733,6 +758,7 @@ json_t *routing_service_json(Routing *r, const char *service) {
                 }
                 json_object_set_new(j, "header_routes", rules ? rules : json_array());
                 json_object_set_new(j, "header_routed", json_integer((json_int_t) m.header_routed));
+                json_object_set_new(j, "mirrored", mirror_json(s, &m));
                 /* How many tables the workers were given: a table left alone keeps its number. */
                 json_object_set_new(j, "generation", json_integer((json_int_t) s->generation));
         }

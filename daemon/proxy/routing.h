@@ -39,6 +39,7 @@ typedef struct RouteSpec {
         bool tester_header;
         HeaderRule rules[HEADER_RULES_MAX]; /* the rollout's header route: to the canary first */
         size_t n_rules;
+        unsigned mirror_bp; /* the rollout's mirror: share of stable's GET/HEAD copied to the canary */
         char hc_path[257];
         uint64_t hc_interval_usec, hc_timeout_usec;
         unsigned hc_rise, hc_fall;

@@ -62,6 +62,10 @@ static void on_upstream_io(IoWatch *w, uint32_t revents) {
                 u->readable = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 u->writable = true;
+        if (u->mirror) {
+                mirror_upstream_event(u->mirror, revents);
+                return;
+        }
         if (!u->client) {
                 /* Idle in the pool: the backend closed it or sent something unasked. */
                 if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
@@ -116,6 +120,7 @@ void pool_put(Upstream *u) {
         Pool *pool = u->pool;
 
         u->client = NULL;
+        u->mirror = NULL;
         /* Bytes left, or an event already seen (the backend closed it): not reusable. */
         if (pool->n_idle >= PROXY_IDLE_PER_BACKEND || in_len(&u->in) > 0 || u->readable || u->eof) {
                 upstream_free(u);

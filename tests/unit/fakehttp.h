@@ -5,7 +5,9 @@
  *   GET /health  -> health_status (0: never answer; the connection is held)
  *   GET /slow?ms=N -> status after N ms
  *   GET /drip?ms=N -> the head at once, then a 10-byte body over N ms
- *   anything else -> status, body "<ip>\n", header "X-Guest: <ip>"
+ *   anything else -> status, body "<ip>\n" (none to HEAD), header "X-Guest: <ip>"; after
+ *                    delay_ms when set. Requests marked "X-Aviary-Mirror: 1" (the proxy's mirror
+ *                    copies) are also counted in mirrored.
  * Loopback, or a network namespace of the test's own, only. */
 #pragma once
 
@@ -32,6 +34,8 @@ typedef struct FakeGuest {
         atomic_int status;        /* GET / and other paths */
         atomic_int health_status; /* GET /health; 0: hang */
         atomic_uint requests, health_requests;
+        atomic_int delay_ms;      /* answers to paths other than /health wait this long; 0 none */
+        atomic_uint mirrored;     /* requests that carried X-Aviary-Mirror: 1 */
 } FakeGuest;
 
 typedef struct FakeConnection {
@@ -139,7 +143,11 @@ static inline void fake_answer(FakeHttp *f, FakeConnection *c, const char *head)
                 }
         } else {
                 atomic_fetch_add(&g->requests, 1);
+                if (strcasestr(head, "\r\nX-Aviary-Mirror: 1\r\n"))
+                        atomic_fetch_add(&g->mirrored, 1);
                 status = atomic_load(&g->status);
+                if (!ms && atomic_load(&g->delay_ms) > 0 && strncmp(target, "/slow", 5) != 0)
+                        ms = atomic_load(&g->delay_ms);
         }
         snprintf(body, sizeof body, "%s\n", c->ip);
         if (strncmp(target, "/drip", 5) == 0) {
@@ -152,8 +160,8 @@ static inline void fake_answer(FakeHttp *f, FakeConnection *c, const char *head)
                 return;
         }
         snprintf(c->pending, sizeof c->pending, "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nX-Guest: %s\r\n\r\n%s", status,
-                 strlen(body), c->ip, body);
-        if (strncmp(target, "/slow", 5) == 0 && ms > 0) {
+                 strlen(body), c->ip, streq(method, "HEAD") ? "" : body);
+        if ((strncmp(target, "/slow", 5) == 0 || atomic_load(&g->delay_ms) > 0) && ms > 0) {
                 c->respond_at_ms = fake_now_ms() + ms;
                 return;
         }

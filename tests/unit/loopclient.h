@@ -6,12 +6,15 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "timeutil.h"
 
 static sd_event *loop;
@@ -38,11 +41,13 @@ static void run_for(unsigned ms) {
                 step(-1, 2);
 }
 
-/* GET PATH through the proxy on PORT with EXTRA header lines ("" or "Name: value\r\n..."). */
-static Answer get_on(unsigned port, const char *path, const char *extra) {
+/* METHOD PATH through the proxy on PORT with EXTRA header lines ("" or "Name: value\r\n...")
+ * and BODY (NULL: none; else sent with its Content-Length). The answer to HEAD has no body. */
+static Answer request_on(unsigned port, const char *method, const char *path, const char *extra, const char *body) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port),
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         char req[1024], buf[8192];
+        bool head = streq(method, "HEAD");
         size_t len = 0;
         Answer a = {};
         usec_t start = now_monotonic(), end = start + 15 * USEC_PER_SEC;
@@ -54,7 +59,12 @@ static Answer get_on(unsigned port, const char *path, const char *extra) {
                 close(fd);
                 return a;
         }
-        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n", path, extra);
+        if (body)
+                snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+                         method, path, extra, strlen(body), body);
+        else
+                snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n", method, path,
+                         extra);
         for (size_t sent = 0; sent < strlen(req) && now_monotonic() < end;) {
                 ssize_t k = send(fd, req + sent, strlen(req) - sent, MSG_NOSIGNAL);
                 if (k > 0)
@@ -74,7 +84,7 @@ static Answer get_on(unsigned port, const char *path, const char *extra) {
                 char *head_end = strstr(buf, "\r\n\r\n");
                 if (head_end) {
                         const char *cl = strcasestr(buf, "\r\nContent-Length:");
-                        size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+                        size_t want = cl && !head ? strtoul(cl + 17, NULL, 10) : 0;
                         if ((size_t) (buf + len - (head_end + 4)) >= want) {
                                 const char *g = strcasestr(buf, "\r\nX-Guest: ");
                                 sscanf(buf, "HTTP/1.1 %d", &a.status);
@@ -89,5 +99,10 @@ static Answer get_on(unsigned port, const char *path, const char *extra) {
         close(fd);
         a.seconds = (double) (now_monotonic() - start) / USEC_PER_SEC;
         return a;
+}
+
+/* GET PATH through the proxy on PORT with EXTRA header lines ("" or "Name: value\r\n..."). */
+static Answer get_on(unsigned port, const char *path, const char *extra) {
+        return request_on(port, "GET", path, extra, NULL);
 }
 

@@ -474,6 +474,75 @@ int main(void) {
                 ok(rollout_header_route(&r, &h) == NULL, "a finished rollout routes no header");
         }
 
+        /* mirror: waits for canary guests, holds its duration at weight 0 while copies go, and
+         * stays in force at weight 0 (an analysis step after it judges the copies); a failing
+         * window aborts before any weight is set. */
+        {
+                Strategy mi;
+                RolloutObservation o;
+
+                strategy_init(&mi);
+                mi.steps[0] = (Step) { .kind = STEP_MIRROR, .spec = 0 };
+                mi.steps[1] = (Step) { .kind = STEP_ANALYSIS, .analysis = mi.analysis };
+                mi.steps[1].analysis.consecutive_success_limit = 2;
+                mi.steps[2] = (Step) { .kind = STEP_SET_WEIGHT, .weight_bp = 1000 };
+                mi.n_steps = 3;
+                mi.n_mirrors = 1;
+                mi.mirrors[0] = (MirrorSpec) { .percent = 100, .duration_ms = 120000 };
+
+                fresh(&r);
+                ok(rollout_mirror(&r, &mi) == NULL, "no mirror before its step began");
+                o = (RolloutObservation) { .now = T0, .replicas = 2, .canary_ready = 0, .step_index = -1 };
+                rollout_transition_done(&t);
+                rollout_evaluate(&r, &mi, &o, &t);
+                ok(r.step_index == 0 && strstr(r.message, "before mirroring") && rollout_mirror(&r, &mi) == NULL,
+                   "a mirror waits for canary guests, copying nothing: %s", r.message);
+                o.canary_ready = 1;
+                o.now = T0 + 5 * SEC;
+                is_str(step(&r, &mi, T0 + 5 * SEC, 1, NULL, &t), "rollout.mirror", "with one ready the copies begin (an event)");
+                ok(rollout_mirror(&r, &mi) == &mi.mirrors[0] && r.step_index == 0 && r.canary_weight == 0 &&
+                           r.phase == ROLLOUT_PROGRESSING,
+                   "the mirror is in force, at weight 0, Progressing: %s", r.message);
+                is_int((long long) r.pause_until, (long long) (T0 + 125 * SEC), "for its 2m from then");
+                is_str(step(&r, &mi, T0 + 100 * SEC, 1, &pass, &t), "", "a passing window within the 2m: nothing to say");
+                is_int(r.step_index, 0, "the step holds");
+                is_str(step(&r, &mi, T0 + 126 * SEC, 1, NULL, &t), "rollout.step", "after 2m the step passes");
+                ok(r.step_index == 1 && rollout_mirror(&r, &mi) == &mi.mirrors[0],
+                   "to the analysis step, the mirror still in force (weight 0)");
+                step(&r, &mi, T0 + 130 * SEC, 1, &pass, &t);
+                step(&r, &mi, T0 + 135 * SEC, 1, &pass, &t);
+                ok(r.step_index == 3 && r.canary_weight == 1000 && rollout_mirror(&r, &mi) == NULL,
+                   "two mirrored passes pass the analysis step, then 10%% and the mirror ends (step %lld, weight %lld)",
+                   (long long) r.step_index, (long long) r.canary_weight);
+
+                {
+                        Strategy mp = mi;
+                        mp.steps[1] = (Step) { .kind = STEP_PAUSE };
+                        fresh(&r);
+                        r.step_index = 1;
+                        ok(rollout_mirror(&r, &mp) == NULL, "a pause after the mirror step: no copies once the step ended");
+                        r.step_index = 0;
+                        r.pause_until = T0 + 10 * SEC;
+                        ok(rollout_mirror(&r, &mp) == &mp.mirrors[0], "(and copies during it)");
+                }
+
+                /* A bad canary under copies: two failed windows (failureLimit 1) abort at weight 0. */
+                fresh(&r);
+                step(&r, &mi, T0, 1, NULL, &t);
+                is_str(step(&r, &mi, T0 + 5 * SEC, 1, &fail, &t), "rollout.analysis", "a failed mirrored window");
+                is_str(step(&r, &mi, T0 + 10 * SEC, 1, &fail, &t), "rollout.abort", "a second one aborts");
+                ok(r.phase == ROLLOUT_DEGRADED && r.abort_kind == ROLLOUT_ABORT_ANALYSIS && r.canary_weight == 0 &&
+                           rollout_mirror(&r, &mi) == NULL,
+                   "Degraded, kind analysis, weight 0 throughout, no more copies");
+
+                /* Promoting skips the mirror's time. */
+                fresh(&r);
+                step(&r, &mi, T0, 1, NULL, &t);
+                ok(rollout_action(&r, &mi, ROLLOUT_ACTION_PROMOTE, false, "tester", T0 + SEC, &e) == 0 &&
+                           r.step_index == 1 && r.pause_until == 0,
+                   "promote ends the mirror step early");
+        }
+
         /* The stored strategy is parsed once per rollout, then read from the thread's cache. */
         {
                 Strategy got;

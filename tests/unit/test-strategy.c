@@ -373,7 +373,23 @@ static const struct {
         {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"sourceCidr\": \"10.0.0.0/33\"}]}}]}}",
          AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0].sourceCidr", NULL},
         {"{\"canary\": {\"steps\": [{\"setHeaderRoute\": {\"match\": [{\"header\": \"a b\", \"exact\": \"1\"}]}}]}}",
-         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", NULL},        /* blue/green */
+         AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].setHeaderRoute.match[0]", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"duration\": \"2m\"}}]}}", AVIARY_E_MISSING_FIELD,
+         "strategy.canary.steps[0].mirror.percent", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 0, \"duration\": \"2m\"}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.canary.steps[0].mirror.percent", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 101, \"duration\": \"2m\"}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.canary.steps[0].mirror.percent", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 50}}]}}", AVIARY_E_MISSING_FIELD,
+         "strategy.canary.steps[0].mirror.duration", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 50, \"duration\": \"0s\"}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.canary.steps[0].mirror.duration", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 50, \"duration\": \"25h\"}}]}}", AVIARY_E_INVALID_FIELD,
+         "strategy.canary.steps[0].mirror.duration", "24h"},
+        {"{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 50, \"duration\": \"1m\", \"methods\": [\"POST\"]}}]}}",
+         AVIARY_E_UNKNOWN_FIELD, "strategy.canary.steps[0].mirror.methods", NULL},
+        {"{\"canary\": {\"steps\": [{\"mirror\": 100}]}}", AVIARY_E_INVALID_FIELD, "strategy.canary.steps[0].mirror", NULL},
+        /* blue/green */
         {"{\"blueGreen\": {\"previewListen\": \"127.0.0.1:8081\"}, \"preset\": \"AllAtOnce\"}", AVIARY_E_INVALID_FIELD,
          "strategy.blueGreen", "preset"},
         {"{\"blueGreen\": {}, \"canary\": {\"steps\": [{\"setWeight\": 100}]}}", AVIARY_E_INVALID_FIELD,
@@ -404,6 +420,8 @@ static const struct {
          "strategy.blueGreen.prePromotion[0].check.requests", NULL},
         {"{\"blueGreen\": {\"onAbort\": {\"url\": \"nope\"}}}", AVIARY_E_INVALID_FIELD,
          "strategy.blueGreen.onAbort.url", NULL},
+        {"{\"blueGreen\": {\"prePromotion\": [{\"mirror\": {\"percent\": 50, \"duration\": \"1m\"}}]}}",
+         AVIARY_E_INVALID_FIELD, "strategy.blueGreen.prePromotion[0].mirror", "blue/green"},
 };
 
 static void test_bad(void) {
@@ -554,6 +572,22 @@ static void test_round_trip(void) {
                        "{\"setHeaderRoute\":{\"match\":[{\"exact\":\"free\",\"header\":\"X-Tier\"},"
                        "{\"cookie\":\"beta\",\"exact\":\"1\"},{\"sourceCidr\":\"10.0.0.0/8\"}]}}",
                        "a setHeaderRoute step, expanded");
+        }
+
+        is_int(parse_text("{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 100, \"duration\": \"2m\"}},"
+                          " {\"analysis\": {}}, {\"mirror\": {\"percent\": 5, \"duration\": \"90s\"}}, {\"setWeight\": 10}]}}",
+                          &s, &e),
+               0, "mirror steps: %s", e.message);
+        ok(s.steps[0].kind == STEP_MIRROR && s.n_mirrors == 2 && s.mirrors[0].percent == 100 &&
+                   s.mirrors[0].duration_ms == 120000 && s.steps[2].spec == 1 && s.mirrors[1].percent == 5 &&
+                   s.mirrors[1].duration_ms == 90000,
+           "their shares and durations");
+        round_trip("mirror steps", &s);
+        {
+                json_auto_t *j = strategy_to_json(&s);
+                json_t *step0 = json_array_get(json_object_get(json_object_get(j, "canary"), "steps"), 0);
+                _cleanup_free_ char *text = json_dumps(step0, JSON_COMPACT | JSON_SORT_KEYS);
+                is_str(text, "{\"mirror\":{\"duration\":\"2m\",\"percent\":100}}", "a mirror step, expanded");
         }
 
         is_int(parse_text("{\"preset\": \"Linear10PercentEvery3Minutes\", \"canary\": {\"stickiness\": "

@@ -282,6 +282,182 @@ static void test_header_route(void) {
         is_int(count_to(20, "", "127.0.0.4"), 0, "sourceCidr 10.0.0.0/8: none from loopback");
 }
 
+/* ---- shadow traffic ---- */
+
+/* A field of the traffic view's "mirrored" (a number; by_status.CLASS for "5xx" and friends). */
+static int64_t mirrored(const char *field) {
+        json_auto_t *j = service_json();
+        json_t *mirror = json_object_get(j, "mirrored");
+        json_t *v = json_object_get(mirror, field);
+        if (!v)
+                v = json_object_get(json_object_get(mirror, "by_status"), field);
+        return json_integer_value(v);
+}
+
+/* Copies end asynchronously, after their clients were answered: runs the loop until the view's
+ * FIELD reached WANT, for up to MS. */
+static int64_t wait_mirrored(const char *field, int64_t want, unsigned ms) {
+        usec_t end = now_monotonic() + ms * USEC_PER_MSEC;
+        while (mirrored(field) < want && now_monotonic() < end)
+                step(-1, 5);
+        return mirrored(field);
+}
+
+static int64_t canary_counted(void) {
+        json_auto_t *j = service_json();
+        return json_integer_value(json_object_get(json_object_get(json_object_get(j, "versions"), "canary"), "requests"));
+}
+
+/* The mirror step of rollout ID began (its canary guests were ready): what the driver records. */
+static void mirror_begins(int64_t id) {
+        RolloutRecord ro = {};
+
+        if (store_rollout_get(m.store, svc, id, &ro) == 0) {
+                ro.step_index = 0;
+                ro.pause_until = now_realtime() + 3600 * USEC_PER_SEC;
+                store_rollout_update(m.store, &ro);
+        }
+        rollout_record_done(&ro);
+        sync_now();
+}
+
+/* N GETs; how many stable guests answered with 200, and the slowest answer's time. */
+static unsigned stable_answers(unsigned n, double *ret_slowest) {
+        unsigned ok = 0;
+        double slowest = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                Answer a = get("/", "");
+                ok += a.status == 200 && (streq(a.guest, "127.0.0.2") || streq(a.guest, "127.0.0.3"));
+                if (a.seconds > slowest)
+                        slowest = a.seconds;
+        }
+        if (ret_slowest)
+                *ret_slowest = slowest;
+        return ok;
+}
+
+static void test_mirror(void) {
+        FakeGuest *canary = fake_guest(&fake, "127.0.0.4");
+        int64_t id = new_rollout("{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 100, \"duration\": \"1h\"}},"
+                                 " {\"pause\": {}}]}}", 0, 7);
+        int64_t sent = mirrored("sent"), dropped = mirrored("dropped"), counted_before = canary_counted();
+        unsigned copies = atomic_load(&canary->mirrored), received;
+        ProxyMetrics w = {};
+        double slowest;
+
+        ok(id > 0, "a rollout whose first step mirrors 100%% of stable's requests, at weight 0");
+        is_int(stable_answers(10, NULL), 10, "before the mirror step began, 10 requests to stable");
+        run_for(100);
+        is_int(atomic_load(&canary->mirrored) - copies, 0, "and no copy to the canary");
+
+        mirror_begins(id);
+        int64_t total = counted(); /* the 10 above were counted during the 100 ms */
+        traffic_window_take(traffic, "web", NULL);
+        is_int(stable_answers(20, NULL), 20, "mirroring: each of 20 clients is answered by a stable guest");
+        is_int(wait_mirrored("sent", sent + 20, 2000) - sent, 20, "the view counts 20 copies sent (within 2 s)");
+        wait_counted(total + 20);
+        is_int(atomic_load(&canary->mirrored) - copies, 20, "the canary got 20 copies, each marked X-Aviary-Mirror: 1");
+        is_int(mirrored("dropped") - dropped, 0, "none dropped");
+        {
+                json_auto_t *view = service_json();
+                ok(json_real_value(json_object_get(json_object_get(view, "mirrored"), "success_rate")) == 1.0 &&
+                           mirrored("2xx") >= 20,
+                   "their answers are measured: 2xx, success rate 1");
+        }
+        is_int(canary_counted() - counted_before, 0, "copies are not the canary's client traffic: its group counted none");
+        is_int(traffic_window_take(traffic, "web", &w), 0, "an analysis window closes");
+        ok(metrics_total(&w.mirror) == 20 && metrics_total(&w.group[SPLIT_CANARY]) == 0 &&
+                   metrics_total(&w.group[SPLIT_STABLE]) == 20,
+           "it holds 20 mirrored answers beside stable's 20 requests, the canary's own none (%llu, %llu, %llu)",
+           (unsigned long long) metrics_total(&w.mirror), (unsigned long long) metrics_total(&w.group[SPLIT_STABLE]),
+           (unsigned long long) metrics_total(&w.group[SPLIT_CANARY]));
+
+        /* Which requests: GET and HEAD without a body. */
+        copies = atomic_load(&canary->mirrored);
+        sent = mirrored("sent");
+        unsigned answered = 0;
+        for (int i = 0; i < 4; i++) {
+                answered += request_on(proxy_port, "POST", "/", "", "hi").status == 200;
+                answered += request_on(proxy_port, "DELETE", "/", "", NULL).status == 200;
+                answered += request_on(proxy_port, "GET", "/", "", "a body").status == 200;
+                answered += request_on(proxy_port, "HEAD", "/", "", NULL).status == 200;
+        }
+        is_int(answered, 16, "4 each of POST, DELETE, GET with a body and HEAD are answered");
+        is_int(wait_mirrored("sent", sent + 4, 2000) - sent, 4, "only the 4 HEADs were copied");
+        run_for(100);
+        is_int(atomic_load(&canary->mirrored) - copies, 4,
+               "the canary got no POST, no DELETE and no GET with a body (4 copies in all)");
+
+        /* The share: exact per worker (route_mirror_pick). */
+        id = new_rollout("{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 30, \"duration\": \"1h\"}},"
+                         " {\"pause\": {}}]}}", 0, 7);
+        mirror_begins(id);
+        sent = mirrored("sent");
+        stable_answers(100, NULL);
+        wait_mirrored("sent", sent + 30, 2000);
+        run_for(200);
+        is_int(mirrored("sent") - sent, 30, "at 30%%, exactly 30 of 100 requests are copied (one worker: floor(n x 30%%))");
+        is_int(mirrored("percent"), 30, "the view shows the share in force (30)");
+
+        /* A failing canary: clients never see it. */
+        id = new_rollout("{\"canary\": {\"steps\": [{\"mirror\": {\"percent\": 100, \"duration\": \"1h\"}},"
+                         " {\"pause\": {}}]}}", 0, 7);
+        mirror_begins(id);
+        int64_t failed = mirrored("5xx");
+        atomic_store(&canary->status, 500);
+        is_int(stable_answers(20, NULL), 20, "a canary answering 500: all 20 clients still get stable's 200");
+        is_int(wait_mirrored("5xx", failed + 20, 2000) - failed, 20, "and its 20 answers count as 5xx in the mirror's view");
+        atomic_store(&canary->status, 200);
+
+        /* A slow canary: nothing waits for it, and what cannot go at once is dropped. */
+        atomic_store(&canary->delay_ms, 3000);
+        sent = mirrored("sent");
+        dropped = mirrored("dropped");
+        received = atomic_load(&canary->requests);
+        is_int(stable_answers(40, &slowest), 40, "a canary taking 3 s per answer: 40 clients answered by stable");
+        ok(slowest < 3.0, "each without waiting for its copy (the slowest took %.3f s; a copy's answer takes 3 s)", slowest);
+        run_for(200);
+        is_int(atomic_load(&canary->requests) - received, 16,
+               "16 copies are in flight to it: the bound per backend and worker (PROXY_MIRROR_PER_BACKEND)");
+        is_int(mirrored("dropped") - dropped, 24, "the other 24 were dropped and counted, never queued");
+        is_int(mirrored("sent") - sent, 0, "no copy has its answer yet");
+        is_int(wait_mirrored("sent", sent + 16, 6000) - sent, 16, "after 3 s the 16 copies have their answers");
+        atomic_store(&canary->delay_ms, 0);
+
+        /* A canary that refuses connections: failed copies (connect-error), and none without a guest. */
+        set_instance_state("web-canary1", "draining");
+        fix_ready_instance(m.store, "web-canary9", svc, v2, "127.0.0.9"); /* nothing listens there */
+        sync_now();
+        int64_t refused = mirrored("connect-error");
+        is_int(stable_answers(10, NULL), 10, "a canary that refuses connections: 10 clients answered by stable");
+        is_int(wait_mirrored("connect-error", refused + 10, 3000) - refused, 10,
+               "its 10 copies failed (connect-error: counted against the canary)");
+        set_instance_state("web-canary9", "stopped");
+        sync_now();
+        dropped = mirrored("dropped");
+        is_int(stable_answers(10, NULL), 10, "no canary guest at all: 10 clients answered by stable");
+        is_int(mirrored("dropped") - dropped, 10, "and their 10 copies dropped and counted");
+        set_instance_state("web-canary1", "ready");
+        sync_now();
+
+        /* The copies end with the step (here a pause follows it), or with the rollout. */
+        copies = atomic_load(&canary->mirrored);
+        at_step(id, 1);
+        stable_answers(20, NULL);
+        run_for(200);
+        is_int(atomic_load(&canary->mirrored) - copies, 0, "after the mirror step ended, no copies (20 requests)");
+        mirror_begins(id);
+        is_int(stable_answers(5, NULL), 5, "back at the mirror step: 5 requests");
+        run_for(200);
+        is_int(atomic_load(&canary->mirrored) - copies, 5, "are copied again (5)");
+        copies = atomic_load(&canary->mirrored);
+        new_rollout("{\"canary\": {\"steps\": [{\"pause\": {}}]}}", 0, 7); /* the mirror's rollout ends */
+        stable_answers(20, NULL);
+        run_for(200);
+        is_int(atomic_load(&canary->mirrored) - copies, 0, "after the mirror's rollout ended, no copies (20 requests)");
+}
+
 static void test_sticky(const char *how) {
         char strategy[160], extra[128], user[32];
         int64_t id;
@@ -747,6 +923,7 @@ int main(void) {
         test_split();
         test_tester_header();
         test_header_route();
+        test_mirror();
         test_sticky("header");
         test_sticky("cookie");
         test_fallback();
