@@ -188,6 +188,11 @@ static bool domain_exists(const char *uuid) {
         return d != NULL;
 }
 
+/* A destroy runs on the libvirt worker after the row has changed: wait for it, bounded. */
+static bool domain_gone(const void *arg) {
+        return !domain_exists(arg);
+}
+
 /* The id of the first instance of SERVICE in STATE (VERSION 0: any), into OUT. */
 static bool pick(int64_t service, int64_t version, const char *state, char out[static 64]) {
         List l = instances(service);
@@ -254,7 +259,7 @@ static void test_paused(void) {
         ok(r.stop_reason && strncmp(r.stop_reason, "its vCPUs stopped (libvirt: ", 28) == 0,
            "it is a failure whose stop_reason says the vCPUs stopped: %s", r.stop_reason ? r.stop_reason : "(none)");
         check_backoff(x_id, 1, 1, "paused behind its back");
-        ok(!domain_exists(x.domain_uuid), "the paused domain was destroyed");
+        ok(wait_until(domain_gone, x.domain_uuid, 3000), "the paused domain was destroyed");
         is_int(count_events(x_id, "instance.exit", 0), 1, "an instance.exit event records it");
         check_boots_again(x_id, x.domain_uuid, "after the pause");
 }
@@ -400,7 +405,7 @@ static void test_drain(void) {
         ok(took >= 3.0 && took < 10.0, "after the request's 3 s, long before the 30 s drain timeout (%.1f s)", took);
         _cleanup_(instance_record_done) InstanceRecord done = get(id);
         is_str(done.state, "stopped", "stopped");
-        ok(!domain_exists(r.domain_uuid), "its domain destroyed");
+        ok(wait_until(domain_gone, r.domain_uuid, 3000), "its domain destroyed");
         char resource[96];
         snprintf(resource, sizeof resource, "instance/%s", id);
         EventList e = events_of(resource);
