@@ -556,6 +556,11 @@ static int rollout_act(Request *r, RolloutAction action) {
                                            "the service has moved on since rollout %lld (its stable version changed, or "
                                            "a version was deleted): start a new rollout",
                                            (long long) ro.id);
+                /* The preview's address was free when the rollout was made; the abort closed it,
+                 * and another service may listen there since. */
+                k = preview_check(r, &s, &st);
+                if (k != 0)
+                        return k;
         }
         k = rollout_action(&ro, &st, action, full && streq(full, "true"), r->actor, now_realtime(), &r->error);
         if (k != 0)

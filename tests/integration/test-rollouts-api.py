@@ -183,6 +183,26 @@ def body(d):
            and e["id"] > max(x["id"] for x in events if x["action"] == "rollout.retry") for e in events),
        "the rollout in progress was superseded by the rollback")
 
+    # A retried blue/green rollout needs its preview address free again: it was checked when the
+    # rollout was made, and another service may have taken it since the abort closed it.
+    create_service(c, "bg", listen="127.0.0.1:18093", replicas=1)
+    is_(c.post("/v1/services/bg/rollouts", {"version": "app:2"}).status, 201, "bg's first deploy")
+    r = c.post("/v1/services/bg/rollouts", {"version": "app:3", "strategy": {"blueGreen": {
+        "previewListen": "127.0.0.1:18094"}}})
+    is_((r.status, (r.json or {}).get("strategyKind")), (201, "blueGreen"), "a blue/green rollout of bg starts",
+        repr(r))
+    check_error(c.post("/v1/services", {"name": "squat", "listen": "127.0.0.1:18094"}), 409, "listen-in-use",
+                "its preview address is taken while the rollout runs")
+    is_(post(c, "/v1/services/bg/rollouts/current/abort").json.get("phase"), "Degraded", "bg's rollout aborted")
+    create_service(c, "squat", listen="127.0.0.1:18094")
+    snap = d.snapshot()
+    check_error(post(c, "/v1/services/bg/rollouts/current/retry"), 409, "listen-in-use",
+                "retry is refused once another service listens on the preview address")
+    unchanged(d, snap, "and the refused retry changed nothing")
+    is_(c.delete("/v1/services/squat").status, 204, "squat goes")
+    is_(post(c, "/v1/services/bg/rollouts/current/retry").json.get("phase"), "Progressing",
+        "then the retry is accepted")
+
     # Revoked versions stay visible: a service running one is flagged, with an event.
     is_(c.get("/v1/services/web").json.get("revoked"), {"stable": False, "canary": False}, "nothing revoked yet")
     last = max(e["id"] for e in c.get("/v1/events?limit=1000").json["items"])
