@@ -31,10 +31,13 @@ static void manager_store_committed(void *userdata) {
 }
 
 /* A change committed through the API: the controller looks at desired state soon. */
-static void manager_on_committed(void *userdata) {
+static void manager_on_committed(void *userdata, const char *service) {
         Manager *m = userdata;
 
-        controller_changed(m->controller);
+        if (service)
+                controller_changed_service(m->controller, service);
+        else
+                controller_changed(m->controller);
 }
 
 int manager_new(Settings *settings, Manager **ret) {

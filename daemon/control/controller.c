@@ -44,6 +44,7 @@
 /* API changes within this long after a pass share the next one (controller_changed): a pass
  * reads every service, so one per POST made creating N services one by one cost N² reads. */
 #define CHANGED_COALESCE_USEC (5 * USEC_PER_MSEC)
+#define DIRTY_MAX 16 /* services changed between two passes that a pass may take alone; more: all */
 
 struct Controller {
         sd_event *event;
@@ -63,6 +64,11 @@ struct Controller {
         sd_event_source *kick, *tick;
         sd_event_source *changed;     /* the pass for API changes that came too soon after the last */
         usec_t pass_at;               /* when the last pass began (monotonic) */
+        /* What the next kicked pass covers: every service, or only those the API changed
+         * (controller_changed_service) since the last pass. */
+        bool dirty_all;
+        unsigned n_dirty;
+        char dirty[DIRTY_MAX][64];
         sd_event_source *probe_timer; /* readiness probes of booting guests, every PROBE_EVERY_USEC */
         unsigned ticks;
         /* What is known of each booting guest beyond its row (in memory: after a restart the
@@ -1516,6 +1522,8 @@ static int controller_pass(Controller *c) {
          * API request asked for was flushed when it was answered; this only derives from it. */
         int k = store_begin_relaxed(c->store);
 
+        c->dirty_all = false; /* this pass covers every change so far */
+        c->n_dirty = 0;
         for (unsigned i = 0; i < MAX_AWAKE; i++)
                 c->awake[i].seen = false;
         c->pass_at = now_monotonic();
@@ -1537,6 +1545,43 @@ static int controller_pass(Controller *c) {
                 traffic_sync(c->traffic);
         if (k < 0)
                 log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
+        return k;
+}
+
+/* A pass over the services the API changed alone (controller_changed_service), when only those
+ * changed since the last pass: their plans, the boots due, and their routing tables. A pass per
+ * API change would otherwise read every service, and a service created one after another would
+ * cost a pass over all the ones before it. Anything else that happens (a guest's exit, a probe,
+ * a libvirt listing, a rollout's step) asks for a full pass, and one runs every PASS_TICKS. */
+static int controller_pass_some(Controller *c) {
+        char names[DIRTY_MAX][64];
+        unsigned n = c->n_dirty;
+        int k;
+
+        memcpy(names, c->dirty, sizeof names[0] * n);
+        c->n_dirty = 0;
+        c->pass_at = now_monotonic();
+        k = store_begin_relaxed(c->store);
+        for (unsigned i = 0; k == 0 && i < n; i++) {
+                _cleanup_(service_record_done) ServiceRecord sv = {};
+                int r = store_service_get(c->store, names[i], &sv);
+
+                if (r == 0)
+                        k = pass_service(&sv, c);
+                else if (r != AVIARY_E_SERVICE_NOT_FOUND) /* gone: its guests were the handler's to stop */
+                        k = r < 0 ? r : -EIO;
+        }
+        if (k == 0)
+                k = pass_boot(c);
+        if (k == 0) {
+                traffic_sync_services(c->traffic, (const char (*)[64]) names, n);
+                k = store_commit(c->store);
+        } else
+                store_rollback(c->store);
+        if (k < 0) {
+                log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
+                controller_kick(c); /* a full one */
+        }
         return k;
 }
 
@@ -1613,7 +1658,10 @@ static int on_kick(sd_event_source *s, void *userdata) {
         Controller *c = userdata;
 
         sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        controller_pass(c);
+        if (!c->dirty_all && c->n_dirty > 0)
+                controller_pass_some(c);
+        else
+                controller_pass(c);
         return 0;
 }
 
@@ -1642,24 +1690,31 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-void controller_kick(Controller *c) {
-        if (c && c->kick)
+/* The next loop iteration runs a pass: over what is dirty (on_kick). */
+static void kick_source(Controller *c) {
+        if (c->kick)
                 sd_event_source_set_enabled(c->kick, SD_EVENT_ONESHOT);
 }
 
+void controller_kick(Controller *c) {
+        if (!c)
+                return;
+        c->dirty_all = true;
+        kick_source(c);
+}
+
 static int on_changed(sd_event_source *s, uint64_t usec, void *userdata) {
-        controller_kick(userdata);
+        kick_source(userdata);
         return 0;
 }
 
-void controller_changed(Controller *c) {
+/* A pass for API changes: at once, or a few ms after the last one for all those made meanwhile. */
+static void changed_schedule(Controller *c) {
         usec_t now = now_monotonic();
         int enabled = SD_EVENT_OFF;
 
-        if (!c || !c->changed)
-                return;
         if (now >= c->pass_at + CHANGED_COALESCE_USEC) {
-                controller_kick(c); /* the first change after a quiet while: at once */
+                kick_source(c); /* the first change after a quiet while: at once */
                 return;
         }
         if (sd_event_source_get_enabled(c->changed, &enabled) >= 0 && enabled != SD_EVENT_OFF)
@@ -1667,6 +1722,29 @@ void controller_changed(Controller *c) {
         if (sd_event_source_set_time(c->changed, c->pass_at + CHANGED_COALESCE_USEC) < 0 ||
             sd_event_source_set_enabled(c->changed, SD_EVENT_ONESHOT) < 0)
                 controller_kick(c);
+}
+
+void controller_changed(Controller *c) {
+        if (!c || !c->changed)
+                return;
+        c->dirty_all = true;
+        changed_schedule(c);
+}
+
+void controller_changed_service(Controller *c, const char *service) {
+        bool known = false;
+
+        if (!c || !c->changed)
+                return;
+        if (!c->dirty_all) {
+                for (unsigned i = 0; i < c->n_dirty && !known; i++)
+                        known = streq(c->dirty[i], service);
+                if (!known && (c->n_dirty == DIRTY_MAX || strlen(service) >= sizeof c->dirty[0]))
+                        c->dirty_all = true; /* too many to take apart: a full pass */
+                else if (!known)
+                        snprintf(c->dirty[c->n_dirty++], sizeof c->dirty[0], "%s", service);
+        }
+        changed_schedule(c);
 }
 
 /* libvirt says a domain of ours stopped: an exit unless we stopped it. */

@@ -38,6 +38,9 @@ void controller_kick(Controller *c);
 /* The API changed desired state: a pass at once, or, when one ran less than a few ms ago, one
  * pass a few ms after it for every change made meanwhile. */
 void controller_changed(Controller *c);
+/* The same for a change to SERVICE alone: the pass may then look at the services changed since
+ * the last one only (a full pass still runs every 2 s, and for anything else). */
+void controller_changed_service(Controller *c, const char *service);
 /* How guests run, for /v1/version and /v1/health: {"accel": "kvm"|"tcg" (what the next boot
  * uses), "accel_setting", "kvm": "works"|"unknown"|"suspect"|"unusable"|"absent"|"off",
  * "kvm_unusable": why, or null}. C may be NULL (runtime off): nulls. */

@@ -46,6 +46,7 @@ struct Traffic {
         RouteSpec spec; /* scratch for one service at a time (it is large) */
         Account *accounts; /* MAX_SERVICES */
         RoutingMetrics scratch;
+        bool preview_synced; /* sync_service() applied (or kept) the service's preview */
 };
 
 /* "NAME/preview": a service name has no '/', so it never meets a service's. */
@@ -242,6 +243,7 @@ static void sync_preview(Traffic *t, const ServiceRecord *sv, Collect *c) {
         char name[ROUTED_NAME_MAX];
 
         preview_name(sv->name, name);
+        t->preview_synced = true;
         memset(spec, 0, sizeof *spec);
         c->spec = spec;
         spec->name = name;
@@ -333,6 +335,33 @@ void traffic_sync(Traffic *t) {
         for (size_t i = 0; t->accounts && i < MAX_SERVICES; i++)
                 if (!t->accounts[i].seen)
                         t->accounts[i].name[0] = 0;
+}
+
+static void sync_one(Traffic *t, const char *name) {
+        _cleanup_(service_record_done) ServiceRecord sv = {};
+        char preview[ROUTED_NAME_MAX];
+        int k = store_service_get(t->store, name, &sv);
+
+        preview_name(name, preview);
+        if (k == AVIARY_E_SERVICE_NOT_FOUND) {
+                Account *a = account_get(t, name, false);
+                if (a)
+                        a->name[0] = 0;
+                routing_drop(t->routing, name);
+                routing_drop(t->routing, preview);
+                return;
+        }
+        if (k != 0)
+                return; /* unreadable now: its tables stay; the next full pass looks again */
+        t->preview_synced = false;
+        sync_service(&sv, t);
+        if (!t->preview_synced)
+                routing_drop(t->routing, preview); /* no blue/green rollout runs (any more) */
+}
+
+void traffic_sync_services(Traffic *t, const char (*names)[64], size_t n) {
+        for (size_t i = 0; t && i < n; i++)
+                sync_one(t, names[i]);
 }
 
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret) {

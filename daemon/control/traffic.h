@@ -23,6 +23,10 @@ Traffic *traffic_free(Traffic *t);
 /* Matches listeners and backends to SQLite: every service with a listen address gets a proxy to
  * its ready guests. Cheap; called after every change the controller makes. */
 void traffic_sync(Traffic *t);
+/* The same for the N services NAMES alone (a change the API made to them): each one's tables
+ * (its preview's too) are built again, or dropped when it is gone; the others are left as they
+ * are. */
+void traffic_sync_services(Traffic *t, const char (*names)[64], size_t n);
 /* Analysis windows: *RET (may be NULL) gets the service's counters since the last call, and a
  * new window starts. -ENOENT when the service has no running proxy (nothing can be measured). */
 int traffic_window_take(Traffic *t, const char *service, ProxyMetrics *ret);

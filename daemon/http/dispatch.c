@@ -81,6 +81,18 @@ static int event_append(Request *r) {
         return store_event_append(r->ctx->store, &e);
 }
 
+/* The one service a committed change was about: the routes that change a service, its rollouts,
+ * its sleep name it as their resource, `service/NAME`. A deletion is left to a full pass (its
+ * guests are whatever the next pass finds no row for), and so is any other resource. */
+static const char *committed_service(const Request *r) {
+        static const char prefix[] = "service/";
+        const char *name = r->resource + sizeof prefix - 1;
+
+        if (strncmp(r->resource, prefix, sizeof prefix - 1) != 0 || !*name || r->method == HTTP_DELETE)
+                return NULL;
+        return name;
+}
+
 int dispatch_request(Request *r) {
         Store *store = r->ctx->store;
         const char *key = NULL;
@@ -147,7 +159,7 @@ int dispatch_request(Request *r) {
         if (k == 0 && r->after_commit)
                 r->after_commit(r);
         if (k == 0 && r->ctx->on_committed)
-                r->ctx->on_committed(r->ctx->userdata); /* desired state may have changed */
+                r->ctx->on_committed(r->ctx->userdata, committed_service(r)); /* desired state may have changed */
         if (k == 0)
                 log_info("%s %s → %u [%s %s]", r->method_name, r->path, r->status ? r->status : 200, r->actor,
                          r->request_id);

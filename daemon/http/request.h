@@ -28,8 +28,9 @@ typedef struct ApiContext {
         const char *token;              /* the bootstrap bearer token (token_file), or NULL */
         const char *tls_cert, *tls_key; /* PEM text, or NULL: plain HTTP */
         /* After a change committed: desired state may have moved (the manager kicks the
-         * controller). May be NULL. */
-        void (*on_committed)(void *userdata);
+         * controller). SERVICE: the one service the change was about, or NULL when it may be
+         * about any. May be NULL. */
+        void (*on_committed)(void *userdata, const char *service);
         void *userdata;
 } ApiContext;
 typedef struct Route Route;

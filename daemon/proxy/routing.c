@@ -434,6 +434,15 @@ void routing_keep(Routing *r, const char *service) {
                 s->seen = true;
 }
 
+void routing_drop(Routing *r, const char *service) {
+        for (size_t i = 0; i < MAX_SERVICES; i++)
+                if (r->services[i] && streq(r->services[i]->name, service)) {
+                        service_free(r->services[i], true);
+                        r->services[i] = NULL;
+                        return;
+                }
+}
+
 unsigned routing_port(Routing *r, const char *service) {
         RoutedService *s = service_find(r, service);
         return s && s->plane ? proxy_plane_service_port(s->plane) : 0;

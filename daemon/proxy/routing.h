@@ -90,6 +90,9 @@ void routing_apply(Routing *r, const RouteSpec *spec);
 void routing_end(Routing *r);
 /* Counts SERVICE as applied without changing it (its state could not be read just now). */
 void routing_keep(Routing *r, const char *service);
+/* Outside a full update: SERVICE is gone (deleted, a preview closed): its table and, unless
+ * another service shares it, its listener go, as routing_end() would do. */
+void routing_drop(Routing *r, const char *service);
 /* The address a service is listening on (its port, once open), or 0. */
 unsigned routing_port(Routing *r, const char *service);
 

@@ -60,6 +60,15 @@ static void sync_now(void) {
         run_for(5);
 }
 
+/* As after an API change to one service: only its tables are built again. */
+static void sync_only(const char *service) {
+        char names[1][64];
+
+        snprintf(names[0], sizeof names[0], "%s", service);
+        traffic_sync_services(traffic, (const char (*)[64]) names, 1);
+        run_for(5);
+}
+
 static json_t *service_json(void) {
         return traffic_service_json(traffic, "web");
 }
@@ -759,7 +768,7 @@ static void test_blue_green(void) {
                 store_rollout_update(m.store, &r);
                 rollout_record_done(&r);
         }
-        sync_now();
+        sync_only("web"); /* an abort through the API: a pass over that service alone */
         is_int(public_generation(), generation, "abort: the public table was not published again");
         is_int(new_version_answers(proxy_port, 20, &okays), 0, "and none of 20 public answers is the new version's");
         ok(refused_within(preview_port, 1000), "the preview listener is closed (within 1 s)");
@@ -790,6 +799,34 @@ static void test_blue_green(void) {
         set_stable(v1);
         set_instance_state("web-canary2", "stopped");
         sync_now();
+}
+
+/* A pass over the services the API changed alone (traffic_sync_services): a new service gets
+ * its listener and table, a deleted one loses them, and the others are left as they are. */
+static void test_sync_services(void) {
+        int64_t generation = public_generation(), api;
+        unsigned port = (unsigned) free_port();
+        char listen[32];
+
+        snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+        api = fix_service(m.store, "api", listen, v1, 1, NULL, 100, 3, 2);
+        ok(api > 0 && fix_ready_instance(m.store, "api-a", api, v1, "127.0.0.5") == 0,
+           "a second service, api, with a ready guest on 127.0.0.5");
+        sync_only("api");
+        is_str(get_on(port, "/", "").guest, "127.0.0.5", "a sync of api alone: api's listener serves its guest");
+        is_int(public_generation(), generation, "and web's table was not published again");
+        store_service_delete(m.store, api);
+        sync_only("api");
+        ok(refused_within(port, 1000), "api deleted, a sync of it alone: its listener is closed (within 1 s)");
+        {
+                json_auto_t *j = traffic_service_json(traffic, "api");
+                ok(!json_is_true(json_object_get(j, "listening")), "and its traffic view says it is not listening");
+        }
+        unsigned okays = 0;
+        for (int i = 0; i < 20; i++)
+                okays += get("/", "").status == 200;
+        is_int(okays, 20, "web still answers all 20 requests");
+        is_int(public_generation(), generation, "with the table it had");
 }
 
 static void test_listeners(void) {
@@ -932,6 +969,7 @@ int main(void) {
         test_inflight_and_gone();
         test_windows();
         test_blue_green();
+        test_sync_services();
         test_listeners();
         test_two_workers();
 
