@@ -1203,7 +1203,7 @@ static bool holds_guest_slot(const InstanceRecord *r) {
  * DEFER (a sleep through the API, inside the request's transaction): the rows are written now and
  * the guests stop, and the tables change, only once that transaction committed
  * (controller_service_sleep_committed); a refused request (a full disk) leaves them running. */
-static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why,
+static unsigned guests_sleep(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why,
                               bool defer) {
         usec_t now = now_realtime();
         unsigned n = 0;
@@ -1252,7 +1252,7 @@ static unsigned service_sleep(Controller *c, const ServiceRecord *sv, InstanceLi
 /* Wakes SV: its asleep instances of a version it serves become pending (same address and MAC)
  * and boot at the next pass; asleep instances of any other version stop (the plan starts what
  * the service now wants). WHY says what woke it. Returns how many boot. */
-static unsigned service_wake(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
+static unsigned guests_wake(Controller *c, const ServiceRecord *sv, InstanceList *l, const char *why) {
         usec_t now = now_realtime();
         PlanInput in;
         unsigned n = 0;
@@ -1392,7 +1392,7 @@ static bool sleep_if_idle(Controller *c, const ServiceRecord *sv, InstanceList *
                 return false;
         duration_format_ms((uint64_t) sv->idle_ms, idle);
         snprintf(why, sizeof why, "asleep: no request for %s", idle);
-        n = service_sleep(c, sv, l, why, false);
+        n = guests_sleep(c, sv, l, why, false);
         log_info("Service %s: no request for %s: %u guest(s) asleep.", sv->name, idle, n);
         service_event(c, sv->name, "service.sleep", "asleep",
                       json_pack("{s:s, s:I, s:I}", "reason", "idle", "idle_ms", (json_int_t) sv->idle_ms, "instances",
@@ -1410,7 +1410,7 @@ static void on_wake_request(void *userdata, const char *service) {
         if (store_service_get(c->store, service, &sv) != 0 || instances_load(c, sv.id, &l) < 0)
                 return;
         if (instances_count(&l, "asleep") > 0) {
-                unsigned n = service_wake(c, &sv, &l, "request");
+                unsigned n = guests_wake(c, &sv, &l, "request");
                 service_event(c, sv.name, "service.wake", "waking",
                               json_pack("{s:s, s:I}", "reason", "request", "instances", (json_int_t) n));
         } else if (instances_count(&l, "ready") > 0)
@@ -1450,7 +1450,7 @@ static int pass_service(const ServiceRecord *sv, void *userdata) {
                                   : !sv->stable_version_id || !sv->replicas ? "scaled to 0"
                                                                           : NULL;
                 if (why) {
-                        unsigned n = service_wake(c, sv, &l, why);
+                        unsigned n = guests_wake(c, sv, &l, why);
                         service_event(c, sv->name, "service.wake", "waking",
                                       json_pack("{s:s, s:I}", "reason", why, "instances", (json_int_t) n));
                 }
@@ -1851,7 +1851,7 @@ int controller_service_sleep(Controller *c, const char *name, ApiError *e) {
         if (k < 0)
                 return k;
         c->n_api_sleep = 0;
-        (void) service_sleep(c, &sv, &l, "asleep: put to sleep through the API", true);
+        (void) guests_sleep(c, &sv, &l, "asleep: put to sleep through the API", true);
         instance_list_done(&l);
         return 0;
 }
@@ -1882,7 +1882,7 @@ int controller_service_wake(Controller *c, const char *name, ApiError *e) {
         if (k < 0)
                 return k;
         if (instances_count(&l, "asleep") > 0)
-                (void) service_wake(c, &sv, &l, "api");
+                (void) guests_wake(c, &sv, &l, "api");
         else if (sv.idle_ms > 0) {
                 struct Awake *a = awake_of(c, sv.id, true);
                 if (a)
