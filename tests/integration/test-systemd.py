@@ -427,6 +427,11 @@ def test_fd_store(tmp):
                 "deleting the service removes its listener from the fd store (FDSTOREREMOVE=1)")
             del note.messages[:]
             d.restart()
+            # d.restart() returns once the API answers; READY=1 reaches our notify socket's reader
+            # thread a moment later (on a loaded machine it had not yet when this looked).
+            deadline = time.monotonic() + 10
+            while "READY=1" not in [m for _, m in note.messages] and time.monotonic() < deadline:
+                time.sleep(0.05)
             ok(inode not in socket_inodes(d.pid), "an aviaryd handed a listener no service claims closes it")
             like(d.log(), rf"Closing the kept listener {name}: no service listens there now",
                  "and says so")
