@@ -20,6 +20,10 @@ packages=(
         chromium
 )
 
+# npm, for the contract's linters: Debian's nodejs comes without it (it is the package npm); a
+# nodejs that bundles it (NodeSource's) conflicts with Debian's npm, so only when it is missing.
+command -v npm >/dev/null || packages+=(npm)
+
 missing=()
 for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
