@@ -237,6 +237,15 @@ static void account_versions(Traffic *t, const char *name, const char *stable, c
 /* The preview listener of SV's blue/green rollout (C: what rollout_spec() found), after the
  * service's own table: the scratch spec is free again. A preview not applied in a sync (the
  * rollout ended) is closed by routing_end(), and its address leaves the fd store. */
+/* The service's active health check, for its table and its preview's alike. */
+static void spec_health_check(RouteSpec *spec, const ServiceRecord *sv) {
+        snprintf(spec->hc_path, sizeof spec->hc_path, "%s", sv->hc_path);
+        spec->hc_interval_usec = (usec_t) sv->hc_interval_ms * USEC_PER_MSEC;
+        spec->hc_timeout_usec = (usec_t) sv->hc_timeout_ms * USEC_PER_MSEC;
+        spec->hc_rise = (unsigned) sv->hc_rise;
+        spec->hc_fall = (unsigned) sv->hc_fall;
+}
+
 static void sync_preview(Traffic *t, const ServiceRecord *sv, Collect *c) {
         _cleanup_(version_record_done) VersionRecord v = {};
         RouteSpec *spec = &t->spec;
@@ -259,11 +268,7 @@ static void sync_preview(Traffic *t, const ServiceRecord *sv, Collect *c) {
                 routing_keep(t->routing, name);
                 return;
         }
-        snprintf(spec->hc_path, sizeof spec->hc_path, "%s", sv->hc_path);
-        spec->hc_interval_usec = (usec_t) sv->hc_interval_ms * USEC_PER_MSEC;
-        spec->hc_timeout_usec = (usec_t) sv->hc_timeout_ms * USEC_PER_MSEC;
-        spec->hc_rise = (unsigned) sv->hc_rise;
-        spec->hc_fall = (unsigned) sv->hc_fall;
+        spec_health_check(spec, sv);
         routing_apply(t->routing, spec);
 }
 
@@ -305,11 +310,7 @@ static int sync_service(const ServiceRecord *sv, void *userdata) {
                  sv->match_path_prefix ? sv->match_path_prefix : "");
         /* Scale to zero: with no ready guest (asleep, or waking) requests wait for one. */
         spec->hold = sv->idle_ms > 0 && sv->stable_version_id && spec->n[SPLIT_STABLE] == 0 && spec->n[SPLIT_CANARY] == 0;
-        snprintf(spec->hc_path, sizeof spec->hc_path, "%s", sv->hc_path);
-        spec->hc_interval_usec = (usec_t) sv->hc_interval_ms * USEC_PER_MSEC;
-        spec->hc_timeout_usec = (usec_t) sv->hc_timeout_ms * USEC_PER_MSEC;
-        spec->hc_rise = (unsigned) sv->hc_rise;
-        spec->hc_fall = (unsigned) sv->hc_fall;
+        spec_health_check(spec, sv);
         routing_apply(t->routing, spec);
         {
                 char stable[VERSION_LABEL] = "";

@@ -868,21 +868,15 @@ static void on_client_io(IoWatch *w, uint32_t revents) {
 /* An event on C's upstream U (u->readable/writable already updated). */
 void client_upstream_event(Client *c, Upstream *u, uint32_t revents) {
         if (u->connecting) {
-                int error = 0;
-                socklen_t len = sizeof error;
+                int k = upstream_connect_done(u, revents);
 
-                if (!(revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                if (k > 0)
                         return;
-                if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
-                        error = errno;
-                if (error == 0 && (revents & (EPOLLERR | EPOLLHUP)))
-                        error = ECONNREFUSED;
-                if (error != 0) {
-                        client_upstream_failed(c, -error);
+                if (k < 0) {
+                        client_upstream_failed(c, k);
                         client_run(c);
                         return;
                 }
-                u->connecting = false;
                 upstream_set_deadline(u, proxy_now() + u->proxy->response_head_timeout_usec);
         }
         client_run(c);

@@ -211,6 +211,9 @@ void upstream_free(Upstream *u);
 /* Reads what the socket has into u->in (edge-triggered: until EAGAIN or the buffer is full);
  * true when bytes arrived. */
 bool upstream_read(Upstream *u);
+/* The end of U's non-blocking connect, from an epoll event: 1 while it goes on, 0 once
+ * connected (u->connecting cleared), or the negative errno it failed with. */
+int upstream_connect_done(Upstream *u, uint32_t revents);
 /* Expires U's deadline at NOW: true when U was handled (freed, or its client told). */
 void upstream_expire(Upstream *u, uint64_t now);
 void pools_free(Proxy *p);

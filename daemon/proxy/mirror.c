@@ -111,20 +111,14 @@ void mirror_upstream_event(Mirror *m, uint32_t revents) {
         Upstream *u = m->up;
 
         if (u->connecting) {
-                int error = 0;
-                socklen_t len = sizeof error;
+                int k = upstream_connect_done(u, revents);
 
-                if (!(revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                if (k > 0)
                         return;
-                if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
-                        error = errno;
-                if (error == 0 && (revents & (EPOLLERR | EPOLLHUP)))
-                        error = ECONNREFUSED;
-                if (error != 0) {
+                if (k < 0) {
                         mirror_end(m, 0, true); /* the canary could not be reached */
                         return;
                 }
-                u->connecting = false;
         }
         if (!m->sent) {
                 mirror_send(m);

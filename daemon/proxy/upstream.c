@@ -137,6 +137,22 @@ void pool_put(Upstream *u) {
         pool->n_idle++;
 }
 
+int upstream_connect_done(Upstream *u, uint32_t revents) {
+        int error = 0;
+        socklen_t len = sizeof error;
+
+        if (!(revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                return 1;
+        if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+                error = errno;
+        if (error == 0 && (revents & (EPOLLERR | EPOLLHUP)))
+                error = ECONNREFUSED;
+        if (error != 0)
+                return -error;
+        u->connecting = false;
+        return 0;
+}
+
 bool upstream_read(Upstream *u) {
         bool got = false;
 

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "macro.h"
 #include "virt-internal.h"
+#include "virt-reaper.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDocPtr, xmlFreeDoc)
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
@@ -75,15 +76,9 @@ static bool is_qemu_of(pid_t pid, const char *name) {
 
 /* Gone or a zombie (whose reaping is up to its new parent, PID 1 or a subreaper). */
 static bool process_ended(pid_t pid) {
-        char path[64], stat[512], *end;
-        _cleanup_fclose_ FILE *f = NULL;
+        char comm[64], state = virt_process_state(pid, comm);
 
-        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f || !fgets(stat, sizeof stat, f))
-                return true;
-        end = strrchr(stat, ')');
-        return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+        return state == 0 || state == 'Z' || state == 'X';
 }
 
 int virt_embed_clear_cut_starts(const char *root) {

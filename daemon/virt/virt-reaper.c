@@ -20,21 +20,29 @@ struct VirtReaper {
         atomic_ulong reaped;
 };
 
-/* Whether PID is a zombie QEMU: state Z, and a command name of QEMU's. */
-static bool zombie_qemu(pid_t pid) {
-        char path[64], stat[512], *comm_end;
+char virt_process_state(pid_t pid, char comm[static 64]) {
+        char path[64], stat[512], *comm_start, *comm_end;
         _cleanup_fclose_ FILE *f = NULL;
 
+        comm[0] = 0;
         snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
         f = fopen(path, "re");
         if (!f || !fgets(stat, sizeof stat, f))
-                return false;
+                return 0;
         /* "PID (COMM) STATE ...": COMM may hold spaces and parentheses; the last ')' ends it. */
+        comm_start = strchr(stat, '(');
         comm_end = strrchr(stat, ')');
-        if (!comm_end || comm_end[1] != ' ' || comm_end[2] != 'Z')
-                return false;
-        *comm_end = 0;
-        return strstr(stat, "(qemu") != NULL;
+        if (!comm_start || !comm_end || comm_end < comm_start || comm_end[1] != ' ' || !comm_end[2])
+                return 0;
+        snprintf(comm, 64, "%.*s", (int) (comm_end - comm_start - 1), comm_start + 1);
+        return comm_end[2];
+}
+
+/* Whether PID is a zombie QEMU: state Z, and a command name of QEMU's. */
+static bool zombie_qemu(pid_t pid) {
+        char comm[64];
+
+        return virt_process_state(pid, comm) == 'Z' && strncmp(comm, "qemu", 4) == 0;
 }
 
 static void reap(VirtReaper *r) {

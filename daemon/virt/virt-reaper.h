@@ -12,7 +12,13 @@
  * thread of the reaper's own takes it (not the control loop: see reaper_main()). */
 #pragma once
 
+#include <sys/types.h>
+
 typedef struct VirtReaper VirtReaper;
+
+/* PID's state letter from /proc/PID/stat ('R', 'S', 'Z'...), with its command name into COMM;
+ * 0 when it is gone (or unreadable). */
+char virt_process_state(pid_t pid, char comm[static 64]);
 
 /* Becomes the subreaper and starts the reaping thread. */
 int virt_reaper_new(VirtReaper **ret);
