@@ -87,7 +87,11 @@ def blocks(path):
 RUNNER = r"""
 set -uo pipefail
 ip link set lo up
+# A checkout under /tmp (git clone . /tmp/x) would vanish under the session's own /tmp: it is
+# bound back at its path, through a bind kept in the session's work dir (under /var/tmp).
+mkdir -p "$1/.root" && mount --bind "$4" "$1/.root"
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+[ -d "$4" ] || { mkdir -p "$4" && mount --bind "$1/.root" "$4"; }
 mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns
 cleanup() {
         for ns in $(ls /run/netns 2>/dev/null); do
@@ -129,7 +133,7 @@ def run_session(path, session, fixture):
                 f.write(f"echo 'start {line}' >&3\n{code}\necho 'done {line}' >&3\n")
         try:
             r = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "setsid", "bash", "-c", RUNNER,
-                                "runner", work, script, marks], capture_output=True, text=True, timeout=TIMEOUT)
+                                "runner", work, script, marks, ROOT], capture_output=True, text=True, timeout=TIMEOUT)
             output, timed_out = r.stdout + r.stderr, False
         except subprocess.TimeoutExpired as e:
             output = (e.stdout or b"").decode("utf-8", "replace") + (e.stderr or b"").decode("utf-8", "replace")
