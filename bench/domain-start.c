@@ -92,7 +92,9 @@ static char *file_text(const char *path) {
 
 /* ROOT/etc/qemu.conf as aviaryd writes it (virt.c, embed_root_prepare), and with SANDBOX_OFF
  * QEMU's seccomp filter off (-sandbox off). */
-static int write_qemu_conf(const char *root, bool sandbox_off) {
+/* aviaryd's qemu.conf (daemon/virt/virt.c, embed_root_prepare): CPU_PROPS keeps libvirt's
+ * default of reading the started guest's CPU back one QMP qom-get per property. */
+static int write_qemu_conf(const char *root, bool sandbox_off, bool cpu_props) {
         char path[4200];
         FILE *f;
 
@@ -103,8 +105,9 @@ static int write_qemu_conf(const char *root, bool sandbox_off) {
         f = fopen(path, "we");
         if (!f)
                 return -errno;
-        fprintf(f, "stdio_handler = \"file\"\nuser = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\n%s",
-                sandbox_off ? "seccomp_sandbox = 0\n" : "");
+        fprintf(f, "stdio_handler = \"file\"\nuser = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\n%s%s",
+                sandbox_off ? "seccomp_sandbox = 0\n" : "",
+                cpu_props ? "" : "capability_filters = [ \"cpu-unavailable-features\" ]\n");
         return fclose(f) == 0 ? 0 : -errno;
 }
 
@@ -188,13 +191,13 @@ static int run(int argc, char **argv) {
         char uri[4200];
         const char *root, *kernel, *initrd, *bridge;
         unsigned rounds, n_variants = sizeof variants / sizeof variants[0];
-        bool reaper = false, sandbox_off = false, chosen[sizeof variants / sizeof variants[0]] = {}, any = false;
+        bool reaper = false, sandbox_off = false, cpu_props = false, chosen[sizeof variants / sizeof variants[0]] = {}, any = false;
         VirtReaper *r = NULL;
         virConnectPtr conn;
         sigset_t mask;
 
         if (argc < 6) {
-                fprintf(stderr, "usage: domain-start ROOT KERNEL INITRD BRIDGE ROUNDS [--reaper] [VARIANT...]\n");
+                fprintf(stderr, "usage: domain-start ROOT KERNEL INITRD BRIDGE ROUNDS [--reaper] [--sandbox-off] [--cpu-props] [VARIANT...]\n");
                 return 2;
         }
         root = argv[1], kernel = argv[2], initrd = argv[3], bridge = argv[4];
@@ -210,6 +213,10 @@ static int run(int argc, char **argv) {
                         sandbox_off = true;
                         continue;
                 }
+                if (strcmp(argv[i], "--cpu-props") == 0) {
+                        cpu_props = true;
+                        continue;
+                }
                 for (unsigned k = 0; k < n_variants; k++)
                         if (strcmp(argv[i], variants[k].name) == 0)
                                 chosen[k] = any = true;
@@ -220,7 +227,7 @@ static int run(int argc, char **argv) {
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
         if (reaper && virt_reaper_new(&r) < 0)
                 return 1;
-        if (write_qemu_conf(root, sandbox_off) < 0)
+        if (write_qemu_conf(root, sandbox_off, cpu_props) < 0)
                 return 1;
         pthread_t loop;
         if (virEventRegisterDefaultImpl() < 0 || pthread_create(&loop, NULL, event_main, NULL) != 0)

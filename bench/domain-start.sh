@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What in the domain XML costs start time, and what the subreaper does to a destroy:
 # bench/domain-start.c (aviaryd's own XML and variants through libvirt's embedded QEMU driver,
-# interleaved rounds, medians) three times, one process each: as aviaryd runs (the child
-# subreaper of its QEMUs), without the subreaper, and with QEMU's seccomp sandbox off. Runs in a
+# interleaved rounds, medians) four times, one process each: as aviaryd runs (the child
+# subreaper of its QEMUs), without the subreaper, with QEMU's seccomp sandbox off, and with
+# libvirt's default of reading the guest CPU back one qom-get per property (--cpu-props). Runs in a
 # network namespace of its own with a bridge for the NIC. Root only; the test guest image.
 # Usage: bench/domain-start.sh [ROUNDS] [VARIANT...]   (default 3 rounds, every variant; BUILD=dir)
 set -euo pipefail
@@ -26,7 +27,7 @@ ip netns exec "$ns" ip link set lo up
 ip netns exec "$ns" ip link add br0 type bridge
 ip netns exec "$ns" ip addr add 10.99.0.1/24 dev br0
 ip netns exec "$ns" ip link set br0 up
-for mode in "--reaper" "" "--reaper --sandbox-off"; do
+for mode in "--reaper" "" "--reaper --sandbox-off" "--reaper --cpu-props"; do
         root="$work/root$(echo "$mode" | tr -d ' -')"
         mkdir -p "$root"
         echo "== domain-start $mode" >&2

@@ -629,14 +629,31 @@ static int64_t console_size(Controller *c, const char *id) {
         return stat(path, &st) == 0 ? (int64_t) st.st_size : 0;
 }
 
+/* The boot deadlines of the services one look at the booting guests met so far: a service's row
+ * is read once per look, not once per booting guest of it. */
+typedef struct BootTimeouts {
+        struct {
+                int64_t service_id;
+                usec_t timeout;
+        } known[16];
+        unsigned n, next;
+} BootTimeouts;
+
 /* The boot deadline of R's service. */
-static usec_t boot_timeout_of(Controller *c, const InstanceRecord *r) {
+static usec_t boot_timeout_of(Controller *c, BootTimeouts *m, const InstanceRecord *r) {
         _cleanup_(service_record_done) ServiceRecord sv = {};
         uint64_t ms = c->settings->boot_timeout_ms;
+        unsigned i;
 
+        for (i = 0; i < m->n; i++)
+                if (m->known[i].service_id == r->service_id)
+                        return m->known[i].timeout;
         if (store_service_get_by_id(c->store, r->service_id, &sv) == 0 && sv.boot_timeout_ms > 0)
                 ms = (uint64_t) sv.boot_timeout_ms;
-        return ms * USEC_PER_MSEC;
+        i = m->n < ELEMENTSOF(m->known) ? m->n++ : m->next++ % ELEMENTSOF(m->known);
+        m->known[i].service_id = r->service_id;
+        m->known[i].timeout = ms * USEC_PER_MSEC;
+        return m->known[i].timeout;
 }
 
 static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why);
@@ -990,6 +1007,7 @@ static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
  * guest is judged against its deadline (boot_judge). */
 static void probe_booting(Controller *c, InstanceList *l) {
         usec_t now = now_realtime();
+        BootTimeouts timeouts = {};
 
         for (unsigned i = 0; i < MAX_PROBES; i++)
                 c->boot[i].seen = false;
@@ -1005,7 +1023,7 @@ static void probe_booting(Controller *c, InstanceList *l) {
                 if (w)
                         w->seen = true;
                 if (r->running_at) {
-                        usec_t timeout = boot_timeout_of(c, r);
+                        usec_t timeout = boot_timeout_of(c, &timeouts, r);
                         BootObservation o = {
                                 .now = now,
                                 .running_at = r->running_at,
@@ -1497,17 +1515,21 @@ static void results_end(void *userdata) {
         c->results_tx = false;
 }
 
-static int pass_boot(Controller *c) {
+/* Boots the pending instances that are due, of SERVICE_ID's service (0: of every service), and
+ * ends the drains that are done. WATCH: also judge and probe the booting guests (a full pass;
+ * the tick does it between them, so a pass over a few services leaves the others alone). */
+static int pass_boot(Controller *c, int64_t service_id, bool watch) {
         InstanceList l = {};
         usec_t now = now_realtime();
-        int k = instances_load(c, 0, &l);
+        int k = instances_load(c, service_id, &l);
 
         if (k < 0)
                 return k;
         for (size_t i = 0; i < l.n; i++)
                 if (streq(l.items[i].state, "pending") && l.items[i].next_start_at <= now)
                         instance_boot(c, &l.items[i], false, NULL);
-        probe_booting(c, &l);
+        if (watch)
+                probe_booting(c, &l);
         pass_drain(c, &l);
         instance_list_done(&l);
         return 0;
@@ -1530,7 +1552,7 @@ static int controller_pass(Controller *c) {
         if (k == 0) {
                 k = store_service_list(c->store, NULL, 1000, pass_service, c);
                 if (k == 0)
-                        k = pass_boot(c);
+                        k = pass_boot(c, 0, true);
                 if (k == 0) {
                         traffic_sync(c->traffic);
                         k = store_commit(c->store);
@@ -1545,14 +1567,16 @@ static int controller_pass(Controller *c) {
                 traffic_sync(c->traffic);
         if (k < 0)
                 log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
+        telemetry_controller_pass(true, now_monotonic() - c->pass_at);
         return k;
 }
 
 /* A pass over the services the API changed alone (controller_changed_service), when only those
- * changed since the last pass: their plans, the boots due, and their routing tables. A pass per
- * API change would otherwise read every service, and a service created one after another would
- * cost a pass over all the ones before it. Anything else that happens (a guest's exit, a probe,
- * a libvirt listing, a rollout's step) asks for a full pass, and one runs every PASS_TICKS. */
+ * changed since the last pass: their plans, their boots due and drains done, and their routing
+ * tables (judging and probing the booting guests is the tick's). A pass per API change would
+ * otherwise read every service, and a service created one after another would cost a pass over
+ * all the ones before it. Anything else that happens (a guest's exit, a probe, a libvirt
+ * listing, a rollout's step) asks for a full pass, and one runs every PASS_TICKS. */
 static int controller_pass_some(Controller *c) {
         char names[DIRTY_MAX][64];
         unsigned n = c->n_dirty;
@@ -1568,11 +1592,11 @@ static int controller_pass_some(Controller *c) {
 
                 if (r == 0)
                         k = pass_service(&sv, c);
-                else if (r != AVIARY_E_SERVICE_NOT_FOUND) /* gone: its guests were the handler's to stop */
+                if (r == 0 && k == 0)
+                        k = pass_boot(c, sv.id, false);
+                else if (r != 0 && r != AVIARY_E_SERVICE_NOT_FOUND) /* gone: its guests were the handler's to stop */
                         k = r < 0 ? r : -EIO;
         }
-        if (k == 0)
-                k = pass_boot(c);
         if (k == 0) {
                 traffic_sync_services(c->traffic, (const char (*)[64]) names, n);
                 k = store_commit(c->store);
@@ -1582,6 +1606,7 @@ static int controller_pass_some(Controller *c) {
                 log_warning_errno(k, "Reconcile pass failed (%s); retrying", store_last_error()[0] ? store_last_error() : strerror(-k));
                 controller_kick(c); /* a full one */
         }
+        telemetry_controller_pass(false, now_monotonic() - c->pass_at);
         return k;
 }
 
@@ -1658,10 +1683,14 @@ static int on_kick(sd_event_source *s, void *userdata) {
         Controller *c = userdata;
 
         sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        if (!c->dirty_all && c->n_dirty > 0)
-                controller_pass_some(c);
-        else
+        /* This pass covers the changes the coalescing timer waits for, if it is armed: a kick
+         * "at once" may come first when the loop was busy past its time. */
+        (void) sd_event_source_set_enabled(c->changed, SD_EVENT_OFF);
+        if (c->dirty_all)
                 controller_pass(c);
+        else if (c->n_dirty > 0)
+                controller_pass_some(c);
+        /* else: nothing changed since the last pass */
         return 0;
 }
 

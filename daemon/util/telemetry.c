@@ -37,6 +37,7 @@ static struct {
         uint64_t libvirt_failed[_TELEMETRY_LIBVIRT_MAX];
         Histogram boot;
         uint64_t restarts, crash_loops;
+        Histogram pass[2];     /* by scope: the changed services, all */
         int64_t api_connections, followers;
         uint64_t followers_total;
 } T;
@@ -111,6 +112,14 @@ void telemetry_instance_change(const char *action, const char *state, uint64_t b
                 T.restarts++;
 }
 
+void telemetry_controller_pass(bool all, uint64_t usec) {
+        histogram_observe(&T.pass[all], telemetry_latency_bounds, telemetry_latency_n, (double) usec / 1e6);
+}
+
+uint64_t telemetry_controller_passes(bool all) {
+        return histogram_count(&T.pass[all]);
+}
+
 void telemetry_write(PromText *p, const char *(*route_name)(size_t i, const char **ret_method), size_t n_routes) {
         char code[16];
 
@@ -182,6 +191,14 @@ void telemetry_write(PromText *p, const char *(*route_name)(size_t i, const char
         promtext_family(p, "aviary_guest_crash_loops_total", "counter",
                         "Instances marked crash-loop (failed too often in a row; not restarted again).");
         promtext_sample_u64(p, "aviary_guest_crash_loops_total", NULL, T.crash_loops);
+
+        promtext_family(p, "aviary_controller_pass_duration_seconds", "histogram",
+                        "Controller passes, by scope: \"all\" services (the periodic pass, and any change "
+                        "but an API change), or the services an API change named (\"changed\").");
+        for (int all = 1; all >= 0; all--)
+                histogram_write(p, "aviary_controller_pass_duration_seconds",
+                                (const char *const[]) { "scope", all ? "all" : "changed", NULL }, &T.pass[all],
+                                telemetry_latency_bounds, telemetry_latency_n);
 }
 
 /* ---- the process ---- */

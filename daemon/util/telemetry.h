@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "promtext.h"
@@ -50,9 +51,13 @@ void telemetry_libvirt_call(TelemetryLibvirtCall call, uint64_t usec, int failed
 /* An instance's change as the controller commits it: ACTION its audit action, STATE the new
  * state, BOOT_USEC the boot time of a guest that became ready (0 otherwise). */
 void telemetry_instance_change(const char *action, const char *state, uint64_t boot_usec);
+/* A controller pass took USEC: over every service (ALL), or over those the API changed. */
+void telemetry_controller_pass(bool all, uint64_t usec);
+/* The passes so far (ALL: over every service); for tests. */
+uint64_t telemetry_controller_passes(bool all);
 
 /* Writes every family of this record: aviary_api_*, aviary_store_*, aviary_libvirt_*,
- * aviary_guest_*. ROUTE_NAME(i, &method) names route i (its pattern) and its method. */
+ * aviary_guest_*, aviary_controller_*. ROUTE_NAME(i, &method) names route i (its pattern) and its method. */
 void telemetry_write(PromText *p, const char *(*route_name)(size_t i, const char **ret_method), size_t n_routes);
 /* Process metrics: process_open_fds, process_max_fds, process_resident_memory_bytes,
  * process_virtual_memory_bytes, process_start_time_seconds, process_cpu_seconds_total, and

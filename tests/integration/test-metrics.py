@@ -72,7 +72,7 @@ def test_api(d):
                    "aviary_rollout_phase", "aviary_api_requests_total", "aviary_api_request_duration_seconds",
                    "aviary_store_transaction_duration_seconds", "aviary_libvirt_call_duration_seconds",
                    "aviary_guest_boot_duration_seconds", "aviary_guest_restarts_total", "aviary_guest_crash_loops_total",
-                   "process_open_fds", "process_resident_memory_bytes", "process_start_time_seconds",
+                   "aviary_controller_pass_duration_seconds", "process_open_fds", "process_resident_memory_bytes", "process_start_time_seconds",
                    "aviary_build_info"):
         like(text, rf"(?m)^# TYPE {family} \w+$", f"{family} has a TYPE line")
         like(text, rf"(?m)^# HELP {family} \S", f"{family} has a HELP line")
@@ -88,6 +88,10 @@ def test_api(d):
     ok(value(s, "process_open_fds") and value(s, "process_open_fds") > 3, "process_open_fds is counted")
     ok((value(s, "process_resident_memory_bytes") or 0) > 1 << 20, "RSS is in bytes")
     ok(value(s, "aviary_store_transactions_total", outcome="commit") >= 4, "store transactions are counted")
+    # No runtime here, so no controller: the series are there, at 0 (test-controller counts them).
+    for scope in ("all", "changed"):
+        is_(value(s, "aviary_controller_pass_duration_seconds_count", scope=scope), 0,
+            f"controller passes have a series for scope {scope} (0: no runtime, no pass)")
 
     # Exact API counters: the difference between two scrapes is what was asked in between.
     before = s

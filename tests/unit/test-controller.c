@@ -13,6 +13,7 @@
  * come back on the loop, so nothing here is done when a call returns: every check runs the loop
  * until what it wants holds (wait_until), within the bound it names. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libvirt/libvirt.h>
 #include <sched.h>
 #include <spawn.h>
@@ -28,6 +29,7 @@
 #include "control/controller.h"
 #include "control/rollout.h"
 #include "settings.h"
+#include "telemetry.h"
 
 extern char **environ;
 
@@ -207,8 +209,13 @@ static bool pick(int64_t service, int64_t version, const char *state, char out[s
 /* ---- the guests of one service ---- */
 
 static int64_t v1, web;
+static int64_t ro_svc, rv2, rv3, rv4, rv5, rv6;
 static char x_id[64], y_id[64];
 static usec_t crash_loop_at;
+
+static bool full_pass_since(const void *arg) {
+        return telemetry_controller_passes(true) > *(const uint64_t *) arg;
+}
 
 static void test_boot(void) {
         Want w = { web, 0, "ready", 2 };
@@ -247,6 +254,33 @@ static void check_boots_again(const char *id, const char *old_uuid, const char *
         _cleanup_(instance_record_done) InstanceRecord after = get(id);
         ok(after.running_at >= before.next_start_at, "%s: not before its backoff ended (%.2f s after)", why,
            (double) ((int64_t) after.running_at - (int64_t) before.next_start_at) / USEC_PER_SEC);
+}
+
+/* API changes that come one after another (a client creating services one by one, each answer
+ * after an fsync) are taken by passes over the services they name. A change that finds the
+ * loop busy past the coalescing delay is taken by a pass at once; the coalescing timer armed for
+ * an earlier change must then not run a pass of its own, which, finding nothing changed, went
+ * over every service: about one full pass per two changes (a create rate 0.11x of libvirt's). */
+static void test_changed_passes(void) {
+        Want w = { ro_svc, 0, "ready", 2 };
+        uint64_t all0, some0, all, some;
+
+        ok(wait_until(have, &w, 10000), "ro's 2 guests are ready too: no probe will ask for a pass");
+        all0 = telemetry_controller_passes(true);
+        ok(wait_until(full_pass_since, &all0, 3000), "a periodic full pass ran: the next is 2 s away");
+        all0 = telemetry_controller_passes(true);
+        some0 = telemetry_controller_passes(false);
+        for (unsigned i = 0; i < 60; i++) {
+                controller_changed_service(m.controller, i % 2 ? "web" : "ro");
+                while (sd_event_run(loop, 0) > 0)
+                        ;
+                usleep(3000); /* the next request's handling and its fsync: the loop is busy */
+        }
+        run_for(20);
+        all = telemetry_controller_passes(true) - all0;
+        some = telemetry_controller_passes(false) - some0;
+        ok(some >= 10, "60 changes 3 ms apart: passes over the changed services (%" PRIu64 ")", some);
+        ok(all <= 1, "and no full pass but the periodic one, 2 s apart (%" PRIu64 " full passes)", all);
 }
 
 static void test_paused(void) {
@@ -435,8 +469,6 @@ static void test_drain(void) {
 }
 
 /* ---- rollouts ---- */
-
-static int64_t ro_svc, rv2, rv3, rv4, rv5, rv6;
 
 static int64_t start_rollout(int64_t to, const char *strategy) {
         ServiceRecord s = {};
@@ -715,6 +747,7 @@ int main(void) {
         ok(other != NULL, "a second connection to the same test driver");
 
         test_boot();
+        test_changed_passes();
         test_paused();
         test_backoff_and_crash_loop();
         test_reset_after_60s();
