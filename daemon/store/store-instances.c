@@ -171,17 +171,20 @@ int store_lease_get(Store *s, const char *instance, char *ip) {
         return 0;
 }
 
-int store_lease_taken(Store *s, const char *ip) {
+int store_lease_list(Store *s, int (*fn)(const char *ip, void *userdata), void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int k, rc;
 
-        k = store_prepare(s, "SELECT 1 FROM leases WHERE ip = ?", &st, "t", ip);
+        k = store_prepare(s, "SELECT ip FROM leases", &st, "");
         if (k < 0)
                 return k;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-                return 1;
-        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "lease taken");
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *ip = (const char *) sqlite3_column_text(st, 0);
+                k = fn(ip ? ip : "", userdata);
+                if (k != 0)
+                        return k;
+        }
+        return rc == SQLITE_DONE ? 0 : store_error(s, rc, "lease list");
 }
 
 int store_lease_insert(Store *s, const char *ip, const char *instance) {

@@ -360,7 +360,7 @@ int store_token_list(Store *s, const char *after, unsigned limit, int (*fn)(cons
 
 /* The address leased to INSTANCE into ip (16 bytes); 0 found, AVIARY_E_NOT_FOUND not. */
 int store_lease_get(Store *s, const char *instance, char *ip);
-/* 1 when IP is leased to someone. */
-int store_lease_taken(Store *s, const char *ip);
+/* Calls FN(ip) for every address leased; stops at FN's first nonzero return, which it returns. */
+int store_lease_list(Store *s, int (*fn)(const char *ip, void *userdata), void *userdata);
 int store_lease_insert(Store *s, const char *ip, const char *instance);
 int store_lease_delete(Store *s, const char *instance);

@@ -23,6 +23,8 @@ typedef enum JobKind {
         JOB_RESTORE, /* the last: JOB_KINDS */
 } JobKind;
 #define JOB_KINDS (JOB_RESTORE + 1)
+/* At a stop, queued destroys still run for this long (each takes about 0.2 s: virt-reaper.h). */
+#define STOP_DESTROY_USEC (5 * USEC_PER_SEC)
 
 static const char *const job_kind_names[JOB_KINDS] = {
         [JOB_START] = "domain start",
@@ -72,6 +74,8 @@ struct VirtQueue {
         Job *done_list, **done_tail;
         unsigned pending;
         bool stop;
+        uint64_t stop_at;       /* when the stop was asked for (monotonic) */
+        unsigned stop_destroys; /* destroys run since */
         const Job *running;     /* the job on the worker, under LOCK: named at a stop */
         uint64_t running_since;
         int done_fd;
@@ -210,6 +214,26 @@ void virt_list_now(Virt *v, char *const *uuids, size_t n_uuids, VirtListDone don
 
 /* ---- the worker ---- */
 
+/* At a stop, under LOCK: the next queued destroy, taken out of the queue, or NULL when none is
+ * left or STOP_DESTROY_USEC passed. A destroy was queued for a guest whose row already says it
+ * stopped: dropped, the guest would run on with nothing to stop it if aviaryd does not come back
+ * (a restarted aviaryd removes it as an orphan). Other jobs are dropped: a start's instance stays
+ * pending, a save's guest stays awake, a listing is not needed any more. */
+static Job *stop_next(VirtQueue *q) {
+        if (now_monotonic() > q->stop_at + STOP_DESTROY_USEC)
+                return NULL;
+        for (Job **p = &q->todo; *p; p = &(*p)->next)
+                if ((*p)->kind == JOB_DESTROY) {
+                        Job *j = *p;
+                        *p = j->next;
+                        if (!*p)
+                                q->todo_tail = p;
+                        q->stop_destroys++;
+                        return j;
+                }
+        return NULL;
+}
+
 static void *worker_main(void *arg) {
         VirtQueue *q = arg;
         sigset_t all;
@@ -224,12 +248,16 @@ static void *worker_main(void *arg) {
 
                 while (!q->todo && !q->stop)
                         pthread_cond_wait(&q->wake, &q->lock);
-                if (q->stop)
-                        break;
-                j = q->todo;
-                q->todo = j->next;
-                if (!q->todo)
-                        q->todo_tail = &q->todo;
+                if (q->stop) {
+                        j = stop_next(q);
+                        if (!j)
+                                break;
+                } else {
+                        j = q->todo;
+                        q->todo = j->next;
+                        if (!q->todo)
+                                q->todo_tail = &q->todo;
+                }
                 uint64_t t0 = now_monotonic();
                 q->running = j;
                 q->running_since = t0;
@@ -335,6 +363,7 @@ VirtQueue *virt_queue_free(VirtQueue *q) {
 
                 pthread_mutex_lock(&q->lock);
                 q->stop = true;
+                q->stop_at = t0;
                 if (q->running)
                         snprintf(what, sizeof what, "%s %s, under way for %.1f s",
                                  job_kind_names[q->running->kind], q->running->tag,
@@ -348,6 +377,13 @@ VirtQueue *virt_queue_free(VirtQueue *q) {
                 if (what[0])
                         log_info("Stopping: the libvirt call ended after %.1f s more.",
                                  (double) (now_monotonic() - t0) / USEC_PER_SEC);
+                if (q->stop_destroys > 0)
+                        log_info("Stopping: stopped %u guest(s) whose stop was still queued.", q->stop_destroys);
+                for (Job *j = q->todo; j; j = j->next)
+                        if (j->kind == JOB_DESTROY)
+                                log_warning("Stopping: guest %s (domain %s) still runs: its stop was queued and the %u s "
+                                            "for queued stops ran out; the next start of aviaryd removes it.",
+                                            j->tag, j->uuid, (unsigned) (STOP_DESTROY_USEC / USEC_PER_SEC));
         }
         while (q->todo) {
                 Job *j = q->todo;

@@ -34,8 +34,9 @@ typedef void (*VirtListDone)(void *userdata, int r, const VirtDomainInfo *domain
 
 /* V stays the caller's and must outlive the queue; E is the control loop. */
 int virt_queue_new(Virt *v, sd_event *e, VirtQueue **ret);
-/* Waits for the job that runs, drops those not started (their callbacks are not called) and
- * stops the worker. Accepts NULL. */
+/* Waits for the job that runs, runs the destroys still queued (for up to 5 s: their guests'
+ * rows already say stopped), drops the other jobs not started (no callback is called for them
+ * or for those destroys) and stops the worker. Accepts NULL. */
 VirtQueue *virt_queue_free(VirtQueue *q);
 
 /* Each copies what it is given; DONE may be NULL for the destroy. 0 or -ENOMEM. */

@@ -22,7 +22,8 @@ pastes them one after another. The session runs as root in a private mount names
 its own /tmp and /run/netns (a namespace the doc makes with `ip netns add` is the test's
 own), with a network namespace of its own (only its loopback, up), from a scratch directory whose entries link to the source tree's (`build/`, `tests/`,
 ...), so the docs' relative paths work and files they write land in the scratch directory.
-At the end every process in a namespace the session made is killed, and the namespaces go.
+At the end every process in a namespace the session made is killed, and the namespaces go;
+the session is also a PID namespace of its own, so nothing it started outlives it.
 
 Usage: run-docs.py [FILE.md ...]   (paths relative to the source root; default: README.md and
 every docs/**/*.md)
@@ -132,7 +133,11 @@ def run_session(path, session, fixture):
                     code = f"(\n{code}\n)"
                 f.write(f"echo 'start {line}' >&3\n{code}\necho 'done {line}' >&3\n")
         try:
-            r = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "setsid", "bash", "-c", RUNNER,
+            # A PID namespace too: when the session ends, the kernel kills whatever it started,
+            # daemonized QEMUs included (libvirt's capability probe, guests whose namespace a
+            # doc deleted), which the cleanup's scans can miss.
+            r = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+                                "--propagation", "private", "setsid", "bash", "-c", RUNNER,
                                 "runner", work, script, marks, ROOT], capture_output=True, text=True, timeout=TIMEOUT)
             output, timed_out = r.stdout + r.stderr, False
         except subprocess.TimeoutExpired as e:

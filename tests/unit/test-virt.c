@@ -11,6 +11,7 @@
 #include "tap.h"
 #include "timeutil.h"
 #include "virt/virt.h"
+#include "virt/virt-queue.h"
 
 static sd_event *loop;
 
@@ -342,6 +343,41 @@ static void test_driver(void) {
         ok(v == NULL, "close");
 }
 
+/* A stop of aviaryd drops the libvirt jobs not started, but not the destroys: their guests'
+ * rows already say stopped, and a guest left running then ran on with nothing to stop it
+ * (README's tour removed its services, saw every instance stopped, stopped aviaryd: six QEMUs
+ * ran on). */
+static void test_queue_stop(void) {
+        enum { N = 40 };
+        VirtDomainInfo info[N] = {};
+        Listed listed = {};
+        Seen seen = {};
+        VirtQueue *q = NULL;
+        Virt *v = NULL;
+        unsigned started = 0;
+
+        is_int(virt_open("test:///default", on_virt_event, &seen, &v), 0, "open test:///default (the queue)");
+        if (!v)
+                return;
+        for (unsigned i = 0; i < N; i++) {
+                char name[48], instance[32];
+                snprintf(instance, sizeof instance, "q-%u", i);
+                snprintf(name, sizeof name, "aviary-%s", instance);
+                VirtDomainSpec spec = { .name = name, .instance = instance, .service = "web", .version = "web:1.0",
+                                        .kernel = "/nonexistent/vmlinuz", .cmdline = "console=ttyS0",
+                                        .memory_mib = 64, .vcpus = 1, .console_path = "/nonexistent/console.log" };
+                started += virt_domain_start(v, &spec, &info[i]) == 0;
+        }
+        is_int(started, N, "%d domains run", N);
+        is_int(virt_queue_new(v, loop, &q), 0, "a libvirt worker");
+        for (unsigned i = 0; q && i < N; i++)
+                virt_queue_destroy(q, info[i].uuid, "q", NULL, NULL);
+        q = virt_queue_free(q); /* at once: most destroys are still queued */
+        is_int(virt_domain_list(v, collect, &listed), 0, "list after the worker stopped");
+        is_int(listed.count, 0, "every domain whose destroy was queued is gone (%d left)", listed.count);
+        v = virt_close(v);
+}
+
 int main(void) {
         if (sd_event_default(&loop) < 0 || virt_event_loop_attach(loop) < 0) {
                 printf("Bail out! event loop\n");
@@ -351,6 +387,7 @@ int main(void) {
         test_timers();
         test_handles();
         test_driver();
+        test_queue_stop();
         ok(!virt_kvm_available() || access("/dev/kvm", R_OK | W_OK) == 0,
            "kvm availability matches /dev/kvm");
         sd_event_unref(loop);
