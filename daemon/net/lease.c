@@ -56,7 +56,8 @@ static int lowest_free(Store *s, uint32_t first, uint32_t last, uint32_t *ret) {
                 free(t.ip);
                 return r;
         }
-        qsort(t.ip, t.n, sizeof *t.ip, cmp_u32);
+        if (t.n > 0) /* qsort's base must not be NULL, even for no element */
+                qsort(t.ip, t.n, sizeof *t.ip, cmp_u32);
         for (size_t i = 0; i < t.n && t.ip[i] <= ip; i++)
                 if (t.ip[i] == ip)
                         ip++; /* sorted, no duplicates (ip is the table's key): the next may be free */
