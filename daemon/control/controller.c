@@ -329,9 +329,13 @@ static void guest_sleep(Controller *c, InstanceRecord *r, bool snapshot) {
 
 /* ---- lifecycle ---- */
 
+static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, const char *kvm_failed);
+
 /* The guest of booting R failed under KVM while KVM is on trial (WHY says how): stop what is
- * left of it and boot it again at once under TCG. Not an exit: no restart is counted, since
- * the guest may not be at fault. */
+ * left of it and boot it again at once under TCG, its boot event naming WHY as an abort at
+ * start does (the libvirt worker runs the destroy before the start). Not an exit: no restart
+ * is counted, since the guest may not be at fault. When no start slot is free, the next pass
+ * boots it (under TCG: KVM is suspect now). */
 static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why) {
         char reason[700];
 
@@ -349,7 +353,8 @@ static void instance_retry_tcg(Controller *c, InstanceRecord *r, const char *why
         r->stopped_at = now_realtime();
         r->next_start_at = 0;
         snprintf(r->state, sizeof r->state, "pending");
-        instance_commit(c, r, "instance.kvm-fallback", json_pack("{s:s}", "reason", why));
+        if (instance_commit(c, r, "instance.kvm-fallback", json_pack("{s:s}", "reason", why)) == 0)
+                instance_boot(c, r, true, why);
         controller_kick(c);
 }
 
