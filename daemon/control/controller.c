@@ -425,6 +425,22 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
         instance_exit_as(c, r, reason, clean, "instance.exit");
 }
 
+/* R's guest is gone and no libvirt event said so yet: a listing saw it first (its event is
+ * still on the way), or it ended while aviaryd was down. libvirt's log says why when it
+ * stopped the domain; a clean power-off is then no failure, as when the event comes first. */
+static void instance_gone_unseen(Controller *c, InstanceRecord *r) {
+        char name[96], reason[32], why[64];
+
+        snprintf(name, sizeof name, "aviary-%s", r->id);
+        /* Without a domain of its own, the log's last start is an older guest's. */
+        if (!r->domain_uuid[0] || virt_domain_stop_reason(c->virt, name, reason, sizeof reason) < 0) {
+                instance_exited(c, r, "the guest is not running", false);
+                return;
+        }
+        snprintf(why, sizeof why, "guest %s", reason);
+        instance_exited(c, r, why, streq(reason, "shutdown"));
+}
+
 /* The domain of R is paused or crashed although aviaryd never pauses one (an internal error
  * of KVM, an I/O error, a watchdog): a failure, with libvirt's and QEMU's words for it. */
 static void instance_paused(Controller *c, InstanceRecord *r, const char *libvirt_reason) {
@@ -1145,7 +1161,7 @@ static void pass_actual_apply(Controller *c, const VirtDomainInfo *domains, size
                 /* Not listed: gone when libvirt confirmed it by uuid. A guest that booted after
                  * the listing was asked for waits for the next pass. */
                 if (!listed && (gone || !r->domain_uuid[0]))
-                        instance_exited(c, r, "the guest is not running", false);
+                        instance_gone_unseen(c, r);
         }
         instance_list_done(&all);
 }

@@ -18,6 +18,7 @@
 /* How long virt_open() waits for an embedded driver to re-attach to running guests. */
 #define VIRT_RECONNECT_POLLS 100
 #define VIRT_RECONNECT_POLL_MS 100
+#define LOG_TAIL 16384 /* how much of a domain's log is read, from its end */
 
 /* Our domains seen alive, so a STOPPED event can name its instance: by then a transient
  * domain is gone and its metadata can no longer be asked for. */
@@ -579,29 +580,38 @@ int virt_warm_capabilities(Virt *v, bool kvm) {
         return caps ? 0 : virt_error();
 }
 
-int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size) {
+/* The lines libvirt and QEMU wrote to domain NAME's log since its last start (libvirt begins
+ * each start with "starting up libvirt version: ..."), from the log's last 16 KiB, into BUF. */
+static int log_this_start(Virt *v, const char *name, char buf[static LOG_TAIL + 1]) {
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -1;
-        char buf[16384 + 1], *line, *found = NULL, *save = NULL;
+        char *line;
         struct stat st;
         ssize_t n;
 
-        if (!v->log_dir || strchr(name, '/') || name[0] == '.' || size == 0)
+        if (!v->log_dir || strchr(name, '/') || name[0] == '.')
                 return -ENOENT;
         if (asprintf(&path, "%s/%s.log", v->log_dir, name) < 0)
                 return -ENOMEM;
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return -ENOENT;
-        n = pread(fd, buf, sizeof buf - 1, st.st_size > 16384 ? st.st_size - 16384 : 0);
+        n = pread(fd, buf, LOG_TAIL, st.st_size > LOG_TAIL ? st.st_size - LOG_TAIL : 0);
         if (n <= 0)
                 return -ENOENT;
         buf[n] = 0;
-        /* Only this boot's lines: libvirt starts each with "starting up libvirt version: ...". */
         line = buf;
         for (char *p = strstr(buf, "starting up"); p; p = strstr(p + 1, "starting up"))
                 line = p;
         memmove(buf, line, strlen(line) + 1);
+        return 0;
+}
+
+int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size) {
+        char buf[LOG_TAIL + 1], *line, *found = NULL, *save = NULL;
+
+        if (size == 0 || log_this_start(v, name, buf) < 0)
+                return -ENOENT;
         /* QEMU's own lines: "...qemu-system-x86_64: error: ...", "KVM internal error. ...";
          * libvirt's start and stop lines around them carry no "error". */
         for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
@@ -615,4 +625,34 @@ int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size) {
                 if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
                         *c = '?';
         return 0;
+}
+
+int virt_log_stop_reason(const char *log, char *out, size_t size) {
+        const char *start = log, *p, *found = NULL;
+        size_t n;
+
+        if (size == 0)
+                return -ENOENT;
+        for (p = strstr(log, "starting up"); p; p = strstr(p + 1, "starting up"))
+                start = p;
+        /* libvirt's "<time>: shutting down, reason=crashed", written before the domain leaves
+         * its list. */
+        for (p = strstr(start, "shutting down, reason="); p; p = strstr(p + 1, "shutting down, reason="))
+                found = p + strlen("shutting down, reason=");
+        if (!found)
+                return -ENOENT;
+        n = strspn(found, "abcdefghijklmnopqrstuvwxyz-");
+        if (n == 0 || n >= size)
+                return -ENOENT;
+        memcpy(out, found, n);
+        out[n] = 0;
+        return 0;
+}
+
+int virt_domain_stop_reason(Virt *v, const char *name, char *out, size_t size) {
+        char buf[LOG_TAIL + 1];
+
+        if (log_this_start(v, name, buf) < 0)
+                return -ENOENT;
+        return virt_log_stop_reason(buf, out, size);
 }

@@ -107,3 +107,10 @@ const char *virt_last_error(void);
  * error. Suberror: 1", "error: failed to set MSR ..."), into OUT; 0 when found, -ENOENT when
  * the log has none or is unknown for this URI. Reads at most the log's last 16 KiB. */
 int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size);
+/* Why domain NAME's last start ended, in libvirt's words ("shutdown", "crashed", "destroyed",
+ * "failed"...: the reasons of its STOPPED events), read from the log libvirt writes before the
+ * domain leaves its list, into OUT; -ENOENT when that start has not ended or the log is
+ * unknown. For an exit seen by a listing before its event arrived. */
+int virt_domain_stop_reason(Virt *v, const char *name, char *out, size_t size);
+/* The same from the text of a domain's log (its last start's lines count). */
+int virt_log_stop_reason(const char *log, char *out, size_t size);

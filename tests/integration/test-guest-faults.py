@@ -17,7 +17,9 @@ libvirt and blob faults become clear API errors and events, never hangs:
   a restart boots it;
 - a version libvirt refuses to start (memory_mib far beyond the host): crash-loop with
   libvirt's own reason in stop_reason and in the events; the API answers promptly meanwhile;
-  POST restart answers 202 at once and the instance fails the same way again."""
+  POST restart answers 202 at once and the instance fails the same way again;
+- a clean power-off while aviaryd is down is read from libvirt's log at the restart: stopped,
+  not a failure (poweroff_while_down)."""
 import json
 import os
 import re
@@ -212,6 +214,36 @@ def refused_by_libvirt(d):
     d.request("DELETE", "/v1/services/huge")
 
 
+def poweroff_while_down(d):
+    """A guest of an on-failure service powers off cleanly while aviaryd is down (SIGKILLed).
+    No libvirt event reaches aviaryd for it: at the restart the listing finds the domain gone,
+    and libvirt's log says why (reason=shutdown). A clean power-off is no failure: the instance
+    is stopped, not booted again, and a new instance takes the replica. (Before, such an exit
+    was "the guest is not running", a failure, and on-failure booted it again; the same
+    happened when a listing saw a power-off before its event.)"""
+    r = d.request("POST", "/v1/services", json_body={"name": "onf", "stable_version": "app:1.0", "replicas": 1,
+                                                     "restart_policy": "on-failure"})
+    is_(r.status, 201, "an on-failure service")
+    if not ok(wait_for("a ready onf guest", lambda: live(d, "onf"), 120), "its guest is ready"):
+        return
+    inst = live(d, "onf")[0]
+    booted = [e for e in events(d, f"instance/{inst['id']}") if e["action"] == "instance.boot"]
+    is_(d.kill(signal.SIGKILL), -9, "aviaryd is killed (SIGKILL)")
+    status, _ = gt.guest_get(inst["ip"], "/fault/poweroff")
+    is_(status, 200, "the guest powers off while aviaryd is down")
+    d.start()
+    gone = wait_for("the powered-off instance recorded", lambda: next(
+        (i for i in instances(d, "onf") if i["id"] == inst["id"] and i["state"] != "ready"), None), 30)
+    ok(gone and gone["state"] == "stopped" and gone["stop_reason"] == "guest shutdown" and gone["restarts"] == 0,
+       "after the restart: stopped, 'guest shutdown', no restart counted", json.dumps(gone))
+    ok(wait_for("a new onf guest", lambda: [i for i in live(d, "onf") if i["id"] != inst["id"]], 120),
+       "a new instance takes the replica")
+    boots = [e for e in events(d, f"instance/{inst['id']}") if e["action"] == "instance.boot"]
+    is_(boots, booted, "the powered-off instance never booted again", json.dumps(boots))
+    d.request("DELETE", "/v1/services/onf")
+    wait_for("onf's guests to go", lambda: not instances(d, "onf"), 60)
+
+
 def body(d):
     push(d, "1.0")
     # The canary answers after 200 ms, so that requests are in flight to it when it dies: they
@@ -227,7 +259,8 @@ def body(d):
     # AVIARY_TEST_ONLY=canary (while working on the canary case) leaves the others out, and
     # says so in TAP: a skipped scenario is never a silent pass.
     for scenario, desc in ((missing_kernel, "a kernel blob missing from the blob store"),
-                           (refused_by_libvirt, "a domain libvirt refuses")):
+                           (refused_by_libvirt, "a domain libvirt refuses"),
+                           (poweroff_while_down, "a clean power-off while aviaryd is down")):
         if os.environ.get("AVIARY_TEST_ONLY") == "canary":
             skip(desc, "AVIARY_TEST_ONLY=canary")
         else:

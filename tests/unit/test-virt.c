@@ -378,6 +378,39 @@ static void test_queue_stop(void) {
         v = virt_close(v);
 }
 
+/* Why a domain stopped, from libvirt's log: an exit a listing saw before its event (the
+ * controller's instance_gone_unseen) is a clean power-off only when the log says so. The text
+ * is the shape libvirt 9.0's embedded QEMU driver writes (STATE/libvirt/log/qemu/NAME.log). */
+static void test_log_stop_reason(void) {
+        static const char start1[] =
+                "2026-12-04 15:34:07.700+0000: starting up libvirt version: 9.0.0, package: 9.0.0-4+deb12u2 (Debian), "
+                "qemu version: 7.2.0Debian 1:7.2+dfsg-7+deb12u7, kernel: 6.18.44-fc-v1147, hostname: ci\n"
+                "LC_ALL=C \\\n/usr/bin/qemu-system-x86_64 \\\n-name guest=aviary-onf-1,debug-threads=on \\\n"
+                "-no-shutdown \\\n-boot strict=on\n"
+                "char device redirected to /dev/pts/3 (label charserial0)\n";
+        char out[32], text[2048], tiny[4];
+
+        is_int(virt_log_stop_reason(start1, out, sizeof out), -ENOENT, "a running start: no stop reason");
+        snprintf(text, sizeof text, "%s2026-12-04 15:34:31.017+0000: shutting down, reason=crashed\n", start1);
+        is_int(virt_log_stop_reason(text, out, sizeof out), 0, "a crash: found");
+        is_str(out, "crashed", "a crash: crashed");
+        snprintf(text, sizeof text,
+                 "%s2026-12-04 15:34:31.017+0000: shutting down, reason=crashed\n"
+                 "%s2026-12-04 15:34:35.510+0000: shutting down, reason=shutdown\n", start1, start1);
+        is_int(virt_log_stop_reason(text, out, sizeof out), 0, "a power-off after a crash and a restart: found");
+        is_str(out, "shutdown", "the last start's reason: shutdown");
+        snprintf(text, sizeof text, "2026-12-04 15:34:31.017+0000: shutting down, reason=shutdown\n%s", start1);
+        is_int(virt_log_stop_reason(text, out, sizeof out), -ENOENT,
+               "the previous start's power-off says nothing of the running one");
+        snprintf(text, sizeof text, "%s2026-12-04 15:34:31.017+0000: shutting down, reason=from-snapshot\n", start1);
+        virt_log_stop_reason(text, out, sizeof out);
+        is_str(out, "from-snapshot", "a reason with a dash");
+        snprintf(text, sizeof text, "%s2026-12-04 15:34:31.017+0000: shutting down, reason=\n", start1);
+        is_int(virt_log_stop_reason(text, out, sizeof out), -ENOENT, "an empty reason is none");
+        snprintf(text, sizeof text, "%s2026-12-04 15:34:31.017+0000: shutting down, reason=destroyed\n", start1);
+        is_int(virt_log_stop_reason(text, tiny, sizeof tiny), -ENOENT, "a reason longer than OUT is none, not cut");
+}
+
 int main(void) {
         if (sd_event_default(&loop) < 0 || virt_event_loop_attach(loop) < 0) {
                 printf("Bail out! event loop\n");
@@ -388,6 +421,7 @@ int main(void) {
         test_handles();
         test_driver();
         test_queue_stop();
+        test_log_stop_reason();
         ok(!virt_kvm_available() || access("/dev/kvm", R_OK | W_OK) == 0,
            "kvm availability matches /dev/kvm");
         sd_event_unref(loop);
