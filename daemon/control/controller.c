@@ -329,6 +329,11 @@ static void guest_sleep(Controller *c, InstanceRecord *r, bool snapshot) {
 
 /* ---- lifecycle ---- */
 
+/* The libvirt domain name of instance ID (virt.h: "aviary-<instance>"). */
+static void domain_name(const char *id, char out[static 96]) {
+        snprintf(out, 96, "aviary-%s", id);
+}
+
 static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, const char *kvm_failed);
 
 /* The guest of booting R failed under KVM while KVM is on trial (WHY says how): stop what is
@@ -431,7 +436,7 @@ static void instance_exited(Controller *c, InstanceRecord *r, const char *reason
 static void instance_gone_unseen(Controller *c, InstanceRecord *r) {
         char name[96], reason[32], why[64];
 
-        snprintf(name, sizeof name, "aviary-%s", r->id);
+        domain_name(r->id, name);
         /* Without a domain of its own, the log's last start is an older guest's. */
         if (!r->domain_uuid[0] || virt_domain_stop_reason(c->virt, name, reason, sizeof reason) < 0) {
                 instance_exited(c, r, "the guest is not running", false);
@@ -446,7 +451,7 @@ static void instance_gone_unseen(Controller *c, InstanceRecord *r) {
 static void instance_paused(Controller *c, InstanceRecord *r, const char *libvirt_reason) {
         char qemu[300] = "", why[600], name[96];
 
-        snprintf(name, sizeof name, "aviary-%s", r->id);
+        domain_name(r->id, name);
         (void) virt_domain_log_error(c->virt, name, qemu, sizeof qemu);
         snprintf(why, sizeof why, "its vCPUs stopped (libvirt: %s%s%s)", libvirt_reason, qemu[0] ? "; QEMU: " : "", qemu);
         log_warning("Instance %s: %s; stopping it.", r->id, why);
@@ -783,7 +788,7 @@ static void instance_boot(Controller *c, InstanceRecord *r, bool force_tcg, cons
         }
         snprintf(console, sizeof console, "%s/%s.log", c->console_dir, r->id);
         snprintf(version, sizeof version, "%s:%s", v.image, v.tag);
-        snprintf(name, sizeof name, "aviary-%s", r->id);
+        domain_name(r->id, name);
         spec = (VirtDomainSpec) {
                 .name = name,
                 .instance = r->id,
@@ -825,7 +830,7 @@ static void instance_started(void *userdata, const char *id, int k, const VirtDo
                 return;
         was = *slot;
         slot->id[0] = 0;
-        snprintf(name, sizeof name, "aviary-%s", id);
+        domain_name(id, name);
         if (store_instance_get(c->store, id, r) != 0 || !streq(r->state, "pending")) {
                 /* Stopped or deleted while its domain started: not wanted any more. */
                 if (k == 0) {

@@ -580,12 +580,22 @@ int virt_warm_capabilities(Virt *v, bool kvm) {
         return caps ? 0 : virt_error();
 }
 
-/* The lines libvirt and QEMU wrote to domain NAME's log since its last start (libvirt begins
- * each start with "starting up libvirt version: ..."), from the log's last 16 KiB, into BUF. */
+/* Where the last start's lines begin in a domain's LOG: libvirt begins each start with
+ * "starting up libvirt version: ...". LOG itself when it has no such line. */
+static const char *log_last_start(const char *log) {
+        const char *start = log;
+
+        for (const char *p = strstr(log, "starting up"); p; p = strstr(p + 1, "starting up"))
+                start = p;
+        return start;
+}
+
+/* The lines libvirt and QEMU wrote to domain NAME's log since its last start, from the log's
+ * last 16 KiB, into BUF. */
 static int log_this_start(Virt *v, const char *name, char buf[static LOG_TAIL + 1]) {
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -1;
-        char *line;
+        const char *start;
         struct stat st;
         ssize_t n;
 
@@ -600,10 +610,8 @@ static int log_this_start(Virt *v, const char *name, char buf[static LOG_TAIL + 
         if (n <= 0)
                 return -ENOENT;
         buf[n] = 0;
-        line = buf;
-        for (char *p = strstr(buf, "starting up"); p; p = strstr(p + 1, "starting up"))
-                line = p;
-        memmove(buf, line, strlen(line) + 1);
+        start = log_last_start(buf);
+        memmove(buf, start, strlen(start) + 1);
         return 0;
 }
 
@@ -628,16 +636,14 @@ int virt_domain_log_error(Virt *v, const char *name, char *out, size_t size) {
 }
 
 int virt_log_stop_reason(const char *log, char *out, size_t size) {
-        const char *start = log, *p, *found = NULL;
+        const char *p, *found = NULL;
         size_t n;
 
         if (size == 0)
                 return -ENOENT;
-        for (p = strstr(log, "starting up"); p; p = strstr(p + 1, "starting up"))
-                start = p;
         /* libvirt's "<time>: shutting down, reason=crashed", written before the domain leaves
          * its list. */
-        for (p = strstr(start, "shutting down, reason="); p; p = strstr(p + 1, "shutting down, reason="))
+        for (p = strstr(log_last_start(log), "shutting down, reason="); p; p = strstr(p + 1, "shutting down, reason="))
                 found = p + strlen("shutting down, reason=");
         if (!found)
                 return -ENOENT;
