@@ -24,3 +24,7 @@ int virt_domain_name_parse(const char *xml, char *out, size_t size);
  * for ever. Its QEMU, if one was spawned, is killed and the record removed, so the instance
  * boots again. Returns how many were cleared, or a negative errno. */
 int virt_embed_clear_cut_starts(const char *root);
+/* Before the embedded driver at ROOT opens: a QEMU capability probe libvirt left running when
+ * aviaryd was killed (ROOT/lib/qemu/qmp-XXXXXX/qmp.pid: a QEMU started with -S -daemonize,
+ * waiting for a QMP client that is gone) is killed and its directory removed. Returns how many. */
+int virt_embed_clear_probes(const char *root);

@@ -388,6 +388,9 @@ int virt_open(const char *uri, VirtEventHandler handler, void *userdata, Virt **
                 r = virt_embed_clear_cut_starts(root);
                 if (r < 0)
                         return r;
+                r = virt_embed_clear_probes(root);
+                if (r < 0)
+                        return r;
         }
 
         v = calloc(1, sizeof *v);

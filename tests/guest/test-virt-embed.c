@@ -1,8 +1,11 @@
 /* virt/ against the real embedded QEMU driver: a guest outlives the process that started
  * it (killed with SIGKILL, or closing cleanly), a new process opening the same root finds it
  * with the same QEMU pid and can destroy it at once, and a guest kernel panic arrives as
- * STOPPED/crashed. No NIC, so no traffic leaves the host. Needs root and the test guest
+ * STOPPED/crashed; a QEMU capability probe left by a killed process is killed at the next open
+ * (not a process its pid file names that is no probe of that root). No NIC, so no traffic
+ * leaves the host. Needs root and the test guest
  * image (tests/guest/build-image); skipped otherwise. */
+#include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <libvirt/libvirt.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "tap.h"
@@ -99,7 +103,9 @@ static bool run_until_stopped(Seen *seen, unsigned ms) {
 }
 
 /* Whether the console log shows NEEDLE within MS (0: now). */
-static bool wait_console(const char *needle, unsigned ms) {
+/* Whether NEEDLE shows in the console file from byte FROM on (the file is shared: FROM skips
+ * what earlier guests wrote), waiting up to MS. */
+static bool wait_console_from(long from, const char *needle, unsigned ms) {
         usec_t end = now_monotonic() + ms * USEC_PER_MSEC;
 
         do {
@@ -107,11 +113,21 @@ static bool wait_console(const char *needle, unsigned ms) {
                 _cleanup_(fclosep) FILE *f = fopen(console_path, "re");
                 size_t n = 0;
 
-                if (f && getdelim(&text, &n, 0, f) > 0 && strstr(text, needle))
+                if (f && fseek(f, from, SEEK_SET) == 0 && getdelim(&text, &n, 0, f) > 0 && strstr(text, needle))
                         return true;
                 usleep(100000);
         } while (now_monotonic() < end);
         return false;
+}
+
+static bool wait_console(const char *needle, unsigned ms) {
+        return wait_console_from(0, needle, ms);
+}
+
+static long console_size(void) {
+        struct stat st;
+
+        return stat(console_path, &st) == 0 ? (long) st.st_size : 0;
 }
 
 /* Alt+SysRq+C through the guest's PS/2 keyboard, over a second connection to the same
@@ -273,12 +289,48 @@ int main(void) {
         ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a second process lists the guest, then closes");
         ok(pid_alive(started.qemu_pid), "guest outlives a clean close and exit");
 
+        /* 2b. A QEMU capability probe left by a killed process: libvirt starts it with -S
+         * -daemonize and a QMP socket in ROOT/lib/qemu/qmp-XXXXXX, and it waits there for a
+         * client that is gone, for ever. Planted the way libvirt starts it, with a decoy: a
+         * probe directory whose pid file names a process that is not that probe's QEMU. */
+        char probe_dir[128], decoy_dir[128], cmd[2048], pidfile[160];
+        pid_t probe_pid = 0, decoy = fork();
+
+        if (decoy == 0) {
+                execlp("sleep", "sleep", "120", (char *) NULL);
+                _exit(127);
+        }
+        snprintf(probe_dir, sizeof probe_dir, "%s/libvirt/lib/qemu/qmp-Test01", root);
+        snprintf(decoy_dir, sizeof decoy_dir, "%s/libvirt/lib/qemu/qmp-Decoy1", root);
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p %s %s && echo %d > %s/qmp.pid && qemu-system-x86_64 -S -no-user-config -nodefaults "
+                 "-nographic -machine none,accel=tcg -qmp unix:%s/qmp.monitor,server=on,wait=off "
+                 "-pidfile %s/qmp.pid -daemonize",
+                 probe_dir, decoy_dir, (int) decoy, decoy_dir, probe_dir, probe_dir);
+        is_int(system(cmd), 0, "a leftover capability probe QEMU is planted (and a decoy)");
+        snprintf(pidfile, sizeof pidfile, "%s/qmp.pid", probe_dir);
+        {
+                _cleanup_(fclosep) FILE *f = fopen(pidfile, "re");
+                int n = 0;
+
+                if (f && fscanf(f, "%d", &n) == 1)
+                        probe_pid = n;
+        }
+        ok(probe_pid > 0 && pid_alive(probe_pid), "the probe QEMU runs (pid %d)", (int) probe_pid);
+
         /* 3. We adopt it: same uuid, same pid, and can act on it at once. */
         if (sd_event_default(&loop) < 0 || virt_event_loop_attach(loop) < 0)
                 return printf("Bail out! event loop\n"), 1;
         t0 = now_monotonic();
         is_int(virt_open(uri, on_event, &seen, &v), 0, "open the same root");
         printf("# open took %llu ms\n", (unsigned long long) ((now_monotonic() - t0) / USEC_PER_MSEC));
+        ok(probe_pid > 0 && wait_pid_gone(probe_pid, 5000), "open killed the leftover probe QEMU");
+        ok(access(probe_dir, F_OK) < 0 && errno == ENOENT, "and removed its directory");
+        ok(waitpid(decoy, NULL, WNOHANG) == 0, "a pid file naming another process kills nothing");
+        kill(decoy, SIGKILL);
+        waitpid(decoy, NULL, 0);
+        if (probe_pid > 0)
+                kill(probe_pid, SIGKILL);
         if (!v) {
                 kill_leftover_guests();
                 return tap_done();
@@ -299,10 +351,11 @@ int main(void) {
          * with on_reboot=destroy that reads as "shutdown"). */
         {
                 VirtDomainSpec s = spec("panic", "console=ttyS0 panic=-1 quiet sysrq_always_enabled");
+                long from = console_size(); /* the first guest may have loaded them too */
 
                 seen = (Seen){};
                 is_int(virt_domain_start(v, &s, &started), 0, "start a guest to crash");
-                ok(wait_console("loaded module pvpanic_pci.ko", 30000), "guest loaded its pvpanic drivers");
+                ok(wait_console_from(from, "loaded module pvpanic_pci.ko", 30000), "guest loaded its pvpanic drivers");
                 ok(send_sysrq_crash(started.uuid), "SysRq-C sent");
                 ok(run_until_stopped(&seen, 10000), "STOPPED event for the panic");
                 is_str(seen.instance, "panic", "for our instance");
